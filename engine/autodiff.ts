@@ -1,0 +1,103 @@
+// Reverse-mode autodiff on a tape: ops append nodes in execution order; backward() walks them once, in reverse.
+//
+// Gradient contract: a parameter's (leaf's) .grad accumulates (+=) across backward() calls until zeroGrad();
+// an activation's gradient is written once, and added only where the activation fans out to several ops.
+// Each node holds (retains) only the tensors its backward needs, and releases them right after it ran.
+import { GpuError } from './gpu.ts';
+import { ledger } from './ledger.ts';
+import { Tensor, shapeString, tidy } from './tensor.ts';
+import { add, addInto, fill } from './ops/elementwise.ts';
+
+export type Grad = Tensor | null;
+
+interface TapeNode {
+  op: string;
+  inputs: Tensor[];
+  outputs: Tensor[];
+  saved: Tensor[];
+  backward: (gradOutputs: Grad[]) => Grad[];
+}
+
+const tape: TapeNode[] = [];
+let noGradDepth = 0;
+
+export function gradEnabled(): boolean { return noGradDepth === 0; }
+
+/** Runs fn without recording: for evaluation, generation and optimizer updates. */
+export function noGrad<T>(fn: () => T): T {
+  noGradDepth++;
+  try { return fn(); } finally { noGradDepth--; }
+}
+
+export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
+  noGradDepth++;
+  try { return await fn(); } finally { noGradDepth--; }
+}
+
+/**
+ * Records an op if any input needs a gradient. `saved` are the tensors backward reads; backward gets one
+ * gradient per output (null where none flowed) and returns one per input (null where not needed).
+ */
+export function record(op: string, inputs: Tensor[], outputs: Tensor[], saved: Tensor[], backward: (gradOutputs: Grad[]) => Grad[]): void {
+  if (noGradDepth > 0 || !inputs.some((t) => t.requiresGrad)) return;
+  for (const o of outputs) { o.requiresGrad = true; o.hasProducer = true; }
+  for (const s of saved) s.retain();
+  tape.push({ op, inputs, outputs, saved, backward });
+}
+
+export function tapeLength(): number { return tape.length; }
+
+/** Back-propagates from `loss` (a scalar unless `seed`, its gradient, is given) and empties the tape. */
+export function backward(loss: Tensor, seed?: Tensor): void {
+  if (!loss.requiresGrad) throw new GpuError('backward(): the loss does not depend on any tensor that requires a gradient');
+  if (!seed && loss.numel !== 1) throw new GpuError(`backward(): loss has shape ${shapeString(loss.shape)}; pass a seed gradient for non-scalar outputs`);
+  const grads = new Map<Tensor, Tensor>();
+  ledger.inPhase('backward', () => {
+    const s = seed ?? fill(loss.shape, 1);
+    grads.set(loss, s.retain());
+    s.dispose();
+    for (let n = tape.length - 1; n >= 0; n--) {
+      const node = tape[n];
+      const gOut = node.outputs.map((o) => grads.get(o) ?? null);
+      if (gOut.some((g) => g !== null)) {
+        const gIn = tidy(() => node.backward(gOut));
+        if (gIn.length !== node.inputs.length) throw new GpuError(`backward of '${node.op}' returned ${gIn.length} gradients for ${node.inputs.length} inputs`);
+        for (const g of gIn) g?.retain();
+        node.inputs.forEach((x, i) => {
+          const g = gIn[i];
+          if (!g || !x.requiresGrad) return;
+          if (g.numel !== x.numel) throw new GpuError(`backward of '${node.op}': gradient ${shapeString(g.shape)} for input ${shapeString(x.shape)}`);
+          if (!x.hasProducer) {
+            // A leaf: accumulate into its persistent .grad.
+            if (!x.grad) x.grad = tidy(() => fill(x.shape, 0)).keep();
+            addInto(x.grad, g);
+          } else {
+            const prev = grads.get(x);
+            if (prev) {
+              const sum = tidy(() => add(prev, g.reshape(prev.shape)));
+              grads.set(x, sum.retain());
+              sum.dispose();
+              prev.release();
+            } else grads.set(x, g.retain());
+          }
+        });
+        for (const g of gIn) { g?.release(); g?.dispose(); }
+      }
+      for (const o of node.outputs) { grads.get(o)?.release(); grads.delete(o); }
+      for (const s of node.saved) s.release();
+    }
+  });
+  tape.length = 0;
+  for (const g of grads.values()) g.release();
+}
+
+/** Drops the tape without back-propagating (e.g. after an evaluation that recorded by mistake). */
+export function clearTape(): void {
+  for (const node of tape) for (const s of node.saved) s.release();
+  tape.length = 0;
+}
+
+/** Zeroes the accumulated gradients of the given leaves. */
+export function zeroGrad(params: Iterable<Tensor>): void {
+  for (const p of params) if (p.grad) { p.grad.dispose(); p.grad = null; }
+}

@@ -1,0 +1,117 @@
+// The one place that creates the GPU: adapter, real limits, optional features, Dawn toggles, error routing.
+import { create, globals } from 'webgpu';
+import { mkdirSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+Object.assign(globalThis, globals);
+
+export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'] as const;
+
+export class GpuError extends Error {}
+
+export interface Gpu {
+  device: GPUDevice;
+  adapterInfo: { vendor: string; architecture: string; description: string; subgroupMinSize: number; subgroupMaxSize: number };
+  features: Set<string>;
+  limits: Record<string, number>;
+  dawnFlags: string[];
+}
+
+let current: Gpu | null = null;
+let gpuObject: GPU | null = null;
+/** Name of the op whose commands are being recorded; uncaptured errors and device loss are reported against it. */
+let currentOp = '(no op)';
+let deferredError: GpuError | null = null;
+
+/** The op being recorded, so that an uncaught error or device loss can name it. */
+export function setCurrentOp(name: string): void { currentOp = name; }
+
+/** Dawn toggles from JUICE_DAWN_FLAGS, comma separated, e.g. "enable-dawn-features=allow_unsafe_apis,disable_robustness". */
+export function dawnFlagsFromEnv(env = process.env): string[] {
+  const raw = env.JUICE_DAWN_FLAGS?.trim();
+  if (!raw) return [];
+  // Each flag is "key=a,b": split on ';' or whitespace between flags; commas belong to values.
+  return raw.split(/[;\s]+/).filter(Boolean);
+}
+
+const NO_ADAPTER_HINT = `No WebGPU adapter found. juice needs a Vulkan driver:
+  - a GPU: install the vendor's Vulkan driver (NVIDIA: the proprietary driver with libvulkan1; AMD/Intel: mesa-vulkan-drivers)
+  - no GPU: Mesa's lavapipe (CPU). Debian 12: Dawn refuses Mesa 22, use bookworm-backports:
+      echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/backports.list
+      apt-get update && apt-get install -y -t bookworm-backports mesa-vulkan-drivers libvulkan1
+    Ubuntu 24.04: apt-get install -y mesa-vulkan-drivers libvulkan1
+  Check with: vulkaninfo --summary (package vulkan-tools).`;
+
+export async function initGpu(): Promise<Gpu> {
+  if (current) return current;
+  if (!process.env.XDG_RUNTIME_DIR) {
+    // The Vulkan loader prints a harmless error without it; give it a private directory.
+    const dir = join(tmpdir(), `juice-xdg-${process.getuid?.() ?? 0}`);
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, 0o700);
+    process.env.XDG_RUNTIME_DIR = dir;
+  }
+  const dawnFlags = dawnFlagsFromEnv();
+  gpuObject = create(dawnFlags);
+  const adapter = await gpuObject.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) { gpuObject = null; throw new GpuError(NO_ADAPTER_HINT); }
+  const limits: Record<string, number> = {};
+  // Request every limit the adapter has: without this a device gets WebGPU's small defaults.
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[key];
+    if (typeof v === 'number') limits[key] = v;
+  }
+  const features = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits });
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  device.addEventListener('uncapturederror', (ev) => {
+    const e = (ev as GPUUncapturedErrorEvent).error;
+    deferredError = new GpuError(`WebGPU error in op '${currentOp}': ${e.message}`);
+  });
+  device.lost.then((lost) => {
+    if (lost.reason !== 'destroyed') deferredError = new GpuError(`GPU device lost during op '${currentOp}': ${lost.message}`);
+  });
+  current = {
+    device,
+    adapterInfo: {
+      vendor: info.vendor, architecture: info.architecture, description: info.description,
+      subgroupMinSize: info.subgroupMinSize ?? 0, subgroupMaxSize: info.subgroupMaxSize ?? 0,
+    },
+    features: new Set<string>(features),
+    limits,
+    dawnFlags,
+  };
+  checkFlagsTookEffect(current);
+  return current;
+}
+
+/** A misspelled Dawn toggle is ignored without a word: check the ones whose effect we can see. */
+function checkFlagsTookEffect(gpu: Gpu): void {
+  const joined = gpu.dawnFlags.join(',');
+  if (joined.includes('vulkan_enable_f16_on_nvidia') && !gpu.features.has('shader-f16'))
+    throw new GpuError(`JUICE_DAWN_FLAGS asked for vulkan_enable_f16_on_nvidia but the device has no 'shader-f16' (flags: ${joined})`);
+  if (/disable-dawn-features=[^;\s]*timestamp_quantization/.test(joined) && !gpu.features.has('timestamp-query'))
+    throw new GpuError(`JUICE_DAWN_FLAGS disables timestamp_quantization but the device has no 'timestamp-query'`);
+}
+
+/** Throws the first uncaptured error or device loss seen since the last call. */
+export function throwIfGpuFailed(): void {
+  if (deferredError) { const e = deferredError; deferredError = null; throw e; }
+}
+
+/** Destroys the device and drops the GPU object so that Node can exit. */
+export function releaseGpu(): void {
+  current?.device.destroy();
+  current = null;
+  gpuObject = null;
+}
+
+/** The device, once initGpu() has run: ops record synchronously and need it without awaiting. */
+export function gpu(): Gpu {
+  if (!current) throw new GpuError('GPU not initialised: call `await initGpu()` before creating tensors');
+  return current;
+}
+
+/** Errors popped from error scopes surface here and are thrown at the next sync point. */
+export function deferGpuError(e: GpuError): void { deferredError ??= e; }

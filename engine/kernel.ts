@@ -1,0 +1,48 @@
+// What a kernel wrapper states: its WGSL, bindings, uniform parameters, variant constants, dispatch size and cost.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Cost } from './ledger.ts';
+
+export type ParamType = 'u32' | 'i32' | 'f32';
+
+/**
+ * A WGSL compute kernel. Bindings in group 0 are, in order: `inputs` (storage, read), `outputs`
+ * (storage, read_write), then one uniform `params: Params` whose fields are `params` in order.
+ * A kernel without params has no uniform binding.
+ */
+export interface Kernel {
+  name: string;
+  source: string;
+  inputs: readonly string[];
+  outputs: readonly string[];
+  params: readonly (readonly [string, ParamType])[];
+  /** Names of the WGSL `override` constants that select a variant; part of the pipeline cache key. */
+  constants?: readonly string[];
+}
+
+/** One dispatch of a kernel for given shapes. */
+export interface KernelCall {
+  kernel: Kernel;
+  /** Values for the kernel's override constants (workgroup size, transposes, ...). */
+  constants?: Record<string, number>;
+  params?: Record<string, number>;
+  workgroups: readonly [number, number?, number?];
+  cost: Cost;
+  /** Ledger name when it differs from kernel.name (e.g. "matmulBackward" running the matmul kernel). */
+  op?: string;
+}
+
+/** Reads a .wgsl file that sits beside the wrapper module that calls it. */
+export function loadWgsl(moduleUrl: string, file: string): string {
+  return readFileSync(fileURLToPath(new URL(file, moduleUrl)), 'utf8');
+}
+
+export function ceilDiv(a: number, b: number): number { return Math.floor((a + b - 1) / b); }
+
+/** Workgroups covering n threads in groups of wg, folded into y when x would pass the per-dimension limit. */
+export function grid1d(n: number, wg: number, maxPerDim = 65535): [number, number] {
+  const groups = ceilDiv(n, wg);
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = ceilDiv(groups, maxPerDim);
+  return [ceilDiv(groups, y), y];
+}

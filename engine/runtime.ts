@@ -1,0 +1,263 @@
+// Command recording: every dispatch of a step goes into one encoder; flush() submits once, sync() waits.
+// Pipelines and bind groups are cached; kernel parameters go through one uniform ring per batch.
+import { gpu, GpuError, deferGpuError, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
+import type { Kernel, KernelCall } from './kernel.ts';
+import { ledger, type LedgerEntry } from './ledger.ts';
+import { pool, type PooledBuffer } from './pool.ts';
+
+/** What a kernel binds: a range of a pooled buffer (a tensor's bytes). */
+export interface Binding { buf: PooledBuffer; offset: number; size: number }
+
+const MAX_TIMED = 2048; // dispatches timed per batch before an early flush
+
+interface Batch {
+  encoder: GPUCommandEncoder;
+  pass: GPUComputePassEncoder | null;
+  dispatches: number;
+  timedEntries: LedgerEntry[];
+}
+
+let batchIndex = 0;
+let batch: Batch | null = null;
+const pipelines = new Map<string, GPUComputePipeline>();
+const bindGroups = new Map<string, GPUBindGroup>();
+const sourceIds = new Map<string, number>();
+
+// Uniform ring: parameters of every dispatch of a batch, written with one writeBuffer at flush.
+let uniformBuffer: GPUBuffer | null = null;
+let uniformStaging = new ArrayBuffer(1 << 16);
+let uniformUsed = 0;
+
+let querySet: GPUQuerySet | null = null;
+let queryResolve: GPUBuffer | null = null;
+const pendingTimings: Promise<void>[] = [];
+const stagingToDestroy: GPUBuffer[] = [];
+
+/** The index of the batch now being recorded; buffers touched by it must not be overwritten by writeBuffer. */
+export function currentBatch(): number { return batchIndex; }
+
+function openBatch(): Batch {
+  if (!batch) batch = { encoder: gpu().device.createCommandEncoder(), pass: null, dispatches: 0, timedEntries: [] };
+  return batch;
+}
+
+/** The open encoder, with any compute pass ended, for copies and clears. */
+export function commandEncoder(): GPUCommandEncoder {
+  const b = openBatch();
+  if (b.pass) { b.pass.end(); b.pass = null; }
+  return b.encoder;
+}
+
+function pipelineFor(kernel: Kernel, constants: Record<string, number> | undefined): GPUComputePipeline {
+  let sid = sourceIds.get(kernel.source);
+  if (sid === undefined) sourceIds.set(kernel.source, (sid = sourceIds.size));
+  const ckeys = Object.keys(constants ?? {}).sort();
+  const key = `${kernel.name}#${sid}|${ckeys.map((k) => `${k}=${constants![k]}`).join(',')}`;
+  let p = pipelines.get(key);
+  if (p) return p;
+  const { device } = gpu();
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ code: kernel.source, label: kernel.name });
+  p = device.createComputePipeline({
+    layout: 'auto', label: key,
+    compute: { module, entryPoint: 'main', constants: constants ?? {} },
+  });
+  device.popErrorScope().then((e) => {
+    if (e) deferGpuError(new GpuError(`op '${kernel.name}': shader or pipeline rejected (variant ${key}): ${e.message}`));
+  });
+  pipelines.set(key, p);
+  return p;
+}
+
+function uniformAlign(): number { return Math.max(16, gpu().limits.minUniformBufferOffsetAlignment ?? 256); }
+
+function writeParams(kernel: Kernel, params: Record<string, number> | undefined): number {
+  const bytes = Math.ceil((kernel.params.length * 4) / 16) * 16;
+  const offset = Math.ceil(uniformUsed / uniformAlign()) * uniformAlign();
+  if (offset + bytes > uniformStaging.byteLength) {
+    const grown = new ArrayBuffer(Math.max(uniformStaging.byteLength * 2, offset + bytes));
+    new Uint8Array(grown).set(new Uint8Array(uniformStaging));
+    uniformStaging = grown;
+  }
+  const view = new DataView(uniformStaging, offset, bytes);
+  kernel.params.forEach(([name, type], i) => {
+    const v = params?.[name];
+    if (v === undefined || !Number.isFinite(v)) throw new GpuError(`op '${kernel.name}': parameter '${name}' is ${v}`);
+    if (type === 'f32') view.setFloat32(i * 4, v, true);
+    else if (type === 'i32') view.setInt32(i * 4, v, true);
+    else view.setUint32(i * 4, v, true);
+  });
+  uniformUsed = offset + bytes;
+  return offset;
+}
+
+function ensureUniformBuffer(): GPUBuffer {
+  const need = Math.max(uniformStaging.byteLength, 1 << 16);
+  if (!uniformBuffer || uniformBuffer.size < need) {
+    uniformBuffer?.destroy();
+    uniformBuffer = gpu().device.createBuffer({ size: need, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform ring' });
+    bindGroups.clear(); // they referenced the old ring
+  }
+  return uniformBuffer;
+}
+
+function bindGroupFor(kernel: Kernel, pipeline: GPUComputePipeline, pipeKey: string, bindings: Binding[], uniformOffset: number): GPUBindGroup {
+  const ring = ensureUniformBuffer();
+  const hasParams = kernel.params.length > 0;
+  const key = `${pipeKey}|${bindings.map((b) => `${b.buf.id}:${b.offset}:${b.size}`).join(',')}|${hasParams ? uniformOffset : ''}`;
+  let g = bindGroups.get(key);
+  if (g) return g;
+  const { device } = gpu();
+  const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.buf.buffer, offset: b.offset, size: b.size } }));
+  if (hasParams) entries.push({ binding: bindings.length, resource: { buffer: ring, offset: uniformOffset, size: Math.ceil((kernel.params.length * 4) / 16) * 16 } });
+  device.pushErrorScope('validation');
+  g = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: kernel.name });
+  const shapes = bindings.map((b) => b.size).join(', ');
+  device.popErrorScope().then((e) => {
+    if (e) deferGpuError(new GpuError(`op '${kernel.name}': bindings rejected (binding sizes in bytes: ${shapes}): ${e.message}`));
+  });
+  if (bindGroups.size > 20000) bindGroups.clear(); // shapes change; keep the cache bounded
+  bindGroups.set(key, g);
+  return g;
+}
+
+/** Records one dispatch; inputs then outputs, in the kernel's binding order. */
+export function dispatch(call: KernelCall, inputs: Binding[], outputs: Binding[]): void {
+  const { kernel } = call;
+  const op = call.op ?? kernel.name;
+  if (inputs.length !== kernel.inputs.length || outputs.length !== kernel.outputs.length)
+    throw new GpuError(`op '${op}': expected ${kernel.inputs.length} inputs and ${kernel.outputs.length} outputs, got ${inputs.length} and ${outputs.length}`);
+  const [x, y = 1, z = 1] = call.workgroups;
+  const maxW = gpu().limits.maxComputeWorkgroupsPerDimension;
+  if (x > maxW || y > maxW || z > maxW) throw new GpuError(`op '${op}': dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension ${maxW}`);
+  const timed = ledger.timing && gpu().features.has('timestamp-query');
+  if (timed && batch && batch.timedEntries.length >= MAX_TIMED) flush();
+  const entry = ledger.record(op, call.cost);
+  if (x === 0 || y === 0 || z === 0) return;
+  setCurrentOp(op);
+  const pipeline = pipelineFor(kernel, call.constants);
+  const uniformOffset = kernel.params.length ? writeParams(kernel, call.params) : 0;
+  const bindings = [...inputs, ...outputs];
+  const pipeKey = pipeline.label;
+  const group = bindGroupFor(kernel, pipeline, pipeKey, bindings, uniformOffset);
+  for (const b of bindings) b.buf.lastBatch = batchIndex;
+  const b = openBatch();
+  if (timed) {
+    commandEncoder();
+    const q = querySetFor();
+    const i = b.timedEntries.length;
+    const pass = b.encoder.beginComputePass({ timestampWrites: { querySet: q, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
+    pass.end();
+    b.timedEntries.push(entry);
+  } else {
+    if (!b.pass) b.pass = b.encoder.beginComputePass();
+    b.pass.setPipeline(pipeline);
+    b.pass.setBindGroup(0, group);
+    b.pass.dispatchWorkgroups(x, y, z);
+  }
+  b.dispatches++;
+}
+
+function querySetFor(): GPUQuerySet {
+  if (!querySet) {
+    const { device } = gpu();
+    querySet = device.createQuerySet({ type: 'timestamp', count: 2 * MAX_TIMED });
+    queryResolve = device.createBuffer({ size: 16 * MAX_TIMED, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  }
+  return querySet;
+}
+
+/** Submits everything recorded so far as one command buffer. Cheap when nothing is pending. */
+export function flush(): void {
+  const b = batch;
+  if (!b) return;
+  const { device } = gpu();
+  if (b.pass) { b.pass.end(); b.pass = null; }
+  let readTimes: GPUBuffer | null = null;
+  const n = b.timedEntries.length;
+  if (n > 0) {
+    b.encoder.resolveQuerySet(querySet!, 0, 2 * n, queryResolve!, 0);
+    readTimes = device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    b.encoder.copyBufferToBuffer(queryResolve!, 0, readTimes, 0, 16 * n);
+  }
+  if (uniformUsed > 0) device.queue.writeBuffer(ensureUniformBuffer(), 0, uniformStaging, 0, uniformUsed);
+  device.pushErrorScope('validation');
+  device.queue.submit([b.encoder.finish()]);
+  device.popErrorScope().then((e) => {
+    if (e) deferGpuError(new GpuError(`command batch of ${b.dispatches} dispatches rejected: ${e.message}`));
+  });
+  for (const s of stagingToDestroy.splice(0)) s.destroy(); // after submit: destruction waits for the GPU
+  batch = null;
+  batchIndex++;
+  uniformUsed = 0;
+  if (readTimes) {
+    const entries = b.timedEntries;
+    const rb = readTimes;
+    pendingTimings.push(rb.mapAsync(GPUMapMode.READ).then(() => {
+      const t = new BigUint64Array(rb.getMappedRange());
+      entries.forEach((e, i) => { e.ns += Number(t[2 * i + 1] - t[2 * i]); e.timed += 1; });
+      rb.unmap(); rb.destroy();
+    }));
+  }
+}
+
+/** Submits and waits for the GPU; throws any error that an op raised since the last sync. */
+export async function sync(): Promise<void> {
+  flush();
+  await gpu().device.queue.onSubmittedWorkDone();
+  await Promise.all(pendingTimings.splice(0));
+  // Error-scope promises resolve in order with the queue; give them one turn of the event loop.
+  await new Promise((r) => setImmediate(r));
+  throwIfGpuFailed();
+}
+
+/** Copies bytes out of the GPU (flushes first). */
+export async function readBytes(b: Binding): Promise<ArrayBuffer> {
+  const { device } = gpu();
+  const size = Math.ceil(b.size / 4) * 4;
+  const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'read-back' });
+  commandEncoder().copyBufferToBuffer(b.buf.buffer, b.offset, staging, 0, size);
+  await sync();
+  await staging.mapAsync(GPUMapMode.READ);
+  const out = staging.getMappedRange().slice(0);
+  staging.unmap();
+  staging.destroy();
+  throwIfGpuFailed();
+  return out;
+}
+
+/** Writes bytes into a buffer range, in order with the commands already recorded. */
+export function writeBytes(b: Binding, data: ArrayBufferView): void {
+  const { device } = gpu();
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const padded = bytes.byteLength % 4 === 0 ? bytes : (() => { const p = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4); p.set(bytes); return p; })();
+  if (b.buf.lastBatch !== batchIndex) {
+    // The pending batch does not touch this buffer, so writing ahead of it on the queue is safe.
+    device.queue.writeBuffer(b.buf.buffer, b.offset, padded);
+    return;
+  }
+  // The pending batch still reads this buffer (it was freed and reused): stage and copy in order.
+  const staging = device.createBuffer({ size: padded.byteLength, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true });
+  new Uint8Array(staging.getMappedRange()).set(padded);
+  staging.unmap();
+  commandEncoder().copyBufferToBuffer(staging, 0, b.buf.buffer, b.offset, padded.byteLength);
+  stagingToDestroy.push(staging); // a buffer destroyed before its submit would fail validation
+}
+
+/** Zero-fills a buffer range in order with the recorded commands. */
+export function clearBytes(b: Binding): void {
+  b.buf.lastBatch = batchIndex;
+  commandEncoder().clearBuffer(b.buf.buffer, b.offset, Math.ceil(b.size / 4) * 4);
+}
+
+/** Destroys the pool's free buffers; cached bind groups may name them, so they go too. */
+export function trimPool(): void {
+  flush();
+  bindGroups.clear();
+  pool.trim();
+}
+
+export function pipelineCount(): number { return pipelines.size; }

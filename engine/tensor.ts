@@ -1,0 +1,175 @@
+// GPU tensors: shape, dtype, a pooled buffer shared by views, and explicit lifetimes (dispose, tidy).
+import { GpuError } from './gpu.ts';
+import { pool, type PooledBuffer } from './pool.ts';
+import { clearBytes, readBytes, writeBytes, type Binding } from './runtime.ts';
+
+export type DType = 'f32' | 'i32' | 'u32';
+export type TypedArray = Float32Array | Int32Array | Uint32Array;
+
+/** A pooled buffer and the number of live tensors (views included) that use it. */
+class Storage {
+  refs = 1;
+  constructor(readonly buf: PooledBuffer) {}
+  release(): void { if (--this.refs === 0) pool.release(this.buf); }
+}
+
+/** Tensors created inside tidy() are disposed at its end unless returned or kept. */
+const scopes: Set<Tensor>[] = [];
+let nextId = 1;
+
+export function numelOf(shape: readonly number[]): number { return shape.reduce((a, b) => a * b, 1); }
+
+export function shapeString(shape: readonly number[]): string { return `[${shape.join(', ')}]`; }
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly numel: number;
+  requiresGrad = false;
+  /** Accumulated gradient of a leaf (parameter); set by backward(). */
+  grad: Tensor | null = null;
+  /** True when the tape produced this tensor (it is not a leaf). */
+  hasProducer = false;
+  name = '';
+  private creatorHolds = true;
+  private extraRefs = 0;
+
+  constructor(readonly shape: readonly number[], readonly dtype: DType, private readonly storage: Storage, readonly offset = 0) {
+    for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new GpuError(`invalid tensor shape ${shapeString(shape)}`);
+    this.numel = numelOf(shape);
+    scopes[scopes.length - 1]?.add(this);
+  }
+
+  static empty(shape: readonly number[], dtype: DType = 'f32', what = 'tensor'): Tensor {
+    const bytes = Math.max(4, numelOf(shape) * 4);
+    return new Tensor(shape, dtype, new Storage(pool.acquire(bytes, `${what} ${shapeString(shape)}`)));
+  }
+
+  static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const t = Tensor.empty(shape, dtype, 'zeros');
+    clearBytes(t.binding());
+    return t;
+  }
+
+  static fromArray(data: ArrayLike<number>, shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const n = numelOf(shape);
+    if (data.length !== n) throw new GpuError(`fromArray: ${data.length} values for shape ${shapeString(shape)} (${n} elements)`);
+    const t = Tensor.empty(shape, dtype, 'upload');
+    const typed = dtype === 'f32' ? Float32Array.from(data) : dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
+    if (n > 0) writeBytes(t.binding(), typed);
+    return t;
+  }
+
+  static scalar(value: number): Tensor { return Tensor.fromArray([value], []); }
+
+  get bytes(): number { return this.numel * 4; }
+  get rank(): number { return this.shape.length; }
+  get alive(): boolean { return this.creatorHolds || this.extraRefs > 0; }
+
+  /** The buffer range a kernel binds. */
+  binding(): Binding {
+    if (!this.alive) throw new GpuError(`tensor #${this.id}${this.name ? ` (${this.name})` : ''} ${shapeString(this.shape)} used after dispose`);
+    return { buf: this.storage.buf, offset: this.offset * 4, size: Math.max(4, this.numel * 4) };
+  }
+
+  /** A view with another shape over the same contiguous data. */
+  reshape(shape: readonly number[]): Tensor {
+    const s = [...shape];
+    const infer = s.indexOf(-1);
+    if (infer >= 0) s[infer] = this.numel / numelOf(s.filter((_, i) => i !== infer));
+    if (numelOf(s) !== this.numel) throw new GpuError(`reshape ${shapeString(this.shape)} -> ${shapeString(shape)}: element counts differ`);
+    this.binding(); // checks alive
+    this.storage.refs++;
+    return new Tensor(s, this.dtype, this.storage, this.offset);
+  }
+
+  /** Overwrites the contents from host data, in order with recorded commands. */
+  write(data: TypedArray): void {
+    if (data.length !== this.numel) throw new GpuError(`write: ${data.length} values into ${shapeString(this.shape)}`);
+    writeBytes(this.binding(), data);
+  }
+
+  async toArray(): Promise<TypedArray> {
+    if (this.numel === 0) return this.dtype === 'f32' ? new Float32Array(0) : this.dtype === 'i32' ? new Int32Array(0) : new Uint32Array(0);
+    const bytes = await readBytes(this.binding());
+    if (this.dtype === 'f32') return new Float32Array(bytes, 0, this.numel);
+    if (this.dtype === 'i32') return new Int32Array(bytes, 0, this.numel);
+    return new Uint32Array(bytes, 0, this.numel);
+  }
+
+  async item(): Promise<number> {
+    if (this.numel !== 1) throw new GpuError(`item() on a tensor of shape ${shapeString(this.shape)}`);
+    return (await this.toArray())[0];
+  }
+
+  /** Another owner (the tape, a module) holds this tensor until it calls release(). */
+  retain(): this { this.binding(); this.extraRefs++; return this; }
+
+  release(): void {
+    if (this.extraRefs <= 0) throw new GpuError(`tensor #${this.id} released more often than retained`);
+    this.extraRefs--;
+    if (!this.alive) this.storage.release();
+  }
+
+  /** Drops the creator's hold; idempotent. The memory returns to the pool once no owner is left. */
+  dispose(): void {
+    if (!this.creatorHolds) return;
+    this.creatorHolds = false;
+    if (!this.alive) this.storage.release();
+  }
+
+  /** Keeps this tensor past the end of the enclosing tidy(). */
+  keep(): this {
+    for (const s of scopes) s.delete(this);
+    return this;
+  }
+}
+
+/** Runs fn; disposes every tensor it created except those in its result (a tensor, array or object of tensors). */
+export function tidy<T>(fn: () => T): T {
+  const scope = openScope();
+  try {
+    const result = fn();
+    closeScope(scope, result);
+    return result;
+  } catch (e) {
+    closeScope(scope, undefined);
+    throw e;
+  }
+}
+
+/** The async form, for code that awaits (e.g. reads a loss) inside the scope. */
+export async function tidyAsync<T>(fn: () => Promise<T>): Promise<T> {
+  const scope = openScope();
+  try {
+    const result = await fn();
+    closeScope(scope, result);
+    return result;
+  } catch (e) {
+    closeScope(scope, undefined);
+    throw e;
+  }
+}
+
+function openScope(): Set<Tensor> {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  return scope;
+}
+
+function closeScope(scope: Set<Tensor>, result: unknown): void {
+  const i = scopes.lastIndexOf(scope);
+  if (i >= 0) scopes.splice(i, 1);
+  const kept = new Set<Tensor>();
+  collectTensors(result, kept);
+  const parent = scopes[scopes.length - 1];
+  for (const t of scope) {
+    if (kept.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+}
+
+function collectTensors(v: unknown, into: Set<Tensor>): void {
+  if (v instanceof Tensor) into.add(v);
+  else if (Array.isArray(v)) for (const x of v) collectTensors(x, into);
+  else if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectTensors(x, into);
+}

@@ -1,0 +1,38 @@
+// out = a (op) b with broadcasting over up to 4 dims: strides of 0 repeat an operand along a dim.
+// OP: 0 add, 1 subtract, 2 multiply, 3 divide.
+override OP: u32 = 0u;
+override WG: u32 = 256u;
+
+struct Params {
+  n: u32,
+  d1: u32, d2: u32, d3: u32, // out dims 1..3 (dim 0 is implied by n)
+  sa0: u32, sa1: u32, sa2: u32, sa3: u32,
+  sb0: u32, sb1: u32, sb2: u32, sb3: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= params.n) { return; }
+  let i3 = i % params.d3;
+  let r3 = i / params.d3;
+  let i2 = r3 % params.d2;
+  let r2 = r3 / params.d2;
+  let i1 = r2 % params.d1;
+  let i0 = r2 / params.d1;
+  let x = a[i0 * params.sa0 + i1 * params.sa1 + i2 * params.sa2 + i3 * params.sa3];
+  let y = b[i0 * params.sb0 + i1 * params.sb1 + i2 * params.sb2 + i3 * params.sb3];
+  var r: f32;
+  switch OP {
+    case 0u: { r = x + y; }
+    case 1u: { r = x - y; }
+    case 2u: { r = x * y; }
+    default: { r = x / y; }
+  }
+  out[i] = r;
+}

@@ -1,0 +1,28 @@
+// Sum (times alpha) of a tensor down to a broadcast-compatible shape.
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+
+export const reduceSumKernel: Kernel = {
+  name: 'reduceSum',
+  source: loadWgsl(import.meta.url, 'reduce_sum.wgsl'),
+  inputs: ['x'],
+  outputs: ['out'],
+  params: [['n', 'u32'], ['d0', 'u32'], ['d1', 'u32'], ['d2', 'u32'], ['d3', 'u32'], ['o1', 'u32'], ['o2', 'u32'], ['o3', 'u32'],
+    ['r0', 'u32'], ['r1', 'u32'], ['r2', 'u32'], ['r3', 'u32'], ['alpha', 'f32']],
+  constants: ['WG'],
+};
+
+const WG = 256;
+
+/** inDims and outDims padded to rank 4; outDims[k] is 1 or inDims[k]. */
+export function reduceSumCall(inDims: number[], outDims: number[], alpha: number, op = 'reduceSum'): KernelCall {
+  const n = outDims.reduce((a, b) => a * b, 1);
+  const nIn = inDims.reduce((a, b) => a * b, 1);
+  const r = inDims.map((d, k) => (outDims[k] === 1 ? d : 1));
+  return {
+    kernel: reduceSumKernel, op, constants: { WG },
+    params: { n, d0: inDims[0], d1: inDims[1], d2: inDims[2], d3: inDims[3], o1: outDims[1], o2: outDims[2], o3: outDims[3],
+      r0: r[0], r1: r[1], r2: r[2], r3: r[3], alpha },
+    workgroups: grid1d(n, WG),
+    cost: { flops: nIn, bytesRead: 4 * nIn, bytesWritten: 4 * n },
+  };
+}

@@ -1,0 +1,81 @@
+// Shared test helpers: seeded random data, float64 comparisons, finite differences.
+import * as assert from 'uvu/assert';
+import { initGpu } from '../engine/gpu.ts';
+import { Tensor } from '../engine/tensor.ts';
+
+export { initGpu };
+
+/** mulberry32: a small seeded generator, so that failures reproduce. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n standard normal values (Box-Muller), rounded to f32 so that CPU references see exactly the GPU's inputs. */
+export function randn(n: number, seed: number, std = 1): Float64Array {
+  const r = rng(seed);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(r(), 1e-12);
+    out[i] = Math.fround(std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r()));
+  }
+  return out;
+}
+
+export function randInt(n: number, hi: number, seed: number): Int32Array {
+  const r = rng(seed);
+  return Int32Array.from({ length: n }, () => Math.floor(r() * hi));
+}
+
+/** ‖ours − ref‖ / ‖ref‖ (absolute norm when ref is zero). */
+export function relErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (ours.length !== ref.length) throw new Error(`length ${ours.length} vs reference ${ref.length}`);
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) { const d = ours[i] - ref[i]; num += d * d; den += ref[i] * ref[i]; }
+  if (!Number.isFinite(num)) return Infinity;
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+export function assertClose(ours: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string): void {
+  const e = relErr(ours, ref);
+  assert.ok(e <= tol, `${what}: relative error ${e.toExponential(3)} > ${tol}`);
+}
+
+export function upload(data: ArrayLike<number>, shape: number[], requiresGrad = false): Tensor {
+  const t = Tensor.fromArray(data, shape);
+  t.requiresGrad = requiresGrad;
+  return t;
+}
+
+export async function download(t: Tensor): Promise<Float64Array> {
+  return Float64Array.from(await t.toArray());
+}
+
+/**
+ * Central finite differences of a scalar float64 function f at x, for the given indices
+ * (all when omitted): the oracle that CPU reference gradients are checked against.
+ */
+export function finiteDiff(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6, indices?: number[]): Float64Array {
+  const g = new Float64Array(x.length);
+  for (const i of indices ?? x.keys()) {
+    const old = x[i];
+    x[i] = old + h; const fp = f(x);
+    x[i] = old - h; const fm = f(x);
+    x[i] = old;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+/** ⟨g, r⟩ for a fixed random r: reduces an output to a scalar loss for gradient checks. */
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
