@@ -2,35 +2,22 @@
 import * as assert from 'uvu/assert';
 import { initGpu } from '../engine/gpu.ts';
 import { Tensor } from '../engine/tensor.ts';
+import { rng as random } from '../engine/random.ts';
 
 export { initGpu };
 
-/** mulberry32: a small seeded generator, so that failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded uniform generator on [0, 1). */
+export function rng(seed: number): () => number { return random(seed).next; }
 
 /** n standard normal values (Box-Muller), rounded to f32 so that CPU references see exactly the GPU's inputs. */
 export function randn(n: number, seed: number, std = 1): Float64Array {
-  const r = rng(seed);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12);
-    out[i] = Math.fround(std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r()));
-  }
-  return out;
+  const r = random(seed);
+  return Float64Array.from({ length: n }, () => Math.fround(std * r.normal()));
 }
 
 export function randInt(n: number, hi: number, seed: number): Int32Array {
-  const r = rng(seed);
-  return Int32Array.from({ length: n }, () => Math.floor(r() * hi));
+  const r = random(seed);
+  return Int32Array.from({ length: n }, () => r.int(hi));
 }
 
 /** ‖ours − ref‖ / ‖ref‖ (absolute norm when ref is zero). */

@@ -1,0 +1,26 @@
+#!/usr/bin/env -S npx tsx
+// The juice command line: `juice <command> [options]`.
+import { releaseGpu } from '../engine/gpu.ts';
+
+const USAGE = `usage: juice <command> [options]
+
+commands:
+  demo                 train a one-layer transformer on a toy copy task on the GPU; prints loss and the FLOP ledger
+  verify DIR           recompute a reference folder (laid out like shared/fixtures/hf/<kind>) and print relative errors as JSON
+
+environment:
+  JUICE_DAWN_FLAGS     Dawn toggles, e.g. "enable-dawn-features=allow_unsafe_apis,disable_robustness disable-dawn-features=timestamp_quantization"`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'demo': return (await import('../train/demo.ts')).demoCommand(rest);
+    case 'verify': return (await import('../train/verify.ts')).verifyCommand(rest);
+    case undefined: case '-h': case '--help': console.log(USAGE); return command ? 0 : 2;
+    default: console.error(`juice: unknown command '${command}'\n\n${USAGE}`); return 2;
+  }
+}
+
+main(process.argv.slice(2))
+  .then((code) => { releaseGpu(); process.exitCode = code; })
+  .catch((e: unknown) => { releaseGpu(); console.error(`juice: ${e instanceof Error ? e.message : String(e)}`); process.exitCode = 1; });

@@ -1,0 +1,104 @@
+// Matrix products: matmul (batched, either operand transposed, optional bias) and linear, with their backward.
+import { record, type Grad } from '../autodiff.ts';
+import { GpuError } from '../gpu.ts';
+import { launch } from '../launch.ts';
+import { Tensor, numelOf, shapeString } from '../tensor.ts';
+import { broadcastShape } from './elementwise.ts';
+import { matmulCall, type MatmulShape } from '../../kernels/matmul.ts';
+import { reduceSumCall } from '../../kernels/reduce_sum.ts';
+
+export interface MatmulOptions { transA?: boolean; transB?: boolean; bias?: Tensor }
+
+/**
+ * a [..., M, K] (or [..., K, M] with transA) times b [..., K, N] (or [..., N, K] with transB), plus bias [N]:
+ * out [..., M, N]. Batch dims are equal, or one operand has none (or only ones) and is shared by every entry.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const bias = opts.bias ?? null;
+  const what = `matmul ${shapeString(a.shape)}${transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${transB ? 'ᵀ' : ''}`;
+  if (a.rank < 2 || b.rank < 2) throw new GpuError(`${what}: both operands need at least 2 dims`);
+  const [aRows, aCols] = a.shape.slice(-2);
+  const [bRows, bCols] = b.shape.slice(-2);
+  const [M, K] = transA ? [aCols, aRows] : [aRows, aCols];
+  const [bK, N] = transB ? [bCols, bRows] : [bRows, bCols];
+  if (K !== bK) throw new GpuError(`${what}: inner dims ${K} and ${bK} differ`);
+  const batchShape = broadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2), what);
+  const batch = numelOf(batchShape);
+  const batchA = numelOf(a.shape.slice(0, -2));
+  const batchB = numelOf(b.shape.slice(0, -2));
+  if ((batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1))
+    throw new GpuError(`${what}: batch dims must be equal, or absent on one operand`);
+  const s: MatmulShape = batchB === 1 && !transA
+    // A weight shared over the batch multiplies the stacked rows of A: one (batch·M)×K by K×N product.
+    ? { batch: 1, M: batch * M, N, K, strideA: 0, strideB: 0, transA, transB, hasBias: bias !== null }
+    : { batch, M, N, K, strideA: batchA === 1 ? 0 : M * K, strideB: batchB === 1 ? 0 : K * N, transA, transB, hasBias: bias !== null };
+  return recordedProduct(a, b, bias, s, [...batchShape, M, N], what);
+}
+
+/** x [..., in] · weightᵀ + bias, with weight [out, in] (transformers' layout) and bias [out]: out [..., out]. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const what = `linear ${shapeString(x.shape)} · ${shapeString(weight.shape)}ᵀ`;
+  if (weight.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1])
+    throw new GpuError(`${what}: expected x [..., in] and weight [out, in]`);
+  const [N, K] = weight.shape;
+  const s: MatmulShape = { batch: 1, M: numelOf(x.shape.slice(0, -1)), N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: bias !== undefined };
+  return recordedProduct(x, weight, bias ?? null, s, [...x.shape.slice(0, -1), N], what);
+}
+
+/** Runs the product s into a new tensor of outShape and records its backward. */
+function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape, outShape: number[], what: string): Tensor {
+  for (const t of [a, b, bias]) if (t && t.dtype !== 'f32') throw new GpuError(`${what}: operands must be f32, got ${t.dtype}`);
+  if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
+  const out = product(a, b, bias, s, outShape, 'matmul');
+  const inputs = bias ? [a, b, bias] : [a, b];
+  // dA reads B and dB reads A.
+  const saved = [...(a.requiresGrad ? [b] : []), ...(b.requiresGrad ? [a] : [])];
+  record('matmul', inputs, [out], saved, ([g]) => matmulBackward(g!, a, b, bias, s));
+  return out;
+}
+
+/** Launches C = op(A)·op(B) (+ bias) into a new tensor. */
+function product(a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape, outShape: readonly number[], op: string): Tensor {
+  const out = Tensor.empty(outShape, 'f32', op);
+  // Without a bias the shader never reads its bias binding: bind A there rather than allocate a placeholder.
+  launch(matmulCall(s, undefined, op), [a, b, bias ?? a], [out]);
+  return out;
+}
+
+/**
+ * Forward was C = op(A)·op(B) (+ bias) per batch entry, so d op(A) = dC·op(B)ᵀ and d op(B) = op(A)ᵀ·dC;
+ * a transposed operand gets the transpose of that product (dA = op(B)·dCᵀ, dB = dCᵀ·op(A)), which is again
+ * one product of the stored tensors. An operand shared over the batch gets the sum over the batch.
+ */
+function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape): Grad[] {
+  const { batch, M, N, K, strideA, strideB, transA, transB } = s;
+  const strideC = M * N;
+  const dA = !a.requiresGrad ? null : transA
+    ? operandGrad(b, dC, transB, true, K, M, N, strideB, strideC, batch, strideA === 0, a.shape)
+    : operandGrad(dC, b, false, !transB, M, K, N, strideC, strideB, batch, strideA === 0, a.shape);
+  const dB = !b.requiresGrad ? null : transB
+    ? operandGrad(dC, a, true, transA, N, K, M, strideC, strideA, batch, strideB === 0, b.shape)
+    : operandGrad(a, dC, !transA, false, K, N, M, strideA, strideC, batch, strideB === 0, b.shape);
+  if (!bias) return [dA, dB];
+  // Forward added bias[n] to every row, so dbias[n] = Σ over rows (and batch) of dC[., n].
+  const dBias = bias.requiresGrad ? sumOverRows(dC, batch * M, N, bias.shape) : null;
+  return [dA, dB, dBias];
+}
+
+/** op(X)·op(Y) per batch entry (rows×inner by inner×cols), summed over the batch when the operand was shared. */
+function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, rows: number, cols: number, inner: number,
+  strideX: number, strideY: number, batch: number, shared: boolean, shape: readonly number[]): Tensor {
+  const s: MatmulShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
+  if (!shared || batch === 1) return product(x, y, null, s, shape, 'matmulBackward');
+  const perEntry = product(x, y, null, s, [batch, rows, cols], 'matmulBackward');
+  return sumOverRows(perEntry, batch, rows * cols, shape);
+}
+
+/** Σ over the rows of a rows×cols matrix: out [cols], given the shape `shape`. */
+function sumOverRows(x: Tensor, rows: number, cols: number, shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape, 'f32', 'matmulBackward');
+  launch(reduceSumCall([1, 1, rows, cols], [1, 1, 1, cols], 1, 'matmulBackward'), [x], [out]);
+  return out;
+}

@@ -1,0 +1,58 @@
+// Shape ops on the tape: reshape (a view), permute and narrow (strided copies), and concatenation's inverse.
+import { record } from '../autodiff.ts';
+import { GpuError } from '../gpu.ts';
+import { launch } from '../launch.ts';
+import { Tensor, shapeString } from '../tensor.ts';
+import { stridedCopyCall } from '../../kernels/strided_copy.ts';
+import { fill } from './elementwise.ts';
+
+function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let k = shape.length - 1; k >= 0; k--) { s[k] = acc; acc *= shape[k]; }
+  return s;
+}
+
+/** Pads dims and strides on the left to rank 4 (size-1 dims with stride 0). */
+function rank4(dims: number[], strides: number[], op: string): [number[], number[]] {
+  if (dims.length > 4) throw new GpuError(`${op}: rank ${dims.length} > 4; reshape first`);
+  while (dims.length < 4) { dims = [1, ...dims]; strides = [0, ...strides]; }
+  return [dims, strides];
+}
+
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const out = x.reshape(shape);
+  record('reshape', [x], [out], [], ([g]) => [g!.reshape(x.shape)]);
+  return out;
+}
+
+/** out = x with dims reordered: out.shape[k] = x.shape[perm[k]]. */
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  if (perm.length !== x.rank || [...perm].sort().some((p, i) => p !== i)) throw new GpuError(`permute: ${JSON.stringify(perm)} is not a permutation of ${x.rank} dims`);
+  const outShape = perm.map((p) => x.shape[p]);
+  const xs = contiguousStrides(x.shape);
+  const out = Tensor.empty(outShape, x.dtype, 'permute');
+  const [dims, strides] = rank4(outShape, perm.map((p) => xs[p]), 'permute');
+  launch(stridedCopyCall('gather', dims, strides, 0, 'permute'), [x], [out]);
+  const inverse = perm.map((_, k) => perm.indexOf(k));
+  record('permute', [x], [out], [], ([g]) => [permute(g!, inverse)]);
+  return out;
+}
+
+/** The slice [start, start + length) of x along dim. */
+export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
+  if (dim < 0 || dim >= x.rank || start < 0 || length < 0 || start + length > x.shape[dim])
+    throw new GpuError(`narrow: [${start}, ${start + length}) along dim ${dim} of ${shapeString(x.shape)}`);
+  const outShape = x.shape.map((d, k) => (k === dim ? length : d));
+  const xs = contiguousStrides(x.shape);
+  const out = Tensor.empty(outShape, x.dtype, 'narrow');
+  const [dims, strides] = rank4(outShape, xs, 'narrow');
+  launch(stridedCopyCall('gather', dims, strides, start * xs[dim], 'narrow'), [x], [out]);
+  // forward read a window of x, so dx is zero outside it and g inside it.
+  record('narrow', [x], [out], [], ([g]) => {
+    const dx = fill(x.shape, 0);
+    launch(stridedCopyCall('scatter', dims, strides, start * xs[dim], 'narrowBackward'), [g!], [dx]);
+    return [dx];
+  });
+  return out;
+}

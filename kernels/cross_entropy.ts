@@ -1,0 +1,46 @@
+// Fused softmax cross-entropy: per-row loss and, in the same pass, the logits gradient scaled by 1/count.
+import { gpu, GpuError } from '../engine/gpu.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+
+export const crossEntropyKernel: Kernel = {
+  name: 'crossEntropy',
+  source: loadWgsl(import.meta.url, 'cross_entropy.wgsl'),
+  inputs: ['logits', 'targets', 'count'],
+  outputs: ['dlogits', 'rowLoss'],
+  params: [['rows', 'u32'], ['V', 'u32'], ['ignoreIndex', 'i32']],
+  constants: ['WG', 'WRITE_GRAD'],
+};
+
+/**
+ * Threads of a one-workgroup tree reduction: the largest power of two up to 256 that the device's
+ * limits allow with `bytesPerThread` of workgroup memory per thread.
+ */
+export function reductionWorkgroupSize(bytesPerThread: number): number {
+  const { limits } = gpu();
+  let wg = 256;
+  while (wg > 1 && (wg > limits.maxComputeInvocationsPerWorkgroup || wg > limits.maxComputeWorkgroupSizeX
+    || wg * bytesPerThread > limits.maxComputeWorkgroupStorageSize)) wg /= 2;
+  return wg;
+}
+
+/**
+ * rows x V logits; `writeGrad` false skips the gradient pass (evaluation): the dlogits binding is
+ * then not written and may be any 4-byte tensor.
+ */
+export function crossEntropyCall(rows: number, V: number, ignoreIndex: number, writeGrad: boolean): KernelCall {
+  if (V < 1) throw new GpuError(`crossEntropy: the class dim is ${V}; it needs at least one class`);
+  const WG = reductionWorkgroupSize(8); // a running max and a running sum per thread
+  const n = rows * V;
+  // Per logit: pass 1 compares, subtracts, exponentiates and adds (4); pass 2 subtracts, exponentiates,
+  // scales and subtracts the one-hot (5). Logits are read once per pass; each row reads its target,
+  // the target's logit and the count.
+  return {
+    kernel: crossEntropyKernel,
+    constants: { WG, WRITE_GRAD: writeGrad ? 1 : 0 },
+    params: { rows, V, ignoreIndex },
+    workgroups: grid1d(rows, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    cost: writeGrad
+      ? { flops: 9 * n, bytesRead: 8 * n + 12 * rows, bytesWritten: 4 * n + 4 * rows }
+      : { flops: 4 * n, bytesRead: 4 * n + 8 * rows, bytesWritten: 4 * rows },
+  };
+}

@@ -1,0 +1,73 @@
+// Fused softmax cross-entropy over rows of V logits: one workgroup per row.
+//   loss_r = logsumexp(x_r) - x_r[t_r]            (0 where t_r == ignoreIndex)
+//   dlogits_r[v] = (softmax(x_r)[v] - [v == t_r]) / count   (0 on ignored rows; count from the count kernel)
+// Pass 1 keeps a running (max, sum of exp(x - max)) per thread, so the row is read once for the
+// logsumexp; pass 2 (WRITE_GRAD only) reads it again to write the gradient.
+// A target outside [0, V) that is not ignoreIndex gives a NaN row loss: torch raises there, we cannot.
+override WG: u32 = 256u;
+override WRITE_GRAD: bool = true;
+
+struct Params { rows: u32, V: u32, ignoreIndex: i32 }
+
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<i32>;
+@group(0) @binding(2) var<storage, read> count: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rowLoss: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+const LOWEST = -3.4028235e38; // f32's lowest finite value: exp(LOWEST - x) is 0 without an infinity
+
+var<workgroup> wgMax: array<f32, WG>;
+var<workgroup> wgSum: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.rows) { return; }
+  let V = params.V;
+  let base = row * V;
+
+  var m = LOWEST;
+  var s = 0.0;
+  for (var v = lid; v < V; v += WG) {
+    let x = logits[base + v];
+    if (x > m) { s = s * exp(m - x) + 1.0; m = x; } else { s += exp(x - m); }
+  }
+  wgMax[lid] = m;
+  wgSum[lid] = s;
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    workgroupBarrier();
+    if (lid < stride) {
+      let m1 = wgMax[lid];
+      let m2 = wgMax[lid + stride];
+      let mx = max(m1, m2);
+      wgSum[lid] = wgSum[lid] * exp(m1 - mx) + wgSum[lid + stride] * exp(m2 - mx);
+      wgMax[lid] = mx;
+    }
+  }
+  workgroupBarrier();
+  let rowMax = wgMax[0];
+  let rowSum = wgSum[0];
+  let t = targets[row];
+  let ignored = t == params.ignoreIndex;
+  let inRange = t >= 0 && u32(t) < V;
+
+  if (WRITE_GRAD) {
+    let c = count[0];
+    let invCount = select(1.0 / f32(c), 0.0, c == 0u || ignored);
+    let pScale = invCount / rowSum; // softmax[v] / count = exp(x - max) * pScale
+    for (var v = lid; v < V; v += WG) {
+      let hit = select(0.0, invCount, i32(v) == t);
+      dlogits[base + v] = exp(logits[base + v] - rowMax) * pScale - hit;
+    }
+  }
+  if (lid == 0u) {
+    var l = 0.0;
+    if (!ignored) {
+      var nanBits = 0x7fc00000u; // a runtime NaN: a constant one is rejected by WGSL
+      l = select(bitcast<f32>(nanBits), rowMax + log(rowSum) - logits[base + select(0u, u32(t), inRange)], inRange);
+    }
+    rowLoss[row] = l;
+  }
+}

@@ -1,0 +1,22 @@
+// Counts the targets that are not ignored, on the GPU, so that the mean needs no read-back.
+import { loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { reductionWorkgroupSize } from './cross_entropy.ts';
+
+export const crossEntropyCountKernel: Kernel = {
+  name: 'crossEntropyCount',
+  source: loadWgsl(import.meta.url, 'cross_entropy_count.wgsl'),
+  inputs: ['targets'],
+  outputs: ['count'],
+  params: [['rows', 'u32'], ['ignoreIndex', 'i32']],
+  constants: ['WG'],
+};
+
+export function crossEntropyCountCall(rows: number, ignoreIndex: number): KernelCall {
+  return {
+    kernel: crossEntropyCountKernel,
+    constants: { WG: reductionWorkgroupSize(4) },
+    params: { rows, ignoreIndex },
+    workgroups: [1],
+    cost: { flops: rows, bytesRead: 4 * rows, bytesWritten: 4 },
+  };
+}

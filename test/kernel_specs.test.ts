@@ -1,0 +1,62 @@
+// No GPU: every kernel wrapper states the same bindings, params and constants as its WGSL.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Kernel } from '../engine/kernel.ts';
+
+const dir = fileURLToPath(new URL('../kernels/', import.meta.url));
+
+function isKernel(v: unknown): v is Kernel {
+  return !!v && typeof v === 'object' && typeof (v as Kernel).source === 'string' && Array.isArray((v as Kernel).inputs);
+}
+
+interface ParsedShader { bindings: { index: number; name: string; kind: string }[]; params: [string, string][]; overrides: string[] }
+
+function parse(source: string): ParsedShader {
+  const code = source.replace(/\/\/[^\n]*/g, '');
+  const bindings = [...code.matchAll(/@group\(0\)\s*@binding\((\d+)\)\s*var<([^>]+)>\s*(\w+)\s*:/g)]
+    .map((m) => ({ index: Number(m[1]), kind: m[2].replace(/\s/g, ''), name: m[3] }))
+    .sort((a, b) => a.index - b.index);
+  const struct = /struct\s+Params\s*\{([^}]*)\}/.exec(code);
+  const params = struct ? [...struct[1].matchAll(/(\w+)\s*:\s*(\w+)/g)].map((m) => [m[1], m[2]] as [string, string]) : [];
+  const overrides = [...code.matchAll(/override\s+(\w+)/g)].map((m) => m[1]);
+  return { bindings, params, overrides };
+}
+
+const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+
+test('every kernel module exports at least one kernel', async () => {
+  for (const f of files) {
+    const mod = await import(`../kernels/${f}`);
+    assert.ok(Object.values(mod).some(isKernel), `${f} exports no Kernel`);
+  }
+});
+
+for (const f of files) {
+  test(`spec agrees with shader: ${f}`, async () => {
+    const mod = await import(`../kernels/${f}`);
+    for (const k of Object.values(mod).filter(isKernel)) {
+      const s = parse(k.source);
+      const expected = [
+        ...k.inputs.map((name) => ({ name, kind: 'storage,read' })),
+        ...k.outputs.map((name) => ({ name, kind: 'storage,read_write' })),
+        ...(k.params.length ? [{ name: 'params', kind: 'uniform' }] : []),
+      ];
+      assert.equal(s.bindings.map((b) => b.index), expected.map((_, i) => i), `${k.name}: binding indices`);
+      assert.equal(s.bindings.map((b) => ({ name: b.name, kind: b.kind })), expected, `${k.name}: bindings`);
+      assert.equal(s.params, k.params.map(([n, t]) => [n, t]), `${k.name}: Params fields`);
+      assert.equal([...s.overrides].sort(), [...(k.constants ?? [])].sort(), `${k.name}: override constants`);
+      assert.ok(/@compute[^f]*fn\s+main\s*\(/.test(k.source), `${k.name}: entry point main`);
+    }
+  });
+}
+
+test('the parser sees a mismatch', () => {
+  const s = parse('@group(0) @binding(0) var<storage, read> a: array<f32>;\nstruct Params { n: u32, x: f32 }\noverride WG: u32 = 64u;');
+  assert.equal(s.bindings, [{ index: 0, kind: 'storage,read', name: 'a' }]);
+  assert.equal(s.params, [['n', 'u32'], ['x', 'f32']]);
+  assert.equal(s.overrides, ['WG']);
+});
+
+test.run();
