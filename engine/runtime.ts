@@ -18,6 +18,7 @@ interface Batch {
 }
 
 let batchIndex = 0;
+let submits = 0;
 let batch: Batch | null = null;
 const pipelines = new Map<string, GPUComputePipeline>();
 const bindGroups = new Map<string, GPUBindGroup>();
@@ -25,7 +26,7 @@ const sourceIds = new Map<string, number>();
 
 // Uniform ring: parameters of every dispatch of a batch, written with one writeBuffer at flush.
 let uniformBuffer: GPUBuffer | null = null;
-let uniformStaging = new ArrayBuffer(1 << 16);
+let uniformStaging = new ArrayBuffer(1 << 20);
 let uniformUsed = 0;
 
 let querySet: GPUQuerySet | null = null;
@@ -73,11 +74,12 @@ function uniformAlign(): number { return Math.max(16, gpu().limits.minUniformBuf
 
 function writeParams(kernel: Kernel, params: Record<string, number> | undefined): number {
   const bytes = Math.ceil((kernel.params.length * 4) / 16) * 16;
-  const offset = Math.ceil(uniformUsed / uniformAlign()) * uniformAlign();
+  let offset = Math.ceil(uniformUsed / uniformAlign()) * uniformAlign();
   if (offset + bytes > uniformStaging.byteLength) {
-    const grown = new ArrayBuffer(Math.max(uniformStaging.byteLength * 2, offset + bytes));
-    new Uint8Array(grown).set(new Uint8Array(uniformStaging));
-    uniformStaging = grown;
+    // Bind groups recorded so far point at the current ring: submit them, then grow it.
+    flush();
+    offset = 0;
+    uniformStaging = new ArrayBuffer(uniformStaging.byteLength * 2);
   }
   const view = new DataView(uniformStaging, offset, bytes);
   kernel.params.forEach(([name, type], i) => {
@@ -91,12 +93,12 @@ function writeParams(kernel: Kernel, params: Record<string, number> | undefined)
   return offset;
 }
 
+/** The GPU side of the ring, as large as the staging side; a new one invalidates cached bind groups. */
 function ensureUniformBuffer(): GPUBuffer {
-  const need = Math.max(uniformStaging.byteLength, 1 << 16);
-  if (!uniformBuffer || uniformBuffer.size < need) {
-    uniformBuffer?.destroy();
-    uniformBuffer = gpu().device.createBuffer({ size: need, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform ring' });
-    bindGroups.clear(); // they referenced the old ring
+  if (!uniformBuffer || uniformBuffer.size < uniformStaging.byteLength) {
+    uniformBuffer?.destroy(); // after the submit that used it: destruction waits for the GPU
+    uniformBuffer = gpu().device.createBuffer({ size: uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform ring' });
+    bindGroups.clear();
   }
   return uniformBuffer;
 }
@@ -186,6 +188,7 @@ export function flush(): void {
   if (uniformUsed > 0) device.queue.writeBuffer(ensureUniformBuffer(), 0, uniformStaging, 0, uniformUsed);
   device.pushErrorScope('validation');
   device.queue.submit([b.encoder.finish()]);
+  submits++;
   device.popErrorScope().then((e) => {
     if (e) deferGpuError(new GpuError(`command batch of ${b.dispatches} dispatches rejected: ${e.message}`));
   });
@@ -261,3 +264,6 @@ export function trimPool(): void {
 }
 
 export function pipelineCount(): number { return pipelines.size; }
+
+/** Queue submissions so far: a training step should add exactly one. */
+export function submitCount(): number { return submits; }

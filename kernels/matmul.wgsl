@@ -12,6 +12,7 @@ override TILE_N: u32 = 64u;
 override TILE_K: u32 = 16u;
 override THREAD_M: u32 = 4u; // at most MAX_THREAD_TILE
 override THREAD_N: u32 = 4u; // at most MAX_THREAD_TILE
+// Derived from the constants above; the host sets only those (matmulKernel.constants).
 override WG_X: u32 = TILE_N / THREAD_N;
 override WG_Y: u32 = TILE_M / THREAD_M;
 override TILE_A_SIZE: u32 = TILE_K * TILE_M;
@@ -34,8 +35,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-var<workgroup> tileA: array<f32, TILE_K * TILE_M>; // [TILE_K][TILE_M]: op(A) tile, k-major
-var<workgroup> tileB: array<f32, TILE_K * TILE_N>; // [TILE_K][TILE_N]
+var<workgroup> tileA: array<f32, TILE_A_SIZE>; // [TILE_K][TILE_M]: op(A) tile, k-major
+var<workgroup> tileB: array<f32, TILE_B_SIZE>; // [TILE_K][TILE_N]
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {

@@ -1,0 +1,86 @@
+// LayerNorm and RMSNorm over the last dim: fused forward kernels that save per-row statistics, and fused
+// backward kernels that write dx and per-block weight-gradient partials, summed by a deterministic
+// second stage (no atomics: two backward runs give bit-identical gradients).
+import { record } from '../autodiff.ts';
+import { GpuError } from '../gpu.ts';
+import { launch } from '../launch.ts';
+import { Tensor, shapeString } from '../tensor.ts';
+import { layerNormForwardCall } from '../../kernels/layernorm_forward.ts';
+import { layerNormBackwardCall, normRowBlocks } from '../../kernels/layernorm_backward.ts';
+import { rmsNormForwardCall } from '../../kernels/rmsnorm_forward.ts';
+import { rmsNormBackwardCall } from '../../kernels/rmsnorm_backward.ts';
+import { columnSumCall } from '../../kernels/column_sum.ts';
+
+/** rows x cols of x [..., cols], after checking that each parameter has cols elements. */
+function normShape(op: string, x: Tensor, params: Record<string, Tensor>): { rows: number; cols: number } {
+  const cols = x.shape[x.rank - 1];
+  if (x.rank < 1 || cols < 1 || x.dtype !== 'f32') throw new GpuError(`${op}: x must be f32 [..., C] with C >= 1, got ${x.dtype} ${shapeString(x.shape)}`);
+  for (const [name, p] of Object.entries(params))
+    if (p.numel !== cols || p.dtype !== 'f32') throw new GpuError(`${op}: ${name} must be f32 with ${cols} elements (x is ${shapeString(x.shape)}), got ${p.dtype} ${shapeString(p.shape)}`);
+  return { rows: x.numel / cols, cols };
+}
+
+function checkGradShape(op: string, x: Tensor, dy: Tensor): void {
+  if (dy.numel !== x.numel || dy.dtype !== 'f32') throw new GpuError(`${op}: dy ${dy.dtype} ${shapeString(dy.shape)} does not match x ${shapeString(x.shape)}`);
+}
+
+/** out = partials [blocks, cols] summed over blocks, with the given shape; disposes the partials. */
+function sumBlocks(partials: Tensor, shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape, 'f32', 'norm weight gradient');
+  launch(columnSumCall(partials.shape[0], partials.shape[1]), [partials], [out]);
+  partials.dispose();
+  return out;
+}
+
+/** y = (x - mean) * rstd * weight + bias over the last dim, rstd = 1 / sqrt(biased var + eps). */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
+  const { rows, cols } = normShape('layerNorm', x, { weight, bias });
+  const y = Tensor.empty(x.shape, 'f32', 'layerNorm');
+  const mean = Tensor.empty([rows], 'f32', 'layerNorm mean');
+  const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
+  launch(layerNormForwardCall(rows, cols, eps), [x, weight, bias], [y, mean, rstd]);
+  record('layerNorm', [x, weight, bias], [y], [x, weight, mean, rstd], ([dy]) => {
+    const { dx, dweight, dbias } = layerNormBackward(x, weight, dy!, mean, rstd);
+    return [dx, weight.requiresGrad ? dweight : null, bias.requiresGrad ? dbias : null];
+  });
+  mean.dispose(); // the tape retained the statistics when it recorded
+  rstd.dispose();
+  return y;
+}
+
+/** The gradients of layerNorm, from the mean and rstd its forward saved; not recorded on the tape. */
+export function layerNormBackward(x: Tensor, weight: Tensor, dy: Tensor, mean: Tensor, rstd: Tensor): { dx: Tensor; dweight: Tensor; dbias: Tensor } {
+  const { rows, cols } = normShape('layerNormBackward', x, { weight });
+  checkGradShape('layerNormBackward', x, dy);
+  const { blocks } = normRowBlocks(rows);
+  const dx = Tensor.empty(x.shape, 'f32', 'layerNorm dx');
+  const partialWeight = Tensor.empty([blocks, cols], 'f32', 'layerNorm dweight partials');
+  const partialBias = Tensor.empty([blocks, cols], 'f32', 'layerNorm dbias partials');
+  launch(layerNormBackwardCall(rows, cols), [x, weight, dy, mean, rstd], [dx, partialWeight, partialBias]);
+  return { dx, dweight: sumBlocks(partialWeight, weight.shape), dbias: sumBlocks(partialBias, weight.shape) };
+}
+
+/** y = x * rstd * weight over the last dim, rstd = 1 / sqrt(mean(x^2) + eps): LlamaRMSNorm in f32. */
+export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+  const { rows, cols } = normShape('rmsNorm', x, { weight });
+  const y = Tensor.empty(x.shape, 'f32', 'rmsNorm');
+  const rstd = Tensor.empty([rows], 'f32', 'rmsNorm rstd');
+  launch(rmsNormForwardCall(rows, cols, eps), [x, weight], [y, rstd]);
+  record('rmsNorm', [x, weight], [y], [x, weight, rstd], ([dy]) => {
+    const { dx, dweight } = rmsNormBackward(x, weight, dy!, rstd);
+    return [dx, weight.requiresGrad ? dweight : null];
+  });
+  rstd.dispose(); // the tape retained it when it recorded
+  return y;
+}
+
+/** The gradients of rmsNorm, from the rstd its forward saved; not recorded on the tape. */
+export function rmsNormBackward(x: Tensor, weight: Tensor, dy: Tensor, rstd: Tensor): { dx: Tensor; dweight: Tensor } {
+  const { rows, cols } = normShape('rmsNormBackward', x, { weight });
+  checkGradShape('rmsNormBackward', x, dy);
+  const { blocks } = normRowBlocks(rows);
+  const dx = Tensor.empty(x.shape, 'f32', 'rmsNorm dx');
+  const partialWeight = Tensor.empty([blocks, cols], 'f32', 'rmsNorm dweight partials');
+  launch(rmsNormBackwardCall(rows, cols), [x, weight, dy, rstd], [dx, partialWeight]);
+  return { dx, dweight: sumBlocks(partialWeight, weight.shape) };
+}

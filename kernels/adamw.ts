@@ -1,0 +1,30 @@
+// Fused AdamW update of one parameter range: decay, both moments and the step in one pass.
+import { gpu } from '../engine/gpu.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+
+export const adamwKernel: Kernel = {
+  name: 'adamw',
+  source: loadWgsl(import.meta.url, 'adamw.wgsl'),
+  inputs: ['grad'],
+  outputs: ['param', 'm', 'v'],
+  params: [['n', 'u32'], ['offset', 'u32'], ['beta1', 'f32'], ['beta2', 'f32'], ['eps', 'f32'],
+    ['decayFactor', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32']],
+  constants: ['WG'],
+};
+
+/** Step constants, computed on the host in float64 (see adamw.wgsl). */
+export interface AdamWStepParams { beta1: number; beta2: number; eps: number; decayFactor: number; stepSize: number; bc2Sqrt: number }
+
+const WG = 256; // WebGPU guarantees 256 invocations per workgroup; the kernel uses no workgroup memory
+
+/** Updates param[offset, offset + n) with grad[offset, offset + n); m and v have n elements. */
+export function adamwCall(n: number, offset: number, step: AdamWStepParams): KernelCall {
+  return {
+    kernel: adamwKernel,
+    constants: { WG },
+    params: { n, offset, ...step },
+    workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
+    // Per element: m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract); reads g, p, m, v; writes p, m, v.
+    cost: { flops: 14 * n, bytesRead: 16 * n, bytesWritten: 12 * n },
+  };
+}

@@ -1,0 +1,145 @@
+// FlashAttention-2 forward (out and row logsumexp), and what every attention kernel shares: the mask rule
+// prepended to its WGSL, the f16-storage rewrite, tile sizes picked from the device's limits, and the
+// count of score entries that tile skipping leaves to compute (their analytic cost).
+import { gpu, GpuError } from '../engine/gpu.ts';
+import { ceilDiv, loadWgsl, type Kernel, type KernelCall, type ParamType } from '../engine/kernel.ts';
+
+/** Sizes of one attention call: q [B, H, T, D], k and v [B, KVH, S, D]. */
+export interface AttentionDims { B: number; H: number; KVH: number; T: number; S: number; D: number }
+
+/**
+ * The mask as the kernels see it: query row t has position t + positionOffset; window > 0 implies causal.
+ * Padding (a keyRange tensor) is read on the GPU, so the host-side costs assume every key valid.
+ */
+export interface AttentionMask { causal: boolean; window: number; positionOffset: number; hasKeyRange: boolean }
+
+export type AttentionStorage = 'f32' | 'f16';
+
+const VISIBILITY = loadWgsl(import.meta.url, 'attention_visibility.wgsl');
+
+/**
+ * A kernel's WGSL with the mask rule prepended; for f16 storage, `enable f16;` goes first and the
+ * kernel's `alias Storage = f32;` becomes f16 (its loads convert to f32, so all arithmetic stays f32).
+ */
+export function attentionSource(moduleUrl: string, file: string, storage: AttentionStorage = 'f32'): string {
+  const body = loadWgsl(moduleUrl, file);
+  if (storage === 'f32') return `${VISIBILITY}\n${body}`;
+  const alias = 'alias Storage = f32;';
+  if (!body.includes(alias)) throw new GpuError(`${file}: no '${alias}' line to turn into f16 storage`);
+  return `enable f16;\n${VISIBILITY}\n${body.replace(alias, 'alias Storage = f16;')}`;
+}
+
+/** The mask fields every attention kernel's Params ends with, in this order. */
+export const MASK_PARAMS: readonly (readonly [string, ParamType])[] = [['causal', 'u32'], ['window', 'u32'], ['positionOffset', 'u32'], ['hasKeyRange', 'u32']];
+
+export function maskParams(mask: AttentionMask): Record<string, number> {
+  return { causal: mask.causal || mask.window > 0 ? 1 : 0, window: mask.window, positionOffset: mask.positionOffset, hasKeyRange: mask.hasKeyRange ? 1 : 0 };
+}
+
+/** Accumulator entries a thread may hold in registers (MAX_ACC in the kernels). */
+export const MAX_ACC = 32;
+
+export interface AttentionTiles { BR: number; BC: number; WG: number; ACC: number }
+
+// Largest first; a tile must fit the workgroup memory and its accumulators the registers of WG threads.
+const TILE_CANDIDATES: readonly [number, number][] = [[64, 64], [64, 32], [32, 32], [32, 16], [16, 16], [16, 8], [8, 8]];
+
+/**
+ * The largest tile (BR query rows × BC keys) whose workgroup memory, `floats(BR, BC)` f32 values, fits
+ * maxComputeWorkgroupStorageSize and whose per-thread accumulators, `accEntries(BR, BC)` / WG, fit MAX_ACC.
+ */
+export function pickTiles(what: string, floats: (BR: number, BC: number) => number, accEntries: (BR: number, BC: number) => number): AttentionTiles {
+  const { limits } = gpu();
+  const WG = Math.min(128, limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+  for (const [BR, BC] of TILE_CANDIDATES) {
+    const ACC = ceilDiv(accEntries(BR, BC), WG);
+    if (4 * floats(BR, BC) <= limits.maxComputeWorkgroupStorageSize && ACC <= MAX_ACC) return { BR, BC, WG, ACC: Math.max(ACC, 1) };
+  }
+  throw new GpuError(`${what}: no attention tile fits maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize} bytes`);
+}
+
+/** The keys [lo, hi) that some query with a position in [pos0, pos1] sees (host twin of visibleKeySpan). */
+export function visibleKeySpan(pos0: number, pos1: number, S: number, mask: AttentionMask): [number, number] {
+  let lo = 0, hi = S;
+  if (mask.causal || mask.window > 0) {
+    hi = Math.min(hi, pos1 + 1);
+    if (mask.window > 0) lo = Math.max(lo, pos0 + 1 - mask.window);
+  }
+  return [lo, Math.max(lo, hi)];
+}
+
+/** What a kernel tiled BR × BC computes for one (batch row, head); see tileWork. */
+export interface TileWork { entries: number; keysLoaded: number; rowsLoaded: number }
+
+/**
+ * The work of a kernel tiled BR query rows × BC keys, for one (batch row, head): it computes every tile
+ * pair holding a visible entry (masked entries inside it included) and skips tiles wholly above the
+ * diagonal or outside the window. entries: score entries computed (rows × keys present in those tiles);
+ * keysLoaded: keys a query-tile-major kernel loads, summed over its query tiles; rowsLoaded: query rows a
+ * key-tile-major kernel loads, summed over its key tiles.
+ */
+export function tileWork(T: number, S: number, BR: number, BC: number, mask: AttentionMask): TileWork {
+  let entries = 0, keysLoaded = 0, rowsLoaded = 0;
+  for (let t0 = 0; t0 < T; t0 += BR) {
+    const rows = Math.min(BR, T - t0);
+    const [lo, hi] = visibleKeySpan(t0 + mask.positionOffset, t0 + rows - 1 + mask.positionOffset, S, mask);
+    if (hi <= lo) continue;
+    const keys = Math.min(ceilDiv(hi, BC) * BC, S) - Math.floor(lo / BC) * BC;
+    entries += rows * keys;
+    keysLoaded += keys;
+  }
+  for (let j0 = 0; j0 < S; j0 += BC) {
+    const [lo, hi] = seeingRowSpan(j0, Math.min(j0 + BC, S) - 1, T, mask);
+    if (hi > lo) rowsLoaded += Math.min(ceilDiv(hi, BR) * BR, T) - Math.floor(lo / BR) * BR;
+  }
+  return { entries, keysLoaded, rowsLoaded };
+}
+
+/** The query rows [lo, hi) of T that see some key in [j0, j1] (host twin of seeingRowSpan). */
+export function seeingRowSpan(j0: number, j1: number, T: number, mask: AttentionMask): [number, number] {
+  if (!mask.causal && mask.window === 0) return [0, T];
+  const lo = Math.min(Math.max(j0 - mask.positionOffset, 0), T);
+  const hi = mask.window > 0 ? Math.min(T, Math.max(0, j1 + mask.window - mask.positionOffset)) : T;
+  return [lo, Math.max(lo, hi)];
+}
+
+export function forwardTiles(D: number): AttentionTiles {
+  // qTile + kvTile + pTile + three row statistics; each thread accumulates BR * D / WG outputs.
+  return pickTiles('attentionForward', (BR, BC) => BR * D + BC * D + BR * BC + 3 * BR, (BR) => BR * D);
+}
+
+function forwardKernel(storage: AttentionStorage): Kernel {
+  return {
+    name: storage === 'f32' ? 'attentionForward' : 'attentionForwardF16',
+    source: attentionSource(import.meta.url, 'attention_forward.wgsl', storage),
+    inputs: ['q', 'k', 'v', 'keyRange'],
+    outputs: ['out', 'lse'],
+    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    constants: ['D', 'BR', 'BC', 'WG', 'ACC'],
+  };
+}
+
+export const attentionForwardKernel = forwardKernel('f32');
+export const attentionForwardF16Kernel = forwardKernel('f16');
+
+/** Bytes of one stored q/k/v element. */
+export function storageBytes(storage: AttentionStorage): number { return storage === 'f32' ? 4 : 2; }
+
+export function attentionForwardCall(dims: AttentionDims, mask: AttentionMask, scale: number, storage: AttentionStorage = 'f32'): KernelCall {
+  const { B, H, KVH, T, S, D } = dims;
+  const tiles = forwardTiles(D);
+  const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
+  const e = storageBytes(storage);
+  return {
+    kernel: storage === 'f32' ? attentionForwardKernel : attentionForwardF16Kernel,
+    constants: { D, ...tiles },
+    params: { T, S, H, KVH, scale, ...maskParams(mask) },
+    workgroups: [ceilDiv(T, tiles.BR), H, B],
+    // Q Kᵀ and P V: 2·D each per computed entry; each query tile reads K and V rows of its computed key tiles.
+    cost: {
+      flops: 4 * D * B * H * work.entries,
+      bytesRead: e * D * B * H * (T + 2 * work.keysLoaded),
+      bytesWritten: 4 * B * H * T * (D + 1),
+    },
+  };
+}

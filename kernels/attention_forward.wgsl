@@ -1,0 +1,130 @@
+// FlashAttention-2 forward for one (query tile of BR rows, query head h, batch row b):
+//   out = softmax(Q Kᵀ·scale + mask) V,   lse = ln Σ_visible exp(score)   (scores scaled and masked)
+// Query head h reads kv head h / (H / KVH). The workgroup walks only the key tiles that hold a key visible to
+// one of its rows, keeping per row the running max m, the running sum l of exp(score - m) and the
+// unnormalised output (online softmax, f32), so nothing of size T×S exists. A row that sees no key gets
+// out = 0 and lse = -inf. q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32, or f16 in the
+// f16-storage variant, which rewrites the alias); keyRange [B, 2] i32 is read only when hasKeyRange != 0.
+alias Storage = f32;
+
+override D: u32;
+override BR: u32;
+override BC: u32;
+override WG: u32;
+override ACC: u32; // output entries per thread, ceil(BR * D / WG) <= MAX_ACC
+
+const MAX_ACC = 32u;
+// Below any real score and finite: WGSL arithmetic may assume that no infinity occurs.
+const NO_SCORE = -1.0e30;
+const NEG_INF_BITS = 0xff800000u;
+
+struct Params {
+  T: u32, S: u32, H: u32, KVH: u32,
+  scale: f32,
+  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<Storage>;
+@group(0) @binding(1) var<storage, read> k: array<Storage>;
+@group(0) @binding(2) var<storage, read> v: array<Storage>;
+@group(0) @binding(3) var<storage, read> keyRange: array<i32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// Bound as bits so that -inf can be written without infinite arithmetic.
+@group(0) @binding(5) var<storage, read_write> lse: array<u32>;
+@group(0) @binding(6) var<uniform> params: Params;
+
+var<workgroup> qTile: array<f32, BR * D>;
+var<workgroup> kvTile: array<f32, BC * D>; // K of the current key tile, then its V
+var<workgroup> pTile: array<f32, BR * BC>; // scaled scores, then exp(score - m)
+var<workgroup> rowMax: array<f32, BR>;
+var<workgroup> rowSum: array<f32, BR>;
+var<workgroup> rowRescale: array<f32, BR>; // exp(m_old - m_new) of the current key tile
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t0 = wid.x * BR;
+  let h = wid.y;
+  let b = wid.z;
+  let rows = min(BR, params.T - t0);
+  let qBase = ((b * params.H + h) * params.T + t0) * D;
+  let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
+  var keys = vec2u(0u, params.S);
+  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  let pos0 = t0 + params.positionOffset;
+  let span = visibleKeySpan(pos0, pos0 + rows - 1u, keys, params.causal, params.window);
+
+  for (var e = lid; e < BR * D; e += WG) {
+    var x = 0.0;
+    if (e < rows * D) { x = f32(q[qBase + e]); }
+    qTile[e] = x;
+  }
+  for (var r = lid; r < BR; r += WG) { rowMax[r] = NO_SCORE; rowSum[r] = 0.0; }
+  var acc: array<f32, MAX_ACC>;
+
+  for (var j0 = span.x - span.x % BC; j0 < span.y; j0 += BC) {
+    workgroupBarrier(); // the previous key tile's readers of kvTile are done
+    for (var e = lid; e < BC * D; e += WG) {
+      var x = 0.0;
+      if (j0 + e / D < params.S) { x = f32(k[kvBase + j0 * D + e]); }
+      kvTile[e] = x;
+    }
+    workgroupBarrier();
+    for (var e = lid; e < BR * BC; e += WG) {
+      let r = e / BC;
+      let c = e % BC;
+      var s = 0.0;
+      for (var d = 0u; d < D; d++) { s += qTile[r * D + d] * kvTile[c * D + d]; }
+      pTile[e] = s * params.scale;
+    }
+    workgroupBarrier();
+    // V replaces K while the rows' statistics absorb this tile.
+    for (var e = lid; e < BC * D; e += WG) {
+      var x = 0.0;
+      if (j0 + e / D < params.S) { x = f32(v[kvBase + j0 * D + e]); }
+      kvTile[e] = x;
+    }
+    for (var r = lid; r < BR; r += WG) {
+      let pos = pos0 + r;
+      let mOld = rowMax[r];
+      var m = mOld;
+      for (var c = 0u; c < BC; c++) {
+        if (r < rows && keyVisible(pos, j0 + c, keys, params.causal, params.window)) { m = max(m, pTile[r * BC + c]); }
+      }
+      var sum = 0.0;
+      for (var c = 0u; c < BC; c++) {
+        var p = 0.0;
+        if (r < rows && keyVisible(pos, j0 + c, keys, params.causal, params.window)) { p = exp(pTile[r * BC + c] - m); }
+        pTile[r * BC + c] = p;
+        sum += p;
+      }
+      let rescale = exp(mOld - m);
+      rowRescale[r] = rescale;
+      rowSum[r] = rowSum[r] * rescale + sum;
+      rowMax[r] = m;
+    }
+    workgroupBarrier();
+    for (var i = 0u; i < ACC; i++) {
+      let e = lid + i * WG;
+      if (e < BR * D) {
+        let r = e / D;
+        let d = e % D;
+        var o = acc[i] * rowRescale[r];
+        for (var c = 0u; c < BC; c++) { o += pTile[r * BC + c] * kvTile[c * D + d]; }
+        acc[i] = o;
+      }
+    }
+  }
+  workgroupBarrier();
+  for (var i = 0u; i < ACC; i++) {
+    let e = lid + i * WG;
+    if (e < rows * D) {
+      let l = rowSum[e / D];
+      out[qBase + e] = select(0.0, acc[i] / l, l > 0.0);
+    }
+  }
+  let lseBase = (b * params.H + h) * params.T + t0;
+  for (var r = lid; r < rows; r += WG) {
+    let l = rowSum[r];
+    lse[lseBase + r] = select(NEG_INF_BITS, bitcast<u32>(rowMax[r] + log(l)), l > 0.0);
+  }
+}

@@ -1,0 +1,43 @@
+// LayerNorm backward: dx per row and per-block partial sums of dweight and dbias, in one pass.
+import { gpu } from '../engine/gpu.ts';
+import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { normWorkgroupSize } from './layernorm_forward.ts';
+
+export const layerNormBackwardKernel: Kernel = {
+  name: 'layerNormBackward',
+  source: loadWgsl(import.meta.url, 'layernorm_backward.wgsl'),
+  inputs: ['x', 'weight', 'dy', 'mean', 'rstd'],
+  outputs: ['dx', 'partialWeight', 'partialBias'],
+  params: [['rows', 'u32'], ['cols', 'u32']],
+  constants: ['WG', 'ROWS_PER_BLOCK'],
+};
+
+// At least 16 rows per block keeps the partial sums ([blocks, cols], written and read again) under a
+// sixteenth of the row traffic; past 256 blocks, blocks grow rather than the partials, up to 64 rows.
+const MIN_ROWS_PER_BLOCK = 16;
+const TARGET_BLOCKS = 256;
+const MAX_ROWS_PER_BLOCK = 64;
+
+/**
+ * How the norm backward kernels split rows into blocks, one workgroup each, in a fixed way for a
+ * given row count: each block writes one row of partial weight-gradient sums.
+ */
+export function normRowBlocks(rows: number): { rowsPerBlock: number; blocks: number } {
+  const rowsPerBlock = Math.max(1, Math.min(rows, MAX_ROWS_PER_BLOCK, Math.max(MIN_ROWS_PER_BLOCK, ceilDiv(rows, TARGET_BLOCKS))));
+  return { rowsPerBlock, blocks: ceilDiv(rows, rowsPerBlock) };
+}
+
+/** x and dy are rows x cols; writes dx and partialWeight, partialBias [normRowBlocks(rows).blocks, cols]. */
+export function layerNormBackwardCall(rows: number, cols: number): KernelCall {
+  const n = rows * cols;
+  const { rowsPerBlock, blocks } = normRowBlocks(rows);
+  // Per element: the row sums (5), then xhat, dx and the two partial sums (10). x and dy are read once
+  // from memory (the second pass over a block hits the cache), weight once for all rows.
+  return {
+    kernel: layerNormBackwardKernel,
+    constants: { WG: normWorkgroupSize(cols, 8, 8 * rowsPerBlock), ROWS_PER_BLOCK: rowsPerBlock },
+    params: { rows, cols },
+    workgroups: grid1d(blocks, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    cost: { flops: 15 * n, bytesRead: 8 * n + 4 * cols + 8 * rows, bytesWritten: 4 * n + 8 * blocks * cols },
+  };
+}

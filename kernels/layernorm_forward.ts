@@ -1,0 +1,40 @@
+// LayerNorm forward over the last dim: one workgroup per row; writes y and the row statistics the backward reads.
+import { gpu } from '../engine/gpu.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+
+export const layerNormForwardKernel: Kernel = {
+  name: 'layerNormForward',
+  source: loadWgsl(import.meta.url, 'layernorm_forward.wgsl'),
+  inputs: ['x', 'weight', 'bias'],
+  outputs: ['y', 'mean', 'rstd'],
+  params: [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']],
+  constants: ['WG'],
+};
+
+const ELEMENTS_PER_THREAD = 4; // few enough per thread to keep a row's loads in flight, enough to amortize the reduction
+
+/**
+ * Threads per row of the norm kernels: a power of two near cols / ELEMENTS_PER_THREAD, at most 256,
+ * that the device's limits allow with `bytesPerThread` of workgroup memory per thread plus `fixedBytes`.
+ */
+export function normWorkgroupSize(cols: number, bytesPerThread: number, fixedBytes = 0): number {
+  const { limits } = gpu();
+  let wg = Math.min(256, 2 ** Math.ceil(Math.log2(Math.max(1, cols / ELEMENTS_PER_THREAD))));
+  while (wg > 1 && (wg > limits.maxComputeInvocationsPerWorkgroup || wg > limits.maxComputeWorkgroupSizeX
+    || wg * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) wg /= 2;
+  return wg;
+}
+
+/** x is rows x cols; weight and bias have cols elements. */
+export function layerNormForwardCall(rows: number, cols: number, eps: number): KernelCall {
+  const n = rows * cols;
+  // Per element: the shifted sum (2), the squared deviation (4), the output (5). x is read once from
+  // memory (the later passes over a row hit the cache), weight and bias once for all rows.
+  return {
+    kernel: layerNormForwardKernel,
+    constants: { WG: normWorkgroupSize(cols, 4) },
+    params: { rows, cols, eps },
+    workgroups: grid1d(rows, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    cost: { flops: 11 * n, bytesRead: 4 * n + 8 * cols, bytesWritten: 4 * n + 8 * rows },
+  };
+}

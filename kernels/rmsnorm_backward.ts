@@ -1,0 +1,29 @@
+// RMSNorm backward: dx per row and per-block partial sums of dweight, in one pass.
+import { gpu } from '../engine/gpu.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { normWorkgroupSize } from './layernorm_forward.ts';
+import { normRowBlocks } from './layernorm_backward.ts';
+
+export const rmsNormBackwardKernel: Kernel = {
+  name: 'rmsNormBackward',
+  source: loadWgsl(import.meta.url, 'rmsnorm_backward.wgsl'),
+  inputs: ['x', 'weight', 'dy', 'rstd'],
+  outputs: ['dx', 'partialWeight'],
+  params: [['rows', 'u32'], ['cols', 'u32']],
+  constants: ['WG', 'ROWS_PER_BLOCK'],
+};
+
+/** x and dy are rows x cols; writes dx and partialWeight [normRowBlocks(rows).blocks, cols]. */
+export function rmsNormBackwardCall(rows: number, cols: number): KernelCall {
+  const n = rows * cols;
+  const { rowsPerBlock, blocks } = normRowBlocks(rows);
+  // Per element: the row sum (3), then xhat, dx and the partial sum (7). x and dy are read once from
+  // memory (the second pass over a block hits the cache), weight once for all rows.
+  return {
+    kernel: rmsNormBackwardKernel,
+    constants: { WG: normWorkgroupSize(cols, 4, 4 * rowsPerBlock), ROWS_PER_BLOCK: rowsPerBlock },
+    params: { rows, cols },
+    workgroups: grid1d(blocks, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    cost: { flops: 10 * n, bytesRead: 8 * n + 4 * cols + 4 * rows, bytesWritten: 4 * n + 4 * blocks * cols },
+  };
+}

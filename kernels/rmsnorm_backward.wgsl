@@ -1,0 +1,67 @@
+// Backward of rmsnorm_forward.wgsl for a block of ROWS_PER_BLOCK consecutive rows per workgroup.
+// Forward was y = xhat * weight with xhat = x * rstd; with g = dy * weight,
+//   dx = rstd * (g - xhat * mean(g * xhat))       (mean over the row)
+//   partialWeight[block, j] = sum over the block's rows of dy * xhat.
+// column_sum.wgsl adds the blocks' partial sums in a fixed order: deterministic without atomics.
+override WG: u32 = 256u; // a power of two: the tree reduction halves it
+override ROWS_PER_BLOCK: u32 = 16u;
+
+struct Params { rows: u32, cols: u32 }
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> rstd: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partialWeight: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
+
+var<workgroup> partials: array<f32, WG>;
+var<workgroup> rowMeans: array<f32, ROWS_PER_BLOCK>; // mean(g * xhat) of each row of the block
+
+// The sum of v over the workgroup, added in a fixed order; every invocation gets it.
+fn workgroupSum(v: f32, lid: u32) -> f32 {
+  partials[lid] = v;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (lid < stride) { partials[lid] += partials[lid + stride]; }
+    workgroupBarrier();
+  }
+  let total = partials[0];
+  workgroupBarrier(); // all have read the total before partials is written again
+  return total;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let block = wid.x + wid.y * nwg.x;
+  let firstRow = block * ROWS_PER_BLOCK;
+  if (firstRow >= params.rows) { return; }
+  let blockRows = min(ROWS_PER_BLOCK, params.rows - firstRow);
+  let cols = params.cols;
+  for (var r = 0u; r < blockRows; r++) {
+    let row = firstRow + r;
+    let base = row * cols;
+    let rs = rstd[row];
+    var sum = 0.0;
+    for (var j = lid; j < cols; j += WG) { sum += dy[base + j] * weight[j] * x[base + j]; }
+    let total = workgroupSum(sum, lid); // sum of g * xhat / rstd
+    if (lid == 0u) { rowMeans[r] = total * rs / f32(cols); }
+  }
+  workgroupBarrier();
+  // Columns outer, the block's rows inner: each column's partial sum stays in a register.
+  for (var j = lid; j < cols; j += WG) {
+    let w = weight[j];
+    var dWeight = 0.0;
+    for (var r = 0u; r < blockRows; r++) {
+      let row = firstRow + r;
+      let i = row * cols + j;
+      let rs = rstd[row];
+      let xhat = x[i] * rs;
+      let d = dy[i];
+      dx[i] = rs * (d * w - xhat * rowMeans[r]);
+      dWeight += d * xhat;
+    }
+    partialWeight[block * cols + j] = dWeight;
+  }
+}
