@@ -16,7 +16,7 @@ struct Params { rows: u32, V: u32, ignoreIndex: i32 }
 @group(0) @binding(4) var<storage, read_write> rowLoss: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-const LOWEST = -3.4028235e38; // f32's lowest finite value: exp(LOWEST - x) is 0 without an infinity
+const LOWEST = -0x1.fffffep+127f; // f32's lowest finite value: exp(LOWEST - x) is 0 without an infinity
 
 var<workgroup> wgMax: array<f32, WG>;
 var<workgroup> wgSum: array<f32, WG>;

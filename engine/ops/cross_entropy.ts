@@ -27,7 +27,7 @@ export interface CrossEntropyOptions {
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
   const ignoreIndex = opts.ignoreIndex ?? -100;
   const V = logits.shape[logits.shape.length - 1];
-  if (logits.rank < 1 || logits.dtype !== 'f32') throw new GpuError(`crossEntropy: logits must be f32 [..., V], got ${logits.dtype} ${shapeString(logits.shape)}`);
+  if (logits.dtype !== 'f32' || !(V >= 1)) throw new GpuError(`crossEntropy: logits must be f32 [..., V] with V >= 1, got ${logits.dtype} ${shapeString(logits.shape)}`);
   const rows = logits.numel / V;
   if (targets.dtype !== 'i32' || targets.numel !== rows)
     throw new GpuError(`crossEntropy: targets must be i32 with one entry per row of logits ${shapeString(logits.shape)} (${rows} rows), got ${targets.dtype} ${shapeString(targets.shape)}`);
