@@ -6,6 +6,7 @@ const USAGE = `usage: juice <command> [options]
 
 commands:
   demo                 train a one-layer transformer on a toy copy task on the GPU; prints loss and the FLOP ledger
+  inspect DIR          architecture, parameter count, memory plan and FLOPs per token of a Hugging Face model folder
   verify DIR           recompute a reference folder (laid out like shared/fixtures/hf/<kind>) and print relative errors as JSON
 
 environment:
@@ -16,6 +17,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo': return (await import('../train/demo.ts')).demoCommand(rest);
     case 'verify': return (await import('../train/verify.ts')).verifyCommand(rest);
+    case 'inspect': return (await import('../models/inspect.ts')).inspectCommand(rest);
     case undefined: case '-h': case '--help': console.log(USAGE); return command ? 0 : 2;
     default: console.error(`juice: unknown command '${command}'\n\n${USAGE}`); return 2;
   }

@@ -6,7 +6,7 @@
 import { GpuError } from './gpu.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
-import { add, addInto, fill } from './ops/elementwise.ts';
+import { add, addInto, copy, fill } from './ops/elementwise.ts';
 
 export type Grad = Tensor | null;
 
@@ -68,9 +68,9 @@ export function backward(loss: Tensor, seed?: Tensor): void {
           if (!g || !x.requiresGrad) return;
           if (g.numel !== x.numel) throw new GpuError(`backward of '${node.op}': gradient ${shapeString(g.shape)} for input ${shapeString(x.shape)}`);
           if (!x.hasProducer) {
-            // A leaf: accumulate into its persistent .grad.
-            if (!x.grad) x.grad = tidy(() => fill(x.shape, 0)).keep();
-            addInto(x.grad, g);
+            // A leaf: its persistent .grad is a private copy (g may share storage with other gradients), then +=.
+            if (!x.grad) x.grad = tidy(() => copy(g.reshape(x.shape))).keep();
+            else addInto(x.grad, g);
           } else {
             const prev = grads.get(x);
             if (prev) {

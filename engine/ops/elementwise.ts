@@ -129,6 +129,14 @@ export function fill(shape: readonly number[], value: number): Tensor {
   return out;
 }
 
+/** A private copy of x (no tape). */
+export function copy(x: Tensor): Tensor {
+  const out = Tensor.empty(x.shape, x.dtype, 'copy');
+  const d = toRank4(x.shape);
+  launch({ ...reduceSumCall(d, d, 1, 'copy'), cost: { flops: 0, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
+  return out;
+}
+
 /** acc += x in place (no tape): gradient accumulation. */
 export function addInto(acc: Tensor, x: Tensor): void {
   if (acc.numel !== x.numel) throw new GpuError(`addInto: ${shapeString(x.shape)} into ${shapeString(acc.shape)}`);

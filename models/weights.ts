@@ -1,0 +1,115 @@
+// Model weights from a Hugging Face folder (model.safetensors or the sharded index), checked
+// strictly against a parameter table before any tensor data is read: every missing, unexpected,
+// wrongly shaped or wrongly typed tensor is listed in one WeightsError.
+import type { ParamSpec } from '../engine/params.ts';
+import { shapeString } from '../engine/tensor.ts';
+import {
+  SafetensorsFolder, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type FileDType,
+} from '../engine/safetensors.ts';
+
+export type WeightDType = 'F32' | 'F16' | 'BF16';
+const WEIGHT_DTYPES: readonly FileDType[] = ['F32', 'F16', 'BF16'];
+
+/**
+ * Non-parameter buffers that older checkpoints saved beside the weights, and nothing else: GPT-NeoX's
+ * causal-mask buffers `attention.bias` / `attention.masked_bias` (old Pythia files) and rotary
+ * `inv_freq` tables, which we recompute from the config.
+ */
+export const IGNORABLE_BUFFERS: readonly RegExp[] = [
+  /^gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias)$/,
+  /^(gpt_neox|model)(\.layers\.\d+\.(attention|self_attn))?\.rotary_emb\.inv_freq$/,
+];
+
+/** The folder's tensors do not match the parameter table; lists every problem. */
+export class WeightsError extends Error {
+  constructor(
+    readonly where: string,
+    readonly missing: string[],
+    readonly unexpected: string[],
+    readonly misshaped: string[],
+  ) {
+    const section = (title: string, lines: string[]) => lines.length === 0 ? [] : [`${lines.length} ${title}:`, ...lines.map((l) => `  ${l}`)];
+    super([
+      `${where}: the weights do not match the parameter table`,
+      ...section('missing', missing),
+      ...section('unexpected', unexpected),
+      ...section('wrongly shaped or typed', misshaped),
+    ].join('\n'));
+    this.name = 'WeightsError';
+  }
+}
+
+/** An open, checked weights folder: every name in the table is present with its shape and a float dtype. */
+export class ModelWeights {
+  private constructor(private readonly folder: SafetensorsFolder, readonly specs: ParamSpec[]) {}
+
+  /** Opens `dir` and checks its tensor headers against `specs`; reads no tensor data. */
+  static open(dir: string, specs: ParamSpec[]): ModelWeights {
+    const folder = SafetensorsFolder.open(dir);
+    const wanted = new Set(specs.map((s) => s.name));
+    const missing: string[] = [], misshaped: string[] = [];
+    for (const s of specs) {
+      if (!folder.has(s.name)) { missing.push(`${s.name} ${shapeString(s.shape)}`); continue; }
+      const t = folder.info(s.name);
+      const file = folder.fileOf(s.name).path;
+      if (shapeString(t.shape) !== shapeString(s.shape)) misshaped.push(`${s.name}: ${shapeString(t.shape)} in ${file}, the table wants ${shapeString(s.shape)}`);
+      else if (!WEIGHT_DTYPES.includes(t.dtype)) misshaped.push(`${s.name}: dtype ${t.dtype} in ${file}, wants one of ${WEIGHT_DTYPES.join(', ')}`);
+    }
+    const unexpected = folder.names()
+      .filter((n) => !wanted.has(n) && !IGNORABLE_BUFFERS.some((re) => re.test(n)))
+      .map((n) => `${n} ${shapeString(folder.info(n).shape)} in ${folder.fileOf(n).path}`);
+    if (missing.length + unexpected.length + misshaped.length > 0) {
+      folder.close();
+      throw new WeightsError(folder.path, missing, unexpected, misshaped);
+    }
+    return new ModelWeights(folder, specs);
+  }
+
+  /** The model.safetensors file or the index the weights came from. */
+  get path(): string { return this.folder.path; }
+
+  dtypeOf(name: string): WeightDType {
+    return this.folder.info(name).dtype as WeightDType;
+  }
+
+  /** As f32 (exact for all three dtypes). */
+  read(name: string): Float32Array {
+    return this.folder.read(name) as Float32Array;
+  }
+
+  /** The bytes exactly as stored, with their dtype. */
+  readRaw(name: string): { dtype: WeightDType; bytes: Uint8Array } {
+    return { dtype: this.dtypeOf(name), bytes: this.folder.readRaw(name) };
+  }
+
+  /** 16-bit bits in `format` for 16-bit GPU storage: the stored bits when they already are, else rounded to nearest even. */
+  read16(name: string, format: 'F16' | 'BF16'): Uint16Array {
+    const { dtype, bytes } = this.readRaw(name);
+    if (dtype === format) return new Uint16Array(bytes.buffer, 0, bytes.length / 2);
+    const f32 = dtype === 'F32' ? new Float32Array(bytes.buffer, 0, bytes.length / 4)
+      : dtype === 'F16' ? f16ToF32(new Uint16Array(bytes.buffer, 0, bytes.length / 2))
+        : bf16ToF32(new Uint16Array(bytes.buffer, 0, bytes.length / 2));
+    return format === 'F16' ? f32ToF16(f32) : f32ToBf16(f32);
+  }
+
+  close(): void {
+    this.folder.close();
+  }
+}
+
+/** Checks the folder, then hands each parameter to `visit` as f32 in table order, one tensor in memory at a time. */
+export function forEachWeight(dir: string, specs: ParamSpec[], visit: (spec: ParamSpec, data: Float32Array) => void): void {
+  const weights = ModelWeights.open(dir, specs);
+  try {
+    for (const s of specs) visit(s, weights.read(s.name));
+  } finally {
+    weights.close();
+  }
+}
+
+/** Every parameter as f32, by name (small models; a 7B model should stream with forEachWeight). */
+export function loadWeights(dir: string, specs: ParamSpec[]): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  forEachWeight(dir, specs, (s, data) => out.set(s.name, data));
+  return out;
+}

@@ -1,0 +1,102 @@
+// End to end on the engine: the FLOP ledger against hand counts, one submit per step, no leak, learning.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backward } from '../engine/autodiff.ts';
+import { ledger } from '../engine/ledger.ts';
+import { pool } from '../engine/pool.ts';
+import { pipelineCount, submitCount, sync } from '../engine/runtime.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
+import { matmul } from '../engine/ops/matmul.ts';
+import { crossEntropy } from '../engine/ops/cross_entropy.ts';
+import { reshape } from '../engine/ops/shape.ts';
+import { AdamW } from '../engine/optim.ts';
+import { rng } from '../engine/random.ts';
+import { copyBatch, DEMO_CONFIG, trainCopyTask } from '../train/demo.ts';
+import { initTinyTransformer, tinyTransformerForward } from '../models/tiny_transformer.ts';
+import { initGpu, randn, upload } from './util.ts';
+
+function flopsOf(op: string, phase: string): number {
+  return ledger.all().filter((e) => e.op === op && e.phase === phase).reduce((s, e) => s + e.flops, 0);
+}
+
+test('ledger: a matmul chain, forward and backward, by hand', async () => {
+  await initGpu();
+  const [M, K, N, P] = [7, 33, 13, 5];
+  const a = upload(randn(M * K, 1), [M, K], true), b = upload(randn(K * N, 2), [K, N], true), c = upload(randn(N * P, 3), [N, P], true);
+  ledger.reset();
+  const y = tidy(() => ledger.inPhase('forward', () => matmul(matmul(a, b), c)));
+  backward(y, upload(randn(M * P, 4), [M, P]));
+  await sync();
+  assert.is(flopsOf('matmul', 'forward'), 2 * M * K * N + 2 * M * N * P);
+  // dX = dY·Cᵀ, dC = Xᵀ·dY, dA = dX·Bᵀ, dB = Aᵀ·dX.
+  assert.is(flopsOf('matmulBackward', 'backward'), 2 * M * P * N + 2 * N * M * P + 2 * M * N * K + 2 * K * M * N);
+  const fwd = ledger.all().filter((e) => e.phase === 'forward');
+  assert.is(fwd.reduce((s, e) => s + e.bytesRead, 0), 4 * (M * K + K * N) + 4 * (M * N + N * P));
+  assert.is(fwd.reduce((s, e) => s + e.bytesWritten, 0), 4 * (M * N + M * P));
+  const json = JSON.parse(JSON.stringify(ledger.toJSON()));
+  assert.is(json.total.flops, ledger.total().flops);
+  for (const t of [a, b, c, y]) { t.grad?.dispose(); t.dispose(); }
+});
+
+test('ledger: one training step of the demo model, matmul FLOPs by hand', async () => {
+  const c = DEMO_CONFIG, B = 4, L = 5, T = 2 * L, C = c.hidden, V = c.vocabSize, I = c.intermediate;
+  const params = initTinyTransformer(c, 7);
+  const opt = new AdamW(params.entries(), { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  const { ids, targets } = copyBatch(rng(3), B, L);
+  ledger.reset();
+  const loss = tidy(() => {
+    const l = ledger.inPhase('forward', () => crossEntropy(reshape(tinyTransformerForward(c, params, Tensor.fromArray(ids, [B, T], 'i32')), [B * T, V]), Tensor.fromArray(targets, [B * T], 'i32')));
+    backward(l);
+    return l;
+  });
+  ledger.inPhase('optimizer', () => opt.step());
+  await loss.item();
+  const tokens = B * T;
+  // Per layer: qkv C->3C, dense C->C, MLP C->I->C; then the head C->V.
+  const forward = c.layers * 2 * tokens * (C * 3 * C + C * C + 2 * C * I) + 2 * tokens * C * V;
+  assert.is(flopsOf('matmul', 'forward'), forward);
+  // Every matmul's input and weight need gradients: two matmuls of the same size each.
+  assert.is(flopsOf('matmulBackward', 'backward'), 2 * forward);
+  const nParams = params.specs.reduce((s, p) => s + p.shape.reduce((x, y) => x * y, 1), 0);
+  assert.is(flopsOf('adamw', 'optimizer'), 14 * nParams);
+  assert.ok(ledger.byPhase().map((r) => r.key).includes('backward'));
+  loss.dispose(); opt.dispose(); params.dispose();
+});
+
+test('training steps: one submit each, no new pipelines, no leak', async () => {
+  const c = DEMO_CONFIG, B = 4, L = 4, T = 2 * L;
+  const params = initTinyTransformer(c, 11);
+  const opt = new AdamW(params.entries(), { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
+  const data = rng(5);
+  const live: number[] = [], submits: number[] = [], pipes: number[] = [];
+  for (let step = 0; step < 6; step++) {
+    const { ids, targets } = copyBatch(data, B, L);
+    const s0 = submitCount();
+    const loss = tidy(() => {
+      const l = crossEntropy(reshape(tinyTransformerForward(c, params, Tensor.fromArray(ids, [B, T], 'i32')), [B * T, c.vocabSize]), Tensor.fromArray(targets, [B * T], 'i32'));
+      backward(l);
+      return l;
+    });
+    opt.step();
+    opt.zeroGrad();
+    assert.ok(Number.isFinite(await loss.item()));
+    loss.dispose();
+    submits.push(submitCount() - s0);
+    live.push(pool.liveBytes);
+    pipes.push(pipelineCount());
+  }
+  // Step 1 allocates optimizer states; from then on live memory is flat.
+  assert.equal(live.slice(2), live.slice(1, -1), `live bytes per step: ${live}`);
+  assert.equal(submits.slice(1), submits.slice(1).map(() => 1), `submits per step: ${submits}`);
+  assert.equal(pipes.slice(1), pipes.slice(1).map(() => pipes[1]), `pipelines: ${pipes}`);
+  opt.dispose(); params.dispose();
+});
+
+test('the demo model learns the copy task', async () => {
+  const { losses, accuracy } = await trainCopyTask({ steps: 60, batch: 16, length: 4, lr: 3e-3, seed: 2 });
+  const first = losses.slice(0, 5).reduce((a, b) => a + b) / 5, last = losses.slice(-5).reduce((a, b) => a + b) / 5;
+  assert.ok(last < 0.5 * first, `loss ${first} -> ${last}`);
+  assert.ok(accuracy > 0.5, `accuracy ${accuracy}`);
+});
+
+test.run();
