@@ -1,0 +1,30 @@
+// Token embedding: a gather of rows, and its backward as a deterministic scatter-add (no float atomics).
+import { record } from '../autodiff.ts';
+import { GpuError } from '../gpu.ts';
+import { launch } from '../launch.ts';
+import { Tensor, shapeString } from '../tensor.ts';
+import { embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
+import { fillCall } from '../../kernels/fill.ts';
+
+/**
+ * weight[ids] : ids i32 [...], weight f32 [V, C] -> [..., C]. Ids outside [0, V) give zero rows and no gradient
+ * (the kernels cannot report them without a read-back, so they skip them).
+ */
+export function embedding(ids: Tensor, weight: Tensor): Tensor {
+  if (ids.dtype !== 'i32') throw new GpuError(`embedding: ids must be i32, got ${ids.dtype} ${shapeString(ids.shape)}`);
+  if (weight.dtype !== 'f32' || weight.rank !== 2) throw new GpuError(`embedding: weight must be f32 [vocab, cols], got ${weight.dtype} ${shapeString(weight.shape)}`);
+  const [vocab, cols] = weight.shape;
+  const tokens = ids.numel;
+  const out = Tensor.empty([...ids.shape, cols], 'f32', 'embedding');
+  launch(embeddingCall(tokens, vocab, cols), [ids, weight], [out]);
+  // forward was out[t] = weight[ids[t]], so dweight[v] = Σ_{t : ids[t] = v} dout[t], summed in token order.
+  record('embedding', [ids, weight], [out], [ids], ([dout]) => {
+    const dweight = Tensor.empty([vocab, cols], 'f32', 'embeddingBackward');
+    launch({ ...fillCall(vocab * cols, 0), op: 'embeddingBackward' }, [], [dweight]); // rows of absent ids stay 0
+    const order = Tensor.empty([tokens], 'u32', 'embedding order');
+    launch(embeddingOrderCall(tokens), [ids], [order]);
+    launch(embeddingBackwardCall(tokens, vocab, cols), [ids, order, dout!], [dweight]);
+    return [null, dweight];
+  });
+  return out;
+}

@@ -1,0 +1,66 @@
+// Elementwise activations (GELU, SiLU), their gated form f(gate) · up (SwiGLU) and both backwards.
+// The four kernels share activation_math.wgsl (the functions and their derivatives), prepended to each source.
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+
+export const ACTIVATIONS = { gelu: 0, silu: 1 } as const;
+export type Activation = keyof typeof ACTIVATIONS;
+
+const math = loadWgsl(import.meta.url, 'activation_math.wgsl');
+const withMath = (file: string): string => `${math}\n${loadWgsl(import.meta.url, file)}`;
+
+export const activationKernel: Kernel = {
+  name: 'activation', source: withMath('activation.wgsl'),
+  inputs: ['x'], outputs: ['out'], params: [['n', 'u32']], constants: ['FN', 'WG'],
+};
+
+export const activationBackwardKernel: Kernel = {
+  name: 'activationBackward', source: withMath('activation_backward.wgsl'),
+  inputs: ['x', 'dy'], outputs: ['dx'], params: [['n', 'u32']], constants: ['FN', 'WG'],
+};
+
+export const gatedActivationKernel: Kernel = {
+  name: 'gatedActivation', source: withMath('gated_activation.wgsl'),
+  inputs: ['gate', 'up'], outputs: ['out'], params: [['n', 'u32']], constants: ['FN', 'WG'],
+};
+
+export const gatedActivationBackwardKernel: Kernel = {
+  name: 'gatedActivationBackward', source: withMath('gated_activation_backward.wgsl'),
+  inputs: ['gate', 'up', 'dy'], outputs: ['dgate', 'dup'], params: [['n', 'u32']], constants: ['FN', 'WG'],
+};
+
+// WebGPU guarantees 256 invocations per workgroup on every device.
+const WG = 256;
+
+// FLOPs per element of f and of f', counting exp and division as one each: GELU's Φ is a degree-10
+// polynomial in a rational argument plus the exponential (~32); SiLU's sigmoid is ~5.
+const FLOPS: Record<Activation, { value: number; derivative: number }> = {
+  gelu: { value: 36, derivative: 37 },
+  silu: { value: 6, derivative: 8 },
+};
+
+function elementwise(kernel: Kernel, fn: Activation, n: number, op: string, flopsPerElement: number, tensorsRead: number, tensorsWritten: number): KernelCall {
+  return {
+    kernel, op, constants: { FN: ACTIVATIONS[fn], WG }, params: { n }, workgroups: grid1d(n, WG),
+    cost: { flops: flopsPerElement * n, bytesRead: 4 * n * tensorsRead, bytesWritten: 4 * n * tensorsWritten },
+  };
+}
+
+/** out = f(x) over n elements; ledger name `fn` ('gelu', 'silu'). */
+export function activationCall(fn: Activation, n: number): KernelCall {
+  return elementwise(activationKernel, fn, n, fn, FLOPS[fn].value, 1, 1);
+}
+
+/** dx = dy · f'(x); ledger name `${fn}Backward`. */
+export function activationBackwardCall(fn: Activation, n: number): KernelCall {
+  return elementwise(activationBackwardKernel, fn, n, `${fn}Backward`, FLOPS[fn].derivative + 1, 2, 1);
+}
+
+/** out = f(gate) · up; `op` names it in the ledger (e.g. 'swiglu' for f = SiLU). */
+export function gatedActivationCall(fn: Activation, n: number, op: string): KernelCall {
+  return elementwise(gatedActivationKernel, fn, n, op, FLOPS[fn].value + 1, 2, 1);
+}
+
+/** dgate = dy · up · f'(gate) and dup = dy · f(gate) in one pass; ledger name `${op}Backward`. */
+export function gatedActivationBackwardCall(fn: Activation, n: number, op: string): KernelCall {
+  return elementwise(gatedActivationBackwardKernel, fn, n, `${op}Backward`, FLOPS[fn].value + FLOPS[fn].derivative + 3, 3, 2);
+}

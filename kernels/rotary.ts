@@ -1,0 +1,36 @@
+// Rotary position embedding (rotate-half) on [B, H, T, D], forward and inverse rotation.
+import { gpu } from '../engine/gpu.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+
+export const rotaryKernel: Kernel = {
+  name: 'rotary', source: loadWgsl(import.meta.url, 'rotary.wgsl'),
+  inputs: ['x', 'invFreq'], outputs: ['out'],
+  params: [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32']],
+  constants: ['WG', 'INVERSE'],
+};
+
+/** Largest angle (radians) whose range reduction in rotary.wgsl is exact: 2^16 · π/2, with margin for rounding. */
+export const ROTARY_MAX_ANGLE = 102900;
+
+// WebGPU guarantees 256 invocations per workgroup on every device.
+const WG = 256;
+
+/**
+ * Rotates x [rows = B·H·T, headDim] by position (row mod seqLen) + positionOffset; the first `rotaryDims` dims
+ * rotate, the rest are copied. `inverse` rotates by minus the angle (the backward). Ledger name 'rotary' or
+ * 'rotaryBackward'.
+ */
+export function rotaryCall(rows: number, seqLen: number, headDim: number, rotaryDims: number, positionOffset: number, inverse: boolean): KernelCall {
+  const half = rotaryDims / 2;
+  const lanes = headDim - half;
+  const n = rows * lanes;
+  const pairs = rows * half;
+  return {
+    kernel: rotaryKernel, op: inverse ? 'rotaryBackward' : 'rotary',
+    constants: { WG, INVERSE: inverse ? 1 : 0 },
+    params: { n, lanes, headDim, half, seqLen, positionOffset },
+    workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
+    // Per pair: the angle (1), range reduction (7), sin and cos series (~20) and the rotation (6).
+    cost: { flops: 34 * pairs, bytesRead: 4 * rows * headDim + 4 * pairs, bytesWritten: 4 * rows * headDim },
+  };
+}
