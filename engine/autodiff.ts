@@ -47,15 +47,20 @@ export function record(op: string, inputs: Tensor[], outputs: Tensor[], saved: T
 
 export function tapeLength(): number { return tape.length; }
 
-/** Back-propagates from `loss` (a scalar unless `seed`, its gradient, is given) and empties the tape. */
+/**
+ * Back-propagates from `loss` (a scalar unless `seed`, its gradient, is given) and empties the tape:
+ * a second backward() needs a new forward. The caller keeps ownership of `seed`.
+ */
 export function backward(loss: Tensor, seed?: Tensor): void {
   if (!loss.requiresGrad) throw new GpuError('backward(): the loss does not depend on any tensor that requires a gradient');
   if (!seed && loss.numel !== 1) throw new GpuError(`backward(): loss has shape ${shapeString(loss.shape)}; pass a seed gradient for non-scalar outputs`);
+  if (seed && seed.numel !== loss.numel) throw new GpuError(`backward(): seed ${shapeString(seed.shape)} for loss ${shapeString(loss.shape)}`);
+  if (loss.hasProducer && !tape.some((n) => n.outputs.includes(loss)))
+    throw new GpuError('backward(): the loss is not on the tape (an earlier backward() emptied it); run the forward again');
   const grads = new Map<Tensor, Tensor>();
   ledger.inPhase('backward', () => {
-    const s = seed ?? fill(loss.shape, 1);
-    grads.set(loss, s.retain());
-    s.dispose();
+    if (seed) grads.set(loss, seed.retain());
+    else { const s = fill(loss.shape, 1); grads.set(loss, s.retain()); s.dispose(); }
     for (let n = tape.length - 1; n >= 0; n--) {
       const node = tape[n];
       const gOut = node.outputs.map((o) => grads.get(o) ?? null);

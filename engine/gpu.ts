@@ -102,10 +102,16 @@ export function throwIfGpuFailed(): void {
 
 /** Destroys the device and drops the GPU object so that Node can exit. */
 export function releaseGpu(): void {
+  for (const fn of releaseHooks) fn();
   current?.device.destroy();
   current = null;
   gpuObject = null;
 }
+
+const releaseHooks: (() => void)[] = [];
+
+/** Caches of GPU objects (pipelines, pooled buffers, tables) register here to be dropped with the device. */
+export function onGpuRelease(fn: () => void): void { releaseHooks.push(fn); }
 
 /** The device, once initGpu() has run: ops record synchronously and need it without awaiting. */
 export function gpu(): Gpu {

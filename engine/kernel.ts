@@ -1,6 +1,7 @@
 // What a kernel wrapper states: its WGSL, bindings, uniform parameters, variant constants, dispatch size and cost.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { gpu } from './gpu.ts';
 import type { Cost } from './ledger.ts';
 
 export type ParamType = 'u32' | 'i32' | 'f32';
@@ -40,7 +41,7 @@ export function loadWgsl(moduleUrl: string, file: string): string {
 export function ceilDiv(a: number, b: number): number { return Math.floor((a + b - 1) / b); }
 
 /** Workgroups covering n threads in groups of wg, folded into y when x would pass the per-dimension limit. */
-export function grid1d(n: number, wg: number, maxPerDim = 65535): [number, number] {
+export function grid1d(n: number, wg: number, maxPerDim = gpu().limits.maxComputeWorkgroupsPerDimension): [number, number] {
   const groups = ceilDiv(n, wg);
   if (groups <= maxPerDim) return [groups, 1];
   const y = ceilDiv(groups, maxPerDim);

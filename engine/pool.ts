@@ -1,5 +1,5 @@
 // Buffer pool: storage buffers in size classes, reused across steps, with live and peak accounting.
-import { gpu, GpuError, deferGpuError } from './gpu.ts';
+import { gpu, GpuError, deferGpuError, onGpuRelease } from './gpu.ts';
 
 export interface PooledBuffer {
   readonly buffer: GPUBuffer;
@@ -7,6 +7,7 @@ export interface PooledBuffer {
   readonly id: number; // stable identity for bind-group caching
   /** Index of the last command batch that referenced this buffer (see runtime.ts). */
   lastBatch: number;
+  readonly generation: number; // the device it belongs to; see releaseGpu()
 }
 
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -22,6 +23,7 @@ export function sizeClass(bytes: number): number {
 export class BufferPool {
   private free = new Map<number, PooledBuffer[]>();
   private nextId = 1;
+  generation = 0;
   /** Bytes handed out and not yet released (size classes, as the GPU sees them). */
   liveBytes = 0;
   peakBytes = 0;
@@ -42,7 +44,7 @@ export class BufferPool {
       device.popErrorScope().then((e) => {
         if (e) deferGpuError(new GpuError(`out of GPU memory allocating ${size} bytes for ${what} (pool: ${live} bytes live, ${this.reservedBytes} reserved): ${e.message}`));
       });
-      buf = { buffer, size, id: this.nextId++, lastBatch: -1 };
+      buf = { buffer, size, id: this.nextId++, lastBatch: -1, generation: this.generation };
       this.reservedBytes += size;
     }
     this.liveBytes += size;
@@ -51,6 +53,7 @@ export class BufferPool {
   }
 
   release(buf: PooledBuffer): void {
+    if (buf.generation !== this.generation) return; // its device is gone
     this.liveBytes -= buf.size;
     let list = this.free.get(buf.size);
     if (!list) this.free.set(buf.size, (list = []));
@@ -67,3 +70,4 @@ export class BufferPool {
 }
 
 export const pool = new BufferPool();
+onGpuRelease(() => { pool.trim(); pool.generation++; pool.liveBytes = pool.peakBytes = pool.reservedBytes = 0; });

@@ -1,6 +1,6 @@
 // Command recording: every dispatch of a step goes into one encoder; flush() submits once, sync() waits.
 // Pipelines and bind groups are cached; kernel parameters go through one uniform ring per batch.
-import { gpu, GpuError, deferGpuError, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
+import { gpu, GpuError, deferGpuError, onGpuRelease, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
 import type { Kernel, KernelCall } from './kernel.ts';
 import { ledger, type LedgerEntry } from './ledger.ts';
 import { pool, type PooledBuffer } from './pool.ts';
@@ -33,6 +33,17 @@ let querySet: GPUQuerySet | null = null;
 let queryResolve: GPUBuffer | null = null;
 const pendingTimings: Promise<void>[] = [];
 const stagingToDestroy: GPUBuffer[] = [];
+
+onGpuRelease(() => {
+  batch = null;
+  pipelines.clear();
+  bindGroups.clear();
+  uniformBuffer = null;
+  uniformUsed = 0;
+  querySet = null;
+  queryResolve = null;
+  stagingToDestroy.length = 0;
+});
 
 /** The index of the batch now being recorded; buffers touched by it must not be overwritten by writeBuffer. */
 export function currentBatch(): number { return batchIndex; }

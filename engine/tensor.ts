@@ -1,5 +1,6 @@
 // GPU tensors: shape, dtype, a pooled buffer shared by views, and explicit lifetimes (dispose, tidy).
 import { GpuError } from './gpu.ts';
+import { ledger } from './ledger.ts';
 import { pool, type PooledBuffer } from './pool.ts';
 import { clearBytes, readBytes, writeBytes, type Binding } from './runtime.ts';
 
@@ -47,6 +48,7 @@ export class Tensor {
   static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     const t = Tensor.empty(shape, dtype, 'zeros');
     clearBytes(t.binding());
+    ledger.record('zeros', { flops: 0, bytesRead: 0, bytesWritten: t.bytes });
     return t;
   }
 

@@ -25,6 +25,7 @@ export function inverseFrequencies(rotaryDims: number, base: number): Float32Arr
 
 /** One inv_freq table per (rotaryDims, base), kept on the GPU for the life of the process. */
 const invFreqTables = new Map<string, Tensor>();
+onGpuRelease(() => invFreqTables.clear());
 
 function invFreqTable(rotaryDims: number, base: number): Tensor {
   const key = `${rotaryDims}:${base}`;

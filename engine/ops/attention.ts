@@ -1,0 +1,99 @@
+// Fused attention: out = softmax(Q Kᵀ·scale + mask) V with FlashAttention-2 kernels (no T×S buffer), its
+// backward on the tape, f16-storage inference and KV-cache decode.
+//
+// Shapes: q [B, H, T, D], k and v [B, KVH, S, D]; query head h reads kv head floor(h / (H / KVH)).
+// Mask (kernels/attention_visibility.wgsl): query row t has position t + positionOffset, key j position j;
+// query sees key j iff keyRange[b][0] <= j < keyRange[b][1] (padding, left or right), and with causal
+// j <= position, and with window W (implies causal) position - j < W. A row that sees no key gets out 0,
+// lse -inf and zero gradients.
+//
+// Ledger: the kernels charge the FLOPs they compute (Q Kᵀ, P V and the backward's products over the tiles
+// they do not skip, masked entries inside them included); attentionUsefulFlops() gives the FLOPs of the
+// visible entries alone (4·D each forward, 10·D backward, the FlashAttention convention), so that
+// useful / charged is the efficiency of tile skipping. Padding is applied on the GPU, so both counts
+// assume every key valid.
+import { record } from '../autodiff.ts';
+import { GpuError } from '../gpu.ts';
+import { launch } from '../launch.ts';
+import { Tensor, shapeString } from '../tensor.ts';
+import { attentionForwardCall, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionStorage } from '../../kernels/attention_forward.ts';
+
+export interface AttentionOptions {
+  causal?: boolean;
+  /** Sliding window W: a query sees the W most recent keys up to its own position (implies causal). */
+  window?: number;
+  /** Scale of the scores; 1/sqrt(D) by default. */
+  scale?: number;
+  /** i32 [B, 2]: batch row b sees only keys [keyRange[b][0], keyRange[b][1]) (left or right padding). */
+  keyRange?: Tensor;
+  /** Position of query row 0 (keys are at 0..S-1): queries p..p+T-1 attending a cache of S = p + T keys. */
+  positionOffset?: number;
+}
+
+/** Checks shapes and options and states them as the kernels see them. */
+function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage) {
+  const what = `attention(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)})`;
+  const dtype = storage === 'f32' ? 'f32' : 'u32';
+  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw new GpuError(`${what}: q, k and v must be rank 4 ([B, heads, length, D])`);
+  for (const t of [q, k, v]) if (t.dtype !== dtype) throw new GpuError(`${what}: ${storage} storage needs ${dtype} tensors, got ${t.dtype}`);
+  const [B, H, T, lastQ] = q.shape;
+  const [Bk, KVH, S, lastK] = k.shape;
+  // f16 storage packs two halves per u32: the last dim holds D / 2 words.
+  const D = storage === 'f32' ? lastQ : 2 * lastQ;
+  if (Bk !== B || lastK !== lastQ || v.shape.some((d, i) => d !== k.shape[i])) throw new GpuError(`${what}: k and v must be [B, KVH, S, D] with q's B and D`);
+  if (KVH === 0 || H % KVH !== 0) throw new GpuError(`${what}: query heads ${H} must be a multiple of kv heads ${KVH}`);
+  if (D > 128) throw new GpuError(`${what}: head dim ${D} > 128 is not supported`);
+  const window = opts.window ?? 0;
+  const positionOffset = opts.positionOffset ?? 0;
+  if (!Number.isInteger(window) || window < 0 || !Number.isInteger(positionOffset) || positionOffset < 0)
+    throw new GpuError(`${what}: window (${window}) and positionOffset (${positionOffset}) must be non-negative integers`);
+  if (window > 0 && opts.causal === false) throw new GpuError(`${what}: a sliding window implies causal; do not pass causal: false`);
+  const keyRange = opts.keyRange;
+  if (keyRange && (keyRange.dtype !== 'i32' || keyRange.numel !== 2 * B)) throw new GpuError(`${what}: keyRange must be i32 [B, 2], got ${keyRange.dtype} ${shapeString(keyRange.shape)}`);
+  const dims: AttentionDims = { B, H, KVH, T, S, D };
+  const mask: AttentionMask = { causal: opts.causal ?? false, window, positionOffset, hasKeyRange: keyRange !== undefined };
+  // Without padding the kernels never read keyRange: q stands in for the binding.
+  return { dims, mask, scale: opts.scale ?? 1 / Math.sqrt(D), keyRangeBinding: keyRange ?? q };
+}
+
+/** out [B, H, T, D] and lse [B, H, T] (natural-log logsumexp of each row's scaled visible scores). */
+function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage): { out: Tensor; lse: Tensor } {
+  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, storage);
+  const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
+  const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
+  launch(attentionForwardCall(dims, mask, scale, storage), [q, k, v, keyRangeBinding], [out, lse]);
+  return { out, lse };
+}
+
+/** Fused attention with its backward on the tape. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const { out, lse } = attentionForward(q, k, v, opts, 'f32');
+  lse.dispose();
+  return out;
+}
+
+/** Forward with the row logsumexp, no tape: for tests and for callers that need lse. */
+export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; lse: Tensor } {
+  return attentionForward(q, k, v, opts, 'f32');
+}
+
+/** The mask of attentionUsefulFlops: host-side, so padding is given as per-row key ranges. */
+export interface UsefulMask { causal?: boolean; window?: number; positionOffset?: number; keyRanges?: readonly (readonly [number, number])[] }
+
+/** FLOPs of the visible entries alone: 4·D each forward (Q Kᵀ, P V), 10·D backward (five products). */
+export function attentionUsefulFlops(dims: AttentionDims, m: UsefulMask = {}): { forward: number; backward: number } {
+  const mask: AttentionMask = { causal: m.causal ?? false, window: m.window ?? 0, positionOffset: m.positionOffset ?? 0, hasKeyRange: false };
+  let visible = 0;
+  for (let b = 0; b < dims.B; b++) {
+    const [start, end] = m.keyRanges?.[b] ?? [0, dims.S];
+    for (let t = 0; t < dims.T; t++) {
+      const pos = t + mask.positionOffset;
+      const [lo, hi] = visibleKeySpan(pos, pos, dims.S, mask);
+      visible += Math.max(0, Math.min(hi, end) - Math.max(lo, start));
+    }
+  }
+  visible *= dims.H;
+  return { forward: 4 * dims.D * visible, backward: 10 * dims.D * visible };
+}
+
+void record;
