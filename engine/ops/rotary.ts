@@ -1,6 +1,6 @@
 // Rotary position embedding, rotate-half convention (transformers' GPT-NeoX, Llama, Mistral), with its backward.
 import { record } from '../autodiff.ts';
-import { GpuError } from '../gpu.ts';
+import { GpuError, onGpuRelease } from '../gpu.ts';
 import { launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { ROTARY_MAX_ANGLE, rotaryCall } from '../../kernels/rotary.ts';
