@@ -18,7 +18,7 @@ export function columnSumCall(blocks: number, cols: number): KernelCall {
     kernel: columnSumKernel,
     constants: { WG },
     params: { blocks, cols },
-    workgroups: grid1d(cols, WG, limits.maxComputeWorkgroupsPerDimension),
+    workgroups: grid1d(cols, WG),
     cost: { flops: blocks * cols, bytesRead: 4 * blocks * cols, bytesWritten: 4 * cols },
   };
 }

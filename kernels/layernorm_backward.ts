@@ -1,5 +1,4 @@
 // LayerNorm backward: dx per row and per-block partial sums of dweight and dbias, in one pass.
-import { gpu } from '../engine/gpu.ts';
 import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
 import { normWorkgroupSize } from './layernorm_forward.ts';
 
@@ -8,15 +7,16 @@ export const layerNormBackwardKernel: Kernel = {
   source: loadWgsl(import.meta.url, 'layernorm_backward.wgsl'),
   inputs: ['x', 'weight', 'dy', 'mean', 'rstd'],
   outputs: ['dx', 'partialWeight', 'partialBias'],
-  params: [['rows', 'u32'], ['cols', 'u32']],
-  constants: ['WG', 'ROWS_PER_BLOCK'],
+  params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],
+  constants: ['WG', 'MAX_ROWS_PER_BLOCK'],
 };
 
-// At least 16 rows per block keeps the partial sums ([blocks, cols], written and read again) under a
-// sixteenth of the row traffic; past 256 blocks, blocks grow rather than the partials, up to 64 rows.
+// At least 16 rows per block keeps the partial sums ([blocks, cols], written here and read by column_sum)
+// under a twelfth of the row traffic; past 256 blocks, blocks grow rather than their number, up to
+// MAX_ROWS_PER_BLOCK, which also sizes the kernels' per-row statistics in workgroup memory.
 const MIN_ROWS_PER_BLOCK = 16;
 const TARGET_BLOCKS = 256;
-const MAX_ROWS_PER_BLOCK = 64;
+export const MAX_ROWS_PER_BLOCK = 64;
 
 /**
  * How the norm backward kernels split rows into blocks, one workgroup each, in a fixed way for a
@@ -35,9 +35,9 @@ export function layerNormBackwardCall(rows: number, cols: number): KernelCall {
   // from memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: layerNormBackwardKernel,
-    constants: { WG: normWorkgroupSize(cols, 8, 8 * rowsPerBlock), ROWS_PER_BLOCK: rowsPerBlock },
-    params: { rows, cols },
-    workgroups: grid1d(blocks, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    constants: { WG: normWorkgroupSize(cols, 8, 8 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    params: { rows, cols, rowsPerBlock },
+    workgroups: grid1d(blocks, 1),
     cost: { flops: 15 * n, bytesRead: 8 * n + 4 * cols + 8 * rows, bytesWritten: 4 * n + 8 * blocks * cols },
   };
 }

@@ -1,13 +1,15 @@
-// Backward of layernorm_forward.wgsl for a block of ROWS_PER_BLOCK consecutive rows per workgroup.
+// Backward of layernorm_forward.wgsl for a block of params.rowsPerBlock consecutive rows per workgroup.
 // Forward was y = xhat * weight + bias with xhat = (x - mean) * rstd; with g = dy * weight,
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))       (means over the row)
 //   partialWeight[block, j] = sum over the block's rows of dy * xhat,  partialBias[block, j] = sum of dy.
 // xhat is recomputed from the saved mean and rstd. column_sum.wgsl adds the blocks' partial sums in a
 // fixed order: the weight gradients are deterministic without atomics.
 override WG: u32 = 256u; // a power of two: the tree reduction halves it
-override ROWS_PER_BLOCK: u32 = 16u;
+// Sizes the per-row statistics. Rows per block is a parameter, not a constant: with a constant bound on
+// the row loop around the barriers, lavapipe took 3-8 s to compile each variant (1.5 s now).
+override MAX_ROWS_PER_BLOCK: u32 = 64u;
 
-struct Params { rows: u32, cols: u32 }
+struct Params { rows: u32, cols: u32, rowsPerBlock: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
@@ -20,7 +22,7 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(8) var<uniform> params: Params;
 
 var<workgroup> partials: array<vec2f, WG>;
-var<workgroup> rowMeans: array<vec2f, ROWS_PER_BLOCK>; // (mean(g), mean(g * xhat)) of each row of the block
+var<workgroup> rowMeans: array<vec2f, MAX_ROWS_PER_BLOCK>; // (mean(g), mean(g * xhat)) of each row of the block
 
 // The sum of v over the workgroup, added in a fixed order; every invocation gets it.
 fn workgroupSum(v: vec2f, lid: u32) -> vec2f {
@@ -38,9 +40,9 @@ fn workgroupSum(v: vec2f, lid: u32) -> vec2f {
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let block = wid.x + wid.y * nwg.x;
-  let firstRow = block * ROWS_PER_BLOCK;
+  let firstRow = block * params.rowsPerBlock;
   if (firstRow >= params.rows) { return; }
-  let blockRows = min(ROWS_PER_BLOCK, params.rows - firstRow);
+  let blockRows = min(params.rowsPerBlock, params.rows - firstRow);
   let cols = params.cols;
   for (var r = 0u; r < blockRows; r++) {
     let row = firstRow + r;

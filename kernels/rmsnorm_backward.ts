@@ -1,16 +1,15 @@
 // RMSNorm backward: dx per row and per-block partial sums of dweight, in one pass.
-import { gpu } from '../engine/gpu.ts';
 import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
 import { normWorkgroupSize } from './layernorm_forward.ts';
-import { normRowBlocks } from './layernorm_backward.ts';
+import { MAX_ROWS_PER_BLOCK, normRowBlocks } from './layernorm_backward.ts';
 
 export const rmsNormBackwardKernel: Kernel = {
   name: 'rmsNormBackward',
   source: loadWgsl(import.meta.url, 'rmsnorm_backward.wgsl'),
   inputs: ['x', 'weight', 'dy', 'rstd'],
   outputs: ['dx', 'partialWeight'],
-  params: [['rows', 'u32'], ['cols', 'u32']],
-  constants: ['WG', 'ROWS_PER_BLOCK'],
+  params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],
+  constants: ['WG', 'MAX_ROWS_PER_BLOCK'],
 };
 
 /** x and dy are rows x cols; writes dx and partialWeight [normRowBlocks(rows).blocks, cols]. */
@@ -21,9 +20,9 @@ export function rmsNormBackwardCall(rows: number, cols: number): KernelCall {
   // memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: rmsNormBackwardKernel,
-    constants: { WG: normWorkgroupSize(cols, 4, 4 * rowsPerBlock), ROWS_PER_BLOCK: rowsPerBlock },
-    params: { rows, cols },
-    workgroups: grid1d(blocks, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    constants: { WG: normWorkgroupSize(cols, 4, 4 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    params: { rows, cols, rowsPerBlock },
+    workgroups: grid1d(blocks, 1),
     cost: { flops: 10 * n, bytesRead: 8 * n + 4 * cols + 4 * rows, bytesWritten: 4 * n + 4 * blocks * cols },
   };
 }

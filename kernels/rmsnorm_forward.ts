@@ -1,5 +1,4 @@
 // RMSNorm forward over the last dim: one workgroup per row; writes y and the row's rstd for the backward.
-import { gpu } from '../engine/gpu.ts';
 import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
 import { normWorkgroupSize } from './layernorm_forward.ts';
 
@@ -21,7 +20,7 @@ export function rmsNormForwardCall(rows: number, cols: number, eps: number): Ker
     kernel: rmsNormForwardKernel,
     constants: { WG: normWorkgroupSize(cols, 4) },
     params: { rows, cols, eps },
-    workgroups: grid1d(rows, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    workgroups: grid1d(rows, 1),
     cost: { flops: 4 * n, bytesRead: 4 * n + 4 * cols, bytesWritten: 4 * n + 4 * rows },
   };
 }
