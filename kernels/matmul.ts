@@ -20,13 +20,12 @@ export const MAX_THREAD_TILE = 8;
 /** Tile variants, named TILE_M x TILE_N x TILE_K / THREAD_M x THREAD_N. */
 export const MATMUL_TILES = {
   '32x32x16/4x4': { tileM: 32, tileN: 32, tileK: 16, threadM: 4, threadN: 4 },
-  '64x64x16/4x4': { tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
   '64x64x32/8x8': { tileM: 64, tileN: 64, tileK: 32, threadM: 8, threadN: 8 },
   '128x128x16/8x8': { tileM: 128, tileN: 128, tileK: 16, threadM: 8, threadN: 8 },
 } as const satisfies Record<string, MatmulTile>;
 
-// bench/matmul.ts on lavapipe: FILLED IN AFTER MEASURING.
-export const DEFAULT_TILE: MatmulTile = MATMUL_TILES['64x64x32/8x8'];
+// Fastest variant in bench/matmul.ts on lavapipe at every square size and 3 of 4 Pythia shapes (re-measure on a GPU).
+export const DEFAULT_TILE: MatmulTile = MATMUL_TILES['128x128x16/8x8'];
 
 /** One batched product: op(A) is M×K, op(B) K×N, per batch entry; strides in elements, 0 to broadcast. */
 export interface MatmulShape {

@@ -1,0 +1,233 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backward } from '../engine/autodiff.ts';
+import { launch } from '../engine/launch.ts';
+import { ledger } from '../engine/ledger.ts';
+import { linear, matmul } from '../engine/ops/matmul.ts';
+import { pool } from '../engine/pool.ts';
+import { Tensor, numelOf, tidy } from '../engine/tensor.ts';
+import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel } from '../kernels/matmul.ts';
+import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
+
+/** op(A) is M×K and op(B) K×N per batch entry; a shared operand is one matrix used by every entry. */
+interface Problem {
+  batchDims: number[];
+  M: number; N: number; K: number;
+  transA: boolean; transB: boolean;
+  sharedA: boolean; sharedB: boolean;
+  bias: boolean;
+}
+
+const FORMS = [[false, false], [false, true], [true, false], [true, true]] as const;
+
+function problem(M: number, N: number, K: number, transA: boolean, transB: boolean, more: Partial<Problem> = {}): Problem {
+  return { batchDims: [], M, N, K, transA, transB, sharedA: false, sharedB: false, bias: false, ...more };
+}
+
+function describe(p: Problem): string {
+  const batch = p.batchDims.length ? `batch [${p.batchDims}]${p.sharedA ? ' shared A' : ''}${p.sharedB ? ' shared B' : ''} ` : '';
+  return `${batch}M=${p.M} N=${p.N} K=${p.K}${p.transA ? ' Aᵀ' : ''}${p.transB ? ' Bᵀ' : ''}${p.bias ? ' +bias' : ''}`;
+}
+
+const batchOf = (p: Problem) => numelOf(p.batchDims);
+const shapeA = (p: Problem) => [...(p.sharedA ? [] : p.batchDims), ...(p.transA ? [p.K, p.M] : [p.M, p.K])];
+const shapeB = (p: Problem) => [...(p.sharedB ? [] : p.batchDims), ...(p.transB ? [p.N, p.K] : [p.K, p.N])];
+const aIndex = (p: Problem, b: number, m: number, k: number) => (p.sharedA ? 0 : b * p.M * p.K) + (p.transA ? k * p.M + m : m * p.K + k);
+const bIndex = (p: Problem, b: number, k: number, n: number) => (p.sharedB ? 0 : b * p.K * p.N) + (p.transB ? n * p.K + k : k * p.N + n);
+
+/** float64 C[b, m, n] = Σ_k op(A)[b, m, k] op(B)[b, k, n] + bias[n]. */
+function refMatmul(p: Problem, A: Float64Array, B: Float64Array, bias: Float64Array | null): Float64Array {
+  const C = new Float64Array(batchOf(p) * p.M * p.N);
+  for (let b = 0; b < batchOf(p); b++)
+    for (let m = 0; m < p.M; m++)
+      for (let n = 0; n < p.N; n++) {
+        let s = bias ? bias[n] : 0;
+        for (let k = 0; k < p.K; k++) s += A[aIndex(p, b, m, k)] * B[bIndex(p, b, k, n)];
+        C[(b * p.M + m) * p.N + n] = s;
+      }
+  return C;
+}
+
+/** float64 gradients of ⟨C, seed⟩ with C = refMatmul(...): each product term sends seed·(other factor) to its factor. */
+function refMatmulGrads(p: Problem, A: Float64Array, B: Float64Array, seed: Float64Array) {
+  const gA = new Float64Array(A.length), gB = new Float64Array(B.length), gBias = new Float64Array(p.N);
+  for (let b = 0; b < batchOf(p); b++)
+    for (let m = 0; m < p.M; m++)
+      for (let n = 0; n < p.N; n++) {
+        const g = seed[(b * p.M + m) * p.N + n];
+        gBias[n] += g;
+        for (let k = 0; k < p.K; k++) {
+          gA[aIndex(p, b, m, k)] += g * B[bIndex(p, b, k, n)];
+          gB[bIndex(p, b, k, n)] += g * A[aIndex(p, b, m, k)];
+        }
+      }
+  return { gA, gB, gBias };
+}
+
+function inputsOf(p: Problem, seed: number) {
+  const A = randn(numelOf(shapeA(p)), seed);
+  const B = randn(numelOf(shapeB(p)), seed + 1);
+  const bias = p.bias ? randn(p.N, seed + 2) : null;
+  return { A, B, bias };
+}
+
+/** Runs matmul on the GPU and compares the output (and, with grads, every input's gradient) with float64. */
+async function check(p: Problem, grads: boolean, seed = 1): Promise<void> {
+  const base = pool.liveBytes;
+  const { A, B, bias } = inputsOf(p, seed);
+  const a = upload(A, shapeA(p), grads);
+  const b = upload(B, shapeB(p), grads);
+  const biasT = bias ? upload(bias, [p.N], grads) : undefined;
+  const out = matmul(a, b, { transA: p.transA, transB: p.transB, bias: biasT });
+  assert.equal(out.shape, [...p.batchDims, p.M, p.N], describe(p));
+  assertClose(await download(out), refMatmul(p, A, B, bias), 1e-5, `forward ${describe(p)}`);
+  if (grads) {
+    const seedData = randn(out.numel, seed + 3);
+    const seedT = upload(seedData, [...out.shape]);
+    backward(out, seedT);
+    const ref = refMatmulGrads(p, A, B, seedData);
+    assertClose(await download(a.grad!), ref.gA, 1e-4, `dA ${describe(p)}`);
+    assertClose(await download(b.grad!), ref.gB, 1e-4, `dB ${describe(p)}`);
+    if (biasT) assertClose(await download(biasT.grad!), ref.gBias, 1e-4, `dbias ${describe(p)}`);
+    seedT.dispose();
+  }
+  for (const t of [a, b, biasT, out]) { t?.grad?.dispose(); t?.dispose(); }
+  assert.is(pool.liveBytes, base, `pool leak after ${describe(p)}`);
+}
+
+test('spec and shader agree: bindings, params, constants, register block', () => {
+  const src = matmulKernel.source.replace(/\/\/.*$/gm, ''); // comments may look like declarations
+  const bindings = [...src.matchAll(/@binding\((\d+)\) var<([^>]+)> (\w+)/g)].map((m) => [Number(m[1]), m[2], m[3]]);
+  const expected = [
+    ...matmulKernel.inputs.map((n) => ['storage, read', n]),
+    ...matmulKernel.outputs.map((n) => ['storage, read_write', n]),
+    ['uniform', 'params'],
+  ].map(([space, n], i) => [i, space, n]);
+  assert.equal(bindings, expected);
+  const fields = [...src.match(/struct Params \{([^}]*)\}/)![1].matchAll(/(\w+): (\w+)/g)].map((m) => [m[1], m[2]]);
+  assert.equal(fields, matmulKernel.params.map(([n, t]) => [n, t]));
+  for (const c of matmulKernel.constants!) assert.match(src, new RegExp(`override ${c}: `), `override ${c}`);
+  assert.match(src, new RegExp(`const MAX_THREAD_TILE = ${MAX_THREAD_TILE}u;`));
+});
+
+test('float64 reference gradients match finite differences', () => {
+  // The reference is bilinear, so central differences are exact up to rounding.
+  for (const [transA, transB] of FORMS)
+    for (const shared of [{}, { sharedA: true }, { sharedB: true }]) {
+      const p = problem(2, 3, 4, transA, transB, { batchDims: [2], bias: true, ...shared });
+      const { A, B, bias } = inputsOf(p, 7);
+      const seed = randn(batchOf(p) * p.M * p.N, 8);
+      const ref = refMatmulGrads(p, A, B, seed);
+      assert.ok(relErr(finiteDiff((x) => dot(refMatmul(p, x, B, bias), seed), A), ref.gA) < 1e-7, `dA ${describe(p)}`);
+      assert.ok(relErr(finiteDiff((x) => dot(refMatmul(p, A, x, bias), seed), B), ref.gB) < 1e-7, `dB ${describe(p)}`);
+      assert.ok(relErr(finiteDiff((x) => dot(refMatmul(p, A, B, x), seed), bias!), ref.gBias) < 1e-7, `dbias ${describe(p)}`);
+    }
+});
+
+test('forward: all four transpose forms at ragged shapes', async () => {
+  await initGpu();
+  const shapes = [[1, 1, 1], [7, 33, 130], [130, 7, 33], [33, 130, 7], [64, 64, 64]];
+  for (const [M, N, K] of shapes)
+    for (const [transA, transB] of FORMS) await check(problem(M, N, K, transA, transB), false);
+});
+
+test('forward: batched, with and without a shared operand, and bias', async () => {
+  await initGpu();
+  for (const [transA, transB] of FORMS) {
+    await check(problem(7, 33, 5, transA, transB, { batchDims: [2, 3] }), false);
+    await check(problem(7, 33, 5, transA, transB, { batchDims: [3], sharedA: true }), false);
+    await check(problem(7, 33, 5, transA, transB, { batchDims: [2, 3], sharedB: true }), false);
+    await check(problem(33, 130, 7, transA, transB, { bias: true }), false);
+    await check(problem(7, 33, 5, transA, transB, { batchDims: [3], sharedB: true, bias: true }), false);
+  }
+});
+
+test('gradients: all forms, bias, batched with and without a shared operand', async () => {
+  await initGpu();
+  for (const [transA, transB] of FORMS) {
+    await check(problem(7, 33, 130, transA, transB, { bias: true }), true);
+    await check(problem(7, 13, 5, transA, transB, { batchDims: [3] }), true);
+    await check(problem(7, 13, 5, transA, transB, { batchDims: [3], sharedA: true }), true);
+    await check(problem(7, 13, 5, transA, transB, { batchDims: [3], sharedB: true, bias: true }), true);
+  }
+});
+
+test('every tile variant is exact at a shape spanning several tiles with ragged edges', async () => {
+  await initGpu();
+  // Transposes only change the tile loads, which every form tests on the default tile: one form per variant.
+  for (const [i, [name, tile]] of Object.entries(MATMUL_TILES).entries()) {
+    const [transA, transB] = FORMS[i % FORMS.length];
+    const p = problem(70, 135, 37, transA, transB, { batchDims: [2], bias: true });
+    const { A, B, bias } = inputsOf(p, 3);
+    const [a, b, biasT] = [upload(A, shapeA(p)), upload(B, shapeB(p)), upload(bias!, [p.N])];
+    const out = Tensor.empty([2, p.M, p.N]);
+    const s = { batch: 2, M: p.M, N: p.N, K: p.K, strideA: p.M * p.K, strideB: p.K * p.N, transA, transB, hasBias: true };
+    launch(matmulCall(s, tile), [a, b, biasT], [out]);
+    assertClose(await download(out), refMatmul(p, A, B, bias), 1e-5, `tile ${name} ${describe(p)}`);
+    for (const t of [a, b, biasT, out]) t.dispose();
+  }
+  assert.throws(() => checkTile({ tileM: 64, tileN: 64, tileK: 16, threadM: 16, threadN: 4 }), /thread block exceeds/);
+  assert.throws(() => checkTile({ tileM: 256, tileN: 256, tileK: 64, threadM: 8, threadN: 8 }), /workgroup memory/);
+});
+
+test('linear: x [2, 3, 7] and x [7] times weight [5, 7]ᵀ plus bias, with gradients', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  for (const lead of [[2, 3], []]) {
+    const rows = numelOf(lead);
+    const p = problem(rows, 5, 7, false, true, { bias: true });
+    const { A: X, B: W, bias } = inputsOf(p, 11);
+    const x = upload(X, [...lead, 7], true);
+    const w = upload(W, [5, 7], true);
+    const b = upload(bias!, [5], true);
+    const y = linear(x, w, b);
+    assert.equal(y.shape, [...lead, 5]);
+    assertClose(await download(y), refMatmul(p, X, W, bias), 1e-5, `linear forward [${lead}]`);
+    const seedData = randn(y.numel, 12);
+    const seed = upload(seedData, [...y.shape]);
+    backward(y, seed);
+    const ref = refMatmulGrads(p, X, W, seedData);
+    assertClose(await download(x.grad!), ref.gA, 1e-4, `linear dx [${lead}]`);
+    assertClose(await download(w.grad!), ref.gB, 1e-4, 'linear dweight');
+    assertClose(await download(b.grad!), ref.gBias, 1e-4, 'linear dbias');
+    for (const t of [x, w, b, y, seed]) { t.grad?.dispose(); t.dispose(); }
+  }
+  assert.is(pool.liveBytes, base);
+});
+
+test('ledger: forward charges 2·M·N·K flops to matmul, backward 4·M·N·K to matmulBackward', async () => {
+  await initGpu();
+  const [M, N, K] = [7, 33, 130];
+  for (const batch of [1, 3]) {
+    // With a batch, b is shared: its gradient must come from one product over the stacked rows, not a reduction.
+    const a = upload(randn(batch * M * K, 21), batch === 1 ? [M, K] : [batch, M, K], true);
+    const b = upload(randn(K * N, 22), [K, N], true);
+    ledger.reset();
+    const out = matmul(a, b);
+    const forward = ledger.byOp().find((r) => r.key === 'matmul')!;
+    assert.equal([forward.flops, forward.bytesRead, forward.bytesWritten, forward.dispatches],
+      [2 * batch * M * N * K, 4 * (batch * M * K + K * N), 4 * batch * M * N, 1]);
+    const seed = upload(randn(batch * M * N, 23), [...out.shape]);
+    ledger.reset();
+    backward(out, seed);
+    const back = ledger.byOp().find((r) => r.key === 'matmulBackward')!;
+    assert.equal([back.flops, back.dispatches], [4 * batch * M * N * K, 2]);
+    await download(a.grad!);
+    for (const t of [a, b, out, seed]) { t.grad?.dispose(); t.dispose(); }
+  }
+});
+
+test('shape errors name the operands', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  tidy(() => {
+    const a = Tensor.zeros([2, 3, 4]);
+    assert.throws(() => matmul(a, Tensor.zeros([3, 5, 6])), /inner dims 4 and 5 differ/);
+    assert.throws(() => matmul(a, Tensor.zeros([3, 4, 6])), /do not broadcast/);
+    assert.throws(() => matmul(a, Tensor.zeros([4, 6]), { bias: Tensor.zeros([5]) }), /bias \[5\] should be \[6\]/);
+    assert.throws(() => linear(a, Tensor.zeros([6, 5])), /expected x \[\.\.\., in\] and weight \[out, in\]/);
+  });
+  assert.is(pool.liveBytes, base);
+});
+
+test.run();
