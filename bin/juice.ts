@@ -6,6 +6,7 @@ const USAGE = `usage: juice <command> [options]
 
 commands:
   demo                 train a one-layer transformer on a toy copy task on the GPU; prints loss and the FLOP ledger
+                       [--steps N --batch B --length L --lr LR --seed S --time-kernels --ledger-json FILE]
   inspect DIR          architecture, parameter count, memory plan and FLOPs per token of a Hugging Face model folder
   verify DIR           recompute a reference folder (laid out like shared/fixtures/hf/<kind>) and print relative errors as JSON
 

@@ -52,11 +52,12 @@ test('ledger: one training step of the demo model, matmul FLOPs by hand', async 
   ledger.inPhase('optimizer', () => opt.step());
   await loss.item();
   const tokens = B * T;
-  // Per layer: qkv C->3C, dense C->C, MLP C->I->C; then the head C->V.
-  const forward = c.layers * 2 * tokens * (C * 3 * C + C * C + 2 * C * I) + 2 * tokens * C * V;
-  assert.is(flopsOf('matmul', 'forward'), forward);
-  // Every matmul's input and weight need gradients: two matmuls of the same size each.
-  assert.is(flopsOf('matmulBackward', 'backward'), 2 * forward);
+  // Per layer: qkv C->3C, dense C->C, MLP C->I->C, each with a bias epilogue (one add per output); then the head C->V.
+  const products = c.layers * 2 * tokens * (C * 3 * C + C * C + 2 * C * I) + 2 * tokens * C * V;
+  const biasAdds = c.layers * tokens * (3 * C + C + I + C);
+  assert.is(flopsOf('matmul', 'forward'), products + biasAdds);
+  // Every matmul's input and weight need gradients: two products of the same size each; a bias gradient sums its rows.
+  assert.is(flopsOf('matmulBackward', 'backward'), 2 * products + biasAdds);
   const nParams = params.specs.reduce((s, p) => s + p.shape.reduce((x, y) => x * y, 1), 0);
   assert.is(flopsOf('adamw', 'optimizer'), 14 * nParams);
   assert.ok(ledger.byPhase().map((r) => r.key).includes('backward'));

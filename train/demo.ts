@@ -1,5 +1,6 @@
 // `juice demo`: trains a one-layer transformer on a toy copy task on the GPU, end to end:
 // each step is one command encoder (forward, backward, AdamW) and one read-back (the loss).
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { backward } from '../engine/autodiff.ts';
 import { gpu, initGpu } from '../engine/gpu.ts';
@@ -36,9 +37,9 @@ export function copyBatch(r: Random, batch: number, length: number): { ids: Int3
 
 export const DEMO_CONFIG: TinyTransformerConfig = { vocabSize: 16, hidden: 64, heads: 4, layers: 1, intermediate: 256, rotaryBase: 10000, eps: 1e-5 };
 
-export interface DemoResult { losses: number[]; accuracy: number }
+export interface DemoResult { losses: number[]; accuracy: number; lastStepLedger: string; lastStepLedgerJson: ReturnType<typeof ledger.toJSON> }
 
-export async function trainCopyTask(opts: { steps: number; batch: number; length: number; lr: number; seed: number; log?: (line: string) => void }): Promise<DemoResult> {
+export async function trainCopyTask(opts: { steps: number; batch: number; length: number; lr: number; seed: number; timeLastStep?: boolean; log?: (line: string) => void }): Promise<DemoResult> {
   const c = DEMO_CONFIG;
   const params = initTinyTransformer(c, opts.seed);
   const opt = new AdamW(params.entries(), { lr: opts.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
@@ -46,7 +47,10 @@ export async function trainCopyTask(opts: { steps: number; batch: number; length
   const T = 2 * opts.length;
   const losses: number[] = [];
   for (let step = 1; step <= opts.steps; step++) {
-    if (step === opts.steps) ledger.reset(); // the printed ledger is the last step's
+    if (step === opts.steps) {
+      ledger.reset(); // the printed ledger is the last step's
+      ledger.timing = !!opts.timeLastStep;
+    }
     const { ids, targets } = copyBatch(data, opts.batch, opts.length);
     const loss = tidy(() => {
       const idsT = Tensor.fromArray(ids, [opts.batch, T], 'i32');
@@ -61,10 +65,12 @@ export async function trainCopyTask(opts: { steps: number; batch: number; length
     loss.dispose();
     if (step === 1 || step % 25 === 0 || step === opts.steps) opts.log?.(`step ${String(step).padStart(4)}  loss ${losses[losses.length - 1].toFixed(4)}  live ${(pool.liveBytes / 1e6).toFixed(2)} MB`);
   }
-  const accuracy = await copyAccuracy(c, params, rng(opts.seed + 2), opts.length);
+  ledger.timing = false;
+  const lastStepLedger = ledger.table(), lastStepLedgerJson = ledger.toJSON();
+  const accuracy = await ledger.inPhase('evaluation', () => copyAccuracy(c, params, rng(opts.seed + 2), opts.length));
   opt.dispose();
   params.dispose();
-  return { losses, accuracy };
+  return { losses, accuracy, lastStepLedger, lastStepLedgerJson };
 }
 
 /** Greedy accuracy on the copied half of fresh sequences, teacher-forced. */
@@ -89,6 +95,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: {
     steps: { type: 'string', default: '200' }, batch: { type: 'string', default: '16' },
     length: { type: 'string', default: '8' }, lr: { type: 'string', default: '0.003' }, seed: { type: 'string', default: '1' },
+    'ledger-json': { type: 'string' }, 'time-kernels': { type: 'boolean', default: false },
   } });
   const opts = { steps: Number(values.steps), batch: Number(values.batch), length: Number(values.length), lr: Number(values.lr), seed: Number(values.seed) };
   for (const [k, v] of Object.entries(opts)) if (!Number.isFinite(v) || v <= 0) { console.error(`juice demo: --${k} must be a positive number, got '${(values as Record<string, unknown>)[k]}'`); return 2; }
@@ -97,10 +104,14 @@ export async function demoCommand(args: string[]): Promise<number> {
   console.log(`juice demo: copy task, one-layer transformer (${plan.parameters} parameters) on ${g.adapterInfo.description || g.adapterInfo.vendor}`);
   console.log(`features: ${[...gpu().features].join(', ') || 'none'}`);
   const t0 = performance.now();
-  const { losses, accuracy } = await trainCopyTask({ ...opts, log: (l) => console.log(l) });
+  const { losses, accuracy, lastStepLedger, lastStepLedgerJson } = await trainCopyTask({ ...opts, timeLastStep: values['time-kernels'], log: (l) => console.log(l) });
   const seconds = (performance.now() - t0) / 1000;
   console.log(`\n${opts.steps} steps in ${seconds.toFixed(1)} s (${(1000 * seconds / opts.steps).toFixed(1)} ms/step); loss ${losses[0].toFixed(3)} -> ${losses[losses.length - 1].toFixed(3)}; copy accuracy ${(100 * accuracy).toFixed(1)}%`);
   console.log('\nFLOP ledger of the last training step:\n');
-  console.log(ledger.table());
+  console.log(lastStepLedger);
+  if (values['ledger-json']) {
+    writeFileSync(values['ledger-json'], JSON.stringify(lastStepLedgerJson, null, 2));
+    console.log(`\nledger written to ${values['ledger-json']}`);
+  }
   return 0;
 }
