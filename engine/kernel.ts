@@ -47,3 +47,19 @@ export function grid1d(n: number, wg: number, maxPerDim = gpu().limits.maxComput
   const y = ceilDiv(groups, maxPerDim);
   return [ceilDiv(groups, y), y];
 }
+
+/**
+ * Threads for a workgroup that reduces a row: the largest power of two <= preferred (256, WebGPU's
+ * guaranteed size, by default) that fits the device's invocation and workgroup-memory limits, with
+ * bytesPerThread of workgroup memory per thread plus fixedBytes.
+ */
+export function reductionWorkgroupSize(bytesPerThread: number, fixedBytes = 0, preferred = 256): number {
+  const { limits } = gpu();
+  let wg = 2 ** Math.floor(Math.log2(Math.max(1, preferred)));
+  while (wg > 1 && (wg > limits.maxComputeInvocationsPerWorkgroup || wg > limits.maxComputeWorkgroupSizeX
+    || wg * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) wg /= 2;
+  return wg;
+}
+
+/** The smallest power of two >= n. */
+export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }

@@ -1,6 +1,6 @@
 // Fused softmax cross-entropy: per-row loss and, in the same pass, the logits gradient scaled by 1/count.
 import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, reductionWorkgroupSize, type Kernel, type KernelCall } from '../engine/kernel.ts';
 
 export const crossEntropyKernel: Kernel = {
   name: 'crossEntropy',
@@ -10,18 +10,6 @@ export const crossEntropyKernel: Kernel = {
   params: [['rows', 'u32'], ['V', 'u32'], ['ignoreIndex', 'i32']],
   constants: ['WG', 'WRITE_GRAD'],
 };
-
-/**
- * Threads of a one-workgroup tree reduction: the largest power of two up to 256 that the device's
- * limits allow with `bytesPerThread` of workgroup memory per thread.
- */
-export function reductionWorkgroupSize(bytesPerThread: number): number {
-  const { limits } = gpu();
-  let wg = 256;
-  while (wg > 1 && (wg > limits.maxComputeInvocationsPerWorkgroup || wg > limits.maxComputeWorkgroupSizeX
-    || wg * bytesPerThread > limits.maxComputeWorkgroupStorageSize)) wg /= 2;
-  return wg;
-}
 
 /**
  * rows x V logits; `writeGrad` false skips the gradient pass (evaluation): the dlogits binding is
@@ -43,3 +31,5 @@ export function crossEntropyCall(rows: number, V: number, ignoreIndex: number, w
       : { flops: 4 * n, bytesRead: 4 * n + 8 * rows, bytesWritten: 4 * rows },
   };
 }
+
+export { reductionWorkgroupSize };

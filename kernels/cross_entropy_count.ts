@@ -1,6 +1,5 @@
 // Counts the targets that are not ignored, on the GPU, so that the mean needs no read-back.
-import { loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { reductionWorkgroupSize } from './cross_entropy.ts';
+import { loadWgsl, type Kernel, type KernelCall, reductionWorkgroupSize } from '../engine/kernel.ts';
 
 export const crossEntropyCountKernel: Kernel = {
   name: 'crossEntropyCount',

@@ -1,6 +1,5 @@
 // The mean of the per-row cross-entropy losses over the non-ignored rows, in a fixed summation order.
-import { loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { reductionWorkgroupSize } from './cross_entropy.ts';
+import { loadWgsl, type Kernel, type KernelCall, reductionWorkgroupSize } from '../engine/kernel.ts';
 
 export const crossEntropyMeanKernel: Kernel = {
   name: 'crossEntropyMean',

@@ -1,6 +1,5 @@
 // LayerNorm forward over the last dim: one workgroup per row; writes y and the row statistics the backward reads.
-import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, nextPowerOfTwo, reductionWorkgroupSize } from '../engine/kernel.ts';
 
 export const layerNormForwardKernel: Kernel = {
   name: 'layerNormForward',
@@ -15,16 +14,9 @@ export const layerNormForwardKernel: Kernel = {
 // reduction costs every 8 invocations a fiber switch on lavapipe, where 256 threads per row of 768 ran 3-8x slower.
 const ELEMENTS_PER_THREAD = 32;
 
-/**
- * Threads per row of the norm kernels: the power of two at or above cols / ELEMENTS_PER_THREAD, at most 256,
- * that the device's limits allow with `bytesPerThread` of workgroup memory per thread plus `fixedBytes`.
- */
+/** Threads per row: about ELEMENTS_PER_THREAD elements each (barriers are dear on CPU drivers), within the limits. */
 export function normWorkgroupSize(cols: number, bytesPerThread: number, fixedBytes = 0): number {
-  const { limits } = gpu();
-  let wg = Math.min(256, 2 ** Math.ceil(Math.log2(Math.max(1, cols / ELEMENTS_PER_THREAD))));
-  while (wg > 1 && (wg > limits.maxComputeInvocationsPerWorkgroup || wg > limits.maxComputeWorkgroupSizeX
-    || wg * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) wg /= 2;
-  return wg;
+  return reductionWorkgroupSize(bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / ELEMENTS_PER_THREAD)));
 }
 
 /** x is rows x cols; weight and bias have cols elements. */

@@ -1,6 +1,6 @@
 // Softmax along the last dim and its backward: one workgroup per row, looping over rows of any length.
 import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, nextPowerOfTwo, reductionWorkgroupSize } from '../engine/kernel.ts';
 
 export const softmaxKernel: Kernel = {
   name: 'softmax', source: loadWgsl(import.meta.url, 'softmax.wgsl'),
@@ -18,10 +18,7 @@ export const softmaxBackwardKernel: Kernel = {
  * idle threads behind.
  */
 export function softmaxWorkgroupSize(cols: number): number {
-  const cap = Math.min(256, gpu().limits.maxComputeInvocationsPerWorkgroup, gpu().limits.maxComputeWorkgroupSizeX);
-  let wg = 1;
-  while (wg < cols && wg * 2 <= cap) wg *= 2;
-  return wg;
+  return reductionWorkgroupSize(8, 0, Math.min(256, nextPowerOfTwo(cols)));
 }
 
 function rowCall(kernel: Kernel, op: string, rows: number, cols: number, cost: KernelCall['cost']): KernelCall {
