@@ -5,15 +5,23 @@
 // unnormalised output (online softmax, f32), so nothing of size T×S exists. A row that sees no key gets
 // out = 0 and lse = -inf. q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32, or f16 in the
 // f16-storage variant, which rewrites the alias); keyRange [B, 2] i32 is read only when hasKeyRange != 0.
+//
+// Threads form a GRID×GRID square (x fastest) and hold blocks in registers, so that each word read from
+// workgroup memory feeds several multiply-adds: for the scores, query rows x + i·GRID by keys y + j·GRID;
+// for the output, query rows y + i·GRID by dims x + j·GRID. Neighbouring threads (x) then read neighbouring
+// words, or all the same word: the Q tile, loaded once, is stored transposed; K and V tiles as in memory.
 alias Storage = f32;
 
 override D: u32;
-override BR: u32;
-override BC: u32;
-override WG: u32;
-override ACC: u32; // output entries per thread, ceil(BR * D / WG) <= MAX_ACC
+override BR: u32; // query rows per tile, a multiple of GRID, at most GRID * MAX_BLOCK
+override BC: u32; // keys per tile, likewise
+override GRID: u32; // threads per side of the workgroup
+override ROWS: u32; // BR / GRID
+override COLS: u32; // BC / GRID
+override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS
 
-const MAX_ACC = 32u;
+const MAX_BLOCK = 4u;
+const MAX_DIMS = 16u;
 // Below any real score and finite: WGSL arithmetic may assume that no infinity occurs.
 const NO_SCORE = -1.0e30;
 const NEG_INF_BITS = 0xff800000u;
@@ -33,15 +41,18 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> lse: array<u32>;
 @group(0) @binding(6) var<uniform> params: Params;
 
-var<workgroup> qTile: array<f32, BR * D>;
-var<workgroup> kvTile: array<f32, BC * D>; // K of the current key tile, then its V
-var<workgroup> pTile: array<f32, BR * BC>; // scaled scores, then exp(score - m)
+var<workgroup> qTile: array<f32, BR * D>; // [D][BR]
+var<workgroup> kvTile: array<f32, BC * D>; // [BC][D]: K of the current key tile, then its V
+var<workgroup> pTile: array<f32, BR * BC>; // [BR][BC]: scaled scores (NO_SCORE where masked), then exp(score - m)
 var<workgroup> rowMax: array<f32, BR>;
 var<workgroup> rowSum: array<f32, BR>;
 var<workgroup> rowRescale: array<f32, BR>; // exp(m_old - m_new) of the current key tile
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+@compute @workgroup_size(GRID, GRID)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let WG = GRID * GRID;
+  let tx = lid3.x;
+  let ty = lid3.y;
   let t0 = wid.x * BR;
   let h = wid.y;
   let b = wid.z;
@@ -56,10 +67,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var e = lid; e < BR * D; e += WG) {
     var x = 0.0;
     if (e < rows * D) { x = f32(q[qBase + e]); }
-    qTile[e] = x;
+    qTile[(e % D) * BR + e / D] = x;
   }
   for (var r = lid; r < BR; r += WG) { rowMax[r] = NO_SCORE; rowSum[r] = 0.0; }
-  var acc: array<f32, MAX_ACC>;
+  var o: array<f32, MAX_BLOCK * MAX_DIMS>; // output rows ty + i·GRID, dims tx + j·GRID at [i * MAX_DIMS + j]
 
   for (var j0 = span.x - span.x % BC; j0 < span.y; j0 += BC) {
     workgroupBarrier(); // the previous key tile's readers of kvTile are done
@@ -69,12 +80,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       kvTile[e] = x;
     }
     workgroupBarrier();
-    for (var e = lid; e < BR * BC; e += WG) {
-      let r = e / BC;
-      let c = e % BC;
-      var s = 0.0;
-      for (var d = 0u; d < D; d++) { s += qTile[r * D + d] * kvTile[c * D + d]; }
-      pTile[e] = s * params.scale;
+    var s = array<f32, MAX_BLOCK * MAX_BLOCK>();
+    for (var d = 0u; d < D; d++) {
+      var qd: array<f32, MAX_BLOCK>;
+      var kd: array<f32, MAX_BLOCK>;
+      for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[d * BR + tx + i * GRID]; }
+      for (var j = 0u; j < COLS; j++) { kd[j] = kvTile[(ty + j * GRID) * D + d]; }
+      for (var i = 0u; i < ROWS; i++) {
+        for (var j = 0u; j < COLS; j++) { s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]); }
+      }
+    }
+    for (var i = 0u; i < ROWS; i++) {
+      let r = tx + i * GRID;
+      for (var j = 0u; j < COLS; j++) {
+        let c = ty + j * GRID;
+        let visible = r < rows && keyVisible(pos0 + r, j0 + c, keys, params.causal, params.window);
+        pTile[r * BC + c] = select(NO_SCORE, s[i * MAX_BLOCK + j] * params.scale, visible);
+      }
     }
     workgroupBarrier();
     // V replaces K while the rows' statistics absorb this tile.
@@ -84,16 +106,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       kvTile[e] = x;
     }
     for (var r = lid; r < BR; r += WG) {
-      let pos = pos0 + r;
       let mOld = rowMax[r];
       var m = mOld;
-      for (var c = 0u; c < BC; c++) {
-        if (r < rows && keyVisible(pos, j0 + c, keys, params.causal, params.window)) { m = max(m, pTile[r * BC + c]); }
-      }
+      for (var c = 0u; c < BC; c++) { m = max(m, pTile[r * BC + c]); }
       var sum = 0.0;
       for (var c = 0u; c < BC; c++) {
-        var p = 0.0;
-        if (r < rows && keyVisible(pos, j0 + c, keys, params.causal, params.window)) { p = exp(pTile[r * BC + c] - m); }
+        let score = pTile[r * BC + c];
+        let p = select(0.0, exp(score - m), score != NO_SCORE);
         pTile[r * BC + c] = p;
         sum += p;
       }
@@ -103,23 +122,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       rowMax[r] = m;
     }
     workgroupBarrier();
-    for (var i = 0u; i < ACC; i++) {
-      let e = lid + i * WG;
-      if (e < BR * D) {
-        let r = e / D;
-        let d = e % D;
-        var o = acc[i] * rowRescale[r];
-        for (var c = 0u; c < BC; c++) { o += pTile[r * BC + c] * kvTile[c * D + d]; }
-        acc[i] = o;
+    for (var i = 0u; i < ROWS; i++) {
+      let rescale = rowRescale[ty + i * GRID];
+      for (var j = 0u; j < DIMS; j++) { o[i * MAX_DIMS + j] *= rescale; }
+    }
+    for (var c = 0u; c < BC; c++) {
+      var pc: array<f32, MAX_BLOCK>;
+      var vc: array<f32, MAX_DIMS>;
+      for (var i = 0u; i < ROWS; i++) { pc[i] = pTile[(ty + i * GRID) * BC + c]; }
+      for (var j = 0u; j < DIMS; j++) { vc[j] = kvTile[c * D + min(tx + j * GRID, D - 1u)]; }
+      for (var i = 0u; i < ROWS; i++) {
+        for (var j = 0u; j < DIMS; j++) { o[i * MAX_DIMS + j] = fma(pc[i], vc[j], o[i * MAX_DIMS + j]); }
       }
     }
   }
   workgroupBarrier();
-  for (var i = 0u; i < ACC; i++) {
-    let e = lid + i * WG;
-    if (e < rows * D) {
-      let l = rowSum[e / D];
-      out[qBase + e] = select(0.0, acc[i] / l, l > 0.0);
+  for (var i = 0u; i < ROWS; i++) {
+    let r = ty + i * GRID;
+    let l = rowSum[r];
+    for (var j = 0u; j < DIMS; j++) {
+      let d = tx + j * GRID;
+      if (r < rows && d < D) { out[qBase + r * D + d] = select(0.0, o[i * MAX_DIMS + j] / l, l > 0.0); }
     }
   }
   let lseBase = (b * params.H + h) * params.T + t0;

@@ -2,6 +2,9 @@
 // backward on the tape, f16-storage inference and KV-cache decode.
 //
 // Shapes: q [B, H, T, D], k and v [B, KVH, S, D]; query head h reads kv head floor(h / (H / KVH)).
+// f16 storage (attentionWithLse and attentionDecode, where the device has shader-f16): q, k and v are u32
+// tensors [B, heads, length, D / 2] holding two f16 values per word (the tensor type has no f16 yet); the
+// kernels convert on load and compute in f32.
 // Mask (kernels/attention_visibility.wgsl): query row t has position t + positionOffset, key j position j;
 // query sees key j iff keyRange[b][0] <= j < keyRange[b][1] (padding, left or right), and with causal
 // j <= position, and with window W (implies causal) position - j < W. A row that sees no key gets out 0,
@@ -12,11 +15,15 @@
 // visible entries alone (4·D each forward, 10·D backward, the FlashAttention convention), so that
 // useful / charged is the efficiency of tile skipping. Padding is applied on the GPU, so both counts
 // assume every key valid.
-import { record } from '../autodiff.ts';
-import { GpuError } from '../gpu.ts';
+import { record, type Grad } from '../autodiff.ts';
+import { gpu, GpuError } from '../gpu.ts';
 import { launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { attentionForwardCall, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionStorage } from '../../kernels/attention_forward.ts';
+import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
+import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
+import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
+import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
 
 export interface AttentionOptions {
   causal?: boolean;
@@ -31,9 +38,10 @@ export interface AttentionOptions {
 }
 
 /** Checks shapes and options and states them as the kernels see them. */
-function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage) {
+export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage) {
   const what = `attention(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)})`;
   const dtype = storage === 'f32' ? 'f32' : 'u32';
+  if (storage === 'f16' && !gpu().features.has('shader-f16')) throw new GpuError(`${what}: f16 storage needs the device feature 'shader-f16'`);
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw new GpuError(`${what}: q, k and v must be rank 4 ([B, heads, length, D])`);
   for (const t of [q, k, v]) if (t.dtype !== dtype) throw new GpuError(`${what}: ${storage} storage needs ${dtype} tensors, got ${t.dtype}`);
   const [B, H, T, lastQ] = q.shape;
@@ -65,16 +73,76 @@ function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   return { out, lse };
 }
 
-/** Fused attention with its backward on the tape. */
+/** Fused attention with its backward on the tape (saved: q, k, v, out, lse and keyRange). */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const { out, lse } = attentionForward(q, k, v, opts, 'f32');
-  lse.dispose();
+  const saved = [q, k, v, out, lse, ...(opts.keyRange ? [opts.keyRange] : [])];
+  record('attention', [q, k, v], [out], saved, ([g]) => attentionBackward(g!, q, k, v, out, lse, opts));
+  lse.dispose(); // the tape holds it when it recorded
   return out;
 }
 
-/** Forward with the row logsumexp, no tape: for tests and for callers that need lse. */
+/** Gradients of q, k and v from dout; P is recomputed from q, k and the forward's lse. */
+function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, opts: AttentionOptions): Grad[] {
+  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, 'f32');
+  const rows = dims.B * dims.H * dims.T;
+  const delta = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention delta');
+  launch(attentionDeltaCall(rows, dims.D), [dout, out], [delta]);
+  const inputs = [q, k, v, dout, lse, delta, keyRangeBinding];
+  let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
+  if (k.requiresGrad || v.requiresGrad) {
+    dk = Tensor.empty(k.shape, 'f32', 'attention dk');
+    dv = Tensor.empty(v.shape, 'f32', 'attention dv');
+    launch(attentionBackwardDkDvCall(dims, mask, scale), inputs, [dk, dv]);
+  }
+  if (q.requiresGrad) {
+    dq = Tensor.empty(q.shape, 'f32', 'attention dq');
+    launch(attentionBackwardDqCall(dims, mask, scale), inputs, [dq]);
+  }
+  return [dq, dk, dv];
+}
+
+/** u32 q, k, v hold f16 pairs (see the header). */
+function storageOf(q: Tensor): AttentionStorage { return q.dtype === 'u32' ? 'f16' : 'f32'; }
+
+/** Forward with the row logsumexp, no tape; f32 or f16 storage (see the header). */
 export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; lse: Tensor } {
-  return attentionForward(q, k, v, opts, 'f32');
+  return attentionForward(q, k, v, opts, storageOf(q));
+}
+
+export interface DecodeOptions {
+  window?: number;
+  scale?: number;
+  keyRange?: Tensor;
+  /** Keys [0, cacheLength) of the cache hold data; S by default. */
+  cacheLength?: number;
+  /** Position of query row 0; cacheLength - T by default (the new tokens are the cache's last keys). */
+  positionOffset?: number;
+  /** Keys per workgroup of the split; DECODE_CHUNK by default. */
+  keysPerChunk?: number;
+}
+
+/**
+ * Generation: q [B, H, T, D] (a few new tokens, causal) against a KV cache k, v [B, KVH, S, D], split over
+ * key chunks and merged. No tape; f32 or f16 storage (see the header). Equals attention()'s rows.
+ */
+export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOptions = {}): Tensor {
+  const filled = opts.cacheLength ?? k.shape[2];
+  const positionOffset = opts.positionOffset ?? filled - q.shape[2];
+  if (!Number.isInteger(filled) || filled < 0 || filled > k.shape[2]) throw new GpuError(`attentionDecode: cacheLength ${filled} outside the cache's ${k.shape[2]} rows`);
+  const storage = storageOf(q);
+  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, { ...opts, causal: true, positionOffset }, storage);
+  const chunk = opts.keysPerChunk ?? DECODE_CHUNK;
+  const chunks = decodeChunks(filled, chunk, dims.D);
+  const rows = dims.B * dims.H * dims.T;
+  const partialOut = Tensor.empty([rows, chunks, dims.D], 'f32', 'attention decode partial out');
+  const partialStats = Tensor.empty([rows, chunks, 2], 'f32', 'attention decode partial stats');
+  launch(attentionDecodeCall(dims, filled, mask, scale, chunk, storage), [q, k, v, keyRangeBinding], [partialOut, partialStats]);
+  const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention decode out');
+  launch(attentionDecodeReduceCall(rows, chunks, dims.D), [partialOut, partialStats], [out]);
+  partialOut.dispose();
+  partialStats.dispose();
+  return out;
 }
 
 /** The mask of attentionUsefulFlops: host-side, so padding is given as per-row key ranges. */
@@ -96,4 +164,3 @@ export function attentionUsefulFlops(dims: AttentionDims, m: UsefulMask = {}): {
   return { forward: 4 * dims.D * visible, backward: 10 * dims.D * visible };
 }
 
-void record;

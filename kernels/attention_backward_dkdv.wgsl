@@ -1,0 +1,153 @@
+// Attention backward, dK and dV of one (key tile of BC keys, kv head, batch row). The forward was
+// out = P V per query row, P = exp(S·scale - lse) on visible entries and 0 elsewhere, S = Q Kᵀ; so
+//   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP - delta),   dK = scale · dSᵀ Q,
+// with P recomputed from Q, K and the saved lse, and delta = rowsum(dO ∘ O) (attention_delta.wgsl).
+// The workgroup loops over the H / KVH query heads that read this kv head and over the query tiles that see
+// one of its keys, accumulating dK and dV in registers: no atomics, a fixed order, deterministic.
+//
+// Threads form a GRID×GRID square (x fastest) holding register blocks: for S and dP, query rows y + i·GRID by
+// keys x + j·GRID; for dK and dV, keys y + i·GRID by dims x + j·GRID. K and V, loaded once, are stored
+// transposed; the Q and dO tiles, streamed, as in memory; so neighbouring threads read neighbouring words.
+override D: u32;
+override BR: u32; // query rows per tile, a multiple of GRID, at most GRID * MAX_BLOCK
+override BC: u32; // keys per tile, likewise
+override GRID: u32; // threads per side of the workgroup
+override ROWS: u32; // BR / GRID
+override COLS: u32; // BC / GRID
+override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS
+
+const MAX_BLOCK = 4u;
+const MAX_DIMS = 16u;
+
+struct Params {
+  T: u32, S: u32, H: u32, KVH: u32,
+  scale: f32,
+  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>; // [B, H, T, D]
+@group(0) @binding(1) var<storage, read> k: array<f32>; // [B, KVH, S, D]
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> dout: array<f32>; // [B, H, T, D]
+@group(0) @binding(4) var<storage, read> lse: array<f32>; // [B, H, T]
+@group(0) @binding(5) var<storage, read> delta: array<f32>; // [B, H, T]
+@group(0) @binding(6) var<storage, read> keyRange: array<i32>; // [B, 2], read only when hasKeyRange != 0
+@group(0) @binding(7) var<storage, read_write> dk: array<f32>; // [B, KVH, S, D]
+@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(9) var<uniform> params: Params;
+
+var<workgroup> kTile: array<f32, BC * D>; // [D][BC]
+var<workgroup> vTile: array<f32, BC * D>; // [D][BC]
+var<workgroup> qTile: array<f32, BR * D>; // [BR][D]
+var<workgroup> doTile: array<f32, BR * D>; // [BR][D]
+var<workgroup> pTile: array<f32, BR * BC>; // [BR][BC]
+var<workgroup> dsTile: array<f32, BR * BC>; // [BR][BC]
+var<workgroup> lseTile: array<f32, BR>;
+var<workgroup> deltaTile: array<f32, BR>;
+
+@compute @workgroup_size(GRID, GRID)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let WG = GRID * GRID;
+  let tx = lid3.x;
+  let ty = lid3.y;
+  let j0 = wid.x * BC;
+  let kvh = wid.y;
+  let b = wid.z;
+  let nKeys = min(BC, params.S - j0);
+  let kvBase = ((b * params.KVH + kvh) * params.S + j0) * D;
+  var keys = vec2u(0u, params.S);
+  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  var rowSpan = seeingRowSpan(j0, j0 + nKeys - 1u, params.T, params.positionOffset, params.causal, params.window);
+  if (keys.y <= j0 || keys.x >= j0 + nKeys) { rowSpan = vec2u(0u, 0u); } // padding hides the whole tile
+
+  for (var e = lid; e < BC * D; e += WG) {
+    var kx = 0.0;
+    var vx = 0.0;
+    if (e < nKeys * D) { kx = k[kvBase + e]; vx = v[kvBase + e]; }
+    kTile[(e % D) * BC + e / D] = kx;
+    vTile[(e % D) * BC + e / D] = vx;
+  }
+  var dkAcc: array<f32, MAX_BLOCK * MAX_DIMS>; // keys ty + i·GRID, dims tx + j·GRID at [i * MAX_DIMS + j]
+  var dvAcc: array<f32, MAX_BLOCK * MAX_DIMS>;
+
+  let G = params.H / params.KVH;
+  for (var g = 0u; g < G; g++) {
+    let rowBase = (b * params.H + kvh * G + g) * params.T;
+    for (var t0 = rowSpan.x - rowSpan.x % BR; t0 < rowSpan.y; t0 += BR) {
+      let rows = min(BR, params.T - t0);
+      workgroupBarrier(); // the previous query tile's readers are done
+      for (var e = lid; e < BR * D; e += WG) {
+        var qx = 0.0;
+        var dox = 0.0;
+        if (e < rows * D) { qx = q[(rowBase + t0) * D + e]; dox = dout[(rowBase + t0) * D + e]; }
+        qTile[e] = qx;
+        doTile[e] = dox;
+      }
+      for (var r = lid; r < BR; r += WG) {
+        var l = 0.0;
+        var dl = 0.0;
+        if (r < rows) { l = lse[rowBase + t0 + r]; dl = delta[rowBase + t0 + r]; }
+        lseTile[r] = l;
+        deltaTile[r] = dl;
+      }
+      workgroupBarrier();
+      var s = array<f32, MAX_BLOCK * MAX_BLOCK>();
+      var dp = array<f32, MAX_BLOCK * MAX_BLOCK>();
+      for (var d = 0u; d < D; d++) {
+        var qd: array<f32, MAX_BLOCK>;
+        var dod: array<f32, MAX_BLOCK>;
+        var kd: array<f32, MAX_BLOCK>;
+        var vd: array<f32, MAX_BLOCK>;
+        for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[(ty + i * GRID) * D + d]; dod[i] = doTile[(ty + i * GRID) * D + d]; }
+        for (var j = 0u; j < COLS; j++) { kd[j] = kTile[d * BC + tx + j * GRID]; vd[j] = vTile[d * BC + tx + j * GRID]; }
+        for (var i = 0u; i < ROWS; i++) {
+          for (var j = 0u; j < COLS; j++) {
+            s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]);
+            dp[i * MAX_BLOCK + j] = fma(dod[i], vd[j], dp[i * MAX_BLOCK + j]);
+          }
+        }
+      }
+      for (var i = 0u; i < ROWS; i++) {
+        let r = ty + i * GRID;
+        for (var j = 0u; j < COLS; j++) {
+          let c = tx + j * GRID;
+          var p = 0.0;
+          if (r < rows && keyVisible(t0 + r + params.positionOffset, j0 + c, keys, params.causal, params.window)) {
+            p = exp(s[i * MAX_BLOCK + j] * params.scale - lseTile[r]);
+          }
+          pTile[r * BC + c] = p;
+          dsTile[r * BC + c] = p * (dp[i * MAX_BLOCK + j] - deltaTile[r]);
+        }
+      }
+      workgroupBarrier();
+      for (var r = 0u; r < rows; r++) {
+        var pr: array<f32, MAX_BLOCK>;
+        var dsr: array<f32, MAX_BLOCK>;
+        var dor: array<f32, MAX_DIMS>;
+        var qr: array<f32, MAX_DIMS>;
+        for (var i = 0u; i < COLS; i++) { pr[i] = pTile[r * BC + ty + i * GRID]; dsr[i] = dsTile[r * BC + ty + i * GRID]; }
+        for (var j = 0u; j < DIMS; j++) {
+          let d = min(tx + j * GRID, D - 1u);
+          dor[j] = doTile[r * D + d];
+          qr[j] = qTile[r * D + d];
+        }
+        for (var i = 0u; i < COLS; i++) {
+          for (var j = 0u; j < DIMS; j++) {
+            dvAcc[i * MAX_DIMS + j] = fma(pr[i], dor[j], dvAcc[i * MAX_DIMS + j]);
+            dkAcc[i * MAX_DIMS + j] = fma(dsr[i], qr[j], dkAcc[i * MAX_DIMS + j]);
+          }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < COLS; i++) {
+    let c = ty + i * GRID;
+    for (var j = 0u; j < DIMS; j++) {
+      let d = tx + j * GRID;
+      if (c < nKeys && d < D) {
+        dk[kvBase + c * D + d] = dkAcc[i * MAX_DIMS + j] * params.scale;
+        dv[kvBase + c * D + d] = dvAcc[i * MAX_DIMS + j];
+      }
+    }
+  }
+}

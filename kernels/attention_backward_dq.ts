@@ -1,0 +1,37 @@
+// Attention backward: dQ per query tile, over the key tiles its rows see.
+import { ceilDiv, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+
+export const attentionBackwardDqKernel: Kernel = {
+  name: 'attentionBackwardDq',
+  source: attentionSource(import.meta.url, 'attention_backward_dq.wgsl'),
+  inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
+  outputs: ['dq'],
+  params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+  constants: TILE_CONSTANTS,
+};
+
+export function dqTiles(D: number): AttentionTiles {
+  // Q and dO tiles, K and V tiles, the dS tile, lse and delta.
+  return pickTiles('attentionBackwardDq', 'rows', ({ BR, BC }) => 2 * BR * D + 2 * BC * D + BR * BC + 2 * BR);
+}
+
+export function attentionBackwardDqCall(dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
+  const { B, H, KVH, T, S, D } = dims;
+  checkStorageBindings(attentionBackwardDqKernel);
+  const tiles = dqTiles(D);
+  const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
+  return {
+    kernel: attentionBackwardDqKernel,
+    constants: tileConstants(D, tiles),
+    params: { T, S, H, KVH, scale, ...maskParams(mask) },
+    workgroups: [ceilDiv(T, tiles.BR), H, B],
+    // Per computed entry: S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K, 2·D each. Q, dO, lse and delta are read once;
+    // each query tile reads the K and V rows of its computed key tiles.
+    cost: {
+      flops: 6 * D * B * H * work.entries,
+      bytesRead: 8 * B * H * T * (D + 1) + 8 * B * H * work.keysLoaded * D,
+      bytesWritten: 4 * B * H * T * D,
+    },
+  };
+}

@@ -1,0 +1,133 @@
+// Attention backward, dQ of one (query tile of BR rows, query head, batch row). The forward was out = P V per
+// query row, P = exp(S·scale - lse) on visible entries and 0 elsewhere, S = Q Kᵀ; so
+//   dP = dO Vᵀ,   dS = P ∘ (dP - delta),   dQ = scale · dS K,
+// with P recomputed from Q, K and the saved lse, and delta = rowsum(dO ∘ O) (attention_delta.wgsl). The
+// workgroup walks the key tiles that hold a key visible to one of its rows, as the forward does, and
+// accumulates dQ in registers.
+//
+// Threads form a GRID×GRID square (x fastest) holding register blocks: for S and dP, query rows x + i·GRID by
+// keys y + j·GRID; for dQ, query rows y + i·GRID by dims x + j·GRID. Q and dO, loaded once, are stored
+// transposed; the K and V tiles, streamed, as in memory; so neighbouring threads read neighbouring words.
+override D: u32;
+override BR: u32; // query rows per tile, a multiple of GRID, at most GRID * MAX_BLOCK
+override BC: u32; // keys per tile, likewise
+override GRID: u32; // threads per side of the workgroup
+override ROWS: u32; // BR / GRID
+override COLS: u32; // BC / GRID
+override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS
+
+const MAX_BLOCK = 4u;
+const MAX_DIMS = 16u;
+
+struct Params {
+  T: u32, S: u32, H: u32, KVH: u32,
+  scale: f32,
+  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>; // [B, H, T, D]
+@group(0) @binding(1) var<storage, read> k: array<f32>; // [B, KVH, S, D]
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> dout: array<f32>; // [B, H, T, D]
+@group(0) @binding(4) var<storage, read> lse: array<f32>; // [B, H, T]
+@group(0) @binding(5) var<storage, read> delta: array<f32>; // [B, H, T]
+@group(0) @binding(6) var<storage, read> keyRange: array<i32>; // [B, 2], read only when hasKeyRange != 0
+@group(0) @binding(7) var<storage, read_write> dq: array<f32>; // [B, H, T, D]
+@group(0) @binding(8) var<uniform> params: Params;
+
+var<workgroup> qTile: array<f32, BR * D>; // [D][BR]
+var<workgroup> doTile: array<f32, BR * D>; // [D][BR]
+var<workgroup> kTile: array<f32, BC * D>; // [BC][D]
+var<workgroup> vTile: array<f32, BC * D>; // [BC][D]
+var<workgroup> dsTile: array<f32, BR * BC>; // [BR][BC]
+var<workgroup> lseTile: array<f32, BR>;
+var<workgroup> deltaTile: array<f32, BR>;
+
+@compute @workgroup_size(GRID, GRID)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let WG = GRID * GRID;
+  let tx = lid3.x;
+  let ty = lid3.y;
+  let t0 = wid.x * BR;
+  let h = wid.y;
+  let b = wid.z;
+  let rows = min(BR, params.T - t0);
+  let rowBase = (b * params.H + h) * params.T + t0;
+  let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
+  var keys = vec2u(0u, params.S);
+  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  let pos0 = t0 + params.positionOffset;
+  let span = visibleKeySpan(pos0, pos0 + rows - 1u, keys, params.causal, params.window);
+
+  for (var e = lid; e < BR * D; e += WG) {
+    var qx = 0.0;
+    var dox = 0.0;
+    if (e < rows * D) { qx = q[rowBase * D + e]; dox = dout[rowBase * D + e]; }
+    qTile[(e % D) * BR + e / D] = qx;
+    doTile[(e % D) * BR + e / D] = dox;
+  }
+  for (var r = lid; r < BR; r += WG) {
+    var l = 0.0;
+    var dl = 0.0;
+    if (r < rows) { l = lse[rowBase + r]; dl = delta[rowBase + r]; }
+    lseTile[r] = l;
+    deltaTile[r] = dl;
+  }
+  var dqAcc: array<f32, MAX_BLOCK * MAX_DIMS>; // rows ty + i·GRID, dims tx + j·GRID at [i * MAX_DIMS + j]
+
+  for (var j0 = span.x - span.x % BC; j0 < span.y; j0 += BC) {
+    workgroupBarrier(); // the previous key tile's readers are done
+    for (var e = lid; e < BC * D; e += WG) {
+      var kx = 0.0;
+      var vx = 0.0;
+      if (j0 + e / D < params.S) { kx = k[kvBase + j0 * D + e]; vx = v[kvBase + j0 * D + e]; }
+      kTile[e] = kx;
+      vTile[e] = vx;
+    }
+    workgroupBarrier();
+    var s = array<f32, MAX_BLOCK * MAX_BLOCK>();
+    var dp = array<f32, MAX_BLOCK * MAX_BLOCK>();
+    for (var d = 0u; d < D; d++) {
+      var qd: array<f32, MAX_BLOCK>;
+      var dod: array<f32, MAX_BLOCK>;
+      var kd: array<f32, MAX_BLOCK>;
+      var vd: array<f32, MAX_BLOCK>;
+      for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[d * BR + tx + i * GRID]; dod[i] = doTile[d * BR + tx + i * GRID]; }
+      for (var j = 0u; j < COLS; j++) { kd[j] = kTile[(ty + j * GRID) * D + d]; vd[j] = vTile[(ty + j * GRID) * D + d]; }
+      for (var i = 0u; i < ROWS; i++) {
+        for (var j = 0u; j < COLS; j++) {
+          s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]);
+          dp[i * MAX_BLOCK + j] = fma(dod[i], vd[j], dp[i * MAX_BLOCK + j]);
+        }
+      }
+    }
+    for (var i = 0u; i < ROWS; i++) {
+      let r = tx + i * GRID;
+      for (var j = 0u; j < COLS; j++) {
+        let c = ty + j * GRID;
+        var ds = 0.0;
+        if (r < rows && keyVisible(pos0 + r, j0 + c, keys, params.causal, params.window)) {
+          ds = exp(s[i * MAX_BLOCK + j] * params.scale - lseTile[r]) * (dp[i * MAX_BLOCK + j] - deltaTile[r]);
+        }
+        dsTile[r * BC + c] = ds;
+      }
+    }
+    workgroupBarrier();
+    for (var c = 0u; c < BC; c++) {
+      var dsc: array<f32, MAX_BLOCK>;
+      var kc: array<f32, MAX_DIMS>;
+      for (var i = 0u; i < ROWS; i++) { dsc[i] = dsTile[(ty + i * GRID) * BC + c]; }
+      for (var j = 0u; j < DIMS; j++) { kc[j] = kTile[c * D + min(tx + j * GRID, D - 1u)]; }
+      for (var i = 0u; i < ROWS; i++) {
+        for (var j = 0u; j < DIMS; j++) { dqAcc[i * MAX_DIMS + j] = fma(dsc[i], kc[j], dqAcc[i * MAX_DIMS + j]); }
+      }
+    }
+  }
+  for (var i = 0u; i < ROWS; i++) {
+    let r = ty + i * GRID;
+    for (var j = 0u; j < DIMS; j++) {
+      let d = tx + j * GRID;
+      if (r < rows && d < D) { dq[(rowBase + r) * D + d] = dqAcc[i * MAX_DIMS + j] * params.scale; }
+    }
+  }
+}

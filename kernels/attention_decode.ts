@@ -1,0 +1,71 @@
+// Attention decode for generation: a few query rows against a long KV cache, split over key chunks
+// (attention_decode.wgsl), then merged (attention_decode_reduce.wgsl).
+import { gpu, GpuError } from '../engine/gpu.ts';
+import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { attentionSource, MASK_PARAMS, maskParams, storageBytes, tileWork, type AttentionDims, type AttentionMask, type AttentionStorage } from './attention_forward.ts';
+
+function decodeKernel(storage: AttentionStorage): Kernel {
+  return {
+    name: storage === 'f32' ? 'attentionDecode' : 'attentionDecodeF16',
+    source: attentionSource(import.meta.url, 'attention_decode.wgsl', storage),
+    inputs: ['q', 'k', 'v', 'keyRange'],
+    outputs: ['partialOut', 'partialStats'],
+    params: [['T', 'u32'], ['S', 'u32'], ['filled', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['chunks', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    constants: ['D', 'CHUNK', 'WG'],
+  };
+}
+
+export const attentionDecodeKernel = decodeKernel('f32');
+export const attentionDecodeF16Kernel = decodeKernel('f16');
+
+export const attentionDecodeReduceKernel: Kernel = {
+  name: 'attentionDecodeReduce',
+  source: loadWgsl(import.meta.url, 'attention_decode_reduce.wgsl'),
+  inputs: ['partialOut', 'partialStats'],
+  outputs: ['out'],
+  params: [['rows', 'u32'], ['chunks', 'u32']],
+  constants: ['D', 'WG'],
+};
+
+const WG = 64;
+/** Keys per chunk by default: enough chunks to fill a GPU at cache lengths of a few thousand. */
+export const DECODE_CHUNK = 256;
+
+/** The chunk count for `filled` keys, checking that a chunk's scores fit the workgroup memory. */
+export function decodeChunks(filled: number, chunk: number, D: number): number {
+  const bytes = 4 * (chunk + D + WG);
+  if (bytes > gpu().limits.maxComputeWorkgroupStorageSize) throw new GpuError(`attentionDecode: a chunk of ${chunk} keys needs ${bytes} bytes of workgroup memory`);
+  return Math.max(1, ceilDiv(filled, chunk));
+}
+
+/** dims.S: rows of the cache; filled: keys [0, filled) hold data; chunk: keys per workgroup. */
+export function attentionDecodeCall(dims: AttentionDims, filled: number, mask: AttentionMask, scale: number, chunk: number, storage: AttentionStorage = 'f32'): KernelCall {
+  const { B, H, KVH, T, S, D } = dims;
+  const chunks = decodeChunks(filled, chunk, D);
+  // A chunk computes only the keys its row sees (ignoring padding): tiles of one row by one key.
+  const work = tileWork(T, filled, 1, 1, mask);
+  const rows = B * H * T;
+  return {
+    kernel: storage === 'f32' ? attentionDecodeKernel : attentionDecodeF16Kernel,
+    constants: { D, CHUNK: chunk, WG },
+    params: { T, S, filled, H, KVH, chunks, scale, ...maskParams(mask) },
+    workgroups: [chunks, H * T, B],
+    // q · k and p · v, 2·D each, per visible key; each row reads those keys' K and V rows itself.
+    cost: {
+      flops: 4 * D * B * H * work.entries,
+      bytesRead: storageBytes(storage) * D * (rows * chunks + 2 * B * H * work.entries),
+      bytesWritten: 4 * rows * chunks * (D + 2),
+    },
+  };
+}
+
+export function attentionDecodeReduceCall(rows: number, chunks: number, D: number): KernelCall {
+  return {
+    kernel: attentionDecodeReduceKernel,
+    constants: { D, WG },
+    params: { rows, chunks },
+    workgroups: grid1d(rows * D, WG),
+    // Per output element and chunk: a weight (exp), two multiply-adds; partials read once.
+    cost: { flops: 5 * rows * D * chunks, bytesRead: 4 * rows * chunks * (D + 2), bytesWritten: 4 * rows * D },
+  };
+}
