@@ -20,7 +20,10 @@ function parse(source: string): ParsedShader {
     .sort((a, b) => a.index - b.index);
   const struct = /struct\s+Params\s*\{([^}]*)\}/.exec(code);
   const params = struct ? [...struct[1].matchAll(/(\w+)\s*:\s*(\w+)/g)].map((m) => [m[1], m[2]] as [string, string]) : [];
-  const overrides = [...code.matchAll(/override\s+(\w+)/g)].map((m) => m[1]);
+  const declared = [...code.matchAll(/override\s+(\w+)[^=;]*(?:=([^;]*))?;/g)].map((m) => ({ name: m[1], init: m[2] ?? '' }));
+  // An override computed from other overrides (e.g. WG_X = TILE_N / THREAD_N) is not set by the host.
+  const names = declared.map((d) => d.name);
+  const overrides = declared.filter((d) => !names.some((n) => n !== d.name && new RegExp(`\\b${n}\\b`).test(d.init))).map((d) => d.name);
   return { bindings, params, overrides };
 }
 
@@ -53,10 +56,10 @@ for (const f of files) {
 }
 
 test('the parser sees a mismatch', () => {
-  const s = parse('@group(0) @binding(0) var<storage, read> a: array<f32>;\nstruct Params { n: u32, x: f32 }\noverride WG: u32 = 64u;');
+  const s = parse('@group(0) @binding(0) var<storage, read> a: array<f32>;\nstruct Params { n: u32, x: f32 }\noverride WG: u32 = 64u;\noverride T;\noverride HALF: u32 = WG / 2u;');
   assert.equal(s.bindings, [{ index: 0, kind: 'storage,read', name: 'a' }]);
   assert.equal(s.params, [['n', 'u32'], ['x', 'f32']]);
-  assert.equal(s.overrides, ['WG']);
+  assert.equal(s.overrides, ['WG', 'T']);
 });
 
 test.run();
