@@ -1,10 +1,12 @@
 // GPU tensors: shape, dtype, a pooled buffer shared by views, and explicit lifetimes (dispose, tidy).
 import { GpuError } from './gpu.ts';
 import { ledger } from './ledger.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './safetensors.ts';
 import { pool, type PooledBuffer } from './pool.ts';
 import { clearBytes, readBytes, writeBytes, type Binding } from './runtime.ts';
 
-export type DType = 'f32' | 'i32' | 'u32';
+/** f16 and bf16 are storage formats (two per 32-bit word, kernels unpack them to f32); math is f32. */
+export type DType = 'f32' | 'i32' | 'u32' | 'f16' | 'bf16';
 export type TypedArray = Float32Array | Int32Array | Uint32Array;
 
 /** A pooled buffer and the number of live tensors (views included) that use it. */
@@ -21,6 +23,11 @@ let nextId = 1;
 export function numelOf(shape: readonly number[]): number { return shape.reduce((a, b) => a * b, 1); }
 
 export function shapeString(shape: readonly number[]): string { return `[${shape.join(', ')}]`; }
+
+export function bytesPerElement(dtype: DType): number { return dtype === 'f16' || dtype === 'bf16' ? 2 : 4; }
+
+/** Bytes of a tensor's data, rounded up to whole 32-bit words (the unit WGSL storage arrays index). */
+export function storageBytes(numel: number, dtype: DType): number { return Math.ceil((numel * bytesPerElement(dtype)) / 4) * 4; }
 
 export class Tensor {
   readonly id = nextId++;
@@ -41,8 +48,8 @@ export class Tensor {
   }
 
   static empty(shape: readonly number[], dtype: DType = 'f32', what = 'tensor'): Tensor {
-    const bytes = Math.max(4, numelOf(shape) * 4);
-    return new Tensor(shape, dtype, new Storage(pool.acquire(bytes, `${what} ${shapeString(shape)}`)));
+    const bytes = Math.max(4, storageBytes(numelOf(shape), dtype));
+    return new Tensor(shape, dtype, new Storage(pool.acquire(bytes, `${what} ${dtype} ${shapeString(shape)}`)));
   }
 
   static zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
@@ -56,21 +63,28 @@ export class Tensor {
     const n = numelOf(shape);
     if (data.length !== n) throw new GpuError(`fromArray: ${data.length} values for shape ${shapeString(shape)} (${n} elements)`);
     const t = Tensor.empty(shape, dtype, 'upload');
-    const typed = dtype === 'f32' ? Float32Array.from(data) : dtype === 'i32' ? Int32Array.from(data) : Uint32Array.from(data);
-    if (n > 0) writeBytes(t.binding(), typed);
+    if (n > 0) writeBytes(t.binding(), toStorage(data, dtype));
+    return t;
+  }
+
+  /** A 16-bit tensor from its raw bits (e.g. read straight from a safetensors file). */
+  static fromBits(bits: Uint16Array, shape: readonly number[], dtype: 'f16' | 'bf16'): Tensor {
+    if (bits.length !== numelOf(shape)) throw new GpuError(`fromBits: ${bits.length} values for shape ${shapeString(shape)}`);
+    const t = Tensor.empty(shape, dtype, 'upload');
+    if (bits.length > 0) writeBytes(t.binding(), bits);
     return t;
   }
 
   static scalar(value: number): Tensor { return Tensor.fromArray([value], []); }
 
-  get bytes(): number { return this.numel * 4; }
+  get bytes(): number { return storageBytes(this.numel, this.dtype); }
   get rank(): number { return this.shape.length; }
   get alive(): boolean { return this.creatorHolds || this.extraRefs > 0; }
 
   /** The buffer range a kernel binds. */
   binding(): Binding {
     if (!this.alive) throw new GpuError(`tensor #${this.id}${this.name ? ` (${this.name})` : ''} ${shapeString(this.shape)} used after dispose`);
-    return { buf: this.storage.buf, offset: this.offset * 4, size: Math.max(4, this.numel * 4) };
+    return { buf: this.storage.buf, offset: this.offset * bytesPerElement(this.dtype), size: Math.max(4, this.bytes) };
   }
 
   /** A view with another shape over the same contiguous data. */
@@ -85,17 +99,19 @@ export class Tensor {
   }
 
   /** Overwrites the contents from host data, in order with recorded commands. */
-  write(data: TypedArray): void {
+  write(data: ArrayLike<number>): void {
     if (data.length !== this.numel) throw new GpuError(`write: ${data.length} values into ${shapeString(this.shape)}`);
-    writeBytes(this.binding(), data);
+    writeBytes(this.binding(), toStorage(data, this.dtype));
   }
 
+  /** The values on the host; 16-bit storage comes back widened to f32. */
   async toArray(): Promise<TypedArray> {
-    if (this.numel === 0) return this.dtype === 'f32' ? new Float32Array(0) : this.dtype === 'i32' ? new Int32Array(0) : new Uint32Array(0);
-    const bytes = await readBytes(this.binding());
-    if (this.dtype === 'f32') return new Float32Array(bytes, 0, this.numel);
+    const bytes = this.numel === 0 ? new ArrayBuffer(8) : await readBytes(this.binding());
     if (this.dtype === 'i32') return new Int32Array(bytes, 0, this.numel);
-    return new Uint32Array(bytes, 0, this.numel);
+    if (this.dtype === 'u32') return new Uint32Array(bytes, 0, this.numel);
+    if (this.dtype === 'f16') return f16ToF32(new Uint16Array(bytes, 0, this.numel));
+    if (this.dtype === 'bf16') return bf16ToF32(new Uint16Array(bytes, 0, this.numel));
+    return new Float32Array(bytes, 0, this.numel);
   }
 
   async item(): Promise<number> {
@@ -123,6 +139,17 @@ export class Tensor {
   keep(): this {
     for (const s of scopes) s.delete(this);
     return this;
+  }
+}
+
+/** Host values in a dtype's storage layout (16-bit formats rounded to nearest even). */
+function toStorage(data: ArrayLike<number>, dtype: DType): ArrayBufferView {
+  switch (dtype) {
+    case 'f32': return data instanceof Float32Array ? data : Float32Array.from(data);
+    case 'i32': return data instanceof Int32Array ? data : Int32Array.from(data);
+    case 'u32': return data instanceof Uint32Array ? data : Uint32Array.from(data);
+    case 'f16': return f32ToF16(data instanceof Float32Array ? data : Float32Array.from(data));
+    case 'bf16': return f32ToBf16(data instanceof Float32Array ? data : Float32Array.from(data));
   }
 }
 

@@ -39,6 +39,18 @@ test('add/mul broadcast and backward', async () => {
   assert.is(pool.liveBytes, base);
 });
 
+test('16-bit storage: two values per word, widened on read, odd lengths padded', async () => {
+  const values = [1, -2, 65504, 0.1, 3.140625];
+  const h = Tensor.fromArray(values, [5], 'f16'), b = Tensor.fromArray(values, [5], 'bf16');
+  assert.is(h.bytes, 12);
+  // f16 keeps 0.1 to 11 bits, bf16 to 8 bits; 65504 is f16's largest finite value and rounds to 65536 in bf16.
+  assert.equal([...(await h.toArray())], [1, -2, 65504, Math.fround(0.0999755859375), 3.140625]);
+  assert.equal([...(await b.toArray())], [1, -2, 65536, Math.fround(0.10009765625), 3.140625]);
+  const bits = Tensor.fromBits(Uint16Array.from([0x3c00, 0xc000, 0x7bff]), [3], 'f16');
+  assert.equal([...(await bits.toArray())], [1, -2, 65504]);
+  for (const t of [h, b, bits]) t.dispose();
+});
+
 test('noGrad records nothing', () => {
   const a = Tensor.fromArray([1], [1]); a.requiresGrad = true;
   const before = tapeLength();
