@@ -1,13 +1,18 @@
 // `juice verify DIR`: recompute a reference folder on the GPU and report relative errors as JSON.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { backward } from '../engine/autodiff.ts';
+import { backward, noGrad } from '../engine/autodiff.ts';
 import { initGpu } from '../engine/gpu.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
 import { layerNorm, rmsNorm } from '../engine/ops/norms.ts';
 import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { AdamW } from '../engine/optim.ts';
+import type { ParameterSet } from '../engine/params.ts';
+import { scale, sub } from '../engine/ops/elementwise.ts';
+import { loadCausalLM, nextTokenLoss } from '../models/causal_lm.ts';
+import { sequenceLogprobs } from '../models/logprobs.ts';
+import { loadRewardModel, preferenceLoss } from '../models/reward.ts';
 
 // Tolerances of the fixtures' README: f32 on the GPU against float64 references.
 export const FORWARD_TOL = 1e-5;
@@ -52,6 +57,9 @@ type KindRunner = (dir: string, ref: SafetensorsFile, meta: Record<string, unkno
 
 const KINDS: { kind: string; detect: (ref: SafetensorsFile) => boolean; run: KindRunner }[] = [
   { kind: 'ops', detect: (r) => r.has('layernorm.y') && r.has('ce.logits') && r.has('adamw.p0'), run: verifyOps },
+  { kind: 'causal-lm', detect: (r) => r.has('logits') && r.has('greedy_tokens'), run: verifyCausalLM },
+  { kind: 'reward', detect: (r) => r.has('reward_demo') && r.has('reward_gen'), run: verifyReward },
+  { kind: 'irft', detect: (r) => r.has('policy_logp_demo') && r.has('ref_logp_demo'), run: verifyIrft },
 ];
 
 async function verifyOps(_dir: string, ref: SafetensorsFile, meta: Record<string, unknown>): Promise<Check[]> {
@@ -109,6 +117,129 @@ async function verifyOps(_dir: string, ref: SafetensorsFile, meta: Record<string
     }
     opt.dispose();
   });
+  return c.list;
+}
+
+/**
+ * Every parameter's gradient against grad.<name>, and no reference gradient without a parameter. The fixtures
+ * name GPT-NeoX's output head by transformers' in-memory name lm_head; on disk (and here) it is embed_out.
+ */
+async function expectGradients(c: Checks, ref: SafetensorsFile, params: ParameterSet): Promise<void> {
+  const refName = (name: string) => `grad.${name === 'embed_out.weight' ? 'lm_head.weight' : name}`;
+  for (const { name } of params.specs) {
+    const grad = params.get(name).grad;
+    if (grad && ref.has(refName(name))) await c.expect(refName(name), grad, GRADIENT_TOL);
+    else c.list.push({ name: refName(name), relErr: Infinity, tol: GRADIENT_TOL, pass: false });
+  }
+  const checked = new Set(params.specs.map((s) => refName(s.name)));
+  for (const name of ref.names()) if (name.startsWith('grad.') && !checked.has(name)) c.list.push({ name: `${name} (no such parameter)`, relErr: Infinity, tol: GRADIENT_TOL, pass: false });
+}
+
+/** Rows of a then rows of b: one batch [2B, T] for the chosen (demonstration) and rejected (generated) sequences. */
+function stackRows<A extends Float32Array | Int32Array>(a: A, b: A): A {
+  const out = new (a.constructor as new (n: number) => A)(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Exact equality, as a check: relErr 0 or 1. */
+function exactCheck(name: string, ours: ArrayLike<number>, ref: ArrayLike<number>): Check {
+  const same = ours.length === ref.length && Array.from(ref).every((v, i) => ours[i] === v);
+  return { name, relErr: same ? 0 : 1, tol: 0, pass: same };
+}
+
+/** A causal LM folder (gpt_neox, mistral): logits, loss and every gradient on input_ids; greedy tokens with the KV cache. */
+async function verifyCausalLM(dir: string, ref: SafetensorsFile): Promise<Check[]> {
+  const c = new Checks(ref);
+  const ids = c.tensor('input_ids') as Int32Array;
+  const [B, T] = c.shape('input_ids');
+  let model = loadCausalLM(dir);
+  try {
+    await tidyAsync(async () => {
+      const logits = model.forward(Tensor.fromArray(ids, [B, T], 'i32'));
+      const loss = nextTokenLoss(logits, ids);
+      backward(loss);
+      await c.expect('logits', logits, FORWARD_TOL);
+      await c.expect('loss', loss, FORWARD_TOL);
+    });
+    await expectGradients(c, ref, model.params);
+    const [prompts, P] = c.shape('greedy_prompt');
+    const prompt = c.tensor('greedy_prompt') as Int32Array;
+    const generated = await model.greedy(Array.from({ length: prompts }, (_, b) => prompt.subarray(b * P, (b + 1) * P)), c.shape('greedy_tokens')[1] - P);
+    c.list.push(exactCheck('greedy_tokens', generated.flatMap((row) => [...row]), c.tensor('greedy_tokens')));
+    // The layout real checkpoints ship must load to the same model.
+    const classic = join(dir, 'config.classic.json');
+    if (existsSync(classic)) {
+      model.dispose();
+      model = loadCausalLM(dir, { configFile: classic });
+      await tidyAsync(() => c.expect('logits', noGrad(() => model.forward(Tensor.fromArray(ids, [B, T], 'i32'))), FORWARD_TOL, 'logits (config.classic.json)'));
+    }
+  } finally {
+    model.dispose();
+  }
+  return c.list;
+}
+
+/** A reward model folder: rewards of the demonstrations and generations, the pairwise loss and its gradients. */
+async function verifyReward(dir: string, ref: SafetensorsFile): Promise<Check[]> {
+  const c = new Checks(ref);
+  const [B, T] = c.shape('demo_ids');
+  if (c.shape('gen_ids').join() !== [B, T].join()) throw new VerifyError(`${dir}: demo_ids and gen_ids must have one shape`);
+  const model = loadRewardModel(dir);
+  try {
+    await tidyAsync(async () => {
+      const rewards = model.forward(stackRows(c.tensor('demo_ids') as Int32Array, c.tensor('gen_ids') as Int32Array), T); // [2B]
+      const loss = preferenceLoss(rewards); // mean -log σ(r_demo - r_gen)
+      backward(loss);
+      const r = await rewards.toArray();
+      await c.expect('reward_demo', r.subarray(0, B), FORWARD_TOL);
+      await c.expect('reward_gen', r.subarray(B), FORWARD_TOL);
+      await c.expect('loss', loss, FORWARD_TOL);
+    });
+    await expectGradients(c, ref, model.params);
+  } finally {
+    model.dispose();
+  }
+  return c.list;
+}
+
+/**
+ * An implicit-reward folder (policy/ and reference/ models): sequence log-probs of the responses under both,
+ * margin = β·((logp_π(demo) - logp_ref(demo)) - (logp_π(gen) - logp_ref(gen))), loss = mean -log σ(margin),
+ * and the policy's gradients.
+ */
+async function verifyIrft(dir: string, ref: SafetensorsFile, meta: Record<string, unknown>): Promise<Check[]> {
+  const c = new Checks(ref);
+  const beta = Number(meta.beta);
+  if (!(beta > 0)) throw new VerifyError(`${dir}/expected.json: beta = ${JSON.stringify(meta.beta)}; the implicit reward needs a positive beta`);
+  const [B, T] = c.shape('demo_ids');
+  for (const n of ['gen_ids', 'demo_mask', 'gen_mask']) if (c.shape(n).join() !== [B, T].join()) throw new VerifyError(`${dir}: ${n} must have demo_ids' shape [${B}, ${T}]`);
+  const ids = stackRows(c.tensor('demo_ids') as Int32Array, c.tensor('gen_ids') as Int32Array); // [2B, T]
+  const mask = stackRows(c.tensor('demo_mask') as Float32Array, c.tensor('gen_mask') as Float32Array);
+  const policy = loadCausalLM(join(dir, 'policy'));
+  const reference = loadCausalLM(join(dir, 'reference'));
+  try {
+    await tidyAsync(async () => {
+      const idsT = Tensor.fromArray(ids, [2 * B, T], 'i32'), maskT = Tensor.fromArray(mask, [2 * B, T]);
+      const policyLogp = sequenceLogprobs(policy.forward(idsT), idsT, maskT); // [2B]
+      const refLogp = noGrad(() => sequenceLogprobs(reference.forward(idsT), idsT, maskT));
+      const rewards = scale(sub(policyLogp, refLogp), beta); // implicit rewards β·log(π / π_ref)
+      const loss = preferenceLoss(rewards);
+      backward(loss);
+      const [pi, re, r] = [await policyLogp.toArray(), await refLogp.toArray(), await rewards.toArray()];
+      await c.expect('policy_logp_demo', pi.subarray(0, B), FORWARD_TOL);
+      await c.expect('policy_logp_gen', pi.subarray(B), FORWARD_TOL);
+      await c.expect('ref_logp_demo', re.subarray(0, B), FORWARD_TOL);
+      await c.expect('ref_logp_gen', re.subarray(B), FORWARD_TOL);
+      await c.expect('margin', Array.from({ length: B }, (_, b) => r[b] - r[B + b]), FORWARD_TOL);
+      await c.expect('loss', loss, FORWARD_TOL);
+    });
+    await expectGradients(c, ref, policy.params);
+  } finally {
+    policy.dispose();
+    reference.dispose();
+  }
   return c.list;
 }
 
