@@ -11,7 +11,7 @@ import { attention, attentionDecode, attentionUsefulFlops, attentionWithLse, typ
 import { attentionComposed } from '../engine/ops/attention_composed.ts';
 import { pool } from '../engine/pool.ts';
 import { SafetensorsFile, f16ToF32, f32ToF16 } from '../engine/safetensors.ts';
-import { Tensor, tidyAsync } from '../engine/tensor.ts';
+import { Tensor, tidyAsync, tidy } from '../engine/tensor.ts';
 import { forwardTiles, tileWork, type AttentionMask } from '../kernels/attention_forward.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
 
@@ -100,7 +100,7 @@ async function forwardBackward(f: typeof attention, c: Case, x: ReturnType<typeo
   const [q, k, v] = [upload(x.q, shapes.q, true), upload(x.k, shapes.kv, true), upload(x.v, shapes.kv, true)];
   const result = await tidyAsync(async () => {
     const out = f(q, k, v, optionsOf(c));
-    backward(out, upload(x.dout, shapes.q));
+    tidy(() => backward(out, upload(x.dout, shapes.q)));
     return { out: await download(out), dq: await download(q.grad!), dk: await download(k.grad!), dv: await download(v.grad!) };
   });
   for (const t of [q, k, v, q.grad, k.grad, v.grad]) t?.dispose();

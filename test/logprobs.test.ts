@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
 import { backward } from '../engine/autodiff.ts';
-import { Tensor, tidyAsync } from '../engine/tensor.ts';
+import { Tensor, tidyAsync, tidy } from '../engine/tensor.ts';
 import { sequenceLogprobs, tokenLogprobs } from '../models/logprobs.ts';
 import { verifyFolder } from '../train/verify.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randInt, randn, rng, upload } from './util.ts';
@@ -46,7 +46,7 @@ async function checkTokenLogprobs(shape: number[], seed: number): Promise<void> 
     const logits = upload(x, shape, true);
     const logp = tokenLogprobs(logits, Tensor.fromArray(ids, [B, T], 'i32'));
     assert.equal(logp.shape, [B, T]);
-    backward(logp, upload(g, [B, T]));
+    tidy(() => backward(logp, upload(g, [B, T])));
     assertClose(await download(logp), ref.logp, FORWARD_TOL, `${what} logp`);
     assertClose(await download(logits.grad!), ref.dlogits, GRADIENT_TOL, `${what} dlogits`);
     logits.grad!.dispose();
@@ -61,7 +61,7 @@ test('tokenLogprobs: values and gradients; rows longer than a workgroup; one-tok
   await tidyAsync(async () => {
     const logits = upload(randn(2 * 7, 30), [2, 1, 7], true);
     const logp = tokenLogprobs(logits, Tensor.fromArray([3, 4], [2, 1], 'i32'));
-    backward(logp, upload([1, 1], [2, 1]));
+    tidy(() => backward(logp, upload([1, 1], [2, 1])));
     assert.equal(Array.from(await logp.toArray()), [0, 0]);
     assert.ok((await logits.grad!.toArray()).every((v) => v === 0));
     logits.grad!.dispose();
@@ -97,7 +97,7 @@ test('sequenceLogprobs: masked sums per row and their gradient', async () => {
     const logits = upload(x, [B, T, V], true);
     const seq = sequenceLogprobs(logits, Tensor.fromArray(ids, [B, T], 'i32'), upload(mask, [B, T]));
     assert.equal(seq.shape, [B]);
-    backward(seq, upload(seed, [B]));
+    tidy(() => backward(seq, upload(seed, [B])));
     assertClose(await download(seq), sums, FORWARD_TOL, 'sequence log-probs');
     assertClose(await download(logits.grad!), ref.dlogits, GRADIENT_TOL, 'dlogits through the mask');
     logits.grad!.dispose();

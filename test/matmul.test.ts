@@ -6,7 +6,7 @@ import { ledger } from '../engine/ledger.ts';
 import { linear, matmul } from '../engine/ops/matmul.ts';
 import { pool } from '../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../engine/tensor.ts';
-import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel } from '../kernels/matmul.ts';
+import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel, type FloatStorage } from '../kernels/matmul.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
 
 /** op(A) is M×K and op(B) K×N per batch entry; a shared operand is one matrix used by every entry. */
@@ -16,17 +16,19 @@ interface Problem {
   transA: boolean; transB: boolean;
   sharedA: boolean; sharedB: boolean;
   bias: boolean;
+  dtypeA: FloatStorage; dtypeB: FloatStorage;
 }
 
 const FORMS = [[false, false], [false, true], [true, false], [true, true]] as const;
 
 function problem(M: number, N: number, K: number, transA: boolean, transB: boolean, more: Partial<Problem> = {}): Problem {
-  return { batchDims: [], M, N, K, transA, transB, sharedA: false, sharedB: false, bias: false, ...more };
+  return { batchDims: [], M, N, K, transA, transB, sharedA: false, sharedB: false, bias: false, dtypeA: 'f32', dtypeB: 'f32', ...more };
 }
 
 function describe(p: Problem): string {
   const batch = p.batchDims.length ? `batch [${p.batchDims}]${p.sharedA ? ' shared A' : ''}${p.sharedB ? ' shared B' : ''} ` : '';
-  return `${batch}M=${p.M} N=${p.N} K=${p.K}${p.transA ? ' Aᵀ' : ''}${p.transB ? ' Bᵀ' : ''}${p.bias ? ' +bias' : ''}`;
+  const dtypes = p.dtypeA !== 'f32' || p.dtypeB !== 'f32' ? ` A ${p.dtypeA} B ${p.dtypeB}` : '';
+  return `${batch}M=${p.M} N=${p.N} K=${p.K}${p.transA ? ' Aᵀ' : ''}${p.transB ? ' Bᵀ' : ''}${p.bias ? ' +bias' : ''}${dtypes}`;
 }
 
 const batchOf = (p: Problem) => numelOf(p.batchDims);
@@ -71,12 +73,23 @@ function inputsOf(p: Problem, seed: number) {
   return { A, B, bias };
 }
 
-/** Runs matmul on the GPU and compares the output (and, with grads, every input's gradient) with float64. */
+/** A tensor of dtype holding values (16-bit formats round them); only f32 tensors can require a gradient. */
+function uploadAs(values: Float64Array, shape: number[], dtype: FloatStorage, requiresGrad: boolean): Tensor {
+  const t = Tensor.fromArray(values, shape, dtype);
+  t.requiresGrad = requiresGrad && dtype === 'f32';
+  return t;
+}
+
+/**
+ * Runs matmul on the GPU and compares the output (and, with grads, the gradient of every f32 input) with float64.
+ * The reference multiplies the operands' values as stored, so 16-bit rounding does not widen the tolerance.
+ */
 async function check(p: Problem, grads: boolean, seed = 1): Promise<void> {
   const base = pool.liveBytes;
-  const { A, B, bias } = inputsOf(p, seed);
-  const a = upload(A, shapeA(p), grads);
-  const b = upload(B, shapeB(p), grads);
+  const inputs = inputsOf(p, seed);
+  const a = uploadAs(inputs.A, shapeA(p), p.dtypeA, grads);
+  const b = uploadAs(inputs.B, shapeB(p), p.dtypeB, grads);
+  const [A, B, bias] = [await download(a), await download(b), inputs.bias];
   const biasT = bias ? upload(bias, [p.N], grads) : undefined;
   const out = matmul(a, b, { transA: p.transA, transB: p.transB, bias: biasT });
   assert.equal(out.shape, [...p.batchDims, p.M, p.N], describe(p));
@@ -86,8 +99,10 @@ async function check(p: Problem, grads: boolean, seed = 1): Promise<void> {
     const seedT = upload(seedData, [...out.shape]);
     backward(out, seedT);
     const ref = refMatmulGrads(p, A, B, seedData);
-    assertClose(await download(a.grad!), ref.gA, 1e-4, `dA ${describe(p)}`);
-    assertClose(await download(b.grad!), ref.gB, 1e-4, `dB ${describe(p)}`);
+    for (const [t, gRef, name] of [[a, ref.gA, 'dA'], [b, ref.gB, 'dB']] as const) {
+      if (t.requiresGrad) assertClose(await download(t.grad!), gRef, 1e-4, `${name} ${describe(p)}`);
+      else assert.is(t.grad, null, `${name}: a 16-bit operand gets no gradient`);
+    }
     if (biasT) assertClose(await download(biasT.grad!), ref.gBias, 1e-4, `dbias ${describe(p)}`);
     seedT.dispose();
   }
@@ -161,7 +176,7 @@ test('every tile variant is exact at a shape spanning several tiles with ragged 
     const { A, B, bias } = inputsOf(p, 3);
     const [a, b, biasT] = [upload(A, shapeA(p)), upload(B, shapeB(p)), upload(bias!, [p.N])];
     const out = Tensor.empty([2, p.M, p.N]);
-    const s = { batch: 2, M: p.M, N: p.N, K: p.K, strideA: p.M * p.K, strideB: p.K * p.N, transA, transB, hasBias: true };
+    const s = { batch: 2, M: p.M, N: p.N, K: p.K, strideA: p.M * p.K, strideB: p.K * p.N, transA, transB, hasBias: true, dtypeA: 'f32', dtypeB: 'f32' } as const;
     launch(matmulCall(s, tile), [a, b, biasT], [out]);
     assertClose(await download(out), refMatmul(p, A, B, bias), 1e-5, `tile ${name} ${describe(p)}`);
     for (const t of [a, b, biasT, out]) t.dispose();

@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { tidy } from '../engine/tensor.ts';
 import { backward } from '../engine/autodiff.ts';
 import { narrow, permute, reshape } from '../engine/ops/shape.ts';
 import { add, mul, sub, div, sumLastDim, meanLastDim, scale } from '../engine/ops/elementwise.ts';
@@ -28,7 +29,7 @@ test('permute forward and backward (ragged dims)', async () => {
     const y = permute(x, perm);
     assert.equal([...y.shape], perm.map((p) => shape[p]));
     assertClose(await download(y), permuteRef(xs, shape, perm), 0, `permute ${perm}`);
-    backward(y, upload(seed, [...y.shape]));
+    tidy(() => backward(y, upload(seed, [...y.shape])));
     // d<perm(x), s>/dx = inverse-permuted s.
     const inverse = perm.map((_, k) => perm.indexOf(k));
     assertClose(await download(x.grad!), permuteRef(seed, [...y.shape], inverse), 0, 'permute backward');
@@ -44,7 +45,7 @@ test('narrow forward and backward', async () => {
   for (let a = 0; a < 5; a++) for (let b = 1; b < 3; b++) for (let c = 0; c < 7; c++) ref.push(xs[a * 21 + b * 7 + c]);
   assertClose(await download(y), ref, 0, 'narrow');
   const seed = randn(70, 4);
-  backward(y, upload(seed, [5, 2, 7]));
+  tidy(() => backward(y, upload(seed, [5, 2, 7])));
   const g = new Float64Array(105);
   let i = 0;
   for (let a = 0; a < 5; a++) for (let b = 1; b < 3; b++) for (let c = 0; c < 7; c++) g[a * 21 + b * 7 + c] = seed[i++];
@@ -54,7 +55,7 @@ test('narrow forward and backward', async () => {
 test('reshape is a view on the tape', async () => {
   const x = upload([1, 2, 3, 4, 5, 6], [2, 3], true);
   const y = reshape(x, [3, 2]);
-  backward(y, upload([1, 1, 2, 2, 3, 3], [3, 2]));
+  tidy(() => backward(y, upload([1, 1, 2, 2, 3, 3], [3, 2])));
   assert.equal([...(await x.grad!.toArray())], [1, 1, 2, 2, 3, 3]);
 });
 
@@ -71,7 +72,7 @@ test('broadcasting arithmetic: values and gradients against float64', async () =
     gb[j] += 0.5 * s[i] * (x + 2 * y + x / (y * y));
   }
   assertClose(await download(out), ref, 1e-6, 'value');
-  backward(out, upload(s, [2, 3, 5]));
+  tidy(() => backward(out, upload(s, [2, 3, 5])));
   assertClose(await download(ta.grad!), ga, 1e-5, 'da');
   assertClose(await download(tb.grad!), gb, 1e-5, 'db');
 });
@@ -85,7 +86,7 @@ test('sum and mean over the last dim', async () => {
   const ref = Array.from({ length: 7 }, (_, r) => x.slice(r * 130, (r + 1) * 130).reduce((p, v) => p + v, 0));
   assertClose(await download(s), ref, 1e-6, 'sum');
   assertClose(await download(m), ref.map((v) => v / 130), 1e-6, 'mean');
-  backward(m, upload([1, 2, 3, 4, 5, 6, 7], [7]));
+  tidy(() => backward(m, upload([1, 2, 3, 4, 5, 6, 7], [7])));
   const g = await download(t.grad!);
   assertClose(g, Array.from({ length: 7 * 130 }, (_, i) => (Math.floor(i / 130) + 1) / 130), 1e-6, 'mean backward');
 });
@@ -94,9 +95,9 @@ test('fan-out: gradients of a reused tensor add up; leaves accumulate across bac
   const x = upload([1, 2, 3], [3], true);
   const y = mul(x, x); // x used twice by one op
   const z = add(y, x); // and once more
-  backward(z, upload([1, 1, 1], [3]));
+  tidy(() => backward(z, upload([1, 1, 1], [3])));
   assert.equal([...(await x.grad!.toArray())], [3, 5, 7]);
-  backward(mul(x, upload([2, 2, 2], [3])), upload([1, 1, 1], [3]));
+  tidy(() => backward(mul(x, upload([2, 2, 2], [3])), upload([1, 1, 1], [3])));
   assert.equal([...(await x.grad!.toArray())], [5, 7, 9]);
 });
 

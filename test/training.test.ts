@@ -25,7 +25,7 @@ test('ledger: a matmul chain, forward and backward, by hand', async () => {
   const a = upload(randn(M * K, 1), [M, K], true), b = upload(randn(K * N, 2), [K, N], true), c = upload(randn(N * P, 3), [N, P], true);
   ledger.reset();
   const y = tidy(() => ledger.inPhase('forward', () => matmul(matmul(a, b), c)));
-  backward(y, upload(randn(M * P, 4), [M, P]));
+  tidy(() => backward(y, upload(randn(M * P, 4), [M, P])));
   await sync();
   assert.is(flopsOf('matmul', 'forward'), 2 * M * K * N + 2 * M * N * P);
   // dX = dY·Cᵀ, dC = Xᵀ·dY, dA = dX·Bᵀ, dB = Aᵀ·dX.
