@@ -7,67 +7,19 @@
 import { join } from 'node:path';
 import { gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { GpuError } from '../engine/gpu.ts';
-import { launch } from '../engine/launch.ts';
 import { ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
-import { attention, attentionDecode } from '../engine/ops/attention.ts';
 import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { linear } from '../engine/ops/matmul.ts';
 import { narrow, reshape } from '../engine/ops/shape.ts';
-import { stridedCopyCall } from '../kernels/strided_copy.ts';
 import { CONFIG_FILE, ConfigError, loadConfig, modelParams, type ModelConfig } from './config.ts';
 import { ModelWeights } from './weights.ts';
+import { KVCache } from './self_attention.ts';
 import { gptNeoxLmHead, gptNeoxModel } from './gpt_neox.ts';
 import { mistralLmHead, mistralModel } from './mistral.ts';
 
 /** transformers' ignore_index: positions that predict nothing. */
 const IGNORE_INDEX = -100;
-
-/**
- * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
- * positions are filled. Written without the tape: generation does not train.
- */
-export class KVCache {
-  length = 0;
-  readonly k: Tensor;
-  readonly v: Tensor;
-
-  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number) {
-    this.k = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
-    this.v = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
-  }
-
-  /** Writes k, v [B, KVH, T, D] of T new tokens at positions length .. length + T - 1. */
-  append(k: Tensor, v: Tensor): void {
-    const [B, KVH, maxLength, D] = this.k.shape;
-    const T = k.shape[2];
-    if (k.shape.join() !== [B, KVH, T, D].join() || v.shape.join() !== k.shape.join())
-      throw new GpuError(`KVCache.append: k [${k.shape}] and v [${v.shape}] must be [${B}, ${KVH}, T, ${D}]`);
-    if (this.length + T > maxLength) throw new GpuError(`KVCache.append: ${this.length} + ${T} positions exceed the cache's ${maxLength}`);
-    // The new rows are a dense [B, KVH, T, D] block scattered into the cache's rows length .. length + T - 1.
-    const strides = [KVH * maxLength * D, maxLength * D, D, 1];
-    launch(stridedCopyCall('scatter', [B, KVH, T, D], strides, this.length * D, 'kvCacheAppend'), [k], [this.k]);
-    launch(stridedCopyCall('scatter', [B, KVH, T, D], strides, this.length * D, 'kvCacheAppend'), [v], [this.v]);
-    this.length += T;
-  }
-
-  dispose(): void { this.k.dispose(); this.v.dispose(); }
-}
-
-/**
- * Causal self-attention of T new tokens, q [B, H, T, D] and k, v [B, KVH, T, D] (rotary applied), window 0
- * for none: among themselves (training, scoring), or with a cache over every token so far, the new ones
- * at positions cache.length .. cache.length + T - 1. Returns [B, H, T, D].
- */
-export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, window: number, cache?: KVCache): Tensor {
-  if (cache) {
-    const prompt = cache.length === 0;
-    cache.append(k, v);
-    // A prompt sees only itself (the tiled kernel below); later tokens read the cache with the decode kernel.
-    if (!prompt) return attentionDecode(q, cache.k, cache.v, { window, cacheLength: cache.length });
-  }
-  return attention(q, k, v, { causal: true, window });
-}
 
 /**
  * The architecture's trunk (transformers' GPTNeoXModel, MistralModel): ids i32 [B, T] -> final-normed hidden

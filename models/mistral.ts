@@ -11,7 +11,7 @@ import { rmsNorm } from '../engine/ops/norms.ts';
 import { rotary } from '../engine/ops/rotary.ts';
 import { permute, reshape } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
-import { causalSelfAttention, type KVCache } from './causal_lm.ts';
+import { causalSelfAttention, type KVCache } from './self_attention.ts';
 
 type Weights = (name: string) => Tensor;
 

@@ -56,3 +56,12 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   });
   return out;
 }
+
+/** Writes src into dst's slice [start, start + src.shape[dim]) along dim, in place and off the tape (e.g. a KV cache). */
+export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number): void {
+  const length = src.shape[dim];
+  if (src.rank !== dst.rank || src.shape.some((d, k) => k !== dim && d !== dst.shape[k]) || start < 0 || start + length > dst.shape[dim])
+    throw new GpuError(`writeSlice: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at ${start} along dim ${dim}`);
+  const [dims, strides] = rank4([...src.shape], contiguousStrides(dst.shape), 'writeSlice');
+  launch(stridedCopyCall('scatter', dims, strides, start * contiguousStrides(dst.shape)[dim], 'writeSlice'), [src], [dst]);
+}
