@@ -19,6 +19,15 @@ test('ops fixture: every check passes at its tolerance', async () => {
   assert.ok(report.pass);
 });
 
+for (const name of ['attention_causal', 'attention_gqa_window']) {
+  test(`${name} fixture: out and lse at 1e-5, dq, dk, dv at 1e-4`, async () => {
+    const report = await verifyFolder(join(fixtures, name));
+    assert.is(report.kind, 'attention');
+    assert.equal(report.checks.map((c) => c.name), ['out', 'lse', 'dq', 'dk', 'dv']);
+    for (const c of report.checks) assert.ok(c.pass, `${c.name}: ${c.relErr} > ${c.tol}`);
+  });
+}
+
 test('a tampered reference fails the check that reads it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'juice-verify-'));
   cpSync(join(fixtures, 'ops'), dir, { recursive: true });

@@ -10,6 +10,7 @@ import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { AdamW } from '../engine/optim.ts';
 import type { ParameterSet } from '../engine/params.ts';
 import { scale, sub } from '../engine/ops/elementwise.ts';
+import { attention, attentionWithLse } from '../engine/ops/attention.ts';
 import { loadCausalLM, nextTokenLoss } from '../models/causal_lm.ts';
 import { sequenceLogprobs } from '../models/logprobs.ts';
 import { loadRewardModel, preferenceLoss } from '../models/reward.ts';
@@ -60,6 +61,7 @@ const KINDS: { kind: string; detect: (ref: SafetensorsFile) => boolean; run: Kin
   { kind: 'causal-lm', detect: (r) => r.has('logits') && r.has('greedy_tokens'), run: verifyCausalLM },
   { kind: 'reward', detect: (r) => r.has('reward_demo') && r.has('reward_gen'), run: verifyReward },
   { kind: 'irft', detect: (r) => r.has('policy_logp_demo') && r.has('ref_logp_demo'), run: verifyIrft },
+  { kind: 'attention', detect: (r) => ['q', 'k', 'v', 'dout', 'out', 'lse', 'dq', 'dk', 'dv'].every((n) => r.has(n)), run: verifyAttention },
 ];
 
 async function verifyOps(_dir: string, ref: SafetensorsFile, meta: Record<string, unknown>): Promise<Check[]> {
@@ -150,6 +152,29 @@ function exactCheck(name: string, ours: ArrayLike<number>, ref: ArrayLike<number
 }
 
 /** A causal LM folder (gpt_neox, mistral): logits, loss and every gradient on input_ids; greedy tokens with the KV cache. */
+/** expected.json's window (null or a number) and scale ("1/sqrt(D)" or a number). */
+async function verifyAttention(dir: string, ref: SafetensorsFile, meta: Record<string, unknown>): Promise<Check[]> {
+  const c = new Checks(ref);
+  const D = c.shape('q')[3];
+  const window = meta.window === null || meta.window === undefined ? undefined : Number(meta.window);
+  if (window !== undefined && !(Number.isInteger(window) && window > 0)) throw new VerifyError(`${join(dir, 'expected.json')}: field 'window' must be null or a positive integer, got ${JSON.stringify(meta.window)}`);
+  const scaleValue = meta.scale === undefined || meta.scale === '1/sqrt(D)' ? 1 / Math.sqrt(D) : Number(meta.scale);
+  if (!Number.isFinite(scaleValue)) throw new VerifyError(`${join(dir, 'expected.json')}: field 'scale' must be "1/sqrt(D)" or a number, got ${JSON.stringify(meta.scale)}`);
+  const opts = { causal: true, window, scale: scaleValue };
+  await tidyAsync(async () => {
+    const { out, lse } = noGrad(() => attentionWithLse(c.upload('q'), c.upload('k'), c.upload('v'), opts));
+    await c.expect('out', out, FORWARD_TOL);
+    await c.expect('lse', lse, FORWARD_TOL);
+    const q = c.upload('q', true), k = c.upload('k', true), v = c.upload('v', true);
+    backward(attention(q, k, v, opts), c.upload('dout'));
+    await c.expect('dq', q.grad!, GRADIENT_TOL);
+    await c.expect('dk', k.grad!, GRADIENT_TOL);
+    await c.expect('dv', v.grad!, GRADIENT_TOL);
+    for (const t of [q, k, v]) t.grad!.dispose();
+  });
+  return c.list;
+}
+
 async function verifyCausalLM(dir: string, ref: SafetensorsFile): Promise<Check[]> {
   const c = new Checks(ref);
   const ids = c.tensor('input_ids') as Int32Array;
