@@ -58,6 +58,7 @@ export function backward(loss: Tensor, seed?: Tensor): void {
   if (loss.hasProducer && !tape.some((n) => n.outputs.includes(loss)))
     throw new GpuError('backward(): the loss is not on the tape (an earlier backward() emptied it); run the forward again');
   const grads = new Map<Tensor, Tensor>();
+  const adopted = new Set<Tensor>(); // gradients that became a leaf's .grad
   ledger.inPhase('backward', () => {
     if (seed) grads.set(loss, seed.retain());
     else { const s = fill(loss.shape, 1); grads.set(loss, s.retain()); s.dispose(); }
@@ -65,7 +66,8 @@ export function backward(loss: Tensor, seed?: Tensor): void {
       const node = tape[n];
       const gOut = node.outputs.map((o) => grads.get(o) ?? null);
       if (gOut.some((g) => g !== null)) {
-        const gIn = tidy(() => node.backward(gOut));
+        // No higher-order gradients: ops that a backward calls must not append to the tape it walks.
+        const gIn = tidy(() => noGrad(() => node.backward(gOut)));
         if (gIn.length !== node.inputs.length) throw new GpuError(`backward of '${node.op}' returned ${gIn.length} gradients for ${node.inputs.length} inputs`);
         for (const g of gIn) g?.retain();
         node.inputs.forEach((x, i) => {
@@ -73,9 +75,13 @@ export function backward(loss: Tensor, seed?: Tensor): void {
           if (!g || !x.requiresGrad) return;
           if (g.numel !== x.numel) throw new GpuError(`backward of '${node.op}': gradient ${shapeString(g.shape)} for input ${shapeString(x.shape)}`);
           if (!x.hasProducer) {
-            // A leaf: its persistent .grad is a private copy (g may share storage with other gradients), then +=.
-            if (!x.grad) x.grad = tidy(() => copy(g.reshape(x.shape))).keep();
-            else addInto(x.grad, g);
+            // A leaf: the first gradient becomes its .grad when nothing else can see that memory, otherwise a
+            // private copy (g may be a view of another gradient, and later += must not write through it).
+            if (x.grad) addInto(x.grad, g);
+            else if (g.ownsStorage() && sameShape(g.shape, x.shape) && !adopted.has(g) && ![...grads.values()].includes(g)) {
+              adopted.add(g);
+              x.grad = g.keep();
+            } else x.grad = tidy(() => copy(g.reshape(x.shape))).keep();
           } else {
             const prev = grads.get(x);
             if (prev) {
@@ -86,7 +92,7 @@ export function backward(loss: Tensor, seed?: Tensor): void {
             } else grads.set(x, g.retain());
           }
         });
-        for (const g of gIn) { g?.release(); g?.dispose(); }
+        for (const g of gIn) { g?.release(); if (g && !adopted.has(g)) g.dispose(); }
       }
       for (const o of node.outputs) { grads.get(o)?.release(); grads.delete(o); }
       for (const s of node.saved) s.release();
@@ -95,6 +101,8 @@ export function backward(loss: Tensor, seed?: Tensor): void {
   tape.length = 0;
   for (const g of grads.values()) g.release();
 }
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean { return a.length === b.length && a.every((d, i) => d === b[i]); }
 
 /** Drops the tape without back-propagating (e.g. after an evaluation that recorded by mistake). */
 export function clearTape(): void {

@@ -119,6 +119,9 @@ export class Tensor {
     return (await this.toArray())[0];
   }
 
+  /** True when no other tensor (a view) shares this tensor's memory. */
+  ownsStorage(): boolean { return this.storage.refs === 1; }
+
   /** Another owner (the tape, a module) holds this tensor until it calls release(). */
   retain(): this { this.binding(); this.extraRefs++; return this; }
 

@@ -1,0 +1,142 @@
+// The figures a GPU session records, in one run (device time is scarce): fused attention at the issue's
+// shape, matmul at 4096^3 per tile and weight format, a Pythia-1b training step, Mistral-7B-shaped decoding
+// with 16-bit weights. Host-clocked: each figure is the mean of several calls queued before one sync().
+// Usage: node --import tsx bench/gpu.ts [section ...]   (sections: attention matmul pythia mistral; all by default)
+import { backward, noGrad, zeroGrad } from '../engine/autodiff.ts';
+import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
+import { ledger } from '../engine/ledger.ts';
+import { ParameterSet, type ParamSpec } from '../engine/params.ts';
+import { pool } from '../engine/pool.ts';
+import { sync } from '../engine/runtime.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
+import { attention, attentionUsefulFlops } from '../engine/ops/attention.ts';
+import { matmul } from '../engine/ops/matmul.ts';
+import { AdamW } from '../engine/optim.ts';
+import { parseConfig } from '../models/config.ts';
+import { gptNeoxParams } from '../models/gpt_neox_params.ts';
+import { CausalLM, nextTokenLoss } from '../models/causal_lm.ts';
+import { MATMUL_TILES, matmulCall } from '../kernels/matmul.ts';
+import { launch } from '../engine/launch.ts';
+
+// JUICE_BENCH_SMALL=1 shrinks every shape, to check the script on lavapipe before spending device time.
+const SMALL = process.env.JUICE_BENCH_SMALL === '1';
+
+const rows: string[] = [];
+function report(what: string, ms: number, extra = ''): void {
+  const line = `${what.padEnd(58)} ${ms.toFixed(3).padStart(10)} ms  ${extra}`;
+  rows.push(line);
+  console.log(line);
+}
+
+/** Mean seconds per call of run(), after one warm-up call (pipeline compilation). */
+async function timeCalls(run: () => void, calls: number): Promise<number> {
+  run();
+  await sync();
+  const t0 = performance.now();
+  for (let i = 0; i < calls; i++) run();
+  await sync();
+  return (performance.now() - t0) / 1000 / calls;
+}
+
+/** Cheap deterministic values in [-scale, scale): a 1B-parameter model must not wait on Math.random. */
+function pattern(n: number, seed: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; out[i] = ((x >>> 8) / 8388608 - 1) * scale; }
+  return out;
+}
+
+function uploadPattern(shape: number[], seed: number, requiresGrad = false): Tensor {
+  const t = Tensor.fromArray(pattern(shape.reduce((a, b) => a * b, 1), seed, 1), shape);
+  t.requiresGrad = requiresGrad;
+  return t;
+}
+
+async function attentionSection(): Promise<void> {
+  const [B, H, T, D] = SMALL ? [1, 2, 128, 64] : [4, 16, 2048, 64];
+  const q = uploadPattern([B, H, T, D], 1, true), k = uploadPattern([B, H, T, D], 2, true), v = uploadPattern([B, H, T, D], 3, true);
+  const dout = uploadPattern([B, H, T, D], 4);
+  const useful = attentionUsefulFlops({ B, H, KVH: H, T, S: T, D }, { causal: true });
+  const fwd = await timeCalls(() => tidy(() => { noGrad(() => attention(q, k, v, { causal: true })); }), 20);
+  report(`attention f32 fused forward B${B} H${H} T${T} D${D} causal`, fwd * 1e3, `${(useful.forward / fwd / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32 SDPA: 1.19 ms)`);
+  const both = await timeCalls(() => tidy(() => { backward(attention(q, k, v, { causal: true }), dout); zeroGrad([q, k, v]); }), 10);
+  report(`attention f32 fused forward+backward B${B} H${H} T${T} D${D} causal`, both * 1e3, `${((useful.forward + useful.backward) / both / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32: 4.21 ms)`);
+  for (const t of [q, k, v, dout]) t.dispose();
+}
+
+async function matmulSection(): Promise<void> {
+  const N = SMALL ? 256 : 4096;
+  const a = uploadPattern([N, N], 5), b32 = uploadPattern([N, N], 6);
+  const b16 = Tensor.fromArray(pattern(N * N, 6, 1), [N, N], 'bf16');
+  for (const [name, tile] of Object.entries(MATMUL_TILES)) {
+    const out = Tensor.empty([N, N]);
+    const call = matmulCall({ batch: 1, M: N, N, K: N, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' }, tile);
+    const s = await timeCalls(() => launch(call, [a, b32, a], [out]), 10);
+    report(`matmul f32 ${N}^3 tile ${name}`, s * 1e3, `${(2 * N ** 3 / s / 1e12).toFixed(2)} TFLOP/s (PyTorch fp32 51.5)`);
+    out.dispose();
+  }
+  const s16 = await timeCalls(() => tidy(() => { matmul(a, b16); }), 10);
+  report(`matmul ${N}^3 bf16 weights (default tile)`, s16 * 1e3, `${(2 * N ** 3 / s16 / 1e12).toFixed(2)} TFLOP/s`);
+  for (const t of [a, b32, b16]) t.dispose();
+}
+
+const PYTHIA_1B = { model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], vocab_size: 50304, hidden_size: 2048, num_hidden_layers: 16,
+  num_attention_heads: 8, intermediate_size: 8192, rotary_pct: 0.25, rotary_emb_base: 10000, max_position_embeddings: 2048,
+  layer_norm_eps: 1e-5, use_parallel_residual: true, hidden_act: 'gelu', tie_word_embeddings: false, bos_token_id: 0, eos_token_id: 0 };
+
+function patternParams(specs: ParamSpec[]): ParameterSet {
+  let seed = 1;
+  return new ParameterSet(specs, (s) => {
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    if (s.role === 'norm') return new Float32Array(n).fill(1);
+    if (s.role === 'bias') return new Float32Array(n);
+    return pattern(n, seed++, 0.02 * Math.sqrt(3));
+  });
+}
+
+async function pythiaSection(): Promise<void> {
+  const cfg = parseConfig(PYTHIA_1B, 'Pythia-1b config');
+  if (SMALL) Object.assign(cfg, { hidden: 256, layers: 2, heads: 4, headDim: 64, intermediate: 1024, rotaryDims: 16, vocabSize: 4096 });
+  const model = new CausalLM(cfg, patternParams(gptNeoxParams(cfg)));
+  const opt = new AdamW(model.params.entries(), { lr: 1e-5, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
+  const [B, T] = SMALL ? [1, 64] : [4, 512];
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize);
+  const step = () => {
+    tidy(() => {
+      const loss = ledger.inPhase('forward', () => nextTokenLoss(model.forward(Tensor.fromArray(ids, [B, T], 'i32')), ids));
+      backward(loss);
+    });
+    ledger.inPhase('optimizer', () => opt.step());
+    opt.zeroGrad();
+  };
+  const s = await timeCalls(step, 3);
+  report(`Pythia-1b training step B${B} T${T} (fwd+bwd+AdamW, f32)`, s * 1e3, `${(B * T / s).toFixed(0)} tokens/s (PyTorch eager fp32 7.5k; peak pool ${(pool.peakBytes / 2 ** 30).toFixed(1)} GiB)`);
+  if (gpu().features.has('timestamp-query')) {
+    ledger.reset();
+    ledger.timing = true;
+    step();
+    await sync();
+    ledger.timing = false;
+    console.log(`\nPythia-1b step, per-kernel GPU time (timestamps; one pass per kernel):\n${ledger.table()}\n`);
+  }
+  opt.dispose();
+  model.params.dispose();
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { attention: attentionSection, matmul: matmulSection, pythia: pythiaSection };
+
+async function main(): Promise<void> {
+  const g = await initGpu();
+  console.log(`device: ${g.adapterInfo.description} (${g.adapterInfo.vendor}, ${g.adapterInfo.architecture}); features: ${[...g.features].join(', ')}; flags: ${g.dawnFlags.join(' ') || 'none'}`);
+  const wanted = process.argv.slice(2);
+  for (const [name, run] of Object.entries(SECTIONS)) {
+    if (wanted.length && !wanted.includes(name)) continue;
+    const t0 = performance.now();
+    try { await run(); } catch (e) { report(`${name}: FAILED ${(e as Error).message.split('\n')[0]}`, 0); }
+    console.log(`(${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  console.log(`\nsummary\n${rows.join('\n')}`);
+  releaseGpu();
+}
+
+await main();
