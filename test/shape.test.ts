@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tidy } from '../engine/tensor.ts';
-import { backward } from '../engine/autodiff.ts';
+import { backward, tapeLength } from '../engine/autodiff.ts';
 import { narrow, permute, reshape } from '../engine/ops/shape.ts';
 import { add, mul, sub, div, sumLastDim, meanLastDim, scale } from '../engine/ops/elementwise.ts';
 import { assertClose, download, initGpu, randn, upload } from './util.ts';
@@ -99,6 +99,18 @@ test('fan-out: gradients of a reused tensor add up; leaves accumulate across bac
   assert.equal([...(await x.grad!.toArray())], [3, 5, 7]);
   tidy(() => backward(mul(x, upload([2, 2, 2], [3])), upload([1, 1, 1], [3])));
   assert.equal([...(await x.grad!.toArray())], [5, 7, 9]);
+});
+
+test('leaves fed the same gradient get separate .grad tensors; backward appends nothing to the tape', async () => {
+  const a = upload([1, 2], [2], true), b = upload([3, 4], [2], true);
+  for (let i = 0; i < 2; i++) tidy(() => backward(add(a, b), upload([1, 10], [2])));
+  assert.equal([...(await a.grad!.toArray())], [2, 20]);
+  assert.equal([...(await b.grad!.toArray())], [2, 20]);
+  assert.is(tapeLength(), 0);
+  const c = upload([5, 6], [2], true);
+  tidy(() => backward(mul(c, a), upload([1, 1], [2]))); // mul's backward multiplies by a, which requires a gradient
+  assert.is(tapeLength(), 0);
+  assert.equal([...(await c.grad!.toArray())], [1, 2]);
 });
 
 test.run();
