@@ -8,6 +8,7 @@ commands:
   demo                 train a one-layer transformer on a toy copy task on the GPU; prints loss and the FLOP ledger
                        [--steps N --batch B --length L --lr LR --seed S --time-kernels --ledger-json FILE]
   inspect DIR          architecture, parameter count, memory plan and FLOPs per token of a Hugging Face model folder
+  generate             --model DIR --prompt TEXT: the continuation and tokens/s [--max-new-tokens N --temperature T --top-k K --top-p P --seed S --stop STR]
   verify DIR           recompute a reference folder (laid out like shared/fixtures/hf/<kind>) and print relative errors as JSON
 
 environment:
@@ -18,6 +19,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo': return (await import('../train/demo.ts')).demoCommand(rest);
     case 'verify': return (await import('../train/verify.ts')).verifyCommand(rest);
+    case 'generate': return (await import('../models/generate.ts')).generateCommand(rest);
     case 'inspect': return (await import('../models/inspect.ts')).inspectCommand(rest);
     case undefined: case '-h': case '--help': console.log(USAGE); return command ? 0 : 2;
     default: console.error(`juice: unknown command '${command}'\n\n${USAGE}`); return 2;

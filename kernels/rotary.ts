@@ -4,8 +4,8 @@ import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel
 
 export const rotaryKernel: Kernel = {
   name: 'rotary', source: loadWgsl(import.meta.url, 'rotary.wgsl'),
-  inputs: ['x', 'invFreq'], outputs: ['out'],
-  params: [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32']],
+  inputs: ['x', 'invFreq', 'leftPadding'], outputs: ['out'],
+  params: [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32'], ['rowsPerBatch', 'u32'], ['hasLeftPadding', 'u32']],
   constants: ['WG', 'INVERSE'],
 };
 
@@ -15,12 +15,17 @@ export const ROTARY_MAX_ANGLE = 102900;
 // WebGPU guarantees 256 invocations per workgroup on every device.
 const WG = 256;
 
+/** Where x's rows sit: x [B, heads, seqLen, headDim]; `leftPadding` when a per-batch-row i32 [B] tensor shifts positions. */
+export interface RotaryLayout { batch: number; heads: number; seqLen: number; headDim: number; leftPadding: boolean }
+
 /**
- * Rotates x [rows = B·H·T, headDim] by position (row mod seqLen) + positionOffset; the first `rotaryDims` dims
- * rotate, the rest are copied. `inverse` rotates by minus the angle (the backward). Ledger name 'rotary' or
- * 'rotaryBackward'.
+ * Rotates x [rows = B·H·T, headDim] by position (row mod seqLen) + positionOffset, less the row's leftPadding
+ * (clamped at 0) when given; the first `rotaryDims` dims rotate, the rest are copied. `inverse` rotates by
+ * minus the angle (the backward). Ledger name 'rotary' or 'rotaryBackward'.
  */
-export function rotaryCall(rows: number, seqLen: number, headDim: number, rotaryDims: number, positionOffset: number, inverse: boolean): KernelCall {
+export function rotaryCall(layout: RotaryLayout, rotaryDims: number, positionOffset: number, inverse: boolean): KernelCall {
+  const { batch, heads, seqLen, headDim } = layout;
+  const rows = batch * heads * seqLen;
   const half = rotaryDims / 2;
   const lanes = headDim - half;
   const n = rows * lanes;
@@ -28,9 +33,9 @@ export function rotaryCall(rows: number, seqLen: number, headDim: number, rotary
   return {
     kernel: rotaryKernel, op: inverse ? 'rotaryBackward' : 'rotary',
     constants: { WG, INVERSE: inverse ? 1 : 0 },
-    params: { n, lanes, headDim, half, seqLen, positionOffset },
+    params: { n, lanes, headDim, half, seqLen, positionOffset, rowsPerBatch: heads * seqLen, hasLeftPadding: layout.leftPadding ? 1 : 0 },
     workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
     // Per pair: the angle (1), range reduction (7), sin and cos series (~20) and the rotation (6).
-    cost: { flops: 34 * pairs, bytesRead: 4 * rows * headDim + 4 * pairs, bytesWritten: 4 * rows * headDim },
+    cost: { flops: 34 * pairs, bytesRead: 4 * rows * headDim + 4 * pairs + (layout.leftPadding ? 4 * batch : 0), bytesWritten: 4 * rows * headDim },
   };
 }

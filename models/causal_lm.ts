@@ -3,11 +3,13 @@
 //
 // The architectures (gpt_neox.ts, mistral.ts) are their trunks: ids -> final-normed hidden states, with
 // transformers' parameter names. This file adds what is common: loading, the output head, the loss, the cache
-// and its attention, and greedy decoding. The reward model (reward.ts) reuses the same trunk.
+// and its attention, and generation (sampling.ts picks the tokens). The reward model (reward.ts) reuses the
+// same trunk.
 import { join } from 'node:path';
 import { gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { GpuError } from '../engine/gpu.ts';
 import { ParameterSet, type ParamSpec } from '../engine/params.ts';
+import { rng } from '../engine/random.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
 import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { linear } from '../engine/ops/matmul.ts';
@@ -15,8 +17,46 @@ import { narrow, reshape } from '../engine/ops/shape.ts';
 import { CONFIG_FILE, ConfigError, loadConfig, modelParams, type ModelConfig } from './config.ts';
 import { ModelWeights } from './weights.ts';
 import { KVCache } from './self_attention.ts';
+import { checkSamplingOptions, sampleToken, SamplingError, type SamplingOptions } from './sampling.ts';
+import type { Tokenizer } from './tokenizer.ts';
 import { gptNeoxLmHead, gptNeoxModel } from './gpt_neox.ts';
 import { mistralLmHead, mistralModel } from './mistral.ts';
+
+export interface GenerationOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** A row stops after emitting one of these (the config's eos_token_id); none: rows run to maxNewTokens. */
+  eosTokenIds?: readonly number[];
+  /** A row stops once its decoded new tokens contain one of these; needs `decoder`. */
+  stopStrings?: readonly string[];
+  /** Turns a row's new tokens into text (a Tokenizer); with it each row's text is returned. */
+  decoder?: Pick<Tokenizer, 'decode'>;
+  /** Seed of the sampling generator (engine/random.ts): the same seed gives the same tokens. */
+  seed?: number;
+}
+
+export interface GeneratedRow {
+  /** The new tokens, the EOS or the token that completed a stop string included. */
+  tokens: number[];
+  /** The new tokens decoded without special tokens, EOS excluded, cut before the stop string; with a decoder only. */
+  text?: string;
+  finish: 'eos' | 'stop' | 'length';
+}
+
+export interface GenerationTiming {
+  /** Real (unpadded) prompt tokens, and the seconds of the prompt pass up to its logits on the host. */
+  promptTokens: number;
+  promptSeconds: number;
+  /** Tokens of the steps after the prompt pass (which yields each row's first token), and their seconds. */
+  decodeTokens: number;
+  decodeSeconds: number;
+}
+
+export interface Generation {
+  rows: GeneratedRow[];
+  /** Model steps run, the prompt pass included: fewer than maxNewTokens when every row stopped early. */
+  steps: number;
+  timing: GenerationTiming;
+}
 
 /** transformers' ignore_index: positions that predict nothing. */
 const IGNORE_INDEX = -100;
@@ -66,10 +106,13 @@ export class CausalLM {
     return linear(hiddenStates(this.config, this.params, ids, cache), this.lmHead());
   }
 
-  /** An empty cache for `batch` sequences of up to maxLength tokens, one KVCache per layer. */
-  createCache(batch: number, maxLength: number): KVCache[] {
+  /**
+   * An empty cache for `batch` sequences of up to maxLength tokens, one KVCache per layer; padLengths[b]: the
+   * left padding of row b (prompts of different lengths).
+   */
+  createCache(batch: number, maxLength: number, padLengths?: readonly number[]): KVCache[] {
     const c = this.config;
-    return Array.from({ length: c.layers }, () => new KVCache(batch, c.kvHeads, maxLength, c.headDim));
+    return Array.from({ length: c.layers }, () => new KVCache(batch, c.kvHeads, maxLength, c.headDim, padLengths));
   }
 
   /** Generation step: logits [B, T, V] of T new tokens after the cache's, whose keys and values it appends. */
@@ -78,40 +121,88 @@ export class CausalLM {
   }
 
   /**
-   * Greedy decoding with a KV cache: prompts of one length (rows of [B, P]) -> [B, P + maxNewTokens], each new
-   * token the argmax of the last position's logits (the first one on ties, as torch.argmax). No stop on EOS.
+   * Generates up to opts.maxNewTokens tokens after each prompt (token ids). Shorter prompts are left-padded to
+   * the longest: padding is invisible to attention and each row's rotary positions start at its first real
+   * token, so that a row generates what it would alone. A row that stopped keeps stepping with the batch
+   * (its outputs dropped) until every row has stopped. Sampling runs on the host: each step reads back the
+   * last position's logits [B, V], one read-back per generated token of the batch.
    */
-  async greedy(prompts: Int32Array[], maxNewTokens: number): Promise<Int32Array[]> {
-    const B = prompts.length, P = prompts[0]?.length ?? 0;
-    if (B === 0 || P === 0 || prompts.some((p) => p.length !== P)) throw new GpuError('greedy: prompts must be non-empty and of one length');
-    const V = this.config.vocabSize;
-    const out = prompts.map((p) => Int32Array.from({ length: P + maxNewTokens }, (_, t) => (t < P ? p[t] : 0)));
-    const cache = this.createCache(B, P + maxNewTokens);
+  async generate(prompts: readonly ArrayLike<number>[], opts: GenerationOptions): Promise<Generation> {
+    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder } = opts;
+    const V = this.config.vocabSize, B = prompts.length;
+    checkSamplingOptions(opts);
+    if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new SamplingError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+    if (stopStrings.length > 0 && !decoder) throw new SamplingError('generate: stop strings need a decoder (a tokenizer) to read the text');
+    if (stopStrings.some((s) => s.length === 0)) throw new SamplingError('generate: a stop string must not be empty');
+    if (B === 0 || prompts.some((p) => p.length === 0)) throw new SamplingError('generate: needs at least one prompt, and no empty prompt');
+    for (const p of prompts) for (const id of Array.from(p)) if (!Number.isInteger(id) || id < 0 || id >= V) throw new SamplingError(`generate: prompt token ${id} outside the vocabulary [0, ${V})`);
+
+    const rows: GeneratedRow[] = prompts.map(() => ({ tokens: [], finish: 'length' }));
+    const timing: GenerationTiming = { promptTokens: prompts.reduce((n, p) => n + p.length, 0), promptSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
+    const decode = (tokens: number[]) => decoder!.decode(tokens, { skipSpecialTokens: true });
+    const { ids, longest, padLengths } = leftPadded(prompts);
+    const random = rng(opts.seed ?? 0);
+    let steps = 0;
+    // The last new token is never fed back: the cache holds the prompt and maxNewTokens - 1 tokens.
+    const cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths) : [];
+    let input = Tensor.fromArray(ids, [B, longest], 'i32');
     try {
-      let next = Tensor.fromArray(prompts.flatMap((p) => [...p]), [B, P], 'i32');
-      for (let t = P; t < P + maxNewTokens; t++) {
+      const start = performance.now();
+      while (steps < maxNewTokens) {
         const last = await tidyAsync(async () => {
-          const logits = this.step(next, cache); // [B, T, V]
+          const logits = this.step(input, cache); // [B, T, V]
           return narrow(logits, 1, logits.shape[1] - 1, 1).toArray(); // [B, 1, V]
         });
-        next.dispose();
-        for (let b = 0; b < B; b++) out[b][t] = argmax(last.subarray(b * V, (b + 1) * V));
-        next = Tensor.fromArray(out.map((row) => row[t]), [B, 1], 'i32');
+        input.dispose();
+        const promptPass = ++steps === 1;
+        for (const [b, row] of rows.entries()) {
+          if (row.finish !== 'length') continue; // a row runs until it stops or reaches the length
+          row.tokens.push(sampleToken(last.subarray(b * V, (b + 1) * V), opts, random));
+          if (!promptPass) timing.decodeTokens++;
+          if (eosTokenIds.includes(row.tokens[row.tokens.length - 1])) row.finish = 'eos';
+          // A stop string may span tokens, and a token's text may depend on its neighbours: decode the whole row.
+          else if (stopStrings.length > 0 && stopIndex(decode(row.tokens), stopStrings) >= 0) row.finish = 'stop';
+        }
+        if (promptPass) timing.promptSeconds = (performance.now() - start) / 1000;
+        if (rows.every((r) => r.finish !== 'length') || steps === maxNewTokens) break;
+        input = Tensor.fromArray(rows.map((r) => r.tokens[r.tokens.length - 1]), [B, 1], 'i32');
       }
-      next.dispose();
+      timing.decodeSeconds = (performance.now() - start) / 1000 - timing.promptSeconds;
     } finally {
+      input.dispose();
       for (const layer of cache) layer.dispose();
     }
-    return out;
+    if (decoder) {
+      for (const row of rows) {
+        const text = decode(row.finish === 'eos' ? row.tokens.slice(0, -1) : row.tokens);
+        row.text = row.finish === 'stop' ? text.slice(0, stopIndex(text, stopStrings)) : text;
+      }
+    }
+    return { rows, steps, timing };
+  }
+
+  /** Greedy decoding without EOS: each prompt followed by maxNewTokens argmax tokens (the first on ties, as torch.argmax). */
+  async greedy(prompts: Int32Array[], maxNewTokens: number): Promise<Int32Array[]> {
+    const { rows } = await this.generate(prompts, { maxNewTokens });
+    return rows.map((row, b) => Int32Array.from([...prompts[b], ...row.tokens]));
   }
 
   dispose(): void { this.params.dispose(); }
 }
 
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-  return best;
+/** Prompts as one left-padded batch ids [B, longest]; padding columns hold token 0 (no query sees them). */
+function leftPadded(prompts: readonly ArrayLike<number>[]): { ids: Int32Array; longest: number; padLengths: number[] } {
+  const longest = Math.max(...prompts.map((p) => p.length));
+  const padLengths = prompts.map((p) => longest - p.length);
+  const ids = new Int32Array(prompts.length * longest);
+  prompts.forEach((p, b) => ids.set(Array.from(p), b * longest + padLengths[b]));
+  return { ids, longest, padLengths };
+}
+
+/** The first index of any of the stop strings in text, or -1. */
+function stopIndex(text: string, stopStrings: readonly string[]): number {
+  const found = stopStrings.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+  return found.length > 0 ? Math.min(...found) : -1;
 }
 
 /**

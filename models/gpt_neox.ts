@@ -11,19 +11,18 @@ import { layerNorm } from '../engine/ops/norms.ts';
 import { rotary } from '../engine/ops/rotary.ts';
 import { narrow, permute, reshape } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
-import { causalSelfAttention, type KVCache } from './self_attention.ts';
+import { causalSelfAttention, rotaryPositions, type KVCache } from './self_attention.ts';
 
 type Weights = (name: string) => Tensor;
 
 /** GPTNeoXAttention: x [B, T, C] -> [B, T, C]. */
 function selfAttention(cfg: ModelConfig, w: Weights, x: Tensor, cache?: KVCache): Tensor {
   const [B, T] = x.shape;
-  const positionOffset = cache?.length ?? 0; // the new tokens follow the cached ones
   const H = cfg.heads, D = cfg.headDim;
   const bias = (name: string) => (cfg.attentionBias ? w(name) : undefined);
   // query_key_value's rows are grouped per head: [head][q, k, v][D].
   const qkv = permute(reshape(linear(x, w('attention.query_key_value.weight'), bias('attention.query_key_value.bias')), [B, T, H, 3 * D]), [0, 2, 1, 3]); // [B, H, T, 3D]
-  const rope = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, positionOffset };
+  const rope = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, ...rotaryPositions(cache) };
   const q = rotary(narrow(qkv, 3, 0, D), rope); // [B, H, T, D], the first rotaryDims of each head rotated
   const k = rotary(narrow(qkv, 3, D, D), rope);
   const v = narrow(qkv, 3, 2 * D, D);

@@ -11,17 +11,16 @@ import { rmsNorm } from '../engine/ops/norms.ts';
 import { rotary } from '../engine/ops/rotary.ts';
 import { permute, reshape } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
-import { causalSelfAttention, type KVCache } from './self_attention.ts';
+import { causalSelfAttention, rotaryPositions, type KVCache } from './self_attention.ts';
 
 type Weights = (name: string) => Tensor;
 
 /** MistralAttention: x [B, T, C] -> [B, T, C]; heads query kvHeads shared keys and values. */
 function selfAttention(cfg: ModelConfig, w: Weights, x: Tensor, cache?: KVCache): Tensor {
   const [B, T] = x.shape;
-  const positionOffset = cache?.length ?? 0; // the new tokens follow the cached ones
   const D = cfg.headDim;
   const toHeads = (t: Tensor, heads: number) => permute(reshape(t, [B, T, heads, D]), [0, 2, 1, 3]); // [B, heads, T, D]
-  const rope = { rotaryDims: D, base: cfg.ropeTheta, positionOffset };
+  const rope = { rotaryDims: D, base: cfg.ropeTheta, ...rotaryPositions(cache) };
   const q = rotary(toHeads(linear(x, w('self_attn.q_proj.weight')), cfg.heads), rope);
   const k = rotary(toHeads(linear(x, w('self_attn.k_proj.weight')), cfg.kvHeads), rope);
   const v = toHeads(linear(x, w('self_attn.v_proj.weight')), cfg.kvHeads);

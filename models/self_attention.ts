@@ -2,20 +2,34 @@
 import { GpuError } from '../engine/gpu.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
+import type { RotaryOptions } from '../engine/ops/rotary.ts';
 import { writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
  * positions are filled. Written without the tape: generation does not train.
+ *
+ * A batch of prompts of different lengths is left-padded: batch row b's first padLengths[b] columns are
+ * padding, which no query sees (keyRange) and from which no position counts (leftPadding, for rotary).
  */
 export class KVCache {
   length = 0;
   readonly k: Tensor;
   readonly v: Tensor;
+  /** i32 [B]: each row's padding columns; absent when no row is padded. */
+  readonly leftPadding?: Tensor;
+  /** i32 [B, 2]: each row's valid keys [padLength, maxLength); absent when no row is padded. */
+  readonly keyRange?: Tensor;
 
-  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number) {
+  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number, padLengths?: readonly number[]) {
+    if (padLengths && (padLengths.length !== batch || padLengths.some((p) => !Number.isInteger(p) || p < 0 || p >= maxLength)))
+      throw new GpuError(`KVCache: padLengths [${padLengths}] must be ${batch} integers in [0, ${maxLength})`);
     this.k = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
     this.v = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
+    if (padLengths?.some((p) => p > 0)) {
+      this.leftPadding = Tensor.fromArray(padLengths, [batch], 'i32').keep();
+      this.keyRange = Tensor.fromArray(padLengths.flatMap((p) => [p, maxLength]), [batch, 2], 'i32').keep();
+    }
   }
 
   /** Writes k, v [B, KVH, T, D] of T new tokens at positions length .. length + T - 1. */
@@ -30,21 +44,28 @@ export class KVCache {
     this.length += T;
   }
 
-  dispose(): void { this.k.dispose(); this.v.dispose(); }
+  dispose(): void {
+    for (const t of [this.k, this.v, this.leftPadding, this.keyRange]) t?.dispose();
+  }
+}
+
+/** Rotary positions of T new tokens: after the cached ones, each row counted from its first real token. */
+export function rotaryPositions(cache?: KVCache): Pick<RotaryOptions, 'positionOffset' | 'leftPadding'> {
+  return { positionOffset: cache?.length ?? 0, leftPadding: cache?.leftPadding };
 }
 
 /**
  * Causal self-attention of T new tokens, q [B, H, T, D] and k, v [B, KVH, T, D] (rotary applied), window 0
  * for none: among themselves (training, scoring), or with a cache over every token so far, the new ones
- * at positions cache.length .. cache.length + T - 1. Returns [B, H, T, D].
+ * at positions cache.length .. cache.length + T - 1, padding hidden. Returns [B, H, T, D].
  */
 export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, window: number, cache?: KVCache): Tensor {
-  if (cache) {
-    const prompt = cache.length === 0;
-    cache.append(k, v);
-    // A prompt sees only itself (the tiled kernel below); later tokens read the cache with the decode kernel.
-    if (!prompt) return attentionDecode(q, cache.k, cache.v, { window, cacheLength: cache.length });
-  }
-  return attention(q, k, v, { causal: true, window });
+  if (!cache) return attention(q, k, v, { causal: true, window });
+  const prompt = cache.length === 0;
+  cache.append(k, v);
+  // Left padding shifts a row's tokens and its keys alike, so the window's distances need no correction.
+  const keyRange = cache.keyRange;
+  // A prompt sees only itself (the tiled kernel); later tokens read the cache with the decode kernel.
+  if (prompt) return attention(q, k, v, { causal: true, window, keyRange });
+  return attentionDecode(q, cache.k, cache.v, { window, cacheLength: cache.length, keyRange });
 }
-

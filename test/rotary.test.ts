@@ -3,21 +3,21 @@ import * as assert from 'uvu/assert';
 import { backward } from '../engine/autodiff.ts';
 import { inverseFrequencies, rotary, type RotaryOptions } from '../engine/ops/rotary.ts';
 import { pool } from '../engine/pool.ts';
-import { numelOf, type Tensor, tidy } from '../engine/tensor.ts';
+import { numelOf, Tensor, tidy } from '../engine/tensor.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from './util.ts';
 
 type Shape = [number, number, number, number];
 
 /**
  * Float64 rotate-half rotation of x [B, H, T, D] by `sign` · angle, with angle = f32(pos · inv_freq) as transformers
- * forms it in float32; sin and cos of that angle in float64.
+ * forms it in float32; sin and cos of that angle in float64. Batch row b's positions start at column leftPadding[b].
  */
-function rotary64(x: ArrayLike<number>, [b, h, t, d]: Shape, { rotaryDims, base, positionOffset = 0 }: RotaryOptions, sign = 1): Float64Array {
+function rotary64(x: ArrayLike<number>, [b, h, t, d]: Shape, { rotaryDims, base, positionOffset = 0 }: RotaryOptions, sign = 1, leftPadding: number[] = []): Float64Array {
   const inv = inverseFrequencies(rotaryDims, base);
   const half = rotaryDims / 2;
   const out = Float64Array.from(x);
   for (let row = 0; row < b * h * t; row++) {
-    const pos = (row % t) + positionOffset;
+    const pos = Math.max((row % t) + positionOffset - (leftPadding[Math.floor(row / (h * t))] ?? 0), 0);
     for (let i = 0; i < half; i++) {
       const angle = Math.fround(pos * inv[i]);
       const c = Math.cos(angle), s = sign * Math.sin(angle);
@@ -96,6 +96,28 @@ test('rotary at offset p equals rows p.. of the rotation from position 0', async
   for (const tensor of [xt, tailT, full, offset]) tensor.dispose();
 });
 
+test('rotary with left padding: each batch row counts positions from its first real column, padding at 0', async () => {
+  await initGpu();
+  const shape: Shape = [3, 2, 7, 8];
+  const padding = [0, 3, 6];
+  const n = numelOf(shape);
+  for (const positionOffset of [0, 4]) {
+    const x = randn(n, 70 + positionOffset), dy = randn(n, 71 + positionOffset);
+    const xt = upload(x, shape, true), pad = Tensor.fromArray(padding, [3], 'i32');
+    const opts = { rotaryDims: 6, base: 10000, positionOffset };
+    const y = rotary(xt, { ...opts, leftPadding: pad });
+    const what = `rotary ${shape} leftPadding ${padding} positionOffset ${positionOffset}`;
+    const ours = await download(y);
+    assertClose(ours, rotary64(x, shape, opts, 1, padding), 1e-6, `${what} forward`);
+    // Batch row 0 has no padding: exactly the unpadded rotation.
+    const plain = await download(rotary(xt, opts));
+    assert.equal(ours.subarray(0, n / 3), plain.subarray(0, n / 3), `${what}: row without padding`);
+    tidy(() => backward(y, upload(dy, shape)));
+    assertClose(await download(xt.grad!), rotary64(dy, shape, opts, -1, padding), 1e-5, `${what} backward`);
+    for (const t of [xt.grad!, xt, y, pad]) t.dispose();
+  }
+});
+
 test('rotary rejects bad options with the shapes in the message', async () => {
   await initGpu();
   const x: Tensor = upload(randn(16, 60), [1, 1, 2, 8]);
@@ -103,6 +125,9 @@ test('rotary rejects bad options with the shapes in the message', async () => {
   assert.throws(() => rotary(x, { rotaryDims: 10, base: 10000 }), /at most D = 8/);
   assert.throws(() => rotary(x, { rotaryDims: 8, base: 10000, positionOffset: -1 }), /positionOffset/);
   assert.throws(() => rotary(x, { rotaryDims: 8, base: 10000, positionOffset: 200000 }), /range reduction/);
+  const padding = Tensor.fromArray([0, 1], [2], 'i32');
+  assert.throws(() => rotary(x, { rotaryDims: 8, base: 10000, leftPadding: padding }), /leftPadding must be i32 \[1\]/);
+  padding.dispose();
   const flat = x.reshape([2, 8]);
   assert.throws(() => rotary(flat, { rotaryDims: 8, base: 10000 }), /\[B, H, T, D\]/);
   x.dispose(); flat.dispose();

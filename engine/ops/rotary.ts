@@ -12,6 +12,11 @@ export interface RotaryOptions {
   base: number;
   /** Position of the first row: the tokens already in the KV cache. */
   positionOffset?: number;
+  /**
+   * i32 [B]: batch row b's positions count from its column leftPadding[b] (a left-padded batch of prompts of
+   * different lengths, transformers' position_ids from the attention mask); the padding columns get position 0.
+   */
+  leftPadding?: Tensor;
 }
 
 /**
@@ -34,26 +39,30 @@ function invFreqTable(rotaryDims: number, base: number): Tensor {
   return t;
 }
 
-/** Rotates the first rotaryDims of each head of x [B, H, T, D] by its position t + positionOffset. */
-export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0 }: RotaryOptions): Tensor {
+/** Rotates the first rotaryDims of each head of x [B, H, T, D] by its position t + positionOffset (- leftPadding[b]). */
+export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0, leftPadding }: RotaryOptions): Tensor {
   const what = `rotary(x ${x.dtype} ${shapeString(x.shape)}, rotaryDims ${rotaryDims}, base ${base}, positionOffset ${positionOffset})`;
   if (x.dtype !== 'f32' || x.rank !== 4) throw new GpuError(`${what}: x must be f32 [B, H, T, D]`);
-  const [, , seqLen, headDim] = x.shape;
+  const [batch, heads, seqLen, headDim] = x.shape;
+  if (leftPadding && (leftPadding.dtype !== 'i32' || leftPadding.numel !== batch))
+    throw new GpuError(`${what}: leftPadding must be i32 [${batch}], got ${leftPadding.dtype} ${shapeString(leftPadding.shape)}`);
   if (!Number.isInteger(rotaryDims) || rotaryDims < 2 || rotaryDims % 2 !== 0 || rotaryDims > headDim)
     throw new GpuError(`${what}: rotaryDims must be even, at least 2 and at most D = ${headDim}`);
   if (!(base > 1) || !Number.isFinite(base)) throw new GpuError(`${what}: base must be a finite number > 1`);
   if (!Number.isInteger(positionOffset) || positionOffset < 0) throw new GpuError(`${what}: positionOffset must be a non-negative integer`);
-  // inv_freq[0] = 1, so the largest angle is the last position.
+  // inv_freq[0] = 1, so the largest angle is the last position (padding only lowers positions).
   if (positionOffset + seqLen - 1 > ROTARY_MAX_ANGLE)
     throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} exceed ${ROTARY_MAX_ANGLE}, where the kernel's sin/cos range reduction stops being exact`);
-  const rows = x.numel / headDim;
+  const layout = { batch, heads, seqLen, headDim, leftPadding: leftPadding !== undefined };
   const table = invFreqTable(rotaryDims, base);
+  // Without padding the kernel never reads leftPadding: the table stands in for the binding.
+  const padding = leftPadding ?? table;
   const out = Tensor.empty(x.shape, 'f32', 'rotary');
-  launch(rotaryCall(rows, seqLen, headDim, rotaryDims, positionOffset, false), [x, table], [out]);
+  launch(rotaryCall(layout, rotaryDims, positionOffset, false), [x, table, padding], [out]);
   // forward was out = R(angle) x, a rotation per pair, so dx = R(angle)ᵀ dy = R(-angle) dy.
-  record('rotary', [x], [out], [], ([dy]) => {
+  record('rotary', [x], [out], leftPadding ? [leftPadding] : [], ([dy]) => {
     const dx = Tensor.empty(x.shape, 'f32', 'rotaryBackward');
-    launch(rotaryCall(rows, seqLen, headDim, rotaryDims, positionOffset, true), [dy!, table], [dx]);
+    launch(rotaryCall(layout, rotaryDims, positionOffset, true), [dy!, table, padding], [dx]);
     return [dx];
   });
   return out;
