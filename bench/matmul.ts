@@ -1,13 +1,16 @@
-// Matmul throughput of each tile variant: square sizes and Pythia-160m's projections at 512 tokens.
+// Matmul throughput of each tile variant: square sizes and Pythia-160m's projections at 512 tokens, where a
+// bf16-stored B (a frozen weight) is also timed on the default tile, with its time as a multiple of f32's.
 // Prints ms per call, GFLOP/s and GB/s (the kernel's analytic cost over the host-clocked time of a batch of calls).
+// Usage: npx tsx bench/matmul.ts [substring of case names, e.g. pythia]
 import b from 'benny';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { launch } from '../engine/launch.ts';
 import { sync } from '../engine/runtime.ts';
-import { Tensor } from '../engine/tensor.ts';
-import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
+import { Tensor, bytesPerElement } from '../engine/tensor.ts';
+import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type FloatStorage, type MatmulShape, type MatmulTile } from '../kernels/matmul.ts';
 
 interface Case { name: string; M: number; N: number; K: number }
+interface Variant { name: string; tile: MatmulTile; dtypeB: FloatStorage }
 
 const TOKENS = 512;
 const CASES: Case[] = [
@@ -18,6 +21,14 @@ const CASES: Case[] = [
   { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
   { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
 ];
+
+const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
+const BF16_VARIANT = 'bf16 B';
+
+function variantsOf(c: Case): Variant[] {
+  const tiles = Object.entries(MATMUL_TILES).map(([name, tile]): Variant => ({ name, tile, dtypeB: 'f32' }));
+  return c.name.startsWith('pythia') ? [...tiles, { name: BF16_VARIANT, tile: DEFAULT_TILE, dtypeB: 'bf16' }] : tiles;
+}
 
 const MAX_SECONDS_PER_CALL = 20; // slower variants are skipped (lavapipe at 2048)
 const SECONDS_PER_SAMPLE = 0.3; // dispatches are queued in batches of about this long, far above timer resolution
@@ -32,48 +43,53 @@ async function timeOnce(run: () => void): Promise<number> {
 
 async function main(): Promise<void> {
   const { adapterInfo, limits } = gpu();
-  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${JSON.stringify(DEFAULT_TILE)}`);
+  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}`);
+  const only = process.argv[2] ?? '';
   const rows: string[] = [];
-  for (const c of CASES) {
-    const largest = 4 * Math.max(c.M * c.K, c.K * c.N, c.M * c.N);
-    if (largest > limits.maxStorageBufferBindingSize) {
-      rows.push(`${c.name.padEnd(18)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
-      console.log(rows[rows.length - 1]);
-      continue;
-    }
+  const report = (row: string) => { rows.push(row); console.log(row); };
+  for (const c of CASES.filter((c) => c.name.includes(only))) {
     const a = Tensor.zeros([c.M, c.K]);
-    const w = Tensor.zeros([c.K, c.N]);
     const out = Tensor.empty([c.M, c.N]);
-    const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false };
+    const weights = new Map<FloatStorage, Tensor>();
     const cases = [];
     const costs = new Map<string, { flops: number; bytes: number; calls: number }>();
-    for (const [variant, tile] of Object.entries(MATMUL_TILES)) {
-      const call = matmulCall(shape, tile);
+    for (const v of variantsOf(c)) {
+      const largest = Math.max(4 * c.M * c.K, bytesPerElement(v.dtypeB) * c.K * c.N, 4 * c.M * c.N);
+      if (largest > limits.maxStorageBufferBindingSize) {
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(14)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
+        continue;
+      }
+      if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, Tensor.zeros([c.K, c.N], v.dtypeB));
+      const w = weights.get(v.dtypeB)!;
+      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
+      const call = matmulCall(shape, v.tile);
       // The operand a stands in for the unread bias binding, as in ops/matmul.ts.
       const run = () => launch(call, [a, w, a], [out]);
-      await timeOnce(() => launch(matmulCall({ ...shape, M: 1, N: 1, K: 1 }, tile), [a, w, a], [out])); // compiles the variant
+      await timeOnce(() => launch(matmulCall({ ...shape, M: 1, N: 1, K: 1 }, v.tile), [a, w, a], [out])); // compiles the variant
       const once = await timeOnce(run);
       if (once > MAX_SECONDS_PER_CALL) {
-        console.log(`${c.name.padEnd(18)} ${variant}: skipped, ${once.toFixed(1)} s per call`);
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(14)} skipped: ${once.toFixed(1)} s per call`);
         continue;
       }
       const calls = Math.max(1, Math.min(MAX_CALLS_PER_SAMPLE, Math.round(SECONDS_PER_SAMPLE / once)));
-      costs.set(variant, { flops: call.cost.flops, bytes: call.cost.bytesRead + call.cost.bytesWritten, calls });
-      cases.push(b.add(variant, async () => {
+      costs.set(v.name, { flops: call.cost.flops, bytes: call.cost.bytesRead + call.cost.bytesWritten, calls });
+      cases.push(b.add(v.name, async () => {
         for (let i = 0; i < calls; i++) run();
         await sync();
       }));
     }
     if (cases.length > 0) {
       const summary = await b.suite(`${c.name} [${c.M}x${c.K}]x[${c.K}x${c.N}]`, ...cases, b.configure({ cases: { minSamples: 2, maxTime: 1.5 } }));
+      const seconds = new Map(summary.results.map((r) => [r.name, r.details.mean / costs.get(r.name)!.calls]));
+      const f32Seconds = seconds.get(DEFAULT_TILE_NAME);
       for (const r of summary.results) {
         const k = costs.get(r.name)!;
-        const seconds = r.details.mean / k.calls;
-        rows.push(`${c.name.padEnd(18)} ${r.name.padEnd(14)} ${(seconds * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / seconds / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / seconds / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)`);
-        console.log(rows[rows.length - 1]);
+        const t = seconds.get(r.name)!;
+        const ratio = r.name !== BF16_VARIANT ? '' : f32Seconds ? `  ${(t / f32Seconds).toFixed(2)}x the f32 time` : '  (no f32 time)';
+        report(`${c.name.padEnd(18)} ${r.name.padEnd(14)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
       }
     }
-    a.dispose(); w.dispose(); out.dispose();
+    for (const t of [a, out, ...weights.values()]) t.dispose();
   }
   console.log(`\n${rows.join('\n')}`);
 }

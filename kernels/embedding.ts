@@ -1,10 +1,12 @@
 // Embedding gather and its deterministic, atomic-free backward (counting sort of the tokens, then one sum per id).
 import { gpu } from '../engine/gpu.ts';
 import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { bytesPerElement } from '../engine/tensor.ts';
+import { FORMAT_CONSTANT, type FloatStorage } from './matmul.ts';
 
 export const embeddingKernel: Kernel = {
   name: 'embedding', source: loadWgsl(import.meta.url, 'embedding.wgsl'),
-  inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['cols', 'u32'], ['vocab', 'u32']], constants: ['WG'],
+  inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['cols', 'u32'], ['vocab', 'u32']], constants: ['WG', 'WEIGHT_FORMAT'],
 };
 
 export const embeddingOrderKernel: Kernel = {
@@ -20,12 +22,13 @@ export const embeddingBackwardKernel: Kernel = {
 // WebGPU guarantees 256 invocations per workgroup (and 1 KiB for the order kernel's tile is well within 16 KiB).
 const WG = 256;
 
-/** out[t, :] = weight[ids[t], :] for `tokens` ids into a [vocab, cols] table. */
-export function embeddingCall(tokens: number, vocab: number, cols: number): KernelCall {
+/** out[t, :] = weight[ids[t], :] for `tokens` ids into a [vocab, cols] table stored as weightDtype; out is f32. */
+export function embeddingCall(tokens: number, vocab: number, cols: number, weightDtype: FloatStorage): KernelCall {
   const n = tokens * cols;
   return {
-    kernel: embeddingKernel, constants: { WG }, params: { n, cols, vocab }, workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
-    cost: { flops: 0, bytesRead: 4 * tokens + 4 * n, bytesWritten: 4 * n },
+    kernel: embeddingKernel, constants: { WG, WEIGHT_FORMAT: FORMAT_CONSTANT[weightDtype] }, params: { n, cols, vocab },
+    workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
+    cost: { flops: 0, bytesRead: 4 * tokens + bytesPerElement(weightDtype) * n, bytesWritten: 4 * n },
   };
 }
 

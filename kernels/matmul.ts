@@ -1,6 +1,15 @@
 // Batched C = op(A) · op(B) (+ bias), tiled through workgroup memory and register-blocked.
 import { gpu, GpuError } from '../engine/gpu.ts';
 import { ceilDiv, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { bytesPerElement } from '../engine/tensor.ts';
+
+/** The storage of a float operand a kernel reads: f32, or 16-bit floats two per word that it widens to f32. */
+export type FloatStorage = 'f32' | 'f16' | 'bf16';
+
+/** The shaders' format constants (F32, F16, BF16), the values of their *_FORMAT overrides. */
+export const FORMAT_CONSTANT: Record<FloatStorage, number> = { f32: 0, f16: 1, bf16: 2 };
+
+export function isFloatStorage(dtype: string): dtype is FloatStorage { return Object.hasOwn(FORMAT_CONSTANT, dtype); }
 
 export const matmulKernel: Kernel = {
   name: 'matmul',
@@ -8,7 +17,7 @@ export const matmulKernel: Kernel = {
   inputs: ['a', 'b', 'bias'],
   outputs: ['c'],
   params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
-  constants: ['TRANS_A', 'TRANS_B', 'HAS_BIAS', 'TILE_M', 'TILE_N', 'TILE_K', 'THREAD_M', 'THREAD_N'],
+  constants: ['TRANS_A', 'TRANS_B', 'HAS_BIAS', 'A_FORMAT', 'B_FORMAT', 'TILE_M', 'TILE_N', 'TILE_K', 'THREAD_M', 'THREAD_N'],
 };
 
 /** A tile variant: C tile per workgroup (tileM×tileN), K step, and the block of C each thread holds. */
@@ -38,6 +47,8 @@ export interface MatmulShape {
   transA: boolean;
   transB: boolean;
   hasBias: boolean;
+  dtypeA: FloatStorage;
+  dtypeB: FloatStorage;
 }
 
 /** Throws unless the tile fits this device's workgroup limits and the shader's register arrays. */
@@ -66,6 +77,7 @@ export function matmulCall(s: MatmulShape, tile: MatmulTile = DEFAULT_TILE, op =
     op,
     constants: {
       TRANS_A: Number(s.transA), TRANS_B: Number(s.transB), HAS_BIAS: Number(s.hasBias),
+      A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB],
       TILE_M: tile.tileM, TILE_N: tile.tileN, TILE_K: tile.tileK, THREAD_M: tile.threadM, THREAD_N: tile.threadN,
     },
     params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
@@ -74,7 +86,7 @@ export function matmulCall(s: MatmulShape, tile: MatmulTile = DEFAULT_TILE, op =
     // (tile re-reads are cache traffic), C written once.
     cost: {
       flops: 2 * outputs * s.K + (s.hasBias ? outputs : 0),
-      bytesRead: 4 * (aElements + bElements + (s.hasBias ? s.N : 0)),
+      bytesRead: bytesPerElement(s.dtypeA) * aElements + bytesPerElement(s.dtypeB) * bElements + (s.hasBias ? 4 * s.N : 0),
       bytesWritten: 4 * outputs,
     },
   };

@@ -1,12 +1,15 @@
 // C[b] = op(A[b]) · op(B[b]) (+ bias) for b < batch, op = identity or transpose: C is M×N, op(A) M×K, op(B) K×N.
 // A is stored M×K (K×M when TRANS_A), B K×N (N×K when TRANS_B), C M×N, all row-major; batch strides of 0
-// broadcast an operand (e.g. one weight for every batch entry).
+// broadcast an operand (e.g. one weight for every batch entry). A and B are stored as f32 or as 16-bit floats
+// (f16, bf16: two per 32-bit word, the even element in the low half, e.g. frozen weights), widened to f32 on load.
 // A workgroup computes a TILE_M×TILE_N tile of C, stepping through K by TILE_K with both operand tiles in
 // workgroup memory; each thread accumulates THREAD_M×THREAD_N outputs in registers, at rows ty + i·WG_Y and
 // columns tx + j·WG_X so that neighbouring threads read neighbouring words of the tiles and of C.
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+override A_FORMAT: u32 = 0u; // F32, F16 or BF16
+override B_FORMAT: u32 = 0u;
 override TILE_M: u32 = 64u;
 override TILE_N: u32 = 64u;
 override TILE_K: u32 = 16u;
@@ -21,6 +24,10 @@ override TILE_B_SIZE: u32 = TILE_K * TILE_N;
 // Register arrays need a constant size; loops run to THREAD_M/THREAD_N, which the compiler then unrolls.
 const MAX_THREAD_TILE = 8u;
 
+const F32 = 0u;
+const F16 = 1u;
+const BF16 = 2u;
+
 struct Params {
   M: u32,
   N: u32,
@@ -29,14 +36,27 @@ struct Params {
   strideB: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(0) var<storage, read> a: array<u32>; // words of A_FORMAT values
+@group(0) @binding(1) var<storage, read> b: array<u32>; // words of B_FORMAT values
 @group(0) @binding(2) var<storage, read> bias: array<f32>; // read only when HAS_BIAS
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 var<workgroup> tileA: array<f32, TILE_A_SIZE>; // [TILE_K][TILE_M]: op(A) tile, k-major
 var<workgroup> tileB: array<f32, TILE_B_SIZE>; // [TILE_K][TILE_N]
+
+// Element i of an operand stored in `format`, given the word that holds it. The formats are override constants,
+// so the compiler keeps only one branch: f32 loads cost what they cost with array<f32>.
+fn widen(word: u32, i: u32, format: u32) -> f32 {
+  if (format == F16) { return unpack2x16float(word)[i & 1u]; }
+  if (format == BF16) { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u)); } // bf16 is a truncated f32
+  return bitcast<f32>(word);
+}
+
+fn wordOf(i: u32, format: u32) -> u32 { return select(i / 2u, i, format == F32); }
+
+fn loadA(i: u32) -> f32 { return widen(a[wordOf(i, A_FORMAT)], i, A_FORMAT); }
+fn loadB(i: u32) -> f32 { return widen(b[wordOf(i, B_FORMAT)], i, B_FORMAT); }
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: vec3u) {
@@ -64,7 +84,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       let k = k0 + kk;
       var v = 0.0;
       if (m < M && k < K) {
-        if (TRANS_A) { v = a[baseA + k * M + m]; } else { v = a[baseA + m * K + k]; }
+        if (TRANS_A) { v = loadA(baseA + k * M + m); } else { v = loadA(baseA + m * K + k); }
       }
       tileA[kk * TILE_M + mm] = v;
     }
@@ -76,7 +96,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
       let k = k0 + kk;
       var v = 0.0;
       if (n < N && k < K) {
-        if (TRANS_B) { v = b[baseB + n * K + k]; } else { v = b[baseB + k * N + n]; }
+        if (TRANS_B) { v = loadB(baseB + n * K + k); } else { v = loadB(baseB + k * N + n); }
       }
       tileB[kk * TILE_N + nn] = v;
     }

@@ -107,12 +107,34 @@ test('ids outside [0, vocab) give zero rows and no gradient, without touching me
   for (const t of [wT.grad!, wT, idsT, out, seedT]) t.dispose();
 });
 
+test('a 16-bit table (f16, bf16) gathers its stored values exactly into f32; requiresGrad on it is refused', async () => {
+  await initGpu();
+  const live = pool.liveBytes;
+  // Odd column counts start rows in the middle of a word, so both half-words are read.
+  const cases: Case[] = [{ vocab: 7, cols: 33, idsShape: [2, 33] }, { vocab: 33, cols: 7, idsShape: [3, 5] }, { vocab: 1, cols: 1, idsShape: [3] }];
+  for (const dtype of ['f16', 'bf16'] as const)
+    for (const [k, { vocab, cols, idsShape }] of cases.entries()) {
+      const ids = randInt(numelOf(idsShape), vocab, 40 + k);
+      ids[0] = vocab; // out of range: a zero row
+      const idsT = Tensor.fromArray(ids, idsShape, 'i32');
+      const wT = Tensor.fromArray(randn(vocab * cols, 50 + k), [vocab, cols], dtype);
+      const stored = await download(wT); // the rounded values, widened on the host
+      const out = embedding(idsT, wT);
+      assert.is(out.dtype, 'f32');
+      assert.equal(await download(out), embedding64(ids, stored, vocab, cols), `${dtype} V=${vocab} C=${cols}`);
+      wT.requiresGrad = true;
+      assert.throws(() => embedding(idsT, wT), new RegExp(`\\[${vocab}, ${cols}\\] is ${dtype} with requiresGrad set; 16-bit tensors are frozen`));
+      for (const t of [idsT, wT, out]) t.dispose();
+    }
+  assert.is(pool.liveBytes, live);
+});
+
 test('embedding rejects non-i32 ids and a weight that is not [V, C]', async () => {
   await initGpu();
   const f = upload([0, 1], [2]), w = upload([1, 2, 3, 4], [4]);
   const ids = Tensor.fromArray([0, 1], [2], 'i32');
   assert.throws(() => embedding(f, upload([1, 2], [1, 2])), /ids must be i32/);
-  assert.throws(() => embedding(ids, w), /weight must be f32 \[vocab, cols\]/);
+  assert.throws(() => embedding(ids, w), /weight must be f32, f16 or bf16 \[vocab, cols\]/);
   for (const t of [f, w, ids]) t.dispose();
 });
 

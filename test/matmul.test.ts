@@ -167,6 +167,27 @@ test('gradients: all forms, bias, batched with and without a shared operand', as
   }
 });
 
+test('forward: 16-bit B (f16, bf16) in all four forms at ragged shapes, batched, and with a 16-bit A', async () => {
+  await initGpu();
+  // Odd K and N start rows (and batch entries: K·N = 165) in the middle of a word, so both half-words are read.
+  for (const dtypeB of ['f16', 'bf16'] as const)
+    for (const [transA, transB] of FORMS) {
+      for (const [M, N, K] of [[1, 1, 1], [7, 33, 130], [130, 7, 33], [33, 130, 7]]) await check(problem(M, N, K, transA, transB, { dtypeB }), false);
+      await check(problem(7, 33, 5, transA, transB, { batchDims: [3], dtypeB, bias: true }), false);
+      await check(problem(7, 33, 5, transA, transB, { batchDims: [2, 3], sharedB: true, dtypeB }), false);
+      await check(problem(33, 13, 7, transA, transB, { dtypeA: dtypeB === 'f16' ? 'bf16' : 'f16', dtypeB }), false);
+    }
+});
+
+test('gradients through a frozen bf16 B: dA (read from the 16-bit storage) and dbias in all forms, no dB', async () => {
+  await initGpu();
+  // With transA, dA = op(B)·dCᵀ puts the bf16 B in the kernel's A slot.
+  for (const [transA, transB] of FORMS) {
+    await check(problem(7, 33, 130, transA, transB, { bias: true, dtypeB: 'bf16' }), true);
+    await check(problem(7, 13, 5, transA, transB, { batchDims: [3], sharedB: true, dtypeB: 'bf16' }), true);
+  }
+});
+
 test('every tile variant is exact at a shape spanning several tiles with ragged edges', async () => {
   await initGpu();
   // Transposes only change the tile loads, which every form tests on the default tile: one form per variant.
@@ -210,6 +231,36 @@ test('linear: x [2, 3, 7] and x [7] times weight [5, 7]ᵀ plus bias, with gradi
   assert.is(pool.liveBytes, base);
 });
 
+test('linear through a frozen bf16 weight: forward and dx; requiresGrad on a 16-bit tensor is refused', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  const p = problem(6, 5, 7, false, true, { bias: true, dtypeB: 'bf16' });
+  const inputs = inputsOf(p, 31);
+  const x = upload(inputs.A, [2, 3, 7], true);
+  const w = uploadAs(inputs.B, [5, 7], 'bf16', false);
+  const b = upload(inputs.bias!, [5], true);
+  const W = await download(w);
+  const y = linear(x, w, b);
+  assertClose(await download(y), refMatmul(p, inputs.A, W, inputs.bias), 1e-5, 'linear forward, bf16 weight');
+  const seedData = randn(y.numel, 32);
+  const seed = upload(seedData, [...y.shape]);
+  backward(y, seed);
+  const ref = refMatmulGrads(p, inputs.A, W, seedData);
+  assertClose(await download(x.grad!), ref.gA, 1e-4, 'linear dx through a bf16 weight');
+  assertClose(await download(b.grad!), ref.gBias, 1e-4, 'linear dbias, bf16 weight');
+  assert.is(w.grad, null);
+  w.requiresGrad = true;
+  assert.throws(() => linear(x, w, b), /\[5, 7\] is bf16 with requiresGrad set; 16-bit tensors are frozen/);
+  tidy(() => {
+    const a16 = uploadAs(inputs.A, [6, 7], 'f16', false);
+    a16.requiresGrad = true;
+    assert.throws(() => matmul(a16, Tensor.zeros([7, 2])), /\[6, 7\] is f16 with requiresGrad set/);
+    assert.throws(() => matmul(Tensor.zeros([1, 6], 'i32'), a16), /operands must be f32, f16 or bf16, got i32/);
+  });
+  for (const t of [x, w, b, y, seed]) { t.grad?.dispose(); t.dispose(); }
+  assert.is(pool.liveBytes, base);
+});
+
 test('ledger: forward charges 2·M·N·K flops to matmul, backward 4·M·N·K to matmulBackward', async () => {
   await initGpu();
   const [M, N, K] = [7, 33, 130];
@@ -230,6 +281,15 @@ test('ledger: forward charges 2·M·N·K flops to matmul, backward 4·M·N·K to
     await download(a.grad!);
     for (const t of [a, b, out, seed]) { t.grad?.dispose(); t.dispose(); }
   }
+  // A 16-bit B is read at 2 bytes per element.
+  tidy(() => {
+    const a = upload(randn(M * K, 24), [M, K]);
+    const b16 = Tensor.zeros([K, N], 'bf16');
+    ledger.reset();
+    matmul(a, b16);
+    const forward = ledger.byOp().find((r) => r.key === 'matmul')!;
+    assert.equal([forward.flops, forward.bytesRead, forward.bytesWritten], [2 * M * N * K, 4 * M * K + 2 * K * N, 4 * M * N]);
+  });
 });
 
 test('shape errors name the operands', async () => {

@@ -4,19 +4,25 @@ import { GpuError } from '../gpu.ts';
 import { launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
+import { isFloatStorage } from '../../kernels/matmul.ts';
 import { fillCall } from '../../kernels/fill.ts';
 
 /**
- * weight[ids] : ids i32 [...], weight f32 [V, C] -> [..., C]. Ids outside [0, V) give zero rows and no gradient
- * (the kernels cannot report them without a read-back, so they skip them).
+ * weight[ids] : ids i32 [...], weight [V, C] -> f32 [..., C]. Ids outside [0, V) give zero rows and no gradient
+ * (the kernels cannot report them without a read-back, so they skip them). The weight may be stored as f16 or
+ * bf16 (a frozen table: it gets no gradient).
  */
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
   if (ids.dtype !== 'i32') throw new GpuError(`embedding: ids must be i32, got ${ids.dtype} ${shapeString(ids.shape)}`);
-  if (weight.dtype !== 'f32' || weight.rank !== 2) throw new GpuError(`embedding: weight must be f32 [vocab, cols], got ${weight.dtype} ${shapeString(weight.shape)}`);
+  if (!isFloatStorage(weight.dtype) || weight.rank !== 2)
+    throw new GpuError(`embedding: weight must be f32, f16 or bf16 [vocab, cols], got ${weight.dtype} ${shapeString(weight.shape)}`);
+  // There is no 16-bit gradient or update: 16-bit storage holds tables that stay fixed (a frozen base model).
+  if (weight.dtype !== 'f32' && weight.requiresGrad)
+    throw new GpuError(`embedding: weight ${shapeString(weight.shape)} is ${weight.dtype} with requiresGrad set; 16-bit tensors are frozen (no gradient): keep a trained table in f32`);
   const [vocab, cols] = weight.shape;
   const tokens = ids.numel;
   const out = Tensor.empty([...ids.shape, cols], 'f32', 'embedding');
-  launch(embeddingCall(tokens, vocab, cols), [ids, weight], [out]);
+  launch(embeddingCall(tokens, vocab, cols, weight.dtype), [ids, weight], [out]);
   // forward was out[t] = weight[ids[t]], so dweight[v] = Σ_{t : ids[t] = v} dout[t], summed in token order.
   record('embedding', [ids, weight], [out], [ids], ([dout]) => {
     const dweight = Tensor.empty([vocab, cols], 'f32', 'embeddingBackward');

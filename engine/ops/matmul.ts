@@ -4,14 +4,18 @@ import { GpuError } from '../gpu.ts';
 import { launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { broadcastShape } from './elementwise.ts';
-import { matmulCall, type MatmulShape } from '../../kernels/matmul.ts';
+import { isFloatStorage, matmulCall, type FloatStorage, type MatmulShape } from '../../kernels/matmul.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
 
 export interface MatmulOptions { transA?: boolean; transB?: boolean; bias?: Tensor }
 
+/** A product's sizes and layout; the storage formats come from the tensors it is launched on. */
+type ProductShape = Omit<MatmulShape, 'dtypeA' | 'dtypeB'>;
+
 /**
  * a [..., M, K] (or [..., K, M] with transA) times b [..., K, N] (or [..., N, K] with transB), plus bias [N]:
  * out [..., M, N]. Batch dims are equal, or one operand has none (or only ones) and is shared by every entry.
+ * a and b may be stored as f32, f16 or bf16 (math and out are f32); a 16-bit operand is frozen: no gradient.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false;
@@ -30,40 +34,50 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const batchB = numelOf(b.shape.slice(0, -2));
   if ((batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1))
     throw new GpuError(`${what}: batch dims must be equal, or absent on one operand`);
-  const s: MatmulShape = batchB === 1 && !transA
+  const s: ProductShape = batchB === 1 && !transA
     // A weight shared over the batch multiplies the stacked rows of A: one (batch·M)×K by K×N product.
     ? { batch: 1, M: batch * M, N, K, strideA: 0, strideB: 0, transA, transB, hasBias: bias !== null }
     : { batch, M, N, K, strideA: batchA === 1 ? 0 : M * K, strideB: batchB === 1 ? 0 : K * N, transA, transB, hasBias: bias !== null };
   return recordedProduct(a, b, bias, s, [...batchShape, M, N], what);
 }
 
-/** x [..., in] · weightᵀ + bias, with weight [out, in] (transformers' layout) and bias [out]: out [..., out]. */
+/**
+ * x [..., in] · weightᵀ + bias, with weight [out, in] (transformers' layout) and bias [out]: out [..., out].
+ * The weight may be f16 or bf16 storage (frozen: x gets its gradient, the weight none).
+ */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   const what = `linear ${shapeString(x.shape)} · ${shapeString(weight.shape)}ᵀ`;
   if (weight.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1])
     throw new GpuError(`${what}: expected x [..., in] and weight [out, in]`);
   const [N, K] = weight.shape;
-  const s: MatmulShape = { batch: 1, M: numelOf(x.shape.slice(0, -1)), N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: bias !== undefined };
+  const s: ProductShape = { batch: 1, M: numelOf(x.shape.slice(0, -1)), N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: bias !== undefined };
   return recordedProduct(x, weight, bias ?? null, s, [...x.shape.slice(0, -1), N], what);
 }
 
 /** Runs the product s into a new tensor of outShape and records its backward. */
-function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape, outShape: number[], what: string): Tensor {
-  for (const t of [a, b, bias]) if (t && t.dtype !== 'f32') throw new GpuError(`${what}: operands must be f32, got ${t.dtype}`);
+function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string): Tensor {
+  for (const t of [a, b]) {
+    if (!isFloatStorage(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
+    // There is no 16-bit gradient or update: 16-bit storage holds weights that stay fixed (a frozen base model).
+    if (t.dtype !== 'f32' && t.requiresGrad)
+      throw new GpuError(`${what}: operand ${shapeString(t.shape)} is ${t.dtype} with requiresGrad set; 16-bit tensors are frozen (no gradient): keep a trained weight in f32`);
+  }
+  if (bias && bias.dtype !== 'f32') throw new GpuError(`${what}: bias must be f32, got ${bias.dtype}`);
   if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
   const out = product(a, b, bias, s, outShape, 'matmul');
   const inputs = bias ? [a, b, bias] : [a, b];
-  // dA reads B and dB reads A.
+  // dA reads B and dB reads A (from their storage as it is, 16-bit included).
   const saved = [...(a.requiresGrad ? [b] : []), ...(b.requiresGrad ? [a] : [])];
   record('matmul', inputs, [out], saved, ([g]) => matmulBackward(g!, a, b, bias, s));
   return out;
 }
 
 /** Launches C = op(A)·op(B) (+ bias) into a new tensor. */
-function product(a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape, outShape: readonly number[], op: string): Tensor {
+function product(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: readonly number[], op: string): Tensor {
   const out = Tensor.empty(outShape, 'f32', op);
+  const call = matmulCall({ ...s, dtypeA: a.dtype as FloatStorage, dtypeB: b.dtype as FloatStorage }, undefined, op);
   // Without a bias the shader never reads its bias binding: bind A there rather than allocate a placeholder.
-  launch(matmulCall(s, undefined, op), [a, b, bias ?? a], [out]);
+  launch(call, [a, b, bias ?? a], [out]);
   return out;
 }
 
@@ -72,7 +86,7 @@ function product(a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape, outS
  * a transposed operand gets the transpose of that product (dA = op(B)·dCᵀ, dB = dCᵀ·op(A)), which is again
  * one product of the stored tensors. An operand shared over the batch gets the sum over the batch.
  */
-function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s: MatmulShape): Grad[] {
+function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape): Grad[] {
   const { batch, M, N, K, strideA, strideB, transA, transB } = s;
   const strideC = M * N;
   const dA = !a.requiresGrad ? null : transA
@@ -90,7 +104,7 @@ function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s
 /** op(X)·op(Y) per batch entry (rows×inner by inner×cols), summed over the batch when the operand was shared. */
 function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, rows: number, cols: number, inner: number,
   strideX: number, strideY: number, batch: number, shared: boolean, shape: readonly number[]): Tensor {
-  const s: MatmulShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
+  const s: ProductShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
   if (!shared || batch === 1) return product(x, y, null, s, shape, 'matmulBackward');
   const perEntry = product(x, y, null, s, [batch, rows, cols], 'matmulBackward');
   return sumOverRows(perEntry, batch, rows * cols, shape);
