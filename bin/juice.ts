@@ -8,7 +8,7 @@ commands:
   demo                 train a one-layer transformer on a toy copy task on the GPU; prints loss and the FLOP ledger
                        [--steps N --batch B --length L --lr LR --seed S --time-kernels --ledger-json FILE]
   inspect DIR          architecture, parameter count, memory plan and FLOPs per token of a Hugging Face model folder
-  generate             --model DIR --prompt TEXT: the continuation and tokens/s [--max-new-tokens N --temperature T --top-k K --top-p P --seed S --stop STR]
+  generate             --model DIR --prompt TEXT: the continuation and tokens/s [--max-new-tokens N --temperature T --top-k K --top-p P --seed S --stop STR --weights-dtype f32|f16|bf16]
   verify DIR           recompute a reference folder (laid out like shared/fixtures/hf/<kind>) and print relative errors as JSON
 
 environment:

@@ -24,19 +24,23 @@ export function memoryPlan(specs: ParamSpec[]): MemoryPlan {
   return { parameters, parameterBytes: 4 * parameters, gradientBytes: 4 * parameters, optimizerBytes: 8 * parameters };
 }
 
-/** The live parameter tensors of a model, in table order. */
+/** A parameter kept in 16-bit storage: frozen (no gradient), e.g. a reference model or 7B inference. */
+export interface Bits16 { dtype: 'f16' | 'bf16'; bits: Uint16Array }
+
+/** The live parameter tensors of a model, in table order. f32 values train; 16-bit ones are frozen. */
 export class ParameterSet {
   readonly tensors = new Map<string, Tensor>();
 
-  constructor(readonly specs: ParamSpec[], values: (spec: ParamSpec) => Float32Array) {
+  constructor(readonly specs: ParamSpec[], values: (spec: ParamSpec) => Float32Array | Bits16) {
     const seen = new Set<string>();
     for (const s of specs) {
       if (seen.has(s.name)) throw new GpuError(`parameter table names '${s.name}' twice`);
       seen.add(s.name);
       const data = values(s);
-      if (data.length !== numelOf(s.shape)) throw new GpuError(`parameter '${s.name}': ${data.length} values for shape ${shapeString(s.shape)}`);
-      const t = Tensor.fromArray(data, s.shape).keep();
-      t.requiresGrad = true;
+      const n = data instanceof Float32Array ? data.length : data.bits.length;
+      if (n !== numelOf(s.shape)) throw new GpuError(`parameter '${s.name}': ${n} values for shape ${shapeString(s.shape)}`);
+      const t = (data instanceof Float32Array ? Tensor.fromArray(data, s.shape) : Tensor.fromBits(data.bits, s.shape, data.dtype)).keep();
+      t.requiresGrad = data instanceof Float32Array;
       t.name = s.name;
       this.tensors.set(s.name, t);
     }
@@ -48,9 +52,9 @@ export class ParameterSet {
     return t;
   }
 
-  /** Entries for the optimizer: the table decides decay, never tensor order. */
+  /** Entries for the optimizer (the trainable, f32 parameters): the table decides decay, never tensor order. */
   entries(): { name: string; param: Tensor; decay: boolean }[] {
-    return this.specs.map((s) => ({ name: s.name, param: this.get(s.name), decay: s.decay }));
+    return this.specs.filter((s) => this.get(s.name).requiresGrad).map((s) => ({ name: s.name, param: this.get(s.name), decay: s.decay }));
   }
 
   all(): Tensor[] { return [...this.tensors.values()]; }

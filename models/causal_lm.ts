@@ -71,17 +71,26 @@ export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cac
 }
 
 /** The parameters of `specs` from the weights in `dir`, checked strictly, uploaded one tensor at a time. */
-export function loadParameters(dir: string, specs: ParamSpec[]): ParameterSet {
+/**
+ * The folder's weights on the GPU. With weightsDtype f16 or bf16 the matrices (embeddings, projections, head)
+ * are stored in 16 bits and frozen, so that a 7B model fits; norms and biases stay f32.
+ */
+export function loadParameters(dir: string, specs: ParamSpec[], weightsDtype: WeightsDtype = 'f32'): ParameterSet {
   const weights = ModelWeights.open(dir, specs);
+  const matrix = (s: ParamSpec) => s.role === 'weight' || s.role === 'embedding' || s.role === 'head';
   try {
-    return new ParameterSet(specs, (s) => weights.read(s.name));
+    return new ParameterSet(specs, (s) => weightsDtype !== 'f32' && matrix(s)
+      ? { dtype: weightsDtype, bits: weights.read16(s.name, weightsDtype === 'f16' ? 'F16' : 'BF16') }
+      : weights.read(s.name));
   } finally {
     weights.close();
   }
 }
 
-/** Where a model comes from: a folder, and optionally another config file (e.g. config.classic.json). */
-export interface LoadOptions { configFile?: string }
+export type WeightsDtype = 'f32' | 'f16' | 'bf16';
+
+/** Where a model comes from: a folder, optionally another config file (e.g. config.classic.json), and the weights' storage. */
+export interface LoadOptions { configFile?: string; weightsDtype?: WeightsDtype }
 
 /** config.json (or opts.configFile) of `dir`, required to describe the given head. */
 export function loadConfigFor(dir: string, head: ModelConfig['head'], opts: LoadOptions = {}): ModelConfig {
@@ -220,5 +229,5 @@ export function nextTokenLoss(logits: Tensor, ids: Int32Array): Tensor {
 /** A ...ForCausalLM folder: config.json (or opts.configFile) and its weights, checked strictly. */
 export function loadCausalLM(dir: string, opts: LoadOptions = {}): CausalLM {
   const config = loadConfigFor(dir, 'lm', opts);
-  return new CausalLM(config, loadParameters(dir, modelParams(config)));
+  return new CausalLM(config, loadParameters(dir, modelParams(config), opts.weightsDtype));
 }

@@ -284,4 +284,29 @@ test('Pythia-70m-shaped random weights: forward and backward on B1 T16, loss nea
   model.dispose();
 });
 
+test('16-bit weight storage: the same logits as f32 weights holding the same rounded values', async () => {
+  for (const [kind, dtype] of [['gpt_neox', 'bf16'], ['mistral', 'f16']] as const) {
+    // Re-save the fixture with its matrices rounded to 16 bits: loading that folder in f32 widens them exactly.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `juice-${dtype}-`));
+    fs.copyFileSync(path.join(HF, kind, 'config.json'), path.join(dir, 'config.json'));
+    const src = SafetensorsFile.open(path.join(HF, kind, 'model.safetensors'));
+    const specs = modelParams(parseConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), 'config.json'));
+    const out: Record<string, TensorToWrite> = {};
+    for (const s of specs) {
+      const matrix = s.role === 'weight' || s.role === 'embedding' || s.role === 'head';
+      out[s.name] = { dtype: matrix ? (dtype === 'bf16' ? 'BF16' : 'F16') : 'F32', shape: s.shape, data: src.read(s.name) as Float32Array };
+    }
+    src.close();
+    writeSafetensors(path.join(dir, 'model.safetensors'), out);
+    const wide = loadCausalLM(dir), narrow16 = loadCausalLM(dir, { weightsDtype: dtype });
+    assert.is(narrow16.params.get(specs[0].name).dtype, dtype);
+    assert.is(narrow16.params.entries().length, specs.filter((s) => !['weight', 'embedding', 'head'].includes(s.role)).length);
+    const ids = Tensor.fromArray(randInt(2 * 9, 100, 3), [2, 9], 'i32');
+    const [a, b] = noGrad(() => [wide.forward(ids), narrow16.forward(ids)]);
+    assertClose(await download(b), await download(a), 1e-6, `${kind} ${dtype} logits`);
+    for (const t of [a, b, ids]) t.dispose();
+    wide.params.dispose(); narrow16.params.dispose();
+  }
+});
+
 test.run();
