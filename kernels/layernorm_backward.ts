@@ -4,7 +4,7 @@ import { normWorkgroupSize } from './layernorm_forward.ts';
 
 export const layerNormBackwardKernel: Kernel = {
   name: 'layerNormBackward',
-  source: loadWgsl(import.meta.url, 'layernorm_backward.wgsl'),
+  source: loadWgsl(import.meta.url, 'workgroup_sum.wgsl') + loadWgsl(import.meta.url, 'layernorm_backward.wgsl'),
   inputs: ['x', 'weight', 'dy', 'mean', 'rstd'],
   outputs: ['dx', 'partialWeight', 'partialBias'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],

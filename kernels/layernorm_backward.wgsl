@@ -21,21 +21,8 @@ struct Params { rows: u32, cols: u32, rowsPerBlock: u32 }
 @group(0) @binding(7) var<storage, read_write> partialBias: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
 
-var<workgroup> partials: array<vec2f, WG>;
+alias Partial = vec2f; // workgroupSum (workgroup_sum.wgsl) sums these
 var<workgroup> rowMeans: array<vec2f, MAX_ROWS_PER_BLOCK>; // (mean(g), mean(g * xhat)) of each row of the block
-
-// The sum of v over the workgroup, added in a fixed order; every invocation gets it.
-fn workgroupSum(v: vec2f, lid: u32) -> vec2f {
-  partials[lid] = v;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partials[lid] += partials[lid + stride]; }
-    workgroupBarrier();
-  }
-  let total = partials[0];
-  workgroupBarrier(); // all have read the total before partials is written again
-  return total;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -3,7 +3,7 @@ import { grid1d, loadWgsl, type Kernel, type KernelCall, nextPowerOfTwo, reducti
 
 export const layerNormForwardKernel: Kernel = {
   name: 'layerNormForward',
-  source: loadWgsl(import.meta.url, 'layernorm_forward.wgsl'),
+  source: loadWgsl(import.meta.url, 'workgroup_sum.wgsl') + loadWgsl(import.meta.url, 'layernorm_forward.wgsl'),
   inputs: ['x', 'weight', 'bias'],
   outputs: ['y', 'mean', 'rstd'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']],

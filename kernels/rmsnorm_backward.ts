@@ -5,7 +5,7 @@ import { MAX_ROWS_PER_BLOCK, normRowBlocks } from './layernorm_backward.ts';
 
 export const rmsNormBackwardKernel: Kernel = {
   name: 'rmsNormBackward',
-  source: loadWgsl(import.meta.url, 'rmsnorm_backward.wgsl'),
+  source: loadWgsl(import.meta.url, 'workgroup_sum.wgsl') + loadWgsl(import.meta.url, 'rmsnorm_backward.wgsl'),
   inputs: ['x', 'weight', 'dy', 'rstd'],
   outputs: ['dx', 'partialWeight'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],

@@ -4,7 +4,7 @@ import { normWorkgroupSize } from './layernorm_forward.ts';
 
 export const rmsNormForwardKernel: Kernel = {
   name: 'rmsNormForward',
-  source: loadWgsl(import.meta.url, 'rmsnorm_forward.wgsl'),
+  source: loadWgsl(import.meta.url, 'workgroup_sum.wgsl') + loadWgsl(import.meta.url, 'rmsnorm_forward.wgsl'),
   inputs: ['x', 'weight'],
   outputs: ['y', 'rstd'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']],

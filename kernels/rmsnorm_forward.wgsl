@@ -10,20 +10,7 @@ struct Params { rows: u32, cols: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-var<workgroup> partials: array<f32, WG>;
-
-// The sum of v over the workgroup, added in a fixed order; every invocation gets it.
-fn workgroupSum(v: f32, lid: u32) -> f32 {
-  partials[lid] = v;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partials[lid] += partials[lid + stride]; }
-    workgroupBarrier();
-  }
-  let total = partials[0];
-  workgroupBarrier(); // all have read the total before partials is written again
-  return total;
-}
+alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
