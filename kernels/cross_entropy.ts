@@ -4,7 +4,7 @@ import { grid1d, loadWgsl, reductionWorkgroupSize, type Kernel, type KernelCall 
 
 export const crossEntropyKernel: Kernel = {
   name: 'crossEntropy',
-  source: loadWgsl(import.meta.url, 'cross_entropy.wgsl'),
+  source: loadWgsl(import.meta.url, 'row_logsumexp.wgsl') + loadWgsl(import.meta.url, 'cross_entropy.wgsl'),
   inputs: ['logits', 'targets', 'count'],
   outputs: ['dlogits', 'rowLoss'],
   params: [['rows', 'u32'], ['V', 'u32'], ['ignoreIndex', 'i32']],
@@ -31,5 +31,3 @@ export function crossEntropyCall(rows: number, V: number, ignoreIndex: number, w
       : { flops: 4 * n, bytesRead: 4 * n + 8 * rows, bytesWritten: 4 * rows },
   };
 }
-
-export { reductionWorkgroupSize };

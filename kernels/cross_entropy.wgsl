@@ -1,8 +1,7 @@
 // Fused softmax cross-entropy over rows of V logits: one workgroup per row.
 //   loss_r = logsumexp(x_r) - x_r[t_r]            (0 where t_r == ignoreIndex)
 //   dlogits_r[v] = (softmax(x_r)[v] - [v == t_r]) / count   (0 on ignored rows; count from the count kernel)
-// Pass 1 keeps a running (max, sum of exp(x - max)) per thread, so the row is read once for the
-// logsumexp; pass 2 (WRITE_GRAD only) reads it again to write the gradient.
+// Pass 1 is rowMaxSum (row_logsumexp.wgsl), which reads the row once for the logsumexp; pass 2 (WRITE_GRAD only) reads it again to write the gradient.
 // A target outside [0, V) that is not ignoreIndex gives a NaN row loss: torch raises there, we cannot.
 override WG: u32 = 256u;
 override WRITE_GRAD: bool = true;
@@ -16,11 +15,6 @@ struct Params { rows: u32, V: u32, ignoreIndex: i32 }
 @group(0) @binding(4) var<storage, read_write> rowLoss: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-const LOWEST = -0x1.fffffep+127f; // f32's lowest finite value: exp(LOWEST - x) is 0 without an infinity
-
-var<workgroup> wgMax: array<f32, WG>;
-var<workgroup> wgSum: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
@@ -28,27 +22,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let V = params.V;
   let base = row * V;
 
-  var m = LOWEST;
-  var s = 0.0;
-  for (var v = lid; v < V; v += WG) {
-    let x = logits[base + v];
-    if (x > m) { s = s * exp(m - x) + 1.0; m = x; } else { s += exp(x - m); }
-  }
-  wgMax[lid] = m;
-  wgSum[lid] = s;
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    workgroupBarrier();
-    if (lid < stride) {
-      let m1 = wgMax[lid];
-      let m2 = wgMax[lid + stride];
-      let mx = max(m1, m2);
-      wgSum[lid] = wgSum[lid] * exp(m1 - mx) + wgSum[lid + stride] * exp(m2 - mx);
-      wgMax[lid] = mx;
-    }
-  }
-  workgroupBarrier();
-  let rowMax = wgMax[0];
-  let rowSum = wgSum[0];
+  let maxSum = rowMaxSum(base, V, lid); // row_logsumexp.wgsl
+  let rowMax = maxSum.x;
+  let rowSum = maxSum.y;
   let t = targets[row];
   let ignored = t == params.ignoreIndex;
   let inRange = t >= 0 && u32(t) < V;

@@ -1,10 +1,9 @@
 // Per-token log-probabilities from next-token logits (log-softmax and the target's entry, fused) and their backward.
 import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { reductionWorkgroupSize } from './cross_entropy.ts';
+import { grid1d, loadWgsl, reductionWorkgroupSize, type Kernel, type KernelCall } from '../engine/kernel.ts';
 
 export const tokenLogprobsKernel: Kernel = {
-  name: 'tokenLogprobs', source: loadWgsl(import.meta.url, 'token_logprobs.wgsl'),
+  name: 'tokenLogprobs', source: loadWgsl(import.meta.url, 'row_logsumexp.wgsl') + loadWgsl(import.meta.url, 'token_logprobs.wgsl'),
   inputs: ['logits', 'ids'], outputs: ['logp', 'lse'], params: [['tokens', 'u32'], ['T', 'u32'], ['V', 'u32']], constants: ['WG'],
 };
 

@@ -2,7 +2,7 @@
 // per token (b, t).
 //   logp[b, t] = x[b, t - 1, ids[b, t]] - lse[b, t],   lse[b, t] = logsumexp(x[b, t - 1, :]),   for t >= 1;
 //   logp[b, 0] = lse[b, 0] = 0: the first token has no prediction.
-// The row's logsumexp comes from a running (max, sum of exp(x - max)) per thread, so the row is read once.
+// The row's logsumexp comes from rowMaxSum (row_logsumexp.wgsl), which reads the row once.
 // An id outside [0, V) gives NaN.
 override WG: u32 = 256u;
 
@@ -13,11 +13,6 @@ struct Params { tokens: u32, T: u32, V: u32 }
 @group(0) @binding(2) var<storage, read_write> logp: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
-
-const LOWEST = -0x1.fffffep+127f; // f32's lowest finite value: exp(LOWEST - x) is 0 without an infinity
-
-var<workgroup> wgMax: array<f32, WG>;
-var<workgroup> wgSum: array<f32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -30,26 +25,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let V = params.V;
   let base = (token - 1u) * V; // the logits of the previous position predict this token
 
-  var m = LOWEST;
-  var s = 0.0;
-  for (var v = lid; v < V; v += WG) {
-    let x = logits[base + v];
-    if (x > m) { s = s * exp(m - x) + 1.0; m = x; } else { s += exp(x - m); }
-  }
-  wgMax[lid] = m;
-  wgSum[lid] = s;
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    workgroupBarrier();
-    if (lid < stride) {
-      let m1 = wgMax[lid];
-      let m2 = wgMax[lid + stride];
-      let mx = max(m1, m2);
-      wgSum[lid] = wgSum[lid] * exp(m1 - mx) + wgSum[lid + stride] * exp(m2 - mx);
-      wgMax[lid] = mx;
-    }
-  }
+  let maxSum = rowMaxSum(base, V, lid); // row_logsumexp.wgsl
   if (lid == 0u) {
-    let rowLse = wgMax[0] + log(wgSum[0]);
+    let rowLse = maxSum.x + log(maxSum.y);
     let id = ids[token];
     var nanBits = 0x7fc00000u; // a runtime NaN: a constant one is rejected by WGSL
     let inRange = id >= 0 && u32(id) < V;
