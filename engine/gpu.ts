@@ -32,8 +32,17 @@ export function dawnFlagsFromEnv(env = process.env): string[] {
   const raw = env.JUICE_DAWN_FLAGS?.trim();
   if (!raw) return [];
   // Each flag is "key=a,b": split on ';' or whitespace between flags; commas belong to values.
-  return raw.split(/[;\s]+/).filter(Boolean);
+  const flags = raw.split(/[;\s]+/).filter(Boolean);
+  for (const f of flags) {
+    const key = f.split('=')[0];
+    if (!f.includes('=') || !DAWN_FLAG_KEYS.includes(key))
+      throw new GpuError(`JUICE_DAWN_FLAGS: '${f}' is not a Dawn flag; expected one of ${DAWN_FLAG_KEYS.map((k) => `${k}=...`).join(', ')}`);
+  }
+  return flags;
 }
+
+/** The keys dawn.node's create() reads; the toggles inside them Dawn does not check, so we check their effects. */
+const DAWN_FLAG_KEYS = ['enable-dawn-features', 'disable-dawn-features', 'backend', 'adapter', 'dlldir', 'validate'];
 
 const NO_ADAPTER_HINT = `No WebGPU adapter found. juice needs a Vulkan driver:
   - a GPU: install the vendor's Vulkan driver (NVIDIA: the proprietary driver with libvulkan1; AMD/Intel: mesa-vulkan-drivers)
@@ -87,7 +96,7 @@ export async function initGpu(): Promise<Gpu> {
 }
 
 /** A misspelled Dawn toggle is ignored without a word: check the ones whose effect we can see. */
-function checkFlagsTookEffect(gpu: Gpu): void {
+export function checkFlagsTookEffect(gpu: Pick<Gpu, 'dawnFlags' | 'features'>): void {
   const joined = gpu.dawnFlags.join(',');
   if (joined.includes('vulkan_enable_f16_on_nvidia') && !gpu.features.has('shader-f16'))
     throw new GpuError(`JUICE_DAWN_FLAGS asked for vulkan_enable_f16_on_nvidia but the device has no 'shader-f16' (flags: ${joined})`);
