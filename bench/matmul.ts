@@ -1,34 +1,52 @@
-// Matmul throughput of each tile variant: square sizes and Pythia-160m's projections at 512 tokens, where a
-// bf16-stored B (a frozen weight) is also timed on the default tile, with its time as a multiple of f32's.
+// Matmul throughput of each kernel variant: square sizes and Pythia-160m's projections at 512 tokens on every tile,
+// where a bf16-stored B (a frozen weight) is also timed on the default tile; and Mistral-7B-shaped decoding
+// (M = 1 or 8 rows times a 4096-wide weightᵀ, as linear() runs it) on the small-M kernel's variants and on the
+// default tile, with f32 and bf16 weights. A variant with a baseline also shows its time as a multiple of it.
 // Prints ms per call, GFLOP/s and GB/s (the kernel's analytic cost over the host-clocked time of a batch of calls).
-// Usage: npx tsx bench/matmul.ts [substring of case names, e.g. pythia]
+// Usage: npx tsx bench/matmul.ts [substring of case names, e.g. pythia or decode]
 import b from 'benny';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
+import type { KernelCall } from '../engine/kernel.ts';
 import { launch } from '../engine/launch.ts';
 import { sync } from '../engine/runtime.ts';
 import { Tensor, bytesPerElement } from '../engine/tensor.ts';
-import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type FloatStorage, type MatmulShape, type MatmulTile } from '../kernels/matmul.ts';
+import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type FloatStorage, type MatmulShape } from '../kernels/matmul.ts';
+import { DEFAULT_SMALL_M_VARIANT, SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
 
-interface Case { name: string; M: number; N: number; K: number }
-interface Variant { name: string; tile: MatmulTile; dtypeB: FloatStorage }
+interface Variant { name: string; dtypeB: FloatStorage; call: (s: MatmulShape) => KernelCall; baseline?: string }
+/** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it). */
+interface Case { name: string; M: number; N: number; K: number; transB: boolean; variants: Variant[] }
+
+const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
+const DEFAULT_SMALL_M_NAME = Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === DEFAULT_SMALL_M_VARIANT)![0];
+
+const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(s, tile) }));
+const BF16_B: Variant = { name: 'bf16 B', dtypeB: 'bf16', call: (s) => matmulCall(s), baseline: DEFAULT_TILE_NAME };
+
+/** The default tile and every small-M variant on a weight stored as dtypeB, each timed against that tile. */
+function decodeVariants(dtypeB: FloatStorage): Variant[] {
+  const tiled = `tiled ${dtypeB}`;
+  return [
+    { name: tiled, dtypeB, call: (s) => matmulCall(s) },
+    ...Object.entries(SMALL_M_VARIANTS).map(([name, v]): Variant => ({ name: `small-M ${name} ${dtypeB}`, dtypeB, call: (s) => matmulSmallMCall(s, v), baseline: tiled })),
+  ];
+}
 
 const TOKENS = 512;
 const CASES: Case[] = [
-  ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n })),
-  { name: 'pythia qkv', M: TOKENS, N: 2304, K: 768 },
-  { name: 'pythia attn out', M: TOKENS, N: 768, K: 768 },
-  { name: 'pythia mlp up', M: TOKENS, N: 3072, K: 768 },
-  { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
-  { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
+  ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n, transB: false, variants: TILES })),
+  ...[
+    { name: 'pythia qkv', M: TOKENS, N: 2304, K: 768 },
+    { name: 'pythia attn out', M: TOKENS, N: 768, K: 768 },
+    { name: 'pythia mlp up', M: TOKENS, N: 3072, K: 768 },
+    { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
+    { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
+  ].map((c) => ({ ...c, transB: false, variants: [...TILES, BF16_B] })),
+  // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
+  ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
+    name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: [...decodeVariants('f32'), ...decodeVariants('bf16')],
+  }))),
 ];
-
-const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
-const BF16_VARIANT = 'bf16 B';
-
-function variantsOf(c: Case): Variant[] {
-  const tiles = Object.entries(MATMUL_TILES).map(([name, tile]): Variant => ({ name, tile, dtypeB: 'f32' }));
-  return c.name.startsWith('pythia') ? [...tiles, { name: BF16_VARIANT, tile: DEFAULT_TILE, dtypeB: 'bf16' }] : tiles;
-}
 
 const MAX_SECONDS_PER_CALL = 20; // slower variants are skipped (lavapipe at 2048)
 const SECONDS_PER_SAMPLE = 0.3; // dispatches are queued in batches of about this long, far above timer resolution
@@ -43,7 +61,7 @@ async function timeOnce(run: () => void): Promise<number> {
 
 async function main(): Promise<void> {
   const { adapterInfo, limits } = gpu();
-  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}`);
+  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}, default small-M variant ${DEFAULT_SMALL_M_NAME}`);
   const only = process.argv[2] ?? '';
   const rows: string[] = [];
   const report = (row: string) => { rows.push(row); console.log(row); };
@@ -52,27 +70,27 @@ async function main(): Promise<void> {
     const out = Tensor.empty([c.M, c.N]);
     const weights = new Map<FloatStorage, Tensor>();
     const cases = [];
-    const costs = new Map<string, { flops: number; bytes: number; calls: number }>();
-    for (const v of variantsOf(c)) {
+    const costs = new Map<string, { flops: number; bytes: number; calls: number; baseline?: string }>();
+    for (const v of c.variants) {
       const largest = Math.max(4 * c.M * c.K, bytesPerElement(v.dtypeB) * c.K * c.N, 4 * c.M * c.N);
       if (largest > limits.maxStorageBufferBindingSize) {
-        report(`${c.name.padEnd(18)} ${v.name.padEnd(14)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
       }
-      if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, Tensor.zeros([c.K, c.N], v.dtypeB));
+      if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, Tensor.zeros(c.transB ? [c.N, c.K] : [c.K, c.N], v.dtypeB));
       const w = weights.get(v.dtypeB)!;
-      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
-      const call = matmulCall(shape, v.tile);
+      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
+      const call = v.call(shape);
       // The operand a stands in for the unread bias binding, as in ops/matmul.ts.
       const run = () => launch(call, [a, w, a], [out]);
-      await timeOnce(() => launch(matmulCall({ ...shape, M: 1, N: 1, K: 1 }, v.tile), [a, w, a], [out])); // compiles the variant
+      await timeOnce(() => launch(v.call({ ...shape, N: 1 }), [a, w, a], [out])); // compiles the variant (its constants do not depend on N)
       const once = await timeOnce(run);
       if (once > MAX_SECONDS_PER_CALL) {
-        report(`${c.name.padEnd(18)} ${v.name.padEnd(14)} skipped: ${once.toFixed(1)} s per call`);
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${once.toFixed(1)} s per call`);
         continue;
       }
       const calls = Math.max(1, Math.min(MAX_CALLS_PER_SAMPLE, Math.round(SECONDS_PER_SAMPLE / once)));
-      costs.set(v.name, { flops: call.cost.flops, bytes: call.cost.bytesRead + call.cost.bytesWritten, calls });
+      costs.set(v.name, { flops: call.cost.flops, bytes: call.cost.bytesRead + call.cost.bytesWritten, calls, baseline: v.baseline });
       cases.push(b.add(v.name, async () => {
         for (let i = 0; i < calls; i++) run();
         await sync();
@@ -81,12 +99,12 @@ async function main(): Promise<void> {
     if (cases.length > 0) {
       const summary = await b.suite(`${c.name} [${c.M}x${c.K}]x[${c.K}x${c.N}]`, ...cases, b.configure({ cases: { minSamples: 2, maxTime: 1.5 } }));
       const seconds = new Map(summary.results.map((r) => [r.name, r.details.mean / costs.get(r.name)!.calls]));
-      const f32Seconds = seconds.get(DEFAULT_TILE_NAME);
       for (const r of summary.results) {
         const k = costs.get(r.name)!;
         const t = seconds.get(r.name)!;
-        const ratio = r.name !== BF16_VARIANT ? '' : f32Seconds ? `  ${(t / f32Seconds).toFixed(2)}x the f32 time` : '  (no f32 time)';
-        report(`${c.name.padEnd(18)} ${r.name.padEnd(14)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
+        const baseline = k.baseline && seconds.get(k.baseline);
+        const ratio = !k.baseline ? '' : baseline ? `  ${(t / baseline).toFixed(3)}x the time of ${k.baseline}` : `  (no ${k.baseline} time)`;
+        report(`${c.name.padEnd(18)} ${r.name.padEnd(20)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
       }
     }
     for (const t of [a, out, ...weights.values()]) t.dispose();

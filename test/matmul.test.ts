@@ -7,6 +7,7 @@ import { linear, matmul } from '../engine/ops/matmul.ts';
 import { pool } from '../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../engine/tensor.ts';
 import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel, type FloatStorage } from '../kernels/matmul.ts';
+import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel } from '../kernels/matmul_small_m.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
 
 /** op(A) is M×K and op(B) K×N per batch entry; a shared operand is one matrix used by every entry. */
@@ -125,6 +126,11 @@ test('spec and shader agree: bindings, params, constants, register block', () =>
   assert.match(src, new RegExp(`const MAX_THREAD_TILE = ${MAX_THREAD_TILE}u;`));
 });
 
+test('small-M spec and shader agree on the register arrays', () => {
+  assert.match(matmulSmallMKernel.source, new RegExp(`const MAX_ROWS = ${SMALL_M_MAX_ROWS}u;`));
+  assert.match(matmulSmallMKernel.source, new RegExp(`const MAX_COLUMNS = ${SMALL_M_MAX_COLUMNS}u;`));
+});
+
 test('float64 reference gradients match finite differences', () => {
   // The reference is bilinear, so central differences are exact up to rounding.
   for (const [transA, transB] of FORMS)
@@ -204,6 +210,96 @@ test('every tile variant is exact at a shape spanning several tiles with ragged 
   }
   assert.throws(() => checkTile({ tileM: 64, tileN: 64, tileK: 16, threadM: 16, threadN: 4 }), /thread block exceeds/);
   assert.throws(() => checkTile({ tileM: 256, tileN: 256, tileK: 64, threadM: 8, threadN: 8 }), /workgroup memory/);
+});
+
+/** The ledger's op names since the last reset. */
+const opsRun = () => ledger.byOp().map((r) => r.key);
+
+test('linear with 1..8 rows runs matmulSmallM: M 1, 2, 3, 8 by K up to 4096 by N up to 1000, every weight format, ± bias', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  // Odd K starts every other 16-bit weight row in the middle of a word; K = 1 and 7 leave most threads without work.
+  for (const K of [1, 7, 130, 4096])
+    for (const N of [1, 33, 1000]) {
+      const weightValues = randn(N * K, K + N);
+      const bias = randn(N, 2);
+      const biasT = upload(bias, [N]);
+      for (const dtypeB of ['f32', 'f16', 'bf16'] as const) {
+        const w = uploadAs(weightValues, [N, K], dtypeB, false);
+        const W = await download(w);
+        for (const M of [1, 2, 3, 8]) {
+          const X = randn(M * K, M);
+          const x = upload(X, [M, K]);
+          for (const withBias of [false, true]) {
+            const p = problem(M, N, K, false, true, { bias: withBias, dtypeB });
+            ledger.reset();
+            const y = linear(x, w, withBias ? biasT : undefined);
+            assert.equal(opsRun(), ['matmulSmallM'], describe(p));
+            assertClose(await download(y), refMatmul(p, X, W, withBias ? bias : null), 1e-5, describe(p));
+            y.dispose();
+          }
+          x.dispose();
+        }
+        w.dispose();
+      }
+      biasT.dispose();
+    }
+  assert.is(pool.liveBytes, base);
+});
+
+test('every small-M variant is exact where columns and threads have ragged ends', async () => {
+  await initGpu();
+  // N = 37 leaves a workgroup with fewer columns than it owns; K = 131 is odd (16-bit rows start mid-word).
+  for (const [i, [name, variant]] of Object.entries(SMALL_M_VARIANTS).entries()) {
+    const dtypeB = (['f32', 'f16', 'bf16'] as const)[i % 3];
+    const p = problem(5, 37, 131, false, true, { bias: true, dtypeB });
+    const { A: X, B, bias } = inputsOf(p, 41);
+    const [x, w, biasT] = [upload(X, [p.M, p.K]), uploadAs(B, [p.N, p.K], dtypeB, false), upload(bias!, [p.N])];
+    const out = Tensor.empty([p.M, p.N]);
+    const s = { batch: 1, M: p.M, N: p.N, K: p.K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: true, dtypeA: 'f32', dtypeB } as const;
+    launch(matmulSmallMCall(s, variant), [x, w, biasT], [out]);
+    assertClose(await download(out), refMatmul(p, X, await download(w), bias), 1e-5, `small-M ${name} ${describe(p)}`);
+    for (const t of [x, w, biasT, out]) t.dispose();
+  }
+  const s = { batch: 1, M: 9, N: 4, K: 4, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' } as const;
+  assert.throws(() => matmulSmallMCall(s), /not one f32 x of 1\.\.8 rows/);
+  assert.throws(() => matmulSmallMCall({ ...s, M: 8 }, { columns: SMALL_M_MAX_COLUMNS + 1, threads: 64 }), /columns must be/);
+});
+
+test('kernel choice: matmulSmallM for up to 8 rows of f32 times a transposed weight, the tiled matmul otherwise', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  const [N, K] = [33, 130];
+  const opsOf = (fn: () => Tensor) => tidy(() => { ledger.reset(); fn(); return opsRun(); });
+  tidy(() => {
+    const w = upload(randn(N * K, 51), [N, K]);
+    const rows = (lead: number[]) => upload(randn(numelOf(lead) * K, 52), [...lead, K]);
+    assert.equal(opsOf(() => linear(rows([8]), w)), ['matmulSmallM']);
+    assert.equal(opsOf(() => linear(rows([2, 4]), w)), ['matmulSmallM'], 'batch dims stack into the rows');
+    assert.equal(opsOf(() => matmul(rows([2, 3]), w, { transB: true })), ['matmulSmallM'], 'a weight shared over the batch');
+    assert.equal(opsOf(() => linear(rows([9]), w)), ['matmul'], '9 rows');
+    assert.equal(opsOf(() => matmul(rows([3]), upload(randn(K * N, 53), [K, N]))), ['matmul'], 'B not transposed');
+    assert.equal(opsOf(() => matmul(rows([2, 3]), upload(randn(2 * N * K, 54), [2, N, K]), { transB: true })), ['matmul'], 'one B per batch entry');
+    const x16 = uploadAs(randn(3 * K, 55), [3, K], 'f16', false);
+    assert.equal(opsOf(() => linear(x16, w)), ['matmul'], '16-bit x');
+  });
+  // The cost: a bf16 weight read once at 2 bytes per element, x and bias once; the backward keeps the tiled kernel.
+  const [M, N2, K2] = [3, 1000, 130];
+  const x = upload(randn(M * K2, 56), [M, K2], true);
+  const w = Tensor.zeros([N2, K2], 'bf16');
+  const bias = upload(randn(N2, 57), [N2], true);
+  ledger.reset();
+  const y = linear(x, w, bias);
+  const forward = ledger.byOp().find((r) => r.key === 'matmulSmallM')!;
+  assert.equal([forward.flops, forward.bytesRead, forward.bytesWritten, forward.dispatches],
+    [2 * M * N2 * K2 + M * N2, 2 * N2 * K2 + 4 * M * K2 + 4 * N2, 4 * M * N2, 1]);
+  const seed = upload(randn(M * N2, 58), [M, N2]);
+  ledger.reset();
+  backward(y, seed);
+  assert.equal(opsRun(), ['matmulBackward']);
+  await download(x.grad!);
+  for (const t of [x, w, bias, y, seed]) { t.grad?.dispose(); t.dispose(); }
+  assert.is(pool.liveBytes, base);
 });
 
 test('linear: x [2, 3, 7] and x [7] times weight [5, 7]ᵀ plus bias, with gradients', async () => {

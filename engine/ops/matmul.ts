@@ -5,6 +5,8 @@ import { launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { broadcastShape } from './elementwise.ts';
 import { isFloatStorage, matmulCall, type FloatStorage, type MatmulShape } from '../../kernels/matmul.ts';
+import { fitsSmallM, matmulSmallMCall } from '../../kernels/matmul_small_m.ts';
+import type { KernelCall } from '../kernel.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
 
 export interface MatmulOptions { transA?: boolean; transB?: boolean; bias?: Tensor }
@@ -64,7 +66,11 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   }
   if (bias && bias.dtype !== 'f32') throw new GpuError(`${what}: bias must be f32, got ${bias.dtype}`);
   if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
-  const out = product(a, b, bias, s, outShape, 'matmul');
+  const shape = storedAs(s, a, b);
+  // A few rows against a weight (decoding) would fill 1..8 rows of a tile: the small-M kernel reads the weight once
+  // with every workgroup busy. Its ledger name, matmulSmallM, shows which kernel ran.
+  const call = fitsSmallM(shape) ? matmulSmallMCall(shape) : matmulCall(shape);
+  const out = product(a, b, bias, call, outShape);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).
   const saved = [...(a.requiresGrad ? [b] : []), ...(b.requiresGrad ? [a] : [])];
@@ -72,11 +78,15 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   return out;
 }
 
+/** The product s on a and b as stored. */
+function storedAs(s: ProductShape, a: Tensor, b: Tensor): MatmulShape {
+  return { ...s, dtypeA: a.dtype as FloatStorage, dtypeB: b.dtype as FloatStorage };
+}
+
 /** Launches C = op(A)·op(B) (+ bias) into a new tensor. */
-function product(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: readonly number[], op: string): Tensor {
-  const out = Tensor.empty(outShape, 'f32', op);
-  const call = matmulCall({ ...s, dtypeA: a.dtype as FloatStorage, dtypeB: b.dtype as FloatStorage }, undefined, op);
-  // Without a bias the shader never reads its bias binding: bind A there rather than allocate a placeholder.
+function product(a: Tensor, b: Tensor, bias: Tensor | null, call: KernelCall, outShape: readonly number[]): Tensor {
+  const out = Tensor.empty(outShape, 'f32', call.op ?? call.kernel.name);
+  // Without a bias the shaders never read their bias binding: bind A there rather than allocate a placeholder.
   launch(call, [a, b, bias ?? a], [out]);
   return out;
 }
@@ -105,8 +115,10 @@ function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s
 function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, rows: number, cols: number, inner: number,
   strideX: number, strideY: number, batch: number, shared: boolean, shape: readonly number[]): Tensor {
   const s: ProductShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
-  if (!shared || batch === 1) return product(x, y, null, s, shape, 'matmulBackward');
-  const perEntry = product(x, y, null, s, [batch, rows, cols], 'matmulBackward');
+  // Gradients are for training, with many rows: the tiled kernel.
+  const call = matmulCall(storedAs(s, x, y), undefined, 'matmulBackward');
+  if (!shared || batch === 1) return product(x, y, null, call, shape);
+  const perEntry = product(x, y, null, call, [batch, rows, cols]);
   return sumOverRows(perEntry, batch, rows * cols, shape);
 }
 
