@@ -10,7 +10,8 @@ import type { KernelCall } from '../engine/kernel.ts';
 import { launch } from '../engine/launch.ts';
 import { sync } from '../engine/runtime.ts';
 import { Tensor, bytesPerElement } from '../engine/tensor.ts';
-import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type FloatStorage, type MatmulShape } from '../kernels/matmul.ts';
+import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
+import type { FloatStorage } from '../engine/kernel.ts';
 import { DEFAULT_SMALL_M_VARIANT, SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
 
 interface Variant { name: string; dtypeB: FloatStorage; call: (s: MatmulShape) => KernelCall; baseline?: string }

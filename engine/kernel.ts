@@ -63,3 +63,11 @@ export function reductionWorkgroupSize(bytesPerThread: number, fixedBytes = 0, p
 
 /** The smallest power of two >= n. */
 export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }
+
+/** The storage of a float operand a kernel reads: f32, or 16-bit floats two per word that it widens to f32. */
+export type FloatStorage = 'f32' | 'f16' | 'bf16';
+
+/** The format constants of kernels/float_storage.wgsl (F32, F16, BF16): the values of the *_FORMAT overrides. */
+export const FORMAT_CONSTANT: Record<FloatStorage, number> = { f32: 0, f16: 1, bf16: 2 };
+
+export function isFloatStorage(dtype: string): dtype is FloatStorage { return Object.hasOwn(FORMAT_CONSTANT, dtype); }

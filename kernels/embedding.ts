@@ -1,11 +1,10 @@
 // Embedding gather and its deterministic, atomic-free backward (counting sort of the tokens, then one sum per id).
 import { gpu } from '../engine/gpu.ts';
-import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { ceilDiv, FORMAT_CONSTANT, grid1d, loadWgsl, type FloatStorage, type Kernel, type KernelCall } from '../engine/kernel.ts';
 import { bytesPerElement } from '../engine/tensor.ts';
-import { FORMAT_CONSTANT, type FloatStorage } from './matmul.ts';
 
 export const embeddingKernel: Kernel = {
-  name: 'embedding', source: loadWgsl(import.meta.url, 'embedding.wgsl'),
+  name: 'embedding', source: loadWgsl(import.meta.url, 'float_storage.wgsl') + loadWgsl(import.meta.url, 'embedding.wgsl'),
   inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['cols', 'u32'], ['vocab', 'u32']], constants: ['WG', 'WEIGHT_FORMAT'],
 };
 

@@ -1,19 +1,11 @@
 // Batched C = op(A) · op(B) (+ bias), tiled through workgroup memory and register-blocked.
 import { gpu, GpuError } from '../engine/gpu.ts';
-import { ceilDiv, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { ceilDiv, FORMAT_CONSTANT, loadWgsl, type FloatStorage, type Kernel, type KernelCall } from '../engine/kernel.ts';
 import { bytesPerElement } from '../engine/tensor.ts';
-
-/** The storage of a float operand a kernel reads: f32, or 16-bit floats two per word that it widens to f32. */
-export type FloatStorage = 'f32' | 'f16' | 'bf16';
-
-/** The shaders' format constants (F32, F16, BF16), the values of their *_FORMAT overrides. */
-export const FORMAT_CONSTANT: Record<FloatStorage, number> = { f32: 0, f16: 1, bf16: 2 };
-
-export function isFloatStorage(dtype: string): dtype is FloatStorage { return Object.hasOwn(FORMAT_CONSTANT, dtype); }
 
 export const matmulKernel: Kernel = {
   name: 'matmul',
-  source: loadWgsl(import.meta.url, 'matmul.wgsl'),
+  source: loadWgsl(import.meta.url, 'float_storage.wgsl') + loadWgsl(import.meta.url, 'matmul.wgsl'),
   inputs: ['a', 'b', 'bias'],
   outputs: ['c'],
   params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],

@@ -24,10 +24,6 @@ override TILE_B_SIZE: u32 = TILE_K * TILE_N;
 // Register arrays need a constant size; loops run to THREAD_M/THREAD_N, which the compiler then unrolls.
 const MAX_THREAD_TILE = 8u;
 
-const F32 = 0u;
-const F16 = 1u;
-const BF16 = 2u;
-
 struct Params {
   M: u32,
   N: u32,
@@ -44,16 +40,6 @@ struct Params {
 
 var<workgroup> tileA: array<f32, TILE_A_SIZE>; // [TILE_K][TILE_M]: op(A) tile, k-major
 var<workgroup> tileB: array<f32, TILE_B_SIZE>; // [TILE_K][TILE_N]
-
-// Element i of an operand stored in `format`, given the word that holds it. The formats are override constants,
-// so the compiler keeps only one branch: f32 loads cost what they cost with array<f32>.
-fn widen(word: u32, i: u32, format: u32) -> f32 {
-  if (format == F16) { return unpack2x16float(word)[i & 1u]; }
-  if (format == BF16) { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u)); } // bf16 is a truncated f32
-  return bitcast<f32>(word);
-}
-
-fn wordOf(i: u32, format: u32) -> u32 { return select(i / 2u, i, format == F32); }
 
 fn loadA(i: u32) -> f32 { return widen(a[wordOf(i, A_FORMAT)], i, A_FORMAT); }
 fn loadB(i: u32) -> f32 { return widen(b[wordOf(i, B_FORMAT)], i, B_FORMAT); }

@@ -1,12 +1,12 @@
 // out = x · weightᵀ (+ bias) for x with a few rows (decoding), reading each weight row once and contiguously.
 import { GpuError } from '../engine/gpu.ts';
-import { ceilDiv, grid1d, loadWgsl, nextPowerOfTwo, reductionWorkgroupSize, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { ceilDiv, FORMAT_CONSTANT, grid1d, loadWgsl, nextPowerOfTwo, reductionWorkgroupSize, type Kernel, type KernelCall } from '../engine/kernel.ts';
 import { bytesPerElement } from '../engine/tensor.ts';
-import { FORMAT_CONSTANT, type MatmulShape } from './matmul.ts';
+import type { MatmulShape } from './matmul.ts';
 
 export const matmulSmallMKernel: Kernel = {
   name: 'matmulSmallM',
-  source: loadWgsl(import.meta.url, 'matmul_small_m.wgsl'),
+  source: loadWgsl(import.meta.url, 'float_storage.wgsl') + loadWgsl(import.meta.url, 'matmul_small_m.wgsl'),
   inputs: ['x', 'weight', 'bias'],
   outputs: ['out'],
   params: [['N', 'u32'], ['K', 'u32']],

@@ -17,10 +17,6 @@ override PARTIALS: u32 = ROWS * COLUMNS * WG;
 const MAX_ROWS = 8u;
 const MAX_COLUMNS = 8u;
 
-const F32 = 0u;
-const F16 = 1u;
-const BF16 = 2u;
-
 struct Params {
   N: u32,
   K: u32,
@@ -34,12 +30,6 @@ struct Params {
 
 var<workgroup> partials: array<f32, PARTIALS>; // [ROWS·COLUMNS][WG]: consecutive threads, consecutive words
 
-// Both 16-bit values of a word, low half first (bf16 is a truncated f32).
-fn widenWord(word: u32) -> vec2f {
-  if (WEIGHT_FORMAT == F16) { return unpack2x16float(word); }
-  return vec2f(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
-}
-
 // Weight elements e and e + 1 (the second only when `both`, else 0: it would be the next row's or padding).
 // A 16-bit pair starting at an odd element (K odd) straddles two words.
 fn weightPair(e: u32, both: bool) -> vec2f {
@@ -48,11 +38,11 @@ fn weightPair(e: u32, both: bool) -> vec2f {
     pair.x = bitcast<f32>(weight[e]);
     if (both) { pair.y = bitcast<f32>(weight[e + 1u]); }
   } else if ((e & 1u) == 0u) {
-    let word = widenWord(weight[e / 2u]);
+    let word = widenWord(weight[e / 2u], WEIGHT_FORMAT);
     pair = vec2f(word.x, select(0.0, word.y, both));
   } else {
-    pair.x = widenWord(weight[e / 2u]).y;
-    if (both) { pair.y = widenWord(weight[e / 2u + 1u]).x; }
+    pair.x = widenWord(weight[e / 2u], WEIGHT_FORMAT).y;
+    if (both) { pair.y = widenWord(weight[e / 2u + 1u], WEIGHT_FORMAT).x; }
   }
   return pair;
 }

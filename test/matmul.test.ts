@@ -6,7 +6,8 @@ import { ledger } from '../engine/ledger.ts';
 import { linear, matmul } from '../engine/ops/matmul.ts';
 import { pool } from '../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../engine/tensor.ts';
-import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel, type FloatStorage } from '../kernels/matmul.ts';
+import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel } from '../kernels/matmul.ts';
+import type { FloatStorage } from '../engine/kernel.ts';
 import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel } from '../kernels/matmul_small_m.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
 

@@ -4,7 +4,7 @@ import { GpuError } from '../gpu.ts';
 import { launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
-import { isFloatStorage } from '../../kernels/matmul.ts';
+import { isFloatStorage } from '../kernel.ts';
 import { fillCall } from '../../kernels/fill.ts';
 
 /**
