@@ -1,7 +1,7 @@
 // The figures a GPU session records, in one run (device time is scarce): fused attention at the issue's
 // shape, matmul at 4096^3 per tile and weight format, a Pythia-1b training step, Mistral-7B-shaped decoding
 // with 16-bit weights. Host-clocked: each figure is the mean of several calls queued before one sync().
-// Usage: node --import tsx bench/gpu.ts [section ...]   (sections: attention matmul pythia mistral; all by default)
+// Usage: node --import tsx bench/gpu.ts [section ...]   (sections: attention matmul decode pythia mistral; all by default)
 import { backward, noGrad, zeroGrad } from '../engine/autodiff.ts';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
@@ -18,6 +18,7 @@ import { mistralParams } from '../models/mistral_params.ts';
 import { f32ToBf16 } from '../engine/safetensors.ts';
 import { CausalLM, nextTokenLoss } from '../models/causal_lm.ts';
 import { MATMUL_TILES, matmulCall } from '../kernels/matmul.ts';
+import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
 import { launch } from '../engine/launch.ts';
 
 // JUICE_BENCH_SMALL=1 shrinks every shape, to check the script on lavapipe before spending device time.
@@ -80,6 +81,27 @@ async function matmulSection(): Promise<void> {
   const s16 = await timeCalls(() => tidy(() => { matmul(a, b16); }), 10);
   report(`matmul ${N}^3 bf16 weights (default tile)`, s16 * 1e3, `${(2 * N ** 3 / s16 / 1e12).toFixed(2)} TFLOP/s`);
   for (const t of [a, b32, b16]) t.dispose();
+}
+
+/** Decode-shaped products (x [M, 4096] times a bf16 weight [N, 4096]ᵀ): the tiled kernel and each small-M variant. */
+async function decodeSection(): Promise<void> {
+  const K = SMALL ? 256 : 4096;
+  for (const N of SMALL ? [512] : [4096, 14336]) {
+    const w = Tensor.fromArray(pattern(N * K, 11, 0.02), [N, K], 'bf16');
+    for (const M of [1, 8]) {
+      const x = uploadPattern([M, K], 12), out = Tensor.empty([M, N]);
+      const shape = { batch: 1, M, N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'bf16' } as const;
+      const gb = (N * K * 2 + M * K * 4 + M * N * 4) / 1e9;
+      const tiled = await timeCalls(() => launch(matmulCall(shape), [x, w, x], [out]), 20);
+      report(`decode M${M} K${K} N${N} bf16: tiled 128x128`, tiled * 1e3, `${(gb / tiled).toFixed(0)} GB/s`);
+      for (const [name, variant] of Object.entries(SMALL_M_VARIANTS)) {
+        const s = await timeCalls(() => launch(matmulSmallMCall(shape, variant), [x, w, x], [out]), 50);
+        report(`decode M${M} K${K} N${N} bf16: small-M ${name}`, s * 1e3, `${(gb / s).toFixed(0)} GB/s, ${(s / tiled).toFixed(3)} of tiled`);
+      }
+      x.dispose(); out.dispose();
+    }
+    w.dispose();
+  }
 }
 
 const PYTHIA_1B = { model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], vocab_size: 50304, hidden_size: 2048, num_hidden_layers: 16,
@@ -155,7 +177,7 @@ async function mistralSection(): Promise<void> {
   model.params.dispose();
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { attention: attentionSection, matmul: matmulSection, pythia: pythiaSection, mistral: mistralSection };
+const SECTIONS: Record<string, () => Promise<void>> = { attention: attentionSection, matmul: matmulSection, decode: decodeSection, pythia: pythiaSection, mistral: mistralSection };
 
 async function main(): Promise<void> {
   const g = await initGpu();
