@@ -1,4 +1,5 @@
-// Fused vs composed attention, forward and forward+backward, causal and windowed, at B1 H4 D64.
+// Fused vs composed attention, forward and forward+backward, causal and windowed, at B1 H4 and head dim 64 (or
+// the one given: `npx tsx bench/attention.ts 256`).
 // Prints ms per call, the ratio fused/composed measured in the same run, useful GFLOP/s (visible entries only,
 // attentionUsefulFlops: the same count for both) and, for the fused kernels, the GFLOP/s of what their
 // computed tiles charge to the ledger. Times are host-clocked over a batch of calls.
@@ -11,7 +12,9 @@ import { attentionComposed } from '../engine/ops/attention_composed.ts';
 import { sync } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 
-const [B, H, D] = [1, 4, 64];
+const [B, H] = [1, 4];
+const D = Number(process.argv[2] ?? 64);
+if (!Number.isInteger(D) || D < 1) throw new Error(`head dim '${process.argv[2]}' is not a positive integer`);
 const LENGTHS = [256, 512];
 const MASKS: { name: string; opts: AttentionOptions }[] = [
   { name: 'causal', opts: { causal: true } },

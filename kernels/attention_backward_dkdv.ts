@@ -1,6 +1,6 @@
 // Attention backward: dK and dV per key tile, looping over the query heads that share its kv head (GQA without atomics).
 import { ceilDiv, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 export const attentionBackwardDkDvKernel: Kernel = {
   name: 'attentionBackwardDkDv',
@@ -8,12 +8,13 @@ export const attentionBackwardDkDvKernel: Kernel = {
   inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
   outputs: ['dk', 'dv'],
   params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
-  constants: TILE_CONSTANTS,
+  constants: [...TILE_CONSTANTS, 'DC'],
 };
 
 export function dkdvTiles(D: number): AttentionTiles {
-  // K, V, Q and dO tiles, P and dS tiles, lse and delta of the query tile.
-  return pickTiles('attentionBackwardDkDv', 'keys', ({ BR, BC }) => 2 * BC * D + 2 * BR * D + 2 * BR * BC + 2 * BR);
+  // K and V tiles, chunks of the Q and dO tiles, P and dS tiles, lse and delta of the query tile.
+  const DC = streamedChunkDims(D);
+  return pickTiles('attentionBackwardDkDv', 'keys', D, ({ BR, BC }) => 2 * BC * D + 2 * BR * DC + 2 * BR * BC + 2 * BR);
 }
 
 export function attentionBackwardDkDvCall(dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
@@ -23,14 +24,15 @@ export function attentionBackwardDkDvCall(dims: AttentionDims, mask: AttentionMa
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
     kernel: attentionBackwardDkDvKernel,
-    constants: tileConstants(D, tiles),
+    constants: { ...tileConstants(D, tiles), DC: streamedChunkDims(D) },
     params: { T, S, H, KVH, scale, ...maskParams(mask) },
     workgroups: [ceilDiv(S, tiles.BC), KVH, B],
     // Per computed entry: S = Q Kᵀ, dP = dO Vᵀ, dV += Pᵀ dO, dK += dSᵀ Q, 2·D each. K and V are read once;
-    // each key tile reads the Q, dO, lse and delta rows of its computed query tiles, for every query head.
+    // each key tile reads the Q, dO, lse and delta rows of its computed query tiles, for every query head,
+    // and Q's and dO's reloaded chunks again.
     cost: {
       flops: 8 * D * B * H * work.entries,
-      bytesRead: 8 * B * KVH * S * D + 8 * B * H * work.rowsLoaded * (D + 1),
+      bytesRead: 8 * B * KVH * S * D + 8 * B * H * work.rowsLoaded * (D + 1 + reloadedDims(D)),
       bytesWritten: 8 * B * KVH * S * D,
     },
   };

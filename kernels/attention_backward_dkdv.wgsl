@@ -8,16 +8,19 @@
 // Threads form a GRID×GRID square (x fastest) holding register blocks: for S and dP, query rows y + i·GRID by
 // keys x + j·GRID; for dK and dV, keys y + i·GRID by dims x + j·GRID. K and V, loaded once, are stored
 // transposed; the Q and dO tiles, streamed, as in memory; so neighbouring threads read neighbouring words.
+// Q and dO stream in chunks of DC head dims (one chunk up to D = 128), so that their tiles stay small at D = 256.
 override D: u32;
 override BR: u32; // query rows per tile, a multiple of GRID, at most GRID * MAX_BLOCK
 override BC: u32; // keys per tile, likewise
 override GRID: u32; // threads per side of the workgroup
 override ROWS: u32; // BR / GRID
 override COLS: u32; // BC / GRID
-override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS
+override DIMS: u32; // ceil(D / GRID); COLS * DIMS at most MAX_ACC
+override DC: u32; // head dims per chunk of the Q and dO tiles: D, or a multiple of GRID
+override LAST_CHUNK: u32 = (D - 1u) / DC * DC; // first dim of the last chunk
 
 const MAX_BLOCK = 4u;
-const MAX_DIMS = 16u;
+const MAX_ACC = 64u; // dK (and dV) accumulators per thread
 
 struct Params {
   T: u32, S: u32, H: u32, KVH: u32,
@@ -38,12 +41,46 @@ struct Params {
 
 var<workgroup> kTile: array<f32, BC * D>; // [D][BC]
 var<workgroup> vTile: array<f32, BC * D>; // [D][BC]
-var<workgroup> qTile: array<f32, BR * D>; // [BR][D]
-var<workgroup> doTile: array<f32, BR * D>; // [BR][D]
+var<workgroup> qTile: array<f32, BR * DC>; // [BR][DC]: dims [d0, d0 + DC) of the current query tile
+var<workgroup> doTile: array<f32, BR * DC>; // [BR][DC]
 var<workgroup> pTile: array<f32, BR * BC>; // [BR][BC]
 var<workgroup> dsTile: array<f32, BR * BC>; // [BR][BC]
 var<workgroup> lseTile: array<f32, BR>;
 var<workgroup> deltaTile: array<f32, BR>;
+
+// Dims [d0, d0 + DC) of the query rows [row0, row0 + rows) of Q and dO; 0 past rows and D.
+fn loadQueryChunk(row0: u32, rows: u32, d0: u32, lid: u32) {
+  for (var e = lid; e < BR * DC; e += GRID * GRID) {
+    let r = e / DC;
+    let d = d0 + e % DC;
+    var qx = 0.0;
+    var dox = 0.0;
+    if (r < rows && d < D) { qx = q[(row0 + r) * D + d]; dox = dout[(row0 + r) * D + d]; }
+    qTile[e] = qx;
+    doTile[e] = dox;
+  }
+}
+
+// dV += Pᵀ dO and dK += dSᵀ Q over the head dims [d0, d0 + DC) held in qTile and doTile: this thread's dims
+// tx + j·GRID among them. The loops over j keep constant bounds (the chunk is a condition) so that dkAcc and
+// dvAcc can stay in registers.
+fn accumulateDkDv(dkAcc: ptr<function, array<f32, MAX_ACC>>, dvAcc: ptr<function, array<f32, MAX_ACC>>, d0: u32, rows: u32, tx: u32, ty: u32) {
+  for (var r = 0u; r < rows; r++) {
+    var pr: array<f32, MAX_BLOCK>;
+    var dsr: array<f32, MAX_BLOCK>;
+    for (var i = 0u; i < COLS; i++) { pr[i] = pTile[r * BC + ty + i * GRID]; dsr[i] = dsTile[r * BC + ty + i * GRID]; }
+    for (var j = 0u; j < DIMS; j++) {
+      if (j * GRID < d0 || j * GRID >= d0 + DC) { continue; }
+      let d = min(tx + j * GRID, D - 1u) - d0;
+      let dor = doTile[r * DC + d];
+      let qr = qTile[r * DC + d];
+      for (var i = 0u; i < COLS; i++) {
+        (*dvAcc)[i * DIMS + j] = fma(pr[i], dor, (*dvAcc)[i * DIMS + j]);
+        (*dkAcc)[i * DIMS + j] = fma(dsr[i], qr, (*dkAcc)[i * DIMS + j]);
+      }
+    }
+  }
+}
 
 @compute @workgroup_size(GRID, GRID)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -67,22 +104,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     kTile[(e % D) * BC + e / D] = kx;
     vTile[(e % D) * BC + e / D] = vx;
   }
-  var dkAcc: array<f32, MAX_BLOCK * MAX_DIMS>; // keys ty + i·GRID, dims tx + j·GRID at [i * MAX_DIMS + j]
-  var dvAcc: array<f32, MAX_BLOCK * MAX_DIMS>;
+  var dkAcc: array<f32, MAX_ACC>; // keys ty + i·GRID, dims tx + j·GRID at [i * DIMS + j]
+  var dvAcc: array<f32, MAX_ACC>;
 
   let G = params.H / params.KVH;
   for (var g = 0u; g < G; g++) {
     let rowBase = (b * params.H + kvh * G + g) * params.T;
     for (var t0 = rowSpan.x - rowSpan.x % BR; t0 < rowSpan.y; t0 += BR) {
       let rows = min(BR, params.T - t0);
-      workgroupBarrier(); // the previous query tile's readers are done
-      for (var e = lid; e < BR * D; e += WG) {
-        var qx = 0.0;
-        var dox = 0.0;
-        if (e < rows * D) { qx = q[(rowBase + t0) * D + e]; dox = dout[(rowBase + t0) * D + e]; }
-        qTile[e] = qx;
-        doTile[e] = dox;
-      }
+      // The previous query tile read lseTile and deltaTile before the barrier that preceded its dK and dV.
       for (var r = lid; r < BR; r += WG) {
         var l = 0.0;
         var dl = 0.0;
@@ -90,20 +120,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
         lseTile[r] = l;
         deltaTile[r] = dl;
       }
-      workgroupBarrier();
       var s = array<f32, MAX_BLOCK * MAX_BLOCK>();
       var dp = array<f32, MAX_BLOCK * MAX_BLOCK>();
-      for (var d = 0u; d < D; d++) {
-        var qd: array<f32, MAX_BLOCK>;
-        var dod: array<f32, MAX_BLOCK>;
-        var kd: array<f32, MAX_BLOCK>;
-        var vd: array<f32, MAX_BLOCK>;
-        for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[(ty + i * GRID) * D + d]; dod[i] = doTile[(ty + i * GRID) * D + d]; }
-        for (var j = 0u; j < COLS; j++) { kd[j] = kTile[d * BC + tx + j * GRID]; vd[j] = vTile[d * BC + tx + j * GRID]; }
-        for (var i = 0u; i < ROWS; i++) {
-          for (var j = 0u; j < COLS; j++) {
-            s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]);
-            dp[i * MAX_BLOCK + j] = fma(dod[i], vd[j], dp[i * MAX_BLOCK + j]);
+      for (var d0 = 0u; d0 < D; d0 += DC) {
+        workgroupBarrier(); // the previous readers of qTile and doTile are done
+        loadQueryChunk(rowBase + t0, rows, d0, lid);
+        workgroupBarrier();
+        for (var d = 0u; d < min(DC, D - d0); d++) {
+          var qd: array<f32, MAX_BLOCK>;
+          var dod: array<f32, MAX_BLOCK>;
+          var kd: array<f32, MAX_BLOCK>;
+          var vd: array<f32, MAX_BLOCK>;
+          for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[(ty + i * GRID) * DC + d]; dod[i] = doTile[(ty + i * GRID) * DC + d]; }
+          for (var j = 0u; j < COLS; j++) { kd[j] = kTile[(d0 + d) * BC + tx + j * GRID]; vd[j] = vTile[(d0 + d) * BC + tx + j * GRID]; }
+          for (var i = 0u; i < ROWS; i++) {
+            for (var j = 0u; j < COLS; j++) {
+              s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]);
+              dp[i * MAX_BLOCK + j] = fma(dod[i], vd[j], dp[i * MAX_BLOCK + j]);
+            }
           }
         }
       }
@@ -120,23 +154,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
         }
       }
       workgroupBarrier();
-      for (var r = 0u; r < rows; r++) {
-        var pr: array<f32, MAX_BLOCK>;
-        var dsr: array<f32, MAX_BLOCK>;
-        var dor: array<f32, MAX_DIMS>;
-        var qr: array<f32, MAX_DIMS>;
-        for (var i = 0u; i < COLS; i++) { pr[i] = pTile[r * BC + ty + i * GRID]; dsr[i] = dsTile[r * BC + ty + i * GRID]; }
-        for (var j = 0u; j < DIMS; j++) {
-          let d = min(tx + j * GRID, D - 1u);
-          dor[j] = doTile[r * D + d];
-          qr[j] = qTile[r * D + d];
-        }
-        for (var i = 0u; i < COLS; i++) {
-          for (var j = 0u; j < DIMS; j++) {
-            dvAcc[i * MAX_DIMS + j] = fma(pr[i], dor[j], dvAcc[i * MAX_DIMS + j]);
-            dkAcc[i * MAX_DIMS + j] = fma(dsr[i], qr[j], dkAcc[i * MAX_DIMS + j]);
-          }
-        }
+      // The last chunk first: it is still in qTile and doTile (with one chunk, the only one).
+      accumulateDkDv(&dkAcc, &dvAcc, LAST_CHUNK, rows, tx, ty);
+      for (var d0 = 0u; d0 < LAST_CHUNK; d0 += DC) {
+        workgroupBarrier();
+        loadQueryChunk(rowBase + t0, rows, d0, lid);
+        workgroupBarrier();
+        accumulateDkDv(&dkAcc, &dvAcc, d0, rows, tx, ty);
       }
     }
   }
@@ -145,8 +169,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     for (var j = 0u; j < DIMS; j++) {
       let d = tx + j * GRID;
       if (c < nKeys && d < D) {
-        dk[kvBase + c * D + d] = dkAcc[i * MAX_DIMS + j] * params.scale;
-        dv[kvBase + c * D + d] = dvAcc[i * MAX_DIMS + j];
+        dk[kvBase + c * D + d] = dkAcc[i * DIMS + j] * params.scale;
+        dv[kvBase + c * D + d] = dvAcc[i * DIMS + j];
       }
     }
   }

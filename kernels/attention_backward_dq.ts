@@ -1,6 +1,6 @@
 // Attention backward: dQ per query tile, over the key tiles its rows see.
 import { ceilDiv, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 export const attentionBackwardDqKernel: Kernel = {
   name: 'attentionBackwardDq',
@@ -8,12 +8,13 @@ export const attentionBackwardDqKernel: Kernel = {
   inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
   outputs: ['dq'],
   params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
-  constants: TILE_CONSTANTS,
+  constants: [...TILE_CONSTANTS, 'DC'],
 };
 
 export function dqTiles(D: number): AttentionTiles {
-  // Q and dO tiles, K and V tiles, the dS tile, lse and delta.
-  return pickTiles('attentionBackwardDq', 'rows', ({ BR, BC }) => 2 * BR * D + 2 * BC * D + BR * BC + 2 * BR);
+  // Q and dO tiles, chunks of the K and V tiles, the dS tile, lse and delta.
+  const DC = streamedChunkDims(D);
+  return pickTiles('attentionBackwardDq', 'rows', D, ({ BR, BC }) => 2 * BR * D + 2 * BC * DC + BR * BC + 2 * BR);
 }
 
 export function attentionBackwardDqCall(dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
@@ -23,14 +24,14 @@ export function attentionBackwardDqCall(dims: AttentionDims, mask: AttentionMask
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
     kernel: attentionBackwardDqKernel,
-    constants: tileConstants(D, tiles),
+    constants: { ...tileConstants(D, tiles), DC: streamedChunkDims(D) },
     params: { T, S, H, KVH, scale, ...maskParams(mask) },
     workgroups: [ceilDiv(T, tiles.BR), H, B],
     // Per computed entry: S = Q Kᵀ, dP = dO Vᵀ, dQ += dS K, 2·D each. Q, dO, lse and delta are read once;
-    // each query tile reads the K and V rows of its computed key tiles.
+    // each query tile reads the K and V rows of its computed key tiles, and K's reloaded chunks again.
     cost: {
       flops: 6 * D * B * H * work.entries,
-      bytesRead: 8 * B * H * T * (D + 1) + 8 * B * H * work.keysLoaded * D,
+      bytesRead: 8 * B * H * T * (D + 1) + 4 * B * H * work.keysLoaded * (2 * D + reloadedDims(D)),
       bytesWritten: 4 * B * H * T * D,
     },
   };

@@ -8,16 +8,19 @@
 // Threads form a GRID×GRID square (x fastest) holding register blocks: for S and dP, query rows x + i·GRID by
 // keys y + j·GRID; for dQ, query rows y + i·GRID by dims x + j·GRID. Q and dO, loaded once, are stored
 // transposed; the K and V tiles, streamed, as in memory; so neighbouring threads read neighbouring words.
+// K and V stream in chunks of DC head dims (one chunk up to D = 128), so that their tiles stay small at D = 256.
 override D: u32;
 override BR: u32; // query rows per tile, a multiple of GRID, at most GRID * MAX_BLOCK
 override BC: u32; // keys per tile, likewise
 override GRID: u32; // threads per side of the workgroup
 override ROWS: u32; // BR / GRID
 override COLS: u32; // BC / GRID
-override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS
+override DIMS: u32; // ceil(D / GRID); ROWS * DIMS at most MAX_ACC
+override DC: u32; // head dims per chunk of the K and V tiles: D, or a multiple of GRID
+override LAST_CHUNK: u32 = (D - 1u) / DC * DC; // first dim of the last chunk
 
 const MAX_BLOCK = 4u;
-const MAX_DIMS = 16u;
+const MAX_ACC = 64u; // dQ accumulators per thread
 
 struct Params {
   T: u32, S: u32, H: u32, KVH: u32,
@@ -37,11 +40,41 @@ struct Params {
 
 var<workgroup> qTile: array<f32, BR * D>; // [D][BR]
 var<workgroup> doTile: array<f32, BR * D>; // [D][BR]
-var<workgroup> kTile: array<f32, BC * D>; // [BC][D]
-var<workgroup> vTile: array<f32, BC * D>; // [BC][D]
+var<workgroup> kTile: array<f32, BC * DC>; // [BC][DC]: dims [d0, d0 + DC) of the current key tile
+var<workgroup> vTile: array<f32, BC * DC>; // [BC][DC]
 var<workgroup> dsTile: array<f32, BR * BC>; // [BR][BC]
 var<workgroup> lseTile: array<f32, BR>;
 var<workgroup> deltaTile: array<f32, BR>;
+
+// Dims [d0, d0 + DC) of keys [j0, j0 + BC) of K, and of V when withValues; 0 past S and D.
+fn loadKeyChunk(kvBase: u32, j0: u32, d0: u32, lid: u32, withValues: bool) {
+  for (var e = lid; e < BC * DC; e += GRID * GRID) {
+    let j = j0 + e / DC;
+    let d = d0 + e % DC;
+    var kx = 0.0;
+    var vx = 0.0;
+    if (j < params.S && d < D) {
+      kx = k[kvBase + j * D + d];
+      if (withValues) { vx = v[kvBase + j * D + d]; }
+    }
+    kTile[e] = kx;
+    if (withValues) { vTile[e] = vx; }
+  }
+}
+
+// dQ += dS K over the head dims [d0, d0 + DC) held in kTile: this thread's dims tx + j·GRID among them. The
+// loops over j keep constant bounds (the chunk is a condition) so that dqAcc can stay in registers.
+fn accumulateDq(dqAcc: ptr<function, array<f32, MAX_ACC>>, d0: u32, tx: u32, ty: u32) {
+  for (var c = 0u; c < BC; c++) {
+    var dsc: array<f32, MAX_BLOCK>;
+    for (var i = 0u; i < ROWS; i++) { dsc[i] = dsTile[(ty + i * GRID) * BC + c]; }
+    for (var j = 0u; j < DIMS; j++) {
+      if (j * GRID < d0 || j * GRID >= d0 + DC) { continue; }
+      let kc = kTile[c * DC + min(tx + j * GRID, D - 1u) - d0];
+      for (var i = 0u; i < ROWS; i++) { (*dqAcc)[i * DIMS + j] = fma(dsc[i], kc, (*dqAcc)[i * DIMS + j]); }
+    }
+  }
+}
 
 @compute @workgroup_size(GRID, GRID)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -73,31 +106,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     lseTile[r] = l;
     deltaTile[r] = dl;
   }
-  var dqAcc: array<f32, MAX_BLOCK * MAX_DIMS>; // rows ty + i·GRID, dims tx + j·GRID at [i * MAX_DIMS + j]
+  var dqAcc: array<f32, MAX_ACC>; // rows ty + i·GRID, dims tx + j·GRID at [i * DIMS + j]
 
   for (var j0 = span.x - span.x % BC; j0 < span.y; j0 += BC) {
-    workgroupBarrier(); // the previous key tile's readers are done
-    for (var e = lid; e < BC * D; e += WG) {
-      var kx = 0.0;
-      var vx = 0.0;
-      if (j0 + e / D < params.S) { kx = k[kvBase + j0 * D + e]; vx = v[kvBase + j0 * D + e]; }
-      kTile[e] = kx;
-      vTile[e] = vx;
-    }
-    workgroupBarrier();
     var s = array<f32, MAX_BLOCK * MAX_BLOCK>();
     var dp = array<f32, MAX_BLOCK * MAX_BLOCK>();
-    for (var d = 0u; d < D; d++) {
-      var qd: array<f32, MAX_BLOCK>;
-      var dod: array<f32, MAX_BLOCK>;
-      var kd: array<f32, MAX_BLOCK>;
-      var vd: array<f32, MAX_BLOCK>;
-      for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[d * BR + tx + i * GRID]; dod[i] = doTile[d * BR + tx + i * GRID]; }
-      for (var j = 0u; j < COLS; j++) { kd[j] = kTile[(ty + j * GRID) * D + d]; vd[j] = vTile[(ty + j * GRID) * D + d]; }
-      for (var i = 0u; i < ROWS; i++) {
-        for (var j = 0u; j < COLS; j++) {
-          s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]);
-          dp[i * MAX_BLOCK + j] = fma(dod[i], vd[j], dp[i * MAX_BLOCK + j]);
+    for (var d0 = 0u; d0 < D; d0 += DC) {
+      workgroupBarrier(); // the previous readers of kTile and vTile are done
+      loadKeyChunk(kvBase, j0, d0, lid, true);
+      workgroupBarrier();
+      for (var d = 0u; d < min(DC, D - d0); d++) {
+        var qd: array<f32, MAX_BLOCK>;
+        var dod: array<f32, MAX_BLOCK>;
+        var kd: array<f32, MAX_BLOCK>;
+        var vd: array<f32, MAX_BLOCK>;
+        for (var i = 0u; i < ROWS; i++) { qd[i] = qTile[(d0 + d) * BR + tx + i * GRID]; dod[i] = doTile[(d0 + d) * BR + tx + i * GRID]; }
+        for (var j = 0u; j < COLS; j++) { kd[j] = kTile[(ty + j * GRID) * DC + d]; vd[j] = vTile[(ty + j * GRID) * DC + d]; }
+        for (var i = 0u; i < ROWS; i++) {
+          for (var j = 0u; j < COLS; j++) {
+            s[i * MAX_BLOCK + j] = fma(qd[i], kd[j], s[i * MAX_BLOCK + j]);
+            dp[i * MAX_BLOCK + j] = fma(dod[i], vd[j], dp[i * MAX_BLOCK + j]);
+          }
         }
       }
     }
@@ -113,21 +142,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       }
     }
     workgroupBarrier();
-    for (var c = 0u; c < BC; c++) {
-      var dsc: array<f32, MAX_BLOCK>;
-      var kc: array<f32, MAX_DIMS>;
-      for (var i = 0u; i < ROWS; i++) { dsc[i] = dsTile[(ty + i * GRID) * BC + c]; }
-      for (var j = 0u; j < DIMS; j++) { kc[j] = kTile[c * D + min(tx + j * GRID, D - 1u)]; }
-      for (var i = 0u; i < ROWS; i++) {
-        for (var j = 0u; j < DIMS; j++) { dqAcc[i * MAX_DIMS + j] = fma(dsc[i], kc[j], dqAcc[i * MAX_DIMS + j]); }
-      }
+    // The last chunk first: it is still in kTile (with one chunk, the only one).
+    accumulateDq(&dqAcc, LAST_CHUNK, tx, ty);
+    for (var d0 = 0u; d0 < LAST_CHUNK; d0 += DC) {
+      workgroupBarrier();
+      loadKeyChunk(kvBase, j0, d0, lid, false);
+      workgroupBarrier();
+      accumulateDq(&dqAcc, d0, tx, ty);
     }
   }
   for (var i = 0u; i < ROWS; i++) {
     let r = ty + i * GRID;
     for (var j = 0u; j < DIMS; j++) {
       let d = tx + j * GRID;
-      if (r < rows && d < D) { dq[(rowBase + r) * D + d] = dqAcc[i * MAX_DIMS + j] * params.scale; }
+      if (r < rows && d < D) { dq[(rowBase + r) * D + d] = dqAcc[i * DIMS + j] * params.scale; }
     }
   }
 }

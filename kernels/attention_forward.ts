@@ -39,6 +39,12 @@ export function maskParams(mask: AttentionMask): Record<string, number> {
 /** Threads per side of a workgroup (GRID in the kernels); each holds blocks of up to MAX_BLOCK = 4 rows and columns. */
 export const GRID = 8;
 
+/** The largest head dim (Pythia-1b's): the forward holds at most MAX_DIMS = 32 dims of a V row per thread, GRID apart. */
+export const MAX_HEAD_DIM = 32 * GRID;
+
+/** Accumulators per thread (MAX_ACC in the kernels): the held rows (or keys) per thread × ceil(D / GRID) dims. */
+const MAX_ACCUMULATORS = 64;
+
 export interface AttentionTiles { BR: number; BC: number }
 
 // Largest first: BR query rows × BC keys, multiples of GRID up to GRID · MAX_BLOCK = 32; in each pair of equal
@@ -48,18 +54,32 @@ const TILE_CANDIDATES: readonly AttentionTiles[] = [
 ];
 
 /**
- * The largest tile whose workgroup memory, `floats(tile)` f32 values, fits maxComputeWorkgroupStorageSize.
- * Between tiles of equal area, a kernel prefers more of what it holds while streaming the other: query rows
- * (forward, dQ) or keys (dK and dV, about 20% faster at D = 64 on lavapipe).
+ * The largest tile whose workgroup memory, `floats(tile)` f32 values, fits maxComputeWorkgroupStorageSize and
+ * whose accumulators fit MAX_ACCUMULATORS registers per thread (which binds only above D = 128: 16 held rows
+ * at most). Between tiles of equal area, a kernel prefers more of what it holds while streaming the other:
+ * query rows (forward, dQ) or keys (dK and dV, about 20% faster at D = 64 on lavapipe).
  */
-export function pickTiles(what: string, holds: 'rows' | 'keys', floats: (t: AttentionTiles) => number): AttentionTiles {
+export function pickTiles(what: string, holds: 'rows' | 'keys', D: number, floats: (t: AttentionTiles) => number): AttentionTiles {
   const { limits } = gpu();
   if (GRID * GRID > limits.maxComputeInvocationsPerWorkgroup) throw new GpuError(`${what}: ${GRID * GRID} invocations exceed maxComputeInvocationsPerWorkgroup`);
   const held = (t: AttentionTiles) => (holds === 'rows' ? t.BR : t.BC);
   const ordered = [...TILE_CANDIDATES].sort((a, b) => b.BR * b.BC - a.BR * a.BC || held(b) - held(a));
-  const tiles = ordered.find((t) => 4 * floats(t) <= limits.maxComputeWorkgroupStorageSize);
-  if (!tiles) throw new GpuError(`${what}: no attention tile fits maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize} bytes`);
+  const tiles = ordered.find((t) => 4 * floats(t) <= limits.maxComputeWorkgroupStorageSize && (held(t) / GRID) * ceilDiv(D, GRID) <= MAX_ACCUMULATORS);
+  if (!tiles) throw new GpuError(`${what}: no attention tile at head dim ${D} fits maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize} bytes`);
   return tiles;
+}
+
+/**
+ * Head dims per chunk of the tiles a backward kernel streams (DC in the kernels): all of them up to D = 128
+ * (one chunk: the tiles tuned there), 64 beyond, so that at D = 256 tiles of 8 held and 16 streamed rows (or
+ * keys) fit 32 KiB, and of 16 and 16 fit 48 KiB.
+ */
+export function streamedChunkDims(D: number): number { return D <= 128 ? D : 64; }
+
+/** Head dims of a streamed tile that a backward kernel loads twice: every chunk but the last, which stays resident. */
+export function reloadedDims(D: number): number {
+  const DC = streamedChunkDims(D);
+  return (ceilDiv(D, DC) - 1) * DC;
 }
 
 /** The override constants of a tiled attention kernel (TILE_CONSTANTS), all set by the host. */
@@ -123,7 +143,7 @@ export function seeingRowSpan(j0: number, j1: number, T: number, mask: Attention
 
 export function forwardTiles(D: number): AttentionTiles {
   // qTile + kvTile + pTile + three row statistics.
-  return pickTiles('attentionForward', 'rows', ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR);
+  return pickTiles('attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR);
 }
 
 function forwardKernel(storage: AttentionStorage): Kernel {

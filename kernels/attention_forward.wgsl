@@ -18,10 +18,11 @@ override BC: u32; // keys per tile, likewise
 override GRID: u32; // threads per side of the workgroup
 override ROWS: u32; // BR / GRID
 override COLS: u32; // BC / GRID
-override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS
+override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS; ROWS * DIMS at most MAX_ACC
 
 const MAX_BLOCK = 4u;
-const MAX_DIMS = 16u;
+const MAX_DIMS = 32u;
+const MAX_ACC = 64u; // output accumulators per thread
 // Below any real score and finite: WGSL arithmetic may assume that no infinity occurs.
 const NO_SCORE = -1.0e30;
 const NEG_INF_BITS = 0xff800000u;
@@ -70,7 +71,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     qTile[(e % D) * BR + e / D] = x;
   }
   for (var r = lid; r < BR; r += WG) { rowMax[r] = NO_SCORE; rowSum[r] = 0.0; }
-  var o: array<f32, MAX_BLOCK * MAX_DIMS>; // output rows ty + i·GRID, dims tx + j·GRID at [i * MAX_DIMS + j]
+  var o: array<f32, MAX_ACC>; // output rows ty + i·GRID, dims tx + j·GRID at [i * DIMS + j]
 
   for (var j0 = span.x - span.x % BC; j0 < span.y; j0 += BC) {
     workgroupBarrier(); // the previous key tile's readers of kvTile are done
@@ -124,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     workgroupBarrier();
     for (var i = 0u; i < ROWS; i++) {
       let rescale = rowRescale[ty + i * GRID];
-      for (var j = 0u; j < DIMS; j++) { o[i * MAX_DIMS + j] *= rescale; }
+      for (var j = 0u; j < DIMS; j++) { o[i * DIMS + j] *= rescale; }
     }
     for (var c = 0u; c < BC; c++) {
       var pc: array<f32, MAX_BLOCK>;
@@ -132,7 +133,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       for (var i = 0u; i < ROWS; i++) { pc[i] = pTile[(ty + i * GRID) * BC + c]; }
       for (var j = 0u; j < DIMS; j++) { vc[j] = kvTile[c * D + min(tx + j * GRID, D - 1u)]; }
       for (var i = 0u; i < ROWS; i++) {
-        for (var j = 0u; j < DIMS; j++) { o[i * MAX_DIMS + j] = fma(pc[i], vc[j], o[i * MAX_DIMS + j]); }
+        for (var j = 0u; j < DIMS; j++) { o[i * DIMS + j] = fma(pc[i], vc[j], o[i * DIMS + j]); }
       }
     }
   }
@@ -142,7 +143,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     let l = rowSum[r];
     for (var j = 0u; j < DIMS; j++) {
       let d = tx + j * GRID;
-      if (r < rows && d < D) { out[qBase + r * D + d] = select(0.0, o[i * MAX_DIMS + j] / l, l > 0.0); }
+      if (r < rows && d < D) { out[qBase + r * D + d] = select(0.0, o[i * DIMS + j] / l, l > 0.0); }
     }
   }
   let lseBase = (b * params.H + h) * params.T + t0;

@@ -118,8 +118,10 @@ test('the float64 reference gradients agree with finite differences', () => {
   assert.ok(relErr(finiteDiff((v) => loss(x.q, x.k, v), x.v), ref.dv) < 1e-6, 'dv');
 });
 
-// T in {1, 2, 17, 64, 129, 300}, D in {12, 16, 64, 80, 128}, GQA ratios 1, 2, 4, windows below and above T,
-// left and right padding (with rows that see no key), a position offset into a longer cache, S ≠ T, a scale.
+// T in {1, 2, 17, 64, 129, 300}, D in {12, 16, 64, 80, 128, 160, 256}, GQA ratios 1, 2, 4, windows below and
+// above T, left and right padding (with rows that see no key), a position offset into a longer cache, S ≠ T, a
+// scale. Above D = 128 the tiles hold fewer rows and the backward streams its tiles in chunks of dims (160: a
+// ragged last chunk).
 const cases: Case[] = [
   { B: 1, H: 1, KVH: 1, T: 1, D: 12 },
   { B: 1, H: 2, KVH: 1, T: 2, D: 16, causal: true },
@@ -130,6 +132,10 @@ const cases: Case[] = [
   { B: 1, H: 2, KVH: 2, T: 7, S: 30, D: 16, causal: true, positionOffset: 23 },
   { B: 1, H: 2, KVH: 1, T: 9, S: 43, D: 80, scale: 0.3 },
   { B: 1, H: 1, KVH: 1, T: 300, D: 128, causal: true },
+  { B: 2, H: 4, KVH: 2, T: 37, D: 256, causal: true, keyRanges: [[3, 37], [0, 29]] },
+  { B: 1, H: 4, KVH: 2, T: 7, S: 40, D: 256, window: 24, positionOffset: 33 },
+  { B: 1, H: 2, KVH: 1, T: 45, D: 160, window: 13 },
+  { B: 2, H: 2, KVH: 1, T: 21, S: 30, D: 160, keyRanges: [[0, 30], [4, 25]] },
 ];
 
 test('fused forward matches the float64 reference (out, lse)', async () => {
@@ -225,6 +231,8 @@ test('decode of the last T rows against a KV cache equals the full computation',
   const decodeCases: DecodeCase[] = [
     { B: 1, H: 4, KVH: 1, D: 64, filled: 300, capacity: 300, T: 1, chunk: 64 },
     { B: 2, H: 2, KVH: 2, D: 16, filled: 70, capacity: 80, T: 3, chunk: 32, window: 20, keyRanges: [[10, 70], [0, 70]] },
+    { B: 2, H: 4, KVH: 2, D: 256, filled: 50, capacity: 64, T: 2, chunk: 16, window: 30, keyRanges: [[5, 50], [0, 50]] },
+    { B: 1, H: 2, KVH: 1, D: 160, filled: 33, capacity: 40, T: 3, chunk: 32 },
   ];
   for (const c of decodeCases) {
     const full: Case = { B: c.B, H: c.H, KVH: c.KVH, T: c.filled, D: c.D, causal: true, window: c.window, keyRanges: c.keyRanges };
@@ -259,23 +267,29 @@ function toF16(x: Float64Array, shape: number[]): { rounded: Float64Array; packe
 test('f16 storage equals the f32 kernel on f16-rounded inputs (forward and decode)', async () => {
   await initGpu();
   if (!gpu().features.has('shader-f16')) { console.log('no shader-f16 on this device: f16 storage not tested'); return; }
-  const c: Case = { B: 1, H: 4, KVH: 2, T: 45, D: 16, window: 17 };
-  const shapes = shapesOf(c);
-  const x = inputs(c);
-  await tidyAsync(async () => {
-    const [q, k, v] = [toF16(x.q, shapes.q), toF16(x.k, shapes.kv), toF16(x.v, shapes.kv)];
-    const half = attentionWithLse(q.packed, k.packed, v.packed, optionsOf(c));
-    const single = attentionWithLse(upload(q.rounded, shapes.q), upload(k.rounded, shapes.kv), upload(v.rounded, shapes.kv), optionsOf(c));
-    const singleOut = await download(single.out);
-    // The same f32 arithmetic on the same values: only the loads differ.
-    assertClose(await download(half.out), singleOut, 1e-6, 'f16-storage out vs f32 kernel');
-    assertClose(await download(half.lse), await download(single.lse), 1e-6, 'f16-storage lse vs f32 kernel');
-    // Against the unrounded inputs: each carries a relative rounding error up to 2^-11 ≈ 4.9e-4 (2.7e-4 measured).
-    assertClose(await download(half.out), attentionReference(c, x.q, x.k, x.v, x.dout).out, 1e-3, 'f16-storage out vs float64 reference');
-    const lastTwo = toF16(sliceRows(x.q, shapes.q, c.T - 2, c.T), [c.B, c.H, 2, c.D]).packed;
-    const decoded = attentionDecode(lastTwo, k.packed, v.packed, { window: c.window, keysPerChunk: 16 });
-    assertClose(await download(decoded), sliceRows(singleOut, shapes.q, c.T - 2, c.T), 1e-6, 'f16-storage decode vs f32 forward rows');
-  });
+  const f16Cases: Case[] = [
+    { B: 1, H: 4, KVH: 2, T: 45, D: 16, window: 17 },
+    { B: 1, H: 4, KVH: 2, T: 29, D: 256, causal: true },
+    { B: 1, H: 2, KVH: 1, T: 23, D: 160, window: 9 },
+  ];
+  for (const c of f16Cases) {
+    const shapes = shapesOf(c);
+    const x = inputs(c);
+    await tidyAsync(async () => {
+      const [q, k, v] = [toF16(x.q, shapes.q), toF16(x.k, shapes.kv), toF16(x.v, shapes.kv)];
+      const half = attentionWithLse(q.packed, k.packed, v.packed, optionsOf(c));
+      const single = attentionWithLse(upload(q.rounded, shapes.q), upload(k.rounded, shapes.kv), upload(v.rounded, shapes.kv), optionsOf(c));
+      const singleOut = await download(single.out);
+      // The same f32 arithmetic on the same values: only the loads differ.
+      assertClose(await download(half.out), singleOut, 1e-6, `${label(c)} f16-storage out vs f32 kernel`);
+      assertClose(await download(half.lse), await download(single.lse), 1e-6, `${label(c)} f16-storage lse vs f32 kernel`);
+      // Against the unrounded inputs: each carries a relative rounding error up to 2^-11 ≈ 4.9e-4 (2.7e-4 measured).
+      assertClose(await download(half.out), attentionReference(c, x.q, x.k, x.v, x.dout).out, 1e-3, `${label(c)} f16-storage out vs float64 reference`);
+      const lastTwo = toF16(sliceRows(x.q, shapes.q, c.T - 2, c.T), [c.B, c.H, 2, c.D]).packed;
+      const decoded = attentionDecode(lastTwo, k.packed, v.packed, { window: c.window, keysPerChunk: 16 });
+      assertClose(await download(decoded), sliceRows(singleOut, shapes.q, c.T - 2, c.T), 1e-6, `${label(c)} f16-storage decode vs f32 forward rows`);
+    });
+  }
 });
 
 test('fused forward + backward at T = 2048 peaks far below one T×T f32 buffer (16 MiB)', async () => {
@@ -337,7 +351,7 @@ test('bad arguments are refused with the shapes in the message', async () => {
     assert.throws(() => attention(q, k, k), /multiple of kv heads/);
     assert.throws(() => attention(k, k, k, { window: 3, causal: false }), /implies causal/);
     assert.throws(() => attention(k, k, k, { keyRange: Tensor.zeros([1, 2]) }), /keyRange must be i32/);
-    assert.throws(() => attention(Tensor.zeros([1, 1, 4, 136]), Tensor.zeros([1, 1, 4, 136]), Tensor.zeros([1, 1, 4, 136])), /head dim 136/);
+    assert.throws(() => attention(Tensor.zeros([1, 1, 4, 264]), Tensor.zeros([1, 1, 4, 264]), Tensor.zeros([1, 1, 4, 264])), /head dim 264 > 256/);
     assert.throws(() => attentionDecode(k, k, k, { cacheLength: 9 }), /cacheLength 9/);
   });
 });

@@ -19,7 +19,7 @@ import { record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError } from '../gpu.ts';
 import { launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
-import { attentionForwardCall, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionStorage } from '../../kernels/attention_forward.ts';
+import { attentionForwardCall, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionStorage } from '../../kernels/attention_forward.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
@@ -50,7 +50,7 @@ export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
   const D = storage === 'f32' ? lastQ : 2 * lastQ;
   if (Bk !== B || lastK !== lastQ || v.shape.some((d, i) => d !== k.shape[i])) throw new GpuError(`${what}: k and v must be [B, KVH, S, D] with q's B and D`);
   if (KVH === 0 || H % KVH !== 0) throw new GpuError(`${what}: query heads ${H} must be a multiple of kv heads ${KVH}`);
-  if (D > 128) throw new GpuError(`${what}: head dim ${D} > 128 is not supported`);
+  if (D > MAX_HEAD_DIM) throw new GpuError(`${what}: head dim ${D} > ${MAX_HEAD_DIM} is not supported`);
   const window = opts.window ?? 0;
   const positionOffset = opts.positionOffset ?? 0;
   if (!Number.isInteger(window) || window < 0 || !Number.isInteger(positionOffset) || positionOffset < 0)
