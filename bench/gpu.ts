@@ -56,15 +56,17 @@ function uploadPattern(shape: number[], seed: number, requiresGrad = false): Ten
 }
 
 async function attentionSection(): Promise<void> {
-  const [B, H, T, D] = SMALL ? [1, 2, 128, 64] : [4, 16, 2048, 64];
-  const q = uploadPattern([B, H, T, D], 1, true), k = uploadPattern([B, H, T, D], 2, true), v = uploadPattern([B, H, T, D], 3, true);
-  const dout = uploadPattern([B, H, T, D], 4);
-  const useful = attentionUsefulFlops({ B, H, KVH: H, T, S: T, D }, { causal: true });
-  const fwd = await timeCalls(() => tidy(() => { noGrad(() => attention(q, k, v, { causal: true })); }), 20);
-  report(`attention f32 fused forward B${B} H${H} T${T} D${D} causal`, fwd * 1e3, `${(useful.forward / fwd / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32 SDPA: 1.19 ms)`);
-  const both = await timeCalls(() => tidy(() => { backward(attention(q, k, v, { causal: true }), dout); zeroGrad([q, k, v]); }), 10);
-  report(`attention f32 fused forward+backward B${B} H${H} T${T} D${D} causal`, both * 1e3, `${((useful.forward + useful.backward) / both / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32: 4.21 ms)`);
-  for (const t of [q, k, v, dout]) t.dispose();
+  // The issue's shape, then Pythia-1b's heads (head dim 256).
+  for (const [B, H, T, D] of SMALL ? [[1, 2, 128, 64], [1, 2, 64, 256]] : [[4, 16, 2048, 64], [4, 8, 512, 256]]) {
+    const q = uploadPattern([B, H, T, D], 1, true), k = uploadPattern([B, H, T, D], 2, true), v = uploadPattern([B, H, T, D], 3, true);
+    const dout = uploadPattern([B, H, T, D], 4);
+    const useful = attentionUsefulFlops({ B, H, KVH: H, T, S: T, D }, { causal: true });
+    const fwd = await timeCalls(() => tidy(() => { noGrad(() => attention(q, k, v, { causal: true })); }), 20);
+    report(`attention f32 fused forward B${B} H${H} T${T} D${D} causal`, fwd * 1e3, `${(useful.forward / fwd / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32 SDPA at B4 H16 T2048 D64: 1.19 ms)`);
+    const both = await timeCalls(() => tidy(() => { backward(attention(q, k, v, { causal: true }), dout); zeroGrad([q, k, v]); }), 10);
+    report(`attention f32 fused forward+backward B${B} H${H} T${T} D${D} causal`, both * 1e3, `${((useful.forward + useful.backward) / both / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32 at B4 H16 T2048 D64: 4.21 ms)`);
+    for (const t of [q, k, v, dout]) t.dispose();
+  }
 }
 
 async function matmulSection(): Promise<void> {
