@@ -12,14 +12,14 @@ import { sync } from '../engine/runtime.ts';
 import { Tensor, bytesPerElement } from '../engine/tensor.ts';
 import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
 import type { FloatStorage } from '../engine/kernel.ts';
-import { DEFAULT_SMALL_M_VARIANT, SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
+import { SMALL_M_VARIANTS, matmulSmallMCall, smallMVariantFor } from '../kernels/matmul_small_m.ts';
 
 interface Variant { name: string; dtypeB: FloatStorage; call: (s: MatmulShape) => KernelCall; baseline?: string }
 /** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it). */
 interface Case { name: string; M: number; N: number; K: number; transB: boolean; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
-const DEFAULT_SMALL_M_NAME = Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === DEFAULT_SMALL_M_VARIANT)![0];
+const smallMName = (M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(M))![0];
 
 const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(s, tile) }));
 const BF16_B: Variant = { name: 'bf16 B', dtypeB: 'bf16', call: (s) => matmulCall(s), baseline: DEFAULT_TILE_NAME };
@@ -62,7 +62,7 @@ async function timeOnce(run: () => void): Promise<number> {
 
 async function main(): Promise<void> {
   const { adapterInfo, limits } = gpu();
-  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}, default small-M variant ${DEFAULT_SMALL_M_NAME}`);
+  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}, default small-M variant ${smallMName(1)} for one row, ${smallMName(8)} for more`);
   const only = process.argv[2] ?? '';
   const rows: string[] = [];
   const report = (row: string) => { rows.push(row); console.log(row); };

@@ -29,15 +29,20 @@ export const SMALL_M_VARIANTS = {
   '8x256': { columns: 8, threads: 256 },
 } as const satisfies Record<string, SmallMVariant>;
 
-// A guess between x reuse (more columns) and workgroups to fill the GPU (N / columns): re-measure with bench/matmul.ts.
-export const DEFAULT_SMALL_M_VARIANT: SmallMVariant = SMALL_M_VARIANTS['4x256'];
+/**
+ * Measured on an H200 (bench/gpu.ts decode, K 4096, bf16, bench/RESULTS.md): one row runs fastest with 4 columns a
+ * workgroup (380 GB/s at N 4096, 900 at N 14336), 2 to 8 rows with 2 (more partial sums per thread spill).
+ */
+export function smallMVariantFor(M: number): SmallMVariant {
+  return M === 1 ? SMALL_M_VARIANTS['4x256'] : SMALL_M_VARIANTS['2x256'];
+}
 
 /** Whether the small-M kernel computes s: one f32 x of 1..SMALL_M_MAX_ROWS rows times a transposed weight. */
 export function fitsSmallM(s: MatmulShape): boolean {
   return s.batch === 1 && !s.transA && s.transB && s.dtypeA === 'f32' && s.M >= 1 && s.M <= SMALL_M_MAX_ROWS;
 }
 
-export function matmulSmallMCall(s: MatmulShape, variant: SmallMVariant = DEFAULT_SMALL_M_VARIANT, op = 'matmulSmallM'): KernelCall {
+export function matmulSmallMCall(s: MatmulShape, variant: SmallMVariant = smallMVariantFor(s.M), op = 'matmulSmallM'): KernelCall {
   if (!fitsSmallM(s)) throw new GpuError(`matmulSmallM: ${JSON.stringify(s)} is not one f32 x of 1..${SMALL_M_MAX_ROWS} rows times a transposed weight`);
   if (!Number.isInteger(variant.columns) || variant.columns < 1 || variant.columns > SMALL_M_MAX_COLUMNS)
     throw new GpuError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);
