@@ -10,9 +10,12 @@ export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 
 
 export class GpuError extends Error {}
 
+/** A shape the tensor cores take through chromium-experimental-subgroup-matrix (Dawn's adapter info). */
+export interface SubgroupMatrixConfig { componentType: string; resultComponentType: string; M: number; N: number; K: number }
+
 export interface Gpu {
   device: GPUDevice;
-  adapterInfo: { vendor: string; architecture: string; description: string; subgroupMinSize: number; subgroupMaxSize: number };
+  adapterInfo: { vendor: string; architecture: string; description: string; subgroupMinSize: number; subgroupMaxSize: number; subgroupMatrixConfigs: SubgroupMatrixConfig[] };
   features: Set<string>;
   limits: Record<string, number>;
   dawnFlags: string[];
@@ -73,7 +76,7 @@ export async function initGpu(): Promise<Gpu> {
   }
   const features = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits });
-  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; subgroupMatrixConfigs?: SubgroupMatrixConfig[] };
   device.addEventListener('uncapturederror', (ev) => {
     const e = (ev as GPUUncapturedErrorEvent).error;
     deferredError = new GpuError(`WebGPU error in op '${currentOp}': ${e.message}`);
@@ -86,6 +89,7 @@ export async function initGpu(): Promise<Gpu> {
     adapterInfo: {
       vendor: info.vendor, architecture: info.architecture, description: info.description,
       subgroupMinSize: info.subgroupMinSize ?? 0, subgroupMaxSize: info.subgroupMaxSize ?? 0,
+      subgroupMatrixConfigs: [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K })),
     },
     features: new Set<string>(features),
     limits,
