@@ -9,7 +9,7 @@ import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
 import { attention, attentionUsefulFlops, type AttentionOptions } from '../engine/ops/attention.ts';
 import { attentionComposed } from '../engine/ops/attention_composed.ts';
-import { sync } from '../engine/runtime.ts';
+import { seconds } from './timing.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 
 const [B, H] = [1, 4];
@@ -29,13 +29,6 @@ function random(shape: number[], requiresGrad: boolean): Tensor {
   const t = Tensor.fromArray(Float32Array.from({ length: n }, (_, i) => Math.sin(1.7 * i + shape.length)), shape);
   t.requiresGrad = requiresGrad;
   return t;
-}
-
-async function seconds(run: () => void, times = 1): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < times; i++) run();
-  await sync();
-  return (performance.now() - t0) / 1000;
 }
 
 async function main(): Promise<void> {

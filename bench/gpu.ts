@@ -20,6 +20,7 @@ import { CausalLM, nextTokenLoss } from '../models/causal_lm.ts';
 import { MATMUL_TILES, matmulCall } from '../kernels/matmul.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
 import { launch } from '../engine/launch.ts';
+import { seconds } from './timing.ts';
 
 // JUICE_BENCH_SMALL=1 shrinks every shape, to check the script on lavapipe before spending device time.
 const SMALL = process.env.JUICE_BENCH_SMALL === '1';
@@ -33,12 +34,8 @@ function report(what: string, ms: number, extra = ''): void {
 
 /** Mean seconds per call of run(), after one warm-up call (pipeline compilation). */
 async function timeCalls(run: () => void, calls: number): Promise<number> {
-  run();
-  await sync();
-  const t0 = performance.now();
-  for (let i = 0; i < calls; i++) run();
-  await sync();
-  return (performance.now() - t0) / 1000 / calls;
+  await seconds(run);
+  return (await seconds(run, calls)) / calls;
 }
 
 /** Cheap deterministic values in [-scale, scale): a 1B-parameter model must not wait on Math.random. */

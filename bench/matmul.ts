@@ -8,7 +8,7 @@ import b from 'benny';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import type { KernelCall } from '../engine/kernel.ts';
 import { launch } from '../engine/launch.ts';
-import { sync } from '../engine/runtime.ts';
+import { seconds } from './timing.ts';
 import { Tensor, bytesPerElement } from '../engine/tensor.ts';
 import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
 import type { FloatStorage } from '../engine/kernel.ts';
@@ -53,13 +53,6 @@ const MAX_SECONDS_PER_CALL = 20; // slower variants are skipped (lavapipe at 204
 const SECONDS_PER_SAMPLE = 0.3; // dispatches are queued in batches of about this long, far above timer resolution
 const MAX_CALLS_PER_SAMPLE = 200;
 
-async function timeOnce(run: () => void): Promise<number> {
-  const t0 = performance.now();
-  run();
-  await sync();
-  return (performance.now() - t0) / 1000;
-}
-
 async function main(): Promise<void> {
   const { adapterInfo, limits } = gpu();
   console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}, default small-M variant ${smallMName(1)} for one row, ${smallMName(8)} for more`);
@@ -84,18 +77,15 @@ async function main(): Promise<void> {
       const call = v.call(shape);
       // The operand a stands in for the unread bias binding, as in ops/matmul.ts.
       const run = () => launch(call, [a, w, a], [out]);
-      await timeOnce(() => launch(v.call({ ...shape, N: 1 }), [a, w, a], [out])); // compiles the variant (its constants do not depend on N)
-      const once = await timeOnce(run);
+      await seconds(() => launch(v.call({ ...shape, N: 1 }), [a, w, a], [out])); // compiles the variant (its constants do not depend on N)
+      const once = await seconds(run);
       if (once > MAX_SECONDS_PER_CALL) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${once.toFixed(1)} s per call`);
         continue;
       }
       const calls = Math.max(1, Math.min(MAX_CALLS_PER_SAMPLE, Math.round(SECONDS_PER_SAMPLE / once)));
       costs.set(v.name, { flops: call.cost.flops, bytes: call.cost.bytesRead + call.cost.bytesWritten, calls, baseline: v.baseline });
-      cases.push(b.add(v.name, async () => {
-        for (let i = 0; i < calls; i++) run();
-        await sync();
-      }));
+      cases.push(b.add(v.name, async () => { await seconds(run, calls); }));
     }
     if (cases.length > 0) {
       const summary = await b.suite(`${c.name} [${c.M}x${c.K}]x[${c.K}x${c.N}]`, ...cases, b.configure({ cases: { minSamples: 2, maxTime: 1.5 } }));

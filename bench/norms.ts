@@ -6,7 +6,7 @@ import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { launch } from '../engine/launch.ts';
 import { ledger } from '../engine/ledger.ts';
 import { layerNormBackward, rmsNormBackward } from '../engine/ops/norms.ts';
-import { sync } from '../engine/runtime.ts';
+import { seconds } from './timing.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { layerNormForwardCall } from '../kernels/layernorm_forward.ts';
 import { rmsNormForwardCall } from '../kernels/rmsnorm_forward.ts';
@@ -39,13 +39,6 @@ function calls(rows: number, cols: number): { list: { name: string; run: () => v
     ],
     free: () => { for (const t of [x, dy, weight, bias, y, mean, rstd]) t.dispose(); },
   };
-}
-
-async function seconds(run: () => void, times = 1): Promise<number> {
-  const t0 = performance.now();
-  for (let i = 0; i < times; i++) run();
-  await sync();
-  return (performance.now() - t0) / 1000;
 }
 
 async function main(): Promise<void> {
