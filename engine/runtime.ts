@@ -3,7 +3,7 @@
 import { gpu, GpuError, deferGpuError, onGpuRelease, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
 import type { Kernel, KernelCall } from './kernel.ts';
 import { ledger, type LedgerEntry } from './ledger.ts';
-import { pool, type PooledBuffer } from './pool.ts';
+import { pool, sizeClass, type PooledBuffer } from './pool.ts';
 
 /** What a kernel binds: a range of a pooled buffer (a tensor's bytes). */
 export interface Binding { buf: PooledBuffer; offset: number; size: number }
@@ -230,17 +230,27 @@ export async function sync(): Promise<void> {
 
 /** Copies bytes out of the GPU (flushes first). */
 export async function readBytes(b: Binding): Promise<ArrayBuffer> {
-  const { device } = gpu();
   const size = Math.ceil(b.size / 4) * 4;
-  const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'read-back' });
+  const staging = readBackBuffer(size);
   commandEncoder().copyBufferToBuffer(b.buf.buffer, b.offset, staging, 0, size);
   await sync();
-  await staging.mapAsync(GPUMapMode.READ);
-  const out = staging.getMappedRange().slice(0);
+  await staging.mapAsync(GPUMapMode.READ, 0, size);
+  const out = staging.getMappedRange(0, size).slice(0);
   staging.unmap();
-  staging.destroy();
+  readBackBuffers.set(staging.size, staging);
   throwIfGpuFailed();
   return out;
+}
+
+// One mappable buffer per size class, reused: a training step's loss read-back allocates nothing.
+const readBackBuffers = new Map<number, GPUBuffer>();
+onGpuRelease(() => readBackBuffers.clear());
+
+function readBackBuffer(size: number): GPUBuffer {
+  const cls = sizeClass(size);
+  const cached = readBackBuffers.get(cls);
+  if (cached) { readBackBuffers.delete(cls); return cached; } // taken while in use: concurrent reads get their own
+  return gpu().device.createBuffer({ size: cls, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'read-back' });
 }
 
 /** Writes bytes into a buffer range, in order with the commands already recorded. */
