@@ -3,8 +3,12 @@
 //
 // Shapes: q [B, H, T, D], k and v [B, KVH, S, D]; query head h reads kv head floor(h / (H / KVH)).
 // f16 storage (attentionWithLse and attentionDecode, where the device has shader-f16): q, k and v are u32
-// tensors [B, heads, length, D / 2] holding two f16 values per word (the tensor type has no f16 yet); the
-// kernels convert on load and compute in f32.
+// tensors [B, heads, length, D / 2] holding two f16 values per word, or f16 tensors [B, heads, length, D] (the
+// same bytes); the kernels convert on load and compute in f32.
+// Tensor cores (attentionTensorCore, or attentionWithLse with variant 'tensorCore' or 'auto'): the same forward
+// on f16 storage with Q Kᵀ and P V as subgroup matrices (f16 operands, f32 accumulation; P rounded to f16), where
+// the device has chromium-experimental-subgroup-matrix with an f16 -> f32 shape. The f32 kernel stays the
+// reference and the fallback.
 // Mask (kernels/attention_visibility.wgsl): query row t has position t + positionOffset, key j position j;
 // query sees key j iff keyRange[b][0] <= j < keyRange[b][1] (padding, left or right), and with causal
 // j <= position, and with window W (implies causal) position - j < W. A row that sees no key gets out 0,
@@ -24,6 +28,7 @@ import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
+import { attentionTensorCoreCall, tensorCoreVariant, DEFAULT_KEY_LAYOUT, type KeyLayout, type MatrixShape } from '../../kernels/attention_forward_tensor_core.ts';
 
 export interface AttentionOptions {
   causal?: boolean;
@@ -40,14 +45,14 @@ export interface AttentionOptions {
 /** Checks shapes and options and states them as the kernels see them. */
 export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage) {
   const what = `attention(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)})`;
-  const dtype = storage === 'f32' ? 'f32' : 'u32';
+  const dtypes = storage === 'f32' ? ['f32'] : ['u32', 'f16'];
   if (storage === 'f16' && !gpu().features.has('shader-f16')) throw new GpuError(`${what}: f16 storage needs the device feature 'shader-f16'`);
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw new GpuError(`${what}: q, k and v must be rank 4 ([B, heads, length, D])`);
-  for (const t of [q, k, v]) if (t.dtype !== dtype) throw new GpuError(`${what}: ${storage} storage needs ${dtype} tensors, got ${t.dtype}`);
+  for (const t of [q, k, v]) if (!dtypes.includes(t.dtype) || t.dtype !== q.dtype) throw new GpuError(`${what}: ${storage} storage needs ${dtypes.join(' or ')} tensors, all alike; got ${q.dtype}, ${k.dtype}, ${v.dtype}`);
   const [B, H, T, lastQ] = q.shape;
   const [Bk, KVH, S, lastK] = k.shape;
-  // f16 storage packs two halves per u32: the last dim holds D / 2 words.
-  const D = storage === 'f32' ? lastQ : 2 * lastQ;
+  // f16 storage in u32 tensors packs two halves per word: the last dim holds D / 2 words.
+  const D = q.dtype === 'u32' ? 2 * lastQ : lastQ;
   if (Bk !== B || lastK !== lastQ || v.shape.some((d, i) => d !== k.shape[i])) throw new GpuError(`${what}: k and v must be [B, KVH, S, D] with q's B and D`);
   if (KVH === 0 || H % KVH !== 0) throw new GpuError(`${what}: query heads ${H} must be a multiple of kv heads ${KVH}`);
   if (D > MAX_HEAD_DIM) throw new GpuError(`${what}: head dim ${D} > ${MAX_HEAD_DIM} is not supported`);
@@ -102,12 +107,51 @@ function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
   return [dq, dk, dv];
 }
 
-/** u32 q, k, v hold f16 pairs (see the header). */
-function storageOf(q: Tensor): AttentionStorage { return q.dtype === 'u32' ? 'f16' : 'f32'; }
+/** u32 q, k, v hold f16 pairs, f16 ones f16 values (see the header). */
+function storageOf(q: Tensor): AttentionStorage { return q.dtype === 'u32' || q.dtype === 'f16' ? 'f16' : 'f32'; }
 
-/** Forward with the row logsumexp, no tape; f32 or f16 storage (see the header). */
-export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; lse: Tensor } {
-  return attentionForward(q, k, v, opts, storageOf(q));
+/**
+ * Which forward kernel: 'f32' the f32-arithmetic kernel (the reference; it reads f32 or f16 storage), 'tensorCore'
+ * (f16 storage only; throws where the device cannot), 'auto' the tensor cores where they can serve this call, else 'f32'.
+ */
+export type ForwardVariant = 'f32' | 'tensorCore' | 'auto';
+
+/** The tensor-core kernel's choices: the matrix shape (the device's largest f16 -> f32 one by default) and Kᵀ's layout. */
+export interface TensorCoreOptions { shape?: MatrixShape; keyLayout?: KeyLayout }
+
+export interface ForwardOptions extends AttentionOptions, TensorCoreOptions { variant?: ForwardVariant }
+
+/** Forward with the row logsumexp, no tape; f32 or f16 storage (see the header); the f32 kernel unless opts.variant says otherwise. */
+export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: ForwardOptions = {}): { out: Tensor; lse: Tensor } {
+  const storage = storageOf(q);
+  const variant = opts.variant ?? 'f32';
+  if (variant === 'tensorCore') return attentionTensorCore(q, k, v, opts);
+  if (variant === 'auto' && storage === 'f16') {
+    const D = q.dtype === 'u32' ? 2 * q.shape[q.rank - 1]! : q.shape[q.rank - 1]!;
+    if (tensorCoreFor(D, opts).variant) return attentionTensorCore(q, k, v, opts);
+  }
+  return attentionForward(q, k, v, opts, storage);
+}
+
+/** The tensor-core variant for head dim D on this device, or the reason there is none. */
+function tensorCoreFor(D: number, opts: TensorCoreOptions) {
+  return tensorCoreVariant(D, opts.keyLayout ?? DEFAULT_KEY_LAYOUT, opts.shape);
+}
+
+/**
+ * The forward on the tensor cores: out [B, H, T, D] and lse [B, H, T] (f32) as attentionWithLse's, from f16 q, k, v
+ * (u32 pairs or f16 tensors). Causal, windows, GQA, positionOffset and keyRange as the f32 kernel; D even, up to
+ * 256. P is rounded to f16 before P V: out differs from the f32 kernel's on the same inputs by about 2^-11
+ * relative. Throws, with the reason, where the device or the shape does not allow it.
+ */
+export function attentionTensorCore(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & TensorCoreOptions = {}): { out: Tensor; lse: Tensor } {
+  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, 'f16');
+  const { variant, reason } = tensorCoreFor(dims.D, opts);
+  if (!variant) throw new GpuError(`attentionTensorCore(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}): ${reason}; attentionWithLse with the f32 kernel serves these inputs`);
+  const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
+  const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
+  launch(attentionTensorCoreCall(dims, mask, scale, variant), [q, k, v, keyRangeBinding], [out, lse]);
+  return { out, lse };
 }
 
 export interface DecodeOptions {

@@ -1,0 +1,278 @@
+// Tensor-core variant of the fused attention forward (attention_forward_tensor_core.wgsl): Q Kᵀ and P V on
+// subgroup matrices (chromium-experimental-subgroup-matrix, f16 operands, f32 accumulators), the softmax in f32
+// scalar code, f16 inputs. The f32 kernel (attention_forward.wgsl) stays the reference and the fallback.
+//
+// The matrix types take no override constant, so the matrix shape, subgroup size, head dim and tiles are WGSL
+// `const` declarations prepended here: each combination is its own shader, built once and cached.
+import { gpu, GpuError } from '../engine/gpu.ts';
+import { ceilDiv, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+
+/** One f16 × f16 → f32 shape of the device's tensor cores: left M×K, right K×N, result M×N. */
+export interface MatrixShape { M: number; N: number; K: number }
+
+/**
+ * How the Kᵀ operand is read from the key tile. 'transposed': the tile is stored [dim][key] and read row-major
+ * (only row-major loads, the form a matmul probe verified on an H100); 'colMajor': stored [key][dim] like V and
+ * read with the col_major layout (no transposing stores, not yet seen on hardware).
+ */
+export type KeyLayout = 'transposed' | 'colMajor';
+export const KEY_LAYOUTS: readonly KeyLayout[] = ['transposed', 'colMajor'];
+export const DEFAULT_KEY_LAYOUT: KeyLayout = 'transposed';
+
+/** Everything that makes one shader. */
+export interface TensorCoreVariant {
+  shape: MatrixShape;
+  /** Lanes per subgroup: the device's one subgroup size. */
+  subgroupSize: number;
+  /** Subgroups per workgroup, each owning shape.M query rows. */
+  subgroups: number;
+  /** Keys per tile. */
+  BC: number;
+  D: number;
+  keys: KeyLayout;
+  /**
+   * Tests only: the same shader with each subgroup-matrix builtin replaced by scalar code in which every lane
+   * holds whole matrices (emulate()), so that devices without subgroup matrices (lavapipe) check the kernel's logic.
+   */
+  emulated?: boolean;
+}
+
+/** What limits a variant: the device's subgroup size and workgroup limits. */
+export interface TensorCoreDevice { subgroupSize: number; maxWorkgroupBytes: number; maxInvocations: number }
+
+// Row padding of the tiles: 8 halves (16 bytes) and 4 floats keep each row 16-byte aligned, as Vulkan's
+// cooperative-matrix loads and stores require of their pointer and stride, and shift successive rows across the
+// memory banks.
+const F16_PAD = 8;
+const F32_PAD = 4;
+// Spare elements after each tile that the matrices touch, in case bounds predication counts whole strides.
+const SLACK = 8;
+/** Output accumulators per lane at most (the head dims a lane holds: DP / LPR). */
+const MAX_LANE_DIMS = 128;
+
+/** The constants of one variant's shader and its workgroup memory. */
+export function tensorCoreLayout(v: TensorCoreVariant) {
+  const { M: TM, N: TN, K: TK } = v.shape;
+  const SG = v.subgroupSize, NSG = v.subgroups, BC = v.BC;
+  const WG = SG * NSG, BR = NSG * TM;
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const unit = (TN * TK) / gcd(TN, TK); // dims step by TK in Q Kᵀ and by TN in P V
+  const DP = ceilDiv(v.D, unit) * unit;
+  const LPR = WG / BR;
+  const Q_STRIDE = DP + F16_PAD, V_STRIDE = DP + F16_PAD, P_STRIDE = BC + F16_PAD;
+  const K_STRIDE = v.keys === 'transposed' ? BC + F16_PAD : V_STRIDE;
+  const S_STRIDE = BC + F32_PAD, O_STRIDE = DP + F32_PAD;
+  const Q_SIZE = BR * Q_STRIDE + SLACK;
+  const KV_SIZE = Math.max(BC * V_STRIDE, v.keys === 'transposed' ? DP * K_STRIDE : 0) + SLACK;
+  const P_SIZE = BR * P_STRIDE + SLACK;
+  const F_SIZE = BR * Math.max(S_STRIDE, O_STRIDE) + SLACK;
+  const round16 = (bytes: number) => ceilDiv(bytes, 16) * 16;
+  const bytes = round16(2 * Q_SIZE) + round16(2 * KV_SIZE) + round16(2 * P_SIZE) + round16(4 * F_SIZE) + 2 * round16(4 * WG);
+  return { SG, NSG, WG, TM, TN, TK, BR, BC, D: v.D, DP, LPR, Q_STRIDE, K_STRIDE, V_STRIDE, P_STRIDE, S_STRIDE, O_STRIDE, Q_SIZE, KV_SIZE, P_SIZE, F_SIZE, bytes };
+}
+
+/** Why a matrix shape cannot serve a subgroup of this size (null: it can). */
+function shapeUnusable(shape: MatrixShape, subgroupSize: number): string | null {
+  if (subgroupSize % shape.M !== 0) return `M${shape.M} does not divide the subgroup size ${subgroupSize}`;
+  if (shape.N % 8 !== 0 || shape.K % 8 !== 0) return `N${shape.N} K${shape.K}: rows of 16 bytes (8 halves) are needed`;
+  return null;
+}
+
+// Largest first: subgroups per workgroup (query rows BR = subgroups · M), then keys per tile.
+const TILE_CANDIDATES: readonly { subgroups: number; BC: number }[] = [
+  { subgroups: 4, BC: 64 }, { subgroups: 4, BC: 32 }, { subgroups: 2, BC: 64 }, { subgroups: 2, BC: 32 }, { subgroups: 1, BC: 64 }, { subgroups: 1, BC: 32 },
+];
+
+/**
+ * The variant for head dim D: the largest tile whose workgroup memory and invocations fit the device. Pure (the
+ * device is given), so that it can be checked without a GPU. D must be even (rows of whole words) and at most
+ * MAX_HEAD_DIM; it need not be a multiple of the matrix shape (the tiles pad it with zeros).
+ */
+export function planTensorCore(D: number, shape: MatrixShape, keys: KeyLayout, device: TensorCoreDevice): { variant?: TensorCoreVariant; reason?: string } {
+  if (!Number.isInteger(D) || D < 2 || D % 2 !== 0) return { reason: `head dim ${D} is not even (the kernel reads rows of f16 pairs)` };
+  if (D > MAX_HEAD_DIM) return { reason: `head dim ${D} > ${MAX_HEAD_DIM}` };
+  const unusable = shapeUnusable(shape, device.subgroupSize);
+  if (unusable) return { reason: `matrix shape M${shape.M} N${shape.N} K${shape.K}: ${unusable}` };
+  for (const t of TILE_CANDIDATES) {
+    const variant: TensorCoreVariant = { shape, subgroupSize: device.subgroupSize, subgroups: t.subgroups, BC: t.BC, D, keys };
+    const L = tensorCoreLayout(variant);
+    if (L.BC % L.TN !== 0 || L.BC % L.TK !== 0 || L.BC % L.LPR !== 0 || L.DP % L.LPR !== 0) continue;
+    if (L.WG > device.maxInvocations || L.DP / L.LPR > MAX_LANE_DIMS) continue;
+    if (L.bytes <= device.maxWorkgroupBytes) return { variant };
+  }
+  return { reason: `no tile at head dim ${D} fits ${device.maxWorkgroupBytes} bytes of workgroup memory and ${device.maxInvocations} invocations` };
+}
+
+/** The device's f16 × f16 → f32 subgroup-matrix shapes that fit its subgroup, largest first. */
+export function tensorCoreShapes(): MatrixShape[] {
+  const { adapterInfo } = gpu();
+  const shapes = adapterInfo.subgroupMatrixConfigs
+    .filter((c) => c.componentType.toLowerCase() === 'f16' && c.resultComponentType.toLowerCase() === 'f32')
+    .map((c) => ({ M: c.M, N: c.N, K: c.K }))
+    .filter((s) => shapeUnusable(s, adapterInfo.subgroupMaxSize) === null);
+  return shapes.sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K || b.N - a.N);
+}
+
+/** Why this device cannot run the tensor-core forward at all (null: it can, at some head dims). */
+export function tensorCoreDeviceUnsupported(): string | null {
+  const { features, adapterInfo } = gpu();
+  if (!features.has('chromium-experimental-subgroup-matrix'))
+    return "the device lacks 'chromium-experimental-subgroup-matrix' (Dawn exposes it with enable-dawn-features=allow_unsafe_apis; NVIDIA needs vulkan_enable_f16_on_nvidia too)";
+  if (!features.has('shader-f16')) return "the device lacks 'shader-f16'";
+  const { subgroupMinSize: min, subgroupMaxSize: max } = adapterInfo;
+  if (min !== max || max === 0) return `the subgroup size is not fixed (${min}..${max}): the kernel maps subgroups to query rows`;
+  if (tensorCoreShapes().length === 0) {
+    const configs = adapterInfo.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} M${c.M} N${c.N} K${c.K}`).join(', ');
+    return `no f16 x f16 -> f32 subgroup-matrix config fits a subgroup of ${max} (configs: ${configs || 'none'})`;
+  }
+  return null;
+}
+
+function deviceOf(): TensorCoreDevice {
+  const { limits, adapterInfo } = gpu();
+  return {
+    subgroupSize: adapterInfo.subgroupMaxSize,
+    maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize,
+    maxInvocations: Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX),
+  };
+}
+
+/** The variant for head dim D on this device (the largest matrix shape unless one is given), or the reason there is none. */
+export function tensorCoreVariant(D: number, keys: KeyLayout = DEFAULT_KEY_LAYOUT, shape?: MatrixShape): { variant?: TensorCoreVariant; reason?: string } {
+  const unsupported = tensorCoreDeviceUnsupported();
+  if (unsupported) return { reason: unsupported };
+  const shapes = tensorCoreShapes();
+  if (shape && !shapes.some((s) => s.M === shape.M && s.N === shape.N && s.K === shape.K))
+    return { reason: `matrix shape M${shape.M} N${shape.N} K${shape.K} is not among this device's f16 -> f32 shapes (${shapes.map((s) => `M${s.M} N${s.N} K${s.K}`).join(', ')})` };
+  return planTensorCore(D, shape ?? shapes[0]!, keys, deviceOf());
+}
+
+const VISIBILITY = loadWgsl(import.meta.url, 'attention_visibility.wgsl');
+const BODY = loadWgsl(import.meta.url, 'attention_forward_tensor_core.wgsl');
+
+/** The directives, matrix types, constants and Kᵀ loader that the .wgsl expects in front of it. */
+function header(v: TensorCoreVariant): string {
+  const L = tensorCoreLayout(v);
+  const constants: [string, number][] = [
+    ['SG', L.SG], ['NSG', L.NSG], ['WG', L.WG], ['TM', L.TM], ['TN', L.TN], ['TK', L.TK], ['BR', L.BR], ['BC', L.BC],
+    ['D', L.D], ['DP', L.DP], ['LPR', L.LPR], ['Q_STRIDE', L.Q_STRIDE], ['K_STRIDE', L.K_STRIDE], ['V_STRIDE', L.V_STRIDE],
+    ['P_STRIDE', L.P_STRIDE], ['S_STRIDE', L.S_STRIDE], ['O_STRIDE', L.O_STRIDE], ['Q_SIZE', L.Q_SIZE], ['KV_SIZE', L.KV_SIZE],
+    ['P_SIZE', L.P_SIZE], ['F_SIZE', L.F_SIZE],
+  ];
+  // Kᵀ rows d0 .. d0 + TK - 1 (dims) by columns key0 .. key0 + TN - 1 (keys).
+  const loadKeysT = v.keys === 'transposed'
+    ? 'return subgroupMatrixLoad<Right, row_major>(&kvTile, d0 * K_STRIDE + key0, K_STRIDE);'
+    : 'return subgroupMatrixLoad<Right, col_major>(&kvTile, key0 * K_STRIDE + d0, K_STRIDE);';
+  return [
+    'enable f16;',
+    'enable chromium_experimental_subgroup_matrix;',
+    // Offsets derive from the lane's subgroup (lid / SG), which the analysis cannot see is subgroup-uniform.
+    'diagnostic(off, chromium.subgroup_matrix_uniformity);',
+    `alias Left = subgroup_matrix_left<f16, ${L.TK}, ${L.TM}>;`,
+    `alias Right = subgroup_matrix_right<f16, ${L.TN}, ${L.TK}>;`,
+    `alias Acc = subgroup_matrix_result<f32, ${L.TN}, ${L.TM}>;`,
+    ...constants.map(([name, value]) => `const ${name} = ${value}u;`),
+    `const KEYS_TRANSPOSED = ${v.keys === 'transposed'};`,
+    `fn loadKeysT(key0: u32, d0: u32) -> Right { ${loadKeysT} }`,
+  ].join('\n');
+}
+
+function variantKey(v: TensorCoreVariant): string {
+  return `M${v.shape.M}N${v.shape.N}K${v.shape.K} SG${v.subgroupSize} x${v.subgroups} BC${v.BC} D${v.D} ${v.keys}${v.emulated ? ' emulated' : ''}`;
+}
+
+/**
+ * The shader with the subgroup-matrix builtins rewritten into scalar functions (tests only): Left, Right and Acc
+ * become structs holding a whole matrix row-major in f32 in every lane; a load reads it all, the product
+ * accumulates it all, a store writes it all (the lanes of a subgroup write the same values). Element (r, c) of a
+ * load or store at (offset, stride) lies at offset + r·stride + c (row_major) or offset + c·stride + r (col_major).
+ */
+export function emulate(source: string, v: TensorCoreVariant): string {
+  const { M: TM, N: TN, K: TK } = v.shape;
+  const dims: Record<string, [number, number]> = { Left: [TM, TK], Right: [TK, TN], Acc: [TM, TN] };
+  const at = (layout: string) => (layout === 'row_major' ? 'offset + r * stride + c' : 'offset + c * stride + r');
+  // Loop bounds the compiler cannot fold (see emulatedZero): fully unrolled, these loops take lavapipe's
+  // compiler tens of seconds per shader.
+  const n = (count: number) => `${count}u + emulatedZero`;
+  const helpers = new Map<string, string>();
+  let out = source
+    .replace('enable chromium_experimental_subgroup_matrix;\n', '')
+    .replace('diagnostic(off, chromium.subgroup_matrix_uniformity);\n', '')
+    .replace(/alias (Left|Right|Acc) = subgroup_matrix_\w+<[^>]*>;/g, (_, type: string) => `struct ${type} { e: array<f32, ${dims[type]![0] * dims[type]![1]}> }`)
+    .replace(/subgroupMatrixLoad<(Left|Right), (row_major|col_major)>\(&(\w+), /g, (_, type: string, layout: string, array: string) => {
+      const name = `emulatedLoad_${type}_${layout}_${array}`;
+      const [rows, cols] = dims[type]!;
+      helpers.set(name, `fn ${name}(offset: u32, stride: u32) -> ${type} {
+  var m: ${type};
+  for (var r = 0u; r < ${n(rows)}; r++) { for (var c = 0u; c < ${n(cols)}; c++) { m.e[r * ${cols}u + c] = f32(${array}[${at(layout)}]); } }
+  return m;
+}`);
+      return `${name}(`;
+    })
+    .replace(/subgroupMatrixStore<(row_major|col_major)>\(&(\w+), /g, (_, layout: string, array: string) => {
+      const name = `emulatedStore_${layout}_${array}`;
+      helpers.set(name, `fn ${name}(offset: u32, m: Acc, stride: u32) {
+  for (var r = 0u; r < ${n(TM)}; r++) { for (var c = 0u; c < ${n(TN)}; c++) { ${array}[${at(layout)}] = m.e[r * ${TN}u + c]; } }
+}`);
+      return `${name}(`;
+    })
+    .replaceAll('subgroupMatrixMultiplyAccumulate(', 'emulatedMultiplyAccumulate(');
+  if (/subgroup_?[mM]atrix/.test(out.replace(/\/\/[^\n]*/g, ''))) throw new GpuError('emulate: a subgroup-matrix construct was left unrewritten');
+  helpers.set('emulatedMultiplyAccumulate', `fn emulatedMultiplyAccumulate(a: Left, b: Right, acc: Acc) -> Acc {
+  var m = acc;
+  for (var r = 0u; r < ${n(TM)}; r++) {
+    for (var c = 0u; c < ${n(TN)}; c++) {
+      var s = m.e[r * ${TN}u + c];
+      for (var i = 0u; i < ${n(TK)}; i++) { s = fma(a.e[r * ${TK}u + i], b.e[i * ${TN}u + c], s); }
+      m.e[r * ${TN}u + c] = s;
+    }
+  }
+  return m;
+}`);
+  out += `\n// Emulated subgroup-matrix builtins (tests only).
+// Never written: zero at run time (workgroup memory starts zeroed), but not a constant to the compiler.
+var<workgroup> emulatedZero: u32;
+${[...helpers.values()].join('\n')}\n`;
+  return out;
+}
+
+const kernels = new Map<string, Kernel>();
+
+export function attentionTensorCoreKernel(v: TensorCoreVariant): Kernel {
+  const key = variantKey(v);
+  let kernel = kernels.get(key);
+  if (!kernel) {
+    const source = `${header(v)}\n${VISIBILITY}\n${BODY}`;
+    kernel = {
+      name: v.emulated ? 'attentionForwardTensorCoreEmulated' : 'attentionForwardTensorCore',
+      source: v.emulated ? emulate(source, v) : source,
+      inputs: ['q', 'k', 'v', 'keyRange'],
+      outputs: ['out', 'lse'],
+      params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    };
+    kernels.set(key, kernel);
+  }
+  return kernel;
+}
+
+/** The H100's variant at head dim 64 (M16 N16 K16, subgroups of 32); the no-GPU spec test reads its bindings. */
+export const attentionTensorCoreSampleKernel = attentionTensorCoreKernel({ shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroups: 4, BC: 64, D: 64, keys: DEFAULT_KEY_LAYOUT });
+
+export function attentionTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant): KernelCall {
+  const { B, H, KVH, T, S, D } = dims;
+  if (v.D !== D) throw new GpuError(`attentionForwardTensorCore: variant for head dim ${v.D} called at head dim ${D}`);
+  const L = tensorCoreLayout(v);
+  const work = tileWork(T, S, L.BR, L.BC, mask);
+  return {
+    kernel: attentionTensorCoreKernel(v),
+    params: { T, S, H, KVH, scale, ...maskParams(mask) },
+    workgroups: [ceilDiv(T, L.BR), H, B],
+    // As the f32 kernel: Q Kᵀ and P V, 2·D each per computed entry (head dims, not the padded ones); f16 reads.
+    cost: {
+      flops: 4 * D * B * H * work.entries,
+      bytesRead: 2 * D * B * H * (T + 2 * work.keysLoaded),
+      bytesWritten: 4 * B * H * T * (D + 1),
+    },
+  };
+}
