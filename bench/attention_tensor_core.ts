@@ -15,9 +15,10 @@ import { attentionSetup, attentionTensorCore, attentionUsefulFlops, attentionWit
 import { sync } from '../engine/runtime.ts';
 import { f16ToF32, f32ToF16 } from '../engine/safetensors.ts';
 import { Tensor, tidy, tidyAsync } from '../engine/tensor.ts';
+import { seconds } from './timing.ts';
 import {
-  attentionTensorCoreCall, KEY_LAYOUTS, planTensorCore, tensorCoreDeviceUnsupported, tensorCoreLayout, tensorCoreShapes, tensorCoreVariant,
-  type KeyLayout, type MatrixShape,
+  attentionTensorCoreCall, planTensorCore, tensorCoreDeviceUnsupported, tensorCoreLayout, tensorCoreShapes, tensorCoreVariant,
+  type MatrixShape,
 } from '../kernels/attention_forward_tensor_core.ts';
 
 const EMULATE = process.env.JUICE_BENCH_EMULATE === '1';
@@ -87,16 +88,16 @@ function shapeName(s: MatrixShape): string { return `M${s.M}N${s.N}K${s.K}`; }
 /** The device's f16 -> f32 matrix shapes (emulated: two of the H100's, in subgroups of 32). */
 function shapes(): MatrixShape[] { return EMULATE ? [{ M: 16, N: 16, K: 16 }, { M: 16, N: 8, K: 16 }] : tensorCoreShapes(); }
 
-function plan(D: number, shape: MatrixShape, keys: KeyLayout) {
-  if (!EMULATE) return tensorCoreVariant(D, keys, shape);
+function plan(D: number, shape: MatrixShape) {
+  if (!EMULATE) return tensorCoreVariant(D, shape);
   const { limits } = gpu();
-  return planTensorCore(D, shape, keys, { subgroupSize: 32, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxInvocations: limits.maxComputeInvocationsPerWorkgroup });
+  return planTensorCore(D, shape, { subgroupSize: 32, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxInvocations: limits.maxComputeInvocationsPerWorkgroup });
 }
 
 /** attentionTensorCore, or its emulated kernel. */
-function tensorCore(x: [Tensor, Tensor, Tensor], opts: AttentionOptions, shape: MatrixShape, keyLayout: KeyLayout): { out: Tensor; lse: Tensor } {
-  if (!EMULATE) return attentionTensorCore(...x, { ...opts, shape, keyLayout });
-  const { variant, reason } = plan(x[0].shape[3]!, shape, keyLayout);
+function tensorCore(x: [Tensor, Tensor, Tensor], opts: AttentionOptions, shape: MatrixShape): { out: Tensor; lse: Tensor } {
+  if (!EMULATE) return attentionTensorCore(...x, { ...opts, shape });
+  const { variant, reason } = plan(x[0].shape[3]!, shape);
   if (!variant) throw new Error(reason);
   const { dims, mask, scale, keyRangeBinding } = attentionSetup(...x, opts, 'f16');
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D]);
@@ -105,11 +106,11 @@ function tensorCore(x: [Tensor, Tensor, Tensor], opts: AttentionOptions, shape: 
   return { out, lse };
 }
 
-function variantName(D: number, shape: MatrixShape, keys: KeyLayout): string {
-  const { variant, reason } = plan(D, shape, keys);
-  if (!variant) return `${shapeName(shape)} ${keys} (no variant: ${reason})`;
+function variantName(D: number, shape: MatrixShape): string {
+  const { variant, reason } = plan(D, shape);
+  if (!variant) return `${shapeName(shape)} (no variant: ${reason})`;
   const L = tensorCoreLayout(variant);
-  return `${shapeName(shape)} ${keys} (${L.NSG}x${L.SG} lanes, BR${L.BR} BC${L.BC}, ${L.bytes} B)`;
+  return `${shapeName(shape)} (${L.NSG}x${L.SG} lanes, BR${L.BR} BC${L.BC}, ${L.bytes} B)`;
 }
 
 const CHECKS: Case[] = [
@@ -135,18 +136,16 @@ async function checks(): Promise<void> {
       if (!ref) return;
       const { out: refOut, lse: refLse } = ref;
       for (const shape of shapes()) {
-        for (const keyLayout of KEY_LAYOUTS) {
-          const what = `check ${label(c)} ${variantName(c.D, shape, keyLayout)}`;
-          if (EMULATE && !plan(c.D, shape, keyLayout).variant) { say(`skip ${what}`); continue; }
-          await step(what, async () => {
-            const r = tensorCore(x.f16, opts, shape, keyLayout);
-            const out = compare((await r.out.toArray()) as Float32Array, refOut);
-            const lse = compare((await r.lse.toArray()) as Float32Array, refLse);
-            const ok = out.relErr <= OUT_TOL && lse.relErr <= LSE_TOL && lse.infMismatch === 0 && out.infMismatch === 0;
-            if (!ok) failures++;
-            say(`${ok ? 'PASS' : 'FAIL'} ${what}: out relErr ${out.relErr.toExponential(2)}, lse relErr ${lse.relErr.toExponential(2)}, -inf mismatches ${lse.infMismatch}`);
-          });
-        }
+        const what = `check ${label(c)} ${variantName(c.D, shape)}`;
+        if (EMULATE && !plan(c.D, shape).variant) { say(`skip ${what}`); continue; }
+        await step(what, async () => {
+          const r = tensorCore(x.f16, opts, shape);
+          const out = compare((await r.out.toArray()) as Float32Array, refOut);
+          const lse = compare((await r.lse.toArray()) as Float32Array, refLse);
+          const ok = out.relErr <= OUT_TOL && lse.relErr <= LSE_TOL && lse.infMismatch === 0 && out.infMismatch === 0;
+          if (!ok) failures++;
+          say(`${ok ? 'PASS' : 'FAIL'} ${what}: out relErr ${out.relErr.toExponential(2)}, lse relErr ${lse.relErr.toExponential(2)}, -inf mismatches ${lse.infMismatch}`);
+        });
       }
     });
   }
@@ -154,12 +153,8 @@ async function checks(): Promise<void> {
 
 /** Mean seconds per call of run(), after one warm-up call (pipeline compilation). */
 async function timeCalls(run: () => void, calls: number): Promise<number> {
-  run();
-  await sync();
-  const t0 = performance.now();
-  for (let i = 0; i < calls; i++) run();
-  await sync();
-  return (performance.now() - t0) / 1000 / calls;
+  await seconds(run);
+  return (await seconds(run, calls)) / calls;
 }
 
 async function timing(): Promise<void> {
@@ -176,19 +171,17 @@ async function timing(): Promise<void> {
     report('f32 fused kernel, f16 inputs', await timeCalls(() => tidy(() => { attentionWithLse(...x.f16, c.opts); }), CALLS));
   });
   for (const shape of shapes()) {
-    for (const keyLayout of KEY_LAYOUTS) {
-      const name = `tensor cores ${variantName(c.D, shape, keyLayout)}`;
-      await step(`time ${name}`, async () => {
-        const s = await timeCalls(() => tidy(() => { tensorCore(x.f16, c.opts, shape, keyLayout); }), CALLS);
-        const err = refOut ? compare(await tidyAsync(async () => (await tensorCore(x.f16, c.opts, shape, keyLayout).out.toArray()) as Float32Array), refOut) : null;
-        report(name, s);
-        if (err) {
-          const ok = err.relErr <= OUT_TOL;
-          if (!ok) failures++;
-          say(`${ok ? 'PASS' : 'FAIL'} check ${label(c)} ${name}: out relErr ${err.relErr.toExponential(2)}`);
-        }
-      });
-    }
+    const name = `tensor cores ${variantName(c.D, shape)}`;
+    await step(`time ${name}`, async () => {
+      const s = await timeCalls(() => tidy(() => { tensorCore(x.f16, c.opts, shape); }), CALLS);
+      const err = refOut ? compare(await tidyAsync(async () => (await tensorCore(x.f16, c.opts, shape).out.toArray()) as Float32Array), refOut) : null;
+      report(name, s);
+      if (err) {
+        const ok = err.relErr <= OUT_TOL;
+        if (!ok) failures++;
+        say(`${ok ? 'PASS' : 'FAIL'} check ${label(c)} ${name}: out relErr ${err.relErr.toExponential(2)}`);
+      }
+    });
   }
   for (const t of [...x.f32, ...x.f16]) t.dispose();
 }

@@ -11,15 +11,6 @@ import { MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, ty
 /** One f16 × f16 → f32 shape of the device's tensor cores: left M×K, right K×N, result M×N. */
 export interface MatrixShape { M: number; N: number; K: number }
 
-/**
- * How the Kᵀ operand is read from the key tile. 'transposed': the tile is stored [dim][key] and read row-major
- * (only row-major loads, the form a matmul probe verified on an H100); 'colMajor': stored [key][dim] like V and
- * read with the col_major layout (no transposing stores, not yet seen on hardware).
- */
-export type KeyLayout = 'transposed' | 'colMajor';
-export const KEY_LAYOUTS: readonly KeyLayout[] = ['transposed', 'colMajor'];
-export const DEFAULT_KEY_LAYOUT: KeyLayout = 'transposed';
-
 /** Everything that makes one shader. */
 export interface TensorCoreVariant {
   shape: MatrixShape;
@@ -30,7 +21,6 @@ export interface TensorCoreVariant {
   /** Keys per tile. */
   BC: number;
   D: number;
-  keys: KeyLayout;
   /**
    * Tests only: the same shader with each subgroup-matrix builtin replaced by scalar code in which every lane
    * holds whole matrices (emulate()), so that devices without subgroup matrices (lavapipe) check the kernel's logic.
@@ -61,10 +51,10 @@ export function tensorCoreLayout(v: TensorCoreVariant) {
   const DP = ceilDiv(v.D, unit) * unit;
   const LPR = WG / BR;
   const Q_STRIDE = DP + F16_PAD, V_STRIDE = DP + F16_PAD, P_STRIDE = BC + F16_PAD;
-  const K_STRIDE = v.keys === 'transposed' ? BC + F16_PAD : V_STRIDE;
+  const K_STRIDE = BC + F16_PAD; // the key tile is stored transposed, Kᵀ [DP][BC], and read row-major
   const S_STRIDE = BC + F32_PAD, O_STRIDE = DP + F32_PAD;
   const Q_SIZE = BR * Q_STRIDE + SLACK;
-  const KV_SIZE = Math.max(BC * V_STRIDE, v.keys === 'transposed' ? DP * K_STRIDE : 0) + SLACK;
+  const KV_SIZE = Math.max(BC * V_STRIDE, DP * K_STRIDE) + SLACK;
   const P_SIZE = BR * P_STRIDE + SLACK;
   const F_SIZE = BR * Math.max(S_STRIDE, O_STRIDE) + SLACK;
   const round16 = (bytes: number) => ceilDiv(bytes, 16) * 16;
@@ -89,13 +79,13 @@ const TILE_CANDIDATES: readonly { subgroups: number; BC: number }[] = [
  * device is given), so that it can be checked without a GPU. D must be even (rows of whole words) and at most
  * MAX_HEAD_DIM; it need not be a multiple of the matrix shape (the tiles pad it with zeros).
  */
-export function planTensorCore(D: number, shape: MatrixShape, keys: KeyLayout, device: TensorCoreDevice): { variant?: TensorCoreVariant; reason?: string } {
+export function planTensorCore(D: number, shape: MatrixShape, device: TensorCoreDevice): { variant?: TensorCoreVariant; reason?: string } {
   if (!Number.isInteger(D) || D < 2 || D % 2 !== 0) return { reason: `head dim ${D} is not even (the kernel reads rows of f16 pairs)` };
   if (D > MAX_HEAD_DIM) return { reason: `head dim ${D} > ${MAX_HEAD_DIM}` };
   const unusable = shapeUnusable(shape, device.subgroupSize);
   if (unusable) return { reason: `matrix shape M${shape.M} N${shape.N} K${shape.K}: ${unusable}` };
   for (const t of TILE_CANDIDATES) {
-    const variant: TensorCoreVariant = { shape, subgroupSize: device.subgroupSize, subgroups: t.subgroups, BC: t.BC, D, keys };
+    const variant: TensorCoreVariant = { shape, subgroupSize: device.subgroupSize, subgroups: t.subgroups, BC: t.BC, D };
     const L = tensorCoreLayout(variant);
     if (L.BC % L.TN !== 0 || L.BC % L.TK !== 0 || L.BC % L.LPR !== 0 || L.DP % L.LPR !== 0) continue;
     if (L.WG > device.maxInvocations || L.DP / L.LPR > MAX_LANE_DIMS) continue;
@@ -139,19 +129,19 @@ function deviceOf(): TensorCoreDevice {
 }
 
 /** The variant for head dim D on this device (the largest matrix shape unless one is given), or the reason there is none. */
-export function tensorCoreVariant(D: number, keys: KeyLayout = DEFAULT_KEY_LAYOUT, shape?: MatrixShape): { variant?: TensorCoreVariant; reason?: string } {
+export function tensorCoreVariant(D: number, shape?: MatrixShape): { variant?: TensorCoreVariant; reason?: string } {
   const unsupported = tensorCoreDeviceUnsupported();
   if (unsupported) return { reason: unsupported };
   const shapes = tensorCoreShapes();
   if (shape && !shapes.some((s) => s.M === shape.M && s.N === shape.N && s.K === shape.K))
     return { reason: `matrix shape M${shape.M} N${shape.N} K${shape.K} is not among this device's f16 -> f32 shapes (${shapes.map((s) => `M${s.M} N${s.N} K${s.K}`).join(', ')})` };
-  return planTensorCore(D, shape ?? shapes[0]!, keys, deviceOf());
+  return planTensorCore(D, shape ?? shapes[0]!, deviceOf());
 }
 
 const VISIBILITY = loadWgsl(import.meta.url, 'attention_visibility.wgsl');
 const BODY = loadWgsl(import.meta.url, 'attention_forward_tensor_core.wgsl');
 
-/** The directives, matrix types, constants and Kᵀ loader that the .wgsl expects in front of it. */
+/** The directives, matrix types and constants that the .wgsl expects in front of it. */
 function header(v: TensorCoreVariant): string {
   const L = tensorCoreLayout(v);
   const constants: [string, number][] = [
@@ -160,10 +150,6 @@ function header(v: TensorCoreVariant): string {
     ['P_STRIDE', L.P_STRIDE], ['S_STRIDE', L.S_STRIDE], ['O_STRIDE', L.O_STRIDE], ['Q_SIZE', L.Q_SIZE], ['KV_SIZE', L.KV_SIZE],
     ['P_SIZE', L.P_SIZE], ['F_SIZE', L.F_SIZE],
   ];
-  // Kᵀ rows d0 .. d0 + TK - 1 (dims) by columns key0 .. key0 + TN - 1 (keys).
-  const loadKeysT = v.keys === 'transposed'
-    ? 'return subgroupMatrixLoad<Right, row_major>(&kvTile, d0 * K_STRIDE + key0, K_STRIDE);'
-    : 'return subgroupMatrixLoad<Right, col_major>(&kvTile, key0 * K_STRIDE + d0, K_STRIDE);';
   return [
     'enable f16;',
     'enable chromium_experimental_subgroup_matrix;',
@@ -173,25 +159,22 @@ function header(v: TensorCoreVariant): string {
     `alias Right = subgroup_matrix_right<f16, ${L.TN}, ${L.TK}>;`,
     `alias Acc = subgroup_matrix_result<f32, ${L.TN}, ${L.TM}>;`,
     ...constants.map(([name, value]) => `const ${name} = ${value}u;`),
-    `const KEYS_TRANSPOSED = ${v.keys === 'transposed'};`,
-    `fn loadKeysT(key0: u32, d0: u32) -> Right { ${loadKeysT} }`,
   ].join('\n');
 }
 
 function variantKey(v: TensorCoreVariant): string {
-  return `M${v.shape.M}N${v.shape.N}K${v.shape.K} SG${v.subgroupSize} x${v.subgroups} BC${v.BC} D${v.D} ${v.keys}${v.emulated ? ' emulated' : ''}`;
+  return `M${v.shape.M}N${v.shape.N}K${v.shape.K} SG${v.subgroupSize} x${v.subgroups} BC${v.BC} D${v.D}${v.emulated ? ' emulated' : ''}`;
 }
 
 /**
  * The shader with the subgroup-matrix builtins rewritten into scalar functions (tests only): Left, Right and Acc
  * become structs holding a whole matrix row-major in f32 in every lane; a load reads it all, the product
  * accumulates it all, a store writes it all (the lanes of a subgroup write the same values). Element (r, c) of a
- * load or store at (offset, stride) lies at offset + r·stride + c (row_major) or offset + c·stride + r (col_major).
+ * load or store at (offset, stride) lies at offset + r·stride + c (row_major, the one layout the kernel uses).
  */
 export function emulate(source: string, v: TensorCoreVariant): string {
   const { M: TM, N: TN, K: TK } = v.shape;
   const dims: Record<string, [number, number]> = { Left: [TM, TK], Right: [TK, TN], Acc: [TM, TN] };
-  const at = (layout: string) => (layout === 'row_major' ? 'offset + r * stride + c' : 'offset + c * stride + r');
   // Loop bounds the compiler cannot fold (see emulatedZero): fully unrolled, these loops take lavapipe's
   // compiler tens of seconds per shader.
   const n = (count: number) => `${count}u + emulatedZero`;
@@ -200,20 +183,20 @@ export function emulate(source: string, v: TensorCoreVariant): string {
     .replace('enable chromium_experimental_subgroup_matrix;\n', '')
     .replace('diagnostic(off, chromium.subgroup_matrix_uniformity);\n', '')
     .replace(/alias (Left|Right|Acc) = subgroup_matrix_\w+<[^>]*>;/g, (_, type: string) => `struct ${type} { e: array<f32, ${dims[type]![0] * dims[type]![1]}> }`)
-    .replace(/subgroupMatrixLoad<(Left|Right), (row_major|col_major)>\(&(\w+), /g, (_, type: string, layout: string, array: string) => {
-      const name = `emulatedLoad_${type}_${layout}_${array}`;
+    .replace(/subgroupMatrixLoad<(Left|Right), row_major>\(&(\w+), /g, (_, type: string, array: string) => {
+      const name = `emulatedLoad_${type}_${array}`;
       const [rows, cols] = dims[type]!;
       helpers.set(name, `fn ${name}(offset: u32, stride: u32) -> ${type} {
   var m: ${type};
-  for (var r = 0u; r < ${n(rows)}; r++) { for (var c = 0u; c < ${n(cols)}; c++) { m.e[r * ${cols}u + c] = f32(${array}[${at(layout)}]); } }
+  for (var r = 0u; r < ${n(rows)}; r++) { for (var c = 0u; c < ${n(cols)}; c++) { m.e[r * ${cols}u + c] = f32(${array}[offset + r * stride + c]); } }
   return m;
 }`);
       return `${name}(`;
     })
-    .replace(/subgroupMatrixStore<(row_major|col_major)>\(&(\w+), /g, (_, layout: string, array: string) => {
-      const name = `emulatedStore_${layout}_${array}`;
+    .replace(/subgroupMatrixStore<row_major>\(&(\w+), /g, (_, array: string) => {
+      const name = `emulatedStore_${array}`;
       helpers.set(name, `fn ${name}(offset: u32, m: Acc, stride: u32) {
-  for (var r = 0u; r < ${n(TM)}; r++) { for (var c = 0u; c < ${n(TN)}; c++) { ${array}[${at(layout)}] = m.e[r * ${TN}u + c]; } }
+  for (var r = 0u; r < ${n(TM)}; r++) { for (var c = 0u; c < ${n(TN)}; c++) { ${array}[offset + r * stride + c] = m.e[r * ${TN}u + c]; } }
 }`);
       return `${name}(`;
     })
@@ -257,7 +240,7 @@ export function attentionTensorCoreKernel(v: TensorCoreVariant): Kernel {
 }
 
 /** The H100's variant at head dim 64 (M16 N16 K16, subgroups of 32); the no-GPU spec test reads its bindings. */
-export const attentionTensorCoreSampleKernel = attentionTensorCoreKernel({ shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroups: 4, BC: 64, D: 64, keys: DEFAULT_KEY_LAYOUT });
+export const attentionTensorCoreSampleKernel = attentionTensorCoreKernel({ shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroups: 4, BC: 64, D: 64 });
 
 export function attentionTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant): KernelCall {
   const { B, H, KVH, T, S, D } = dims;

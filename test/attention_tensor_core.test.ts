@@ -18,8 +18,8 @@ import { f16ToF32, f32ToF16 } from '../engine/safetensors.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
 import { MAX_HEAD_DIM } from '../kernels/attention_forward.ts';
 import {
-  attentionTensorCoreCall, attentionTensorCoreKernel, attentionTensorCoreSampleKernel, emulate, KEY_LAYOUTS, planTensorCore, tensorCoreDeviceUnsupported,
-  tensorCoreLayout, tensorCoreShapes, type KeyLayout, type MatrixShape, type TensorCoreDevice,
+  attentionTensorCoreCall, attentionTensorCoreKernel, attentionTensorCoreSampleKernel, emulate, planTensorCore, tensorCoreDeviceUnsupported,
+  tensorCoreLayout, tensorCoreShapes, type MatrixShape, type TensorCoreDevice,
 } from '../kernels/attention_forward_tensor_core.ts';
 import { assertClose, download, initGpu, randn } from './util.ts';
 
@@ -89,26 +89,24 @@ const H100: TensorCoreDevice = { subgroupSize: 32, maxWorkgroupBytes: 49152, max
 const M16N16K16: MatrixShape = { M: 16, N: 16, K: 16 };
 
 test('plans at the H100 limits: tiles that fit 48 KiB, head dims refused with the reason', () => {
-  const plan = (D: number, keys: KeyLayout = 'transposed', shape = M16N16K16, device = H100) => planTensorCore(D, shape, keys, device);
-  assert.equal(plan(64).variant, { shape: M16N16K16, subgroupSize: 32, subgroups: 4, BC: 64, D: 64, keys: 'transposed' });
-  assert.is(plan(128, 'colMajor').variant?.subgroups, 2);
-  assert.is(plan(128, 'colMajor').variant?.BC, 64);
-  for (const keys of KEY_LAYOUTS) {
-    for (const D of [2, 12, 16, 64, 80, 96, 128, 160, 256]) {
-      for (const shape of [M16N16K16, { M: 16, N: 8, K: 16 }, { M: 16, N: 8, K: 8 }]) {
-        const { variant, reason } = plan(D, keys, shape);
-        assert.ok(variant, `D${D} ${keys} M${shape.M}N${shape.N}K${shape.K}: ${reason}`);
-        const L = tensorCoreLayout(variant!);
-        assert.ok(L.bytes <= H100.maxWorkgroupBytes, `D${D}: ${L.bytes} bytes`);
-        assert.ok(L.DP >= D && L.DP % shape.K === 0 && L.DP % shape.N === 0, `D${D}: padded to ${L.DP}`);
-        assert.is(L.WG % H100.subgroupSize, 0);
-      }
+  const plan = (D: number, shape = M16N16K16, device = H100) => planTensorCore(D, shape, device);
+  assert.equal(plan(64).variant, { shape: M16N16K16, subgroupSize: 32, subgroups: 4, BC: 64, D: 64 });
+  assert.is(plan(128).variant?.subgroups, 2);
+  assert.is(plan(128).variant?.BC, 32);
+  for (const D of [2, 12, 16, 64, 80, 96, 128, 160, 256]) {
+    for (const shape of [M16N16K16, { M: 16, N: 8, K: 16 }, { M: 16, N: 8, K: 8 }]) {
+      const { variant, reason } = plan(D, shape);
+      assert.ok(variant, `D${D} M${shape.M}N${shape.N}K${shape.K}: ${reason}`);
+      const L = tensorCoreLayout(variant!);
+      assert.ok(L.bytes <= H100.maxWorkgroupBytes, `D${D}: ${L.bytes} bytes`);
+      assert.ok(L.DP >= D && L.DP % shape.K === 0 && L.DP % shape.N === 0, `D${D}: padded to ${L.DP}`);
+      assert.is(L.WG % H100.subgroupSize, 0);
     }
   }
   assert.match(plan(63).reason!, /not even/);
   assert.match(plan(MAX_HEAD_DIM + 8).reason!, /> 256/);
-  assert.match(plan(64, 'transposed', M16N16K16, { ...H100, subgroupSize: 8 }).reason!, /M16 does not divide the subgroup size 8/);
-  assert.match(plan(256, 'transposed', M16N16K16, { ...H100, maxWorkgroupBytes: 16384 }).reason!, /no tile at head dim 256/);
+  assert.match(plan(64, M16N16K16, { ...H100, subgroupSize: 8 }).reason!, /M16 does not divide the subgroup size 8/);
+  assert.match(plan(256, M16N16K16, { ...H100, maxWorkgroupBytes: 16384 }).reason!, /no tile at head dim 256/);
 });
 
 test('the shader: directives first, one matrix builtin form, and an emulation with none left', () => {
@@ -118,14 +116,14 @@ test('the shader: directives first, one matrix builtin form, and an emulation wi
   assert.match(src, /alias Acc = subgroup_matrix_result<f32, 16, 16>;/);
   // The template form this Dawn accepts; the older form with a boolean column-major argument does not compile.
   assert.not.match(src.replace(/\/\/[^\n]*/g, ''), /subgroupMatrix(Load|Store)\([^)]*(true|false)/);
-  const variant = planTensorCore(64, { M: 16, N: 8, K: 16 }, 'colMajor', H100).variant!;
-  const colMajor = attentionTensorCoreKernel(variant).source;
-  assert.match(colMajor, /subgroupMatrixLoad<Right, col_major>\(&kvTile, key0 \* K_STRIDE \+ d0, K_STRIDE\)/);
-  assert.match(colMajor, /alias Right = subgroup_matrix_right<f16, 8, 16>;/);
-  const emulated = emulate(colMajor, variant);
+  const variant = planTensorCore(64, { M: 16, N: 8, K: 16 }, H100).variant!;
+  const n8 = attentionTensorCoreKernel(variant).source;
+  assert.match(n8, /subgroupMatrixLoad<Right, row_major>\(&kvTile, kk \* K_STRIDE \+ n, K_STRIDE\)/);
+  assert.match(n8, /alias Right = subgroup_matrix_right<f16, 8, 16>;/);
+  const emulated = emulate(n8, variant);
   assert.not.match(emulated.replace(/\/\/[^\n]*/g, ''), /subgroupMatrix|subgroup_matrix/);
   assert.match(emulated, /struct Right \{ e: array<f32, 128> \}/);
-  assert.match(emulated, /fn emulatedLoad_Right_col_major_kvTile\(/);
+  assert.match(emulated, /fn emulatedLoad_Right_kvTile\(/);
 });
 
 // The issue's shapes: T in {1, 17, 64, 129, 300}, D in {16, 64, 80, 128} (and 12, 256: padded dims, the largest),
@@ -147,17 +145,17 @@ const cases: Case[] = [
 ];
 
 // On any device: the kernel's logic with emulated matrices, at subgroups of 32 and 16 lanes (2 and 1 lanes per
-// row), both key layouts and three matrix shapes. Each (shape, head dim) is a shader that lavapipe compiles in
+// row) and three matrix shapes. Each (shape, head dim) is a shader that lavapipe compiles in
 // seconds, so the smaller cases share six of them.
 test('emulated subgroup matrices equal the f32 kernel on f16-rounded inputs', async () => {
   await initGpu();
   if (!gpu().features.has('shader-f16')) { console.log('no shader-f16 on this device: the tensor-core kernel is not tested'); return; }
   const { limits } = gpu();
-  const setups: { shape: MatrixShape; subgroupSize: number; keys: KeyLayout }[] = [
-    { shape: M16N16K16, subgroupSize: 32, keys: 'transposed' },
-    { shape: M16N16K16, subgroupSize: 32, keys: 'colMajor' },
-    { shape: { M: 16, N: 8, K: 8 }, subgroupSize: 16, keys: 'colMajor' },
-    { shape: { M: 16, N: 8, K: 16 }, subgroupSize: 16, keys: 'transposed' },
+  const setups: { shape: MatrixShape; subgroupSize: number }[] = [
+    { shape: M16N16K16, subgroupSize: 32 },
+    { shape: M16N16K16, subgroupSize: 16 },
+    { shape: { M: 16, N: 8, K: 8 }, subgroupSize: 16 },
+    { shape: { M: 16, N: 8, K: 16 }, subgroupSize: 16 },
   ];
   const find = (pred: (c: Case) => boolean) => cases.find(pred)!;
   const runs: [Case, number][] = [
@@ -169,9 +167,9 @@ test('emulated subgroup matrices equal the f32 kernel on f16-rounded inputs', as
   for (const [i, [c, which]] of runs.entries()) {
     const s = setups[which]!;
     const device = { subgroupSize: s.subgroupSize, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxInvocations: limits.maxComputeInvocationsPerWorkgroup };
-    const { variant, reason } = planTensorCore(c.D, s.shape, s.keys, device);
+    const { variant, reason } = planTensorCore(c.D, s.shape, device);
     assert.ok(variant, reason);
-    await compare(c, `emulated M${s.shape.M}N${s.shape.N}K${s.shape.K} SG${s.subgroupSize} ${s.keys}`, (x) => {
+    await compare(c, `emulated M${s.shape.M}N${s.shape.N}K${s.shape.K} SG${s.subgroupSize}`, (x) => {
       const [q, k, v] = halves(x, i % 2 === 1);
       const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, optionsOf(c), 'f16');
       const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D]);
@@ -182,18 +180,16 @@ test('emulated subgroup matrices equal the f32 kernel on f16-rounded inputs', as
   }
 });
 
-test('tensor cores equal the f32 kernel on f16-rounded inputs, for every shape and key layout of the device', async () => {
+test('tensor cores equal the f32 kernel on f16-rounded inputs, for every matrix shape of the device', async () => {
   await initGpu();
   const unsupported = tensorCoreDeviceUnsupported();
   if (unsupported) { console.log(`tensor-core attention not tested on this device: ${unsupported}`); return; }
   for (const shape of tensorCoreShapes()) {
-    for (const keyLayout of KEY_LAYOUTS) {
-      for (const [i, c] of cases.entries()) {
-        await compare(c, `tensor cores M${shape.M}N${shape.N}K${shape.K} ${keyLayout}`, (x) => {
-          const [q, k, v] = halves(x, i % 2 === 1);
-          return attentionTensorCore(q, k, v, { ...optionsOf(c), shape, keyLayout });
-        });
-      }
+    for (const [i, c] of cases.entries()) {
+      await compare(c, `tensor cores M${shape.M}N${shape.N}K${shape.K}`, (x) => {
+        const [q, k, v] = halves(x, i % 2 === 1);
+        return attentionTensorCore(q, k, v, { ...optionsOf(c), shape });
+      });
     }
   }
 });

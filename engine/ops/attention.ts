@@ -28,7 +28,7 @@ import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
-import { attentionTensorCoreCall, tensorCoreVariant, DEFAULT_KEY_LAYOUT, type KeyLayout, type MatrixShape } from '../../kernels/attention_forward_tensor_core.ts';
+import { attentionTensorCoreCall, tensorCoreVariant, type MatrixShape } from '../../kernels/attention_forward_tensor_core.ts';
 
 export interface AttentionOptions {
   causal?: boolean;
@@ -116,8 +116,8 @@ function storageOf(q: Tensor): AttentionStorage { return q.dtype === 'u32' || q.
  */
 export type ForwardVariant = 'f32' | 'tensorCore' | 'auto';
 
-/** The tensor-core kernel's choices: the matrix shape (the device's largest f16 -> f32 one by default) and Kᵀ's layout. */
-export interface TensorCoreOptions { shape?: MatrixShape; keyLayout?: KeyLayout }
+/** The tensor-core kernel's choice: the matrix shape (the device's largest f16 -> f32 one by default). */
+export interface TensorCoreOptions { shape?: MatrixShape }
 
 export interface ForwardOptions extends AttentionOptions, TensorCoreOptions { variant?: ForwardVariant }
 
@@ -135,7 +135,7 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: ForwardO
 
 /** The tensor-core variant for head dim D on this device, or the reason there is none. */
 function tensorCoreFor(D: number, opts: TensorCoreOptions) {
-  return tensorCoreVariant(D, opts.keyLayout ?? DEFAULT_KEY_LAYOUT, opts.shape);
+  return tensorCoreVariant(D, opts.shape);
 }
 
 /**
