@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { initGpu } from '../engine/gpu.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { rng as random } from '../engine/random.ts';
+import { relativeError } from '../train/verify.ts';
 
 export { initGpu };
 
@@ -20,13 +21,10 @@ export function randInt(n: number, hi: number, seed: number): Int32Array {
   return Int32Array.from({ length: n }, () => r.int(hi));
 }
 
-/** ‖ours − ref‖ / ‖ref‖ (absolute norm when ref is zero). */
+/** ‖ours − ref‖ / ‖ref‖ (absolute norm when ref is zero), as `juice verify` reports it; lengths must agree. */
 export function relErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
   if (ours.length !== ref.length) throw new Error(`length ${ours.length} vs reference ${ref.length}`);
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; i++) { const d = ours[i] - ref[i]; num += d * d; den += ref[i] * ref[i]; }
-  if (!Number.isFinite(num)) return Infinity;
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+  return relativeError(ours, ref);
 }
 
 export function assertClose(ours: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string): void {
