@@ -13,7 +13,7 @@ import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { launch } from '../engine/launch.ts';
 import { attentionSetup, attentionTensorCore, attentionUsefulFlops, attentionWithLse, type AttentionOptions } from '../engine/ops/attention.ts';
 import { sync } from '../engine/runtime.ts';
-import { f16ToF32, f32ToF16 } from '../engine/safetensors.ts';
+import { f16ToF32, f32ToF16 } from '../kernels/dtype.ts';
 import { Tensor, tidy, tidyAsync } from '../engine/tensor.ts';
 import { seconds } from './timing.ts';
 import {

@@ -15,7 +15,7 @@ import { AdamW } from '../engine/optim.ts';
 import { parseConfig } from '../models/config.ts';
 import { gptNeoxParams } from '../models/gpt_neox_params.ts';
 import { mistralParams } from '../models/mistral_params.ts';
-import { f32ToBf16 } from '../engine/safetensors.ts';
+import { f32ToBf16 } from '../kernels/dtype.ts';
 import { CausalLM, nextTokenLoss } from '../models/causal_lm.ts';
 import { MATMUL_TILES, matmulCall } from '../kernels/matmul.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';

@@ -2,6 +2,7 @@
 // gradients and optimizer states all come from here, so the memory plan can be printed before allocation.
 import { GpuError } from './gpu.ts';
 import { Tensor, numelOf, shapeString } from './tensor.ts';
+import type { HalfBits } from '../kernels/dtype.ts';
 
 export type ParamRole = 'embedding' | 'weight' | 'bias' | 'norm' | 'head';
 
@@ -25,13 +26,13 @@ export function memoryPlan(specs: ParamSpec[]): MemoryPlan {
 }
 
 /** A parameter kept in 16-bit storage: frozen (no gradient), e.g. a reference model or 7B inference. */
-export interface Bits16 { dtype: 'f16' | 'bf16'; bits: Uint16Array }
+/** Frozen 16-bit parameters come as HalfBits (kernels/dtype.ts). */
 
 /** The live parameter tensors of a model, in table order. f32 values train; 16-bit ones are frozen. */
 export class ParameterSet {
   readonly tensors = new Map<string, Tensor>();
 
-  constructor(readonly specs: ParamSpec[], values: (spec: ParamSpec) => Float32Array | Bits16) {
+  constructor(readonly specs: ParamSpec[], values: (spec: ParamSpec) => Float32Array | HalfBits) {
     const seen = new Set<string>();
     for (const s of specs) {
       if (seen.has(s.name)) throw new GpuError(`parameter table names '${s.name}' twice`);

@@ -1,7 +1,7 @@
 // GPU tensors: shape, dtype, a pooled buffer shared by views, and explicit lifetimes (dispose, tidy).
 import { GpuError } from './gpu.ts';
 import { ledger } from './ledger.ts';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './safetensors.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
 import { pool, type PooledBuffer } from './pool.ts';
 import { clearBytes, readBytes, writeBytes, type Binding } from './runtime.ts';
 

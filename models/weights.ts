@@ -3,9 +3,8 @@
 // wrongly shaped or wrongly typed tensor is listed in one WeightsError.
 import type { ParamSpec } from '../engine/params.ts';
 import { shapeString } from '../engine/tensor.ts';
-import {
-  SafetensorsFolder, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type FileDType,
-} from '../engine/safetensors.ts';
+import { SafetensorsFolder, type FileDType } from '../engine/safetensors.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
 
 export type WeightDType = 'F32' | 'F16' | 'BF16';
 const WEIGHT_DTYPES: readonly FileDType[] = ['F32', 'F16', 'BF16'];

@@ -14,7 +14,7 @@ import { gpu } from '../engine/gpu.ts';
 import { launch } from '../engine/launch.ts';
 import { ledger } from '../engine/ledger.ts';
 import { attentionSetup, attentionTensorCore, attentionWithLse, type AttentionOptions } from '../engine/ops/attention.ts';
-import { f16ToF32, f32ToF16 } from '../engine/safetensors.ts';
+import { f16ToF32, f32ToF16 } from '../kernels/dtype.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
 import { MAX_HEAD_DIM } from '../kernels/attention_forward.ts';
 import {

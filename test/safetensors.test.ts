@@ -3,10 +3,8 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import {
-  SafetensorsError, SafetensorsFile, SafetensorsFolder, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16,
-  readSafetensors, writeSafetensors,
-} from '../engine/safetensors.ts';
+import { SafetensorsError, SafetensorsFile, SafetensorsFolder, readSafetensors, writeSafetensors } from '../engine/safetensors.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-safetensors-'));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
