@@ -9,15 +9,16 @@
 // figures of bench/RESULTS.md; the f32 baseline runs in the same process either way).
 // JUICE_BENCH_EMULATE=1 runs the script on a device without subgroup matrices (lavapipe) through the emulated
 // kernels, with smaller shapes: it checks the script, not the timings, before spending device time.
-import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
-import { launch } from '../engine/launch.ts';
-import { attentionSetup, attentionTensorCore, attentionUsefulFlops, attentionWithLse, type AttentionOptions } from '../engine/ops/attention.ts';
+import { initGpu, releaseGpu } from '../engine/gpu.ts';
+import { deviceLimits, launch } from '../engine/launch.ts';
+import { attentionSetup, attentionTensorCore, attentionUsefulFlops, attentionWithLse, subgroupMatrixDevice, type AttentionOptions } from '../engine/ops/attention.ts';
 import { sync } from '../engine/runtime.ts';
 import { f16ToF32, f32ToF16 } from '../kernels/dtype.ts';
 import { Tensor, tidy, tidyAsync } from '../engine/tensor.ts';
 import { seconds } from './timing.ts';
+import { emulatedTensorCoreCall } from '../test/support/subgroup_matrix_emulation.ts';
 import {
-  attentionTensorCoreCall, planTensorCore, tensorCoreDeviceUnsupported, tensorCoreLayout, tensorCoreShapes, tensorCoreVariant,
+  planTensorCore, tensorCoreDeviceUnsupported, tensorCoreLayout, tensorCoreShapes, tensorCoreVariant,
   type MatrixShape,
 } from '../kernels/attention_forward_tensor_core.ts';
 
@@ -86,11 +87,11 @@ function compare(ours: Float32Array, ref: Float32Array): { relErr: number; infMi
 function shapeName(s: MatrixShape): string { return `M${s.M}N${s.N}K${s.K}`; }
 
 /** The device's f16 -> f32 matrix shapes (emulated: two of the H100's, in subgroups of 32). */
-function shapes(): MatrixShape[] { return EMULATE ? [{ M: 16, N: 16, K: 16 }, { M: 16, N: 8, K: 16 }] : tensorCoreShapes(); }
+function shapes(): MatrixShape[] { return EMULATE ? [{ M: 16, N: 16, K: 16 }, { M: 16, N: 8, K: 16 }] : tensorCoreShapes(subgroupMatrixDevice()); }
 
 function plan(D: number, shape: MatrixShape) {
-  if (!EMULATE) return tensorCoreVariant(D, shape);
-  const { limits } = gpu();
+  if (!EMULATE) return tensorCoreVariant(subgroupMatrixDevice(), D, shape);
+  const limits = deviceLimits();
   return planTensorCore(D, shape, { subgroupSize: 32, maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize, maxInvocations: limits.maxComputeInvocationsPerWorkgroup });
 }
 
@@ -102,7 +103,7 @@ function tensorCore(x: [Tensor, Tensor, Tensor], opts: AttentionOptions, shape: 
   const { dims, mask, scale, keyRangeBinding } = attentionSetup(...x, opts, 'f16');
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D]);
   const lse = Tensor.empty([dims.B, dims.H, dims.T]);
-  launch(attentionTensorCoreCall(dims, mask, scale, { ...variant, emulated: true }), [...x, keyRangeBinding], [out, lse]);
+  launch(emulatedTensorCoreCall(dims, mask, scale, variant), [...x, keyRangeBinding], [out, lse]);
   return { out, lse };
 }
 
@@ -193,7 +194,7 @@ async function main(): Promise<void> {
   say(`device: ${info.description} (${info.vendor}, ${info.architecture}); subgroups ${info.subgroupMinSize}..${info.subgroupMaxSize}`);
   say(`features: ${[...g.features].join(', ')}; flags: ${g.dawnFlags.join(' ') || 'none'}`);
   say(`subgroupMatrixConfigs: ${info.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} M${c.M} N${c.N} K${c.K}`).join('; ') || 'none'}`);
-  const unsupported = EMULATE ? null : tensorCoreDeviceUnsupported();
+  const unsupported = EMULATE ? null : tensorCoreDeviceUnsupported(subgroupMatrixDevice());
   if (EMULATE) say('EMULATED subgroup matrices (JUICE_BENCH_EMULATE=1): a check of this script, not of the tensor cores; timings mean nothing');
   if (unsupported) {
     fail('tensor cores', `${unsupported}. The flags needed on NVIDIA: JUICE_DAWN_FLAGS="${NEEDED_FLAGS}".`);

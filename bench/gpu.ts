@@ -16,10 +16,11 @@ import { parseConfig } from '../models/config.ts';
 import { gptNeoxParams } from '../models/gpt_neox_params.ts';
 import { mistralParams } from '../models/mistral_params.ts';
 import { f32ToBf16 } from '../kernels/dtype.ts';
-import { CausalLM, nextTokenLoss } from '../models/causal_lm.ts';
+import { CausalLM } from '../models/causal_lm.ts';
+import { nextTokenLoss } from '../train/objectives/sft.ts';
 import { MATMUL_TILES, matmulCall } from '../kernels/matmul.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
-import { launch } from '../engine/launch.ts';
+import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
 
 // JUICE_BENCH_SMALL=1 shrinks every shape, to check the script on lavapipe before spending device time.
@@ -72,8 +73,8 @@ async function matmulSection(): Promise<void> {
   const b16 = Tensor.fromArray(pattern(N * N, 6, 1), [N, N], 'bf16');
   for (const [name, tile] of Object.entries(MATMUL_TILES)) {
     const out = Tensor.empty([N, N]);
-    const call = matmulCall({ batch: 1, M: N, N, K: N, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' }, tile);
-    const s = await timeCalls(() => launch(call, [a, b32, a], [out]), 10);
+    const call = matmulCall(deviceLimits(), { batch: 1, M: N, N, K: N, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' }, tile);
+    const s = await timeCalls(() => launch(call, [a, b32, null], [out]), 10);
     report(`matmul f32 ${N}^3 tile ${name}`, s * 1e3, `${(2 * N ** 3 / s / 1e12).toFixed(2)} TFLOP/s (PyTorch fp32 51.5)`);
     out.dispose();
   }
@@ -91,10 +92,10 @@ async function decodeSection(): Promise<void> {
       const x = uploadPattern([M, K], 12), out = Tensor.empty([M, N]);
       const shape = { batch: 1, M, N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'bf16' } as const;
       const gb = (N * K * 2 + M * K * 4 + M * N * 4) / 1e9;
-      const tiled = await timeCalls(() => launch(matmulCall(shape), [x, w, x], [out]), 20);
+      const tiled = await timeCalls(() => launch(matmulCall(deviceLimits(), shape), [x, w, null], [out]), 20);
       report(`decode M${M} K${K} N${N} bf16: tiled 128x128`, tiled * 1e3, `${(gb / tiled).toFixed(0)} GB/s`);
       for (const [name, variant] of Object.entries(SMALL_M_VARIANTS)) {
-        const s = await timeCalls(() => launch(matmulSmallMCall(shape, variant), [x, w, x], [out]), 50);
+        const s = await timeCalls(() => launch(matmulSmallMCall(deviceLimits(), shape, variant), [x, w, null], [out]), 50);
         report(`decode M${M} K${K} N${N} bf16: small-M ${name}`, s * 1e3, `${(gb / s).toFixed(0)} GB/s, ${(s / tiled).toFixed(3)} of tiled`);
       }
       x.dispose(); out.dispose();

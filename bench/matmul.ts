@@ -6,30 +6,30 @@
 // Usage: npx tsx bench/matmul.ts [substring of case names, e.g. pythia or decode]
 import b from 'benny';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
-import type { KernelCall } from '../engine/kernel.ts';
-import { launch } from '../engine/launch.ts';
+import type { KernelCall } from '../kernels/spec.ts';
+import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
-import { Tensor, bytesPerElement } from '../engine/tensor.ts';
+import { Tensor } from '../engine/tensor.ts';
+import { bytesPerElement, type FloatDType } from '../kernels/dtype.ts';
 import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
-import type { FloatStorage } from '../engine/kernel.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall, smallMVariantFor } from '../kernels/matmul_small_m.ts';
 
-interface Variant { name: string; dtypeB: FloatStorage; call: (s: MatmulShape) => KernelCall; baseline?: string }
+interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string }
 /** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it). */
 interface Case { name: string; M: number; N: number; K: number; transB: boolean; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
 const smallMName = (M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(M))![0];
 
-const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(s, tile) }));
-const BF16_B: Variant = { name: 'bf16 B', dtypeB: 'bf16', call: (s) => matmulCall(s), baseline: DEFAULT_TILE_NAME };
+const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(deviceLimits(), s, tile) }));
+const BF16_B: Variant = { name: 'bf16 B', dtypeB: 'bf16', call: (s) => matmulCall(deviceLimits(), s), baseline: DEFAULT_TILE_NAME };
 
 /** The default tile and every small-M variant on a weight stored as dtypeB, each timed against that tile. */
-function decodeVariants(dtypeB: FloatStorage): Variant[] {
+function decodeVariants(dtypeB: FloatDType): Variant[] {
   const tiled = `tiled ${dtypeB}`;
   return [
-    { name: tiled, dtypeB, call: (s) => matmulCall(s) },
-    ...Object.entries(SMALL_M_VARIANTS).map(([name, v]): Variant => ({ name: `small-M ${name} ${dtypeB}`, dtypeB, call: (s) => matmulSmallMCall(s, v), baseline: tiled })),
+    { name: tiled, dtypeB, call: (s) => matmulCall(deviceLimits(), s) },
+    ...Object.entries(SMALL_M_VARIANTS).map(([name, v]): Variant => ({ name: `small-M ${name} ${dtypeB}`, dtypeB, call: (s) => matmulSmallMCall(deviceLimits(), s, v), baseline: tiled })),
   ];
 }
 
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   for (const c of CASES.filter((c) => c.name.includes(only))) {
     const a = Tensor.zeros([c.M, c.K]);
     const out = Tensor.empty([c.M, c.N]);
-    const weights = new Map<FloatStorage, Tensor>();
+    const weights = new Map<FloatDType, Tensor>();
     const cases = [];
     const costs = new Map<string, { flops: number; bytes: number; calls: number; baseline?: string }>();
     for (const v of c.variants) {
@@ -76,8 +76,8 @@ async function main(): Promise<void> {
       const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
       const call = v.call(shape);
       // The operand a stands in for the unread bias binding, as in ops/matmul.ts.
-      const run = () => launch(call, [a, w, a], [out]);
-      await seconds(() => launch(v.call({ ...shape, N: 1 }), [a, w, a], [out])); // compiles the variant (its constants do not depend on N)
+      const run = () => launch(call, [a, w, null], [out]);
+      await seconds(() => launch(v.call({ ...shape, N: 1 }), [a, w, null], [out])); // compiles the variant (its constants do not depend on N)
       const once = await seconds(run);
       if (once > MAX_SECONDS_PER_CALL) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${once.toFixed(1)} s per call`);

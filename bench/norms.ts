@@ -3,7 +3,7 @@
 // batch of calls (the backward includes its column sums).
 import b from 'benny';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
-import { launch } from '../engine/launch.ts';
+import { deviceLimits, launch } from '../engine/launch.ts';
 import { ledger } from '../engine/ledger.ts';
 import { layerNormBackward, rmsNormBackward } from '../engine/ops/norms.ts';
 import { seconds } from './timing.ts';
@@ -27,8 +27,8 @@ function calls(rows: number, cols: number): { list: { name: string; run: () => v
   const mean = Tensor.empty([rows]);
   const rstd = Tensor.empty([rows]);
   // The forward kernels write the statistics that the backward reads.
-  const layerNormForward = () => launch(layerNormForwardCall(rows, cols, EPS), [x, weight, bias], [y, mean, rstd]);
-  const rmsNormForward = () => launch(rmsNormForwardCall(rows, cols, EPS), [x, weight], [y, rstd]);
+  const layerNormForward = () => launch(layerNormForwardCall(deviceLimits(), rows, cols, EPS), [x, weight, bias], [y, mean, rstd]);
+  const rmsNormForward = () => launch(rmsNormForwardCall(deviceLimits(), rows, cols, EPS), [x, weight], [y, rstd]);
   layerNormForward();
   return {
     list: [

@@ -1,29 +1,15 @@
-#!/usr/bin/env -S npx tsx
-// The juice command line: `juice <command> [options]`.
+// The juice command line: `juice <command> [options]`, one file per command in commands/. Run it through
+// the launcher bin/juice (or `node --import tsx bin/juice.ts`): one process, so signals reach the work.
 import { releaseGpu } from '../engine/gpu.ts';
-
-const USAGE = `usage: juice <command> [options]
-
-commands:
-  demo                 train a one-layer transformer on a toy copy task on the GPU; prints loss and the FLOP ledger
-                       [--steps N --batch B --length L --lr LR --seed S --time-kernels --ledger-json FILE]
-  inspect DIR          architecture, parameter count, memory plan and FLOPs per token of a Hugging Face model folder
-  generate             --model DIR --prompt TEXT: the continuation and tokens/s [--max-new-tokens N --temperature T --top-k K --top-p P --seed S --stop STR --weights-dtype f32|f16|bf16]
-  verify DIR           recompute a reference folder (laid out like shared/fixtures/hf/<kind>) and print relative errors as JSON
-
-environment:
-  JUICE_DAWN_FLAGS     Dawn toggles, e.g. "enable-dawn-features=allow_unsafe_apis,disable_robustness disable-dawn-features=timestamp_quantization"`;
+import { COMMANDS, usage } from './commands/index.ts';
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'demo': return (await import('../train/demo.ts')).demoCommand(rest);
-    case 'verify': return (await import('../train/verify.ts')).verifyCommand(rest);
-    case 'generate': return (await import('../models/generate.ts')).generateCommand(rest);
-    case 'inspect': return (await import('../models/inspect.ts')).inspectCommand(rest);
-    case undefined: case '-h': case '--help': console.log(USAGE); return command ? 0 : 2;
-    default: console.error(`juice: unknown command '${command}'\n\n${USAGE}`); return 2;
-  }
+  const [name, ...rest] = argv;
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command) return command.main(rest);
+  if (name === '-h' || name === '--help') { console.log(usage()); return 0; }
+  console.error(name === undefined ? usage() : `juice: unknown command '${name}' (juice --help lists them)`);
+  return 2;
 }
 
 main(process.argv.slice(2))

@@ -4,9 +4,13 @@
 // an activation's gradient is written once, and added only where the activation fans out to several ops.
 // Each node holds (retains) only the tensors its backward needs, and releases them right after it ran.
 import { GpuError } from './gpu.ts';
+import { deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
-import { add, addInto, copy, fill } from './ops/elementwise.ts';
+import { accumulateCall } from '../kernels/accumulate.ts';
+import { binaryCall } from '../kernels/binary.ts';
+import { fillCall } from '../kernels/fill.ts';
+import { reduceSumCall } from '../kernels/reduce_sum.ts';
 
 export type Grad = Tensor | null;
 
@@ -61,7 +65,7 @@ export function backward(loss: Tensor, seed?: Tensor): void {
   const adopted = new Set<Tensor>(); // gradients that became a leaf's .grad
   ledger.inPhase('backward', () => {
     if (seed) grads.set(loss, seed.retain());
-    else { const s = fill(loss.shape, 1); grads.set(loss, s.retain()); s.dispose(); }
+    else { const s = ones(loss.shape); grads.set(loss, s.retain()); s.dispose(); }
     for (let n = tape.length - 1; n >= 0; n--) {
       const node = tape[n];
       const gOut = node.outputs.map((o) => grads.get(o) ?? null);
@@ -77,15 +81,15 @@ export function backward(loss: Tensor, seed?: Tensor): void {
           if (!x.hasProducer) {
             // A leaf: the first gradient becomes its .grad when nothing else can see that memory, otherwise a
             // private copy (g may be a view of another gradient, and later += must not write through it).
-            if (x.grad) addInto(x.grad, g);
+            if (x.grad) accumulate(x.grad, g);
             else if (g.ownsStorage() && sameShape(g.shape, x.shape) && !adopted.has(g) && ![...grads.values()].includes(g)) {
               adopted.add(g);
               x.grad = g.keep();
-            } else x.grad = tidy(() => copy(g.reshape(x.shape))).keep();
+            } else x.grad = copyOf(g, x.shape).keep();
           } else {
             const prev = grads.get(x);
             if (prev) {
-              const sum = tidy(() => add(prev, g.reshape(prev.shape)));
+              const sum = sumOf(prev, g);
               grads.set(x, sum.retain());
               sum.dispose();
               prev.release();
@@ -100,6 +104,36 @@ export function backward(loss: Tensor, seed?: Tensor): void {
   });
   tape.length = 0;
   for (const g of grads.values()) g.release();
+}
+
+// The kernels backward() runs itself, launched directly: ops/ import this module, so it cannot import them.
+
+/** A tensor of ones: the gradient of a scalar loss with respect to itself. */
+function ones(shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape, 'f32', 'fill');
+  launch(fillCall(deviceLimits(), out.numel, 1), [], [out]);
+  return out;
+}
+
+/** acc += x, elementwise over equal element counts (a leaf's gradient accumulation). */
+function accumulate(acc: Tensor, x: Tensor): void {
+  launch(accumulateCall(deviceLimits(), acc.numel), [x], [acc]);
+}
+
+/** A private copy of g with the given shape. */
+function copyOf(g: Tensor, shape: readonly number[]): Tensor {
+  const out = Tensor.empty(shape, g.dtype, 'copy');
+  const d = [1, 1, 1, g.numel];
+  launch({ ...reduceSumCall(deviceLimits(), d, d, 1, 'copy'), cost: { flops: 0, bytesRead: 4 * g.numel, bytesWritten: 4 * g.numel } }, [g], [out]);
+  return out;
+}
+
+/** a + b elementwise, in a's shape (fan-out: two gradients of one activation). */
+function sumOf(a: Tensor, b: Tensor): Tensor {
+  const out = Tensor.empty(a.shape, 'f32', 'add');
+  const n = a.numel;
+  launch(binaryCall(deviceLimits(), 'add', [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n), [a, b], [out]);
+  return out;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean { return a.length === b.length && a.every((d, i) => d === b[i]); }

@@ -55,6 +55,8 @@ const NO_ADAPTER_HINT = `No WebGPU adapter found. juice needs a Vulkan driver:
     Ubuntu 24.04: apt-get install -y mesa-vulkan-drivers libvulkan1
   Check with: vulkaninfo --summary (package vulkan-tools).`;
 
+const UNWANTED_LIMITS = new Set(['maxDynamicUniformBuffersPerPipelineLayout', 'maxDynamicStorageBuffersPerPipelineLayout']);
+
 export async function initGpu(): Promise<Gpu> {
   if (current) return current;
   if (!process.env.XDG_RUNTIME_DIR) {
@@ -69,10 +71,12 @@ export async function initGpu(): Promise<Gpu> {
   const adapter = await gpuObject.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) { gpuObject = null; throw new GpuError(NO_ADAPTER_HINT); }
   const limits: Record<string, number> = {};
-  // Request every limit the adapter has: without this a device gets WebGPU's small defaults.
+  // Request every limit the adapter has (without this a device gets WebGPU's small defaults), except
+  // the dynamic-offset buffer counts: juice binds no buffer with a dynamic offset, and Dawn reports
+  // them "artificially reduced" for some drivers.
   for (const key in adapter.limits) {
     const v = (adapter.limits as unknown as Record<string, unknown>)[key];
-    if (typeof v === 'number') limits[key] = v;
+    if (typeof v === 'number' && !UNWANTED_LIMITS.has(key)) limits[key] = v;
   }
   const features = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits: limits });

@@ -1,8 +1,20 @@
 // Runs a kernel call on tensors: the bridge between op code (tensors) and the runtime (buffer ranges).
-import type { KernelCall } from './kernel.ts';
+import { gpu, type Gpu } from './gpu.ts';
 import { dispatch } from './runtime.ts';
 import type { Tensor } from './tensor.ts';
+import { deviceLimitsOf, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
 
-export function launch(call: KernelCall, inputs: Tensor[], outputs: Tensor[]): void {
-  dispatch(call, inputs.map((t) => t.binding()), outputs.map((t) => t.binding()));
+/** Inputs then outputs, in the kernel's binding order; null for an input the kernel variant leaves out (absent). */
+export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: Tensor[]): void {
+  dispatch(call, inputs.map((t) => t?.binding() ?? null), outputs.map((t) => t.binding()));
+}
+
+const limitsOf = new WeakMap<Gpu, DeviceLimits>();
+
+/** This device's limits as the kernel specs read them (their calls take them as an argument). */
+export function deviceLimits(): DeviceLimits {
+  const g = gpu();
+  let limits = limitsOf.get(g);
+  if (!limits) limitsOf.set(g, (limits = deviceLimitsOf(g.limits)));
+  return limits;
 }

@@ -1,6 +1,5 @@
 // The ledger: analytic FLOPs and bytes of every dispatch, by op and by phase, with optional GPU timings.
-
-export interface Cost { flops: number; bytesRead: number; bytesWritten: number }
+import type { Cost } from '../kernels/spec.ts';
 
 export interface LedgerEntry extends Cost {
   op: string; // kernel-level op name, e.g. "matmul", "layerNormBackward"

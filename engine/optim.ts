@@ -2,7 +2,7 @@
 // in f32 allocated on a parameter's first step, step counts and bias corrections on the host.
 import { zeroGrad } from './autodiff.ts';
 import { GpuError } from './gpu.ts';
-import { launch } from './launch.ts';
+import { deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString } from './tensor.ts';
 import { adamwCall } from '../kernels/adamw.ts';
@@ -82,7 +82,7 @@ export class AdamW {
         if (grad.numel !== param.numel) throw new GpuError(`AdamW: gradient ${shapeString(grad.shape)} for parameter '${name}' ${shapeString(param.shape)}`);
         const state = this.states.get(name) ?? this.setState(name, Tensor.zeros([end - begin]), Tensor.zeros([end - begin]), 0);
         state.step++;
-        launch(adamwCall(end - begin, begin, {
+        launch(adamwCall(deviceLimits(), end - begin, begin, {
           beta1, beta2, eps: this.eps,
           decayFactor: decay ? 1 - this.lr * this.weightDecay : 1,
           stepSize: this.lr / (1 - beta1 ** state.step),

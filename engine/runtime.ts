@@ -1,7 +1,9 @@
 // Command recording: every dispatch of a step goes into one encoder; flush() submits once, sync() waits.
-// Pipelines and bind groups are cached; kernel parameters go through one uniform ring per batch.
+// Pipelines and bind groups are cached; kernel parameters go through one uniform ring per batch, bound at a
+// dynamic offset, so a bind group does not depend on where a dispatch's parameters sit in the ring.
+// Bind-group layouts come from the kernel spec (inputs read-only storage, outputs storage, the params uniform).
 import { gpu, GpuError, deferGpuError, onGpuRelease, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
-import type { Kernel, KernelCall } from './kernel.ts';
+import type { Kernel, KernelCall } from '../kernels/spec.ts';
 import { ledger, type LedgerEntry } from './ledger.ts';
 import { pool, sizeClass, type PooledBuffer } from './pool.ts';
 
@@ -21,6 +23,7 @@ let batchIndex = 0;
 let submits = 0;
 let batch: Batch | null = null;
 const pipelines = new Map<string, GPUComputePipeline>();
+const layouts = new Map<Kernel, { layout: GPUBindGroupLayout; id: number }>();
 const bindGroups = new Map<string, GPUBindGroup>();
 const sourceIds = new Map<string, number>();
 
@@ -37,6 +40,7 @@ const stagingToDestroy: GPUBuffer[] = [];
 onGpuRelease(() => {
   batch = null;
   pipelines.clear();
+  layouts.clear();
   bindGroups.clear();
   uniformBuffer = null;
   uniformUsed = 0;
@@ -60,6 +64,33 @@ export function commandEncoder(): GPUCommandEncoder {
   return b.encoder;
 }
 
+/** Bytes of a kernel's Params block: 4 per field, rounded up to 16 (a uniform struct's alignment). */
+function paramsBytes(kernel: Kernel): number { return Math.ceil((kernel.params.length * 4) / 16) * 16; }
+
+/**
+ * The group-0 layout a kernel's spec states: binding i for the i-th of inputs (read-only storage) then outputs
+ * (storage), then the params uniform with a dynamic offset. Absent inputs keep their number and have no entry.
+ */
+function layoutFor(kernel: Kernel): { layout: GPUBindGroupLayout; id: number } {
+  const cached = layouts.get(kernel);
+  if (cached) return cached;
+  const absent = new Set(kernel.absent ?? []);
+  const entries: GPUBindGroupLayoutEntry[] = [];
+  kernel.inputs.forEach((name, i) => {
+    if (!absent.has(name)) entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } });
+  });
+  kernel.outputs.forEach((_, i) => entries.push({ binding: kernel.inputs.length + i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } }));
+  if (kernel.params.length) {
+    entries.push({
+      binding: kernel.inputs.length + kernel.outputs.length, visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: paramsBytes(kernel) },
+    });
+  }
+  const made = { layout: gpu().device.createBindGroupLayout({ entries, label: kernel.name }), id: layouts.size };
+  layouts.set(kernel, made);
+  return made;
+}
+
 function pipelineFor(kernel: Kernel, constants: Record<string, number> | undefined): GPUComputePipeline {
   let sid = sourceIds.get(kernel.source);
   if (sid === undefined) sourceIds.set(kernel.source, (sid = sourceIds.size));
@@ -71,7 +102,7 @@ function pipelineFor(kernel: Kernel, constants: Record<string, number> | undefin
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code: kernel.source, label: kernel.name });
   p = device.createComputePipeline({
-    layout: 'auto', label: key,
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layoutFor(kernel).layout], label: kernel.name }), label: key,
     compute: { module, entryPoint: 'main', constants: constants ?? {} },
   });
   device.popErrorScope().then((e) => {
@@ -84,7 +115,7 @@ function pipelineFor(kernel: Kernel, constants: Record<string, number> | undefin
 function uniformAlign(): number { return Math.max(16, gpu().limits.minUniformBufferOffsetAlignment ?? 256); }
 
 function writeParams(kernel: Kernel, params: Record<string, number> | undefined): number {
-  const bytes = Math.ceil((kernel.params.length * 4) / 16) * 16;
+  const bytes = paramsBytes(kernel);
   let offset = Math.ceil(uniformUsed / uniformAlign()) * uniformAlign();
   if (offset + bytes > uniformStaging.byteLength) {
     // Bind groups recorded so far point at the current ring: submit them, then grow it.
@@ -114,18 +145,21 @@ function ensureUniformBuffer(): GPUBuffer {
   return uniformBuffer;
 }
 
-function bindGroupFor(kernel: Kernel, pipeline: GPUComputePipeline, pipeKey: string, bindings: Binding[], uniformOffset: number): GPUBindGroup {
+/** The bind group of these buffer ranges (null: an absent input), with the params ring at dynamic offset 0. */
+function bindGroupFor(kernel: Kernel, bindings: (Binding | null)[]): GPUBindGroup {
   const ring = ensureUniformBuffer();
   const hasParams = kernel.params.length > 0;
-  const key = `${pipeKey}|${bindings.map((b) => `${b.buf.id}:${b.offset}:${b.size}`).join(',')}|${hasParams ? uniformOffset : ''}`;
+  const { layout, id } = layoutFor(kernel);
+  const key = `${id}|${bindings.map((b) => (b ? `${b.buf.id}:${b.offset}:${b.size}` : '-')).join(',')}`;
   let g = bindGroups.get(key);
   if (g) return g;
   const { device } = gpu();
-  const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.buf.buffer, offset: b.offset, size: b.size } }));
-  if (hasParams) entries.push({ binding: bindings.length, resource: { buffer: ring, offset: uniformOffset, size: Math.ceil((kernel.params.length * 4) / 16) * 16 } });
+  const entries: GPUBindGroupEntry[] = [];
+  bindings.forEach((b, i) => { if (b) entries.push({ binding: i, resource: { buffer: b.buf.buffer, offset: b.offset, size: b.size } }); });
+  if (hasParams) entries.push({ binding: bindings.length, resource: { buffer: ring, offset: 0, size: paramsBytes(kernel) } });
   device.pushErrorScope('validation');
-  g = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: kernel.name });
-  const shapes = bindings.map((b) => b.size).join(', ');
+  g = device.createBindGroup({ layout, entries, label: kernel.name });
+  const shapes = bindings.map((b) => b?.size ?? 'absent').join(', ');
   device.popErrorScope().then((e) => {
     if (e) deferGpuError(new GpuError(`op '${kernel.name}': bindings rejected (binding sizes in bytes: ${shapes}): ${e.message}`));
   });
@@ -134,12 +168,20 @@ function bindGroupFor(kernel: Kernel, pipeline: GPUComputePipeline, pipeKey: str
   return g;
 }
 
-/** Records one dispatch; inputs then outputs, in the kernel's binding order. */
-export function dispatch(call: KernelCall, inputs: Binding[], outputs: Binding[]): void {
+/**
+ * Records one dispatch; inputs then outputs, in the kernel's binding order, null exactly for the inputs the kernel
+ * variant leaves out (kernel.absent).
+ */
+export function dispatch(call: KernelCall, inputs: (Binding | null)[], outputs: Binding[]): void {
   const { kernel } = call;
   const op = call.op ?? kernel.name;
   if (inputs.length !== kernel.inputs.length || outputs.length !== kernel.outputs.length)
     throw new GpuError(`op '${op}': expected ${kernel.inputs.length} inputs and ${kernel.outputs.length} outputs, got ${inputs.length} and ${outputs.length}`);
+  const absent = kernel.absent ?? [];
+  kernel.inputs.forEach((name, i) => {
+    if ((inputs[i] === null) !== absent.includes(name))
+      throw new GpuError(`op '${op}': input '${name}' is ${inputs[i] === null ? 'missing' : 'given'}, but this kernel variant ${absent.includes(name) ? 'leaves it out' : 'reads it'}`);
+  });
   const [x, y = 1, z = 1] = call.workgroups;
   const maxW = gpu().limits.maxComputeWorkgroupsPerDimension;
   if (x > maxW || y > maxW || z > maxW) throw new GpuError(`op '${op}': dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension ${maxW}`);
@@ -151,9 +193,9 @@ export function dispatch(call: KernelCall, inputs: Binding[], outputs: Binding[]
   const pipeline = pipelineFor(kernel, call.constants);
   const uniformOffset = kernel.params.length ? writeParams(kernel, call.params) : 0;
   const bindings = [...inputs, ...outputs];
-  const pipeKey = pipeline.label;
-  const group = bindGroupFor(kernel, pipeline, pipeKey, bindings, uniformOffset);
-  for (const b of bindings) b.buf.lastBatch = batchIndex;
+  const group = bindGroupFor(kernel, bindings);
+  const dynamicOffsets = kernel.params.length ? [uniformOffset] : [];
+  for (const b of bindings) if (b) b.buf.lastBatch = batchIndex;
   const b = openBatch();
   if (timed) {
     commandEncoder();
@@ -161,14 +203,14 @@ export function dispatch(call: KernelCall, inputs: Binding[], outputs: Binding[]
     const i = b.timedEntries.length;
     const pass = b.encoder.beginComputePass({ timestampWrites: { querySet: q, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
+    pass.setBindGroup(0, group, dynamicOffsets);
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
     b.timedEntries.push(entry);
   } else {
     if (!b.pass) b.pass = b.encoder.beginComputePass();
     b.pass.setPipeline(pipeline);
-    b.pass.setBindGroup(0, group);
+    b.pass.setBindGroup(0, group, dynamicOffsets);
     b.pass.dispatchWorkgroups(x, y, z);
   }
   b.dispatches++;

@@ -11,61 +11,73 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
-
-/** Dtypes that read() converts and writeSafetensors() writes. */
-export type DType = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type DType } from '../kernels/dtype.ts';
 
 /**
- * Every byte-sized dtype a file may hold. The others are accepted on open (so a checkpoint
- * with, say, a BOOL mask buffer still opens and validates) and are reachable with readRaw().
+ * Every byte-sized dtype a file may hold (the file format's names). read() converts and writeSafetensors() writes
+ * those in SUPPORTED; the others are accepted on open (so a checkpoint with, say, a BOOL mask buffer still opens
+ * and validates) and are reachable with readRaw(). juice's own names (kernels/dtype.ts) meet these only at the file
+ * boundary: toDType() and fromDType().
  */
-export type FileDType =
-  | DType
-  | 'BOOL' | 'I8' | 'I16' | 'U16' | 'U32' | 'U64' | 'F64'
+export type SafetensorsDType =
+  | 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8' | 'F64'
+  | 'BOOL' | 'I8' | 'I16' | 'U16' | 'U32' | 'U64'
   | 'F8_E4M3' | 'F8_E5M2' | 'F8_E8M0';
 
-const DTYPE_SIZE: Record<FileDType, number> = {
+const DTYPE_SIZE: Record<SafetensorsDType, number> = {
   F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8, U8: 1,
   BOOL: 1, I8: 1, I16: 2, U16: 2, U32: 4, U64: 8, F64: 8,
   F8_E4M3: 1, F8_E5M2: 1, F8_E8M0: 1,
 };
 
-const SUPPORTED: readonly DType[] = ['F32', 'F16', 'BF16', 'I32', 'I64', 'U8'];
+/** The dtypes that read() converts and writeSafetensors() writes. */
+const SUPPORTED: readonly SafetensorsDType[] = ['F32', 'F16', 'BF16', 'I32', 'I64', 'U8', 'F64'];
 // BOOL is one byte of 0/1, so it reads as a Uint8Array for free.
-const READABLE: ReadonlySet<FileDType> = new Set<FileDType>([...SUPPORTED, 'BOOL']);
+const READABLE: ReadonlySet<SafetensorsDType> = new Set<SafetensorsDType>([...SUPPORTED, 'BOOL']);
 
 /** Byte size of one element of a dtype. */
-export function dtypeSize(dtype: FileDType): number {
+export function dtypeSize(dtype: SafetensorsDType): number {
   return DTYPE_SIZE[dtype];
+}
+
+const TO_DTYPE: Partial<Record<SafetensorsDType, DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', U32: 'u32' };
+
+/** juice's dtype for a file's (null where a tensor of that dtype has no juice equivalent, e.g. I64 or F64). */
+export function toDType(dtype: SafetensorsDType): DType | null { return TO_DTYPE[dtype] ?? null; }
+
+/** The file's name for one of juice's dtypes. */
+export function fromDType(dtype: DType): SafetensorsDType {
+  const found = (Object.keys(TO_DTYPE) as SafetensorsDType[]).find((k) => TO_DTYPE[k] === dtype);
+  if (!found) throw new Error(`unreachable: dtype ${dtype}`);
+  return found;
 }
 
 export interface TensorInfo {
   name: string;
-  dtype: FileDType;
+  dtype: SafetensorsDType;
   shape: number[];
   /** Absolute byte range [begin, end) in the file. */
   begin: number;
   end: number;
 }
 
-export type TensorData = Float32Array | Int32Array | Uint8Array;
+export type TensorData = Float32Array | Int32Array | Uint8Array | Float64Array;
 
 export interface LoadedTensor {
-  dtype: FileDType;
+  dtype: SafetensorsDType;
   shape: number[];
   data: TensorData;
 }
 
 export interface TensorToWrite {
-  /** Defaults from the array type: Float32Array→F32, Int32Array→I32, Uint8Array→U8, BigInt64Array→I64. */
-  dtype?: DType;
+  /** Defaults from the array type: Float32Array→F32, Float64Array→F64, Int32Array→I32, Uint8Array→U8, BigInt64Array→I64. */
+  dtype?: SafetensorsDType;
   shape: number[];
   /**
    * F16/BF16: a Float32Array (converted, round to nearest even) or a Uint16Array of raw bits.
-   * I64: a BigInt64Array or an Int32Array (widened).
+   * I64: a BigInt64Array or an Int32Array (widened). F64: a Float64Array.
    */
-  data: Float32Array | Int32Array | Uint8Array | Uint16Array | BigInt64Array;
+  data: Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array | BigInt64Array;
 }
 
 /** Every error this module raises about a file's contents; the message names the file. */
@@ -175,7 +187,7 @@ function parseHeader(file: string, json: unknown, dataStart: number, dataLength:
       throw new SafetensorsError(
         file, `data_offsets ${show(offsets)} run past the end of the data section (${dataLength} bytes)`, name);
     }
-    const size = DTYPE_SIZE[dtype as FileDType];
+    const size = DTYPE_SIZE[dtype as SafetensorsDType];
     const count = numel(shape);
     const expected = count === undefined ? undefined : count * size;
     if (expected !== end - begin) {
@@ -185,7 +197,7 @@ function parseHeader(file: string, json: unknown, dataStart: number, dataLength:
           `but data_offsets ${show(offsets)} hold ${end - begin} bytes`,
         name);
     }
-    tensors.set(name, { name, dtype: dtype as FileDType, shape: shape.slice(), begin: dataStart + begin, end: dataStart + end });
+    tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: shape.slice(), begin: dataStart + begin, end: dataStart + end });
   }
 
   // Overlap check: sort by start; empty tensors occupy no bytes and cannot overlap anything.
@@ -213,6 +225,7 @@ function convert(file: string, info: TensorInfo, raw: Uint8Array): TensorData {
   const n = raw.length / DTYPE_SIZE[info.dtype];
   switch (info.dtype) {
     case 'F32': return new Float32Array(buf, 0, n);
+    case 'F64': return new Float64Array(buf, 0, n);
     case 'I32': return new Int32Array(buf, 0, n);
     case 'U8':
     case 'BOOL': return raw;
@@ -357,11 +370,12 @@ export function readSafetensors(file: string): Map<string, LoadedTensor> {
 // Writer
 
 /** The bytes to store for one tensor, after dtype defaulting and 16-bit/64-bit conversion. */
-function encodeTensor(file: string, name: string, t: TensorToWrite): { dtype: DType; bytes: Uint8Array } {
+function encodeTensor(file: string, name: string, t: TensorToWrite): { dtype: SafetensorsDType; bytes: Uint8Array } {
   const { data } = t;
-  let dtype: DType | undefined = t.dtype;
+  let dtype: SafetensorsDType | undefined = t.dtype;
   if (dtype === undefined) {
     if (data instanceof Float32Array) dtype = 'F32';
+    else if (data instanceof Float64Array) dtype = 'F64';
     else if (data instanceof Int32Array) dtype = 'I32';
     else if (data instanceof Uint8Array) dtype = 'U8';
     else if (data instanceof BigInt64Array) dtype = 'I64';
@@ -380,6 +394,7 @@ function encodeTensor(file: string, name: string, t: TensorToWrite): { dtype: DT
   let out: ArrayBufferView | undefined;
   switch (dtype) {
     case 'F32': if (data instanceof Float32Array) out = data; break;
+    case 'F64': if (data instanceof Float64Array) out = data; break;
     case 'I32': if (data instanceof Int32Array) out = data; break;
     case 'U8': if (data instanceof Uint8Array) out = data; break;
     case 'F16':

@@ -1,12 +1,10 @@
 // GPU tensors: shape, dtype, a pooled buffer shared by views, and explicit lifetimes (dispose, tidy).
 import { GpuError } from './gpu.ts';
 import { ledger } from './ledger.ts';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
+import { bf16ToF32, bytesPerElement, f16ToF32, f32ToBf16, f32ToF16, storageBytes, type DType, type HalfDType } from '../kernels/dtype.ts';
 import { pool, type PooledBuffer } from './pool.ts';
 import { clearBytes, readBytes, writeBytes, type Binding } from './runtime.ts';
 
-/** f16 and bf16 are storage formats (two per 32-bit word, kernels unpack them to f32); math is f32. */
-export type DType = 'f32' | 'i32' | 'u32' | 'f16' | 'bf16';
 export type TypedArray = Float32Array | Int32Array | Uint32Array;
 
 /** A pooled buffer and the number of live tensors (views included) that use it. */
@@ -23,11 +21,6 @@ let nextId = 1;
 export function numelOf(shape: readonly number[]): number { return shape.reduce((a, b) => a * b, 1); }
 
 export function shapeString(shape: readonly number[]): string { return `[${shape.join(', ')}]`; }
-
-export function bytesPerElement(dtype: DType): number { return dtype === 'f16' || dtype === 'bf16' ? 2 : 4; }
-
-/** Bytes of a tensor's data, rounded up to whole 32-bit words (the unit WGSL storage arrays index). */
-export function storageBytes(numel: number, dtype: DType): number { return Math.ceil((numel * bytesPerElement(dtype)) / 4) * 4; }
 
 export class Tensor {
   readonly id = nextId++;
@@ -68,7 +61,7 @@ export class Tensor {
   }
 
   /** A 16-bit tensor from its raw bits (e.g. read straight from a safetensors file). */
-  static fromBits(bits: Uint16Array, shape: readonly number[], dtype: 'f16' | 'bf16'): Tensor {
+  static fromBits(bits: Uint16Array, shape: readonly number[], dtype: HalfDType): Tensor {
     if (bits.length !== numelOf(shape)) throw new GpuError(`fromBits: ${bits.length} values for shape ${shapeString(shape)}`);
     const t = Tensor.empty(shape, dtype, 'upload');
     if (bits.length > 0) writeBytes(t.binding(), bits);

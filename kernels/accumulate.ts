@@ -1,5 +1,5 @@
 // acc += x, for gradient accumulation into parameters.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const accumulateKernel: Kernel = {
   name: 'accumulate',
@@ -12,6 +12,6 @@ export const accumulateKernel: Kernel = {
 
 const WG = 256;
 
-export function accumulateCall(n: number): KernelCall {
-  return { kernel: accumulateKernel, constants: { WG }, params: { n }, workgroups: grid1d(n, WG), cost: { flops: n, bytesRead: 8 * n, bytesWritten: 4 * n } };
+export function accumulateCall(limits: DeviceLimits, n: number): KernelCall {
+  return { kernel: accumulateKernel, constants: { WG }, params: { n }, workgroups: grid1d(n, WG, limits), cost: { flops: n, bytesRead: 8 * n, bytesWritten: 4 * n } };
 }

@@ -1,12 +1,11 @@
 // Elementwise activations (GELU, SiLU), their gated form f(gate) · up (SwiGLU) and both backwards.
 // The four kernels share activation_math.wgsl (the functions and their derivatives), prepended to each source.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const ACTIVATIONS = { gelu: 0, silu: 1 } as const;
 export type Activation = keyof typeof ACTIVATIONS;
 
-const math = loadWgsl(import.meta.url, 'activation_math.wgsl');
-const withMath = (file: string): string => `${math}\n${loadWgsl(import.meta.url, file)}`;
+const withMath = (file: string): string => wgsl(import.meta.url, file, { includes: ['activation_math.wgsl'] });
 
 export const activationKernel: Kernel = {
   name: 'activation', source: withMath('activation.wgsl'),
@@ -38,29 +37,29 @@ const FLOPS: Record<Activation, { value: number; derivative: number }> = {
   silu: { value: 6, derivative: 8 },
 };
 
-function elementwise(kernel: Kernel, fn: Activation, n: number, op: string, flopsPerElement: number, tensorsRead: number, tensorsWritten: number): KernelCall {
+function elementwise(limits: DeviceLimits, kernel: Kernel, fn: Activation, n: number, op: string, flopsPerElement: number, tensorsRead: number, tensorsWritten: number): KernelCall {
   return {
-    kernel, op, constants: { FN: ACTIVATIONS[fn], WG }, params: { n }, workgroups: grid1d(n, WG),
+    kernel, op, constants: { FN: ACTIVATIONS[fn], WG }, params: { n }, workgroups: grid1d(n, WG, limits),
     cost: { flops: flopsPerElement * n, bytesRead: 4 * n * tensorsRead, bytesWritten: 4 * n * tensorsWritten },
   };
 }
 
 /** out = f(x) over n elements; ledger name `fn` ('gelu', 'silu'). */
-export function activationCall(fn: Activation, n: number): KernelCall {
-  return elementwise(activationKernel, fn, n, fn, FLOPS[fn].value, 1, 1);
+export function activationCall(limits: DeviceLimits, fn: Activation, n: number): KernelCall {
+  return elementwise(limits, activationKernel, fn, n, fn, FLOPS[fn].value, 1, 1);
 }
 
 /** dx = dy · f'(x); ledger name `${fn}Backward`. */
-export function activationBackwardCall(fn: Activation, n: number): KernelCall {
-  return elementwise(activationBackwardKernel, fn, n, `${fn}Backward`, FLOPS[fn].derivative + 1, 2, 1);
+export function activationBackwardCall(limits: DeviceLimits, fn: Activation, n: number): KernelCall {
+  return elementwise(limits, activationBackwardKernel, fn, n, `${fn}Backward`, FLOPS[fn].derivative + 1, 2, 1);
 }
 
 /** out = f(gate) · up; `op` names it in the ledger (e.g. 'swiglu' for f = SiLU). */
-export function gatedActivationCall(fn: Activation, n: number, op: string): KernelCall {
-  return elementwise(gatedActivationKernel, fn, n, op, FLOPS[fn].value + 1, 2, 1);
+export function gatedActivationCall(limits: DeviceLimits, fn: Activation, n: number, op: string): KernelCall {
+  return elementwise(limits, gatedActivationKernel, fn, n, op, FLOPS[fn].value + 1, 2, 1);
 }
 
 /** dgate = dy · up · f'(gate) and dup = dy · f(gate) in one pass; ledger name `${op}Backward`. */
-export function gatedActivationBackwardCall(fn: Activation, n: number, op: string): KernelCall {
-  return elementwise(gatedActivationBackwardKernel, fn, n, `${op}Backward`, FLOPS[fn].value + FLOPS[fn].derivative + 3, 3, 2);
+export function gatedActivationBackwardCall(limits: DeviceLimits, fn: Activation, n: number, op: string): KernelCall {
+  return elementwise(limits, gatedActivationBackwardKernel, fn, n, `${op}Backward`, FLOPS[fn].value + FLOPS[fn].derivative + 3, 3, 2);
 }

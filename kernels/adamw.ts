@@ -1,6 +1,5 @@
 // Fused AdamW update of one parameter range: decay, both moments and the step in one pass.
-import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const adamwKernel: Kernel = {
   name: 'adamw',
@@ -18,12 +17,12 @@ export interface AdamWStepParams { beta1: number; beta2: number; eps: number; de
 const WG = 256; // WebGPU guarantees 256 invocations per workgroup; the kernel uses no workgroup memory
 
 /** Updates param[offset, offset + n) with grad[offset, offset + n); m and v have n elements. */
-export function adamwCall(n: number, offset: number, step: AdamWStepParams): KernelCall {
+export function adamwCall(limits: DeviceLimits, n: number, offset: number, step: AdamWStepParams): KernelCall {
   return {
     kernel: adamwKernel,
     constants: { WG },
     params: { n, offset, ...step },
-    workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
+    workgroups: grid1d(n, WG, limits),
     // Per element: m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract); reads g, p, m, v; writes p, m, v.
     cost: { flops: 14 * n, bytesRead: 16 * n, bytesWritten: 12 * n },
   };

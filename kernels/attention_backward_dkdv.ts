@@ -1,26 +1,26 @@
 // Attention backward: dK and dV per key tile, looping over the query heads that share its kv head (GQA without atomics).
-import { ceilDiv, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { attentionWgsl, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 export const attentionBackwardDkDvKernel: Kernel = {
   name: 'attentionBackwardDkDv',
-  source: attentionSource(import.meta.url, 'attention_backward_dkdv.wgsl'),
+  source: attentionWgsl('attention_backward_dkdv.wgsl'),
   inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
   outputs: ['dk', 'dv'],
   params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
   constants: [...TILE_CONSTANTS, 'DC'],
 };
 
-export function dkdvTiles(D: number): AttentionTiles {
+export function dkdvTiles(limits: DeviceLimits, D: number): AttentionTiles {
   // K and V tiles, chunks of the Q and dO tiles, P and dS tiles, lse and delta of the query tile.
   const DC = streamedChunkDims(D);
-  return pickTiles('attentionBackwardDkDv', 'keys', D, ({ BR, BC }) => 2 * BC * D + 2 * BR * DC + 2 * BR * BC + 2 * BR);
+  return pickTiles(limits, 'attentionBackwardDkDv', 'keys', D, ({ BR, BC }) => 2 * BC * D + 2 * BR * DC + 2 * BR * BC + 2 * BR);
 }
 
-export function attentionBackwardDkDvCall(dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
+export function attentionBackwardDkDvCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  checkStorageBindings(attentionBackwardDkDvKernel);
-  const tiles = dkdvTiles(D);
+  checkStorageBindings(limits, attentionBackwardDkDvKernel);
+  const tiles = dkdvTiles(limits, D);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
     kernel: attentionBackwardDkDvKernel,

@@ -1,26 +1,26 @@
 // Attention backward: dQ per query tile, over the key tiles its rows see.
-import { ceilDiv, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { attentionWgsl, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 export const attentionBackwardDqKernel: Kernel = {
   name: 'attentionBackwardDq',
-  source: attentionSource(import.meta.url, 'attention_backward_dq.wgsl'),
+  source: attentionWgsl('attention_backward_dq.wgsl'),
   inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
   outputs: ['dq'],
   params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
   constants: [...TILE_CONSTANTS, 'DC'],
 };
 
-export function dqTiles(D: number): AttentionTiles {
+export function dqTiles(limits: DeviceLimits, D: number): AttentionTiles {
   // Q and dO tiles, chunks of the K and V tiles, the dS tile, lse and delta.
   const DC = streamedChunkDims(D);
-  return pickTiles('attentionBackwardDq', 'rows', D, ({ BR, BC }) => 2 * BR * D + 2 * BC * DC + BR * BC + 2 * BR);
+  return pickTiles(limits, 'attentionBackwardDq', 'rows', D, ({ BR, BC }) => 2 * BR * D + 2 * BC * DC + BR * BC + 2 * BR);
 }
 
-export function attentionBackwardDqCall(dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
+export function attentionBackwardDqCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  checkStorageBindings(attentionBackwardDqKernel);
-  const tiles = dqTiles(D);
+  checkStorageBindings(limits, attentionBackwardDqKernel);
+  const tiles = dqTiles(limits, D);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
     kernel: attentionBackwardDqKernel,

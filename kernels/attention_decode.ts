@@ -1,13 +1,13 @@
 // Attention decode for generation: a few query rows against a long KV cache, split over key chunks
 // (attention_decode.wgsl), then merged (attention_decode_reduce.wgsl).
-import { gpu, GpuError } from '../engine/gpu.ts';
-import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { attentionSource, MASK_PARAMS, maskParams, storageBytes, tileWork, type AttentionDims, type AttentionMask, type AttentionStorage } from './attention_forward.ts';
+import { ceilDiv, grid1d, KernelError, loadWgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
+import { attentionWgsl, MASK_PARAMS, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+import { bytesPerElement } from './dtype.ts';
 
-function decodeKernel(storage: AttentionStorage): Kernel {
+function decodeKernel(storage: 'f32' | 'f16'): Kernel {
   return {
     name: storage === 'f32' ? 'attentionDecode' : 'attentionDecodeF16',
-    source: attentionSource(import.meta.url, 'attention_decode.wgsl', storage),
+    source: attentionWgsl('attention_decode.wgsl', storage),
     inputs: ['q', 'k', 'v', 'keyRange'],
     outputs: ['partialOut', 'partialStats'],
     params: [['T', 'u32'], ['S', 'u32'], ['filled', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['chunks', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
@@ -32,16 +32,16 @@ const WG = 64;
 export const DECODE_CHUNK = 256;
 
 /** The chunk count for `filled` keys, checking that a chunk's scores fit the workgroup memory. */
-export function decodeChunks(filled: number, chunk: number, D: number): number {
+export function decodeChunks(limits: DeviceLimits, filled: number, chunk: number, D: number): number {
   const bytes = 4 * (chunk + D + WG);
-  if (bytes > gpu().limits.maxComputeWorkgroupStorageSize) throw new GpuError(`attentionDecode: a chunk of ${chunk} keys needs ${bytes} bytes of workgroup memory`);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) throw new KernelError(`attentionDecode: a chunk of ${chunk} keys needs ${bytes} bytes of workgroup memory`);
   return Math.max(1, ceilDiv(filled, chunk));
 }
 
 /** dims.S: rows of the cache; filled: keys [0, filled) hold data; chunk: keys per workgroup. */
-export function attentionDecodeCall(dims: AttentionDims, filled: number, mask: AttentionMask, scale: number, chunk: number, storage: AttentionStorage = 'f32'): KernelCall {
+export function attentionDecodeCall(limits: DeviceLimits, dims: AttentionDims, filled: number, mask: AttentionMask, scale: number, chunk: number, storage: 'f32' | 'f16' = 'f32'): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  const chunks = decodeChunks(filled, chunk, D);
+  const chunks = decodeChunks(limits, filled, chunk, D);
   // A chunk computes only the keys its row sees (ignoring padding): tiles of one row by one key.
   const work = tileWork(T, filled, 1, 1, mask);
   const rows = B * H * T;
@@ -53,18 +53,18 @@ export function attentionDecodeCall(dims: AttentionDims, filled: number, mask: A
     // q · k and p · v, 2·D each, per visible key; each row reads those keys' K and V rows itself.
     cost: {
       flops: 4 * D * B * H * work.entries,
-      bytesRead: storageBytes(storage) * D * (rows * chunks + 2 * B * H * work.entries),
+      bytesRead: bytesPerElement(storage) * D * (rows * chunks + 2 * B * H * work.entries),
       bytesWritten: 4 * rows * chunks * (D + 2),
     },
   };
 }
 
-export function attentionDecodeReduceCall(rows: number, chunks: number, D: number): KernelCall {
+export function attentionDecodeReduceCall(limits: DeviceLimits, rows: number, chunks: number, D: number): KernelCall {
   return {
     kernel: attentionDecodeReduceKernel,
     constants: { D, WG },
     params: { rows, chunks },
-    workgroups: grid1d(rows * D, WG),
+    workgroups: grid1d(rows * D, WG, limits),
     // Per output element and chunk: a weight (exp), two multiply-adds; partials read once.
     cost: { flops: 5 * rows * D * chunks, bytesRead: 4 * rows * chunks * (D + 2), bytesWritten: 4 * rows * D },
   };

@@ -3,9 +3,9 @@
 // unnormalised output over its visible keys j:
 //   m = max_j s_j,   l = Σ_j exp(s_j - m),   o = Σ_j exp(s_j - m) v_j,   s_j = q · k_j · scale,
 // which attention_decode_reduce.wgsl merges across chunks. Keys [0, filled) of the cache hold data; the mask
-// is the forward's (always causal). q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32, or f16 in the
-// f16-storage variant, which rewrites the alias).
-alias Storage = f32;
+// is the forward's (always causal). q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32 or f16: the
+// spec fills in the placeholder).
+alias Storage = {{STORAGE}};
 
 override D: u32;
 override CHUNK: u32;

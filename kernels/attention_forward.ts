@@ -1,8 +1,8 @@
 // FlashAttention-2 forward (out and row logsumexp), and what every attention kernel shares: the mask rule
-// prepended to its WGSL, the f16-storage rewrite, tile sizes picked from the device's limits, and the
-// count of score entries that tile skipping leaves to compute (their analytic cost).
-import { gpu, GpuError } from '../engine/gpu.ts';
-import { ceilDiv, loadWgsl, type Kernel, type KernelCall, type ParamType } from '../engine/kernel.ts';
+// included in its WGSL, the storage type of q, k and v (f32 or f16), tile sizes picked from the device's limits,
+// and the count of score entries that tile skipping leaves to compute (their analytic cost).
+import { bytesPerElement } from './dtype.ts';
+import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall, type ParamType } from './spec.ts';
 
 /** Sizes of one attention call: q [B, H, T, D], k and v [B, KVH, S, D]. */
 export interface AttentionDims { B: number; H: number; KVH: number; T: number; S: number; D: number }
@@ -13,20 +13,17 @@ export interface AttentionDims { B: number; H: number; KVH: number; T: number; S
  */
 export interface AttentionMask { causal: boolean; window: number; positionOffset: number; hasKeyRange: boolean }
 
-export type AttentionStorage = 'f32' | 'f16';
-
-const VISIBILITY = loadWgsl(import.meta.url, 'attention_visibility.wgsl');
-
 /**
- * A kernel's WGSL with the mask rule prepended; for f16 storage, `enable f16;` goes first and the
- * kernel's `alias Storage = f32;` becomes f16 (its loads convert to f32, so all arithmetic stays f32).
+ * An attention kernel's WGSL, including the mask rule (attention_visibility.wgsl). A kernel that reads q, k and v
+ * as `Storage` (its `alias Storage = {{STORAGE}};`) is given their dtype, f32 or f16 (its loads convert to f32, so
+ * all arithmetic stays f32); f16 adds `enable f16;`.
  */
-export function attentionSource(moduleUrl: string, file: string, storage: AttentionStorage = 'f32'): string {
-  const body = loadWgsl(moduleUrl, file);
-  if (storage === 'f32') return `${VISIBILITY}\n${body}`;
-  const alias = 'alias Storage = f32;';
-  if (!body.includes(alias)) throw new GpuError(`${file}: no '${alias}' line to turn into f16 storage`);
-  return `enable f16;\n${VISIBILITY}\n${body.replace(alias, 'alias Storage = f16;')}`;
+export function attentionWgsl(file: string, storage?: 'f32' | 'f16'): string {
+  return wgsl(import.meta.url, file, {
+    directives: storage === 'f16' ? ['enable f16;'] : [],
+    includes: ['attention_visibility.wgsl'],
+    placeholders: storage ? { STORAGE: storage } : {},
+  });
 }
 
 /** The mask fields every attention kernel's Params ends with, in this order. */
@@ -59,13 +56,12 @@ const TILE_CANDIDATES: readonly AttentionTiles[] = [
  * at most). Between tiles of equal area, a kernel prefers more of what it holds while streaming the other:
  * query rows (forward, dQ) or keys (dK and dV, about 20% faster at D = 64 on lavapipe).
  */
-export function pickTiles(what: string, holds: 'rows' | 'keys', D: number, floats: (t: AttentionTiles) => number): AttentionTiles {
-  const { limits } = gpu();
-  if (GRID * GRID > limits.maxComputeInvocationsPerWorkgroup) throw new GpuError(`${what}: ${GRID * GRID} invocations exceed maxComputeInvocationsPerWorkgroup`);
+export function pickTiles(limits: DeviceLimits, what: string, holds: 'rows' | 'keys', D: number, floats: (t: AttentionTiles) => number): AttentionTiles {
+  if (GRID * GRID > limits.maxComputeInvocationsPerWorkgroup) throw new KernelError(`${what}: ${GRID * GRID} invocations exceed maxComputeInvocationsPerWorkgroup`);
   const held = (t: AttentionTiles) => (holds === 'rows' ? t.BR : t.BC);
   const ordered = [...TILE_CANDIDATES].sort((a, b) => b.BR * b.BC - a.BR * a.BC || held(b) - held(a));
   const tiles = ordered.find((t) => 4 * floats(t) <= limits.maxComputeWorkgroupStorageSize && (held(t) / GRID) * ceilDiv(D, GRID) <= MAX_ACCUMULATORS);
-  if (!tiles) throw new GpuError(`${what}: no attention tile at head dim ${D} fits maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize} bytes`);
+  if (!tiles) throw new KernelError(`${what}: no attention tile at head dim ${D} fits maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize} bytes`);
   return tiles;
 }
 
@@ -90,10 +86,10 @@ export function tileConstants(D: number, { BR, BC }: AttentionTiles): Record<str
 export const TILE_CONSTANTS = ['D', 'BR', 'BC', 'GRID', 'ROWS', 'COLS', 'DIMS'] as const;
 
 /** Throws unless the device binds as many storage buffers per shader as the kernel declares (WebGPU's default is 8). */
-export function checkStorageBindings(kernel: Kernel): void {
+export function checkStorageBindings(limits: DeviceLimits, kernel: Kernel): void {
   const n = kernel.inputs.length + kernel.outputs.length;
-  const limit = gpu().limits.maxStorageBuffersPerShaderStage;
-  if (n > limit) throw new GpuError(`${kernel.name}: ${n} storage buffers exceed this device's maxStorageBuffersPerShaderStage (${limit})`);
+  const limit = limits.maxStorageBuffersPerShaderStage;
+  if (n > limit) throw new KernelError(`${kernel.name}: ${n} storage buffers exceed this device's maxStorageBuffersPerShaderStage (${limit})`);
 }
 
 /** The keys [lo, hi) that some query with a position in [pos0, pos1] sees (host twin of visibleKeySpan). */
@@ -141,15 +137,15 @@ export function seeingRowSpan(j0: number, j1: number, T: number, mask: Attention
   return [lo, Math.max(lo, hi)];
 }
 
-export function forwardTiles(D: number): AttentionTiles {
+export function forwardTiles(limits: DeviceLimits, D: number): AttentionTiles {
   // qTile + kvTile + pTile + three row statistics.
-  return pickTiles('attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR);
+  return pickTiles(limits, 'attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR);
 }
 
-function forwardKernel(storage: AttentionStorage): Kernel {
+function forwardKernel(storage: 'f32' | 'f16'): Kernel {
   return {
     name: storage === 'f32' ? 'attentionForward' : 'attentionForwardF16',
-    source: attentionSource(import.meta.url, 'attention_forward.wgsl', storage),
+    source: attentionWgsl('attention_forward.wgsl', storage),
     inputs: ['q', 'k', 'v', 'keyRange'],
     outputs: ['out', 'lse'],
     params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
@@ -160,14 +156,12 @@ function forwardKernel(storage: AttentionStorage): Kernel {
 export const attentionForwardKernel = forwardKernel('f32');
 export const attentionForwardF16Kernel = forwardKernel('f16');
 
-/** Bytes of one stored q/k/v element. */
-export function storageBytes(storage: AttentionStorage): number { return storage === 'f32' ? 4 : 2; }
-
-export function attentionForwardCall(dims: AttentionDims, mask: AttentionMask, scale: number, storage: AttentionStorage = 'f32'): KernelCall {
+/** storage: the dtype of q, k and v. */
+export function attentionForwardCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number, storage: 'f32' | 'f16' = 'f32'): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  const tiles = forwardTiles(D);
+  const tiles = forwardTiles(limits, D);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
-  const e = storageBytes(storage);
+  const e = bytesPerElement(storage);
   return {
     kernel: storage === 'f32' ? attentionForwardKernel : attentionForwardF16Kernel,
     constants: tileConstants(D, tiles),

@@ -3,14 +3,14 @@
 // Query head h reads kv head h / (H / KVH). The workgroup walks only the key tiles that hold a key visible to
 // one of its rows, keeping per row the running max m, the running sum l of exp(score - m) and the
 // unnormalised output (online softmax, f32), so nothing of size T×S exists. A row that sees no key gets
-// out = 0 and lse = -inf. q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32, or f16 in the
-// f16-storage variant, which rewrites the alias); keyRange [B, 2] i32 is read only when hasKeyRange != 0.
+// out = 0 and lse = -inf. q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32 or f16: the
+// spec fills in the placeholder); keyRange [B, 2] i32 is read only when hasKeyRange != 0.
 //
 // Threads form a GRID×GRID square (x fastest) and hold blocks in registers, so that each word read from
 // workgroup memory feeds several multiply-adds: for the scores, query rows x + i·GRID by keys y + j·GRID;
 // for the output, query rows y + i·GRID by dims x + j·GRID. Neighbouring threads (x) then read neighbouring
 // words, or all the same word: the Q tile, loaded once, is stored transposed; K and V tiles as in memory.
-alias Storage = f32;
+alias Storage = {{STORAGE}};
 
 override D: u32;
 override BR: u32; // query rows per tile, a multiple of GRID, at most GRID * MAX_BLOCK

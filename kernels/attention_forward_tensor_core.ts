@@ -2,10 +2,10 @@
 // subgroup matrices (chromium-experimental-subgroup-matrix, f16 operands, f32 accumulators), the softmax in f32
 // scalar code, f16 inputs. The f32 kernel (attention_forward.wgsl) stays the reference and the fallback.
 //
-// The matrix types take no override constant, so the matrix shape, subgroup size, head dim and tiles are WGSL
-// `const` declarations prepended here: each combination is its own shader, built once and cached.
-import { gpu, GpuError } from '../engine/gpu.ts';
-import { ceilDiv, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+// The matrix types take no override constant, so the matrix shape, subgroup size, head dim and tiles are
+// placeholders of the WGSL (its matrix types and `const` declarations): each combination is its own shader, built
+// once and cached. Nothing here reads a device: what the plan needs of one is an argument (SubgroupMatrixDevice).
+import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
 import { MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 
 /** One f16 × f16 → f32 shape of the device's tensor cores: left M×K, right K×N, result M×N. */
@@ -21,15 +21,22 @@ export interface TensorCoreVariant {
   /** Keys per tile. */
   BC: number;
   D: number;
-  /**
-   * Tests only: the same shader with each subgroup-matrix builtin replaced by scalar code in which every lane
-   * holds whole matrices (emulate()), so that devices without subgroup matrices (lavapipe) check the kernel's logic.
-   */
-  emulated?: boolean;
 }
 
 /** What limits a variant: the device's subgroup size and workgroup limits. */
 export interface TensorCoreDevice { subgroupSize: number; maxWorkgroupBytes: number; maxInvocations: number }
+
+/** A shape the tensor cores take (Dawn's adapter info lists them under chromium-experimental-subgroup-matrix). */
+export interface SubgroupMatrixConfig { componentType: string; resultComponentType: string; M: number; N: number; K: number }
+
+/** What the tensor-core kernel needs to know of a device: features, subgroup sizes, matrix configs, limits. */
+export interface SubgroupMatrixDevice {
+  features: ReadonlySet<string>;
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  subgroupMatrixConfigs: readonly SubgroupMatrixConfig[];
+  limits: DeviceLimits;
+}
 
 // Row padding of the tiles: 8 halves (16 bytes) and 4 floats keep each row 16-byte aligned, as Vulkan's
 // cooperative-matrix loads and stores require of their pointer and stride, and shift successive rows across the
@@ -95,129 +102,69 @@ export function planTensorCore(D: number, shape: MatrixShape, device: TensorCore
 }
 
 /** The device's f16 × f16 → f32 subgroup-matrix shapes that fit its subgroup, largest first. */
-export function tensorCoreShapes(): MatrixShape[] {
-  const { adapterInfo } = gpu();
-  const shapes = adapterInfo.subgroupMatrixConfigs
+export function tensorCoreShapes(device: SubgroupMatrixDevice): MatrixShape[] {
+  const shapes = device.subgroupMatrixConfigs
     .filter((c) => c.componentType.toLowerCase() === 'f16' && c.resultComponentType.toLowerCase() === 'f32')
     .map((c) => ({ M: c.M, N: c.N, K: c.K }))
-    .filter((s) => shapeUnusable(s, adapterInfo.subgroupMaxSize) === null);
+    .filter((s) => shapeUnusable(s, device.subgroupMaxSize) === null);
   return shapes.sort((a, b) => b.M * b.N * b.K - a.M * a.N * a.K || b.N - a.N);
 }
 
 /** Why this device cannot run the tensor-core forward at all (null: it can, at some head dims). */
-export function tensorCoreDeviceUnsupported(): string | null {
-  const { features, adapterInfo } = gpu();
+export function tensorCoreDeviceUnsupported(device: SubgroupMatrixDevice): string | null {
+  const { features } = device;
   if (!features.has('chromium-experimental-subgroup-matrix'))
     return "the device lacks 'chromium-experimental-subgroup-matrix' (Dawn exposes it with enable-dawn-features=allow_unsafe_apis; NVIDIA needs vulkan_enable_f16_on_nvidia too)";
   if (!features.has('shader-f16')) return "the device lacks 'shader-f16'";
-  const { subgroupMinSize: min, subgroupMaxSize: max } = adapterInfo;
+  const { subgroupMinSize: min, subgroupMaxSize: max } = device;
   if (min !== max || max === 0) return `the subgroup size is not fixed (${min}..${max}): the kernel maps subgroups to query rows`;
-  if (tensorCoreShapes().length === 0) {
-    const configs = adapterInfo.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} M${c.M} N${c.N} K${c.K}`).join(', ');
+  if (tensorCoreShapes(device).length === 0) {
+    const configs = device.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} M${c.M} N${c.N} K${c.K}`).join(', ');
     return `no f16 x f16 -> f32 subgroup-matrix config fits a subgroup of ${max} (configs: ${configs || 'none'})`;
   }
   return null;
 }
 
-function deviceOf(): TensorCoreDevice {
-  const { limits, adapterInfo } = gpu();
+/** The limits planTensorCore reads, from a device. */
+export function tensorCoreDevice(device: SubgroupMatrixDevice): TensorCoreDevice {
+  const { limits } = device;
   return {
-    subgroupSize: adapterInfo.subgroupMaxSize,
+    subgroupSize: device.subgroupMaxSize,
     maxWorkgroupBytes: limits.maxComputeWorkgroupStorageSize,
     maxInvocations: Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX),
   };
 }
 
 /** The variant for head dim D on this device (the largest matrix shape unless one is given), or the reason there is none. */
-export function tensorCoreVariant(D: number, shape?: MatrixShape): { variant?: TensorCoreVariant; reason?: string } {
-  const unsupported = tensorCoreDeviceUnsupported();
+export function tensorCoreVariant(device: SubgroupMatrixDevice, D: number, shape?: MatrixShape): { variant?: TensorCoreVariant; reason?: string } {
+  const unsupported = tensorCoreDeviceUnsupported(device);
   if (unsupported) return { reason: unsupported };
-  const shapes = tensorCoreShapes();
+  const shapes = tensorCoreShapes(device);
   if (shape && !shapes.some((s) => s.M === shape.M && s.N === shape.N && s.K === shape.K))
     return { reason: `matrix shape M${shape.M} N${shape.N} K${shape.K} is not among this device's f16 -> f32 shapes (${shapes.map((s) => `M${s.M} N${s.N} K${s.K}`).join(', ')})` };
-  return planTensorCore(D, shape ?? shapes[0]!, deviceOf());
+  return planTensorCore(D, shape ?? shapes[0]!, tensorCoreDevice(device));
 }
 
-const VISIBILITY = loadWgsl(import.meta.url, 'attention_visibility.wgsl');
-const BODY = loadWgsl(import.meta.url, 'attention_forward_tensor_core.wgsl');
-
-/** The directives, matrix types and constants that the .wgsl expects in front of it. */
-function header(v: TensorCoreVariant): string {
+/** The directives, matrix types and constants the .wgsl leaves as placeholders. */
+function placeholders(v: TensorCoreVariant): Record<string, number> {
   const L = tensorCoreLayout(v);
-  const constants: [string, number][] = [
-    ['SG', L.SG], ['NSG', L.NSG], ['WG', L.WG], ['TM', L.TM], ['TN', L.TN], ['TK', L.TK], ['BR', L.BR], ['BC', L.BC],
-    ['D', L.D], ['DP', L.DP], ['LPR', L.LPR], ['Q_STRIDE', L.Q_STRIDE], ['K_STRIDE', L.K_STRIDE], ['V_STRIDE', L.V_STRIDE],
-    ['P_STRIDE', L.P_STRIDE], ['S_STRIDE', L.S_STRIDE], ['O_STRIDE', L.O_STRIDE], ['Q_SIZE', L.Q_SIZE], ['KV_SIZE', L.KV_SIZE],
-    ['P_SIZE', L.P_SIZE], ['F_SIZE', L.F_SIZE],
-  ];
-  return [
-    'enable f16;',
-    'enable chromium_experimental_subgroup_matrix;',
-    // Offsets derive from the lane's subgroup (lid / SG), which the analysis cannot see is subgroup-uniform.
-    'diagnostic(off, chromium.subgroup_matrix_uniformity);',
-    `alias Left = subgroup_matrix_left<f16, ${L.TK}, ${L.TM}>;`,
-    `alias Right = subgroup_matrix_right<f16, ${L.TN}, ${L.TK}>;`,
-    `alias Acc = subgroup_matrix_result<f32, ${L.TN}, ${L.TM}>;`,
-    ...constants.map(([name, value]) => `const ${name} = ${value}u;`),
-  ].join('\n');
+  return {
+    SG: L.SG, NSG: L.NSG, WG: L.WG, TM: L.TM, TN: L.TN, TK: L.TK, BR: L.BR, BC: L.BC, D: L.D, DP: L.DP, LPR: L.LPR,
+    Q_STRIDE: L.Q_STRIDE, K_STRIDE: L.K_STRIDE, V_STRIDE: L.V_STRIDE, P_STRIDE: L.P_STRIDE, S_STRIDE: L.S_STRIDE,
+    O_STRIDE: L.O_STRIDE, Q_SIZE: L.Q_SIZE, KV_SIZE: L.KV_SIZE, P_SIZE: L.P_SIZE, F_SIZE: L.F_SIZE,
+  };
 }
+
+/** WGSL directives of the tensor-core shader (the test-only emulation in test/support removes the matrix ones). */
+export const TENSOR_CORE_DIRECTIVES = [
+  'enable f16;',
+  'enable chromium_experimental_subgroup_matrix;',
+  // Offsets derive from the lane's subgroup (lid / SG), which the analysis cannot see is subgroup-uniform.
+  'diagnostic(off, chromium.subgroup_matrix_uniformity);',
+] as const;
 
 function variantKey(v: TensorCoreVariant): string {
-  return `M${v.shape.M}N${v.shape.N}K${v.shape.K} SG${v.subgroupSize} x${v.subgroups} BC${v.BC} D${v.D}${v.emulated ? ' emulated' : ''}`;
-}
-
-/**
- * The shader with the subgroup-matrix builtins rewritten into scalar functions (tests only): Left, Right and Acc
- * become structs holding a whole matrix row-major in f32 in every lane; a load reads it all, the product
- * accumulates it all, a store writes it all (the lanes of a subgroup write the same values). Element (r, c) of a
- * load or store at (offset, stride) lies at offset + r·stride + c (row_major, the one layout the kernel uses).
- */
-export function emulate(source: string, v: TensorCoreVariant): string {
-  const { M: TM, N: TN, K: TK } = v.shape;
-  const dims: Record<string, [number, number]> = { Left: [TM, TK], Right: [TK, TN], Acc: [TM, TN] };
-  // Loop bounds the compiler cannot fold (see emulatedZero): fully unrolled, these loops take lavapipe's
-  // compiler tens of seconds per shader.
-  const n = (count: number) => `${count}u + emulatedZero`;
-  const helpers = new Map<string, string>();
-  let out = source
-    .replace('enable chromium_experimental_subgroup_matrix;\n', '')
-    .replace('diagnostic(off, chromium.subgroup_matrix_uniformity);\n', '')
-    .replace(/alias (Left|Right|Acc) = subgroup_matrix_\w+<[^>]*>;/g, (_, type: string) => `struct ${type} { e: array<f32, ${dims[type]![0] * dims[type]![1]}> }`)
-    .replace(/subgroupMatrixLoad<(Left|Right), row_major>\(&(\w+), /g, (_, type: string, array: string) => {
-      const name = `emulatedLoad_${type}_${array}`;
-      const [rows, cols] = dims[type]!;
-      helpers.set(name, `fn ${name}(offset: u32, stride: u32) -> ${type} {
-  var m: ${type};
-  for (var r = 0u; r < ${n(rows)}; r++) { for (var c = 0u; c < ${n(cols)}; c++) { m.e[r * ${cols}u + c] = f32(${array}[offset + r * stride + c]); } }
-  return m;
-}`);
-      return `${name}(`;
-    })
-    .replace(/subgroupMatrixStore<row_major>\(&(\w+), /g, (_, array: string) => {
-      const name = `emulatedStore_${array}`;
-      helpers.set(name, `fn ${name}(offset: u32, m: Acc, stride: u32) {
-  for (var r = 0u; r < ${n(TM)}; r++) { for (var c = 0u; c < ${n(TN)}; c++) { ${array}[offset + r * stride + c] = m.e[r * ${TN}u + c]; } }
-}`);
-      return `${name}(`;
-    })
-    .replaceAll('subgroupMatrixMultiplyAccumulate(', 'emulatedMultiplyAccumulate(');
-  if (/subgroup_?[mM]atrix/.test(out.replace(/\/\/[^\n]*/g, ''))) throw new GpuError('emulate: a subgroup-matrix construct was left unrewritten');
-  helpers.set('emulatedMultiplyAccumulate', `fn emulatedMultiplyAccumulate(a: Left, b: Right, acc: Acc) -> Acc {
-  var m = acc;
-  for (var r = 0u; r < ${n(TM)}; r++) {
-    for (var c = 0u; c < ${n(TN)}; c++) {
-      var s = m.e[r * ${TN}u + c];
-      for (var i = 0u; i < ${n(TK)}; i++) { s = fma(a.e[r * ${TK}u + i], b.e[i * ${TN}u + c], s); }
-      m.e[r * ${TN}u + c] = s;
-    }
-  }
-  return m;
-}`);
-  out += `\n// Emulated subgroup-matrix builtins (tests only).
-// Never written: zero at run time (workgroup memory starts zeroed), but not a constant to the compiler.
-var<workgroup> emulatedZero: u32;
-${[...helpers.values()].join('\n')}\n`;
-  return out;
+  return `M${v.shape.M}N${v.shape.N}K${v.shape.K} SG${v.subgroupSize} x${v.subgroups} BC${v.BC} D${v.D}`;
 }
 
 const kernels = new Map<string, Kernel>();
@@ -226,10 +173,11 @@ export function attentionTensorCoreKernel(v: TensorCoreVariant): Kernel {
   const key = variantKey(v);
   let kernel = kernels.get(key);
   if (!kernel) {
-    const source = `${header(v)}\n${VISIBILITY}\n${BODY}`;
     kernel = {
-      name: v.emulated ? 'attentionForwardTensorCoreEmulated' : 'attentionForwardTensorCore',
-      source: v.emulated ? emulate(source, v) : source,
+      name: 'attentionForwardTensorCore',
+      source: wgsl(import.meta.url, 'attention_forward_tensor_core.wgsl', {
+        directives: TENSOR_CORE_DIRECTIVES, includes: ['attention_visibility.wgsl'], placeholders: placeholders(v),
+      }),
       inputs: ['q', 'k', 'v', 'keyRange'],
       outputs: ['out', 'lse'],
       params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
@@ -244,7 +192,7 @@ export const attentionTensorCoreSampleKernel = attentionTensorCoreKernel({ shape
 
 export function attentionTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  if (v.D !== D) throw new GpuError(`attentionForwardTensorCore: variant for head dim ${v.D} called at head dim ${D}`);
+  if (v.D !== D) throw new KernelError(`attentionForwardTensorCore: variant for head dim ${v.D} called at head dim ${D}`);
   const L = tensorCoreLayout(v);
   const work = tileWork(T, S, L.BR, L.BC, mask);
   return {

@@ -5,9 +5,10 @@
 // f32 accumulators. q [B, H, T, D], k and v [B, KVH, S, D] hold f16, two per u32 word (the even element in the
 // low half); D is even.
 //
-// attention_forward_tensor_core.ts prepends `enable f16; enable chromium_experimental_subgroup_matrix;`,
-// `diagnostic(off, chromium.subgroup_matrix_uniformity);` (offsets derive from lid / SG), the matrix types Left
-// (TM×TK), Right (TK×TN) and Acc (TM×TN, f32) and these constants, then the mask rule:
+// attention_forward_tensor_core.ts adds the directives `enable f16; enable chromium_experimental_subgroup_matrix;`
+// and `diagnostic(off, chromium.subgroup_matrix_uniformity);` (offsets derive from lid / SG), includes the mask
+// rule, and fills in the placeholders of the matrix types Left (TM×TK), Right (TK×TN), Acc (TM×TN, f32) and of
+// these constants:
 //   SG lanes per subgroup (fixed on this device), NSG subgroups, WG = SG·NSG threads; subgroup sg = lid / SG
 //   owns query rows sg·TM .. sg·TM + TM - 1 of the BR = NSG·TM rows; BC keys per tile; DP = D rounded up to the
 //   matrix shape (dims D..DP-1 are zero in the tiles); LPR = WG / BR lanes per row in the scalar phases;
@@ -21,6 +22,31 @@
 // o = o·exp(m_old - m_new) + P V. The running max m and sum l of a row live in the registers of its LPR lanes,
 // which compute the same values. Every subgroup-matrix call follows a workgroupBarrier in loops whose trip counts
 // are constants or workgroup-uniform, so whole subgroups execute them.
+
+alias Left = subgroup_matrix_left<f16, {{TK}}, {{TM}}>;
+alias Right = subgroup_matrix_right<f16, {{TN}}, {{TK}}>;
+alias Acc = subgroup_matrix_result<f32, {{TN}}, {{TM}}>;
+const SG = {{SG}}u;
+const NSG = {{NSG}}u;
+const WG = {{WG}}u;
+const TM = {{TM}}u;
+const TN = {{TN}}u;
+const TK = {{TK}}u;
+const BR = {{BR}}u;
+const BC = {{BC}}u;
+const D = {{D}}u;
+const DP = {{DP}}u;
+const LPR = {{LPR}}u;
+const Q_STRIDE = {{Q_STRIDE}}u;
+const K_STRIDE = {{K_STRIDE}}u;
+const V_STRIDE = {{V_STRIDE}}u;
+const P_STRIDE = {{P_STRIDE}}u;
+const S_STRIDE = {{S_STRIDE}}u;
+const O_STRIDE = {{O_STRIDE}}u;
+const Q_SIZE = {{Q_SIZE}}u;
+const KV_SIZE = {{KV_SIZE}}u;
+const P_SIZE = {{P_SIZE}}u;
+const F_SIZE = {{F_SIZE}}u;
 
 const NO_SCORE = -1.0e30; // below any real score and finite, as in the f32 kernel
 const NEG_INF_BITS = 0xff800000u;

@@ -1,10 +1,10 @@
 // The attention mask as its own kernel, for the composed attention: masked scores or gradients become a fill value.
-import { grid1d, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { attentionSource, MASK_PARAMS, maskParams, type AttentionMask } from './attention_forward.ts';
+import { grid1d, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { attentionWgsl, MASK_PARAMS, maskParams, type AttentionMask } from './attention_forward.ts';
 
 export const attentionMaskKernel: Kernel = {
   name: 'attentionMask',
-  source: attentionSource(import.meta.url, 'attention_mask.wgsl'),
+  source: attentionWgsl('attention_mask.wgsl'),
   inputs: ['x', 'keyRange'],
   outputs: ['out'],
   params: [['n', 'u32'], ['T', 'u32'], ['S', 'u32'], ['rowsPerBatch', 'u32'], ...MASK_PARAMS],
@@ -17,13 +17,13 @@ const WG = 256;
 export const MASK_FILL = { negativeInfinity: 0xff800000, zero: 0 } as const;
 
 /** x [B, KVH, G·T, S] with query row t = r % T; rowsPerBatch = KVH·G·T. */
-export function attentionMaskCall(n: number, T: number, S: number, rowsPerBatch: number, mask: AttentionMask, fillBits: number, op = 'attentionMask'): KernelCall {
+export function attentionMaskCall(limits: DeviceLimits, n: number, T: number, S: number, rowsPerBatch: number, mask: AttentionMask, fillBits: number, op = 'attentionMask'): KernelCall {
   return {
     kernel: attentionMaskKernel,
     op,
     constants: { FILL_BITS: fillBits, WG },
     params: { n, T, S, rowsPerBatch, ...maskParams(mask) },
-    workgroups: grid1d(n, WG),
+    workgroups: grid1d(n, WG, limits),
     cost: { flops: 0, bytesRead: 4 * n, bytesWritten: 4 * n },
   };
 }

@@ -1,5 +1,5 @@
 // Broadcasting binary elementwise: add, subtract, multiply, divide over up to 4 dims.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const BINARY_OPS = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 export type BinaryOp = keyof typeof BINARY_OPS;
@@ -18,7 +18,7 @@ export const binaryKernel: Kernel = {
 const WG = 256;
 
 /** outDims: the output shape padded to rank 4; aStrides/bStrides: element strides, 0 along broadcast dims. */
-export function binaryCall(op: BinaryOp, outDims: number[], aStrides: number[], bStrides: number[], aNumel: number, bNumel: number): KernelCall {
+export function binaryCall(limits: DeviceLimits, op: BinaryOp, outDims: number[], aStrides: number[], bStrides: number[], aNumel: number, bNumel: number): KernelCall {
   const n = outDims.reduce((x, y) => x * y, 1);
   return {
     kernel: binaryKernel,
@@ -27,7 +27,7 @@ export function binaryCall(op: BinaryOp, outDims: number[], aStrides: number[], 
     params: { n, d1: outDims[1], d2: outDims[2], d3: outDims[3],
       sa0: aStrides[0], sa1: aStrides[1], sa2: aStrides[2], sa3: aStrides[3],
       sb0: bStrides[0], sb1: bStrides[1], sb2: bStrides[2], sb3: bStrides[3] },
-    workgroups: grid1d(n, WG),
+    workgroups: grid1d(n, WG, limits),
     // Each output element: one flop; reads each operand once from memory (broadcast reuse is cached).
     cost: { flops: n, bytesRead: 4 * (aNumel + bNumel), bytesWritten: 4 * n },
   };

@@ -1,6 +1,5 @@
 // Sums partials [blocks, cols] over blocks in a fixed order: the deterministic second stage of weight gradients.
-import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const columnSumKernel: Kernel = {
   name: 'columnSum',
@@ -11,14 +10,13 @@ export const columnSumKernel: Kernel = {
   constants: ['WG'],
 };
 
-export function columnSumCall(blocks: number, cols: number): KernelCall {
-  const { limits } = gpu();
+export function columnSumCall(limits: DeviceLimits, blocks: number, cols: number): KernelCall {
   const WG = Math.min(256, limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   return {
     kernel: columnSumKernel,
     constants: { WG },
     params: { blocks, cols },
-    workgroups: grid1d(cols, WG),
+    workgroups: grid1d(cols, WG, limits),
     cost: { flops: blocks * cols, bytesRead: 4 * blocks * cols, bytesWritten: 4 * cols },
   };
 }

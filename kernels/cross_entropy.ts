@@ -1,10 +1,9 @@
 // Fused softmax cross-entropy: per-row loss and, in the same pass, the logits gradient scaled by 1/count.
-import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, reductionWorkgroupSize, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, wgsl, reductionWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const crossEntropyKernel: Kernel = {
   name: 'crossEntropy',
-  source: loadWgsl(import.meta.url, 'row_logsumexp.wgsl') + loadWgsl(import.meta.url, 'cross_entropy.wgsl'),
+  source: wgsl(import.meta.url, 'cross_entropy.wgsl', { includes: ['row_logsumexp.wgsl'] }),
   inputs: ['logits', 'targets', 'count'],
   outputs: ['dlogits', 'rowLoss'],
   params: [['rows', 'u32'], ['V', 'u32'], ['ignoreIndex', 'i32']],
@@ -15,8 +14,8 @@ export const crossEntropyKernel: Kernel = {
  * rows x V logits; `writeGrad` false skips the gradient pass (evaluation): the dlogits binding is
  * then not written and may be any 4-byte tensor.
  */
-export function crossEntropyCall(rows: number, V: number, ignoreIndex: number, writeGrad: boolean): KernelCall {
-  const WG = reductionWorkgroupSize(8); // a running max and a running sum per thread
+export function crossEntropyCall(limits: DeviceLimits, rows: number, V: number, ignoreIndex: number, writeGrad: boolean): KernelCall {
+  const WG = reductionWorkgroupSize(limits, 8); // a running max and a running sum per thread
   const n = rows * V;
   // Per logit: pass 1 compares, subtracts, exponentiates and adds (4); pass 2 subtracts, exponentiates,
   // scales and subtracts the one-hot (5). Logits are read once per pass; each row reads its target,
@@ -25,7 +24,7 @@ export function crossEntropyCall(rows: number, V: number, ignoreIndex: number, w
     kernel: crossEntropyKernel,
     constants: { WG, WRITE_GRAD: writeGrad ? 1 : 0 },
     params: { rows, V, ignoreIndex },
-    workgroups: grid1d(rows, 1, gpu().limits.maxComputeWorkgroupsPerDimension),
+    workgroups: grid1d(rows, 1, limits),
     cost: writeGrad
       ? { flops: 9 * n, bytesRead: 8 * n + 12 * rows, bytesWritten: 4 * n + 4 * rows }
       : { flops: 4 * n, bytesRead: 4 * n + 8 * rows, bytesWritten: 4 * rows },

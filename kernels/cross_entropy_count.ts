@@ -1,5 +1,5 @@
 // Counts the targets that are not ignored, on the GPU, so that the mean needs no read-back.
-import { loadWgsl, type Kernel, type KernelCall, reductionWorkgroupSize } from '../engine/kernel.ts';
+import { loadWgsl, type Kernel, type KernelCall, reductionWorkgroupSize, type DeviceLimits } from './spec.ts';
 
 export const crossEntropyCountKernel: Kernel = {
   name: 'crossEntropyCount',
@@ -10,10 +10,10 @@ export const crossEntropyCountKernel: Kernel = {
   constants: ['WG'],
 };
 
-export function crossEntropyCountCall(rows: number, ignoreIndex: number): KernelCall {
+export function crossEntropyCountCall(limits: DeviceLimits, rows: number, ignoreIndex: number): KernelCall {
   return {
     kernel: crossEntropyCountKernel,
-    constants: { WG: reductionWorkgroupSize(4) },
+    constants: { WG: reductionWorkgroupSize(limits, 4) },
     params: { rows, ignoreIndex },
     workgroups: [1],
     cost: { flops: rows, bytesRead: 4 * rows, bytesWritten: 4 },

@@ -1,5 +1,5 @@
 // The mean of the per-row cross-entropy losses over the non-ignored rows, in a fixed summation order.
-import { loadWgsl, type Kernel, type KernelCall, reductionWorkgroupSize } from '../engine/kernel.ts';
+import { loadWgsl, type Kernel, type KernelCall, reductionWorkgroupSize, type DeviceLimits } from './spec.ts';
 
 export const crossEntropyMeanKernel: Kernel = {
   name: 'crossEntropyMean',
@@ -10,10 +10,10 @@ export const crossEntropyMeanKernel: Kernel = {
   constants: ['WG'],
 };
 
-export function crossEntropyMeanCall(rows: number): KernelCall {
+export function crossEntropyMeanCall(limits: DeviceLimits, rows: number): KernelCall {
   return {
     kernel: crossEntropyMeanKernel,
-    constants: { WG: reductionWorkgroupSize(4) },
+    constants: { WG: reductionWorkgroupSize(limits, 4) },
     params: { rows },
     workgroups: [1],
     cost: { flops: rows + 1, bytesRead: 4 * rows + 4, bytesWritten: 4 },

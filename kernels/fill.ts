@@ -1,5 +1,5 @@
 // Fills a tensor with one value.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const fillKernel: Kernel = {
   name: 'fill',
@@ -12,6 +12,6 @@ export const fillKernel: Kernel = {
 
 const WG = 256;
 
-export function fillCall(n: number, value: number): KernelCall {
-  return { kernel: fillKernel, constants: { WG }, params: { n, value }, workgroups: grid1d(n, WG), cost: { flops: 0, bytesRead: 0, bytesWritten: 4 * n } };
+export function fillCall(limits: DeviceLimits, n: number, value: number): KernelCall {
+  return { kernel: fillKernel, constants: { WG }, params: { n, value }, workgroups: grid1d(n, WG, limits), cost: { flops: 0, bytesRead: 0, bytesWritten: 4 * n } };
 }

@@ -1,10 +1,10 @@
 // LayerNorm backward: dx per row and per-block partial sums of dweight and dbias, in one pass.
-import { ceilDiv, grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { ceilDiv, grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 import { normWorkgroupSize } from './layernorm_forward.ts';
 
 export const layerNormBackwardKernel: Kernel = {
   name: 'layerNormBackward',
-  source: loadWgsl(import.meta.url, 'workgroup_sum.wgsl') + loadWgsl(import.meta.url, 'layernorm_backward.wgsl'),
+  source: wgsl(import.meta.url, 'layernorm_backward.wgsl', { includes: ['workgroup_sum.wgsl'] }),
   inputs: ['x', 'weight', 'dy', 'mean', 'rstd'],
   outputs: ['dx', 'partialWeight', 'partialBias'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],
@@ -28,16 +28,16 @@ export function normRowBlocks(rows: number): { rowsPerBlock: number; blocks: num
 }
 
 /** x and dy are rows x cols; writes dx and partialWeight, partialBias [normRowBlocks(rows).blocks, cols]. */
-export function layerNormBackwardCall(rows: number, cols: number): KernelCall {
+export function layerNormBackwardCall(limits: DeviceLimits, rows: number, cols: number): KernelCall {
   const n = rows * cols;
   const { rowsPerBlock, blocks } = normRowBlocks(rows);
   // Per element: the row sums (5), then xhat, dx and the two partial sums (10). x and dy are read once
   // from memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: layerNormBackwardKernel,
-    constants: { WG: normWorkgroupSize(cols, 8, 8 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    constants: { WG: normWorkgroupSize(limits, cols, 8, 8 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
     params: { rows, cols, rowsPerBlock },
-    workgroups: grid1d(blocks, 1),
+    workgroups: grid1d(blocks, 1, limits),
     cost: { flops: 15 * n, bytesRead: 8 * n + 4 * cols + 8 * rows, bytesWritten: 4 * n + 8 * blocks * cols },
   };
 }

@@ -1,16 +1,22 @@
 // Batched C = op(A) · op(B) (+ bias), tiled through workgroup memory and register-blocked.
-import { gpu, GpuError } from '../engine/gpu.ts';
-import { ceilDiv, FORMAT_CONSTANT, loadWgsl, type FloatStorage, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { bytesPerElement } from '../engine/tensor.ts';
+import { bytesPerElement, FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
+import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
 
-export const matmulKernel: Kernel = {
-  name: 'matmul',
-  source: loadWgsl(import.meta.url, 'float_storage.wgsl') + loadWgsl(import.meta.url, 'matmul.wgsl'),
-  inputs: ['a', 'b', 'bias'],
-  outputs: ['c'],
-  params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
-  constants: ['TRANS_A', 'TRANS_B', 'HAS_BIAS', 'A_FORMAT', 'B_FORMAT', 'TILE_M', 'TILE_N', 'TILE_K', 'THREAD_M', 'THREAD_N'],
-};
+// The bias is an optional input: the variant without it neither declares nor binds it (no_bias.wgsl).
+function matmulVariant(hasBias: boolean): Kernel {
+  return {
+    name: 'matmul',
+    source: wgsl(import.meta.url, 'matmul.wgsl', { includes: ['float_storage.wgsl', hasBias ? 'bias.wgsl' : 'no_bias.wgsl'] }),
+    inputs: ['a', 'b', 'bias'],
+    outputs: ['c'],
+    params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
+    constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'TILE_M', 'TILE_N', 'TILE_K', 'THREAD_M', 'THREAD_N'],
+    absent: hasBias ? [] : ['bias'],
+  };
+}
+
+export const matmulKernel = matmulVariant(false);
+export const matmulBiasKernel = matmulVariant(true);
 
 /** A tile variant: C tile per workgroup (tileM×tileN), K step, and the block of C each thread holds. */
 export interface MatmulTile { tileM: number; tileN: number; tileK: number; threadM: number; threadN: number }
@@ -39,13 +45,12 @@ export interface MatmulShape {
   transA: boolean;
   transB: boolean;
   hasBias: boolean;
-  dtypeA: FloatStorage;
-  dtypeB: FloatStorage;
+  dtypeA: FloatDType;
+  dtypeB: FloatDType;
 }
 
 /** Throws unless the tile fits this device's workgroup limits and the shader's register arrays. */
-export function checkTile(tile: MatmulTile): void {
-  const { limits } = gpu();
+export function checkTile(limits: DeviceLimits, tile: MatmulTile): void {
   const wgX = tile.tileN / tile.threadN;
   const wgY = tile.tileM / tile.threadM;
   const sharedBytes = 4 * tile.tileK * (tile.tileM + tile.tileN);
@@ -56,19 +61,19 @@ export function checkTile(tile: MatmulTile): void {
     : wgX > limits.maxComputeWorkgroupSizeX || wgY > limits.maxComputeWorkgroupSizeY ? `workgroup ${wgX}×${wgY} exceeds maxComputeWorkgroupSize`
     : sharedBytes > limits.maxComputeWorkgroupStorageSize ? `${sharedBytes} bytes of workgroup memory exceed maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize}`
     : null;
-  if (problem) throw new GpuError(`matmul tile ${JSON.stringify(tile)}: ${problem}`);
+  if (problem) throw new KernelError(`matmul tile ${JSON.stringify(tile)}: ${problem}`);
 }
 
-export function matmulCall(s: MatmulShape, tile: MatmulTile = DEFAULT_TILE, op = 'matmul'): KernelCall {
-  checkTile(tile);
+export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTile = DEFAULT_TILE, op = 'matmul'): KernelCall {
+  checkTile(limits, tile);
   const aElements = (s.strideA === 0 ? 1 : s.batch) * s.M * s.K;
   const bElements = (s.strideB === 0 ? 1 : s.batch) * s.K * s.N;
   const outputs = s.batch * s.M * s.N;
   return {
-    kernel: matmulKernel,
+    kernel: s.hasBias ? matmulBiasKernel : matmulKernel,
     op,
     constants: {
-      TRANS_A: Number(s.transA), TRANS_B: Number(s.transB), HAS_BIAS: Number(s.hasBias),
+      TRANS_A: Number(s.transA), TRANS_B: Number(s.transB),
       A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB],
       TILE_M: tile.tileM, TILE_N: tile.tileN, TILE_K: tile.tileK, THREAD_M: tile.threadM, THREAD_N: tile.threadN,
     },

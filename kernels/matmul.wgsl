@@ -7,7 +7,6 @@
 // columns tx + j·WG_X so that neighbouring threads read neighbouring words of the tiles and of C.
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
 override A_FORMAT: u32 = 0u; // F32, F16 or BF16
 override B_FORMAT: u32 = 0u;
 override TILE_M: u32 = 64u;
@@ -34,7 +33,7 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<u32>; // words of A_FORMAT values
 @group(0) @binding(1) var<storage, read> b: array<u32>; // words of B_FORMAT values
-@group(0) @binding(2) var<storage, read> bias: array<f32>; // read only when HAS_BIAS
+// Binding 2, the optional bias, and addBias come from bias.wgsl or no_bias.wgsl.
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -107,9 +106,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     for (var j = 0u; j < THREAD_N; j++) {
       let n = col0 + lid.x + j * WG_X;
       if (n >= N) { break; }
-      var v = acc[i * MAX_THREAD_TILE + j];
-      if (HAS_BIAS) { v += bias[n]; }
-      c[baseC + m * N + n] = v;
+      c[baseC + m * N + n] = addBias(acc[i * MAX_THREAD_TILE + j], n);
     }
   }
 }

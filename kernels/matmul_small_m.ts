@@ -1,17 +1,23 @@
 // out = x · weightᵀ (+ bias) for x with a few rows (decoding), reading each weight row once and contiguously.
-import { GpuError } from '../engine/gpu.ts';
-import { ceilDiv, FORMAT_CONSTANT, grid1d, loadWgsl, nextPowerOfTwo, reductionWorkgroupSize, type Kernel, type KernelCall } from '../engine/kernel.ts';
-import { bytesPerElement } from '../engine/tensor.ts';
+import { bytesPerElement, FORMAT_CONSTANT } from './dtype.ts';
+import { ceilDiv, grid1d, KernelError, nextPowerOfTwo, reductionWorkgroupSize, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
 import type { MatmulShape } from './matmul.ts';
 
-export const matmulSmallMKernel: Kernel = {
-  name: 'matmulSmallM',
-  source: loadWgsl(import.meta.url, 'float_storage.wgsl') + loadWgsl(import.meta.url, 'matmul_small_m.wgsl'),
-  inputs: ['x', 'weight', 'bias'],
-  outputs: ['out'],
-  params: [['N', 'u32'], ['K', 'u32']],
-  constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', 'HAS_BIAS'],
-};
+// The bias is an optional input: the variant without it neither declares nor binds it (no_bias.wgsl).
+function smallMVariant(hasBias: boolean): Kernel {
+  return {
+    name: 'matmulSmallM',
+    source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', hasBias ? 'bias.wgsl' : 'no_bias.wgsl'] }),
+    inputs: ['x', 'weight', 'bias'],
+    outputs: ['out'],
+    params: [['N', 'u32'], ['K', 'u32']],
+    constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT'],
+    absent: hasBias ? [] : ['bias'],
+  };
+}
+
+export const matmulSmallMKernel = smallMVariant(false);
+export const matmulSmallMBiasKernel = smallMVariant(true);
 
 /** The most rows of x the kernel takes (MAX_ROWS in matmul_small_m.wgsl): its partial sums live in registers. */
 export const SMALL_M_MAX_ROWS = 8;
@@ -42,19 +48,19 @@ export function fitsSmallM(s: MatmulShape): boolean {
   return s.batch === 1 && !s.transA && s.transB && s.dtypeA === 'f32' && s.M >= 1 && s.M <= SMALL_M_MAX_ROWS;
 }
 
-export function matmulSmallMCall(s: MatmulShape, variant: SmallMVariant = smallMVariantFor(s.M), op = 'matmulSmallM'): KernelCall {
-  if (!fitsSmallM(s)) throw new GpuError(`matmulSmallM: ${JSON.stringify(s)} is not one f32 x of 1..${SMALL_M_MAX_ROWS} rows times a transposed weight`);
+export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: SmallMVariant = smallMVariantFor(s.M), op = 'matmulSmallM'): KernelCall {
+  if (!fitsSmallM(s)) throw new KernelError(`matmulSmallM: ${JSON.stringify(s)} is not one f32 x of 1..${SMALL_M_MAX_ROWS} rows times a transposed weight`);
   if (!Number.isInteger(variant.columns) || variant.columns < 1 || variant.columns > SMALL_M_MAX_COLUMNS)
-    throw new GpuError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);
+    throw new KernelError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);
   const { M, N, K } = s;
   // Each thread holds M·columns partial sums in workgroup memory for the reduction; no more threads than pairs of K.
-  const threads = reductionWorkgroupSize(4 * M * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
+  const threads = reductionWorkgroupSize(limits, 4 * M * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
   return {
-    kernel: matmulSmallMKernel,
+    kernel: s.hasBias ? matmulSmallMBiasKernel : matmulSmallMKernel,
     op,
-    constants: { ROWS: M, COLUMNS: variant.columns, WG: threads, WEIGHT_FORMAT: FORMAT_CONSTANT[s.dtypeB], HAS_BIAS: Number(s.hasBias) },
+    constants: { ROWS: M, COLUMNS: variant.columns, WG: threads, WEIGHT_FORMAT: FORMAT_CONSTANT[s.dtypeB] },
     params: { N, K },
-    workgroups: grid1d(ceilDiv(N, variant.columns), 1),
+    workgroups: grid1d(ceilDiv(N, variant.columns), 1, limits),
     // A multiply-add per (output, k), an add per output for the bias. The weight is read from memory once, x and
     // bias once (every workgroup re-reads x from cache), out written once.
     cost: {

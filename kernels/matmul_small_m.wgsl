@@ -9,7 +9,6 @@ override ROWS: u32 = 1u; // M, at most MAX_ROWS
 override COLUMNS: u32 = 4u; // at most MAX_COLUMNS
 override WG: u32 = 256u; // a power of two: the tree reduction halves it
 override WEIGHT_FORMAT: u32 = 0u; // F32, F16 or BF16
-override HAS_BIAS: bool = false;
 // Derived from the constants above; the host sets only those (matmulSmallMKernel.constants).
 override PARTIALS: u32 = ROWS * COLUMNS * WG;
 
@@ -24,7 +23,7 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<u32>; // words of WEIGHT_FORMAT values
-@group(0) @binding(2) var<storage, read> bias: array<f32>; // read only when HAS_BIAS
+// Binding 2, the optional bias, and addBias come from bias.wgsl or no_bias.wgsl.
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -84,9 +83,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let m = s / COLUMNS;
     let n = col0 + s % COLUMNS;
     if (n < N) {
-      var v = partials[s * WG];
-      if (HAS_BIAS) { v += bias[n]; }
-      out[m * N + n] = v;
+      out[m * N + n] = addBias(partials[s * WG], n);
     }
   }
 }

@@ -1,5 +1,5 @@
 // Sum (times alpha) of a tensor down to a broadcast-compatible shape.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const reduceSumKernel: Kernel = {
   name: 'reduceSum',
@@ -14,7 +14,7 @@ export const reduceSumKernel: Kernel = {
 const WG = 256;
 
 /** inDims and outDims padded to rank 4; outDims[k] is 1 or inDims[k]. */
-export function reduceSumCall(inDims: number[], outDims: number[], alpha: number, op = 'reduceSum'): KernelCall {
+export function reduceSumCall(limits: DeviceLimits, inDims: number[], outDims: number[], alpha: number, op = 'reduceSum'): KernelCall {
   const n = outDims.reduce((a, b) => a * b, 1);
   const nIn = inDims.reduce((a, b) => a * b, 1);
   const r = inDims.map((d, k) => (outDims[k] === 1 ? d : 1));
@@ -22,7 +22,7 @@ export function reduceSumCall(inDims: number[], outDims: number[], alpha: number
     kernel: reduceSumKernel, op, constants: { WG },
     params: { n, d0: inDims[0], d1: inDims[1], d2: inDims[2], d3: inDims[3], o1: outDims[1], o2: outDims[2], o3: outDims[3],
       r0: r[0], r1: r[1], r2: r[2], r3: r[3], alpha },
-    workgroups: grid1d(n, WG),
+    workgroups: grid1d(n, WG, limits),
     cost: { flops: nIn, bytesRead: 4 * nIn, bytesWritten: 4 * n },
   };
 }

@@ -1,11 +1,11 @@
 // RMSNorm backward: dx per row and per-block partial sums of dweight, in one pass.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 import { normWorkgroupSize } from './layernorm_forward.ts';
 import { MAX_ROWS_PER_BLOCK, normRowBlocks } from './layernorm_backward.ts';
 
 export const rmsNormBackwardKernel: Kernel = {
   name: 'rmsNormBackward',
-  source: loadWgsl(import.meta.url, 'workgroup_sum.wgsl') + loadWgsl(import.meta.url, 'rmsnorm_backward.wgsl'),
+  source: wgsl(import.meta.url, 'rmsnorm_backward.wgsl', { includes: ['workgroup_sum.wgsl'] }),
   inputs: ['x', 'weight', 'dy', 'rstd'],
   outputs: ['dx', 'partialWeight'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],
@@ -13,16 +13,16 @@ export const rmsNormBackwardKernel: Kernel = {
 };
 
 /** x and dy are rows x cols; writes dx and partialWeight [normRowBlocks(rows).blocks, cols]. */
-export function rmsNormBackwardCall(rows: number, cols: number): KernelCall {
+export function rmsNormBackwardCall(limits: DeviceLimits, rows: number, cols: number): KernelCall {
   const n = rows * cols;
   const { rowsPerBlock, blocks } = normRowBlocks(rows);
   // Per element: the row sum (3), then xhat, dx and the partial sum (7). x and dy are read once from
   // memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: rmsNormBackwardKernel,
-    constants: { WG: normWorkgroupSize(cols, 4, 4 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    constants: { WG: normWorkgroupSize(limits, cols, 4, 4 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
     params: { rows, cols, rowsPerBlock },
-    workgroups: grid1d(blocks, 1),
+    workgroups: grid1d(blocks, 1, limits),
     cost: { flops: 10 * n, bytesRead: 8 * n + 4 * cols + 4 * rows, bytesWritten: 4 * n + 4 * blocks * cols },
   };
 }

@@ -1,6 +1,5 @@
 // Rotary position embedding (rotate-half) on [B, H, T, D], forward and inverse rotation.
-import { gpu } from '../engine/gpu.ts';
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const rotaryKernel: Kernel = {
   name: 'rotary', source: loadWgsl(import.meta.url, 'rotary.wgsl'),
@@ -23,7 +22,7 @@ export interface RotaryLayout { batch: number; heads: number; seqLen: number; he
  * (clamped at 0) when given; the first `rotaryDims` dims rotate, the rest are copied. `inverse` rotates by
  * minus the angle (the backward). Ledger name 'rotary' or 'rotaryBackward'.
  */
-export function rotaryCall(layout: RotaryLayout, rotaryDims: number, positionOffset: number, inverse: boolean): KernelCall {
+export function rotaryCall(limits: DeviceLimits, layout: RotaryLayout, rotaryDims: number, positionOffset: number, inverse: boolean): KernelCall {
   const { batch, heads, seqLen, headDim } = layout;
   const rows = batch * heads * seqLen;
   const half = rotaryDims / 2;
@@ -34,7 +33,7 @@ export function rotaryCall(layout: RotaryLayout, rotaryDims: number, positionOff
     kernel: rotaryKernel, op: inverse ? 'rotaryBackward' : 'rotary',
     constants: { WG, INVERSE: inverse ? 1 : 0 },
     params: { n, lanes, headDim, half, seqLen, positionOffset, rowsPerBatch: heads * seqLen, hasLeftPadding: layout.leftPadding ? 1 : 0 },
-    workgroups: grid1d(n, WG, gpu().limits.maxComputeWorkgroupsPerDimension),
+    workgroups: grid1d(n, WG, limits),
     // Per pair: the angle (1), range reduction (7), sin and cos series (~20) and the rotation (6).
     cost: { flops: 34 * pairs, bytesRead: 4 * rows * headDim + 4 * pairs + (layout.leftPadding ? 4 * batch : 0), bytesWritten: 4 * rows * headDim },
   };

@@ -1,5 +1,5 @@
 // Dense <-> strided copies: the one kernel behind permute, narrow and their backwards.
-import { grid1d, loadWgsl, type Kernel, type KernelCall } from '../engine/kernel.ts';
+import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const stridedCopyKernel: Kernel = {
   name: 'stridedCopy',
@@ -13,12 +13,12 @@ export const stridedCopyKernel: Kernel = {
 const WG = 256;
 
 /** denseDims and strides of rank 4; gather reads the strided side into the dense one, scatter the reverse. */
-export function stridedCopyCall(direction: 'gather' | 'scatter', denseDims: number[], strides: number[], offset: number, op: string): KernelCall {
+export function stridedCopyCall(limits: DeviceLimits, direction: 'gather' | 'scatter', denseDims: number[], strides: number[], offset: number, op: string): KernelCall {
   const n = denseDims.reduce((a, b) => a * b, 1);
   return {
     kernel: stridedCopyKernel, op, constants: { GATHER: direction === 'gather' ? 1 : 0, WG },
     params: { n, d1: denseDims[1], d2: denseDims[2], d3: denseDims[3], s0: strides[0], s1: strides[1], s2: strides[2], s3: strides[3], offset },
-    workgroups: grid1d(n, WG),
+    workgroups: grid1d(n, WG, limits),
     cost: { flops: 0, bytesRead: 4 * n, bytesWritten: 4 * n },
   };
 }

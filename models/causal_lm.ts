@@ -1,19 +1,18 @@
 // Hugging Face causal language models on the GPU: a folder (config.json + weights) becomes a CausalLM that
-// returns next-token logits, trains on the next-token loss and generates with a KV cache.
+// returns next-token logits and generates with a KV cache (the losses are train/objectives/).
 //
 // The architectures (gpt_neox.ts, mistral.ts) are their trunks: ids -> final-normed hidden states, with
-// transformers' parameter names. This file adds what is common: loading, the output head, the loss, the cache
+// transformers' parameter names. This file adds what is common: loading, the output head, the cache
 // and its attention, and generation (sampling.ts picks the tokens). The reward model (reward.ts) reuses the
 // same trunk.
 import { join } from 'node:path';
 import { gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { GpuError } from '../engine/gpu.ts';
-import { ParameterSet, type ParamSpec } from '../engine/params.ts';
+import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
-import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { linear } from '../engine/ops/matmul.ts';
-import { narrow, reshape } from '../engine/ops/shape.ts';
+import { narrow } from '../engine/ops/shape.ts';
 import { CONFIG_FILE, ConfigError, loadConfig, modelParams, type ModelConfig } from './config.ts';
 import { ModelWeights } from './weights.ts';
 import { KVCache } from './self_attention.ts';
@@ -21,6 +20,7 @@ import { checkSamplingOptions, sampleToken, SamplingError, type SamplingOptions 
 import type { Tokenizer } from './tokenizer.ts';
 import { gptNeoxLmHead, gptNeoxModel } from './gpt_neox.ts';
 import { mistralLmHead, mistralModel } from './mistral.ts';
+import type { FloatDType, HalfDType } from '../kernels/dtype.ts';
 
 export interface GenerationOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -58,9 +58,6 @@ export interface Generation {
   timing: GenerationTiming;
 }
 
-/** transformers' ignore_index: positions that predict nothing. */
-const IGNORE_INDEX = -100;
-
 /**
  * The architecture's trunk (transformers' GPTNeoXModel, MistralModel): ids i32 [B, T] -> final-normed hidden
  * states [B, T, C]. With a cache (one KVCache per layer) the ids follow the cached tokens.
@@ -70,27 +67,28 @@ export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cac
   return cfg.modelType === 'gpt_neox' ? gptNeoxModel(cfg, p, ids, cache) : mistralModel(cfg, p, ids, cache);
 }
 
-/** The parameters of `specs` from the weights in `dir`, checked strictly, uploaded one tensor at a time. */
 /**
- * The folder's weights on the GPU. With weightsDtype f16 or bf16 the matrices (embeddings, projections, head)
- * are stored in 16 bits and frozen, so that a 7B model fits; norms and biases stay f32.
+ * The folder's weights on the GPU, checked strictly against `specs`, uploaded one tensor at a time. With
+ * weightsDtype f16 or bf16 the matrices (embeddings, projections, head) are stored in 16 bits and frozen, so
+ * that a 7B model fits; norms and biases stay f32. `frozen`: nothing trains (e.g. a reference model in f32).
  */
-export function loadParameters(dir: string, specs: ParamSpec[], weightsDtype: WeightsDtype = 'f32'): ParameterSet {
+export function loadParameters(dir: string, specs: ParamSpec[], weightsDtype: FloatDType = 'f32', frozen = false): ParameterSet {
   const weights = ModelWeights.open(dir, specs);
-  const matrix = (s: ParamSpec) => s.role === 'weight' || s.role === 'embedding' || s.role === 'head';
+  const half = (s: ParamSpec) => weightsDtype !== 'f32' && isMatrix(s);
   try {
-    return new ParameterSet(specs, (s) => weightsDtype !== 'f32' && matrix(s)
-      ? { dtype: weightsDtype, bits: weights.read16(s.name, weightsDtype === 'f16' ? 'F16' : 'BF16') }
+    return new ParameterSet(specs.map((s) => (frozen || half(s) ? { ...s, trainable: false } : s)), (s) => half(s)
+      ? { dtype: weightsDtype as HalfDType, bits: weights.read16(s.name, weightsDtype as HalfDType) }
       : weights.read(s.name));
   } finally {
     weights.close();
   }
 }
 
-export type WeightsDtype = 'f32' | 'f16' | 'bf16';
-
-/** Where a model comes from: a folder, optionally another config file (e.g. config.classic.json), and the weights' storage. */
-export interface LoadOptions { configFile?: string; weightsDtype?: WeightsDtype }
+/**
+ * Where a model comes from: a folder, optionally another config file (e.g. config.classic.json), the weights'
+ * storage, and whether it is frozen (a reference model: no gradients, no optimizer state).
+ */
+export interface LoadOptions { configFile?: string; weightsDtype?: FloatDType; frozen?: boolean }
 
 /** config.json (or opts.configFile) of `dir`, required to describe the given head. */
 export function loadConfigFor(dir: string, head: ModelConfig['head'], opts: LoadOptions = {}): ModelConfig {
@@ -214,20 +212,8 @@ function stopIndex(text: string, stopStrings: readonly string[]): number {
   return found.length > 0 ? Math.min(...found) : -1;
 }
 
-/**
- * Mean next-token cross-entropy, transformers' loss with labels = input_ids: logits [B, T, V] at position t
- * predict ids[:, t + 1]; `ids` are the model's input tokens on the host, [B, T] row-major.
- */
-export function nextTokenLoss(logits: Tensor, ids: Int32Array): Tensor {
-  const [B, T, V] = logits.shape;
-  const targets = Tensor.fromArray(Int32Array.from(ids, (_, i) => (i % T === T - 1 ? IGNORE_INDEX : ids[i + 1])), [B * T], 'i32');
-  const loss = crossEntropy(reshape(logits, [B * T, V]), targets, { ignoreIndex: IGNORE_INDEX });
-  targets.dispose();
-  return loss;
-}
-
 /** A ...ForCausalLM folder: config.json (or opts.configFile) and its weights, checked strictly. */
 export function loadCausalLM(dir: string, opts: LoadOptions = {}): CausalLM {
   const config = loadConfigFor(dir, 'lm', opts);
-  return new CausalLM(config, loadParameters(dir, modelParams(config), opts.weightsDtype));
+  return new CausalLM(config, loadParameters(dir, modelParams(config), opts.weightsDtype, opts.frozen));
 }

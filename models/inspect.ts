@@ -1,5 +1,6 @@
-// `juice inspect DIR`: architecture, parameter count, memory plan and FLOPs per token of a Hugging
-// Face model folder, computed from config.json and the parameter table before anything is allocated.
+// `juice inspect DIR`: architecture, parameter count, memory plan (full training and, with a rank, LoRA) and
+// FLOPs per token of a Hugging Face model folder, computed from config.json and the parameter tables before
+// anything is allocated.
 // The weights are optional; when present their headers are checked against the table.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -7,7 +8,9 @@ import { memoryPlan } from '../engine/params.ts';
 import { numelOf } from '../engine/tensor.ts';
 import { INDEX_FILE, SINGLE_FILE } from '../engine/safetensors.ts';
 import { loadConfig, modelParams, type ModelConfig } from './config.ts';
-import { ModelWeights, type WeightDType } from './weights.ts';
+import { frozenBase, loraParamSpecs, loraTargetModules, type LoraTargets } from './lora.ts';
+import { ModelWeights } from './weights.ts';
+import type { FloatDType } from '../kernels/dtype.ts';
 
 export interface ModelSummary {
   dir: string;
@@ -25,8 +28,18 @@ export interface ModelSummary {
     activationsPerToken: number;
   };
   flops: { sequenceLength: number; forwardPerToken: number; trainingPerToken: number };
+  /** The LoRA setting, when a rank was given: null otherwise. */
+  lora: LoraSummary | null;
   /** null: the folder holds no weights. */
-  weights: { path: string; parametersByDtype: Partial<Record<WeightDType, number>>; problem: string | null } | null;
+  weights: { path: string; parametersByDtype: Partial<Record<FloatDType, number>>; problem: string | null } | null;
+}
+
+/** LoRA: the base frozen (in f32, or with its matrices in 16 bits), f32 adapters with their gradients and AdamW moments. Bytes. */
+export interface LoraSummary {
+  r: number;
+  targets: string[];
+  adapterParameters: number;
+  memory: { baseF32: number; base16: number; adaptersF32: number; gradientsF32: number; adamwF32: number };
 }
 
 const F32_BYTES = 4;
@@ -82,7 +95,7 @@ function weightsStatus(dir: string, c: ModelConfig): ModelSummary['weights'] {
   } catch (e) {
     return { path: path.join(dir, present), parametersByDtype: {}, problem: (e as Error).message };
   }
-  const parametersByDtype: Partial<Record<WeightDType, number>> = {};
+  const parametersByDtype: Partial<Record<FloatDType, number>> = {};
   for (const s of specs) {
     const dtype = weights.dtypeOf(s.name);
     parametersByDtype[dtype] = (parametersByDtype[dtype] ?? 0) + numelOf(s.shape);
@@ -92,8 +105,35 @@ function weightsStatus(dir: string, c: ModelConfig): ModelSummary['weights'] {
   return { path: where, parametersByDtype, problem: null };
 }
 
-/** The structured summary; `sequenceLength` (for the attention FLOPs) defaults to max_position_embeddings. */
-export function describeModel(dir: string, options: { sequenceLength?: number } = {}): ModelSummary {
+export interface DescribeOptions {
+  /** For the attention FLOPs; defaults to max_position_embeddings. */
+  sequenceLength?: number;
+  /** A LoRA rank: the summary then plans the LoRA setting too. */
+  loraR?: number;
+  /** The LoRA target modules (lora.ts); PEFT's defaults for the architecture when absent. */
+  loraTargets?: LoraTargets;
+}
+
+/** The LoRA plan: a frozen base (16-bit storage keeps norms and biases in f32, as loading does) and trainable f32 adapters. */
+export function loraSummary(config: ModelConfig, r: number, targets?: LoraTargets): LoraSummary {
+  const base = frozenBase(modelParams(config));
+  const adapters = memoryPlan(loraParamSpecs(config, { r, targets }));
+  return {
+    r,
+    targets: loraTargetModules(config, targets),
+    adapterParameters: adapters.parameters,
+    memory: {
+      baseF32: memoryPlan(base).weightBytes,
+      base16: memoryPlan(base, { weightDtype: 'bf16' }).weightBytes,
+      adaptersF32: adapters.weightBytes,
+      gradientsF32: adapters.gradientBytes,
+      adamwF32: adapters.optimizerBytes,
+    },
+  };
+}
+
+/** The structured summary; full training trains every tensor in f32. */
+export function describeModel(dir: string, options: DescribeOptions = {}): ModelSummary {
   const config = loadConfig(dir);
   const specs = modelParams(config);
   const plan = memoryPlan(specs);
@@ -105,13 +145,14 @@ export function describeModel(dir: string, options: { sequenceLength?: number } 
     parameters: plan.parameters,
     embeddingParameters,
     memory: {
-      weightsF32: plan.parameterBytes,
-      weights16: 2 * plan.parameters,
+      weightsF32: plan.weightBytes,
+      weights16: 2 * plan.parameters, // every tensor in 16 bits: a 16-bit checkpoint's size
       gradientsF32: plan.gradientBytes,
       adamwF32: plan.optimizerBytes,
       activationsPerToken: F32_BYTES * activationValuesPerToken(config),
     },
     flops: flopsPerToken(config, plan.parameters, embeddingParameters, options.sequenceLength ?? config.maxPositions),
+    lora: options.loraR === undefined ? null : loraSummary(config, options.loraR, options.loraTargets),
     weights: weightsStatus(dir, config),
   };
 }
@@ -130,6 +171,19 @@ function flops(n: number): string {
   let i = 0;
   while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
   return `${n.toFixed(i === 0 ? 0 : 3)} ${units[i]}FLOP`;
+}
+
+function loraLines(l: LoraSummary, parameters: number): string[] {
+  const m = l.memory, adapterState = m.adaptersF32 + m.gradientsF32 + m.adamwF32;
+  return [
+    `LoRA r ${l.r} on ${l.targets.join(', ')}: ${count(l.adapterParameters)} adapter parameters (${(100 * l.adapterParameters / parameters).toFixed(3)}% of the base)`,
+    `  frozen base f32     ${bytes(m.baseF32)}`,
+    `  frozen base 16-bit  ${bytes(m.base16)} (matrices in 16 bits, norms and biases f32)`,
+    `  adapters f32        ${bytes(m.adaptersF32)}`,
+    `  adapter gradients   ${bytes(m.gradientsF32)}`,
+    `  adapter AdamW f32   ${bytes(m.adamwF32)}`,
+    `  training state      ${bytes(m.baseF32 + adapterState)} with an f32 base, ${bytes(m.base16 + adapterState)} with a 16-bit base`,
+  ];
 }
 
 /** The summary as the text `juice inspect` prints. */
@@ -151,6 +205,7 @@ export function formatSummary(s: ModelSummary): string {
     `  AdamW moments f32   ${bytes(m.adamwF32)}`,
     `  training state      ${bytes(trainingState)} (f32 weights + gradients + AdamW)`,
     `  activations         ${bytes(m.activationsPerToken)} per token (f32, saved for backward)`,
+    ...(s.lora === null ? [] : loraLines(s.lora, s.parameters)),
     `FLOPs per token at sequence length ${s.flops.sequenceLength}:`,
     `  forward             ${flops(s.flops.forwardPerToken)}`,
     `  training            ${flops(s.flops.trainingPerToken)} (3 x forward)`,
@@ -162,26 +217,6 @@ export function formatSummary(s: ModelSummary): string {
   return lines.join('\n');
 }
 
-export function inspectModel(dir: string, options: { sequenceLength?: number } = {}): string {
+export function inspectModel(dir: string, options: DescribeOptions = {}): string {
   return formatSummary(describeModel(dir, options));
-}
-
-const USAGE = 'usage: juice inspect DIR [--seq-len N] [--json]   (DIR holds config.json; the weights are optional)';
-
-/** `juice inspect DIR [--seq-len N] [--json]`. */
-export async function inspectCommand(args: string[]): Promise<number> {
-  let dir: string | undefined, sequenceLength: number | undefined, json = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '--json') json = true;
-    else if (a === '--seq-len') {
-      sequenceLength = Number(args[++i]);
-      if (!Number.isSafeInteger(sequenceLength) || sequenceLength <= 0) { console.error(`juice inspect: --seq-len needs a positive integer, got ${args[i]}\n${USAGE}`); return 2; }
-    } else if (a.startsWith('-') || dir !== undefined) { console.error(`juice inspect: unexpected argument '${a}'\n${USAGE}`); return 2; }
-    else dir = a;
-  }
-  if (dir === undefined) { console.error(USAGE); return 2; }
-  const summary = describeModel(dir, { sequenceLength });
-  console.log(json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
-  return 0;
 }

@@ -1,12 +1,11 @@
 // Reward models: transformers' ...ForSequenceClassification with one label, i.e. the causal LM's trunk and a
-// `score` linear layer without bias, read at the last token that is not padding; and the pairwise
-// (Bradley-Terry) loss that trains it and the implicit-reward objective alike.
+// `score` linear layer without bias, read at the last token that is not padding. The pairwise loss that
+// trains it is train/objectives/preference.ts.
 import type { ParameterSet } from '../engine/params.ts';
 import { Tensor } from '../engine/tensor.ts';
-import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/matmul.ts';
-import { permute, reshape } from '../engine/ops/shape.ts';
+import { reshape } from '../engine/ops/shape.ts';
 import { rewardParams, type ModelConfig } from './config.ts';
 import { hiddenStates, loadConfigFor, loadParameters, type LoadOptions } from './causal_lm.ts';
 
@@ -45,19 +44,5 @@ export class RewardModel {
 /** A ...ForSequenceClassification folder with one label: config.json (or opts.configFile) and its weights. */
 export function loadRewardModel(dir: string, opts: LoadOptions = {}): RewardModel {
   const config = loadConfigFor(dir, 'score', opts);
-  return new RewardModel(config, loadParameters(dir, rewardParams(config)));
-}
-
-/**
- * mean_b -log σ(chosen[b] - rejected[b]) from rewards [2B]: the chosen sequences' rewards, then the rejected
- * ones'. -log σ(a - b) is the cross-entropy of softmax([a, b]) against class 0, so this is the fused
- * cross-entropy on [B, 2] rows (numerically stable for any margin).
- */
-export function preferenceLoss(rewards: Tensor): Tensor {
-  const B = rewards.numel / 2;
-  const pairs = permute(reshape(rewards, [2, B]), [1, 0]); // [B, 2]: (chosen, rejected)
-  const chosen = Tensor.fromArray(new Int32Array(B), [B], 'i32');
-  const loss = crossEntropy(pairs, chosen);
-  chosen.dispose();
-  return loss;
+  return new RewardModel(config, loadParameters(dir, rewardParams(config), 'f32', opts.frozen));
 }

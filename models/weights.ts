@@ -3,11 +3,11 @@
 // wrongly shaped or wrongly typed tensor is listed in one WeightsError.
 import type { ParamSpec } from '../engine/params.ts';
 import { shapeString } from '../engine/tensor.ts';
-import { SafetensorsFolder, type FileDType } from '../engine/safetensors.ts';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
+import { SafetensorsFolder, toDType, type SafetensorsDType } from '../engine/safetensors.ts';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, isFloatDType, type FloatDType, type HalfDType } from '../kernels/dtype.ts';
 
-export type WeightDType = 'F32' | 'F16' | 'BF16';
-const WEIGHT_DTYPES: readonly FileDType[] = ['F32', 'F16', 'BF16'];
+/** The file dtypes a weight may have: those of FloatDType. */
+const WEIGHT_DTYPES: readonly SafetensorsDType[] = ['F32', 'F16', 'BF16'];
 
 /**
  * Non-parameter buffers that older checkpoints saved beside the weights, and nothing else: GPT-NeoX's
@@ -67,8 +67,10 @@ export class ModelWeights {
   /** The model.safetensors file or the index the weights came from. */
   get path(): string { return this.folder.path; }
 
-  dtypeOf(name: string): WeightDType {
-    return this.folder.info(name).dtype as WeightDType;
+  dtypeOf(name: string): FloatDType {
+    const dtype = toDType(this.folder.info(name).dtype);
+    if (!dtype || !isFloatDType(dtype)) throw new Error(`unreachable: ${name} has dtype ${this.folder.info(name).dtype} (open() checks)`);
+    return dtype;
   }
 
   /** As f32 (exact for all three dtypes). */
@@ -77,18 +79,18 @@ export class ModelWeights {
   }
 
   /** The bytes exactly as stored, with their dtype. */
-  readRaw(name: string): { dtype: WeightDType; bytes: Uint8Array } {
+  readRaw(name: string): { dtype: FloatDType; bytes: Uint8Array } {
     return { dtype: this.dtypeOf(name), bytes: this.folder.readRaw(name) };
   }
 
   /** 16-bit bits in `format` for 16-bit GPU storage: the stored bits when they already are, else rounded to nearest even. */
-  read16(name: string, format: 'F16' | 'BF16'): Uint16Array {
+  read16(name: string, format: HalfDType): Uint16Array {
     const { dtype, bytes } = this.readRaw(name);
     if (dtype === format) return new Uint16Array(bytes.buffer, 0, bytes.length / 2);
-    const f32 = dtype === 'F32' ? new Float32Array(bytes.buffer, 0, bytes.length / 4)
-      : dtype === 'F16' ? f16ToF32(new Uint16Array(bytes.buffer, 0, bytes.length / 2))
+    const f32 = dtype === 'f32' ? new Float32Array(bytes.buffer, 0, bytes.length / 4)
+      : dtype === 'f16' ? f16ToF32(new Uint16Array(bytes.buffer, 0, bytes.length / 2))
         : bf16ToF32(new Uint16Array(bytes.buffer, 0, bytes.length / 2));
-    return format === 'F16' ? f32ToF16(f32) : f32ToBf16(f32);
+    return format === 'f16' ? f32ToF16(f32) : f32ToBf16(f32);
   }
 
   close(): void {

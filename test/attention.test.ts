@@ -2,6 +2,7 @@
 // f16 storage, the memory claim, determinism and the ledger's costs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { deviceLimits } from '../engine/launch.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { backward } from '../engine/autodiff.ts';
@@ -325,7 +326,7 @@ test('ledger: computed-tile FLOPs, useful FLOPs, and a window that keeps the cos
   await initGpu();
   const dims = { B: 1, H: 2, KVH: 1, T: 100, S: 100, D: 16 };
   const causal: AttentionMask = { causal: true, window: 0, positionOffset: 0, hasKeyRange: false };
-  const tiles = forwardTiles(dims.D);
+  const tiles = forwardTiles(deviceLimits(), dims.D);
   await tidyAsync(async () => {
     ledger.reset();
     attention(upload(randn(2 * 100 * 16, seed++), [1, 2, 100, 16]), upload(randn(100 * 16, seed++), [1, 1, 100, 16]), upload(randn(100 * 16, seed++), [1, 1, 100, 16]), { causal: true });

@@ -13,15 +13,16 @@ import * as assert from 'uvu/assert';
 import { gpu } from '../engine/gpu.ts';
 import { launch } from '../engine/launch.ts';
 import { ledger } from '../engine/ledger.ts';
-import { attentionSetup, attentionTensorCore, attentionWithLse, type AttentionOptions } from '../engine/ops/attention.ts';
+import { attentionSetup, attentionTensorCore, attentionWithLse, subgroupMatrixDevice, type AttentionOptions } from '../engine/ops/attention.ts';
 import { f16ToF32, f32ToF16 } from '../kernels/dtype.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
 import { MAX_HEAD_DIM } from '../kernels/attention_forward.ts';
 import {
-  attentionTensorCoreCall, attentionTensorCoreKernel, attentionTensorCoreSampleKernel, emulate, planTensorCore, tensorCoreDeviceUnsupported,
+  attentionTensorCoreKernel, attentionTensorCoreSampleKernel, planTensorCore, tensorCoreDeviceUnsupported,
   tensorCoreLayout, tensorCoreShapes, type MatrixShape, type TensorCoreDevice,
 } from '../kernels/attention_forward_tensor_core.ts';
 import { assertClose, download, initGpu, randn } from './util.ts';
+import { emulate, emulatedTensorCoreCall } from './support/subgroup_matrix_emulation.ts';
 
 const OUT_TOL = 2e-3;
 const LSE_TOL = 1e-5;
@@ -174,7 +175,7 @@ test('emulated subgroup matrices equal the f32 kernel on f16-rounded inputs', as
       const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, optionsOf(c), 'f16');
       const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D]);
       const lse = Tensor.empty([dims.B, dims.H, dims.T]);
-      launch(attentionTensorCoreCall(dims, mask, scale, { ...variant!, emulated: true }), [q, k, v, keyRangeBinding], [out, lse]);
+      launch(emulatedTensorCoreCall(dims, mask, scale, variant!), [q, k, v, keyRangeBinding], [out, lse]);
       return { out, lse };
     });
   }
@@ -182,9 +183,9 @@ test('emulated subgroup matrices equal the f32 kernel on f16-rounded inputs', as
 
 test('tensor cores equal the f32 kernel on f16-rounded inputs, for every matrix shape of the device', async () => {
   await initGpu();
-  const unsupported = tensorCoreDeviceUnsupported();
+  const unsupported = tensorCoreDeviceUnsupported(subgroupMatrixDevice());
   if (unsupported) { console.log(`tensor-core attention not tested on this device: ${unsupported}`); return; }
-  for (const shape of tensorCoreShapes()) {
+  for (const shape of tensorCoreShapes(subgroupMatrixDevice())) {
     for (const [i, c] of cases.entries()) {
       await compare(c, `tensor cores M${shape.M}N${shape.N}K${shape.K}`, (x) => {
         const [q, k, v] = halves(x, i % 2 === 1);
@@ -205,7 +206,7 @@ test("variant selection: 'auto' takes the tensor cores where they serve, else th
     const auto = attentionWithLse(q, k, v, { ...optionsOf(c), variant: 'auto' });
     const plain = attentionWithLse(q, k, v, optionsOf(c));
     const ops = ledger.byOp().map((r) => r.key);
-    const unsupported = tensorCoreDeviceUnsupported();
+    const unsupported = tensorCoreDeviceUnsupported(subgroupMatrixDevice());
     if (unsupported) {
       assert.equal(ops, ['attentionForwardF16'], 'auto fell back to the f32 kernel');
       assert.equal(await download(auto.out), await download(plain.out));

@@ -5,7 +5,7 @@ import { gpu, initGpu } from '../engine/gpu.ts';
 import { launch } from '../engine/launch.ts';
 import { sync } from '../engine/runtime.ts';
 import { Tensor } from '../engine/tensor.ts';
-import type { Kernel } from '../engine/kernel.ts';
+import type { Kernel } from '../kernels/spec.ts';
 
 async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   try { await p; } catch (e) { assert.match((e as Error).message, pattern); return; }

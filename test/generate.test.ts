@@ -13,7 +13,7 @@ import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Tensor, tidy, tidyAsync } from '../engine/tensor.ts';
 import { loadCausalLM, type CausalLM } from '../models/causal_lm.ts';
 import type { KVCache } from '../models/self_attention.ts';
-import { generateCommand } from '../models/generate.ts';
+import { generate } from '../bin/commands/generate.ts';
 import { argmax, checkSamplingOptions, sampleToken, samplingDistribution, SamplingError } from '../models/sampling.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { assertClose, download, initGpu, randInt, randn } from './util.ts';
@@ -243,14 +243,14 @@ function modelFolder(): string {
   return dir;
 }
 
-/** What generateCommand prints, and its exit code. */
+/** What `juice generate` prints, and its exit code. */
 async function run(args: string[]): Promise<{ code: number; out: string[] }> {
   const log = console.log, error = console.error;
   const out: string[] = [];
   console.log = (s: string) => out.push(s);
   console.error = (s: string) => out.push(s);
   try {
-    return { code: await generateCommand(args), out };
+    return { code: await generate.main(args), out };
   } finally {
     console.log = log; console.error = error;
   }

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
 import { backward } from '../engine/autodiff.ts';
 import { Tensor, tidyAsync, tidy } from '../engine/tensor.ts';
-import { sequenceLogprobs, tokenLogprobs } from '../models/logprobs.ts';
+import { sequenceLogprobs, tokenLogprobs } from '../train/objectives/logprobs.ts';
 import { verifyFolder } from '../train/verify.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randInt, randn, rng, upload } from './util.ts';
 

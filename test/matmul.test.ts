@@ -1,13 +1,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backward } from '../engine/autodiff.ts';
-import { launch } from '../engine/launch.ts';
+import { deviceLimits, launch } from '../engine/launch.ts';
 import { ledger } from '../engine/ledger.ts';
 import { linear, matmul } from '../engine/ops/matmul.ts';
 import { pool } from '../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../engine/tensor.ts';
-import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulCall, matmulKernel } from '../kernels/matmul.ts';
-import type { FloatStorage } from '../engine/kernel.ts';
+import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulBiasKernel, matmulCall, matmulKernel } from '../kernels/matmul.ts';
+import type { FloatDType } from '../kernels/dtype.ts';
 import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel } from '../kernels/matmul_small_m.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
 
@@ -18,7 +18,7 @@ interface Problem {
   transA: boolean; transB: boolean;
   sharedA: boolean; sharedB: boolean;
   bias: boolean;
-  dtypeA: FloatStorage; dtypeB: FloatStorage;
+  dtypeA: FloatDType; dtypeB: FloatDType;
 }
 
 const FORMS = [[false, false], [false, true], [true, false], [true, true]] as const;
@@ -76,7 +76,7 @@ function inputsOf(p: Problem, seed: number) {
 }
 
 /** A tensor of dtype holding values (16-bit formats round them); only f32 tensors can require a gradient. */
-function uploadAs(values: Float64Array, shape: number[], dtype: FloatStorage, requiresGrad: boolean): Tensor {
+function uploadAs(values: Float64Array, shape: number[], dtype: FloatDType, requiresGrad: boolean): Tensor {
   const t = Tensor.fromArray(values, shape, dtype);
   t.requiresGrad = requiresGrad && dtype === 'f32';
   return t;
@@ -112,15 +112,18 @@ async function check(p: Problem, grads: boolean, seed = 1): Promise<void> {
   assert.is(pool.liveBytes, base, `pool leak after ${describe(p)}`);
 }
 
-test('spec and shader agree: bindings, params, constants, register block', () => {
-  const src = matmulKernel.source.replace(/\/\/.*$/gm, ''); // comments may look like declarations
-  const bindings = [...src.matchAll(/@binding\((\d+)\) var<([^>]+)> (\w+)/g)].map((m) => [Number(m[1]), m[2], m[3]]);
+test('spec and shader agree: bindings, params, constants, register block; the variant without a bias binds none', () => {
+  const bindingsOf = (source: string) => [...source.replace(/\/\/.*$/gm, '').matchAll(/@binding\((\d+)\) var<([^>]+)> (\w+)/g)]
+    .map((m) => [Number(m[1]), m[2], m[3]] as const).sort((x, y) => x[0] - y[0]);
+  const src = matmulBiasKernel.source.replace(/\/\/.*$/gm, ''); // comments may look like declarations
   const expected = [
-    ...matmulKernel.inputs.map((n) => ['storage, read', n]),
-    ...matmulKernel.outputs.map((n) => ['storage, read_write', n]),
+    ...matmulBiasKernel.inputs.map((n) => ['storage, read', n]),
+    ...matmulBiasKernel.outputs.map((n) => ['storage, read_write', n]),
     ['uniform', 'params'],
   ].map(([space, n], i) => [i, space, n]);
-  assert.equal(bindings, expected);
+  assert.equal(bindingsOf(src), expected);
+  assert.equal(matmulKernel.absent, ['bias']);
+  assert.equal(bindingsOf(matmulKernel.source), expected.filter(([, , n]) => n !== 'bias'));
   const fields = [...src.match(/struct Params \{([^}]*)\}/)![1].matchAll(/(\w+): (\w+)/g)].map((m) => [m[1], m[2]]);
   assert.equal(fields, matmulKernel.params.map(([n, t]) => [n, t]));
   for (const c of matmulKernel.constants!) assert.match(src, new RegExp(`override ${c}: `), `override ${c}`);
@@ -205,12 +208,12 @@ test('every tile variant is exact at a shape spanning several tiles with ragged 
     const [a, b, biasT] = [upload(A, shapeA(p)), upload(B, shapeB(p)), upload(bias!, [p.N])];
     const out = Tensor.empty([2, p.M, p.N]);
     const s = { batch: 2, M: p.M, N: p.N, K: p.K, strideA: p.M * p.K, strideB: p.K * p.N, transA, transB, hasBias: true, dtypeA: 'f32', dtypeB: 'f32' } as const;
-    launch(matmulCall(s, tile), [a, b, biasT], [out]);
+    launch(matmulCall(deviceLimits(), s, tile), [a, b, biasT], [out]);
     assertClose(await download(out), refMatmul(p, A, B, bias), 1e-5, `tile ${name} ${describe(p)}`);
     for (const t of [a, b, biasT, out]) t.dispose();
   }
-  assert.throws(() => checkTile({ tileM: 64, tileN: 64, tileK: 16, threadM: 16, threadN: 4 }), /thread block exceeds/);
-  assert.throws(() => checkTile({ tileM: 256, tileN: 256, tileK: 64, threadM: 8, threadN: 8 }), /workgroup memory/);
+  assert.throws(() => checkTile(deviceLimits(), { tileM: 64, tileN: 64, tileK: 16, threadM: 16, threadN: 4 }), /thread block exceeds/);
+  assert.throws(() => checkTile(deviceLimits(), { tileM: 256, tileN: 256, tileK: 64, threadM: 8, threadN: 8 }), /workgroup memory/);
 });
 
 /** The ledger's op names since the last reset. */
@@ -258,13 +261,13 @@ test('every small-M variant is exact where columns and threads have ragged ends'
     const [x, w, biasT] = [upload(X, [p.M, p.K]), uploadAs(B, [p.N, p.K], dtypeB, false), upload(bias!, [p.N])];
     const out = Tensor.empty([p.M, p.N]);
     const s = { batch: 1, M: p.M, N: p.N, K: p.K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: true, dtypeA: 'f32', dtypeB } as const;
-    launch(matmulSmallMCall(s, variant), [x, w, biasT], [out]);
+    launch(matmulSmallMCall(deviceLimits(), s, variant), [x, w, biasT], [out]);
     assertClose(await download(out), refMatmul(p, X, await download(w), bias), 1e-5, `small-M ${name} ${describe(p)}`);
     for (const t of [x, w, biasT, out]) t.dispose();
   }
   const s = { batch: 1, M: 9, N: 4, K: 4, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' } as const;
-  assert.throws(() => matmulSmallMCall(s), /not one f32 x of 1\.\.8 rows/);
-  assert.throws(() => matmulSmallMCall({ ...s, M: 8 }, { columns: SMALL_M_MAX_COLUMNS + 1, threads: 64 }), /columns must be/);
+  assert.throws(() => matmulSmallMCall(deviceLimits(), s), /not one f32 x of 1\.\.8 rows/);
+  assert.throws(() => matmulSmallMCall(deviceLimits(), { ...s, M: 8 }, { columns: SMALL_M_MAX_COLUMNS + 1, threads: 64 }), /columns must be/);
 });
 
 test('kernel choice: matmulSmallM for up to 8 rows of f32 times a transposed weight, the tiled matmul otherwise', async () => {

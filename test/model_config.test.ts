@@ -165,7 +165,7 @@ test('rewardParams: the gpt_neox trunk and score.weight [1, 64], no embed_out, a
   const specs = rewardParams(cfg);
   assert.equal(table(specs), fileTable(path.join(HF, 'reward/model.safetensors')));
   assert.equal(table(modelParams(cfg)), table(specs));
-  assert.equal(specs.at(-1), { name: 'score.weight', shape: [1, 64], role: 'head', decay: true });
+  assert.equal(specs.at(-1), { name: 'score.weight', shape: [1, 64], role: 'head', decay: true, trainable: true, adapter: false });
   assert.not.ok(specs.some((s) => s.name === 'embed_out.weight'));
 });
 
@@ -269,9 +269,9 @@ test('BF16 shards behind an index: f32 values are the bf16 values, read16 return
   assert.ok(loaded.get(name)![3] !== tensors[name]!.data[3], 'bf16 rounding must show (the test would pass on f32 data otherwise)');
   const weights = ModelWeights.open(dir, specs);
   try {
-    assert.is(weights.dtypeOf(name), 'BF16');
-    assert.equal(weights.read16(name, 'BF16'), bits);
-    assert.equal(weights.read16(name, 'F16'), f32ToF16(bf16ToF32(bits)));
+    assert.is(weights.dtypeOf(name), 'bf16');
+    assert.equal(weights.read16(name, 'bf16'), bits);
+    assert.equal(weights.read16(name, 'f16'), f32ToF16(bf16ToF32(bits)));
     assert.equal(weights.readRaw(name).bytes, new Uint8Array(bits.buffer));
   } finally { weights.close(); }
 });
@@ -281,9 +281,9 @@ test('read16 converts f32 weights with round to nearest even', () => {
   const weights = ModelWeights.open(dir, mistralParams(loadConfig(dir)));
   try {
     const name = 'model.layers.1.self_attn.v_proj.weight';
-    assert.is(weights.dtypeOf(name), 'F32');
-    assert.equal(weights.read16(name, 'BF16'), f32ToBf16(weights.read(name)));
-    assert.equal(weights.read16(name, 'F16'), f32ToF16(weights.read(name)));
+    assert.is(weights.dtypeOf(name), 'f32');
+    assert.equal(weights.read16(name, 'bf16'), f32ToBf16(weights.read(name)));
+    assert.equal(weights.read16(name, 'f16'), f32ToF16(weights.read(name)));
   } finally { weights.close(); }
 });
 

@@ -13,7 +13,9 @@ import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../engine
 import { Tensor, numelOf, tidy, tidyAsync } from '../engine/tensor.ts';
 import { inverseFrequencies } from '../engine/ops/rotary.ts';
 import { ConfigError, modelParams, parseConfig, type ModelConfig } from '../models/config.ts';
-import { CausalLM, loadCausalLM, nextTokenLoss } from '../models/causal_lm.ts';
+import { CausalLM, loadCausalLM } from '../models/causal_lm.ts';
+import { initParameters } from '../models/init.ts';
+import { nextTokenLoss } from '../train/objectives/sft.ts';
 import { verifyFolder } from '../train/verify.ts';
 import { assertClose, download, initGpu, randInt, randn } from './util.ts';
 
@@ -264,11 +266,7 @@ test('Pythia-70m-shaped random weights: forward and backward on B1 T16, loss nea
     intermediate_size: 2048, rotary_pct: 0.25, max_position_embeddings: 2048,
   }, 'pythia-70m-shaped');
   // N(0, 0.02) weights, as GPT-NeoX initialises: logits of std ~0.02·sqrt(512) ≈ 0.45, so the loss is ln V + ~0.1.
-  let seed = 1;
-  const params = new ParameterSet(modelParams(cfg), (s) => {
-    const n = numelOf(s.shape);
-    return s.role === 'norm' ? new Float32Array(n).fill(1) : s.role === 'bias' ? new Float32Array(n) : Float32Array.from(randn(n, seed++, 0.02));
-  });
+  const params = initParameters(cfg, 1);
   const model = new CausalLM(cfg, params);
   const ids = randInt(16, cfg.vocabSize, 5);
   const loss = await tidyAsync(async () => {
@@ -307,6 +305,64 @@ test('16-bit weight storage: the same logits as f32 weights holding the same rou
     for (const t of [a, b, ids]) t.dispose();
     wide.params.dispose(); narrow16.params.dispose();
   }
+});
+
+test('initParameters: transformers\' init for both architectures: N(0, initializer_range) matrices, zero biases, unit norms', async () => {
+  await initGpu();
+  const neox = parseConfig({ model_type: 'gpt_neox', vocab_size: 64, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 16 }, 'neox');
+  const mistral = parseConfig({ model_type: 'mistral', vocab_size: 64, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, max_position_embeddings: 16 }, 'mistral');
+  for (const cfg of [neox, mistral]) {
+    const params = initParameters(cfg, 3, 0.05);
+    assert.equal(params.specs.map((s) => s.name), modelParams(cfg).map((s) => s.name));
+    for (const s of params.specs) {
+      const v = Array.from(await params.get(s.name).toArray());
+      if (s.role === 'norm') assert.ok(v.every((x) => x === 1), s.name);
+      else if (s.role === 'bias') assert.ok(v.every((x) => x === 0), s.name);
+      else {
+        const mean = v.reduce((a, b) => a + b, 0) / v.length, std = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length);
+        assert.ok(Math.abs(mean) < 0.01 && Math.abs(std - 0.05) < 0.01, `${s.name}: mean ${mean}, std ${std}`);
+      }
+    }
+    assert.is(params.entries().length, params.specs.length);
+    params.dispose();
+  }
+  const again = [initParameters(neox, 3), initParameters(neox, 3)];
+  assert.equal(await again[0].get('embed_out.weight').toArray(), await again[1].get('embed_out.weight').toArray());
+  for (const p of again) p.dispose();
+});
+
+test('the table decides what trains: a frozen f32 reference, freeze and unfreeze by pattern, 16-bit is never trainable', async () => {
+  await initGpu();
+  const reference = loadCausalLM(path.join(HF, 'gpt_neox'), { frozen: true });
+  assert.is(reference.params.get('embed_out.weight').dtype, 'f32');
+  assert.is(reference.params.entries().length, 0);
+  const logits = tidy(() => reference.forward(Tensor.fromArray([1, 2, 3], [1, 3], 'i32')).requiresGrad);
+  assert.not.ok(logits, 'a frozen model records nothing to differentiate');
+  reference.dispose();
+
+  const model = loadCausalLM(path.join(HF, 'gpt_neox'));
+  const all = model.params.specs.length;
+  assert.is(model.params.entries().length, all);
+  assert.is(model.params.freeze('gpt_neox.layers.*'), 2 * 12);
+  assert.is(model.params.entries().length, all - 24);
+  assert.not.ok(model.params.get('gpt_neox.layers.1.attention.dense.weight').requiresGrad);
+  assert.is(model.params.unfreeze(/^gpt_neox\.layers\.1\.mlp\./), 4);
+  assert.is(model.params.entries().length, all - 20);
+  assert.ok(model.params.entries().every((e) => e.param.requiresGrad));
+  assert.throws(() => model.params.freeze('lm_head.*'), /freeze\(lm_head\.\*\): matches no parameter/);
+  // Gradients reach only what trains.
+  tidy(() => backward(nextTokenLoss(model.forward(Tensor.fromArray([1, 2, 3, 4], [1, 4], 'i32')), Int32Array.from([1, 2, 3, 4]))));
+  assert.is(model.params.get('gpt_neox.layers.0.attention.dense.weight').grad, null);
+  assert.ok(model.params.get('gpt_neox.layers.1.mlp.dense_4h_to_h.bias').grad !== null);
+  model.dispose();
+
+  const half = loadCausalLM(path.join(HF, 'gpt_neox'), { weightsDtype: 'bf16' });
+  assert.throws(() => half.params.unfreeze('embed_out.weight'), /'embed_out\.weight' \(bf16\) in 16-bit storage, which is frozen/);
+  assert.is(half.params.unfreeze('*.bias'), half.params.specs.filter((s) => s.name.endsWith('.bias')).length);
+  half.dispose();
+  const spec = { ...modelParams(parseConfig({ model_type: 'gpt_neox', vocab_size: 4, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 1, intermediate_size: 8, max_position_embeddings: 4 }, 't'))[0] };
+  assert.throws(() => new ParameterSet([spec], () => ({ dtype: 'f16', bits: new Uint16Array(32) })),
+    /parameter 'gpt_neox\.embed_in\.weight' \[4, 8\] is f16 but the table says trainable/);
 });
 
 test.run();

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { backward, noGrad } from '../engine/autodiff.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { tidyAsync } from '../engine/tensor.ts';
-import { lastTokenIndices, loadRewardModel, preferenceLoss } from '../models/reward.ts';
+import { lastTokenIndices, loadRewardModel } from '../models/reward.ts';
+import { preferenceLoss } from '../train/objectives/preference.ts';
 import { verifyFolder } from '../train/verify.ts';
 import { assertClose, download, initGpu, upload } from './util.ts';
 

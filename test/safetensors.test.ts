@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SafetensorsError, SafetensorsFile, SafetensorsFolder, readSafetensors, writeSafetensors } from '../engine/safetensors.ts';
+import { fromDType, SafetensorsError, SafetensorsFile, SafetensorsFolder, readSafetensors, toDType, writeSafetensors } from '../engine/safetensors.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-safetensors-'));
@@ -171,6 +171,33 @@ test('round trip of every dtype, metadata, scalars and empty tensors', () => {
   assert.equal([...all.get('bf16')!.data], [1, -2, 3.140625]);
 });
 
+test('F64 round trip: Float64Array in, the same bits out (float64 fixtures)', () => {
+  const p = tmp();
+  const values = Float64Array.from([0, -0, 1 / 3, Math.PI, -1e-310, 1e308, Infinity, -Infinity, NaN, 2 ** -1074]);
+  writeSafetensors(p, { x: { shape: [2, 5], data: values }, y: { dtype: 'F64', shape: [], data: Float64Array.of(-2.5) }, z: { shape: [3], data: Float32Array.of(1, 2, 3) } });
+  const f = SafetensorsFile.open(p);
+  try {
+    assert.is(f.info('x').dtype, 'F64');
+    const x = f.read('x');
+    assert.instance(x, Float64Array);
+    assert.equal(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), new Uint8Array(values.buffer));
+    assert.equal([...f.read('y')], [-2.5]);
+    assert.equal([...f.read('z')], [1, 2, 3]);
+  } finally { f.close(); }
+  const all = readSafetensors(p);
+  assert.equal(all.get('x')!.shape, [2, 5]);
+  assert.instance(all.get('x')!.data, Float64Array);
+  throwsWith(() => writeSafetensors(tmp(), { w: { dtype: 'F64', shape: [1], data: Float32Array.of(1) } }), 'cannot write Float32Array data as F64');
+});
+
+test('toDType and fromDType map the file names to juice dtypes at the boundary', () => {
+  assert.is(toDType('BF16'), 'bf16');
+  assert.is(toDType('F32'), 'f32');
+  assert.is(toDType('I64'), null);
+  assert.is(toDType('F64'), null);
+  for (const d of ['f32', 'f16', 'bf16', 'i32', 'u32'] as const) assert.is(toDType(fromDType(d)), d);
+});
+
 test('I64 values outside int32 give a clear error; readI64 still works', () => {
   const p = tmp();
   writeSafetensors(p, { ids: { shape: [3], data: BigInt64Array.from([1n, 2n ** 31n, 3n]) } });
@@ -300,11 +327,11 @@ test('error: non-string metadata, unsupported dtype on read', () => {
   throwsWith(() => SafetensorsFile.open(p), p, 'total', '5');
   // known but unconverted dtypes open fine (the file is valid) and are available raw
   const q = rawFile({
-    d: { dtype: 'F64', shape: [1], data_offsets: [0, 8] },
+    d: { dtype: 'U64', shape: [1], data_offsets: [0, 8] },
     mask: { dtype: 'BOOL', shape: [2], data_offsets: [8, 10] },
   }, 10);
   const f = SafetensorsFile.open(q);
-  throwsWith(() => f.read('d'), q, '"d"', 'F64');
+  throwsWith(() => f.read('d'), q, '"d"', 'U64');
   assert.is(f.readRaw('d').length, 8);
   assert.equal([...f.read('mask')], [0, 0]);
   f.close();

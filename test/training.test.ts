@@ -12,7 +12,8 @@ import { reshape } from '../engine/ops/shape.ts';
 import { AdamW } from '../engine/optim.ts';
 import { rng } from '../engine/random.ts';
 import { copyBatch, DEMO_CONFIG, trainCopyTask } from '../train/demo.ts';
-import { initTinyTransformer, tinyTransformerForward } from '../models/tiny_transformer.ts';
+import { CausalLM } from '../models/causal_lm.ts';
+import { initParameters } from '../models/init.ts';
 import { initGpu, randn, upload } from './util.ts';
 
 function flopsOf(op: string, phase: string): number {
@@ -40,12 +41,12 @@ test('ledger: a matmul chain, forward and backward, by hand', async () => {
 
 test('ledger: one training step of the demo model, matmul FLOPs by hand', async () => {
   const c = DEMO_CONFIG, B = 4, L = 5, T = 2 * L, C = c.hidden, V = c.vocabSize, I = c.intermediate;
-  const params = initTinyTransformer(c, 7);
+  const model = new CausalLM(c, initParameters(c, 7)), params = model.params;
   const opt = new AdamW(params.entries(), { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
   const { ids, targets } = copyBatch(rng(3), B, L);
   ledger.reset();
   const loss = tidy(() => {
-    const l = ledger.inPhase('forward', () => crossEntropy(reshape(tinyTransformerForward(c, params, Tensor.fromArray(ids, [B, T], 'i32')), [B * T, V]), Tensor.fromArray(targets, [B * T], 'i32')));
+    const l = ledger.inPhase('forward', () => crossEntropy(reshape(model.forward(Tensor.fromArray(ids, [B, T], 'i32')), [B * T, V]), Tensor.fromArray(targets, [B * T], 'i32')));
     backward(l);
     return l;
   });
@@ -66,7 +67,7 @@ test('ledger: one training step of the demo model, matmul FLOPs by hand', async 
 
 test('training steps: one submit each, no new pipelines, no leak', async () => {
   const c = DEMO_CONFIG, B = 4, L = 4, T = 2 * L;
-  const params = initTinyTransformer(c, 11);
+  const model = new CausalLM(c, initParameters(c, 11)), params = model.params;
   const opt = new AdamW(params.entries(), { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
   const data = rng(5);
   const live: number[] = [], submits: number[] = [], pipes: number[] = [];
@@ -74,7 +75,7 @@ test('training steps: one submit each, no new pipelines, no leak', async () => {
     const { ids, targets } = copyBatch(data, B, L);
     const s0 = submitCount();
     const loss = tidy(() => {
-      const l = crossEntropy(reshape(tinyTransformerForward(c, params, Tensor.fromArray(ids, [B, T], 'i32')), [B * T, c.vocabSize]), Tensor.fromArray(targets, [B * T], 'i32'));
+      const l = crossEntropy(reshape(model.forward(Tensor.fromArray(ids, [B, T], 'i32')), [B * T, c.vocabSize]), Tensor.fromArray(targets, [B * T], 'i32'));
       backward(l);
       return l;
     });

@@ -1,4 +1,5 @@
-// `juice verify`: the ops fixture passes; a tampered reference fails; a folder of unknown kind is refused.
+// `juice verify`: the ops fixture passes; a tampered reference fails; a causal-LM reference is checked on what it
+// holds; a folder of unknown kind is refused.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,37 @@ test('a tampered reference fails the check that reads it', async () => {
   const report = await verifyFolder(dir);
   assert.not.ok(report.pass);
   assert.equal(report.checks.filter((c) => !c.pass).map((c) => c.name), ['rmsnorm.dweight']);
+});
+
+/** The gpt_neox fixture's model with a reference holding only input_ids and logits, as a real pretrained model's would. */
+function logitsOnlyFolder(tamper = false): string {
+  const dir = mkdtempSync(join(tmpdir(), 'juice-verify-'));
+  for (const f of ['config.json', 'model.safetensors']) cpSync(join(fixtures, 'gpt_neox', f), join(dir, f));
+  const tensors = readSafetensors(join(fixtures, 'gpt_neox', 'expected.safetensors'));
+  const ids = tensors.get('input_ids')!, logits = tensors.get('logits')!;
+  const values = Float32Array.from(logits.data as Float32Array);
+  if (tamper) values[5] += 0.5;
+  writeSafetensors(join(dir, 'expected.safetensors'), {
+    input_ids: { dtype: 'I32', shape: ids.shape, data: ids.data as Int32Array },
+    logits: { dtype: 'F32', shape: logits.shape, data: values },
+  });
+  return dir;
+}
+
+test('a causal-LM reference with logits only: checked on the logits, the rest listed as absent', async () => {
+  const report = await verifyFolder(logitsOnlyFolder());
+  assert.is(report.kind, 'causal-lm');
+  assert.equal(report.checks.map((c) => c.name), ['logits']);
+  assert.ok(report.checks[0].pass, `logits: ${report.checks[0].relErr}`);
+  assert.equal(report.absent, [{ name: 'loss', absent: true }, { name: 'grad.*', absent: true }, { name: 'greedy_tokens', absent: true }]);
+  assert.ok(report.pass);
+});
+
+test('a causal-LM reference with corrupted logits fails', async () => {
+  const report = await verifyFolder(logitsOnlyFolder(true));
+  assert.is(report.kind, 'causal-lm');
+  assert.equal(report.checks.map((c) => [c.name, c.pass]), [['logits', false]]);
+  assert.not.ok(report.pass);
 });
 
 test('a folder that is not a reference is refused with its path', async () => {

@@ -1,9 +1,6 @@
-// `juice demo`: trains a one-layer transformer on a toy copy task on the GPU, end to end:
-// each step is one command encoder (forward, backward, AdamW) and one read-back (the loss).
-import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+// `juice demo`: trains a one-layer GPT-NeoX (models/gpt_neox.ts, initialised from scratch) on a toy copy task
+// on the GPU, end to end: each step is one command encoder (forward, backward, AdamW) and one read-back (the loss).
 import { backward } from '../engine/autodiff.ts';
-import { gpu, initGpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
 import { memoryPlan } from '../engine/params.ts';
 import { pool } from '../engine/pool.ts';
@@ -12,7 +9,9 @@ import { Tensor, tidy } from '../engine/tensor.ts';
 import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { reshape } from '../engine/ops/shape.ts';
 import { AdamW } from '../engine/optim.ts';
-import { initTinyTransformer, tinyTransformerForward, tinyTransformerParams, type TinyTransformerConfig } from '../models/tiny_transformer.ts';
+import { CausalLM } from '../models/causal_lm.ts';
+import { modelParams, parseConfig, type ModelConfig } from '../models/config.ts';
+import { initParameters } from '../models/init.ts';
 
 export const COPY_SYMBOLS = 8;
 export const SEPARATOR = COPY_SYMBOLS;
@@ -35,14 +34,22 @@ export function copyBatch(r: Random, batch: number, length: number): { ids: Int3
   return { ids, targets };
 }
 
-export const DEMO_CONFIG: TinyTransformerConfig = { vocabSize: 16, hidden: 64, heads: 4, layers: 1, intermediate: 256, rotaryBase: 10000, eps: 1e-5 };
+/** A tiny GPTNeoXForCausalLM: 1 layer, hidden 64, 4 heads, full rotary, parallel residual (transformers' defaults). */
+export const DEMO_CONFIG: ModelConfig = parseConfig({
+  model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], vocab_size: 16, hidden_size: 64, num_attention_heads: 4,
+  num_hidden_layers: 1, intermediate_size: 256, rotary_pct: 1, rotary_emb_base: 10000, layer_norm_eps: 1e-5,
+  max_position_embeddings: 64, use_parallel_residual: true, tie_word_embeddings: false, hidden_act: 'gelu',
+}, 'the demo config');
+
+/** Parameters of the demo model, from its table. */
+export function demoParameterCount(): number { return memoryPlan(modelParams(DEMO_CONFIG)).parameters; }
 
 export interface DemoResult { losses: number[]; accuracy: number; lastStepLedger: string; lastStepLedgerJson: ReturnType<typeof ledger.toJSON> }
 
 export async function trainCopyTask(opts: { steps: number; batch: number; length: number; lr: number; seed: number; timeLastStep?: boolean; log?: (line: string) => void }): Promise<DemoResult> {
   const c = DEMO_CONFIG;
-  const params = initTinyTransformer(c, opts.seed);
-  const opt = new AdamW(params.entries(), { lr: opts.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
+  const model = new CausalLM(c, initParameters(c, opts.seed));
+  const opt = new AdamW(model.params.entries(), { lr: opts.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
   const data = rng(opts.seed + 1);
   const T = 2 * opts.length;
   const losses: number[] = [];
@@ -55,7 +62,7 @@ export async function trainCopyTask(opts: { steps: number; batch: number; length
     const loss = tidy(() => {
       const idsT = Tensor.fromArray(ids, [opts.batch, T], 'i32');
       const targetsT = Tensor.fromArray(targets, [opts.batch * T], 'i32');
-      const l = ledger.inPhase('forward', () => crossEntropy(reshape(tinyTransformerForward(c, params, idsT), [opts.batch * T, c.vocabSize]), targetsT));
+      const l = ledger.inPhase('forward', () => crossEntropy(reshape(model.forward(idsT), [opts.batch * T, c.vocabSize]), targetsT));
       backward(l);
       return l;
     });
@@ -67,17 +74,17 @@ export async function trainCopyTask(opts: { steps: number; batch: number; length
   }
   ledger.timing = false;
   const lastStepLedger = ledger.table(), lastStepLedgerJson = ledger.toJSON();
-  const accuracy = await ledger.inPhase('evaluation', () => copyAccuracy(c, params, rng(opts.seed + 2), opts.length));
+  const accuracy = await ledger.inPhase('evaluation', () => copyAccuracy(model, rng(opts.seed + 2), opts.length));
   opt.dispose();
-  params.dispose();
+  model.dispose();
   return { losses, accuracy, lastStepLedger, lastStepLedgerJson };
 }
 
 /** Greedy accuracy on the copied half of fresh sequences, teacher-forced. */
-async function copyAccuracy(c: TinyTransformerConfig, params: ReturnType<typeof initTinyTransformer>, r: Random, length: number): Promise<number> {
-  const batch = 32, T = 2 * length;
+async function copyAccuracy(model: CausalLM, r: Random, length: number): Promise<number> {
+  const c = model.config, batch = 32, T = 2 * length;
   const { ids, targets } = copyBatch(r, batch, length);
-  const logits = tidy(() => tinyTransformerForward(c, params, Tensor.fromArray(ids, [batch, T], 'i32')));
+  const logits = tidy(() => model.forward(Tensor.fromArray(ids, [batch, T], 'i32')));
   const values = await logits.toArray();
   logits.dispose();
   let right = 0, total = 0;
@@ -89,29 +96,4 @@ async function copyAccuracy(c: TinyTransformerConfig, params: ReturnType<typeof 
     total++;
   }
   return right / total;
-}
-
-export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: {
-    steps: { type: 'string', default: '200' }, batch: { type: 'string', default: '16' },
-    length: { type: 'string', default: '8' }, lr: { type: 'string', default: '0.003' }, seed: { type: 'string', default: '1' },
-    'ledger-json': { type: 'string' }, 'time-kernels': { type: 'boolean', default: false },
-  } });
-  const opts = { steps: Number(values.steps), batch: Number(values.batch), length: Number(values.length), lr: Number(values.lr), seed: Number(values.seed) };
-  for (const [k, v] of Object.entries(opts)) if (!Number.isFinite(v) || v <= 0) { console.error(`juice demo: --${k} must be a positive number, got '${(values as Record<string, unknown>)[k]}'`); return 2; }
-  const g = await initGpu();
-  const plan = memoryPlan(tinyTransformerParams(DEMO_CONFIG));
-  console.log(`juice demo: copy task, one-layer transformer (${plan.parameters} parameters) on ${g.adapterInfo.description || g.adapterInfo.vendor}`);
-  console.log(`features: ${[...gpu().features].join(', ') || 'none'}`);
-  const t0 = performance.now();
-  const { losses, accuracy, lastStepLedger, lastStepLedgerJson } = await trainCopyTask({ ...opts, timeLastStep: values['time-kernels'], log: (l) => console.log(l) });
-  const seconds = (performance.now() - t0) / 1000;
-  console.log(`\n${opts.steps} steps in ${seconds.toFixed(1)} s (${(1000 * seconds / opts.steps).toFixed(1)} ms/step); loss ${losses[0].toFixed(3)} -> ${losses[losses.length - 1].toFixed(3)}; copy accuracy ${(100 * accuracy).toFixed(1)}%`);
-  console.log('\nFLOP ledger of the last training step:\n');
-  console.log(lastStepLedger);
-  if (values['ledger-json']) {
-    writeFileSync(values['ledger-json'], JSON.stringify(lastStepLedgerJson, null, 2));
-    console.log(`\nledger written to ${values['ledger-json']}`);
-  }
-  return 0;
 }

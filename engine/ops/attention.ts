@@ -21,14 +21,14 @@
 // assume every key valid.
 import { record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
-import { attentionForwardCall, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionStorage } from '../../kernels/attention_forward.ts';
+import { attentionForwardCall, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask } from '../../kernels/attention_forward.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
-import { attentionTensorCoreCall, tensorCoreVariant, type MatrixShape } from '../../kernels/attention_forward_tensor_core.ts';
+import { attentionTensorCoreCall, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
 
 export interface AttentionOptions {
   causal?: boolean;
@@ -43,7 +43,7 @@ export interface AttentionOptions {
 }
 
 /** Checks shapes and options and states them as the kernels see them. */
-export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage) {
+export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: 'f32' | 'f16') {
   const what = `attention(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}, v ${shapeString(v.shape)})`;
   const dtypes = storage === 'f32' ? ['f32'] : ['u32', 'f16'];
   if (storage === 'f16' && !gpu().features.has('shader-f16')) throw new GpuError(`${what}: f16 storage needs the device feature 'shader-f16'`);
@@ -70,11 +70,11 @@ export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
 }
 
 /** out [B, H, T, D] and lse [B, H, T] (natural-log logsumexp of each row's scaled visible scores). */
-function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: AttentionStorage): { out: Tensor; lse: Tensor } {
+function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
   const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, storage);
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
   const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
-  launch(attentionForwardCall(dims, mask, scale, storage), [q, k, v, keyRangeBinding], [out, lse]);
+  launch(attentionForwardCall(deviceLimits(), dims, mask, scale, storage), [q, k, v, keyRangeBinding], [out, lse]);
   return { out, lse };
 }
 
@@ -92,23 +92,23 @@ function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
   const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, 'f32');
   const rows = dims.B * dims.H * dims.T;
   const delta = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention delta');
-  launch(attentionDeltaCall(rows, dims.D), [dout, out], [delta]);
+  launch(attentionDeltaCall(deviceLimits(), rows, dims.D), [dout, out], [delta]);
   const inputs = [q, k, v, dout, lse, delta, keyRangeBinding];
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
   if (k.requiresGrad || v.requiresGrad) {
     dk = Tensor.empty(k.shape, 'f32', 'attention dk');
     dv = Tensor.empty(v.shape, 'f32', 'attention dv');
-    launch(attentionBackwardDkDvCall(dims, mask, scale), inputs, [dk, dv]);
+    launch(attentionBackwardDkDvCall(deviceLimits(), dims, mask, scale), inputs, [dk, dv]);
   }
   if (q.requiresGrad) {
     dq = Tensor.empty(q.shape, 'f32', 'attention dq');
-    launch(attentionBackwardDqCall(dims, mask, scale), inputs, [dq]);
+    launch(attentionBackwardDqCall(deviceLimits(), dims, mask, scale), inputs, [dq]);
   }
   return [dq, dk, dv];
 }
 
 /** u32 q, k, v hold f16 pairs, f16 ones f16 values (see the header). */
-function storageOf(q: Tensor): AttentionStorage { return q.dtype === 'u32' || q.dtype === 'f16' ? 'f16' : 'f32'; }
+function storageOf(q: Tensor): 'f32' | 'f16' { return q.dtype === 'u32' || q.dtype === 'f16' ? 'f16' : 'f32'; }
 
 /**
  * Which forward kernel: 'f32' the f32-arithmetic kernel (the reference; it reads f32 or f16 storage), 'tensorCore'
@@ -135,7 +135,13 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: ForwardO
 
 /** The tensor-core variant for head dim D on this device, or the reason there is none. */
 function tensorCoreFor(D: number, opts: TensorCoreOptions) {
-  return tensorCoreVariant(D, opts.shape);
+  return tensorCoreVariant(subgroupMatrixDevice(), D, opts.shape);
+}
+
+/** What the tensor-core kernel's plan reads of this device. */
+export function subgroupMatrixDevice(): SubgroupMatrixDevice {
+  const { features, adapterInfo } = gpu();
+  return { features, ...adapterInfo, limits: deviceLimits() };
 }
 
 /**
@@ -177,13 +183,13 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOpt
   const storage = storageOf(q);
   const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, { ...opts, causal: true, positionOffset }, storage);
   const chunk = opts.keysPerChunk ?? DECODE_CHUNK;
-  const chunks = decodeChunks(filled, chunk, dims.D);
+  const chunks = decodeChunks(deviceLimits(), filled, chunk, dims.D);
   const rows = dims.B * dims.H * dims.T;
   const partialOut = Tensor.empty([rows, chunks, dims.D], 'f32', 'attention decode partial out');
   const partialStats = Tensor.empty([rows, chunks, 2], 'f32', 'attention decode partial stats');
-  launch(attentionDecodeCall(dims, filled, mask, scale, chunk, storage), [q, k, v, keyRangeBinding], [partialOut, partialStats]);
+  launch(attentionDecodeCall(deviceLimits(), dims, filled, mask, scale, chunk, storage), [q, k, v, keyRangeBinding], [partialOut, partialStats]);
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention decode out');
-  launch(attentionDecodeReduceCall(rows, chunks, dims.D), [partialOut, partialStats], [out]);
+  launch(attentionDecodeReduceCall(deviceLimits(), rows, chunks, dims.D), [partialOut, partialStats], [out]);
   partialOut.dispose();
   partialStats.dispose();
   return out;

@@ -5,7 +5,7 @@
 // [B, KVH, G·T, D], and one batched product per kv head scores all of them; the mask takes row r's query
 // position from t = r % T.
 import { record } from '../autodiff.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor } from '../tensor.ts';
 import { scale } from './elementwise.ts';
 import { matmul } from './matmul.ts';
@@ -20,11 +20,11 @@ function attentionMaskOp(x: Tensor, T: number, mask: AttentionMask, keyRangeBind
   const [B, KVH, rows, S] = x.shape;
   const out = Tensor.empty(x.shape, 'f32', 'attentionMask');
   const n = B * KVH * rows * S;
-  launch(attentionMaskCall(n, T, S, KVH * rows, mask, fillBits), [x, keyRangeBinding], [out]);
+  launch(attentionMaskCall(deviceLimits(), n, T, S, KVH * rows, mask, fillBits), [x, keyRangeBinding], [out]);
   // forward kept x where visible, so the gradient is g where visible and 0 elsewhere.
   record('attentionMask', [x], [out], [keyRangeBinding], ([g]) => {
     const dx = Tensor.empty(x.shape, 'f32', 'attentionMaskBackward');
-    launch(attentionMaskCall(n, T, S, KVH * rows, mask, MASK_FILL.zero, 'attentionMaskBackward'), [g!, keyRangeBinding], [dx]);
+    launch(attentionMaskCall(deviceLimits(), n, T, S, KVH * rows, mask, MASK_FILL.zero, 'attentionMaskBackward'), [g!, keyRangeBinding], [dx]);
     return [dx];
   });
   return out;

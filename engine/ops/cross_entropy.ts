@@ -11,7 +11,7 @@
 // gradient is needed (noGrad, or logits that do not require one).
 import { gradEnabled, record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { mul } from './elementwise.ts';
 import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
@@ -38,9 +38,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const rowLoss = Tensor.empty([rows], 'f32', 'crossEntropy row losses');
   const dlogits = writeGrad ? Tensor.empty(logits.shape, 'f32', 'crossEntropy dlogits') : Tensor.empty([1], 'f32', 'crossEntropy (no gradient)');
   const loss = Tensor.empty([], 'f32', 'crossEntropy');
-  launch(crossEntropyCountCall(rows, ignoreIndex), [targets], [count]);
-  launch(crossEntropyCall(rows, V, ignoreIndex, writeGrad), [logits, targets, count], [dlogits, rowLoss]);
-  launch(crossEntropyMeanCall(rows), [rowLoss, count], [loss]);
+  launch(crossEntropyCountCall(deviceLimits(), rows, ignoreIndex), [targets], [count]);
+  launch(crossEntropyCall(deviceLimits(), rows, V, ignoreIndex, writeGrad), [logits, targets, count], [dlogits, rowLoss]);
+  launch(crossEntropyMeanCall(deviceLimits(), rows), [rowLoss, count], [loss]);
   count.dispose();
   rowLoss.dispose();
   // forward was loss = mean_r(lse_r - x_r[t_r]) and wrote d loss / d logits, so dlogits_total = g * dlogits.

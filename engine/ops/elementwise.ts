@@ -1,7 +1,7 @@
 // Broadcasting arithmetic, fill, accumulation and reductions to a shape: ops with forward, backward and cost.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { binaryCall, type BinaryOp } from '../../kernels/binary.ts';
 import { fillCall } from '../../kernels/fill.ts';
@@ -53,7 +53,7 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[],
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShape(a.shape, b.shape, op);
   const out = Tensor.empty(shape, 'f32', op);
-  launch(binaryCall(op, toRank4(shape), broadcastStrides(a.shape, shape, op), broadcastStrides(b.shape, shape, op), a.numel, b.numel), [a, b], [out]);
+  launch(binaryCall(deviceLimits(), op, toRank4(shape), broadcastStrides(a.shape, shape, op), broadcastStrides(b.shape, shape, op), a.numel, b.numel), [a, b], [out]);
   return out;
 }
 
@@ -62,7 +62,7 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (g.numel === shapeNumel(shape)) return g.reshape(shape);
   const padded = [...Array(g.shape.length - shape.length).fill(1), ...shape];
   const out = Tensor.empty(shape, 'f32', 'sumTo');
-  launch(reduceSumCall(toRank4(g.shape), toRank4(padded), 1, 'sumTo'), [g], [out]);
+  launch(reduceSumCall(deviceLimits(), toRank4(g.shape), toRank4(padded), 1, 'sumTo'), [g], [out]);
   return out;
 }
 
@@ -104,7 +104,7 @@ export function div(a: Tensor, b: Tensor): Tensor {
 export function scale(x: Tensor, alpha: number): Tensor {
   const out = Tensor.empty(x.shape, 'f32', 'scale');
   const d = toRank4(x.shape);
-  launch({ ...reduceSumCall(d, d, alpha, 'scale'), cost: { flops: x.numel, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
+  launch({ ...reduceSumCall(deviceLimits(), d, d, alpha, 'scale'), cost: { flops: x.numel, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
   record('scale', [x], [out], [], ([g]) => [scale(g!, alpha)]);
   return out;
 }
@@ -113,7 +113,7 @@ export function scale(x: Tensor, alpha: number): Tensor {
 export function sumLastDim(x: Tensor, keepDim = false, alpha = 1, op = 'sum'): Tensor {
   const outShape = [...x.shape.slice(0, -1), 1];
   const out = Tensor.empty(keepDim ? outShape : x.shape.slice(0, -1), 'f32', op);
-  launch(reduceSumCall(toRank4(x.shape), toRank4(outShape), alpha, op), [x], [out]);
+  launch(reduceSumCall(deviceLimits(), toRank4(x.shape), toRank4(outShape), alpha, op), [x], [out]);
   // forward was out = alpha * sum_j x[..., j], so dx[..., j] = alpha * g[...].
   record(op, [x], [out], [], ([g]) => [binary('mul', fill(x.shape, alpha), g!.reshape(outShape))]);
   return out;
@@ -125,7 +125,7 @@ export function meanLastDim(x: Tensor, keepDim = false): Tensor {
 
 export function fill(shape: readonly number[], value: number): Tensor {
   const out = Tensor.empty(shape, 'f32', 'fill');
-  launch(fillCall(out.numel, value), [], [out]);
+  launch(fillCall(deviceLimits(), out.numel, value), [], [out]);
   return out;
 }
 
@@ -133,12 +133,12 @@ export function fill(shape: readonly number[], value: number): Tensor {
 export function copy(x: Tensor): Tensor {
   const out = Tensor.empty(x.shape, x.dtype, 'copy');
   const d = toRank4(x.shape);
-  launch({ ...reduceSumCall(d, d, 1, 'copy'), cost: { flops: 0, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
+  launch({ ...reduceSumCall(deviceLimits(), d, d, 1, 'copy'), cost: { flops: 0, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
   return out;
 }
 
 /** acc += x in place (no tape): gradient accumulation. */
 export function addInto(acc: Tensor, x: Tensor): void {
   if (acc.numel !== x.numel) throw new GpuError(`addInto: ${shapeString(x.shape)} into ${shapeString(acc.shape)}`);
-  launch(accumulateCall(acc.numel), [x], [acc]);
+  launch(accumulateCall(deviceLimits(), acc.numel), [x], [acc]);
 }

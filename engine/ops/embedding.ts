@@ -1,10 +1,10 @@
 // Token embedding: a gather of rows, and its backward as a deterministic scatter-add (no float atomics).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
-import { isFloatStorage } from '../kernel.ts';
+import { isFloatDType } from '../../kernels/dtype.ts';
 import { fillCall } from '../../kernels/fill.ts';
 
 /**
@@ -14,7 +14,7 @@ import { fillCall } from '../../kernels/fill.ts';
  */
 export function embedding(ids: Tensor, weight: Tensor): Tensor {
   if (ids.dtype !== 'i32') throw new GpuError(`embedding: ids must be i32, got ${ids.dtype} ${shapeString(ids.shape)}`);
-  if (!isFloatStorage(weight.dtype) || weight.rank !== 2)
+  if (!isFloatDType(weight.dtype) || weight.rank !== 2)
     throw new GpuError(`embedding: weight must be f32, f16 or bf16 [vocab, cols], got ${weight.dtype} ${shapeString(weight.shape)}`);
   // There is no 16-bit gradient or update: 16-bit storage holds tables that stay fixed (a frozen base model).
   if (weight.dtype !== 'f32' && weight.requiresGrad)
@@ -22,14 +22,14 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   const [vocab, cols] = weight.shape;
   const tokens = ids.numel;
   const out = Tensor.empty([...ids.shape, cols], 'f32', 'embedding');
-  launch(embeddingCall(tokens, vocab, cols, weight.dtype), [ids, weight], [out]);
+  launch(embeddingCall(deviceLimits(), tokens, vocab, cols, weight.dtype), [ids, weight], [out]);
   // forward was out[t] = weight[ids[t]], so dweight[v] = Σ_{t : ids[t] = v} dout[t], summed in token order.
   record('embedding', [ids, weight], [out], [ids], ([dout]) => {
     const dweight = Tensor.empty([vocab, cols], 'f32', 'embeddingBackward');
-    launch({ ...fillCall(vocab * cols, 0), op: 'embeddingBackward' }, [], [dweight]); // rows of absent ids stay 0
+    launch({ ...fillCall(deviceLimits(), vocab * cols, 0), op: 'embeddingBackward' }, [], [dweight]); // rows of absent ids stay 0
     const order = Tensor.empty([tokens], 'u32', 'embedding order');
-    launch(embeddingOrderCall(tokens), [ids], [order]);
-    launch(embeddingBackwardCall(tokens, vocab, cols), [ids, order, dout!], [dweight]);
+    launch(embeddingOrderCall(deviceLimits(), tokens), [ids], [order]);
+    launch(embeddingBackwardCall(deviceLimits(), tokens, vocab, cols), [ids, order, dout!], [dweight]);
     return [null, dweight];
   });
   return out;

@@ -1,13 +1,13 @@
 // Matrix products: matmul (batched, either operand transposed, optional bias) and linear, with their backward.
 import { record, type Grad } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { broadcastShape } from './elementwise.ts';
-import { isFloatStorage, type FloatStorage } from '../kernel.ts';
+import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
 import { matmulCall, type MatmulShape } from '../../kernels/matmul.ts';
 import { fitsSmallM, matmulSmallMCall } from '../../kernels/matmul_small_m.ts';
-import type { KernelCall } from '../kernel.ts';
+import type { KernelCall } from '../../kernels/spec.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
 
 export interface MatmulOptions { transA?: boolean; transB?: boolean; bias?: Tensor }
@@ -60,7 +60,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
 /** Runs the product s into a new tensor of outShape and records its backward. */
 function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string): Tensor {
   for (const t of [a, b]) {
-    if (!isFloatStorage(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
+    if (!isFloatDType(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
     // There is no 16-bit gradient or update: 16-bit storage holds weights that stay fixed (a frozen base model).
     if (t.dtype !== 'f32' && t.requiresGrad)
       throw new GpuError(`${what}: operand ${shapeString(t.shape)} is ${t.dtype} with requiresGrad set; 16-bit tensors are frozen (no gradient): keep a trained weight in f32`);
@@ -70,7 +70,7 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   const shape = storedAs(s, a, b);
   // A few rows against a weight (decoding) would fill 1..8 rows of a tile: the small-M kernel reads the weight once
   // with every workgroup busy. Its ledger name, matmulSmallM, shows which kernel ran.
-  const call = fitsSmallM(shape) ? matmulSmallMCall(shape) : matmulCall(shape);
+  const call = fitsSmallM(shape) ? matmulSmallMCall(deviceLimits(), shape) : matmulCall(deviceLimits(), shape);
   const out = product(a, b, bias, call, outShape);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).
@@ -81,14 +81,14 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
 
 /** The product s on a and b as stored. */
 function storedAs(s: ProductShape, a: Tensor, b: Tensor): MatmulShape {
-  return { ...s, dtypeA: a.dtype as FloatStorage, dtypeB: b.dtype as FloatStorage };
+  return { ...s, dtypeA: a.dtype as FloatDType, dtypeB: b.dtype as FloatDType };
 }
 
 /** Launches C = op(A)·op(B) (+ bias) into a new tensor. */
 function product(a: Tensor, b: Tensor, bias: Tensor | null, call: KernelCall, outShape: readonly number[]): Tensor {
   const out = Tensor.empty(outShape, 'f32', call.op ?? call.kernel.name);
-  // Without a bias the shaders never read their bias binding: bind A there rather than allocate a placeholder.
-  launch(call, [a, b, bias ?? a], [out]);
+  // Without a bias the kernel variant has no bias binding (kernels/no_bias.wgsl).
+  launch(call, [a, b, bias], [out]);
   return out;
 }
 
@@ -117,7 +117,7 @@ function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, row
   strideX: number, strideY: number, batch: number, shared: boolean, shape: readonly number[]): Tensor {
   const s: ProductShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
   // Gradients are for training, with many rows: the tiled kernel.
-  const call = matmulCall(storedAs(s, x, y), undefined, 'matmulBackward');
+  const call = matmulCall(deviceLimits(), storedAs(s, x, y), undefined, 'matmulBackward');
   if (!shared || batch === 1) return product(x, y, null, call, shape);
   const perEntry = product(x, y, null, call, [batch, rows, cols]);
   return sumOverRows(perEntry, batch, rows * cols, shape);
@@ -126,6 +126,6 @@ function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, row
 /** Σ over the rows of a rows×cols matrix: out [cols], given the shape `shape`. */
 function sumOverRows(x: Tensor, rows: number, cols: number, shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, 'f32', 'matmulBackward');
-  launch(reduceSumCall([1, 1, rows, cols], [1, 1, 1, cols], 1, 'matmulBackward'), [x], [out]);
+  launch(reduceSumCall(deviceLimits(), [1, 1, rows, cols], [1, 1, 1, cols], 1, 'matmulBackward'), [x], [out]);
   return out;
 }

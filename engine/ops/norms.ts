@@ -3,7 +3,7 @@
 // second stage (no atomics: two backward runs give bit-identical gradients).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { layerNormForwardCall } from '../../kernels/layernorm_forward.ts';
 import { layerNormBackwardCall, normRowBlocks } from '../../kernels/layernorm_backward.ts';
@@ -27,7 +27,7 @@ function checkGradShape(op: string, x: Tensor, dy: Tensor): void {
 /** out = partials [blocks, cols] summed over blocks, with the given shape; disposes the partials. */
 function sumBlocks(partials: Tensor, shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, 'f32', 'norm weight gradient');
-  launch(columnSumCall(partials.shape[0], partials.shape[1]), [partials], [out]);
+  launch(columnSumCall(deviceLimits(), partials.shape[0], partials.shape[1]), [partials], [out]);
   partials.dispose();
   return out;
 }
@@ -38,7 +38,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   const y = Tensor.empty(x.shape, 'f32', 'layerNorm');
   const mean = Tensor.empty([rows], 'f32', 'layerNorm mean');
   const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
-  launch(layerNormForwardCall(rows, cols, eps), [x, weight, bias], [y, mean, rstd]);
+  launch(layerNormForwardCall(deviceLimits(), rows, cols, eps), [x, weight, bias], [y, mean, rstd]);
   record('layerNorm', [x, weight, bias], [y], [x, weight, mean, rstd], ([dy]) => {
     const { dx, dweight, dbias } = layerNormBackward(x, weight, dy!, mean, rstd);
     return [dx, weight.requiresGrad ? dweight : null, bias.requiresGrad ? dbias : null];
@@ -56,7 +56,7 @@ export function layerNormBackward(x: Tensor, weight: Tensor, dy: Tensor, mean: T
   const dx = Tensor.empty(x.shape, 'f32', 'layerNorm dx');
   const partialWeight = Tensor.empty([blocks, cols], 'f32', 'layerNorm dweight partials');
   const partialBias = Tensor.empty([blocks, cols], 'f32', 'layerNorm dbias partials');
-  launch(layerNormBackwardCall(rows, cols), [x, weight, dy, mean, rstd], [dx, partialWeight, partialBias]);
+  launch(layerNormBackwardCall(deviceLimits(), rows, cols), [x, weight, dy, mean, rstd], [dx, partialWeight, partialBias]);
   return { dx, dweight: sumBlocks(partialWeight, weight.shape), dbias: sumBlocks(partialBias, weight.shape) };
 }
 
@@ -65,7 +65,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const { rows, cols } = normShape('rmsNorm', x, { weight });
   const y = Tensor.empty(x.shape, 'f32', 'rmsNorm');
   const rstd = Tensor.empty([rows], 'f32', 'rmsNorm rstd');
-  launch(rmsNormForwardCall(rows, cols, eps), [x, weight], [y, rstd]);
+  launch(rmsNormForwardCall(deviceLimits(), rows, cols, eps), [x, weight], [y, rstd]);
   record('rmsNorm', [x, weight], [y], [x, weight, rstd], ([dy]) => {
     const { dx, dweight } = rmsNormBackward(x, weight, dy!, rstd);
     return [dx, weight.requiresGrad ? dweight : null];
@@ -81,6 +81,6 @@ export function rmsNormBackward(x: Tensor, weight: Tensor, dy: Tensor, rstd: Ten
   const { blocks } = normRowBlocks(rows);
   const dx = Tensor.empty(x.shape, 'f32', 'rmsNorm dx');
   const partialWeight = Tensor.empty([blocks, cols], 'f32', 'rmsNorm dweight partials');
-  launch(rmsNormBackwardCall(rows, cols), [x, weight, dy, rstd], [dx, partialWeight]);
+  launch(rmsNormBackwardCall(deviceLimits(), rows, cols), [x, weight, dy, rstd], [dx, partialWeight]);
   return { dx, dweight: sumBlocks(partialWeight, weight.shape) };
 }

@@ -1,7 +1,7 @@
 // Rotary position embedding, rotate-half convention (transformers' GPT-NeoX, Llama, Mistral), with its backward.
 import { record } from '../autodiff.ts';
 import { GpuError, onGpuRelease } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { ROTARY_MAX_ANGLE, rotaryCall } from '../../kernels/rotary.ts';
 
@@ -58,11 +58,11 @@ export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0, leftPa
   // Without padding the kernel never reads leftPadding: the table stands in for the binding.
   const padding = leftPadding ?? table;
   const out = Tensor.empty(x.shape, 'f32', 'rotary');
-  launch(rotaryCall(layout, rotaryDims, positionOffset, false), [x, table, padding], [out]);
+  launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, false), [x, table, padding], [out]);
   // forward was out = R(angle) x, a rotation per pair, so dx = R(angle)ᵀ dy = R(-angle) dy.
   record('rotary', [x], [out], leftPadding ? [leftPadding] : [], ([dy]) => {
     const dx = Tensor.empty(x.shape, 'f32', 'rotaryBackward');
-    launch(rotaryCall(layout, rotaryDims, positionOffset, true), [dy!, table, padding], [dx]);
+    launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, true), [dy!, table, padding], [dx]);
     return [dx];
   });
   return out;

@@ -1,7 +1,7 @@
 // Softmax along the last dim, with its backward fused into one kernel.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { softmaxBackwardCall, softmaxCall } from '../../kernels/softmax.ts';
 
@@ -11,11 +11,11 @@ export function softmax(x: Tensor): Tensor {
   const cols = x.shape[x.rank - 1];
   const rows = cols === 0 ? 0 : x.numel / cols;
   const y = Tensor.empty(x.shape, 'f32', 'softmax');
-  launch(softmaxCall(rows, cols), [x], [y]);
+  launch(softmaxCall(deviceLimits(), rows, cols), [x], [y]);
   // forward was y = softmax(x), so dx = y · (dy - Σ dy·y) along the last dim.
   record('softmax', [x], [y], [y], ([dy]) => {
     const dx = Tensor.empty(x.shape, 'f32', 'softmaxBackward');
-    launch(softmaxBackwardCall(rows, cols), [y, dy!], [dx]);
+    launch(softmaxBackwardCall(deviceLimits(), rows, cols), [y, dy!], [dx]);
     return [dx];
   });
   return y;

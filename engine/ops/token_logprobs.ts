@@ -4,7 +4,7 @@
 // softmax from the saved logsumexp instead of keeping a [B, T, V] gradient alive on the tape.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { launch } from '../launch.ts';
+import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { tokenLogprobsBackwardCall, tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
 
@@ -16,11 +16,11 @@ export function tokenLogprobs(logits: Tensor, ids: Tensor): Tensor {
   if (ids.dtype !== 'i32' || ids.rank !== 2 || ids.shape[0] !== B || ids.shape[1] !== T) throw new GpuError(`${what}: ids must be i32 [B, T] with the logits' B and T`);
   const logp = Tensor.empty([B, T], 'f32', 'tokenLogprobs');
   const lse = Tensor.empty([B, T], 'f32', 'tokenLogprobs lse');
-  launch(tokenLogprobsCall(B, T, V), [logits, ids], [logp, lse]);
+  launch(tokenLogprobsCall(deviceLimits(), B, T, V), [logits, ids], [logp, lse]);
   // forward was logp[b, t] = x[b, t - 1, ids[b, t]] - lse[b, t], so dx[b, t - 1] = g[b, t] · (onehot(ids[b, t]) - softmax).
   record('tokenLogprobs', [logits, ids], [logp], [logits, ids, lse], ([g]) => {
     const dlogits = Tensor.empty(logits.shape, 'f32', 'tokenLogprobsBackward');
-    launch(tokenLogprobsBackwardCall(B, T, V), [logits, ids, lse, g!], [dlogits]);
+    launch(tokenLogprobsBackwardCall(deviceLimits(), B, T, V), [logits, ids, lse, g!], [dlogits]);
     return [dlogits, null];
   });
   lse.dispose(); // the tape retained it when it recorded

@@ -1,0 +1,132 @@
+// What a kernel states: its WGSL, bindings, uniform parameters, variant constants, dispatch size and cost.
+// The bottom layer: nothing here knows about a GPU device. A kernel's call takes the device limits it needs as
+// an argument, so that its plan (tiles, workgroup sizes, grids) can be computed for any device, present or not.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export type ParamType = 'u32' | 'i32' | 'f32';
+
+/** The analytic cost of one dispatch. */
+export interface Cost { flops: number; bytesRead: number; bytesWritten: number }
+
+/**
+ * A WGSL compute kernel. Bindings in group 0 are numbered in this order: `inputs` (storage, read), `outputs`
+ * (storage, read_write), then one uniform `params: Params` whose fields are `params` in order (bound with a
+ * dynamic offset). A kernel without params has no uniform binding. `absent` inputs keep their binding number but
+ * are neither declared by this variant's WGSL nor bound (the call passes null for them).
+ */
+export interface Kernel {
+  name: string;
+  source: string;
+  inputs: readonly string[];
+  outputs: readonly string[];
+  params: readonly (readonly [string, ParamType])[];
+  /** Names of the WGSL `override` constants that select a variant; part of the pipeline cache key. */
+  constants?: readonly string[];
+  /** Inputs this variant leaves out (an optional input, e.g. a bias, in the variant without it). */
+  absent?: readonly string[];
+}
+
+/** One dispatch of a kernel for given shapes. */
+export interface KernelCall {
+  kernel: Kernel;
+  /** Values for the kernel's override constants (workgroup size, transposes, ...). */
+  constants?: Record<string, number>;
+  params?: Record<string, number>;
+  workgroups: readonly [number, number?, number?];
+  cost: Cost;
+  /** Ledger name when it differs from kernel.name (e.g. "matmulBackward" running the matmul kernel). */
+  op?: string;
+}
+
+/** A kernel spec refuses a shape, a variant or a device (thrown before anything reaches a GPU). */
+export class KernelError extends Error {}
+
+/** The device limits that kernel plans read (a subset of GPUSupportedLimits). */
+export interface DeviceLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupSizeY: number;
+  maxComputeWorkgroupSizeZ: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxStorageBuffersPerShaderStage: number;
+  minUniformBufferOffsetAlignment: number;
+}
+
+export const DEVICE_LIMIT_NAMES: readonly (keyof DeviceLimits)[] = [
+  'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage', 'minUniformBufferOffsetAlignment',
+];
+
+/** The DeviceLimits of a full limits table (e.g. a device's GPUSupportedLimits); throws if one is missing. */
+export function deviceLimitsOf(limits: Readonly<Record<string, number>>): DeviceLimits {
+  const missing = DEVICE_LIMIT_NAMES.filter((n) => typeof limits[n] !== 'number');
+  if (missing.length) throw new KernelError(`device limits lack ${missing.join(', ')}`);
+  return Object.fromEntries(DEVICE_LIMIT_NAMES.map((n) => [n, limits[n]])) as unknown as DeviceLimits;
+}
+
+/** Reads a .wgsl file that sits beside the spec module that calls it. */
+export function loadWgsl(moduleUrl: string, file: string): string {
+  return readFileSync(fileURLToPath(new URL(file, moduleUrl)), 'utf8');
+}
+
+/** How a kernel's WGSL is composed; see wgsl(). */
+export interface WgslParts {
+  /** Whole directive lines (`enable f16;`, `diagnostic(...)`), which WGSL requires before any declaration. */
+  directives?: readonly string[];
+  /** Files beside the spec whose declarations the kernel uses (shared functions, optional bindings). */
+  includes?: readonly string[];
+  /** Values for the `{{NAME}}` markers of the file and its includes, for what override constants cannot set. */
+  placeholders?: Readonly<Record<string, string | number>>;
+}
+
+const PLACEHOLDER = /\{\{(\w+)\}\}/g;
+
+/**
+ * A kernel's WGSL: its directives, then its includes, then the file, with every `{{NAME}}` replaced. The one way
+ * juice composes WGSL: override constants wherever WGSL allows them, this for the rest (matrix types, storage
+ * types, module-scope `const`s, optional bindings). Throws on a marker without a value, a value without a marker,
+ * or a marker left after substitution.
+ */
+export function wgsl(moduleUrl: string, file: string, parts: WgslParts = {}): string {
+  const { directives = [], includes = [], placeholders = {} } = parts;
+  const text = [...directives, ...includes.map((f) => loadWgsl(moduleUrl, f)), loadWgsl(moduleUrl, file)].join('\n');
+  const used = new Set([...text.matchAll(PLACEHOLDER)].map((m) => m[1]!));
+  const undeclared = [...used].filter((n) => !Object.hasOwn(placeholders, n));
+  if (undeclared.length) throw new KernelError(`${file}: placeholders ${undeclared.map((n) => `{{${n}}}`).join(', ')} have no value`);
+  const unused = Object.keys(placeholders).filter((n) => !used.has(n));
+  if (unused.length) throw new KernelError(`${file}: placeholders ${unused.join(', ')} appear nowhere in it or its includes`);
+  const out = text.replace(PLACEHOLDER, (_, n: string) => String(placeholders[n]));
+  if (/\{\{|\}\}/.test(out)) throw new KernelError(`${file}: a placeholder marker is left after substitution`);
+  return out;
+}
+
+export function ceilDiv(a: number, b: number): number { return Math.floor((a + b - 1) / b); }
+
+/** Workgroups covering n threads in groups of wg, folded into y when x would pass the per-dimension limit. */
+export function grid1d(n: number, wg: number, limits: Pick<DeviceLimits, 'maxComputeWorkgroupsPerDimension'>): [number, number] {
+  const maxPerDim = limits.maxComputeWorkgroupsPerDimension;
+  const groups = ceilDiv(n, wg);
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = ceilDiv(groups, maxPerDim);
+  return [ceilDiv(groups, y), y];
+}
+
+/**
+ * Threads for a workgroup that reduces a row: the largest power of two <= preferred (256, WebGPU's
+ * guaranteed size, by default) that fits the device's invocation and workgroup-memory limits, with
+ * bytesPerThread of workgroup memory per thread plus fixedBytes.
+ */
+export function reductionWorkgroupSize(limits: DeviceLimits, bytesPerThread: number, fixedBytes = 0, preferred = 256): number {
+  let wg = 2 ** Math.floor(Math.log2(Math.max(1, preferred)));
+  while (wg > 1 && (wg > limits.maxComputeInvocationsPerWorkgroup || wg > limits.maxComputeWorkgroupSizeX
+    || wg * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) wg /= 2;
+  return wg;
+}
+
+/** The smallest power of two >= n. */
+export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }
