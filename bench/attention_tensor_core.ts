@@ -100,10 +100,10 @@ function tensorCore(x: [Tensor, Tensor, Tensor], opts: AttentionOptions, shape: 
   if (!EMULATE) return attentionTensorCore(...x, { ...opts, shape });
   const { variant, reason } = plan(x[0].shape[3]!, shape);
   if (!variant) throw new Error(reason);
-  const { dims, mask, scale, keyRangeBinding } = attentionSetup(...x, opts, 'f16');
+  const { dims, mask, scale, keyRange } = attentionSetup(...x, opts, 'f16');
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D]);
   const lse = Tensor.empty([dims.B, dims.H, dims.T]);
-  launch(emulatedTensorCoreCall(dims, mask, scale, variant), [...x, keyRangeBinding], [out, lse]);
+  launch(emulatedTensorCoreCall(dims, mask, scale, variant), [...x, keyRange], [out, lse]);
   return { out, lse };
 }
 

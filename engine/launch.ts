@@ -4,9 +4,9 @@ import { dispatch } from './runtime.ts';
 import type { Tensor } from './tensor.ts';
 import { deviceLimitsOf, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
 
-/** Inputs then outputs, in the kernel's binding order; null for an input the kernel variant leaves out (absent). */
-export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: Tensor[]): void {
-  dispatch(call, inputs.map((t) => t?.binding() ?? null), outputs.map((t) => t.binding()));
+/** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
+export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: (Tensor | null)[]): void {
+  dispatch(call, inputs.map((t) => t?.binding() ?? null), outputs.map((t) => t?.binding() ?? null));
 }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();

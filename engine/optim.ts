@@ -1,11 +1,14 @@
-// AdamW with torch.optim.AdamW's semantics: one fused kernel per parameter (or per shard of one), moments
-// in f32 allocated on a parameter's first step, step counts and bias corrections on the host.
+// The optimizers, AdamW and RMSprop with torch.optim's semantics, behind one interface: one fused kernel per
+// parameter (or per shard of one), states in f32 allocated on a parameter's first step, step counts and bias
+// corrections on the host. step(gradScale) multiplies every gradient element by gradScale inside the kernel, so
+// that global-norm clipping costs no pass of its own over the gradients.
 import { zeroGrad } from './autodiff.ts';
 import { GpuError } from './gpu.ts';
 import { deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString } from './tensor.ts';
 import { adamwCall } from '../kernels/adamw.ts';
+import { rmspropCall } from '../kernels/rmsprop.ts';
 
 /** Shards are made of whole blocks of this many elements (16 bytes), so every shard starts 16-byte aligned. */
 export const SHARD_BLOCK = 4;
@@ -25,97 +28,115 @@ export function shardOf(numel: number, shardIndex: number, shardCount: number): 
   return { begin: Math.min(shardIndex * length, numel), end: Math.min((shardIndex + 1) * length, numel) };
 }
 
-/** One optimized tensor; the model's parameter table decides `decay` (e.g. none on biases and norms). */
+/** One optimized tensor; the model's parameter table decides `decay` (tensors of rank >= 2: matrices and embeddings). */
 export interface OptimizerEntry { name: string; param: Tensor; decay: boolean }
 
-export interface AdamWOptions { lr: number; betas: [number, number]; eps: number; weightDecay: number }
-
-/** Which shard of every parameter this optimizer owns (its moments cover only that range). */
+/** Which shard of every parameter this optimizer owns (its states cover only that range). */
 export interface ShardSpec { shardIndex: number; shardCount: number }
 
+export type OptimizerKind = 'adamw' | 'rmsprop';
+export const OPTIMIZER_KINDS: readonly OptimizerKind[] = ['adamw', 'rmsprop'];
+
 /**
- * A checkpoint of the moments: `${name}.m` and `${name}.v` (this shard's range), and each parameter's
- * own step count (torch counts per parameter: one that had no gradient at a step is not advanced).
+ * A checkpoint of an optimizer's states: which optimizer wrote it, `${name}.${state}` per parameter (this shard's
+ * range; AdamW's m and v, RMSprop's square_avg), and each parameter's own step count (torch counts per
+ * parameter: one that had no gradient at a step is not advanced).
  */
-export interface AdamWStateDict { step: Record<string, number>; tensors: Record<string, Float32Array> }
+export interface OptimizerStateDict { kind: OptimizerKind; step: Record<string, number>; tensors: Record<string, Float32Array> }
+export type AdamWStateDict = OptimizerStateDict;
 
-interface ParamState { m: Tensor; v: Tensor; step: number }
-
-export class AdamW {
+/** What the training step needs of an optimizer, whichever it is. */
+export interface Optimizer {
+  readonly kind: OptimizerKind;
+  readonly entries: readonly OptimizerEntry[];
   /** Mutable, for learning-rate schedules. */
   lr: number;
-  readonly betas: readonly [number, number];
-  readonly eps: number;
-  readonly weightDecay: number;
+  /** Updates every parameter that has a gradient, each gradient multiplied by gradScale (> 0, finite; 1 by default). */
+  step(gradScale?: number): void;
+  zeroGrad(): void;
+  /** Bytes of this shard's states, once every parameter has taken a step. */
+  stateBytes(): number;
+  stateDict(): Promise<OptimizerStateDict>;
+  /** Replaces every state with the dict's; refuses a dict of another kind and reports all mismatches at once. */
+  loadStateDict(dict: OptimizerStateDict): void;
+  /** Frees the states; the optimizer starts afresh if stepped again. */
+  dispose(): void;
+}
+
+interface ParamState { tensors: Tensor[]; step: number }
+
+/** An optimizer whose update is one elementwise kernel per parameter shard over the gradient and its own states. */
+abstract class ElementwiseOptimizer implements Optimizer {
+  abstract readonly kind: OptimizerKind;
+  lr: number;
   private readonly ranges: { begin: number; end: number }[];
   private readonly states = new Map<string, ParamState>();
 
-  constructor(readonly entries: readonly OptimizerEntry[], options: AdamWOptions, readonly shard: ShardSpec = { shardIndex: 0, shardCount: 1 }) {
-    const { lr, betas, eps, weightDecay } = options;
-    const problems: string[] = [];
-    if (!(lr >= 0)) problems.push(`lr ${lr} < 0`);
-    betas.forEach((b, i) => { if (!(b >= 0 && b < 1)) problems.push(`betas[${i}] ${b} not in [0, 1)`); });
-    if (!(eps >= 0)) problems.push(`eps ${eps} < 0`);
-    if (!(weightDecay >= 0)) problems.push(`weightDecay ${weightDecay} < 0`);
+  protected constructor(
+    private readonly label: string,
+    /** The per-parameter state tensors, in the order update() receives them (names of the state dict). */
+    private readonly stateNames: readonly string[],
+    readonly entries: readonly OptimizerEntry[],
+    lr: number,
+    problems: string[],
+    readonly shard: ShardSpec,
+  ) {
+    if (!(lr >= 0)) problems.unshift(`lr ${lr} < 0`);
     const names = new Set<string>();
     for (const e of entries) {
       if (names.has(e.name)) problems.push(`parameter '${e.name}' listed twice`);
       names.add(e.name);
       if (e.param.dtype !== 'f32') problems.push(`parameter '${e.name}' is ${e.param.dtype} ${shapeString(e.param.shape)}, not f32`);
     }
-    if (problems.length) throw new GpuError(`AdamW: ${problems.join('; ')}`);
+    if (problems.length) throw new GpuError(`${label}: ${problems.join('; ')}`);
     this.lr = lr;
-    this.betas = [betas[0], betas[1]];
-    this.eps = eps;
-    this.weightDecay = weightDecay;
     this.ranges = entries.map((e) => shardOf(e.param.numel, shard.shardIndex, shard.shardCount));
   }
 
+  /** Launches the update of param[begin, end) with its grad; `states` each hold end - begin elements; `step` counts from 1. */
+  protected abstract update(entry: OptimizerEntry, begin: number, end: number, grad: Tensor, states: Tensor[], step: number, gradScale: number): void;
+
   /** Updates this shard of every parameter that has a gradient; parameters without one are skipped, as torch does. */
-  step(): void {
+  step(gradScale = 1): void {
+    if (!(Number.isFinite(gradScale) && gradScale > 0)) throw new GpuError(`${this.label}.step: gradScale ${gradScale} must be finite and > 0`);
     ledger.inPhase('optimizer', () => {
-      const [beta1, beta2] = this.betas;
-      this.entries.forEach(({ name, param, decay }, i) => {
+      this.entries.forEach((entry, i) => {
+        const { name, param } = entry;
         const grad = param.grad;
         const { begin, end } = this.ranges[i];
         if (!grad || begin === end) return;
-        if (grad.numel !== param.numel) throw new GpuError(`AdamW: gradient ${shapeString(grad.shape)} for parameter '${name}' ${shapeString(param.shape)}`);
-        const state = this.states.get(name) ?? this.setState(name, Tensor.zeros([end - begin]), Tensor.zeros([end - begin]), 0);
+        if (grad.numel !== param.numel) throw new GpuError(`${this.label}: gradient ${shapeString(grad.shape)} for parameter '${name}' ${shapeString(param.shape)}`);
+        const state = this.states.get(name) ?? this.setState(name, this.stateNames.map(() => Tensor.zeros([end - begin])), 0);
         state.step++;
-        launch(adamwCall(deviceLimits(), end - begin, begin, {
-          beta1, beta2, eps: this.eps,
-          decayFactor: decay ? 1 - this.lr * this.weightDecay : 1,
-          stepSize: this.lr / (1 - beta1 ** state.step),
-          bc2Sqrt: Math.sqrt(1 - beta2 ** state.step),
-        }), [grad], [param, state.m, state.v]);
+        this.update(entry, begin, end, grad, state.tensors, state.step, gradScale);
       });
     });
   }
 
   zeroGrad(): void { zeroGrad(this.entries.map((e) => e.param)); }
 
-  /** Bytes of m and v for this shard of every parameter, once each has taken a step. */
-  stateBytes(): number { return this.ranges.reduce((s, r) => s + 8 * (r.end - r.begin), 0); }
+  stateBytes(): number { return this.ranges.reduce((s, r) => s + 4 * this.stateNames.length * (r.end - r.begin), 0); }
 
-  async stateDict(): Promise<AdamWStateDict> {
-    const dict: AdamWStateDict = { step: {}, tensors: {} };
+  async stateDict(): Promise<OptimizerStateDict> {
+    const dict: OptimizerStateDict = { kind: this.kind, step: {}, tensors: {} };
     await Promise.all([...this.states].map(async ([name, s]) => {
       dict.step[name] = s.step;
-      dict.tensors[`${name}.m`] = (await s.m.toArray()) as Float32Array;
-      dict.tensors[`${name}.v`] = (await s.v.toArray()) as Float32Array;
+      await Promise.all(this.stateNames.map(async (k, j) => { dict.tensors[`${name}.${k}`] = (await s.tensors[j].toArray()) as Float32Array; }));
     }));
     return dict;
   }
 
   /** Replaces every state with the dict's; a parameter the dict does not name starts afresh. Reports all mismatches at once. */
-  loadStateDict(dict: AdamWStateDict): void {
+  loadStateDict(dict: OptimizerStateDict): void {
     const problems: string[] = [];
+    if (dict.kind !== this.kind) problems.push(`the dict is of optimizer ${JSON.stringify(dict.kind)}, this one is '${this.kind}'`);
     const known = new Set<string>();
+    const keysOf = (name: string) => this.stateNames.map((k) => `${name}.${k}`);
     this.entries.forEach(({ name }, i) => {
-      const keys = [`${name}.m`, `${name}.v`];
+      const keys = keysOf(name);
       keys.forEach((k) => known.add(k));
       const present = (Object.hasOwn(dict.step, name) ? 1 : 0) + keys.filter((k) => Object.hasOwn(dict.tensors, k)).length;
-      if (present !== 0 && present !== 3) problems.push(`'${name}' needs all of ${keys.join(', ')} and a step, or none`);
+      if (present !== 0 && present !== keys.length + 1) problems.push(`'${name}' needs all of ${keys.join(', ')} and a step, or none`);
       const length = this.ranges[i].end - this.ranges[i].begin;
       for (const k of keys) {
         if (Object.hasOwn(dict.tensors, k) && dict.tensors[k].length !== length) problems.push(`${k} has ${dict.tensors[k].length} elements, this shard holds ${length}`);
@@ -124,27 +145,105 @@ export class AdamW {
       if (Object.hasOwn(dict.step, name) && !(Number.isInteger(step) && step >= 1)) problems.push(`step of '${name}' is ${step}`);
     });
     for (const k of Object.keys(dict.tensors)) if (!known.has(k)) problems.push(`${k} names no parameter of this optimizer`);
-    for (const name of Object.keys(dict.step)) if (!known.has(`${name}.m`)) problems.push(`step of '${name}' names no parameter of this optimizer`);
-    if (problems.length) throw new GpuError(`AdamW.loadStateDict: ${problems.join('; ')}`);
+    for (const name of Object.keys(dict.step)) if (!known.has(keysOf(name)[0])) problems.push(`step of '${name}' names no parameter of this optimizer`);
+    if (problems.length) throw new GpuError(`${this.label}.loadStateDict: ${problems.join('; ')}`);
     this.dispose();
     this.entries.forEach(({ name }, i) => {
       if (!Object.hasOwn(dict.step, name)) return;
       const shape = [this.ranges[i].end - this.ranges[i].begin];
-      this.setState(name, Tensor.fromArray(dict.tensors[`${name}.m`], shape), Tensor.fromArray(dict.tensors[`${name}.v`], shape), dict.step[name]);
+      this.setState(name, keysOf(name).map((k) => Tensor.fromArray(dict.tensors[k], shape)), dict.step[name]);
     });
   }
 
-  /** Frees the moments; the optimizer starts afresh if stepped again. */
   dispose(): void {
-    for (const s of this.states.values()) { s.m.dispose(); s.v.dispose(); }
+    for (const s of this.states.values()) for (const t of s.tensors) t.dispose();
     this.states.clear();
   }
 
-  private setState(name: string, m: Tensor, v: Tensor, step: number): ParamState {
-    m.keep().name = `${name}.m`;
-    v.keep().name = `${name}.v`;
-    const state = { m, v, step };
+  private setState(name: string, tensors: Tensor[], step: number): ParamState {
+    tensors.forEach((t, j) => { t.keep().name = `${name}.${this.stateNames[j]}`; });
+    const state = { tensors, step };
     this.states.set(name, state);
     return state;
+  }
+}
+
+export interface AdamWOptions { lr: number; betas: [number, number]; eps: number; weightDecay: number }
+
+/** torch.optim.AdamW: decoupled decay p *= 1 - lr·wd on the entries with `decay`, bias-corrected moments m and v. */
+export class AdamW extends ElementwiseOptimizer {
+  readonly kind = 'adamw';
+  readonly betas: readonly [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+
+  constructor(entries: readonly OptimizerEntry[], options: AdamWOptions, shard: ShardSpec = { shardIndex: 0, shardCount: 1 }) {
+    const { lr, betas, eps, weightDecay } = options;
+    const problems: string[] = [];
+    betas.forEach((b, i) => { if (!(b >= 0 && b < 1)) problems.push(`betas[${i}] ${b} not in [0, 1)`); });
+    if (!(eps >= 0)) problems.push(`eps ${eps} < 0`);
+    if (!(weightDecay >= 0)) problems.push(`weightDecay ${weightDecay} < 0`);
+    super('AdamW', ['m', 'v'], entries, lr, problems, shard);
+    this.betas = [betas[0], betas[1]];
+    this.eps = eps;
+    this.weightDecay = weightDecay;
+  }
+
+  protected update({ param, decay }: OptimizerEntry, begin: number, end: number, grad: Tensor, [m, v]: Tensor[], step: number, gradScale: number): void {
+    const [beta1, beta2] = this.betas;
+    launch(adamwCall(deviceLimits(), end - begin, begin, {
+      beta1, beta2, eps: this.eps,
+      decayFactor: decay ? 1 - this.lr * this.weightDecay : 1,
+      stepSize: this.lr / (1 - beta1 ** step),
+      bc2Sqrt: Math.sqrt(1 - beta2 ** step),
+      gradScale,
+    }), [grad], [param, m, v]);
+  }
+}
+
+export interface RMSpropOptions { lr: number; alpha: number; eps: number; weightDecay: number }
+
+/**
+ * torch.optim.RMSprop without momentum, not centered: g = g + wd·p (coupled decay, on the entries with `decay`),
+ * v = alpha·v + (1 - alpha)·g², p -= lr·g / (sqrt(v) + eps). Its state is `square_avg`.
+ */
+export class RMSprop extends ElementwiseOptimizer {
+  readonly kind = 'rmsprop';
+  readonly alpha: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+
+  constructor(entries: readonly OptimizerEntry[], options: RMSpropOptions, shard: ShardSpec = { shardIndex: 0, shardCount: 1 }) {
+    const { lr, alpha, eps, weightDecay } = options;
+    const problems: string[] = [];
+    if (!(alpha >= 0 && alpha <= 1)) problems.push(`alpha ${alpha} not in [0, 1]`);
+    if (!(eps >= 0)) problems.push(`eps ${eps} < 0`);
+    if (!(weightDecay >= 0)) problems.push(`weightDecay ${weightDecay} < 0`);
+    super('RMSprop', ['square_avg'], entries, lr, problems, shard);
+    this.alpha = alpha;
+    this.eps = eps;
+    this.weightDecay = weightDecay;
+  }
+
+  protected update({ param, decay }: OptimizerEntry, begin: number, end: number, grad: Tensor, [v]: Tensor[], _step: number, gradScale: number): void {
+    launch(rmspropCall(deviceLimits(), end - begin, begin, {
+      alpha: this.alpha, eps: this.eps, lr: this.lr, weightDecay: decay ? this.weightDecay : 0, gradScale,
+    }), [grad], [param, v]);
+  }
+}
+
+/** Options of either optimizer; what is left out takes torch's defaults (AdamW betas 0.9/0.999, wd 0.01; RMSprop alpha 0.99, wd 0; eps 1e-8). */
+export interface OptimizerOptions { lr: number; weightDecay?: number; eps?: number; betas?: [number, number]; alpha?: number }
+
+/** The optimizer named `kind` ('adamw' | 'rmsprop') over the entries (e.g. ParameterSet.entries()). */
+export function makeOptimizer(kind: OptimizerKind, entries: readonly OptimizerEntry[], options: OptimizerOptions, shard?: ShardSpec): Optimizer {
+  const eps = options.eps ?? 1e-8;
+  switch (kind) {
+    case 'adamw':
+      return new AdamW(entries, { lr: options.lr, betas: options.betas ?? [0.9, 0.999], eps, weightDecay: options.weightDecay ?? 0.01 }, shard);
+    case 'rmsprop':
+      return new RMSprop(entries, { lr: options.lr, alpha: options.alpha ?? 0.99, eps, weightDecay: options.weightDecay ?? 0 }, shard);
+    default:
+      throw new GpuError(`unknown optimizer ${JSON.stringify(kind)} (known: ${OPTIMIZER_KINDS.join(', ')})`);
   }
 }

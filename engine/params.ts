@@ -12,7 +12,7 @@ export interface ParamSpec {
   name: string; // transformers' (or PEFT's) name, so that loading is a lookup
   shape: number[];
   role: ParamRole;
-  decay: boolean; // AdamW weight decay applies
+  decay: boolean; // weight decay applies: tensors of rank >= 2 (matrices, embeddings), never biases or norms
   /** Gets a gradient and an optimizer state. 16-bit storage is frozen, so a trainable tensor is f32. */
   trainable: boolean;
   /** A LoRA adapter (lora_A / lora_B) added on top of a frozen base. */
@@ -21,7 +21,7 @@ export interface ParamSpec {
 
 export function param(name: string, shape: number[], role: ParamRole, opts: { trainable?: boolean; adapter?: boolean } = {}): ParamSpec {
   return {
-    name, shape, role, decay: role === 'weight' || role === 'embedding' || role === 'head',
+    name, shape, role, decay: shape.length >= 2,
     trainable: opts.trainable ?? true, adapter: opts.adapter ?? false,
   };
 }
@@ -83,9 +83,15 @@ export class ParameterSet {
   readonly specs: ParamSpec[];
 
   constructor(specs: readonly ParamSpec[], values: (spec: ParamSpec) => Float32Array | HalfBits) {
-    this.specs = specs.map((s) => ({ ...s }));
-    const seen = new Set<string>();
-    for (const s of this.specs) {
+    this.specs = [];
+    this.add(specs, values);
+  }
+
+  /** Appends rows to the table with their values (e.g. LoRA adapters on a loaded base); every name must be new. */
+  add(specs: readonly ParamSpec[], values: (spec: ParamSpec) => Float32Array | HalfBits): void {
+    const seen = new Set(this.tensors.keys());
+    for (const spec of specs) {
+      const s = { ...spec };
       if (seen.has(s.name)) throw new GpuError(`parameter table names '${s.name}' twice`);
       seen.add(s.name);
       const data = values(s);
@@ -97,7 +103,23 @@ export class ParameterSet {
       t.requiresGrad = s.trainable;
       t.name = s.name;
       this.tensors.set(s.name, t);
+      this.specs.push(s);
     }
+  }
+
+  /** Drops the rows whose names match (a glob or RegExp) and disposes their tensors; returns how many matched. */
+  remove(pattern: string | RegExp): number {
+    const re = namePattern(pattern);
+    const gone = this.specs.filter((s) => re.test(s.name));
+    for (const s of gone) {
+      const t = this.get(s.name);
+      t.grad?.dispose();
+      t.grad = null;
+      t.dispose();
+      this.tensors.delete(s.name);
+    }
+    this.specs.splice(0, this.specs.length, ...this.specs.filter((s) => !re.test(s.name)));
+    return gone.length;
   }
 
   get(name: string): Tensor {

@@ -69,7 +69,8 @@ function paramsBytes(kernel: Kernel): number { return Math.ceil((kernel.params.l
 
 /**
  * The group-0 layout a kernel's spec states: binding i for the i-th of inputs (read-only storage) then outputs
- * (storage), then the params uniform with a dynamic offset. Absent inputs keep their number and have no entry.
+ * (storage), then the params uniform with a dynamic offset. Absent inputs and outputs keep their number and have
+ * no entry.
  */
 function layoutFor(kernel: Kernel): { layout: GPUBindGroupLayout; id: number } {
   const cached = layouts.get(kernel);
@@ -79,7 +80,9 @@ function layoutFor(kernel: Kernel): { layout: GPUBindGroupLayout; id: number } {
   kernel.inputs.forEach((name, i) => {
     if (!absent.has(name)) entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } });
   });
-  kernel.outputs.forEach((_, i) => entries.push({ binding: kernel.inputs.length + i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } }));
+  kernel.outputs.forEach((name, i) => {
+    if (!absent.has(name)) entries.push({ binding: kernel.inputs.length + i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } });
+  });
   if (kernel.params.length) {
     entries.push({
       binding: kernel.inputs.length + kernel.outputs.length, visibility: GPUShaderStage.COMPUTE,
@@ -145,7 +148,7 @@ function ensureUniformBuffer(): GPUBuffer {
   return uniformBuffer;
 }
 
-/** The bind group of these buffer ranges (null: an absent input), with the params ring at dynamic offset 0. */
+/** The bind group of these buffer ranges (null: an absent input or output), with the params ring at dynamic offset 0. */
 function bindGroupFor(kernel: Kernel, bindings: (Binding | null)[]): GPUBindGroup {
   const ring = ensureUniformBuffer();
   const hasParams = kernel.params.length > 0;
@@ -169,19 +172,21 @@ function bindGroupFor(kernel: Kernel, bindings: (Binding | null)[]): GPUBindGrou
 }
 
 /**
- * Records one dispatch; inputs then outputs, in the kernel's binding order, null exactly for the inputs the kernel
- * variant leaves out (kernel.absent).
+ * Records one dispatch; inputs then outputs, in the kernel's binding order, null exactly for the inputs and
+ * outputs the kernel variant leaves out (kernel.absent).
  */
-export function dispatch(call: KernelCall, inputs: (Binding | null)[], outputs: Binding[]): void {
+export function dispatch(call: KernelCall, inputs: (Binding | null)[], outputs: (Binding | null)[]): void {
   const { kernel } = call;
   const op = call.op ?? kernel.name;
   if (inputs.length !== kernel.inputs.length || outputs.length !== kernel.outputs.length)
     throw new GpuError(`op '${op}': expected ${kernel.inputs.length} inputs and ${kernel.outputs.length} outputs, got ${inputs.length} and ${outputs.length}`);
   const absent = kernel.absent ?? [];
-  kernel.inputs.forEach((name, i) => {
-    if ((inputs[i] === null) !== absent.includes(name))
-      throw new GpuError(`op '${op}': input '${name}' is ${inputs[i] === null ? 'missing' : 'given'}, but this kernel variant ${absent.includes(name) ? 'leaves it out' : 'reads it'}`);
+  const check = (role: string, names: readonly string[], given: (Binding | null)[], verb: string) => names.forEach((name, i) => {
+    if ((given[i] === null) !== absent.includes(name))
+      throw new GpuError(`op '${op}': ${role} '${name}' is ${given[i] === null ? 'missing' : 'given'}, but this kernel variant ${absent.includes(name) ? 'leaves it out' : verb}`);
   });
+  check('input', kernel.inputs, inputs, 'reads it');
+  check('output', kernel.outputs, outputs, 'writes it');
   const [x, y = 1, z = 1] = call.workgroups;
   const maxW = gpu().limits.maxComputeWorkgroupsPerDimension;
   if (x > maxW || y > maxW || z > maxW) throw new GpuError(`op '${op}': dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension ${maxW}`);

@@ -8,6 +8,7 @@
 // 2 GiB work and the whole file is never held in memory. Typed arrays are used in the host's
 // byte order, which is little-endian on every platform Node and Dawn run on (checked below).
 
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -106,8 +107,146 @@ const show = (v: unknown): string => {
   return s === undefined ? String(v) : s.length > 200 ? s.slice(0, 200) + '...' : s;
 };
 
+function isLink(p: string): boolean {
+  try { return fs.lstatSync(p).isSymbolicLink(); } catch { return false; }
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict JSON for headers and indexes
+//
+// JSON.parse lets the last of two equal keys win silently, reads 32768.0 and 1e2 as integers, and quotes the text
+// it failed on in its message. The reference reader (serde_json into typed structs) refuses the first two, so
+// headers and indexes are read with this small parser instead: RFC 8259 grammar, duplicate keys refused at any
+// depth, the first number token written with a fraction or an exponent reported (the caller decides whether it
+// may be one), nesting bounded, and errors that give the key path and a position, never the text.
+
+export type JsonPath = (string | number)[];
+
+/** `a.b[0]` for a path (keys JSON-quoted when they are not identifiers). */
+export function jsonPathString(p: JsonPath): string {
+  return p.map((k, i) => typeof k === 'number' ? `[${k}]`
+    : /^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? (i === 0 ? k : `.${k}`) : `[${JSON.stringify(k.slice(0, 100))}]`).join('');
+}
+
+/** Why a text is not strict JSON: where (the key path and the character offset) and why; it quotes no text. */
+export class StrictJsonError extends Error {
+  constructor(readonly path: JsonPath, readonly at: number, readonly reason: string) {
+    super(`${reason}${path.length > 0 ? ` at ${jsonPathString(path)}` : ''} (character ${at})`);
+    this.name = 'StrictJsonError';
+  }
+}
+
+export interface StrictJson {
+  value: unknown;
+  /** The first number token with a fraction or an exponent (32768.0, 1e2), and where; null if none. */
+  nonInteger: { path: JsonPath; token: string } | null;
+}
+
+const MAX_JSON_DEPTH = 64;
+const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+
+/**
+ * Parses `text` as one JSON value with optional surrounding whitespace. Objects are plain objects whose keys are
+ * own data properties (a "__proto__" key is an ordinary key). Throws StrictJsonError.
+ */
+export function parseStrictJson(text: string): StrictJson {
+  let i = 0;
+  const at: JsonPath = [];
+  let nonInteger: StrictJson['nonInteger'] = null;
+  const fail = (reason: string, pos = i): never => { throw new StrictJsonError(at.slice(), pos, reason); };
+  const ws = () => {
+    for (;;) {
+      const c = text.charCodeAt(i);
+      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++; else return;
+    }
+  };
+  const literal = (word: string, value: unknown) => {
+    if (!text.startsWith(word, i)) fail('unexpected character');
+    i += word.length;
+    return value;
+  };
+  const string = (): string => {
+    const start = i++; // the opening quote
+    let out = '';
+    let run = i;
+    for (;;) {
+      if (i >= text.length) fail('unterminated string', start);
+      const c = text.charCodeAt(i);
+      if (c === 0x22) { out += text.slice(run, i); i++; return out; }
+      if (c < 0x20) fail('control character in a string');
+      if (c !== 0x5c) { i++; continue; }
+      out += text.slice(run, i);
+      const e = text[i + 1];
+      if (e !== undefined && Object.hasOwn(ESCAPES, e)) { out += ESCAPES[e]; i += 2; }
+      else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) { out += String.fromCharCode(parseInt(text.slice(i + 2, i + 6), 16)); i += 6; }
+      else fail('invalid escape in a string');
+      run = i;
+    }
+  };
+  const number = (): number => {
+    const m = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i, i + 400));
+    if (!m) return fail('invalid number');
+    if ((m[1] !== undefined || m[2] !== undefined) && nonInteger === null) nonInteger = { path: at.slice(), token: m[0].slice(0, 40) };
+    i += m[0].length;
+    return Number(m[0]);
+  };
+  const value = (depth: number): unknown => {
+    if (depth > MAX_JSON_DEPTH) fail(`nesting deeper than ${MAX_JSON_DEPTH}`);
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const obj: Record<string, unknown> = {};
+      ws();
+      if (text[i] === '}') { i++; return obj; }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail('expected a string key');
+        const keyAt = i;
+        const key = string();
+        if (Object.hasOwn(obj, key)) { at.push(key); fail('duplicate key (JSON.parse would keep the last one silently)', keyAt); }
+        ws();
+        if (text[i] !== ':') fail('expected ":"');
+        i++;
+        at.push(key);
+        Object.defineProperty(obj, key, { value: value(depth + 1), enumerable: true, writable: true, configurable: true });
+        at.pop();
+        ws();
+        if (text[i] === ',') { i++; continue; }
+        if (text[i] === '}') { i++; return obj; }
+        fail('expected "," or "}"');
+      }
+    }
+    if (c === '[') {
+      i++;
+      const arr: unknown[] = [];
+      ws();
+      if (text[i] === ']') { i++; return arr; }
+      for (;;) {
+        at.push(arr.length);
+        arr.push(value(depth + 1));
+        at.pop();
+        ws();
+        if (text[i] === ',') { i++; continue; }
+        if (text[i] === ']') { i++; return arr; }
+        fail('expected "," or "]"');
+      }
+    }
+    if (c === '"') return string();
+    if (c === 't') return literal('true', true);
+    if (c === 'f') return literal('false', false);
+    if (c === 'n') return literal('null', null);
+    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return number();
+    return fail(c === undefined ? 'unexpected end of text' : 'unexpected character');
+  };
+  const value0 = value(0);
+  ws();
+  if (i < text.length) fail('unexpected text after the JSON value');
+  return { value: value0, nonInteger };
 }
 
 /** Product of dims, or undefined if it is not a safe integer (absurd shapes in corrupt files). */
@@ -145,9 +284,30 @@ interface ParsedHeader {
   metadata: Record<string, string>;
 }
 
-function parseHeader(file: string, json: unknown, dataStart: number, dataLength: number): ParsedHeader {
+/**
+ * The reference reader's rules (huggingface/safetensors `Metadata::validate`): every entry has a known dtype, a shape
+ * and [begin, end] offsets of integers, written as integers; each tensor's byte length is numel x dtype size; and the
+ * tensors, sorted by offsets, tile the data section exactly: the first begins at 0, each begins where the previous
+ * ends, the last ends at the end of the file. No byte of the data section belongs to no tensor or to two.
+ */
+function parseHeader(file: string, header: StrictJson, dataStart: number, dataLength: number): ParsedHeader {
+  const json = header.value;
   if (!isPlainObject(json)) {
     throw new SafetensorsError(file, `header is not a JSON object (got ${show(json)})`);
+  }
+  if (header.nonInteger !== null) {
+    // Only shapes and data_offsets hold numbers (metadata values are strings), and both are integers.
+    const { path: where, token } = header.nonInteger;
+    const [name, field] = where;
+    const entry = typeof name === 'string' && isPlainObject(json[name]) ? json[name] : undefined;
+    const rule = field === 'shape' ? 'shape must be an array of non-negative integers'
+      : field === 'data_offsets' ? 'data_offsets must be two non-negative integers [begin, end]'
+        : 'numbers in a header must be integers';
+    throw new SafetensorsError(
+      file,
+      `${rule}: ${token} at ${jsonPathString(where.slice(1))} is written with a fraction or an exponent` +
+        (entry && typeof field === 'string' ? ` (got ${show(entry[field])})` : ''),
+      typeof name === 'string' && name !== '__metadata__' ? name : undefined);
   }
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, TensorInfo>();
@@ -200,18 +360,32 @@ function parseHeader(file: string, json: unknown, dataStart: number, dataLength:
     tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: shape.slice(), begin: dataStart + begin, end: dataStart + end });
   }
 
-  // Overlap check: sort by start; empty tensors occupy no bytes and cannot overlap anything.
-  // Until the first overlap the intervals are disjoint, so comparing neighbours is enough.
-  // (Unlike the official reader we tolerate gaps between tensors; they are harmless to us.)
-  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    const a = sorted[i - 1]!;
-    const b = sorted[i]!;
-    if (b.begin < a.end) {
-      const rel = (t: TensorInfo) => `[${t.begin - dataStart}, ${t.end - dataStart}]`;
+  // Tiling: sorted by (begin, end) as the reference sorts, each tensor starts where the previous one ended.
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const rel = (t: TensorInfo) => `[${t.begin - dataStart}, ${t.end - dataStart}]`;
+  let covered = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const t = sorted[i]!;
+    const begin = t.begin - dataStart;
+    if (begin < covered) {
+      const prev = sorted[i - 1]!;
       throw new SafetensorsError(
-        file, `tensors ${JSON.stringify(a.name)} ${rel(a)} and ${JSON.stringify(b.name)} ${rel(b)} overlap`);
+        file, `tensors ${JSON.stringify(prev.name)} ${rel(prev)} and ${JSON.stringify(t.name)} ${rel(t)} overlap ` +
+          '(the data section must be tiled by the tensors, each starting where the previous one ends)', t.name);
     }
+    if (begin > covered) {
+      throw new SafetensorsError(
+        file, `data_offsets ${rel(t)} leave bytes [${covered}, ${begin}) of the data section unused ` +
+          `(${i === 0 ? 'the first tensor must begin at 0' : `the previous tensor ${JSON.stringify(sorted[i - 1]!.name)} ends at ${covered}`}; ` +
+          'the data section must be tiled by the tensors)', t.name);
+    }
+    covered = t.end - dataStart;
+  }
+  if (covered !== dataLength) {
+    throw new SafetensorsError(
+      file, `the tensors cover ${covered} of the ${dataLength} bytes after the header, leaving ${dataLength - covered} unused at the end ` +
+        '(the data section must end with the last tensor; is the header length right?)',
+      sorted.length > 0 ? sorted[sorted.length - 1]!.name : undefined);
   }
   return { tensors, metadata };
 }
@@ -270,12 +444,22 @@ export class SafetensorsFile {
     this.dataStart = dataStart;
   }
 
-  /** Opens and validates the header; the descriptor stays open until close(). */
+  /**
+   * Opens and validates the header; the descriptor stays open until close(). Errors say why a file is not a
+   * safetensors file without quoting its bytes (it may be any file: a wrong path, a link to /etc/passwd).
+   */
   static open(file: string): SafetensorsFile {
     checkLittleEndian();
-    const fd = fs.openSync(file, 'r');
+    let fd: number;
     try {
-      const fileSize = fs.fstatSync(fd).size;
+      fd = fs.openSync(file, 'r');
+    } catch (e) {
+      throw new SafetensorsError(file, `cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    try {
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile()) throw new SafetensorsError(file, `not a regular file (${stat.isDirectory() ? 'a directory' : 'a device, socket or pipe'})`);
+      const fileSize = stat.size;
       if (fileSize < 8) {
         throw new SafetensorsError(file, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
       }
@@ -284,22 +468,34 @@ export class SafetensorsFile {
       const n64 = prefix.readBigUInt64LE(0);
       if (n64 > BigInt(fileSize - 8)) {
         throw new SafetensorsError(
-          file, `header length ${n64} runs past the end of the file (${fileSize} bytes, ${fileSize - 8} after the length)`);
+          file, `not a safetensors file: its first 8 bytes, read as the header length, exceed the ${fileSize - 8} bytes after them ` +
+            `(file of ${fileSize} bytes)`);
       }
       const n = Number(n64);
       if (n > MAX_HEADER_BYTES) {
-        throw new SafetensorsError(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+        throw new SafetensorsError(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (the reference reader's)`);
       }
+      if (n < 2) throw new SafetensorsError(file, `not a safetensors file: header length ${n} is too short for a JSON object`);
       const headerBytes = Buffer.alloc(n);
       readFully(fd, headerBytes, 8, file, 'the header');
-      let json: unknown;
+      // The reference refuses a header that does not start with "{" (no BOM, no leading whitespace).
+      if (headerBytes[0] !== 0x7b) throw new SafetensorsError(file, 'not a safetensors file: the header does not start with "{"');
+      let text: string;
       try {
-        json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
+        text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+      } catch {
+        throw new SafetensorsError(file, 'header is not valid UTF-8');
+      }
+      let header: StrictJson;
+      try {
+        header = parseStrictJson(text);
       } catch (e) {
-        throw new SafetensorsError(file, `header is not valid JSON: ${(e as Error).message}`);
+        if (!(e instanceof StrictJsonError)) throw e;
+        const name = typeof e.path[0] === 'string' && e.path[0] !== '__metadata__' ? e.path[0] : undefined;
+        throw new SafetensorsError(file, `header is not valid JSON: ${e.message}`, name);
       }
       const dataStart = 8 + n;
-      return new SafetensorsFile(file, fd, parseHeader(file, json, dataStart, fileSize - dataStart), dataStart);
+      return new SafetensorsFile(file, fd, parseHeader(file, header, dataStart, fileSize - dataStart), dataStart);
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -325,6 +521,9 @@ export class SafetensorsFile {
   readRaw(name: string): Uint8Array {
     const t = this.info(name);
     if (this.fd === undefined) throw new SafetensorsError(this.path, 'file is closed', name);
+    if (t.end - t.begin > bufferConstants.MAX_LENGTH) {
+      throw new SafetensorsError(this.path, `is ${t.end - t.begin} bytes, more than one host buffer holds (${bufferConstants.MAX_LENGTH} bytes)`, name);
+    }
     const bytes = new Uint8Array(t.end - t.begin);
     readFully(this.fd, bytes, t.begin, this.path, `tensor ${JSON.stringify(name)}`);
     return bytes;
@@ -483,6 +682,40 @@ export function writeSafetensors(
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
 
+/**
+ * The folder a model folder's files must stay inside: its real path, or for a Hugging Face hub cache snapshot
+ * (`models--org--name/snapshots/<revision>`, whose files link to `../../blobs/<hash>`) the repository folder.
+ */
+export function modelFolderRoot(dir: string): string {
+  const real = fs.realpathSync(dir);
+  const parent = path.dirname(real);
+  return path.basename(parent) === 'snapshots' && path.basename(path.dirname(parent)).startsWith('models--') ? path.dirname(parent) : real;
+}
+
+/**
+ * Resolves `name` in the model folder `dir` (links followed, fs.realpathSync) and checks that it is a regular file
+ * inside `modelFolderRoot(dir)`. Returns its path as `dir/name`, or why not (naming the path, never its content).
+ */
+export function resolveInFolder(dir: string, name: string): { file: string; problem: string | null } {
+  const file = path.join(dir, name);
+  let real: string, root: string;
+  try {
+    root = modelFolderRoot(dir);
+    real = fs.realpathSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { file, problem: code === 'ENOENT' ? `${file} does not exist` : `${file} cannot be resolved (${code ?? (e as Error).message})` };
+  }
+  if (real !== root && !real.startsWith(root.endsWith(path.sep) ? root : root + path.sep)) {
+    return { file, problem: `${file} resolves to ${real}, outside the model folder ${root}` };
+  }
+  if (!fs.statSync(real).isFile()) return { file, problem: `${file} is not a regular file` };
+  return { file, problem: null };
+}
+
+// Indexes are a few MB for the largest models; a bigger one is not an index.
+const MAX_INDEX_BYTES = 100_000_000;
+
 export class SafetensorsFolder {
   /** The folder (or the file it was opened from). */
   readonly path: string;
@@ -504,13 +737,22 @@ export class SafetensorsFolder {
    * shards. `dir` may also name a .safetensors file or an index .json file directly.
    */
   static open(dir: string): SafetensorsFolder {
-    if (fs.statSync(dir).isFile()) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(dir);
+    } catch (e) {
+      throw new SafetensorsError(dir, `cannot open: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (!stat.isDirectory()) {
       return dir.endsWith('.json') ? SafetensorsFolder.openIndex(dir) : SafetensorsFolder.openSingle(dir);
     }
-    const single = path.join(dir, SINGLE_FILE);
-    if (fs.existsSync(single)) return SafetensorsFolder.openSingle(single);
-    const index = path.join(dir, INDEX_FILE);
-    if (fs.existsSync(index)) return SafetensorsFolder.openIndex(index);
+    for (const [name, openAs] of [[SINGLE_FILE, SafetensorsFolder.openSingle], [INDEX_FILE, SafetensorsFolder.openIndex]] as const) {
+      const file = path.join(dir, name);
+      if (!fs.existsSync(file) && !isLink(file)) continue;
+      const { problem } = resolveInFolder(dir, name);
+      if (problem !== null) throw new SafetensorsError(file, problem);
+      return openAs(file);
+    }
     throw new SafetensorsError(dir, `neither ${SINGLE_FILE} nor ${INDEX_FILE} found in this folder`);
   }
 
@@ -522,9 +764,14 @@ export class SafetensorsFolder {
   private static openIndex(indexPath: string): SafetensorsFolder {
     let index: unknown;
     try {
-      index = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
+      const size = fs.statSync(indexPath).size;
+      if (size > MAX_INDEX_BYTES) throw new SafetensorsError(indexPath, `index is ${size} bytes, over the ${MAX_INDEX_BYTES}-byte limit`);
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(fs.readFileSync(indexPath));
+      index = parseStrictJson(text).value; // weight_map's keys unique, as everywhere in the index
     } catch (e) {
-      throw new SafetensorsError(indexPath, `index is not valid JSON: ${(e as Error).message}`);
+      if (e instanceof SafetensorsError) throw e;
+      const why = e instanceof StrictJsonError ? e.message : e instanceof TypeError ? 'not valid UTF-8' : ((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+      throw new SafetensorsError(indexPath, `index is not valid JSON: ${why}`);
     }
     if (!isPlainObject(index) || !isPlainObject(index.weight_map)) {
       throw new SafetensorsError(indexPath, 'index must be a JSON object with a "weight_map" object');
@@ -540,6 +787,10 @@ export class SafetensorsFolder {
       const list = byShard.get(shard);
       if (list) list.push(name); else byShard.set(shard, [name]);
     }
+    for (const [shard, names] of byShard) {
+      const { problem } = resolveInFolder(dir, shard);
+      if (problem !== null) throw new SafetensorsError(indexPath, `weight_map names shard ${show(shard)}: ${problem}`, names[0]);
+    }
 
     const files: SafetensorsFile[] = [];
     try {
@@ -547,9 +798,6 @@ export class SafetensorsFolder {
       const owner = new Map<string, SafetensorsFile>(); // every tensor any shard holds -> its shard
       for (const [shard, names] of byShard) {
         const shardPath = path.join(dir, shard);
-        if (!fs.existsSync(shardPath)) {
-          throw new SafetensorsError(indexPath, `shard ${shardPath} named by the index does not exist (needed for ${show(names[0])})`);
-        }
         const f = SafetensorsFile.open(shardPath);
         files.push(f);
         for (const n of f.names()) {

@@ -7,12 +7,12 @@ export const adamwKernel: Kernel = {
   inputs: ['grad'],
   outputs: ['param', 'm', 'v'],
   params: [['n', 'u32'], ['offset', 'u32'], ['beta1', 'f32'], ['beta2', 'f32'], ['eps', 'f32'],
-    ['decayFactor', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32']],
+    ['decayFactor', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32'], ['gradScale', 'f32']],
   constants: ['WG'],
 };
 
-/** Step constants, computed on the host in float64 (see adamw.wgsl). */
-export interface AdamWStepParams { beta1: number; beta2: number; eps: number; decayFactor: number; stepSize: number; bc2Sqrt: number }
+/** Step constants, computed on the host in float64 (see adamw.wgsl); gradScale multiplies every gradient element. */
+export interface AdamWStepParams { beta1: number; beta2: number; eps: number; decayFactor: number; stepSize: number; bc2Sqrt: number; gradScale: number }
 
 const WG = 256; // WebGPU guarantees 256 invocations per workgroup; the kernel uses no workgroup memory
 
@@ -23,7 +23,8 @@ export function adamwCall(limits: DeviceLimits, n: number, offset: number, step:
     constants: { WG },
     params: { n, offset, ...step },
     workgroups: grid1d(n, WG, limits),
-    // Per element: m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract); reads g, p, m, v; writes p, m, v.
-    cost: { flops: 14 * n, bytesRead: 16 * n, bytesWritten: 12 * n },
+    // Per element: gradient scale 1, m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract);
+    // reads g, p, m, v; writes p, m, v.
+    cost: { flops: 15 * n, bytesRead: 16 * n, bytesWritten: 12 * n },
   };
 }

@@ -1,15 +1,21 @@
 // Attention backward: dK and dV per key tile, looping over the query heads that share its kv head (GQA without atomics).
 import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { attentionWgsl, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
-export const attentionBackwardDkDvKernel: Kernel = {
-  name: 'attentionBackwardDkDv',
-  source: attentionWgsl('attention_backward_dkdv.wgsl'),
-  inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
-  outputs: ['dk', 'dv'],
-  params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
-  constants: [...TILE_CONSTANTS, 'DC'],
-};
+function dkdvKernel(hasKeyRange: boolean): Kernel {
+  const inputs = ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'];
+  return {
+    name: 'attentionBackwardDkDv',
+    ...attentionSource('attention_backward_dkdv.wgsl', inputs, hasKeyRange),
+    inputs,
+    outputs: ['dk', 'dv'],
+    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    constants: [...TILE_CONSTANTS, 'DC'],
+  };
+}
+
+export const attentionBackwardDkDvKernel = dkdvKernel(false);
+export const attentionBackwardDkDvKeyRangeKernel = dkdvKernel(true);
 
 export function dkdvTiles(limits: DeviceLimits, D: number): AttentionTiles {
   // K and V tiles, chunks of the Q and dO tiles, P and dS tiles, lse and delta of the query tile.
@@ -19,11 +25,12 @@ export function dkdvTiles(limits: DeviceLimits, D: number): AttentionTiles {
 
 export function attentionBackwardDkDvCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  checkStorageBindings(limits, attentionBackwardDkDvKernel);
+  const kernel = mask.hasKeyRange ? attentionBackwardDkDvKeyRangeKernel : attentionBackwardDkDvKernel;
+  checkStorageBindings(limits, kernel);
   const tiles = dkdvTiles(limits, D);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
-    kernel: attentionBackwardDkDvKernel,
+    kernel,
     constants: { ...tileConstants(D, tiles), DC: streamedChunkDims(D) },
     params: { T, S, H, KVH, scale, ...maskParams(mask) },
     workgroups: [ceilDiv(S, tiles.BC), KVH, B],

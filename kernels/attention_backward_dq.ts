@@ -1,15 +1,21 @@
 // Attention backward: dQ per query tile, over the key tiles its rows see.
 import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { attentionWgsl, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
-export const attentionBackwardDqKernel: Kernel = {
-  name: 'attentionBackwardDq',
-  source: attentionWgsl('attention_backward_dq.wgsl'),
-  inputs: ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'],
-  outputs: ['dq'],
-  params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
-  constants: [...TILE_CONSTANTS, 'DC'],
-};
+function dqKernel(hasKeyRange: boolean): Kernel {
+  const inputs = ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'];
+  return {
+    name: 'attentionBackwardDq',
+    ...attentionSource('attention_backward_dq.wgsl', inputs, hasKeyRange),
+    inputs,
+    outputs: ['dq'],
+    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    constants: [...TILE_CONSTANTS, 'DC'],
+  };
+}
+
+export const attentionBackwardDqKernel = dqKernel(false);
+export const attentionBackwardDqKeyRangeKernel = dqKernel(true);
 
 export function dqTiles(limits: DeviceLimits, D: number): AttentionTiles {
   // Q and dO tiles, chunks of the K and V tiles, the dS tile, lse and delta.
@@ -19,11 +25,12 @@ export function dqTiles(limits: DeviceLimits, D: number): AttentionTiles {
 
 export function attentionBackwardDqCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  checkStorageBindings(limits, attentionBackwardDqKernel);
+  const kernel = mask.hasKeyRange ? attentionBackwardDqKeyRangeKernel : attentionBackwardDqKernel;
+  checkStorageBindings(limits, kernel);
   const tiles = dqTiles(limits, D);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
-    kernel: attentionBackwardDqKernel,
+    kernel,
     constants: { ...tileConstants(D, tiles), DC: streamedChunkDims(D) },
     params: { T, S, H, KVH, scale, ...maskParams(mask) },
     workgroups: [ceilDiv(T, tiles.BR), H, B],

@@ -25,7 +25,7 @@ const MAX_ACC = 64u; // dQ accumulators per thread
 struct Params {
   T: u32, S: u32, H: u32, KVH: u32,
   scale: f32,
-  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+  causal: u32, window: u32, positionOffset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>; // [B, H, T, D]
@@ -34,7 +34,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dout: array<f32>; // [B, H, T, D]
 @group(0) @binding(4) var<storage, read> lse: array<f32>; // [B, H, T]
 @group(0) @binding(5) var<storage, read> delta: array<f32>; // [B, H, T]
-@group(0) @binding(6) var<storage, read> keyRange: array<i32>; // [B, 2], read only when hasKeyRange != 0
+// binding 6: keyRange [B, 2] i32, declared by attention_key_range.wgsl (the variant without padding leaves it out)
 @group(0) @binding(7) var<storage, read_write> dq: array<f32>; // [B, H, T, D]
 @group(0) @binding(8) var<uniform> params: Params;
 
@@ -87,8 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
   let rows = min(BR, params.T - t0);
   let rowBase = (b * params.H + h) * params.T + t0;
   let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
-  var keys = vec2u(0u, params.S);
-  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  let keys = keyRangeOf(b, params.S); // attention_key_range.wgsl or attention_no_key_range.wgsl
   let pos0 = t0 + params.positionOffset;
   let span = visibleKeySpan(pos0, pos0 + rows - 1u, keys, params.causal, params.window);
 

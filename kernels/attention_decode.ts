@@ -1,22 +1,25 @@
 // Attention decode for generation: a few query rows against a long KV cache, split over key chunks
 // (attention_decode.wgsl), then merged (attention_decode_reduce.wgsl).
 import { ceilDiv, grid1d, KernelError, loadWgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
-import { attentionWgsl, MASK_PARAMS, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+import { attentionSource, MASK_PARAMS, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 import { bytesPerElement } from './dtype.ts';
 
-function decodeKernel(storage: 'f32' | 'f16'): Kernel {
+function decodeKernel(storage: 'f32' | 'f16', hasKeyRange: boolean): Kernel {
+  const inputs = ['q', 'k', 'v', 'keyRange'];
   return {
     name: storage === 'f32' ? 'attentionDecode' : 'attentionDecodeF16',
-    source: attentionWgsl('attention_decode.wgsl', storage),
-    inputs: ['q', 'k', 'v', 'keyRange'],
+    ...attentionSource('attention_decode.wgsl', inputs, hasKeyRange, storage),
+    inputs,
     outputs: ['partialOut', 'partialStats'],
     params: [['T', 'u32'], ['S', 'u32'], ['filled', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['chunks', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
     constants: ['D', 'CHUNK', 'WG'],
   };
 }
 
-export const attentionDecodeKernel = decodeKernel('f32');
-export const attentionDecodeF16Kernel = decodeKernel('f16');
+export const attentionDecodeKernel = decodeKernel('f32', false);
+export const attentionDecodeKeyRangeKernel = decodeKernel('f32', true);
+export const attentionDecodeF16Kernel = decodeKernel('f16', false);
+export const attentionDecodeF16KeyRangeKernel = decodeKernel('f16', true);
 
 export const attentionDecodeReduceKernel: Kernel = {
   name: 'attentionDecodeReduce',
@@ -46,7 +49,9 @@ export function attentionDecodeCall(limits: DeviceLimits, dims: AttentionDims, f
   const work = tileWork(T, filled, 1, 1, mask);
   const rows = B * H * T;
   return {
-    kernel: storage === 'f32' ? attentionDecodeKernel : attentionDecodeF16Kernel,
+    kernel: storage === 'f32'
+      ? (mask.hasKeyRange ? attentionDecodeKeyRangeKernel : attentionDecodeKernel)
+      : (mask.hasKeyRange ? attentionDecodeF16KeyRangeKernel : attentionDecodeF16Kernel),
     constants: { D, CHUNK: chunk, WG },
     params: { T, S, filled, H, KVH, chunks, scale, ...maskParams(mask) },
     workgroups: [chunks, H * T, B],

@@ -16,13 +16,13 @@ const NO_SCORE = -1.0e30; // below any real score and finite
 struct Params {
   T: u32, S: u32, filled: u32, H: u32, KVH: u32, chunks: u32,
   scale: f32,
-  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+  causal: u32, window: u32, positionOffset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<Storage>;
 @group(0) @binding(1) var<storage, read> k: array<Storage>;
 @group(0) @binding(2) var<storage, read> v: array<Storage>;
-@group(0) @binding(3) var<storage, read> keyRange: array<i32>; // [B, 2], read only when hasKeyRange != 0
+// binding 3: keyRange [B, 2] i32, declared by attention_key_range.wgsl (the variant without padding leaves it out)
 @group(0) @binding(4) var<storage, read_write> partialOut: array<f32>; // [B·H·T, chunks, D]
 @group(0) @binding(5) var<storage, read_write> partialStats: array<f32>; // [B·H·T, chunks, 2]: m, l
 @group(0) @binding(6) var<uniform> params: Params;
@@ -55,8 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let b = wid.z;
   let row = (b * params.H + h) * params.T + t;
   let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
-  var keys = vec2u(0u, params.filled);
-  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.filled); }
+  let keys = keyRangeOf(b, params.filled); // attention_key_range.wgsl or attention_no_key_range.wgsl
   let pos = t + params.positionOffset;
   let span = visibleKeySpan(pos, pos, keys, params.causal, params.window);
   let chunk0 = chunk * CHUNK;

@@ -9,28 +9,44 @@ export interface AttentionDims { B: number; H: number; KVH: number; T: number; S
 
 /**
  * The mask as the kernels see it: query row t has position t + positionOffset; window > 0 implies causal.
- * Padding (a keyRange tensor) is read on the GPU, so the host-side costs assume every key valid.
+ * hasKeyRange picks the kernel variant that reads padding (a keyRange tensor) on the GPU, so the host-side costs
+ * assume every key valid.
  */
 export interface AttentionMask { causal: boolean; window: number; positionOffset: number; hasKeyRange: boolean }
 
 /**
- * An attention kernel's WGSL, including the mask rule (attention_visibility.wgsl). A kernel that reads q, k and v
- * as `Storage` (its `alias Storage = {{STORAGE}};`) is given their dtype, f32 or f16 (its loads convert to f32, so
- * all arithmetic stays f32); f16 adds `enable f16;`.
+ * The optional keyRange input (padding) of an attention kernel whose inputs are `inputs`: the variant with it
+ * includes attention_key_range.wgsl, which declares it at its index among the inputs; the variant without it
+ * includes attention_no_key_range.wgsl (every key valid), declares no binding and lists it as absent.
  */
-export function attentionWgsl(file: string, storage?: 'f32' | 'f16'): string {
-  return wgsl(import.meta.url, file, {
+export function keyRangeParts(inputs: readonly string[], hasKeyRange: boolean): { includes: string[]; placeholders: Record<string, number>; absent: string[] } {
+  if (!inputs.includes('keyRange')) throw new KernelError(`attention inputs ${inputs.join(', ')} have no keyRange`);
+  return hasKeyRange
+    ? { includes: ['attention_key_range.wgsl'], placeholders: { KEY_RANGE_BINDING: inputs.indexOf('keyRange') }, absent: [] }
+    : { includes: ['attention_no_key_range.wgsl'], placeholders: {}, absent: ['keyRange'] };
+}
+
+/**
+ * An attention kernel's WGSL and absent inputs, including the mask rule (attention_visibility.wgsl) and the
+ * keyRange variant (keyRangeParts). A kernel that reads q, k and v as `Storage` (its `alias Storage =
+ * {{STORAGE}};`) is given their dtype, f32 or f16 (its loads convert to f32, so all arithmetic stays f32); f16
+ * adds `enable f16;`.
+ */
+export function attentionSource(file: string, inputs: readonly string[], hasKeyRange: boolean, storage?: 'f32' | 'f16'): Pick<Kernel, 'source' | 'absent'> {
+  const keyRange = keyRangeParts(inputs, hasKeyRange);
+  const source = wgsl(import.meta.url, file, {
     directives: storage === 'f16' ? ['enable f16;'] : [],
-    includes: ['attention_visibility.wgsl'],
-    placeholders: storage ? { STORAGE: storage } : {},
+    includes: ['attention_visibility.wgsl', ...keyRange.includes],
+    placeholders: { ...(storage ? { STORAGE: storage } : {}), ...keyRange.placeholders },
   });
+  return { source, absent: keyRange.absent };
 }
 
 /** The mask fields every attention kernel's Params ends with, in this order. */
-export const MASK_PARAMS: readonly (readonly [string, ParamType])[] = [['causal', 'u32'], ['window', 'u32'], ['positionOffset', 'u32'], ['hasKeyRange', 'u32']];
+export const MASK_PARAMS: readonly (readonly [string, ParamType])[] = [['causal', 'u32'], ['window', 'u32'], ['positionOffset', 'u32']];
 
 export function maskParams(mask: AttentionMask): Record<string, number> {
-  return { causal: mask.causal || mask.window > 0 ? 1 : 0, window: mask.window, positionOffset: mask.positionOffset, hasKeyRange: mask.hasKeyRange ? 1 : 0 };
+  return { causal: mask.causal || mask.window > 0 ? 1 : 0, window: mask.window, positionOffset: mask.positionOffset };
 }
 
 /** Threads per side of a workgroup (GRID in the kernels); each holds blocks of up to MAX_BLOCK = 4 rows and columns. */
@@ -87,7 +103,7 @@ export const TILE_CONSTANTS = ['D', 'BR', 'BC', 'GRID', 'ROWS', 'COLS', 'DIMS'] 
 
 /** Throws unless the device binds as many storage buffers per shader as the kernel declares (WebGPU's default is 8). */
 export function checkStorageBindings(limits: DeviceLimits, kernel: Kernel): void {
-  const n = kernel.inputs.length + kernel.outputs.length;
+  const n = kernel.inputs.length + kernel.outputs.length - (kernel.absent ?? []).length;
   const limit = limits.maxStorageBuffersPerShaderStage;
   if (n > limit) throw new KernelError(`${kernel.name}: ${n} storage buffers exceed this device's maxStorageBuffersPerShaderStage (${limit})`);
 }
@@ -142,19 +158,22 @@ export function forwardTiles(limits: DeviceLimits, D: number): AttentionTiles {
   return pickTiles(limits, 'attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR);
 }
 
-function forwardKernel(storage: 'f32' | 'f16'): Kernel {
+function forwardKernel(storage: 'f32' | 'f16', hasKeyRange: boolean): Kernel {
+  const inputs = ['q', 'k', 'v', 'keyRange'];
   return {
     name: storage === 'f32' ? 'attentionForward' : 'attentionForwardF16',
-    source: attentionWgsl('attention_forward.wgsl', storage),
-    inputs: ['q', 'k', 'v', 'keyRange'],
+    ...attentionSource('attention_forward.wgsl', inputs, hasKeyRange, storage),
+    inputs,
     outputs: ['out', 'lse'],
     params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
     constants: TILE_CONSTANTS,
   };
 }
 
-export const attentionForwardKernel = forwardKernel('f32');
-export const attentionForwardF16Kernel = forwardKernel('f16');
+export const attentionForwardKernel = forwardKernel('f32', false);
+export const attentionForwardKeyRangeKernel = forwardKernel('f32', true);
+export const attentionForwardF16Kernel = forwardKernel('f16', false);
+export const attentionForwardF16KeyRangeKernel = forwardKernel('f16', true);
 
 /** storage: the dtype of q, k and v. */
 export function attentionForwardCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number, storage: 'f32' | 'f16' = 'f32'): KernelCall {
@@ -163,7 +182,9 @@ export function attentionForwardCall(limits: DeviceLimits, dims: AttentionDims, 
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   const e = bytesPerElement(storage);
   return {
-    kernel: storage === 'f32' ? attentionForwardKernel : attentionForwardF16Kernel,
+    kernel: storage === 'f32'
+      ? (mask.hasKeyRange ? attentionForwardKeyRangeKernel : attentionForwardKernel)
+      : (mask.hasKeyRange ? attentionForwardF16KeyRangeKernel : attentionForwardF16Kernel),
     constants: tileConstants(D, tiles),
     params: { T, S, H, KVH, scale, ...maskParams(mask) },
     workgroups: [ceilDiv(T, tiles.BR), H, B],

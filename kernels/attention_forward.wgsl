@@ -4,7 +4,7 @@
 // one of its rows, keeping per row the running max m, the running sum l of exp(score - m) and the
 // unnormalised output (online softmax, f32), so nothing of size T×S exists. A row that sees no key gets
 // out = 0 and lse = -inf. q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32 or f16: the
-// spec fills in the placeholder); keyRange [B, 2] i32 is read only when hasKeyRange != 0.
+// spec fills in the placeholder); the padding variant also reads keyRange [B, 2] i32.
 //
 // Threads form a GRID×GRID square (x fastest) and hold blocks in registers, so that each word read from
 // workgroup memory feeds several multiply-adds: for the scores, query rows x + i·GRID by keys y + j·GRID;
@@ -30,13 +30,13 @@ const NEG_INF_BITS = 0xff800000u;
 struct Params {
   T: u32, S: u32, H: u32, KVH: u32,
   scale: f32,
-  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+  causal: u32, window: u32, positionOffset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<Storage>;
 @group(0) @binding(1) var<storage, read> k: array<Storage>;
 @group(0) @binding(2) var<storage, read> v: array<Storage>;
-@group(0) @binding(3) var<storage, read> keyRange: array<i32>;
+// binding 3: keyRange [B, 2] i32, declared by attention_key_range.wgsl (the variant without padding leaves it out)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // Bound as bits so that -inf can be written without infinite arithmetic.
 @group(0) @binding(5) var<storage, read_write> lse: array<u32>;
@@ -60,8 +60,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
   let rows = min(BR, params.T - t0);
   let qBase = ((b * params.H + h) * params.T + t0) * D;
   let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
-  var keys = vec2u(0u, params.S);
-  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  let keys = keyRangeOf(b, params.S); // attention_key_range.wgsl or attention_no_key_range.wgsl
   let pos0 = t0 + params.positionOffset;
   let span = visibleKeySpan(pos0, pos0 + rows - 1u, keys, params.causal, params.window);
 

@@ -6,7 +6,7 @@
 // placeholders of the WGSL (its matrix types and `const` declarations): each combination is its own shader, built
 // once and cached. Nothing here reads a device: what the plan needs of one is an argument (SubgroupMatrixDevice).
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
-import { MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+import { keyRangeParts, MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 
 /** One f16 × f16 → f32 shape of the device's tensor cores: left M×K, right K×N, result M×N. */
 export interface MatrixShape { M: number; N: number; K: number }
@@ -169,26 +169,34 @@ function variantKey(v: TensorCoreVariant): string {
 
 const kernels = new Map<string, Kernel>();
 
-export function attentionTensorCoreKernel(v: TensorCoreVariant): Kernel {
-  const key = variantKey(v);
+/** The variant's kernel, with the keyRange input (padding) or without it. */
+export function attentionTensorCoreKernel(v: TensorCoreVariant, hasKeyRange: boolean): Kernel {
+  const key = `${variantKey(v)}${hasKeyRange ? ' keyRange' : ''}`;
   let kernel = kernels.get(key);
   if (!kernel) {
+    const inputs = ['q', 'k', 'v', 'keyRange'];
+    const keyRange = keyRangeParts(inputs, hasKeyRange);
     kernel = {
       name: 'attentionForwardTensorCore',
       source: wgsl(import.meta.url, 'attention_forward_tensor_core.wgsl', {
-        directives: TENSOR_CORE_DIRECTIVES, includes: ['attention_visibility.wgsl'], placeholders: placeholders(v),
+        directives: TENSOR_CORE_DIRECTIVES,
+        includes: ['attention_visibility.wgsl', ...keyRange.includes],
+        placeholders: { ...placeholders(v), ...keyRange.placeholders },
       }),
-      inputs: ['q', 'k', 'v', 'keyRange'],
+      inputs,
       outputs: ['out', 'lse'],
       params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+      absent: keyRange.absent,
     };
     kernels.set(key, kernel);
   }
   return kernel;
 }
 
-/** The H100's variant at head dim 64 (M16 N16 K16, subgroups of 32); the no-GPU spec test reads its bindings. */
-export const attentionTensorCoreSampleKernel = attentionTensorCoreKernel({ shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroups: 4, BC: 64, D: 64 });
+/** The H100's variant at head dim 64 (M16 N16 K16, subgroups of 32), without and with keyRange; the no-GPU spec test reads their bindings. */
+const SAMPLE_VARIANT: TensorCoreVariant = { shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroups: 4, BC: 64, D: 64 };
+export const attentionTensorCoreSampleKernel = attentionTensorCoreKernel(SAMPLE_VARIANT, false);
+export const attentionTensorCoreKeyRangeSampleKernel = attentionTensorCoreKernel(SAMPLE_VARIANT, true);
 
 export function attentionTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
@@ -196,7 +204,7 @@ export function attentionTensorCoreCall(dims: AttentionDims, mask: AttentionMask
   const L = tensorCoreLayout(v);
   const work = tileWork(T, S, L.BR, L.BC, mask);
   return {
-    kernel: attentionTensorCoreKernel(v),
+    kernel: attentionTensorCoreKernel(v, mask.hasKeyRange),
     params: { T, S, H, KVH, scale, ...maskParams(mask) },
     workgroups: [ceilDiv(T, L.BR), H, B],
     // As the f32 kernel: Q Kᵀ and P V, 2·D each per computed entry (head dims, not the padded ones); f16 reads.

@@ -54,13 +54,13 @@ const NEG_INF_BITS = 0xff800000u;
 struct Params {
   T: u32, S: u32, H: u32, KVH: u32,
   scale: f32,
-  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+  causal: u32, window: u32, positionOffset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<u32>;
 @group(0) @binding(1) var<storage, read> k: array<u32>;
 @group(0) @binding(2) var<storage, read> v: array<u32>;
-@group(0) @binding(3) var<storage, read> keyRange: array<i32>;
+// binding 3: keyRange [B, 2] i32, declared by attention_key_range.wgsl (the variant without padding leaves it out)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // Bound as bits so that -inf can be written without infinite arithmetic.
 @group(0) @binding(5) var<storage, read_write> lse: array<u32>;
@@ -82,8 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   // Element indices; even, since D is: a row starts on a word.
   let qBase = ((b * params.H + h) * params.T + t0) * D;
   let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
-  var keys = vec2u(0u, params.S);
-  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  let keys = keyRangeOf(b, params.S); // attention_key_range.wgsl or attention_no_key_range.wgsl
   let pos0 = t0 + params.positionOffset;
   let span = visibleKeySpan(pos0, pos0 + rows - 1u, keys, params.causal, params.window);
 

@@ -7,11 +7,11 @@ override WG: u32;
 struct Params {
   n: u32, T: u32, S: u32,
   rowsPerBatch: u32, // KVH · G · T
-  causal: u32, window: u32, positionOffset: u32, hasKeyRange: u32,
+  causal: u32, window: u32, positionOffset: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> keyRange: array<i32>; // [B, 2], read only when hasKeyRange != 0
+// binding 1: keyRange [B, 2] i32, declared by attention_key_range.wgsl (the variant without padding leaves it out)
 // Bound as bits so that -inf can be written without infinite arithmetic.
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<uniform> params: Params;
@@ -23,8 +23,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let j = i % params.S;
   let row = i / params.S;
   let b = row / params.rowsPerBatch;
-  var keys = vec2u(0u, params.S);
-  if (params.hasKeyRange != 0u) { keys = clampKeyRange(keyRange[2u * b], keyRange[2u * b + 1u], params.S); }
+  let keys = keyRangeOf(b, params.S); // attention_key_range.wgsl or attention_no_key_range.wgsl
   let pos = row % params.T + params.positionOffset;
   out[i] = select(FILL_BITS, bitcast<u32>(x[i]), keyVisible(pos, j, keys, params.causal, params.window));
 }

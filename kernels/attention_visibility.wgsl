@@ -1,13 +1,8 @@
 // Which keys a query sees: the one statement of the attention mask, prepended to every attention kernel.
 // A query at absolute position pos (query row t has pos = t + positionOffset; key j has position j)
-// sees key j iff keyStart <= j < keyEnd (its batch row's valid keys, for left or right padding), and,
+// sees key j iff keyStart <= j < keyEnd (its batch row's valid keys, keyRangeOf(b, S): all S keys, or the
+// keyRange input's entry for left or right padding), and,
 // when causal, j <= pos, and, with a window W > 0 (which implies causal), pos - j < W (Mistral).
-
-// A batch row's valid keys [start, end) from its keyRange entry, clamped to the S keys that exist.
-fn clampKeyRange(start: i32, end: i32, S: u32) -> vec2u {
-  let lo = min(u32(max(start, 0)), S);
-  return vec2u(lo, clamp(u32(max(end, 0)), lo, S));
-}
 
 fn keyVisible(pos: u32, j: u32, keys: vec2u, causal: u32, window: u32) -> bool {
   if (j < keys.x || j >= keys.y) { return false; }

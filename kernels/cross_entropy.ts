@@ -1,19 +1,24 @@
 // Fused softmax cross-entropy: per-row loss and, in the same pass, the logits gradient scaled by 1/count.
 import { grid1d, wgsl, reductionWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
-export const crossEntropyKernel: Kernel = {
-  name: 'crossEntropy',
-  source: wgsl(import.meta.url, 'cross_entropy.wgsl', { includes: ['row_logsumexp.wgsl'] }),
-  inputs: ['logits', 'targets', 'count'],
-  outputs: ['dlogits', 'rowLoss'],
-  params: [['rows', 'u32'], ['V', 'u32'], ['ignoreIndex', 'i32']],
-  constants: ['WG', 'WRITE_GRAD'],
-};
+// The gradient is optional: the variant without it (evaluation) neither declares nor binds count and dlogits
+// (cross_entropy_no_grad.wgsl).
+function crossEntropyVariant(writeGrad: boolean): Kernel {
+  return {
+    name: 'crossEntropy',
+    source: wgsl(import.meta.url, 'cross_entropy.wgsl', { includes: ['row_logsumexp.wgsl', writeGrad ? 'cross_entropy_grad.wgsl' : 'cross_entropy_no_grad.wgsl'] }),
+    inputs: ['logits', 'targets', 'count'],
+    outputs: ['dlogits', 'rowLoss'],
+    params: [['rows', 'u32'], ['V', 'u32'], ['ignoreIndex', 'i32']],
+    constants: ['WG'],
+    absent: writeGrad ? [] : ['count', 'dlogits'],
+  };
+}
 
-/**
- * rows x V logits; `writeGrad` false skips the gradient pass (evaluation): the dlogits binding is
- * then not written and may be any 4-byte tensor.
- */
+export const crossEntropyKernel = crossEntropyVariant(true);
+export const crossEntropyLossKernel = crossEntropyVariant(false);
+
+/** rows x V logits; `writeGrad` false skips the gradient pass (evaluation): count and dlogits are then absent (null). */
 export function crossEntropyCall(limits: DeviceLimits, rows: number, V: number, ignoreIndex: number, writeGrad: boolean): KernelCall {
   const WG = reductionWorkgroupSize(limits, 8); // a running max and a running sum per thread
   const n = rows * V;
@@ -21,8 +26,8 @@ export function crossEntropyCall(limits: DeviceLimits, rows: number, V: number, 
   // scales and subtracts the one-hot (5). Logits are read once per pass; each row reads its target,
   // the target's logit and the count.
   return {
-    kernel: crossEntropyKernel,
-    constants: { WG, WRITE_GRAD: writeGrad ? 1 : 0 },
+    kernel: writeGrad ? crossEntropyKernel : crossEntropyLossKernel,
+    constants: { WG },
     params: { rows, V, ignoreIndex },
     workgroups: grid1d(rows, 1, limits),
     cost: writeGrad

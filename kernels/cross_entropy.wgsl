@@ -1,17 +1,17 @@
 // Fused softmax cross-entropy over rows of V logits: one workgroup per row.
 //   loss_r = logsumexp(x_r) - x_r[t_r]            (0 where t_r == ignoreIndex)
 //   dlogits_r[v] = (softmax(x_r)[v] - [v == t_r]) / count   (0 on ignored rows; count from the count kernel)
-// Pass 1 is rowMaxSum (row_logsumexp.wgsl), which reads the row once for the logsumexp; pass 2 (WRITE_GRAD only) reads it again to write the gradient.
+// Pass 1 is rowMaxSum (row_logsumexp.wgsl), which reads the row once for the logsumexp; pass 2, writeGradient
+// (cross_entropy_grad.wgsl; nothing in the evaluation variant, cross_entropy_no_grad.wgsl), reads it again to write
+// the gradient.
 // A target outside [0, V) that is not ignoreIndex gives a NaN row loss: torch raises there, we cannot.
 override WG: u32 = 256u;
-override WRITE_GRAD: bool = true;
 
 struct Params { rows: u32, V: u32, ignoreIndex: i32 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
-@group(0) @binding(2) var<storage, read> count: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+// bindings 2 (count) and 3 (dlogits): declared by cross_entropy_grad.wgsl (the evaluation variant leaves them out)
 @group(0) @binding(4) var<storage, read_write> rowLoss: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
@@ -29,15 +29,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let ignored = t == params.ignoreIndex;
   let inRange = t >= 0 && u32(t) < V;
 
-  if (WRITE_GRAD) {
-    let c = count[0];
-    let invCount = select(1.0 / f32(c), 0.0, c == 0u || ignored);
-    let pScale = invCount / rowSum; // softmax[v] / count = exp(x - max) * pScale
-    for (var v = lid; v < V; v += WG) {
-      let hit = select(0.0, invCount, i32(v) == t);
-      dlogits[base + v] = exp(logits[base + v] - rowMax) * pScale - hit;
-    }
-  }
+  writeGradient(base, V, lid, rowMax, rowSum, t, ignored);
   if (lid == 0u) {
     var l = 0.0;
     if (!ignored) {

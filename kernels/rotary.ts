@@ -1,12 +1,20 @@
 // Rotary position embedding (rotate-half) on [B, H, T, D], forward and inverse rotation.
-import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
-export const rotaryKernel: Kernel = {
-  name: 'rotary', source: loadWgsl(import.meta.url, 'rotary.wgsl'),
-  inputs: ['x', 'invFreq', 'leftPadding'], outputs: ['out'],
-  params: [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32'], ['rowsPerBatch', 'u32'], ['hasLeftPadding', 'u32']],
-  constants: ['WG', 'INVERSE'],
-};
+// leftPadding is an optional input: the variant without it neither declares nor binds it (rotary_no_left_padding.wgsl).
+function rotaryVariant(hasLeftPadding: boolean): Kernel {
+  return {
+    name: 'rotary',
+    source: wgsl(import.meta.url, 'rotary.wgsl', { includes: [hasLeftPadding ? 'rotary_left_padding.wgsl' : 'rotary_no_left_padding.wgsl'] }),
+    inputs: ['x', 'invFreq', 'leftPadding'], outputs: ['out'],
+    params: [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32'], ['rowsPerBatch', 'u32']],
+    constants: ['WG', 'INVERSE'],
+    absent: hasLeftPadding ? [] : ['leftPadding'],
+  };
+}
+
+export const rotaryKernel = rotaryVariant(false);
+export const rotaryLeftPaddingKernel = rotaryVariant(true);
 
 /** Largest angle (radians) whose range reduction in rotary.wgsl is exact: 2^16 · π/2, with margin for rounding. */
 export const ROTARY_MAX_ANGLE = 102900;
@@ -30,9 +38,9 @@ export function rotaryCall(limits: DeviceLimits, layout: RotaryLayout, rotaryDim
   const n = rows * lanes;
   const pairs = rows * half;
   return {
-    kernel: rotaryKernel, op: inverse ? 'rotaryBackward' : 'rotary',
+    kernel: layout.leftPadding ? rotaryLeftPaddingKernel : rotaryKernel, op: inverse ? 'rotaryBackward' : 'rotary',
     constants: { WG, INVERSE: inverse ? 1 : 0 },
-    params: { n, lanes, headDim, half, seqLen, positionOffset, rowsPerBatch: heads * seqLen, hasLeftPadding: layout.leftPadding ? 1 : 0 },
+    params: { n, lanes, headDim, half, seqLen, positionOffset, rowsPerBatch: heads * seqLen },
     workgroups: grid1d(n, WG, limits),
     // Per pair: the angle (1), range reduction (7), sin and cos series (~20) and the rotation (6).
     cost: { flops: 34 * pairs, bytesRead: 4 * rows * headDim + 4 * pairs + (layout.leftPadding ? 4 * batch : 0), bytesWritten: 4 * rows * headDim },

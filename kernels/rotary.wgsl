@@ -1,17 +1,18 @@
 // Rotary position embedding, rotate-half convention (GPT-NeoX, Llama, Mistral), on x [B, H, T, D] (heads-major).
 // The first 2·half dims of each head rotate in pairs (i, i + half) by angle = pos · invFreq[i], pos = t + offset,
-// less batch row b's leftPadding[b] when hasLeftPadding (so that each row counts from its first real token):
+// less batch row b's leftPadding[b] in the padding variant (so that each row counts from its first real token):
 //   x1' = x1 cos - x2 sin,  x2' = x2 cos + x1 sin;  dims from 2·half on pass through.
 // INVERSE rotates by -angle: the backward, since the rotation is orthogonal.
 // One thread per pair and one per passed-through dim: `lanes` = D - half threads per row.
 override WG: u32 = 256u;
 override INVERSE: bool = false;
 
-struct Params { n: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, rowsPerBatch: u32, hasLeftPadding: u32 }
+// rowsPerBatch = H·T rows per batch row (read by the padding variant).
+struct Params { n: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, rowsPerBatch: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> invFreq: array<f32>;
-@group(0) @binding(2) var<storage, read> leftPadding: array<i32>; // [B], read only when hasLeftPadding != 0
+// binding 2: leftPadding [B] i32, declared by rotary_left_padding.wgsl (the variant without padding leaves it out)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -51,9 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     out[base + lane + half] = x[base + lane + half];
     return;
   }
-  var pos = i32(row % params.seqLen + params.positionOffset);
-  // Padding tokens (pos < 0 here) are seen by no query: 0 keeps their angles in the exact range.
-  if (params.hasLeftPadding != 0u) { pos = max(pos - leftPadding[row / params.rowsPerBatch], 0); }
+  let pos = paddedPosition(i32(row % params.seqLen + params.positionOffset), row); // rotary_left_padding.wgsl or rotary_no_left_padding.wgsl
   // f32(pos) · invFreq in f32, as transformers forms its frequencies, so that the angles match it bit for bit.
   let sc = sinCos(f32(pos) * invFreq[lane]);
   let sine = select(sc.x, -sc.x, INVERSE);

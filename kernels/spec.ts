@@ -12,8 +12,8 @@ export interface Cost { flops: number; bytesRead: number; bytesWritten: number }
 /**
  * A WGSL compute kernel. Bindings in group 0 are numbered in this order: `inputs` (storage, read), `outputs`
  * (storage, read_write), then one uniform `params: Params` whose fields are `params` in order (bound with a
- * dynamic offset). A kernel without params has no uniform binding. `absent` inputs keep their binding number but
- * are neither declared by this variant's WGSL nor bound (the call passes null for them).
+ * dynamic offset). A kernel without params has no uniform binding. `absent` inputs and outputs keep their binding
+ * number but are neither declared by this variant's WGSL nor bound (the call passes null for them).
  */
 export interface Kernel {
   name: string;
@@ -23,7 +23,7 @@ export interface Kernel {
   params: readonly (readonly [string, ParamType])[];
   /** Names of the WGSL `override` constants that select a variant; part of the pipeline cache key. */
   constants?: readonly string[];
-  /** Inputs this variant leaves out (an optional input, e.g. a bias, in the variant without it). */
+  /** Inputs or outputs this variant leaves out (an optional one, e.g. a bias, in the variant without it). */
   absent?: readonly string[];
 }
 

@@ -10,9 +10,10 @@ import { gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { GpuError } from '../engine/gpu.ts';
 import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
-import { Tensor, tidyAsync } from '../engine/tensor.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
 import { linear } from '../engine/ops/matmul.ts';
 import { narrow } from '../engine/ops/shape.ts';
+import { sampleTokens } from '../engine/ops/sample_tokens.ts';
 import { CONFIG_FILE, ConfigError, loadConfig, modelParams, type ModelConfig } from './config.ts';
 import { ModelWeights } from './weights.ts';
 import { KVCache } from './self_attention.ts';
@@ -20,6 +21,7 @@ import { checkSamplingOptions, sampleToken, SamplingError, type SamplingOptions 
 import type { Tokenizer } from './tokenizer.ts';
 import { gptNeoxLmHead, gptNeoxModel } from './gpt_neox.ts';
 import { mistralLmHead, mistralModel } from './mistral.ts';
+import { projections, type LoraState } from './lora.ts';
 import type { FloatDType, HalfDType } from '../kernels/dtype.ts';
 
 export interface GenerationOptions extends SamplingOptions {
@@ -30,8 +32,18 @@ export interface GenerationOptions extends SamplingOptions {
   stopStrings?: readonly string[];
   /** Turns a row's new tokens into text (a Tokenizer); with it each row's text is returned. */
   decoder?: Pick<Tokenizer, 'decode'>;
-  /** Seed of the sampling generator (engine/random.ts): the same seed gives the same tokens. */
+  /** Seed of the sampling generator: the same seed gives the same tokens (on the same device, for the GPU sampler). */
   seed?: number;
+  /**
+   * Where tokens are chosen: 'gpu' (the default: engine/ops/sample_tokens.ts, a counter-based generator keyed by
+   * (seed, step, row id); B token ids read back a step) or 'host' (sampling.ts with engine/random.ts; the last
+   * position's logits [B, V] read back a step). Greedy picks the same token either way.
+   */
+  sampler?: 'gpu' | 'host';
+  /** The GPU generator's row id of each prompt (default its index): a prompt draws the same numbers in any batch. */
+  rowIds?: readonly number[];
+  /** Drops finished rows from the batch and its KV cache once at most half of the batch is running (default true). */
+  compact?: boolean;
 }
 
 export interface GeneratedRow {
@@ -62,9 +74,9 @@ export interface Generation {
  * The architecture's trunk (transformers' GPTNeoXModel, MistralModel): ids i32 [B, T] -> final-normed hidden
  * states [B, T, C]. With a cache (one KVCache per layer) the ids follow the cached tokens.
  */
-export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[]): Tensor {
+export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState): Tensor {
   if (cache && gradEnabled()) throw new GpuError('a KV cache is for generation, whose attention has no backward: run under noGrad (CausalLM.step does)');
-  return cfg.modelType === 'gpt_neox' ? gptNeoxModel(cfg, p, ids, cache) : mistralModel(cfg, p, ids, cache);
+  return cfg.modelType === 'gpt_neox' ? gptNeoxModel(cfg, p, ids, cache, lora) : mistralModel(cfg, p, ids, cache, lora);
 }
 
 /**
@@ -101,6 +113,9 @@ export function loadConfigFor(dir: string, head: ModelConfig['head'], opts: Load
 }
 
 export class CausalLM {
+  /** LoRA's settings when the parameter table holds adapters (models/peft.ts attaches them). */
+  lora?: LoraState;
+
   constructor(readonly config: ModelConfig, readonly params: ParameterSet) {}
 
   /** The output head [V, C]: GPT-NeoX's embed_out, Mistral's lm_head, or the input embedding when tied. */
@@ -110,7 +125,13 @@ export class CausalLM {
 
   /** ids i32 [B, T] -> logits [B, T, V]; with a cache, the ids follow the cached tokens. */
   forward(ids: Tensor, cache?: KVCache[]): Tensor {
-    return linear(hiddenStates(this.config, this.params, ids, cache), this.lmHead());
+    return this.head(hiddenStates(this.config, this.params, ids, cache, this.lora));
+  }
+
+  /** The output head on hidden states [..., C] -> logits [..., V], with its LoRA adapter when it has one. */
+  head(hidden: Tensor): Tensor {
+    if (this.config.tieWordEmbeddings) return linear(hidden, this.lmHead());
+    return projections(this.params, this.lora)(hidden, this.config.modelType === 'gpt_neox' ? 'embed_out' : 'lm_head');
   }
 
   /**
@@ -128,14 +149,27 @@ export class CausalLM {
   }
 
   /**
+   * Generation step that only predicts: the logits [B, 1, V] of the last of T new tokens (the head runs on the
+   * last position only: a prompt of T tokens costs one head row, not T), the cache appended as by step().
+   */
+  stepLast(ids: Tensor, cache: KVCache[]): Tensor {
+    return noGrad(() => {
+      const hidden = hiddenStates(this.config, this.params, ids, cache, this.lora); // [B, T, C]
+      return this.head(narrow(hidden, 1, hidden.shape[1] - 1, 1)); // [B, 1, V]
+    });
+  }
+
+  /**
    * Generates up to opts.maxNewTokens tokens after each prompt (token ids). Shorter prompts are left-padded to
    * the longest: padding is invisible to attention and each row's rotary positions start at its first real
-   * token, so that a row generates what it would alone. A row that stopped keeps stepping with the batch
-   * (its outputs dropped) until every row has stopped. Sampling runs on the host: each step reads back the
-   * last position's logits [B, V], one read-back per generated token of the batch.
+   * token, so that a row generates what it would alone. Each step runs the head on the last position only and
+   * chooses the tokens on the GPU (one read-back of B ids) or, with sampler 'host', reads back the logits [B, V].
+   * EOS and stop strings are checked on the host with the ids read back; the batch stops when every row has
+   * stopped. A row that stopped keeps stepping with the batch (its outputs dropped) until at most half of the
+   * batch is running: then the finished rows leave the batch and the KV cache (compact, by default).
    */
   async generate(prompts: readonly ArrayLike<number>[], opts: GenerationOptions): Promise<Generation> {
-    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder } = opts;
+    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder, sampler = 'gpu', compact = true } = opts;
     const V = this.config.vocabSize, B = prompts.length;
     checkSamplingOptions(opts);
     if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new SamplingError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
@@ -143,40 +177,63 @@ export class CausalLM {
     if (stopStrings.some((s) => s.length === 0)) throw new SamplingError('generate: a stop string must not be empty');
     if (B === 0 || prompts.some((p) => p.length === 0)) throw new SamplingError('generate: needs at least one prompt, and no empty prompt');
     for (const p of prompts) for (const id of Array.from(p)) if (!Number.isInteger(id) || id < 0 || id >= V) throw new SamplingError(`generate: prompt token ${id} outside the vocabulary [0, ${V})`);
+    if (sampler !== 'gpu' && sampler !== 'host') throw new SamplingError(`generate: sampler must be 'gpu' or 'host', got ${String(sampler)}`);
+    const rowIds = opts.rowIds ?? prompts.map((_, b) => b);
+    if (rowIds.length !== B || rowIds.some((r) => !Number.isInteger(r) || r < 0 || r > 0x7fffffff)) throw new SamplingError(`generate: rowIds must be ${B} non-negative 31-bit integers`);
 
     const rows: GeneratedRow[] = prompts.map(() => ({ tokens: [], finish: 'length' }));
     const timing: GenerationTiming = { promptTokens: prompts.reduce((n, p) => n + p.length, 0), promptSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
     const decode = (tokens: number[]) => decoder!.decode(tokens, { skipSpecialTokens: true });
     const { ids, longest, padLengths } = leftPadded(prompts);
-    const random = rng(opts.seed ?? 0);
+    const sampling = { temperature: opts.temperature ?? 0, topK: opts.topK ?? 0, topP: opts.topP ?? 1, seed: opts.seed ?? 0 };
+    const random = rng(sampling.seed);
     let steps = 0;
+    // batch[j]: the prompt in batch row j (all at first; the running ones after a compaction).
+    let batch = prompts.map((_, b) => b);
     // The last new token is never fed back: the cache holds the prompt and maxNewTokens - 1 tokens.
-    const cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths) : [];
+    let cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths) : [];
     let input = Tensor.fromArray(ids, [B, longest], 'i32');
+    let counterRows = sampler === 'gpu' ? Tensor.fromArray(rowIds, [B], 'i32') : undefined;
     try {
       const start = performance.now();
       while (steps < maxNewTokens) {
-        const last = await tidyAsync(async () => {
-          const logits = this.step(input, cache); // [B, T, V]
-          return narrow(logits, 1, logits.shape[1] - 1, 1).toArray(); // [B, 1, V]
+        // gpu: ids [b] (fed back as the next input); host: the last position's logits [b, 1, V].
+        const out = tidy(() => {
+          const logits = this.stepLast(input, cache);
+          return counterRows ? sampleTokens(logits.reshape([-1, V]), counterRows, { ...sampling, step: steps }) : logits;
         });
+        const values = await out.toArray();
         input.dispose();
+        if (counterRows) input = out.reshape([batch.length, 1]); // the sampled ids are the next input as they lie
+        out.dispose();
         const promptPass = ++steps === 1;
-        for (const [b, row] of rows.entries()) {
+        for (const [j, b] of batch.entries()) {
+          const row = rows[b];
           if (row.finish !== 'length') continue; // a row runs until it stops or reaches the length
-          row.tokens.push(sampleToken(last.subarray(b * V, (b + 1) * V), opts, random));
+          row.tokens.push(counterRows ? values[j] : sampleToken(values.subarray(j * V, (j + 1) * V), opts, random));
           if (!promptPass) timing.decodeTokens++;
           if (eosTokenIds.includes(row.tokens[row.tokens.length - 1])) row.finish = 'eos';
           // A stop string may span tokens, and a token's text may depend on its neighbours: decode the whole row.
           else if (stopStrings.length > 0 && stopIndex(decode(row.tokens), stopStrings) >= 0) row.finish = 'stop';
         }
         if (promptPass) timing.promptSeconds = (performance.now() - start) / 1000;
-        if (rows.every((r) => r.finish !== 'length') || steps === maxNewTokens) break;
-        input = Tensor.fromArray(rows.map((r) => r.tokens[r.tokens.length - 1]), [B, 1], 'i32');
+        const running = [...batch.keys()].filter((j) => rows[batch[j]].finish === 'length');
+        if (running.length === 0 || steps === maxNewTokens) break;
+        const compacting = compact && running.length <= batch.length / 2;
+        if (compacting) {
+          cache = cache.map((layer) => { const kept = layer.selectRows(running); layer.dispose(); return kept; });
+          batch = running.map((j) => batch[j]);
+          if (counterRows) { counterRows.dispose(); counterRows = Tensor.fromArray(batch.map((b) => rowIds[b]), [batch.length], 'i32'); }
+        }
+        if (compacting || !counterRows) {
+          input.dispose();
+          input = Tensor.fromArray(batch.map((b) => rows[b].tokens[rows[b].tokens.length - 1]), [batch.length, 1], 'i32');
+        }
       }
       timing.decodeSeconds = (performance.now() - start) / 1000 - timing.promptSeconds;
     } finally {
       input.dispose();
+      counterRows?.dispose();
       for (const layer of cache) layer.dispose();
     }
     if (decoder) {

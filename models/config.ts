@@ -7,41 +7,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { param, type ParamSpec } from '../engine/params.ts';
+import { parseStrictJson, resolveInFolder, StrictJsonError } from '../engine/safetensors.ts';
+import { numelOf } from '../engine/tensor.ts';
+import type { ModelConfig } from './config_types.ts';
 import { gptNeoxParams, gptNeoxTrunkParams } from './gpt_neox_params.ts';
 import { mistralParams, mistralTrunkParams } from './mistral_params.ts';
 
-export type ModelType = 'gpt_neox' | 'mistral';
-
-export interface ModelConfig {
-  modelType: ModelType;
-  /** 'lm': ...ForCausalLM (next-token logits); 'score': ...ForSequenceClassification with one label (a reward model). */
-  head: 'lm' | 'score';
-  vocabSize: number;
-  hidden: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  intermediate: number;
-  /** Leading dims of each head that rotary rotates (rotate-half): transformers' int(headDim * partial_rotary_factor). */
-  rotaryDims: number;
-  ropeTheta: number;
-  eps: number;
-  maxPositions: number;
-  /** Query i sees key j iff j <= i and i - j < slidingWindow; null: full causal. */
-  slidingWindow: number | null;
-  /** NeoX: x + attn(ln1(x)) + mlp(ln2(x)) when true, else x' = x + attn(ln1(x)); x' + mlp(ln2(x')). Mistral: false. */
-  parallelResidual: boolean;
-  tieWordEmbeddings: boolean;
-  /** NeoX: exact (erf) GELU; Mistral: SiLU inside SwiGLU. */
-  hiddenAct: 'gelu' | 'silu';
-  /** NeoX: query_key_value and dense have biases; Mistral: never. */
-  attentionBias: boolean;
-  bosTokenId: number | null;
-  eosTokenId: number | number[] | null;
-  /** The reward head reads the last token that is not this one (transformers' rule). */
-  padTokenId: number | null;
-}
+export type { ModelConfig, ModelType } from './config_types.ts';
 
 /** A config.json we cannot load exactly; names the file, the field (null: the whole file) and the value. */
 export class ConfigError extends Error {
@@ -53,9 +25,39 @@ export class ConfigError extends Error {
 
 export const CONFIG_FILE = 'config.json';
 
+/**
+ * The largest value juice accepts for each size in a config.json, checked before anything is allocated or looped
+ * over (a corrupt `num_hidden_layers: 1e12` must fail at once, not after building a trillion-row table). Each is
+ * well above every released model of the two families (Mistral-7B: 32 layers, hidden 4096, 32 heads, intermediate
+ * 14336, vocab 32000, 32768 positions).
+ */
+export const CONFIG_LIMITS = {
+  num_hidden_layers: 1024,
+  hidden_size: 65536,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 4096,
+  intermediate_size: 1 << 20,
+  vocab_size: 1 << 22,
+  max_position_embeddings: 1 << 24,
+  sliding_window: 1 << 24,
+  /** Token ids are int32 on the device. */
+  token_id: 2 ** 31 - 1,
+} as const;
+
+/** All weights of a model as f32 on the host must fit in this many bytes (1 TiB). */
+export const HOST_BUDGET_BYTES = 2 ** 40;
+/** The largest host buffer Node allocates (buffer.constants.MAX_LENGTH, 4 GiB on Node 20): one tensor as f32 must fit. */
+export const MAX_TENSOR_BYTES = 2 ** 32;
+
 /** Reads and parses `dir/config.json` (or `dir` itself when it names a .json file). */
 export function loadConfig(dir: string): ModelConfig {
   const file = dir.endsWith('.json') ? dir : path.join(dir, CONFIG_FILE);
+  if (file !== dir && fs.existsSync(dir)) {
+    // A folder's config.json must be a regular file inside it (a link out of the folder is refused).
+    const { problem } = resolveInFolder(dir, CONFIG_FILE);
+    if (problem !== null && fs.existsSync(file)) throw new ConfigError(file, null, null, problem);
+  }
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -64,9 +66,10 @@ export function loadConfig(dir: string): ModelConfig {
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseStrictJson(text).value; // duplicate keys refused: JSON.parse would keep the last one silently
   } catch (e) {
-    throw new ConfigError(file, null, null, `not valid JSON: ${(e as Error).message}`);
+    if (!(e instanceof StrictJsonError)) throw e;
+    throw new ConfigError(file, null, null, `not valid JSON: ${e.message}`);
   }
   return parseConfig(json, file);
 }
@@ -84,10 +87,12 @@ class Fields {
     throw new ConfigError(this.file, field, value, reason);
   }
 
-  positiveInt(field: string, fallback?: number): number {
+  /** A size: a positive integer at most `max` (juice's limit, CONFIG_LIMITS). */
+  positiveInt(field: string, max: number, fallback?: number): number {
     const v = this.json[field] ?? fallback;
     if (v === undefined) this.fail(field, 'required (a positive integer)');
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) this.fail(field, 'must be a positive integer');
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) this.fail(field, 'must be a positive integer');
+    if (v > max) this.fail(field, `must be at most ${max} (juice's limit for ${field})`);
     return v;
   }
 
@@ -110,13 +115,16 @@ class Fields {
     if (v === undefined) return fallback;
     if (v === null) return null;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.fail(field, 'must be a non-negative integer or null');
+    if (v > CONFIG_LIMITS.token_id) this.fail(field, `must be at most ${CONFIG_LIMITS.token_id} (token ids are int32)`);
     return v;
   }
 
   tokenIds(field: string, fallback: number | null): number | number[] | null {
     const v = this.json[field];
     if (!Array.isArray(v)) return this.tokenId(field, fallback);
-    if (v.length === 0 || !v.every((id) => Number.isSafeInteger(id) && id >= 0)) this.fail(field, 'must be a non-negative integer, a non-empty list of them, or null');
+    if (v.length === 0 || !v.every((id) => Number.isSafeInteger(id) && id >= 0 && id <= CONFIG_LIMITS.token_id)) {
+      this.fail(field, `must be a non-negative integer at most ${CONFIG_LIMITS.token_id}, a non-empty list of them, or null`);
+    }
     return v as number[];
   }
 
@@ -184,8 +192,8 @@ function rotaryDimsOf(f: Fields, field: string, headDim: number, factor: number)
 }
 
 function parseGptNeox(f: Fields, head: 'lm' | 'score'): ModelConfig {
-  const hidden = f.positiveInt('hidden_size');
-  const heads = f.positiveInt('num_attention_heads');
+  const hidden = f.positiveInt('hidden_size', CONFIG_LIMITS.hidden_size);
+  const heads = f.positiveInt('num_attention_heads', CONFIG_LIMITS.num_attention_heads);
   const headDim = hidden / heads;
   if (!Number.isInteger(headDim)) f.fail('num_attention_heads', `must divide hidden_size ${hidden} (GPT-NeoX's head_dim is hidden_size / heads)`);
   // GPT-NeoX has no separate head_dim option; one that disagrees would change the model.
@@ -195,17 +203,17 @@ function parseGptNeox(f: Fields, head: 'lm' | 'score'): ModelConfig {
   return {
     modelType: 'gpt_neox',
     head,
-    vocabSize: f.positiveInt('vocab_size'),
+    vocabSize: f.positiveInt('vocab_size', CONFIG_LIMITS.vocab_size),
     hidden,
-    layers: f.positiveInt('num_hidden_layers'),
+    layers: f.positiveInt('num_hidden_layers', CONFIG_LIMITS.num_hidden_layers),
     heads,
     kvHeads: heads,
     headDim,
-    intermediate: f.positiveInt('intermediate_size'),
+    intermediate: f.positiveInt('intermediate_size', CONFIG_LIMITS.intermediate_size),
     rotaryDims: rotaryDimsOf(f, partialField, headDim, rope.partialRotaryFactor),
     ropeTheta: rope.theta,
     eps: f.positiveNumber('layer_norm_eps', 1e-5),
-    maxPositions: f.positiveInt('max_position_embeddings'),
+    maxPositions: f.positiveInt('max_position_embeddings', CONFIG_LIMITS.max_position_embeddings),
     slidingWindow: null,
     parallelResidual: f.boolean('use_parallel_residual', true),
     tieWordEmbeddings: f.boolean('tie_word_embeddings', false),
@@ -218,31 +226,31 @@ function parseGptNeox(f: Fields, head: 'lm' | 'score'): ModelConfig {
 }
 
 function parseMistral(f: Fields, head: 'lm' | 'score'): ModelConfig {
-  const hidden = f.positiveInt('hidden_size');
-  const heads = f.positiveInt('num_attention_heads');
-  const kvHeads = f.positiveInt('num_key_value_heads', heads);
+  const hidden = f.positiveInt('hidden_size', CONFIG_LIMITS.hidden_size);
+  const heads = f.positiveInt('num_attention_heads', CONFIG_LIMITS.num_attention_heads);
+  const kvHeads = f.positiveInt('num_key_value_heads', CONFIG_LIMITS.num_key_value_heads, heads);
   if (heads % kvHeads !== 0) f.fail('num_key_value_heads', `must divide num_attention_heads ${heads}`);
   const defaultHeadDim = hidden / heads;
   if (!f.has('head_dim') && !Number.isInteger(defaultHeadDim)) f.fail('num_attention_heads', `must divide hidden_size ${hidden} when head_dim is not given`);
-  const headDim = f.positiveInt('head_dim', defaultHeadDim);
+  const headDim = f.positiveInt('head_dim', CONFIG_LIMITS.head_dim, defaultHeadDim);
   const rope = parseRope(f, 'rope_theta', null, 10000);
   if (rope.partialRotaryFactor !== 1) f.fail('rope_parameters.partial_rotary_factor', 'Mistral rotates whole heads; partial rotary is not implemented', rope.partialRotaryFactor);
   return {
     modelType: 'mistral',
     head,
-    vocabSize: f.positiveInt('vocab_size'),
+    vocabSize: f.positiveInt('vocab_size', CONFIG_LIMITS.vocab_size),
     hidden,
-    layers: f.positiveInt('num_hidden_layers'),
+    layers: f.positiveInt('num_hidden_layers', CONFIG_LIMITS.num_hidden_layers),
     heads,
     kvHeads,
     headDim,
-    intermediate: f.positiveInt('intermediate_size'),
+    intermediate: f.positiveInt('intermediate_size', CONFIG_LIMITS.intermediate_size),
     rotaryDims: headDim,
     ropeTheta: rope.theta,
     eps: f.positiveNumber('rms_norm_eps', 1e-6),
-    maxPositions: f.positiveInt('max_position_embeddings'),
+    maxPositions: f.positiveInt('max_position_embeddings', CONFIG_LIMITS.max_position_embeddings),
     // Absent: transformers' default 4096; null: no window.
-    slidingWindow: f.json.sliding_window === null ? null : f.positiveInt('sliding_window', 4096),
+    slidingWindow: f.json.sliding_window === null ? null : f.positiveInt('sliding_window', CONFIG_LIMITS.sliding_window, 4096),
     parallelResidual: false,
     tieWordEmbeddings: f.boolean('tie_word_embeddings', false),
     hiddenAct: f.oneOf('hidden_act', ['silu'], 'silu', 'Mistral is implemented with "silu" (SwiGLU) only'),
@@ -258,9 +266,29 @@ export function parseConfig(json: unknown, file: string): ModelConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(file, null, json, 'must be a JSON object');
   const f = new Fields(file, json as Record<string, unknown>);
   const modelType = f.json.model_type;
-  if (modelType === 'gpt_neox') return parseGptNeox(f, parseHead(f));
-  if (modelType === 'mistral') return parseMistral(f, parseHead(f));
-  return f.fail('model_type', 'unknown model type (implemented: "gpt_neox", "mistral")');
+  const cfg = modelType === 'gpt_neox' ? parseGptNeox(f, parseHead(f))
+    : modelType === 'mistral' ? parseMistral(f, parseHead(f))
+      : f.fail('model_type', 'unknown model type (implemented: "gpt_neox", "mistral")');
+  checkSizes(cfg, file);
+  return cfg;
+}
+
+/**
+ * The products of the bounded sizes: every tensor of the table as f32 fits one host buffer, and all of them the
+ * host budget. Each size is bounded already, so building the table (at most ~12k rows) is cheap.
+ */
+function checkSizes(cfg: ModelConfig, file: string): void {
+  let total = 0;
+  for (const s of modelParams(cfg)) {
+    const bytes = 4 * numelOf(s.shape);
+    if (bytes > MAX_TENSOR_BYTES) {
+      throw new ConfigError(file, null, null, `tensor ${s.name} [${s.shape.join(', ')}] would be ${bytes} bytes as f32, over the ${MAX_TENSOR_BYTES}-byte limit of one host buffer`);
+    }
+    total += bytes;
+  }
+  if (total > HOST_BUDGET_BYTES) {
+    throw new ConfigError(file, null, null, `the weights would be ${total} bytes as f32 (${total / 4} parameters), over the host budget of ${HOST_BUDGET_BYTES} bytes`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,53 +1,63 @@
 // GPT-NeoX (Pythia), after transformers' modeling_gpt_neox.py: embed_in -> layers -> final_layer_norm. A layer
 // is pre-LN attention and MLP, added to the residual in parallel (Pythia) or in sequence. Parameter names are
-// the checkpoint's; the causal LM's head is embed_out (lm_head in transformers' memory).
+// the checkpoint's; the causal LM's head is embed_out (lm_head in transformers' memory). Every Linear goes
+// through `linear` of the layer (a LoRA adapter is added where the parameter table holds one, models/lora.ts).
 import type { ParameterSet } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { gelu } from '../engine/ops/activations.ts';
 import { add } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
-import { linear } from '../engine/ops/matmul.ts';
 import { layerNorm } from '../engine/ops/norms.ts';
 import { rotary } from '../engine/ops/rotary.ts';
 import { narrow, permute, reshape } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
+import { projections, type LoraState } from './lora.ts';
 import { causalSelfAttention, rotaryPositions, type KVCache } from './self_attention.ts';
 
-type Weights = (name: string) => Tensor;
+/** One layer's parameters: w(name) a tensor, linear(x, module, bias) its Linear `module` (plus its adapter, if any). */
+interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: string, bias?: Tensor) => Tensor }
 
 /** GPTNeoXAttention: x [B, T, C] -> [B, T, C]. */
-function selfAttention(cfg: ModelConfig, w: Weights, x: Tensor, cache?: KVCache): Tensor {
+function selfAttention(cfg: ModelConfig, { w, linear }: Layer, x: Tensor, cache?: KVCache): Tensor {
   const [B, T] = x.shape;
   const H = cfg.heads, D = cfg.headDim;
   const bias = (name: string) => (cfg.attentionBias ? w(name) : undefined);
   // query_key_value's rows are grouped per head: [head][q, k, v][D].
-  const qkv = permute(reshape(linear(x, w('attention.query_key_value.weight'), bias('attention.query_key_value.bias')), [B, T, H, 3 * D]), [0, 2, 1, 3]); // [B, H, T, 3D]
+  const qkv = permute(reshape(linear(x, 'attention.query_key_value', bias('attention.query_key_value.bias')), [B, T, H, 3 * D]), [0, 2, 1, 3]); // [B, H, T, 3D]
   const rope = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, ...rotaryPositions(cache) };
   const q = rotary(narrow(qkv, 3, 0, D), rope); // [B, H, T, D], the first rotaryDims of each head rotated
   const k = rotary(narrow(qkv, 3, D, D), rope);
   const v = narrow(qkv, 3, 2 * D, D);
   const out = causalSelfAttention(q, k, v, 0, cache); // [B, H, T, D]
-  return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.hidden]), w('attention.dense.weight'), bias('attention.dense.bias'));
+  return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.hidden]), 'attention.dense', bias('attention.dense.bias'));
 }
 
 /** GPTNeoXMLP: dense_4h_to_h(gelu(dense_h_to_4h(x))), exact (erf) GELU. */
-function mlp(w: Weights, x: Tensor): Tensor {
-  const h = gelu(linear(x, w('mlp.dense_h_to_4h.weight'), w('mlp.dense_h_to_4h.bias'))); // [B, T, intermediate]
-  return linear(h, w('mlp.dense_4h_to_h.weight'), w('mlp.dense_4h_to_h.bias'));
+function mlp({ w, linear }: Layer, x: Tensor): Tensor {
+  const h = gelu(linear(x, 'mlp.dense_h_to_4h', w('mlp.dense_h_to_4h.bias'))); // [B, T, intermediate]
+  return linear(h, 'mlp.dense_4h_to_h', w('mlp.dense_4h_to_h.bias'));
 }
 
-function layer(cfg: ModelConfig, w: Weights, x: Tensor, cache?: KVCache): Tensor {
-  const attn = selfAttention(cfg, w, layerNorm(x, w('input_layernorm.weight'), w('input_layernorm.bias'), cfg.eps), cache);
+function layer(cfg: ModelConfig, L: Layer, x: Tensor, cache?: KVCache): Tensor {
+  const { w } = L;
+  const attn = selfAttention(cfg, L, layerNorm(x, w('input_layernorm.weight'), w('input_layernorm.bias'), cfg.eps), cache);
   const postNorm = (h: Tensor) => layerNorm(h, w('post_attention_layernorm.weight'), w('post_attention_layernorm.bias'), cfg.eps);
-  if (cfg.parallelResidual) return add(add(x, attn), mlp(w, postNorm(x))); // x + attn(ln1(x)) + mlp(ln2(x))
+  if (cfg.parallelResidual) return add(add(x, attn), mlp(L, postNorm(x))); // x + attn(ln1(x)) + mlp(ln2(x))
   const h = add(x, attn);
-  return add(h, mlp(w, postNorm(h)));
+  return add(h, mlp(L, postNorm(h)));
 }
 
-/** GPTNeoXModel: ids i32 [B, T] -> final_layer_norm output [B, T, C]; with a cache (one per layer) the ids follow its tokens. */
-export function gptNeoxModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[]): Tensor {
+/**
+ * GPTNeoXModel: ids i32 [B, T] -> final_layer_norm output [B, T, C]; with a cache (one per layer) the ids follow
+ * its tokens. `lora`: the adapters' settings, needed when the table holds adapters.
+ */
+export function gptNeoxModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState): Tensor {
+  const project = projections(p, lora);
   let x = embedding(ids, p.get('gpt_neox.embed_in.weight')); // [B, T, C]
-  for (let l = 0; l < cfg.layers; l++) x = layer(cfg, (n) => p.get(`gpt_neox.layers.${l}.${n}`), x, cache?.[l]);
+  for (let l = 0; l < cfg.layers; l++) {
+    const prefix = `gpt_neox.layers.${l}.`;
+    x = layer(cfg, { w: (n) => p.get(prefix + n), linear: (h, module, bias) => project(h, prefix + module, bias) }, x, cache?.[l]);
+  }
   return layerNorm(x, p.get('gpt_neox.final_layer_norm.weight'), p.get('gpt_neox.final_layer_norm.bias'), cfg.eps);
 }
 

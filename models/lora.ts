@@ -1,10 +1,19 @@
-// The LoRA plan (Hu et al. 2021, as PEFT lays it out): which linear layers of an architecture get adapters,
-// and the adapters' parameter table with PEFT's names, so that the memory plan can be printed and a PEFT
-// adapter_model.safetensors loaded by lookup. The adapted forward, W x + (alpha / r) B A x, comes later.
+// LoRA (Hu et al. 2021, as PEFT lays it out): which linear layers of an architecture get adapters, the
+// adapters' parameter table with PEFT's names (so that a PEFT adapter_model.safetensors loads by lookup and the
+// memory plan can be printed), and the adapted forward of a Linear:
+//
+//   y = x Wᵀ + b + s · dropout(x) Aᵀ Bᵀ,   s = alpha / r (rsLoRA: alpha / sqrt(r))
 //
 // A base Linear `<module>.weight` [out, in] gets `base_model.model.<module>.lora_A.weight` [r, in] and
-// `base_model.model.<module>.lora_B.weight` [out, r]; the base itself is frozen.
-import { isMatrix, param, type ParamSpec } from '../engine/params.ts';
+// `base_model.model.<module>.lora_B.weight` [out, r]; the base itself is frozen (f32 or 16-bit storage).
+// Adapters live in the model's ParameterSet beside the frozen base, so the optimizer's entries (the table's
+// trainable rows) are exactly the adapters. Saving, loading and merging: models/peft.ts.
+import { gradEnabled } from '../engine/autodiff.ts';
+import { isMatrix, param, type ParameterSet, type ParamSpec } from '../engine/params.ts';
+import type { Tensor } from '../engine/tensor.ts';
+import { dropout } from '../engine/ops/dropout.ts';
+import { add, scale } from '../engine/ops/elementwise.ts';
+import { linear } from '../engine/ops/matmul.ts';
 import { modelParams, type ModelConfig, type ModelType } from './config.ts';
 
 /** PEFT's target module names (the last component of a Linear's name) per architecture, the output head included. */
@@ -68,4 +77,77 @@ export function loraParamSpecs(config: ModelConfig, opts: LoraOptions): ParamSpe
 /** The base table frozen, as LoRA trains it: no gradients or optimizer states for any base tensor. */
 export function frozenBase(specs: readonly ParamSpec[]): ParamSpec[] {
   return specs.map((s) => ({ ...s, trainable: false }));
+}
+
+/** The adapter names of a base Linear module (its weight without `.weight`). */
+export function loraNames(module: string): { a: string; b: string } {
+  return { a: `${PEFT_PREFIX}${module}.lora_A.weight`, b: `${PEFT_PREFIX}${module}.lora_B.weight` };
+}
+
+/** What adapter_config.json says, in juice's names. */
+export interface LoraConfig {
+  r: number;
+  alpha: number;
+  /** Dropout probability on each adapter's input while training (PEFT's lora_dropout; the paper's 0.05). */
+  dropout: number;
+  /** Module names (the last component of a Linear's name), as PEFT's target_modules. */
+  targetModules: string[];
+  /** rsLoRA (Kalajdzievski 2023): scale alpha / sqrt(r) instead of alpha / r. */
+  useRslora: boolean;
+  /** PEFT's base_model_name_or_path: where the base came from (informational). */
+  baseModel: string;
+}
+
+/** The adapter's scale s in y = x Wᵀ + s · x Aᵀ Bᵀ: alpha / r, or alpha / sqrt(r) with rsLoRA. */
+export function loraScaling(c: Pick<LoraConfig, 'r' | 'alpha' | 'useRslora'>): number {
+  return c.useRslora ? c.alpha / Math.sqrt(c.r) : c.alpha / c.r;
+}
+
+/** FNV-1a of a module name: the dropout stream of its adapter, stable whatever order the modules run in. */
+function streamOf(module: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < module.length; i++) h = Math.imul(h ^ module.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The adapted forward's settings and its dropout state. Dropout applies only while `training` is set and a
+ * tape is recorded (never under noGrad: evaluation, generation). Its mask is a function of (seed, counter,
+ * module): the trainer advances `counter` once per forward (micro-batch), and a resumed run that sets the same
+ * seed and counter draws the same masks.
+ */
+export class LoraState {
+  training = false;
+  counter = 0;
+  constructor(readonly config: LoraConfig, public seed = 0) {
+    if (!(config.dropout >= 0 && config.dropout < 1)) throw new LoraError(`LoRA dropout must be in [0, 1), got ${config.dropout}`);
+  }
+
+  get scaling(): number { return loraScaling(this.config); }
+
+  /** The adapter input of `module`: x, or dropout(x) while training. */
+  adapterInput(x: Tensor, module: string): Tensor {
+    const p = this.config.dropout;
+    if (!this.training || p === 0 || !gradEnabled()) return x;
+    return dropout(x, { p, seed: this.seed, counter: this.counter, stream: streamOf(module) });
+  }
+}
+
+/** A model's Linear `module` (its path, the weight without `.weight`) applied to x [..., in]: [..., out]. */
+export type Projection = (x: Tensor, module: string, bias?: Tensor) => Tensor;
+
+/**
+ * The models' linear layers: linear(x, W, b), plus s · dropout(x) Aᵀ Bᵀ where the ParameterSet holds the
+ * module's lora_A and lora_B. The two thin products are charged as loraDown and loraUp in the ledger; the
+ * scale is applied to the rank-r intermediate (r elements per row, not out).
+ */
+export function projections(p: ParameterSet, lora?: LoraState): Projection {
+  return (x, module, bias) => {
+    const base = linear(x, p.get(`${module}.weight`), bias); // [..., out]
+    const names = loraNames(module);
+    if (!p.tensors.has(names.a)) return base;
+    if (!lora) throw new LoraError(`'${names.a}' is in the parameter table but the model has no LoRA settings (scale, dropout): attach adapters with models/peft.ts`);
+    const down = linear(lora.adapterInput(x, module), p.get(names.a), undefined, 'loraDown'); // [..., r]
+    return add(base, linear(scale(down, lora.scaling), p.get(names.b), undefined, 'loraUp'));
+  };
 }

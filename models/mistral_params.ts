@@ -1,6 +1,6 @@
 // Mistral parameters with their on-disk names and shapes, in transformers' module order.
 import { param, type ParamSpec } from '../engine/params.ts';
-import type { ModelConfig } from './config.ts';
+import type { ModelConfig } from './config_types.ts';
 
 /** Embedding, layers and final RMSNorm: everything but the output head. */
 export function mistralTrunkParams(c: ModelConfig): ParamSpec[] {

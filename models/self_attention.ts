@@ -1,9 +1,9 @@
 // Causal self-attention over new tokens, with or without a KV cache of the earlier ones.
 import { GpuError } from '../engine/gpu.ts';
-import { Tensor } from '../engine/tensor.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
 import type { RotaryOptions } from '../engine/ops/rotary.ts';
-import { writeSlice } from '../engine/ops/shape.ts';
+import { narrow, writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
@@ -20,12 +20,15 @@ export class KVCache {
   readonly leftPadding?: Tensor;
   /** i32 [B, 2]: each row's valid keys [padLength, maxLength); absent when no row is padded. */
   readonly keyRange?: Tensor;
+  /** Each row's padding columns, on the host. */
+  readonly padLengths: readonly number[];
 
   constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number, padLengths?: readonly number[]) {
     if (padLengths && (padLengths.length !== batch || padLengths.some((p) => !Number.isInteger(p) || p < 0 || p >= maxLength)))
       throw new GpuError(`KVCache: padLengths [${padLengths}] must be ${batch} integers in [0, ${maxLength})`);
     this.k = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
     this.v = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
+    this.padLengths = padLengths ? [...padLengths] : new Array<number>(batch).fill(0);
     if (padLengths?.some((p) => p > 0)) {
       this.leftPadding = Tensor.fromArray(padLengths, [batch], 'i32').keep();
       this.keyRange = Tensor.fromArray(padLengths.flatMap((p) => [p, maxLength]), [batch, 2], 'i32').keep();
@@ -42,6 +45,25 @@ export class KVCache {
     writeSlice(this.k, k, 2, this.length);
     writeSlice(this.v, v, 2, this.length);
     this.length += T;
+  }
+
+  /**
+   * A new cache of the given rows of this one, in that order, with the same positions filled (a batch without
+   * its finished rows). Copies each run of consecutive rows at once: two strided copies of [n, KVH, maxLength, D].
+   */
+  selectRows(rows: readonly number[]): KVCache {
+    const [B, KVH, maxLength, D] = this.k.shape;
+    if (rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= B)) throw new GpuError(`KVCache.selectRows: rows [${rows}] must be some of [0, ${B})`);
+    const out = new KVCache(rows.length, KVH, maxLength, D, rows.map((r) => this.padLengths[r]));
+    out.length = this.length;
+    for (let j = 0, n = 1; j < rows.length; j += n, n = 1) {
+      while (j + n < rows.length && rows[j + n] === rows[j] + n) n++;
+      tidy(() => {
+        writeSlice(out.k, narrow(this.k, 0, rows[j], n), 0, j);
+        writeSlice(out.v, narrow(this.v, 0, rows[j], n), 0, j);
+      });
+    }
+    return out;
   }
 
   dispose(): void {

@@ -1,8 +1,8 @@
 // Model weights from a Hugging Face folder (model.safetensors or the sharded index), checked
 // strictly against a parameter table before any tensor data is read: every missing, unexpected,
 // wrongly shaped or wrongly typed tensor is listed in one WeightsError.
-import type { ParamSpec } from '../engine/params.ts';
-import { shapeString } from '../engine/tensor.ts';
+import { storageDtypeOf, type ParamSpec } from '../engine/params.ts';
+import { numelOf, shapeString } from '../engine/tensor.ts';
 import { SafetensorsFolder, toDType, type SafetensorsDType } from '../engine/safetensors.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, isFloatDType, type FloatDType, type HalfDType } from '../kernels/dtype.ts';
 
@@ -26,24 +26,48 @@ export class WeightsError extends Error {
     readonly missing: string[],
     readonly unexpected: string[],
     readonly misshaped: string[],
+    /** Tensors larger than one buffer of the device they are meant for (ModelWeights.open's `limits`). */
+    readonly tooLarge: string[] = [],
   ) {
     const section = (title: string, lines: string[]) => lines.length === 0 ? [] : [`${lines.length} ${title}:`, ...lines.map((l) => `  ${l}`)];
     super([
-      `${where}: the weights do not match the parameter table`,
+      `${where}: the weights do not match the parameter table${missing.length + unexpected.length + misshaped.length === 0 ? ' and the device' : ''}`,
       ...section('missing', missing),
       ...section('unexpected', unexpected),
       ...section('wrongly shaped or typed', misshaped),
+      ...section('too large for one device buffer', tooLarge),
     ].join('\n'));
     this.name = 'WeightsError';
   }
+}
+
+/** The two limits of GPUSupportedLimits that bound one tensor's buffer. */
+export interface DeviceBufferLimits { maxBufferSize: number; maxStorageBufferBindingSize: number }
+
+export interface OpenWeightsOptions {
+  /** The device the weights go to: every tensor, in its storage dtype, must fit one buffer and one binding. */
+  limits?: DeviceBufferLimits;
+  /** The storage of frozen matrices (storageDtypeOf); f32 by default. */
+  weightDtype?: FloatDType;
+}
+
+/** The tensors of `specs` that do not fit one buffer of a device with `limits`, each with its bytes and the limit. */
+export function tooLargeForDevice(specs: readonly ParamSpec[], limits: DeviceBufferLimits, weightDtype: FloatDType = 'f32'): string[] {
+  const [limit, name] = limits.maxStorageBufferBindingSize <= limits.maxBufferSize
+    ? [limits.maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'] : [limits.maxBufferSize, 'maxBufferSize'];
+  return specs.flatMap((s) => {
+    const dtype = storageDtypeOf(s, weightDtype);
+    const bytes = (dtype === 'f32' ? 4 : 2) * numelOf(s.shape);
+    return bytes > limit ? [`${s.name} ${shapeString(s.shape)}: ${bytes} bytes as ${dtype}, over this device's ${name} (${limit} bytes)`] : [];
+  });
 }
 
 /** An open, checked weights folder: every name in the table is present with its shape and a float dtype. */
 export class ModelWeights {
   private constructor(private readonly folder: SafetensorsFolder, readonly specs: ParamSpec[]) {}
 
-  /** Opens `dir` and checks its tensor headers against `specs`; reads no tensor data. */
-  static open(dir: string, specs: ParamSpec[]): ModelWeights {
+  /** Opens `dir` and checks its tensor headers against `specs` (and `limits`, when given); reads no tensor data. */
+  static open(dir: string, specs: ParamSpec[], options: OpenWeightsOptions = {}): ModelWeights {
     const folder = SafetensorsFolder.open(dir);
     const wanted = new Set(specs.map((s) => s.name));
     const missing: string[] = [], misshaped: string[] = [];
@@ -57,9 +81,10 @@ export class ModelWeights {
     const unexpected = folder.names()
       .filter((n) => !wanted.has(n) && !IGNORABLE_BUFFERS.some((re) => re.test(n)))
       .map((n) => `${n} ${shapeString(folder.info(n).shape)} in ${folder.fileOf(n).path}`);
-    if (missing.length + unexpected.length + misshaped.length > 0) {
+    const tooLarge = options.limits ? tooLargeForDevice(specs, options.limits, options.weightDtype) : [];
+    if (missing.length + unexpected.length + misshaped.length + tooLarge.length > 0) {
       folder.close();
-      throw new WeightsError(folder.path, missing, unexpected, misshaped);
+      throw new WeightsError(folder.path, missing, unexpected, misshaped, tooLarge);
     }
     return new ModelWeights(folder, specs);
   }

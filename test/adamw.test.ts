@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ledger } from '../engine/ledger.ts';
-import { AdamW, shardOf, type AdamWOptions } from '../engine/optim.ts';
+import { AdamW, RMSprop, makeOptimizer, shardOf, type AdamWOptions, type Optimizer } from '../engine/optim.ts';
 import { pool } from '../engine/pool.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Tensor } from '../engine/tensor.ts';
@@ -143,7 +143,7 @@ const freshParams = () => SIZES.map((n, i) => parameter(randn(n, 7 + i)));
 const entries = (params: Tensor[]) => params.map((param, i) => ({ name: `p${i}`, param, decay: i !== 1 }));
 const gradsOf = (step: number) => SIZES.map((n, i) => randn(n, 50 * step + i));
 
-async function runSteps(opts: AdamW[], params: Tensor[], steps: number[]): Promise<void> {
+async function runSteps(opts: Optimizer[], params: Tensor[], steps: number[]): Promise<void> {
   for (const step of steps) {
     params.forEach((p, i) => setGrad(p, gradsOf(step)[i]));
     for (const opt of opts) opt.step();
@@ -201,7 +201,7 @@ test('loadStateDict reports every mismatch at once and keeps the old state', asy
   const opt = new AdamW(entries(params), OPTIONS, { shardIndex: 0, shardCount: 2 });
   await runSteps([opt], params, [0]);
   const good = await opt.stateDict();
-  const bad = { step: { ...good.step, ghost: 1 }, tensors: { ...good.tensors, 'p2.m': new Float32Array(130) } };
+  const bad = { kind: good.kind, step: { ...good.step, ghost: 1 }, tensors: { ...good.tensors, 'p2.m': new Float32Array(130) } };
   delete (bad.tensors as Record<string, Float32Array>)['p0.v'];
   try {
     opt.loadStateDict(bad);
@@ -216,7 +216,7 @@ test('loadStateDict reports every mismatch at once and keeps the old state', asy
   for (const p of params) p.dispose();
 });
 
-test('ledger: one adamw dispatch per parameter shard in the optimizer phase, 14 flops per element', async () => {
+test('ledger: one adamw dispatch per parameter shard in the optimizer phase, 15 flops per element', async () => {
   await initGpu();
   const params = freshParams();
   const opt = new AdamW(entries(params), OPTIONS, { shardIndex: 1, shardCount: 2 });
@@ -226,7 +226,7 @@ test('ledger: one adamw dispatch per parameter shard in the optimizer phase, 14 
   const rows = ledger.all().filter((e) => e.op === 'adamw');
   const n = owned.reduce((a, b) => a + b, 0);
   assert.equal(rows.map((e) => [e.phase, e.dispatches, e.flops, e.bytesRead, e.bytesWritten]),
-    [['optimizer', owned.filter((k) => k > 0).length, 14 * n, 16 * n, 12 * n]]);
+    [['optimizer', owned.filter((k) => k > 0).length, 15 * n, 16 * n, 12 * n]]);
   opt.dispose();
   for (const p of params) p.dispose();
 });
@@ -237,6 +237,42 @@ test('options are validated', async () => {
   assert.throws(() => new AdamW([{ name: 'p', param: p, decay: true }, { name: 'p', param: p, decay: false }],
     { ...OPTIONS, betas: [0.9, 1] }), /betas\[1\] 1 not in \[0, 1\).*'p' listed twice/);
   p.dispose();
+});
+
+test('gradScale: step(s) on gradients g equals step() on s·g, bit for bit (s exact in f32); NaN-free validation', async () => {
+  await initGpu();
+  const s = 0.375; // f32 multiply of f32 values by it rounds once, as Math.fround(g * s) does on the host
+  const scaled = freshParams(), prescaled = freshParams();
+  const a = new AdamW(entries(scaled), OPTIONS), b = new AdamW(entries(prescaled), OPTIONS);
+  for (const step of [0, 1, 2]) {
+    scaled.forEach((p, i) => setGrad(p, gradsOf(step)[i]));
+    prescaled.forEach((p, i) => setGrad(p, Float32Array.from(gradsOf(step)[i], (g) => g * s)));
+    a.step(s);
+    b.step();
+  }
+  assert.equal(await bits(scaled), await bits(prescaled));
+  assert.throws(() => a.step(0), /gradScale 0 must be finite and > 0/);
+  assert.throws(() => a.step(NaN), /gradScale NaN/);
+  a.dispose(); b.dispose();
+  for (const p of [...scaled, ...prescaled]) { p.grad?.dispose(); p.grad = null; p.dispose(); }
+});
+
+test('state dicts name their optimizer; a dict of another kind is refused', async () => {
+  await initGpu();
+  const params = freshParams();
+  const adamw = makeOptimizer('adamw', entries(params), OPTIONS), rmsprop = makeOptimizer('rmsprop', entries(params), { lr: 1e-2 });
+  assert.ok(adamw instanceof AdamW && rmsprop instanceof RMSprop);
+  assert.equal([adamw.kind, rmsprop.kind], ['adamw', 'rmsprop']);
+  await runSteps([adamw, rmsprop], params, [0]);
+  const [da, dr] = [await adamw.stateDict(), await rmsprop.stateDict()];
+  assert.is(da.kind, 'adamw');
+  assert.equal(Object.keys(dr.tensors).sort(), ['p0.square_avg', 'p1.square_avg', 'p2.square_avg', 'p3.square_avg']);
+  assert.is(rmsprop.stateBytes(), 4 * SIZES.reduce((a, b) => a + b, 0));
+  assert.throws(() => adamw.loadStateDict(dr), /AdamW.loadStateDict: the dict is of optimizer "rmsprop", this one is 'adamw'/);
+  assert.throws(() => rmsprop.loadStateDict(da), /RMSprop.loadStateDict: the dict is of optimizer "adamw"/);
+  assert.throws(() => makeOptimizer('sgd' as never, entries(params), { lr: 1 }), /unknown optimizer "sgd" \(known: adamw, rmsprop\)/);
+  adamw.dispose(); rmsprop.dispose();
+  for (const p of params) p.dispose();
 });
 
 test.run();

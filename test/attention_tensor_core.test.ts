@@ -118,7 +118,7 @@ test('the shader: directives first, one matrix builtin form, and an emulation wi
   // The template form this Dawn accepts; the older form with a boolean column-major argument does not compile.
   assert.not.match(src.replace(/\/\/[^\n]*/g, ''), /subgroupMatrix(Load|Store)\([^)]*(true|false)/);
   const variant = planTensorCore(64, { M: 16, N: 8, K: 16 }, H100).variant!;
-  const n8 = attentionTensorCoreKernel(variant).source;
+  const n8 = attentionTensorCoreKernel(variant, false).source;
   assert.match(n8, /subgroupMatrixLoad<Right, row_major>\(&kvTile, kk \* K_STRIDE \+ n, K_STRIDE\)/);
   assert.match(n8, /alias Right = subgroup_matrix_right<f16, 8, 16>;/);
   const emulated = emulate(n8, variant);
@@ -172,10 +172,10 @@ test('emulated subgroup matrices equal the f32 kernel on f16-rounded inputs', as
     assert.ok(variant, reason);
     await compare(c, `emulated M${s.shape.M}N${s.shape.N}K${s.shape.K} SG${s.subgroupSize}`, (x) => {
       const [q, k, v] = halves(x, i % 2 === 1);
-      const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, optionsOf(c), 'f16');
+      const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, optionsOf(c), 'f16');
       const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D]);
       const lse = Tensor.empty([dims.B, dims.H, dims.T]);
-      launch(emulatedTensorCoreCall(dims, mask, scale, variant!), [q, k, v, keyRangeBinding], [out, lse]);
+      launch(emulatedTensorCoreCall(dims, mask, scale, variant!), [q, k, v, keyRange], [out, lse]);
       return { out, lse };
     });
   }

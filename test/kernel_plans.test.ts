@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { deviceLimitsOf, grid1d, reductionWorkgroupSize, type DeviceLimits } from '../kernels/spec.ts';
 import { checkTile, DEFAULT_TILE, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
 import { checkStorageBindings, forwardTiles } from '../kernels/attention_forward.ts';
-import { attentionBackwardDkDvKernel, dkdvTiles } from '../kernels/attention_backward_dkdv.ts';
+import { attentionBackwardDkDvKernel, attentionBackwardDkDvKeyRangeKernel, dkdvTiles } from '../kernels/attention_backward_dkdv.ts';
 import { dqTiles } from '../kernels/attention_backward_dq.ts';
 import { decodeChunks } from '../kernels/attention_decode.ts';
 import { softmaxWorkgroupSize } from '../kernels/softmax.ts';
@@ -96,8 +96,9 @@ test('attention tiles: larger on the H100 than in 16 KiB, and the storage-buffer
   assert.equal(dqTiles(H100, 128), { BR: 16, BC: 16 }); // 32×16 needs 51456 bytes
   assert.equal(dkdvTiles(H100, 64), { BR: 32, BC: 32 }); // 41216 bytes
   assert.equal(dkdvTiles(WEBGPU_DEFAULT, 64), { BR: 8, BC: 16 }); // of equal area, more keys held
-  checkStorageBindings(H100, attentionBackwardDkDvKernel); // 7 inputs and 2 outputs
-  assert.throws(() => checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKernel), /9 storage buffers exceed/);
+  checkStorageBindings(H100, attentionBackwardDkDvKeyRangeKernel); // 7 inputs and 2 outputs
+  assert.throws(() => checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKeyRangeKernel), /9 storage buffers exceed/);
+  checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKernel); // without padding keyRange is absent: 8
   assert.is(decodeChunks(H100, 4096, 8192, 64), 1);
   assert.throws(() => decodeChunks(WEBGPU_DEFAULT, 4096, 8192, 64), /workgroup memory/);
 });

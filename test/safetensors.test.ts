@@ -227,7 +227,11 @@ test('writer overwrites atomically and validates its input', () => {
 test('reads a tensor placed past 4 GiB', () => {
   const p = tmp();
   const offset = 4.5 * 2 ** 30;
-  const header = Buffer.from(JSON.stringify({ far: { dtype: 'F32', shape: [2], data_offsets: [offset, offset + 8] } }));
+  // The tensors tile the data section, so a sparse `pad` fills the bytes before `far`.
+  const header = Buffer.from(JSON.stringify({
+    pad: { dtype: 'U8', shape: [offset], data_offsets: [0, offset] },
+    far: { dtype: 'F32', shape: [2], data_offsets: [offset, offset + 8] },
+  }));
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(header.length));
   const fd = fs.openSync(p, 'w');
@@ -260,10 +264,14 @@ test('error: file shorter than 8 bytes', () => {
 });
 
 test('error: header length past the end of the file', () => {
+  // The 8 bytes may be any file's content (a text file's first characters): the message does not print them.
   const p = rawFile('{}', 0, 1000n);
-  throwsWith(() => SafetensorsFile.open(p), p, 'header length 1000', '10 bytes');
+  throwsWith(() => SafetensorsFile.open(p), p, 'not a safetensors file', 'header length', '10 bytes');
   const q = rawFile('{}', 0, 2n ** 64n - 1n); // would overflow a naive u64 -> number conversion
-  throwsWith(() => SafetensorsFile.open(q), q, '18446744073709551615');
+  throwsWith(() => SafetensorsFile.open(q), q, 'not a safetensors file');
+  for (const f of [p, q]) {
+    try { SafetensorsFile.open(f); } catch (e) { assert.not.ok(/1000|18446744073709551615/.test((e as Error).message.slice(f.length))); }
+  }
 });
 
 test('error: header not valid JSON', () => {
@@ -273,7 +281,7 @@ test('error: header not valid JSON', () => {
 
 test('error: header not a JSON object', () => {
   const p = rawFile('[1, 2]');
-  throwsWith(() => SafetensorsFile.open(p), p, 'not a JSON object', '[1,2]');
+  throwsWith(() => SafetensorsFile.open(p), p, 'does not start with "{"');
   const q = rawFile({ t: 'F32' });
   throwsWith(() => SafetensorsFile.open(q), q, '"t"', 'must be an object');
 });
@@ -308,13 +316,18 @@ test('error: overlapping tensors', () => {
     b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
   }, 24);
   throwsWith(() => SafetensorsFile.open(p), p, '"a"', '"b"', 'overlap');
-  // a small tensor inside a big one; an empty tensor inside it is fine
+  // a small tensor inside a big one
   const q = rawFile({
     big: { dtype: 'U8', shape: [32], data_offsets: [0, 32] },
-    mid: { dtype: 'U8', shape: [0], data_offsets: [4, 4] }, // empty: occupies nothing, allowed
     inner: { dtype: 'U8', shape: [4], data_offsets: [20, 24] },
   }, 32);
   throwsWith(() => SafetensorsFile.open(q), q, '"big"', '"inner"', 'overlap');
+  // as in the reference, even an empty tensor must sit where the previous one ends, not inside it
+  const r = rawFile({
+    big: { dtype: 'U8', shape: [32], data_offsets: [0, 32] },
+    mid: { dtype: 'U8', shape: [0], data_offsets: [4, 4] },
+  }, 32);
+  throwsWith(() => SafetensorsFile.open(r), r, '"big"', '"mid"', 'overlap');
 });
 
 test('error: shape x dtype size differs from the byte length', () => {
@@ -337,13 +350,70 @@ test('error: non-string metadata, unsupported dtype on read', () => {
   f.close();
 });
 
-test('gaps between tensors and an empty header are accepted', () => {
-  const p = rawFile({ w: { dtype: 'U8', shape: [2], data_offsets: [6, 8] } }, 8);
-  const f = SafetensorsFile.open(p);
-  assert.equal(f.names(), ['w']);
-  f.close();
-  const q = rawFile({});
-  assert.is(readSafetensors(q).size, 0);
+test('error: unused bytes before, between or after the tensors (the reference tiles the data section)', () => {
+  const before = rawFile({ w: { dtype: 'U8', shape: [2], data_offsets: [6, 8] } }, 8);
+  throwsWith(() => SafetensorsFile.open(before), before, '"w"', '[0, 6)', 'must begin at 0');
+  const between = rawFile({
+    a: { dtype: 'U8', shape: [2], data_offsets: [0, 2] },
+    b: { dtype: 'U8', shape: [2], data_offsets: [4, 6] },
+  }, 6);
+  throwsWith(() => SafetensorsFile.open(between), between, '"b"', '[2, 4)', '"a" ends at 2');
+  const after = rawFile({ w: { dtype: 'U8', shape: [2], data_offsets: [0, 2] } }, 5);
+  throwsWith(() => SafetensorsFile.open(after), after, '"w"', 'cover 2 of the 5 bytes', '3 unused');
+  const empty = rawFile({}, 1);
+  throwsWith(() => SafetensorsFile.open(empty), empty, 'cover 0 of the 1 bytes');
+  // empty tensors at the seams are fine; so is an empty header with no data
+  const seams = rawFile({
+    a: { dtype: 'U8', shape: [2], data_offsets: [0, 2] },
+    e: { dtype: 'F32', shape: [0, 3], data_offsets: [2, 2] },
+    b: { dtype: 'U8', shape: [1], data_offsets: [2, 3] },
+  }, 3);
+  assert.equal([...readSafetensors(seams).keys()], ['a', 'e', 'b']);
+  assert.is(readSafetensors(rawFile({})).size, 0);
+});
+
+test('error: a header length one short or one long of the real one (the padding still parses)', () => {
+  const src = fs.readFileSync('test/fixtures/hf/gpt_neox/model.safetensors');
+  const n = src.readBigUInt64LE(0);
+  assert.ok(/ $/.test(src.subarray(8, 8 + Number(n)).toString()), 'the fixture header ends in padding');
+  for (const k of [-1n, -2n, 1n]) {
+    const p = tmp();
+    const b = Buffer.from(src);
+    b.writeBigUInt64LE(n + k);
+    fs.writeFileSync(p, b);
+    // one long takes the first data byte into the header, which then is no longer UTF-8 JSON
+    throwsWith(() => SafetensorsFile.open(p), p, ...(k < 0n ? ['the tensors cover', 'header length'] : ['header is not valid']));
+  }
+});
+
+test('error: duplicate keys at any depth, numbers written with a fraction or an exponent', () => {
+  const w = '"dtype":"U8","shape":[1],"data_offsets":[0,1]';
+  const top = rawFile(`{"a":{${w}},"a":{${w}}}`, 1);
+  throwsWith(() => SafetensorsFile.open(top), top, '"a"', 'duplicate key');
+  const nested = rawFile(`{"a":{${w},"dtype":"F32"}}`, 1);
+  throwsWith(() => SafetensorsFile.open(nested), nested, '"a"', 'duplicate key', 'a.dtype');
+  const meta = rawFile(`{"__metadata__":{"k":"1","k":"2"}}`);
+  throwsWith(() => SafetensorsFile.open(meta), meta, 'duplicate key', '__metadata__.k');
+  for (const [shape, offsets, token] of [['1.0', '[0,1]', '1.0'], ['1', '[0,1e0]', '1e0'], ['1', '[0E1,1]', '0E1'], ['1', '[0,1.5]', '1.5']]) {
+    const p = rawFile(`{"a":{"dtype":"U8","shape":[${shape}],"data_offsets":${offsets}}}`, 1);
+    throwsWith(() => SafetensorsFile.open(p), p, '"a"', token, 'fraction or an exponent', shape === '1' ? 'data_offsets' : 'shape');
+  }
+});
+
+test('error: a BOM or whitespace before the header, text after it, nesting too deep, a non-UTF-8 header', () => {
+  const w = '{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}';
+  for (const lead of ['\uFEFF', ' ', '\n']) {
+    const p = rawFile(lead + w, 1);
+    throwsWith(() => SafetensorsFile.open(p), p, 'does not start with "{"');
+  }
+  const after = rawFile(w + ' x', 1);
+  throwsWith(() => SafetensorsFile.open(after), after, 'not valid JSON', 'after the JSON value');
+  const deep = rawFile(`{"a":${'['.repeat(100000)}${']'.repeat(100000)}}`);
+  throwsWith(() => SafetensorsFile.open(deep), deep, 'nesting deeper');
+  const bad = rawFile(Buffer.concat([Buffer.from('{"\xff":'), Buffer.from([0xff]), Buffer.from('}')]).toString('latin1'));
+  throwsWith(() => SafetensorsFile.open(bad), bad, 'not valid');
+  // padding spaces after the object are the writer's own and are fine
+  assert.equal([...readSafetensors(rawFile(w + '      ', 1)).keys()], ['a']);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -425,6 +495,32 @@ test('error: missing shard, shard outside the folder, malformed index', () => {
   const f = shardedFolder(goodMap);
   fs.writeFileSync(path.join(f, 'model.safetensors.index.json'), '{"weight_map": ');
   throwsWith(() => SafetensorsFolder.open(f), path.join(f, 'model.safetensors.index.json'), 'not valid JSON');
+});
+
+test('error: weight_map names a folder, a duplicate key, or a file outside the folder through a link', () => {
+  const index = (d: string) => path.join(d, 'model.safetensors.index.json');
+  const dot = shardedFolder({ ...goodMap, 'z.weight': '.' });
+  throwsWith(() => SafetensorsFolder.open(dot), index(dot), '"z.weight"', 'not a regular file');
+  const dup = shardedFolder(goodMap);
+  fs.writeFileSync(index(dup), `{"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "a.weight": "model-00002-of-00002.safetensors"}}`);
+  throwsWith(() => SafetensorsFolder.open(dup), index(dup), 'duplicate key', 'weight_map');
+  const link = shardedFolder({ ...goodMap, 'z.weight': 'etc/passwd' });
+  fs.symlinkSync('/etc', path.join(link, 'etc'));
+  throwsWith(() => SafetensorsFolder.open(link), index(link), '"z.weight"', 'outside the model folder');
+  // a model.safetensors that links out of the folder is refused too, and its bytes are never read
+  const single = fs.mkdtempSync(path.join(dir, 'single-'));
+  fs.symlinkSync('/etc/passwd', path.join(single, 'model.safetensors'));
+  throwsWith(() => SafetensorsFolder.open(single), 'outside the model folder');
+  // a link inside the folder is fine, and so is a Hugging Face cache snapshot linking to its blobs
+  const hub = fs.mkdtempSync(path.join(dir, 'hub-'));
+  const repo = path.join(hub, 'models--org--tiny');
+  fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true });
+  fs.mkdirSync(path.join(repo, 'snapshots', 'abc123'), { recursive: true });
+  writeSafetensors(path.join(repo, 'blobs', 'deadbeef'), { w: { shape: [1], data: Float32Array.of(5) } });
+  fs.symlinkSync('../../blobs/deadbeef', path.join(repo, 'snapshots', 'abc123', 'model.safetensors'));
+  const folder = SafetensorsFolder.open(path.join(repo, 'snapshots', 'abc123'));
+  assert.equal([...folder.read('w')], [5]);
+  folder.close();
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -3,16 +3,17 @@ import type { Command } from '../options.ts';
 import { demo } from './demo.ts';
 import { generate } from './generate.ts';
 import { inspect } from './inspect.ts';
+import { mergeLora } from './merge_lora.ts';
 import { verify } from './verify.ts';
 
-export const COMMANDS: Command[] = [demo, verify, inspect, generate];
+export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora];
 
 export function usage(): string {
   return [
     'usage: juice <command> [options]     (juice <command> --help: its options, their ranges and defaults)',
     '',
     'commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(10)}${c.summary}`),
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(12)}${c.summary}`),
     '',
     'environment:',
     '  JUICE_DAWN_FLAGS  Dawn toggles, e.g. "enable-dawn-features=allow_unsafe_apis,disable_robustness disable-dawn-features=timestamp_quantization"',

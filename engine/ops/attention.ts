@@ -65,16 +65,16 @@ export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
   if (keyRange && (keyRange.dtype !== 'i32' || keyRange.numel !== 2 * B)) throw new GpuError(`${what}: keyRange must be i32 [B, 2], got ${keyRange.dtype} ${shapeString(keyRange.shape)}`);
   const dims: AttentionDims = { B, H, KVH, T, S, D };
   const mask: AttentionMask = { causal: opts.causal ?? false, window, positionOffset, hasKeyRange: keyRange !== undefined };
-  // Without padding the kernels never read keyRange: q stands in for the binding.
-  return { dims, mask, scale: opts.scale ?? 1 / Math.sqrt(D), keyRangeBinding: keyRange ?? q };
+  // Without padding the kernels' variant leaves the keyRange binding out: null in its place.
+  return { dims, mask, scale: opts.scale ?? 1 / Math.sqrt(D), keyRange: keyRange ?? null };
 }
 
 /** out [B, H, T, D] and lse [B, H, T] (natural-log logsumexp of each row's scaled visible scores). */
 function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
-  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, storage);
+  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, storage);
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
   const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
-  launch(attentionForwardCall(deviceLimits(), dims, mask, scale, storage), [q, k, v, keyRangeBinding], [out, lse]);
+  launch(attentionForwardCall(deviceLimits(), dims, mask, scale, storage), [q, k, v, keyRange], [out, lse]);
   return { out, lse };
 }
 
@@ -89,11 +89,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 
 /** Gradients of q, k and v from dout; P is recomputed from q, k and the forward's lse. */
 function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, opts: AttentionOptions): Grad[] {
-  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, 'f32');
+  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, 'f32');
   const rows = dims.B * dims.H * dims.T;
   const delta = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention delta');
   launch(attentionDeltaCall(deviceLimits(), rows, dims.D), [dout, out], [delta]);
-  const inputs = [q, k, v, dout, lse, delta, keyRangeBinding];
+  const inputs = [q, k, v, dout, lse, delta, keyRange];
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
   if (k.requiresGrad || v.requiresGrad) {
     dk = Tensor.empty(k.shape, 'f32', 'attention dk');
@@ -151,12 +151,12 @@ export function subgroupMatrixDevice(): SubgroupMatrixDevice {
  * relative. Throws, with the reason, where the device or the shape does not allow it.
  */
 export function attentionTensorCore(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & TensorCoreOptions = {}): { out: Tensor; lse: Tensor } {
-  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, opts, 'f16');
+  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, 'f16');
   const { variant, reason } = tensorCoreFor(dims.D, opts);
   if (!variant) throw new GpuError(`attentionTensorCore(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}): ${reason}; attentionWithLse with the f32 kernel serves these inputs`);
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
   const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
-  launch(attentionTensorCoreCall(dims, mask, scale, variant), [q, k, v, keyRangeBinding], [out, lse]);
+  launch(attentionTensorCoreCall(dims, mask, scale, variant), [q, k, v, keyRange], [out, lse]);
   return { out, lse };
 }
 
@@ -181,13 +181,13 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOpt
   const positionOffset = opts.positionOffset ?? filled - q.shape[2];
   if (!Number.isInteger(filled) || filled < 0 || filled > k.shape[2]) throw new GpuError(`attentionDecode: cacheLength ${filled} outside the cache's ${k.shape[2]} rows`);
   const storage = storageOf(q);
-  const { dims, mask, scale, keyRangeBinding } = attentionSetup(q, k, v, { ...opts, causal: true, positionOffset }, storage);
+  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, { ...opts, causal: true, positionOffset }, storage);
   const chunk = opts.keysPerChunk ?? DECODE_CHUNK;
   const chunks = decodeChunks(deviceLimits(), filled, chunk, dims.D);
   const rows = dims.B * dims.H * dims.T;
   const partialOut = Tensor.empty([rows, chunks, dims.D], 'f32', 'attention decode partial out');
   const partialStats = Tensor.empty([rows, chunks, 2], 'f32', 'attention decode partial stats');
-  launch(attentionDecodeCall(deviceLimits(), dims, filled, mask, scale, chunk, storage), [q, k, v, keyRangeBinding], [partialOut, partialStats]);
+  launch(attentionDecodeCall(deviceLimits(), dims, filled, mask, scale, chunk, storage), [q, k, v, keyRange], [partialOut, partialStats]);
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention decode out');
   launch(attentionDecodeReduceCall(deviceLimits(), rows, chunks, dims.D), [partialOut, partialStats], [out]);
   partialOut.dispose();

@@ -16,15 +16,15 @@ import { attentionMaskCall, MASK_FILL } from '../../kernels/attention_mask.ts';
 import type { AttentionMask } from '../../kernels/attention_forward.ts';
 
 /** x [B, KVH, G·T, S] with invisible entries replaced by the fill; the gradient passes where visible. */
-function attentionMaskOp(x: Tensor, T: number, mask: AttentionMask, keyRangeBinding: Tensor, fillBits: number): Tensor {
+function attentionMaskOp(x: Tensor, T: number, mask: AttentionMask, keyRange: Tensor | null, fillBits: number): Tensor {
   const [B, KVH, rows, S] = x.shape;
   const out = Tensor.empty(x.shape, 'f32', 'attentionMask');
   const n = B * KVH * rows * S;
-  launch(attentionMaskCall(deviceLimits(), n, T, S, KVH * rows, mask, fillBits), [x, keyRangeBinding], [out]);
+  launch(attentionMaskCall(deviceLimits(), n, T, S, KVH * rows, mask, fillBits), [x, keyRange], [out]);
   // forward kept x where visible, so the gradient is g where visible and 0 elsewhere.
-  record('attentionMask', [x], [out], [keyRangeBinding], ([g]) => {
+  record('attentionMask', [x], [out], keyRange ? [keyRange] : [], ([g]) => {
     const dx = Tensor.empty(x.shape, 'f32', 'attentionMaskBackward');
-    launch(attentionMaskCall(deviceLimits(), n, T, S, KVH * rows, mask, MASK_FILL.zero, 'attentionMaskBackward'), [g!, keyRangeBinding], [dx]);
+    launch(attentionMaskCall(deviceLimits(), n, T, S, KVH * rows, mask, MASK_FILL.zero, 'attentionMaskBackward'), [g!, keyRange], [dx]);
     return [dx];
   });
   return out;
@@ -32,12 +32,12 @@ function attentionMaskOp(x: Tensor, T: number, mask: AttentionMask, keyRangeBind
 
 /** softmax(Q Kᵀ·scale + mask) V from ops; rows that see no key give 0, as the fused kernel does. */
 export function attentionComposed(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  const { dims, mask, scale: s, keyRangeBinding } = attentionSetup(q, k, v, opts, 'f32');
+  const { dims, mask, scale: s, keyRange } = attentionSetup(q, k, v, opts, 'f32');
   const { B, H, KVH, T, D } = dims;
   const G = H / KVH;
   const grouped = reshape(q, [B, KVH, G * T, D]);
-  const scores = attentionMaskOp(scale(matmul(grouped, k, { transB: true }), s), T, mask, keyRangeBinding, MASK_FILL.negativeInfinity);
+  const scores = attentionMaskOp(scale(matmul(grouped, k, { transB: true }), s), T, mask, keyRange, MASK_FILL.negativeInfinity);
   // A row without a visible key is all -inf, which softmax turns into NaN; the second mask makes it 0.
-  const probs = attentionMaskOp(softmax(scores), T, mask, keyRangeBinding, MASK_FILL.zero);
+  const probs = attentionMaskOp(softmax(scores), T, mask, keyRange, MASK_FILL.zero);
   return reshape(matmul(probs, v), [B, H, T, D]);
 }

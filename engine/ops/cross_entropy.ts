@@ -7,8 +7,8 @@
 //
 // When every target is ignored the loss is 0 and the gradient is 0 (torch returns NaN there): a batch
 // whose responses are all padding then leaves the parameters alone instead of poisoning them.
-// dlogits takes as much memory as the logits while the tape holds it; it is not written at all when no
-// gradient is needed (noGrad, or logits that do not require one).
+// dlogits takes as much memory as the logits while the tape holds it; it does not exist when no gradient is
+// needed (noGrad, or logits that do not require one): the kernel's evaluation variant binds no dlogits.
 import { gradEnabled, record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
@@ -36,15 +36,18 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const writeGrad = gradEnabled() && logits.requiresGrad;
   const count = Tensor.empty([1], 'u32', 'crossEntropy count');
   const rowLoss = Tensor.empty([rows], 'f32', 'crossEntropy row losses');
-  const dlogits = writeGrad ? Tensor.empty(logits.shape, 'f32', 'crossEntropy dlogits') : Tensor.empty([1], 'f32', 'crossEntropy (no gradient)');
+  // Without a gradient the kernel's variant leaves count and dlogits out: null in their place.
+  const dlogits = writeGrad ? Tensor.empty(logits.shape, 'f32', 'crossEntropy dlogits') : null;
   const loss = Tensor.empty([], 'f32', 'crossEntropy');
   launch(crossEntropyCountCall(deviceLimits(), rows, ignoreIndex), [targets], [count]);
-  launch(crossEntropyCall(deviceLimits(), rows, V, ignoreIndex, writeGrad), [logits, targets, count], [dlogits, rowLoss]);
+  launch(crossEntropyCall(deviceLimits(), rows, V, ignoreIndex, writeGrad), [logits, targets, dlogits ? count : null], [dlogits, rowLoss]);
   launch(crossEntropyMeanCall(deviceLimits(), rows), [rowLoss, count], [loss]);
   count.dispose();
   rowLoss.dispose();
-  // forward was loss = mean_r(lse_r - x_r[t_r]) and wrote d loss / d logits, so dlogits_total = g * dlogits.
-  record('crossEntropy', [logits], [loss], [dlogits], ([g]) => [mul(dlogits, g!)]);
-  dlogits.dispose(); // the tape retained it when it recorded
+  if (dlogits) {
+    // forward was loss = mean_r(lse_r - x_r[t_r]) and wrote d loss / d logits, so dlogits_total = g * dlogits.
+    record('crossEntropy', [logits], [loss], [dlogits], ([g]) => [mul(dlogits, g!)]);
+    dlogits.dispose(); // the tape retained it when it recorded
+  }
   return loss;
 }

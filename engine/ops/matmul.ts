@@ -46,19 +46,20 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 
 /**
  * x [..., in] · weightᵀ + bias, with weight [out, in] (transformers' layout) and bias [out]: out [..., out].
- * The weight may be f16 or bf16 storage (frozen: x gets its gradient, the weight none).
+ * The weight may be f16 or bf16 storage (frozen: x gets its gradient, the weight none). `op` names the forward
+ * product in the ledger (e.g. LoRA's loraDown / loraUp); by default the kernel's name.
  */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, op?: string): Tensor {
   const what = `linear ${shapeString(x.shape)} · ${shapeString(weight.shape)}ᵀ`;
   if (weight.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1])
     throw new GpuError(`${what}: expected x [..., in] and weight [out, in]`);
   const [N, K] = weight.shape;
   const s: ProductShape = { batch: 1, M: numelOf(x.shape.slice(0, -1)), N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: bias !== undefined };
-  return recordedProduct(x, weight, bias ?? null, s, [...x.shape.slice(0, -1), N], what);
+  return recordedProduct(x, weight, bias ?? null, s, [...x.shape.slice(0, -1), N], what, op);
 }
 
 /** Runs the product s into a new tensor of outShape and records its backward. */
-function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string): Tensor {
+function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string, op?: string): Tensor {
   for (const t of [a, b]) {
     if (!isFloatDType(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
     // There is no 16-bit gradient or update: 16-bit storage holds weights that stay fixed (a frozen base model).
@@ -70,7 +71,7 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   const shape = storedAs(s, a, b);
   // A few rows against a weight (decoding) would fill 1..8 rows of a tile: the small-M kernel reads the weight once
   // with every workgroup busy. Its ledger name, matmulSmallM, shows which kernel ran.
-  const call = fitsSmallM(shape) ? matmulSmallMCall(deviceLimits(), shape) : matmulCall(deviceLimits(), shape);
+  const call = fitsSmallM(shape) ? matmulSmallMCall(deviceLimits(), shape, undefined, op) : matmulCall(deviceLimits(), shape, undefined, op);
   const out = product(a, b, bias, call, outShape);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).

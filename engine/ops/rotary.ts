@@ -55,8 +55,8 @@ export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0, leftPa
     throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} exceed ${ROTARY_MAX_ANGLE}, where the kernel's sin/cos range reduction stops being exact`);
   const layout = { batch, heads, seqLen, headDim, leftPadding: leftPadding !== undefined };
   const table = invFreqTable(rotaryDims, base);
-  // Without padding the kernel never reads leftPadding: the table stands in for the binding.
-  const padding = leftPadding ?? table;
+  // Without padding the kernel's variant leaves the leftPadding binding out: null in its place.
+  const padding = leftPadding ?? null;
   const out = Tensor.empty(x.shape, 'f32', 'rotary');
   launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, false), [x, table, padding], [out]);
   // forward was out = R(angle) x, a rotation per pair, so dx = R(angle)ᵀ dy = R(-angle) dy.

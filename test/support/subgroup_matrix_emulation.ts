@@ -61,9 +61,9 @@ ${[...helpers.values()].join('\n')}\n`;
 
 const emulatedKernels = new Map<Kernel, Kernel>();
 
-/** The variant's kernel with emulated matrices (its name says so in the ledger). */
-export function emulatedTensorCoreKernel(v: TensorCoreVariant): Kernel {
-  const kernel = attentionTensorCoreKernel(v);
+/** The variant's kernel (with keyRange or without) with emulated matrices (its name says so in the ledger). */
+export function emulatedTensorCoreKernel(v: TensorCoreVariant, hasKeyRange: boolean): Kernel {
+  const kernel = attentionTensorCoreKernel(v, hasKeyRange);
   let emulated = emulatedKernels.get(kernel);
   if (!emulated) emulatedKernels.set(kernel, (emulated = { ...kernel, name: 'attentionForwardTensorCoreEmulated', source: emulate(kernel.source, v) }));
   return emulated;
@@ -71,5 +71,5 @@ export function emulatedTensorCoreKernel(v: TensorCoreVariant): Kernel {
 
 /** attentionTensorCoreCall, on the emulated kernel. */
 export function emulatedTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant): KernelCall {
-  return { ...attentionTensorCoreCall(dims, mask, scale, v), kernel: emulatedTensorCoreKernel(v) };
+  return { ...attentionTensorCoreCall(dims, mask, scale, v), kernel: emulatedTensorCoreKernel(v, mask.hasKeyRange) };
 }

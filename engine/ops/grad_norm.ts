@@ -1,0 +1,29 @@
+// The squared global L2 norm of many tensors (torch.nn.utils.clip_grad_norm_'s norm, squared), on the GPU and off
+// the tape: a fixed set of partial sums per tensor, in table order, then one fixed-order sum. Deterministic.
+import { GpuError } from '../gpu.ts';
+import { deviceLimits, launch } from '../launch.ts';
+import { Tensor, shapeString } from '../tensor.ts';
+import { partialSumCall, squaredSumCall, squaredSumPlan } from '../../kernels/squared_sum.ts';
+
+/**
+ * Σ over every tensor t and element i of t[i]², as f32: into out[index] when `out` is given (e.g. a small
+ * buffer read back once with other numbers), else into a new scalar [1]. Returns the tensor written.
+ */
+export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index = 0): Tensor {
+  for (const t of tensors) if (t.dtype !== 'f32') throw new GpuError(`gradNormSquared: tensor ${t.name ? `'${t.name}' ` : ''}${t.dtype} ${shapeString(t.shape)} is not f32`);
+  if (out && (out.dtype !== 'f32' || !(Number.isInteger(index) && index >= 0 && index < out.numel)))
+    throw new GpuError(`gradNormSquared: index ${index} into ${out.dtype} ${shapeString(out.shape)}`);
+  const limits = deviceLimits();
+  const groups = tensors.map((t) => squaredSumPlan(limits, t.numel).groups);
+  const total = groups.reduce((a, b) => a + b, 0);
+  const partials = Tensor.empty([Math.max(1, total)], 'f32', 'gradNormSquared partials');
+  let offset = 0;
+  tensors.forEach((t, k) => {
+    if (groups[k] > 0) launch(squaredSumCall(limits, t.numel, offset), [t], [partials]);
+    offset += groups[k];
+  });
+  const result = out ?? Tensor.empty([1], 'f32', 'gradNormSquared');
+  launch(partialSumCall(limits, total, index), [partials], [result]);
+  partials.dispose();
+  return result;
+}
