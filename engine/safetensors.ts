@@ -857,3 +857,61 @@ export class SafetensorsFolder {
     for (const f of this.files) f.close();
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sharded writing, as transformers' save_pretrained(max_shard_size=...) lays it out
+
+/** Bytes of a tensor as written: its element count times the size of its (default) dtype. */
+function writtenBytes(t: TensorToWrite): number {
+  const dtype: SafetensorsDType = t.dtype ?? (t.data instanceof Float64Array ? 'F64' : t.data instanceof Int32Array ? 'I32'
+    : t.data instanceof Uint8Array ? 'U8' : t.data instanceof BigInt64Array ? 'I64' : 'F32');
+  return t.shape.reduce((a, b) => a * b, 1) * DTYPE_SIZE[dtype];
+}
+
+export interface ShardPlan {
+  /** The files to write, in order: `model.safetensors` alone, or `model-0000k-of-0000n.safetensors`. */
+  shards: { file: string; tensors: Record<string, TensorToWrite> }[];
+  /** model.safetensors.index.json's content when there is more than one shard, else null. */
+  index: { metadata: { total_size: number }; weight_map: Record<string, string> } | null;
+}
+
+/**
+ * Splits tensors (in the given order) into shards of at most maxShardBytes each, as transformers does: a tensor
+ * that would overflow the current shard starts the next one, and a tensor larger than the limit has a shard of
+ * its own. One shard is written as model.safetensors without an index.
+ */
+export function planShards(tensors: Record<string, TensorToWrite>, maxShardBytes: number): ShardPlan {
+  if (!(Number.isSafeInteger(maxShardBytes) && maxShardBytes > 0)) throw new Error(`planShards: maxShardBytes must be a positive integer, got ${maxShardBytes}`);
+  const groups: Record<string, TensorToWrite>[] = [];
+  let current: Record<string, TensorToWrite> | null = null, currentBytes = 0, total = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const bytes = writtenBytes(t);
+    total += bytes;
+    if (current === null || (currentBytes + bytes > maxShardBytes && currentBytes > 0)) {
+      current = {};
+      groups.push(current);
+      currentBytes = 0;
+    }
+    current[name] = t;
+    currentBytes += bytes;
+  }
+  if (groups.length <= 1) return { shards: [{ file: SINGLE_FILE, tensors: groups[0] ?? {} }], index: null };
+  const n = groups.length, pad = (k: number) => String(k).padStart(5, '0');
+  const shards = groups.map((g, k) => ({ file: `model-${pad(k + 1)}-of-${pad(n)}.safetensors`, tensors: g }));
+  const weight_map: Record<string, string> = {};
+  for (const s of shards) for (const name of Object.keys(s.tensors)) weight_map[name] = s.file;
+  return { shards, index: { metadata: { total_size: total }, weight_map } };
+}
+
+/**
+ * Writes `dir/model.safetensors`, or past maxShardBytes the shards `model-0000k-of-0000n.safetensors` and
+ * `model.safetensors.index.json` (transformers' layout); returns the file names written.
+ */
+export function writeShardedSafetensors(dir: string, tensors: Record<string, TensorToWrite>, maxShardBytes: number, metadata: Record<string, string> = { format: 'pt' }): string[] {
+  const plan = planShards(tensors, maxShardBytes);
+  fs.mkdirSync(dir, { recursive: true });
+  for (const s of plan.shards) writeSafetensors(path.join(dir, s.file), s.tensors, metadata);
+  if (plan.index === null) return [SINGLE_FILE];
+  fs.writeFileSync(path.join(dir, INDEX_FILE), JSON.stringify(plan.index, null, 2) + '\n');
+  return [...plan.shards.map((s) => s.file), INDEX_FILE];
+}

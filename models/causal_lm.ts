@@ -3,8 +3,8 @@
 //
 // The architectures (gpt_neox.ts, mistral.ts) are their trunks: ids -> final-normed hidden states, with
 // transformers' parameter names. This file adds what is common: loading, the output head, the cache
-// and its attention, and generation (sampling.ts picks the tokens). The reward model (reward.ts) reuses the
-// same trunk.
+// and its attention, and generation (engine/ops/sample_tokens.ts picks the tokens on the GPU, sampling.ts on
+// the host). The reward model (reward.ts) reuses the same trunk.
 import { join } from 'node:path';
 import { gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { GpuError } from '../engine/gpu.ts';
@@ -55,7 +55,7 @@ export interface GeneratedRow {
 }
 
 export interface GenerationTiming {
-  /** Real (unpadded) prompt tokens, and the seconds of the prompt pass up to its logits on the host. */
+  /** Real (unpadded) prompt tokens, and the seconds of the prompt pass up to its first tokens on the host. */
   promptTokens: number;
   promptSeconds: number;
   /** Tokens of the steps after the prompt pass (which yields each row's first token), and their seconds. */

@@ -34,9 +34,12 @@ export function loraConfig(model: ModelConfig, opts: Partial<LoraConfig> = {}): 
   return config;
 }
 
+/** The largest rank accepted: far above any useful adapter, and it bounds what a config can make us allocate. */
+export const MAX_LORA_RANK = 65536;
+
 function checkLoraConfig(c: LoraConfig, where: string): void {
   const bad = (field: string, value: unknown, want: string) => new LoraError(`${where}: field '${field}' is ${JSON.stringify(value)}; ${want}`);
-  if (!Number.isSafeInteger(c.r) || c.r < 1) throw bad('r', c.r, 'the rank must be a positive integer');
+  if (!Number.isSafeInteger(c.r) || c.r < 1 || c.r > MAX_LORA_RANK) throw bad('r', c.r, `the rank must be an integer in [1, ${MAX_LORA_RANK}]`);
   if (!Number.isFinite(c.alpha)) throw bad('lora_alpha', c.alpha, 'must be a number');
   if (!(c.dropout >= 0 && c.dropout < 1)) throw bad('lora_dropout', c.dropout, 'must be in [0, 1)');
 }
@@ -80,6 +83,7 @@ export function readLoraConfig(dir: string, model: ModelConfig): LoraConfig {
   if (!existsSync(file)) throw new LoraError(`${dir}: no ${ADAPTER_CONFIG_FILE} (a PEFT adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE})`);
   let raw: Record<string, unknown>;
   try { raw = JSON.parse(readFileSync(file, 'utf8')); } catch (e) { throw new LoraError(`${file}: invalid JSON: ${(e as Error).message}`); }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new LoraError(`${file}: must hold a JSON object, not ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}`);
   const bad = (field: string, want: string) => new LoraError(`${file}: field '${field}' is ${JSON.stringify(raw[field])}; ${want}`);
   if (raw.peft_type !== 'LORA') throw bad('peft_type', 'juice applies LoRA adapters only ("LORA")');
   if ((raw.bias ?? 'none') !== 'none') throw bad('bias', 'juice trains no biases in adapters: only "none" is supported');

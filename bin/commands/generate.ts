@@ -23,6 +23,7 @@ export const generate = defineCommand({
     'top-k': integer({ min: 0, max: 1e6, default: 0, help: 'sample among the K most likely tokens, 0 for all (needs --temperature > 0)' }),
     'top-p': number({ min: 0, minExclusive: true, max: 1, default: 1, help: 'nucleus sampling: the smallest set of tokens holding probability P (needs --temperature > 0)' }),
     seed: integer({ min: 0, max: 2 ** 32 - 1, default: 0, help: 'seed of the sampler' }),
+    sampler: choice({ choices: ['gpu', 'host'], default: 'gpu', help: 'where tokens are chosen: on the GPU (B ids read back a step) or on the host (the logits read back)' }),
     stop: string({ multiple: true, help: 'stop when the continuation contains STR', metavar: 'STR' }),
     'weights-dtype': choice({ choices: ['f32', 'f16', 'bf16'], default: 'f32', help: 'dtype of the matrices on the GPU (f16, bf16: a 7B model in 14.5 GB)' }),
   },
@@ -43,7 +44,7 @@ export const generate = defineCommand({
     const model = loadCausalLM(o.model, { weightsDtype: o['weights-dtype'] });
     try {
       const { rows: [row], timing } = await model.generate([prompt], {
-        ...sampling, maxNewTokens: o['max-new-tokens'], seed: o.seed, eosTokenIds: eosTokenIdsOf(model.config.eosTokenId), stopStrings: o.stop, decoder: tokenizer,
+        ...sampling, maxNewTokens: o['max-new-tokens'], seed: o.seed, sampler: o.sampler, eosTokenIds: eosTokenIdsOf(model.config.eosTokenId), stopStrings: o.stop, decoder: tokenizer,
       });
       console.log(row.text);
       console.log(`\nprompt: ${rate(timing.promptTokens, timing.promptSeconds)}`);
