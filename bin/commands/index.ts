@@ -4,9 +4,11 @@ import { demo } from './demo.ts';
 import { generate } from './generate.ts';
 import { inspect } from './inspect.ts';
 import { mergeLora } from './merge_lora.ts';
+import { plot } from './plot.ts';
+import { sft } from './sft.ts';
 import { verify } from './verify.ts';
 
-export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora];
+export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora, sft, plot];
 
 export function usage(): string {
   return [

@@ -1,0 +1,113 @@
+// RFT: the PyTorch fixture (the reward model's Bradley-Terry step, then RLOO steps against a fixed reference), RLOO
+// advantages and returns by hand, the micro-batch shares of both losses, and reward model checkpoints that
+// transformers reads as ...ForSequenceClassification and loadRewardModel loads back.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { backward, noGrad } from '../engine/autodiff.ts';
+import { SafetensorsFile } from '../engine/safetensors.ts';
+import { tidy, tidyAsync } from '../engine/tensor.ts';
+import { loadCausalLM } from '../models/causal_lm.ts';
+import { parseConfig } from '../models/config.ts';
+import { initParameters } from '../models/init.ts';
+import { loadRewardModel, RewardModel, saveRewardModel } from '../models/reward.ts';
+import { rewardMicroLoss, rftPolicyMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from '../train/objectives/rft.ts';
+import { verifyFolder } from '../train/verify.ts';
+import { assertClose, initGpu } from './util.ts';
+
+const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+const DIR = path.join(FIXTURES, 'train', 'rft_step');
+const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-rft-'));
+test.after(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
+
+test('rft_step fixture: reward step, then RLOO steps: rewards, KL, R, A, losses, gradients, parameters (juice verify)', async () => {
+  await initGpu();
+  const report = await verifyFolder(DIR);
+  assert.is(report.kind, 'rft_step');
+  const names = report.checks.map((c) => c.name);
+  for (const n of ['reward_loss', 'reward_grad.score.weight', 'reward_after.score.weight', 'reward_samples_after', 'policy_step2.kl', 'policy_step2.A', 'policy_step2.loss', 'policy_step1.grad.embed_out.weight', 'policy_step2.after.embed_out.weight'])
+    assert.ok(names.includes(n), `no check of ${n}`);
+  const failed = report.checks.filter((c) => !c.pass);
+  assert.equal(failed, [], failed.map((c) => `${c.name}: ${c.relErr.toExponential(3)} > ${c.tol}`).join('; '));
+});
+
+test('rlooAdvantages: the leave-one-out baseline by hand, k = 2 and k = 3; refusals', () => {
+  // k = 2: A = R_i - R_other.
+  assertClose(rlooAdvantages([1, 3, -2, 0.5], 2), [-2, 2, -2.5, 2.5], 1e-12, 'k = 2');
+  // k = 3, prompt 0: [1, 2, 6] -> 1 - 4, 2 - 3.5, 6 - 1.5; prompt 1: [0, 0, 3] -> -1.5, -1.5, 3.
+  assertClose(rlooAdvantages([1, 2, 6, 0, 0, 3], 3), [-3, -1.5, 4.5, -1.5, -1.5, 3], 1e-12, 'k = 3');
+  // Each prompt's advantages sum to 0 (times k/(k-1) of the centred returns).
+  const A = rlooAdvantages([0.3, -1.2, 2.2], 3);
+  assertClose([A[0] + A[1] + A[2]], [0], 1e-12, 'sum');
+  assert.throws(() => rlooAdvantages([1, 2, 3], 2), /whole groups/);
+  assert.throws(() => rlooAdvantages([1, 2], 1), /k 1/);
+});
+
+test('rlooReturns: KL = logp - ref, R = reward - beta·KL', () => {
+  const { kl, R } = rlooReturns([1, -1], [-10, -12], [-11, -11], 0.05);
+  assertClose(kl, [1, -1], 1e-12, 'KL');
+  assertClose(R, [0.95, -0.95], 1e-12, 'R');
+});
+
+test('micro-batch shares: two halves of the reward and RLOO losses sum to the full batch', async () => {
+  await initGpu();
+  const inputs = SafetensorsFile.open(path.join(DIR, 'inputs.safetensors'));
+  const demo = inputs.read('pair_demo_ids') as Int32Array, gen = inputs.read('pair_gen_ids') as Int32Array, T = inputs.info('pair_demo_ids').shape[1];
+  const samples: SampleBatch = { ids: inputs.read('sample_ids') as Int32Array, mask: inputs.read('sample_mask') as Float32Array, T: inputs.info('sample_ids').shape[1] };
+  inputs.close();
+  const rm = loadRewardModel(path.join(DIR, 'reward_model'), { frozen: true });
+  const policy = loadCausalLM(path.join(DIR, 'policy'), { frozen: true });
+  try {
+    const value = (f: () => ReturnType<typeof rewardMicroLoss>) => tidyAsync(async () => noGrad(f).item());
+    const full = await value(() => rewardMicroLoss(rm, demo, gen, T, 3));
+    const parts = await value(() => rewardMicroLoss(rm, demo.slice(0, T), gen.slice(0, T), T, 3)) + await value(() => rewardMicroLoss(rm, demo.slice(T), gen.slice(T), T, 3));
+    assertClose([parts], [full], 1e-6, 'reward loss');
+    const A = [0.7, -0.7, 0.2, -0.2, 1.5, -1.5];
+    const logp = await sampleLogprobs(policy, samples);
+    const hand = -A.reduce((s, a, i) => s + a * logp[i], 0) / 6;
+    const L = samples.T;
+    const half = (lo: number, hi: number) => value(() => rftPolicyMicroLoss(policy, { ids: samples.ids.slice(lo * L, hi * L), mask: samples.mask.slice(lo * L, hi * L), T: L }, A.slice(lo, hi), 6));
+    assertClose([await value(() => rftPolicyMicroLoss(policy, samples, A, 6))], [hand], 1e-6, 'RLOO loss = -mean A·logp');
+    assertClose([await half(0, 4) + await half(4, 6)], [hand], 1e-6, 'RLOO loss in two micro-batches');
+  } finally {
+    rm.dispose();
+    policy.dispose();
+  }
+});
+
+test('saveRewardModel: a ...ForSequenceClassification folder (one label, pad id) that loads back to the same rewards', async () => {
+  await initGpu();
+  const ids = Int32Array.from([5, 9, 33, 2, 0, 0, 7, 7, 1, 4, 8, 3]); // [2, 6], right-padded with 0
+  const neox = loadRewardModel(path.join(DIR, 'reward_model'));
+  const mistralJson = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'hf', 'mistral', 'config.json'), 'utf8'));
+  Object.assign(mistralJson, { architectures: ['MistralForSequenceClassification'], num_labels: 1, pad_token_id: 0 });
+  const mistralConfig = parseConfig(mistralJson, 'mistral config');
+  const mistral = new RewardModel(mistralConfig, initParameters(mistralConfig, 5));
+  tidy(() => backward(rewardMicroLoss(neox, ids.slice(0, 6), ids.slice(6), 6, 1))); // gradients do not travel
+  for (const [model, arch] of [[neox, 'GPTNeoXForSequenceClassification'], [mistral, 'MistralForSequenceClassification']] as const) {
+    const dir = path.join(tmpDir, arch);
+    await saveRewardModel(model, dir);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    assert.equal(config.architectures, [arch]);
+    assert.is(config.num_labels, 1);
+    assert.is(config.pad_token_id, 0);
+    assert.equal(config.id2label, { 0: 'LABEL_0' });
+    assert.equal(config.label2id, { LABEL_0: 0 });
+    const file = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+    assert.equal(file.names().sort(), model.params.specs.map((s) => s.name).sort());
+    assert.equal(file.info('score.weight').shape, [1, model.config.hidden]);
+    file.close();
+    const loaded = loadRewardModel(dir, { frozen: true });
+    assert.equal({ ...loaded.config }, { ...model.config, padTokenId: 0 });
+    const rewards = (m: RewardModel) => tidyAsync(async () => Array.from(await noGrad(() => m.forward(ids, 6)).toArray()));
+    assert.equal(await rewards(loaded), await rewards(model), `${arch}: the same rewards`);
+    loaded.dispose();
+  }
+  neox.dispose();
+  mistral.dispose();
+});
+
+test.run();

@@ -1,0 +1,194 @@
+// Supervised fine-tuning (`juice sft`): the SFT objective on the shared loop (train/loop.ts).
+//
+//   read     the records (readExamples), encoded with the model's tokenizer and chat template (encodeExample:
+//            prompt + response + EOS, truncated as TRL does)
+//   plan     a step is grad-accum micro-batches of `batch` sequences from the DataLoader (a seeded shuffle per
+//            epoch, its cursor in the checkpoint); each micro-batch's loss is sftMicroLoss over the response tokens
+//            of the whole step, so that the step's loss is the mean response-token NLL (transformers >= 4.46)
+//   evaluate eval_loss: the same mean over the eval set; for records with a rejected response (HH) also
+//            eval_logp_gap, the mean over pairs of log p(chosen) - log p(rejected) (sums over the response), and
+//            eval_pair_accuracy, the fraction of pairs where the chosen response is the more likely
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { noGrad } from '../engine/autodiff.ts';
+import { initGpu } from '../engine/gpu.ts';
+import { memoryPlan } from '../engine/params.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
+import { loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
+import type { ModelConfig } from '../models/config.ts';
+import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../models/lora.ts';
+import { Tokenizer } from '../models/tokenizer.ts';
+import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
+import { ChatTemplate, collate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type EncodedSequence, type PaddedBatch } from './data/index.ts';
+import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
+import { sequenceLogprobs } from './objectives/logprobs.ts';
+import { sftMicroLoss } from './objectives/sft.ts';
+import { loadPolicy } from './policy.ts';
+import { RESUME_LATEST, type TrainingOptions } from './run_config.ts';
+import { makeSchedule } from './schedule.ts';
+
+/** A run that cannot start as configured, found once the inputs are read (the command prints it as a usage error). */
+export class RunConfigError extends Error {
+  constructor(message: string) { super(message); this.name = 'RunConfigError'; }
+}
+
+/** Response tokens of a padded batch that the loss counts: the mask, position 0 excepted (it has no prediction). */
+function countedTokens(b: PaddedBatch): number {
+  let n = 0;
+  for (let i = 0; i < b.responseMask.length; i++) if (i % b.T !== 0) n += b.responseMask[i];
+  return n;
+}
+
+function batchTensors(b: PaddedBatch): { ids: Tensor; mask: Tensor } {
+  return { ids: Tensor.fromArray(b.ids, [b.B, b.T], 'i32'), mask: Tensor.fromArray(Float32Array.from(b.responseMask), [b.B, b.T]) };
+}
+
+export class SftObjective implements Objective {
+  constructor(
+    private readonly model: CausalLM,
+    private readonly loader: DataLoader<EncodedExample>,
+    private readonly gradAccum: number,
+    private readonly evalSet: readonly EncodedExample[],
+    private readonly evalBatch: number,
+    private readonly padId: number,
+  ) {}
+
+  async plan(step: number): Promise<StepPlan> {
+    const batches = Array.from({ length: this.gradAccum }, () => this.loader.next());
+    const total = batches.reduce((n, b) => n + countedTokens(b), 0);
+    if (total === 0) throw new RunConfigError(`step ${step}: the step's sequences have no response token to train on (raise --max-length or lower --max-prompt-length)`);
+    const micros = batches.map((b) => () => {
+      const { ids, mask } = batchTensors(b);
+      return sftMicroLoss(this.model.forward(ids), ids, mask, total);
+    });
+    const lastBatch = batches[batches.length - 1];
+    return {
+      micros,
+      tokens: batches.reduce((n, b) => n + b.lengths.reduce((a, l) => a + l, 0), 0),
+      epoch: lastBatch.epoch + (lastBatch.position + 1) / this.loader.batchesPerEpoch,
+      extra: { response_tokens: total },
+    };
+  }
+
+  /** Σ log p(response) per row and the counted tokens of each row, for sequences in batches. */
+  private async logprobs(rows: readonly EncodedSequence[]): Promise<{ sums: number[]; tokens: number }> {
+    const sums: number[] = [];
+    let tokens = 0;
+    for (let i = 0; i < rows.length; i += this.evalBatch) {
+      const b = collate(rows.slice(i, i + this.evalBatch), this.padId);
+      tokens += countedTokens(b);
+      const out = noGrad(() => tidy(() => {
+        const { ids, mask } = batchTensors(b);
+        return sequenceLogprobs(this.model.forward(ids), ids, mask); // [B]
+      }));
+      sums.push(...(await out.toArray()));
+      out.dispose();
+    }
+    return { sums, tokens };
+  }
+
+  get evaluate(): (() => Promise<EvalResult>) | undefined {
+    if (this.evalSet.length === 0) return undefined;
+    return async () => {
+      const chosen = await this.logprobs(this.evalSet);
+      const result: EvalResult = { eval_loss: -chosen.sums.reduce((a, b) => a + b, 0) / Math.max(1, chosen.tokens) };
+      const pairs = this.evalSet.map((e, i) => ({ e, i })).filter(({ e }) => e.rejected !== undefined);
+      if (pairs.length > 0) {
+        const rejected = await this.logprobs(pairs.map(({ e }) => e.rejected!));
+        const gaps = pairs.map(({ i }, k) => chosen.sums[i] - rejected.sums[k]);
+        result.eval_logp_gap = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+        result.eval_pair_accuracy = gaps.filter((g) => g > 0).length / gaps.length;
+      }
+      return result;
+    };
+  }
+
+  state(): { cursor: Cursor } { return { cursor: this.loader.cursor() }; }
+
+  restore(state: unknown): void {
+    const cursor = (state as { cursor?: Cursor } | null)?.cursor;
+    if (!cursor) throw new RunConfigError('the checkpoint\'s trainer state has no data cursor (objective.cursor)');
+    this.loader.restore(cursor);
+  }
+}
+
+/** Reads and encodes a data file; reports what it read. */
+async function encodeFile(file: string, tokenizer: Tokenizer, o: TrainingOptions, eosTokenId: number, template: ChatTemplate | null, limit: number | undefined, log: (l: string) => void): Promise<EncodedExample[]> {
+  const read = await readExamples(file, { limit, skipBadLines: o['skip-bad-lines'] });
+  if (read.examples.length === 0) throw new RunConfigError(`${file}: no records`);
+  const encoded = read.examples.map((e) => encodeExample(tokenizer, e, {
+    maxPromptLength: o['max-prompt-length'], maxLength: o['max-length'], maxResponseLength: o['max-response-length'], eosTokenId, template,
+  }));
+  const cut = (f: (e: EncodedExample) => boolean) => encoded.filter(f).length;
+  const skipped = read.skipped > 0 ? `, ${read.skipped} bad lines skipped (${Object.entries(read.skippedByReason).map(([r, n]) => `${n} ${r}`).join(', ')})` : '';
+  const tokens = encoded.reduce((n, e) => n + e.ids.length, 0);
+  log(`${file}: ${encoded.length} ${read.format} records${skipped}; ${tokens} tokens (mean ${(tokens / encoded.length).toFixed(1)}); prompt cut in ${cut((e) => e.truncated.prompt)}, response cut in ${cut((e) => e.truncated.response)}`);
+  return encoded;
+}
+
+function loraTargets(text: string | undefined, config: ModelConfig): LoraTargets {
+  if (text === undefined) return DEFAULT_LORA_TARGETS[config.modelType];
+  if (text.trim() === 'all-linear') return 'all-linear';
+  const list = text.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  try { loraTargetModules(config, list); } catch (e) { throw new RunConfigError(`--lora-targets: ${(e as Error).message}`); }
+  return list;
+}
+
+/** The folder to resume from: the latest complete checkpoint in --out, or the one given; undefined for a new run. */
+function resumeFolder(o: TrainingOptions, log: (l: string) => void): string | undefined {
+  if (o.resume === undefined) {
+    const found = existsSync(o.out) ? listCheckpoints(o.out) : [];
+    if (found.length > 0) throw new RunConfigError(`--out ${o.out} already holds ${found.map((c) => `checkpoint-${c.step}`).join(', ')}: pass --resume to continue that run, or give another --out`);
+    return undefined;
+  }
+  if (o.resume !== RESUME_LATEST) return o.resume;
+  const latest = latestCheckpoint(o.out);
+  if (!latest) throw new RunConfigError(`--resume: no complete checkpoint in ${o.out}`);
+  for (const s of latest.skipped) log(`skipping ${s.path}: ${s.reason}`);
+  return latest.path;
+}
+
+/** `juice sft`: checks the inputs, loads, and trains; returns the loop's result (its exit code). */
+export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) => console.log(l)): Promise<LoopResult> {
+  // Everything that can be checked without the GPU, first.
+  const config = loadConfigFor(o.model, 'lm');
+  if (o['max-length'] > config.maxPositions) throw new RunConfigError(`--max-length ${o['max-length']} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)`);
+  if (!existsSync(join(o.model, 'tokenizer.json'))) throw new RunConfigError(`--model ${o.model}: no tokenizer.json`);
+  const tokenizer = Tokenizer.fromFolder(o.model);
+  const eos = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] : config.eosTokenId ?? tokenizer.eosTokenId;
+  if (eos === null || eos === undefined) throw new RunConfigError(`--model ${o.model}: neither config.json nor the tokenizer names an EOS token`);
+  const padId = tokenizer.padTokenId ?? config.padTokenId ?? eos;
+  const targets = o['lora-r'] !== undefined ? loraTargets(o['lora-targets'], config) : undefined;
+  const resumeDir = resumeFolder(o, log);
+  const template = existsSync(join(o.model, 'tokenizer_config.json')) ? ChatTemplate.fromTokenizerConfig(o.model) : null;
+  const train = await encodeFile(o.data, tokenizer, o, eos, template, o.limit, log);
+  const evalSet = o['eval-data'] !== undefined ? await encodeFile(o['eval-data'], tokenizer, o, eos, template, o['eval-limit'], log) : [];
+
+  const loader = new DataLoader(train, { batchSize: o.batch, seed: o.seed, padId });
+  const totalSteps = o['max-steps'] ?? Math.max(1, Math.ceil((o.epochs * loader.batchesPerEpoch) / o['grad-accum']));
+  const schedule = makeSchedule({
+    kind: o.schedule, lr: o.lr, totalSteps,
+    ...(o.warmup >= 1 ? { warmupSteps: o.warmup } : { warmupRatio: o.warmup }),
+  });
+
+  await initGpu();
+  const policy = loadPolicy({
+    modelDir: o.model, weightsDtype: o['weights-dtype'], seed: o.seed,
+    lora: o['lora-r'] !== undefined ? { r: o['lora-r'], alpha: o['lora-alpha'] ?? o['lora-r'], dropout: o['lora-dropout'], targets } : undefined,
+  }, resumeDir);
+  try {
+    const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
+    log(`juice sft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r}, alpha ${policy.lora.config.alpha}, on ${policy.lora.config.targetModules.join(', ')})` : ''}; ` +
+      `${totalSteps} steps of ${o['grad-accum']} x ${o.batch} sequences (${loader.batchesPerEpoch} batches an epoch); ${o.schedule} schedule, lr ${o.lr}, ${schedule.warmupSteps} warmup steps`);
+    const objective = new SftObjective(policy, loader, o['grad-accum'], evalSet, o.batch, padId);
+    return await trainLoop({
+      outDir: o.out, policy, sourceDir: o.model, objective,
+      optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
+      schedule, clipNorm: o.clip > 0 ? o.clip : null, totalSteps,
+      saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
+      resumeFrom: resumeDir, config: { command: 'sft', ...o }, logSteps: o['log-steps'], timeKernels: o['time-kernels'], log,
+    });
+  } finally {
+    policy.dispose();
+  }
+}
