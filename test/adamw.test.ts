@@ -1,14 +1,13 @@
 // AdamW against torch (fixture) and a float64 reference; sharding, checkpoints and the ledger.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ledger } from '../engine/ledger.ts';
 import { AdamW, RMSprop, makeOptimizer, shardOf, type AdamWOptions, type Optimizer } from '../engine/optim.ts';
 import { pool } from '../engine/pool.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { assertClose, download, initGpu, randn } from './util.ts';
+import { fixture } from './support/paths.ts';
 
 const FORWARD_TOL = 1e-5;
 const UPDATE_TOL = 1e-4;
@@ -72,8 +71,7 @@ test('shardOf: 4-element blocks, equal shards but the last, empty shards past th
 
 test('PyTorch fixture: three steps of torch.optim.AdamW', async () => {
   await initGpu();
-  const local = fileURLToPath(new URL('./fixtures/hf/ops/expected.safetensors', import.meta.url));
-  const file = SafetensorsFile.open(existsSync(local) ? local : '/work/shared/fixtures/hf/ops/expected.safetensors');
+  const file = SafetensorsFile.open(fixture('hf/ops/expected.safetensors'));
   try {
     const p0 = file.read('adamw.p0') as Float32Array, grads = file.read('adamw.grads') as Float32Array, after = file.read('adamw.after') as Float32Array;
     const n = p0.length;

@@ -3,8 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { deviceLimits } from '../engine/launch.ts';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { backward } from '../engine/autodiff.ts';
 import { gpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
@@ -16,6 +15,7 @@ import { f16ToF32, f32ToF16 } from '../kernels/dtype.ts';
 import { Tensor, tidyAsync, tidy } from '../engine/tensor.ts';
 import { forwardTiles, tileWork, type AttentionMask } from '../kernels/attention_forward.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
+import { fixture } from './support/paths.ts';
 
 interface Case { B: number; H: number; KVH: number; T: number; S?: number; D: number; causal?: boolean; window?: number; positionOffset?: number; keyRanges?: [number, number][]; scale?: number }
 
@@ -170,8 +170,7 @@ test('fused backward matches the float64 reference (dq, dk, dv), and the tape fr
 });
 
 function fixtureDir(name: string): string {
-  const local = fileURLToPath(new URL(`fixtures/hf/${name}/`, import.meta.url));
-  return existsSync(local) ? local : `/work/shared/fixtures/hf/${name}/`;
+  return `${fixture(`hf/${name}`)}/`;
 }
 
 for (const name of ['attention_causal', 'attention_gqa_window']) {

@@ -1,8 +1,6 @@
 // Fused cross-entropy against a float64 reference: loss, logits gradient, ignored rows, the PyTorch fixture.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { backward, noGrad, tapeLength } from '../engine/autodiff.ts';
 import { gpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
@@ -11,6 +9,7 @@ import { pool } from '../engine/pool.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import { Tensor, tidyAsync } from '../engine/tensor.ts';
 import { assertClose, download, finiteDiff, initGpu, randInt, randn, rng, upload } from './util.ts';
+import { fixture } from './support/paths.ts';
 
 const FORWARD_TOL = 1e-5;
 const GRADIENT_TOL = 1e-4;
@@ -169,8 +168,7 @@ test('targets that do not match the rows are rejected', async () => {
 
 test('PyTorch fixture: ce.loss and ce.dlogits with -100 targets', async () => {
   await initGpu();
-  const local = fileURLToPath(new URL('./fixtures/hf/ops/expected.safetensors', import.meta.url));
-  const file = SafetensorsFile.open(existsSync(local) ? local : '/work/shared/fixtures/hf/ops/expected.safetensors');
+  const file = SafetensorsFile.open(fixture('hf/ops/expected.safetensors'));
   try {
     const shape = file.info('ce.logits').shape;
     const targets = file.read('ce.targets') as Int32Array;

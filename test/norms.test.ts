@@ -3,8 +3,6 @@
 // PyTorch fixture.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { backward, noGrad, tapeLength, zeroGrad } from '../engine/autodiff.ts';
 import { ledger } from '../engine/ledger.ts';
 import { layerNorm, rmsNorm } from '../engine/ops/norms.ts';
@@ -12,6 +10,7 @@ import { pool } from '../engine/pool.ts';
 import { SafetensorsFile } from '../engine/safetensors.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from './util.ts';
+import { fixture } from './support/paths.ts';
 
 const EPS = 1e-5;
 const ROWS = [1, 7, 33, 130];
@@ -168,8 +167,7 @@ test('without gradients nothing is recorded and the statistics are freed', async
 
 /** test/fixtures/hf/ops, where the project keeps its copy, else the shared folder it came from. */
 function fixturePath(): string {
-  const local = fileURLToPath(new URL('fixtures/hf/ops/expected.safetensors', import.meta.url));
-  return existsSync(local) ? local : '/work/shared/fixtures/hf/ops/expected.safetensors';
+  return fixture('hf/ops/expected.safetensors');
 }
 
 test('PyTorch fixture: layernorm and RMSNorm forward and gradients', async () => {

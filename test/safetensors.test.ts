@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fromDType, SafetensorsError, SafetensorsFile, SafetensorsFolder, readSafetensors, toDType, writeSafetensors } from '../engine/safetensors.ts';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../kernels/dtype.ts';
+import { fixture } from './support/paths.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-safetensors-'));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -526,7 +527,7 @@ test('error: weight_map names a folder, a duplicate key, or a file outside the f
 // ---------------------------------------------------------------------------------------------
 // The shared PyTorch / transformers fixtures
 
-const FIXTURES = '/work/shared/fixtures/hf';
+const FIXTURES = fixture('hf');
 
 test('fixture: ops/expected.safetensors', () => {
   const p = path.join(FIXTURES, 'ops/expected.safetensors');
