@@ -55,7 +55,7 @@ export function tapeLength(): number { return tape.length; }
  * Back-propagates from `loss` (a scalar unless `seed`, its gradient, is given) and empties the tape:
  * a second backward() needs a new forward. The caller keeps ownership of `seed`.
  */
-export function backward(loss: Tensor, seed?: Tensor): void {
+export function backward(loss: Tensor, seed?: Tensor, phase = 'backward'): void {
   if (!loss.requiresGrad) throw new GpuError('backward(): the loss does not depend on any tensor that requires a gradient');
   if (!seed && loss.numel !== 1) throw new GpuError(`backward(): loss has shape ${shapeString(loss.shape)}; pass a seed gradient for non-scalar outputs`);
   if (seed && seed.numel !== loss.numel) throw new GpuError(`backward(): seed ${shapeString(seed.shape)} for loss ${shapeString(loss.shape)}`);
@@ -63,7 +63,7 @@ export function backward(loss: Tensor, seed?: Tensor): void {
     throw new GpuError('backward(): the loss is not on the tape (an earlier backward() emptied it); run the forward again');
   const grads = new Map<Tensor, Tensor>();
   const adopted = new Set<Tensor>(); // gradients that became a leaf's .grad
-  ledger.inPhase('backward', () => {
+  ledger.inPhase(phase, () => {
     if (seed) grads.set(loss, seed.retain());
     else { const s = ones(loss.shape); grads.set(loss, s.retain()); s.dispose(); }
     for (let n = tape.length - 1; n >= 0; n--) {

@@ -50,6 +50,8 @@ export interface TrainStepOptions {
   schedule: Schedule;
   /** clip_grad_norm_'s max_norm; null: no clipping. */
   clipNorm: number | null;
+  /** Ledger phases of the micro-batches' forwards and backwards (the audit's names; a reward model's step uses reward-*). */
+  phases?: { forward: string; backward: string };
 }
 
 export class TrainStep {
@@ -59,6 +61,7 @@ export class TrainStep {
   readonly optimizer: Optimizer;
   readonly schedule: Schedule;
   readonly clipNorm: number | null;
+  readonly phases: { forward: string; backward: string };
   private readonly lossSum = Tensor.zeros([1]).keep(); // Σ of the micro-batches' losses of the step under way
   private readonly stats = Tensor.zeros([2]).keep(); // [loss, Σ g²]: what the step reads back
 
@@ -69,6 +72,7 @@ export class TrainStep {
     this.optimizer = opts.optimizer;
     this.schedule = opts.schedule;
     this.clipNorm = opts.clipNorm;
+    this.phases = opts.phases ?? { forward: 'policy-forward', backward: 'policy-backward' };
     this.lossSum.name = 'TrainStep loss sum';
     this.stats.name = 'TrainStep [loss, grad norm²]';
   }
@@ -87,10 +91,10 @@ export class TrainStep {
       clearBytes(this.lossSum.binding());
       micros.forEach((micro, k) => {
         tidy(() => {
-          const l = ledger.inPhase('forward', micro);
+          const l = ledger.inPhase(this.phases.forward, micro);
           if (l.numel !== 1 || l.dtype !== 'f32') throw new GpuError(`TrainStep.run: micro-batch ${k} returned a ${l.dtype} loss of ${l.numel} elements, not an f32 scalar`);
           addInto(this.lossSum, l);
-          backward(l);
+          backward(l, undefined, this.phases.backward);
         });
         if (k < micros.length - 1) flush();
       });
