@@ -26,6 +26,12 @@ export class Ledger {
     try { return fn(); } finally { this.phases.pop(); }
   }
 
+  /** inPhase for async work (generation awaits its read-backs): nothing else may run on the GPU meanwhile. */
+  async inPhaseAsync<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.phases.push(name);
+    try { return await fn(); } finally { this.phases.pop(); }
+  }
+
   record(op: string, cost: Cost): LedgerEntry {
     const phase = this.phase;
     const key = `${phase}\u0000${op}`;

@@ -15,7 +15,7 @@ import { irftObjective, pairBatch, pairLogprobs, type IrftLossType } from '../tr
 import { endIrftStage, generatePairs, irftStageMicros, parseIrftStageState, IrftStateError, startIrftStage, type IrftExample } from '../train/irft_stage.ts';
 import { makeSchedule } from '../train/schedule.ts';
 import { TrainStep } from '../train/step.ts';
-import { verifyFolder } from '../train/verify.ts';
+import { verifyFolder, type Report } from '../train/verify.ts';
 import { assertClose, download, initGpu, upload } from './util.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/train/irft_loop/', import.meta.url));
@@ -24,6 +24,13 @@ const EXAMPLES: IrftExample[] = [
   { prompt: [7, 8, 9, 10, 11], demo: [12, 13, 14] },
   { prompt: [90, 3], demo: [60, 61, 62, 63, 64] },
 ];
+
+/** Each exempted set as 'model rule parameter count' (Rule B's with its elements and source), printed. */
+function exemptions(report: Report): string[] {
+  const out = report.exemptions.map((e) => `${e.model} ${e.rule} ${e.parameter} ${e.rule === 'adam-noise' ? `${JSON.stringify(e.elements)} ${e.why.slice(e.why.indexOf('('))}` : e.elements.length}`);
+  console.log(`${report.kind}: ${out.length} exempted sets\n  ${out.join('\n  ')}`);
+  return out;
+}
 
 async function logprobsOf(model: CausalLM, ex: IrftExample[], gens: number[][]): Promise<Float32Array> {
   const batch = pairBatch(ex.map((e, i) => ({ ...e, gen: gens[i] })));
@@ -34,11 +41,41 @@ test('irft_loop fixture: 2 stages, greedy tokens, losses, margins, log-probs, gr
   await initGpu();
   const report = await verifyFolder(DIR);
   assert.is(report.kind, 'irft_loop');
-  const names = report.checks.map((c) => c.name);
+  const names = report.checks.map((c) => c.name.split(' ')[0]); // without the notes
   for (const n of ['stage2.step2.margin', 'stage1.step1.ref_logp_gen', 'stage1.step1.grad.embed_out.weight', 'after_stage1.embed_out.weight', 'final.gpt_neox.embed_in.weight'])
     assert.ok(names.includes(n), `no check of ${n}`);
   const failed = report.checks.filter((c) => !c.pass);
   assert.equal(failed, [], failed.map((c) => `${c.name}: ${c.relErr.toExponential(3)} > ${c.tol}`).join('; '));
+  assert.ok(report.pass);
+  // Rule A: the non-rotary key-bias elements (2 heads × 12 dims); Rule B at each stage's fresh AdamW: stage 1 from
+  // the reference's stage1.step1.grad, stage 2 from our gradient (the fixture stores none): element [10,18].
+  assert.equal(exemptions(report), [
+    'policy zero-gradient gpt_neox.layers.0.attention.query_key_value.bias 24',
+    'policy zero-gradient gpt_neox.layers.1.attention.query_key_value.bias 24',
+    'policy adam-noise gpt_neox.layers.0.mlp.dense_4h_to_h.weight [1019] (stage1.step1, reference stage1.step1.grad)',
+    'policy adam-noise gpt_neox.layers.0.attention.query_key_value.weight [338] (stage2.step1, our gradient: the reference stores none)',
+  ]);
+  // Nothing else is exempt: in both snapshots only those tensors are checked in two parts,
+  for (const at of ['after_stage1', 'final']) {
+    const split = report.checks.filter((c) => c.name.startsWith(`${at}.`) && (c.tol === 1 || c.name.includes('(without the'))).map((c) => c.name.split(' ')[0].slice(at.length + 1));
+    const expected = ['gpt_neox.layers.0.attention.query_key_value.bias', 'gpt_neox.layers.0.mlp.dense_4h_to_h.weight', 'gpt_neox.layers.1.attention.query_key_value.bias'];
+    assert.equal([...new Set(split)].sort(), at === 'final' ? [...expected, 'gpt_neox.layers.0.attention.query_key_value.weight'].sort() : expected, at);
+    for (const c of report.checks.filter((x) => x.name.startsWith(`${at}.`))) assert.ok(c.tol === 1 || c.tol === 1e-4, c.name);
+  }
+  // the values at 1e-4 are exactly those after stage 1's Rule B element moved (stage 1 step 2 on; the reference
+  // log-probs of stage 2 are the policy's after stage 1), and stage 1's first step is at 1e-5; nothing informational.
+  const downstream = report.checks.filter((c) => c.name.includes('(gradient tolerance:')).map((c) => c.name.split(' ')[0]);
+  const values = (at: string, q: string[]) => q.map((n) => `${at}.${n}`);
+  assert.equal(downstream, [
+    ...values('stage1.step2', ['loss', 'margin', 'policy_logp_demo', 'policy_logp_gen']),
+    ...values('stage2.step1', ['loss', 'margin', 'policy_logp_demo', 'policy_logp_gen', 'ref_logp_demo', 'ref_logp_gen']),
+    ...values('stage2.step2', ['loss', 'margin', 'policy_logp_demo', 'policy_logp_gen', 'ref_logp_demo', 'ref_logp_gen']),
+  ]);
+  for (const c of report.checks) {
+    if (/^stage\d\.step\d\.(loss|margin|policy_logp|ref_logp)/.test(c.name)) assert.is(c.tol, c.name.includes('(gradient tolerance:') ? 1e-4 : 1e-5, c.name);
+    assert.ok(!c.informational, c.name);
+  }
+  assert.is(report.checks.filter((c) => /^stage1\.step1\.(loss|margin|policy_logp|ref_logp)/.test(c.name) && c.tol === 1e-5).length, 6);
 });
 
 test('stage start: reference log-probs once (phase reference) = a separate frozen model; they stay fixed while the policy trains', async () => {

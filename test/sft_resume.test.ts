@@ -118,6 +118,20 @@ test('LoRA with dropout: SIGTERM finishes the step, checkpoints it, exits 143; t
   assertSameEnd(a, b, 'adapter_model.safetensors');
 });
 
+test('--max-shard-size: checkpoints are sharded with an index, and a run resumes from one', async () => {
+  const out = path.join(tmp, 'sharded');
+  const args = [...common.filter((a, i, all) => a !== '--max-steps' && all[i - 1] !== '--max-steps'), '--out', out, '--max-shard-size', '40KB'];
+  await complete([...args, '--max-steps', '2']);
+  const dir = path.join(out, 'checkpoint-2');
+  const index = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+  const shards = [...new Set(Object.values(index.weight_map))] as string[];
+  assert.ok(shards.length >= 3, `shards: ${shards.join(', ')}`);
+  for (const f of shards) assert.ok(fs.statSync(path.join(dir, f)).size <= 40_000 + 4096, `${f} within the limit (header aside)`);
+  assert.not.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
+  await complete([...args, '--max-steps', '3', '--resume']);
+  assert.ok(fs.existsSync(path.join(out, 'checkpoint-3', 'model.safetensors.index.json')));
+});
+
 test('a fresh run refuses an --out that holds checkpoints; --config keys are checked', async () => {
   const run = juice([...common, '--out', straight]);
   assert.is((await run.exited).code, 2);

@@ -62,6 +62,11 @@ export interface StepPlan {
   epoch: number;
   /** More numbers for the step's metrics line (e.g. response_tokens). */
   extra?: Record<string, number>;
+  /**
+   * The trainable parameters changed before this step (IRFT's stage start: a fresh LoRA adapter after the merge):
+   * the loop drops its optimizer and makes a fresh one over policy.params.entries(); the step count stays.
+   */
+  freshOptimizer?: boolean;
 }
 
 export interface EvalResult { eval_loss: number; [key: string]: number }
@@ -142,8 +147,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   const log = o.log ?? ((line: string) => console.log(line));
   const { policy, objective } = o;
   const lora = policy.lora;
-  const optimizer: Optimizer = makeOptimizer(o.optimizer.kind, policy.params.entries(), o.optimizer.options);
-  const trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm });
+  let optimizer: Optimizer = makeOptimizer(o.optimizer.kind, policy.params.entries(), o.optimizer.options);
+  let trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm });
   let schedule = o.schedule;
   let epoch = 0;
 
@@ -218,6 +223,14 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       if (last && o.timeKernels) { ledger.reset(); ledger.timing = true; }
       const t0 = performance.now();
       const plan = await objective.plan(step);
+      if (plan.freshOptimizer) {
+        const stepCount = trainStep.stepCount;
+        trainStep.dispose();
+        optimizer.dispose();
+        optimizer = makeOptimizer(o.optimizer.kind, policy.params.entries(), o.optimizer.options);
+        trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm });
+        trainStep.stepCount = stepCount;
+      }
       if (step === STALL_IN_STEP) {
         process.stdout.write(`stalling in step ${step}\n`);
         while (stopSignal === null) await new Promise((r) => setTimeout(r, 20));

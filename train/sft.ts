@@ -6,8 +6,8 @@
 //            epoch, its cursor in the checkpoint); each micro-batch's loss is sftMicroLoss over the response tokens
 //            of the whole step, so that the step's loss is the mean response-token NLL (transformers >= 4.46)
 //   evaluate eval_loss: the same mean over the eval set; for records with a rejected response (HH) also
-//            eval_logp_gap, the mean over pairs of log p(chosen) - log p(rejected) (sums over the response), and
-//            eval_pair_accuracy, the fraction of pairs where the chosen response is the more likely
+//            train/eval_pairs.ts's eval_gap_sum, eval_gap_tok, eval_acc and eval_chosen_nll (log p(chosen) -
+//            log p(rejected) summed and per token, the fraction of pairs where the chosen is the more likely)
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { noGrad } from '../engine/autodiff.ts';
@@ -20,6 +20,7 @@ import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../mo
 import { Tokenizer } from '../models/tokenizer.ts';
 import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
 import { ChatTemplate, collate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type EncodedSequence, type PaddedBatch } from './data/index.ts';
+import { isPair, pairEvalKeys, pairMetrics } from './eval_pairs.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { sequenceLogprobs } from './objectives/logprobs.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
@@ -90,16 +91,12 @@ export class SftObjective implements Objective {
   get evaluate(): (() => Promise<EvalResult>) | undefined {
     if (this.evalSet.length === 0) return undefined;
     return async () => {
+      const pairs = this.evalSet.filter(isPair);
+      const m = pairs.length > 0 ? await pairMetrics(this.model, pairs, this.evalBatch, this.padId) : null;
+      // Every record a pair: eval_loss is the pairs' chosen_nll, no second pass.
+      if (m !== null && pairs.length === this.evalSet.length) return { eval_loss: m.chosen_nll, ...pairEvalKeys(m) };
       const chosen = await this.logprobs(this.evalSet);
-      const result: EvalResult = { eval_loss: -chosen.sums.reduce((a, b) => a + b, 0) / Math.max(1, chosen.tokens) };
-      const pairs = this.evalSet.map((e, i) => ({ e, i })).filter(({ e }) => e.rejected !== undefined);
-      if (pairs.length > 0) {
-        const rejected = await this.logprobs(pairs.map(({ e }) => e.rejected!));
-        const gaps = pairs.map(({ i }, k) => chosen.sums[i] - rejected.sums[k]);
-        result.eval_logp_gap = gaps.reduce((a, b) => a + b, 0) / gaps.length;
-        result.eval_pair_accuracy = gaps.filter((g) => g > 0).length / gaps.length;
-      }
-      return result;
+      return { eval_loss: -chosen.sums.reduce((a, b) => a + b, 0) / Math.max(1, chosen.tokens), ...(m ? pairEvalKeys(m) : {}) };
     };
   }
 

@@ -93,7 +93,7 @@ export class TrainStep {
         tidy(() => {
           const l = ledger.inPhase(this.phases.forward, micro);
           if (l.numel !== 1 || l.dtype !== 'f32') throw new GpuError(`TrainStep.run: micro-batch ${k} returned a ${l.dtype} loss of ${l.numel} elements, not an f32 scalar`);
-          addInto(this.lossSum, l);
+          ledger.inPhase(this.phases.forward, () => addInto(this.lossSum, l)); // the step's loss sum, charged with the forward
           backward(l, undefined, this.phases.backward);
         });
         if (k < micros.length - 1) flush();

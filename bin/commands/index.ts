@@ -1,14 +1,17 @@
 // The command table: `juice <name>` runs COMMANDS' entry of that name; the usage text is generated from it.
 import type { Command } from '../options.ts';
+import { audit } from './audit.ts';
 import { demo } from './demo.ts';
 import { generate } from './generate.ts';
 import { inspect } from './inspect.ts';
+import { irft } from './irft.ts';
 import { mergeLora } from './merge_lora.ts';
 import { plot } from './plot.ts';
+import { rft } from './rft.ts';
 import { sft } from './sft.ts';
 import { verify } from './verify.ts';
 
-export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora, sft, plot];
+export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora, sft, irft, rft, audit, plot];
 
 export function usage(): string {
   return [

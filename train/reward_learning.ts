@@ -1,0 +1,124 @@
+// What `juice irft` and `juice rft` share besides the loop: reading the demonstrations as (prompt, demonstration)
+// token ids, the resume folder, the generation settings (EOS, stop strings, sampling) and turning a generated row
+// into a response that ends like a demonstration (EOS appended after a stop string, which is cut off).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ledger } from '../engine/ledger.ts';
+import type { CausalLM, GeneratedRow } from '../models/causal_lm.ts';
+import type { ModelConfig } from '../models/config.ts';
+import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../models/lora.ts';
+import { rollout } from '../models/rollout.ts';
+import type { Tokenizer } from '../models/tokenizer.ts';
+import type { GenerationGroup } from './audit_model.ts';
+import { generationGroups, type Workloads } from './audit.ts';
+import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
+import { ChatTemplate, encodeExample, readExamples, type EncodedExample } from './data/index.ts';
+import { RESUME_LATEST, type TrainingOptions } from './run_config.ts';
+import { RunConfigError } from './sft.ts';
+
+export { RunConfigError };
+
+/** HH's turn markers: a generated assistant turn ends where the next turn would begin. */
+export const HH_STOP_STRINGS = ['\n\nHuman:', '\n\nAssistant:'];
+
+/** A prompt and its demonstration (token ids; the demonstration ends with EOS unless it was cut). */
+export interface Demonstration { prompt: number[]; demo: number[] }
+
+export interface GenerationSettings {
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  stopStrings: string[];
+  /** Prompts generated together. */
+  batchSize: number;
+}
+
+/** The records of --data (--limit), encoded as SFT encodes them, split into prompt and demonstration. */
+export async function readDemonstrations(o: TrainingOptions, tokenizer: Tokenizer, eos: number, log: (l: string) => void): Promise<{ examples: Demonstration[]; encoded: EncodedExample[] }> {
+  const template = existsSync(join(o.model, 'tokenizer_config.json')) ? ChatTemplate.fromTokenizerConfig(o.model) : null;
+  const read = await readExamples(o.data, { limit: o.limit, skipBadLines: o['skip-bad-lines'] });
+  if (read.examples.length === 0) throw new RunConfigError(`${o.data}: no records`);
+  const encoded = read.examples.map((e) => encodeExample(tokenizer, e, {
+    maxPromptLength: o['max-prompt-length'], maxLength: o['max-length'], maxResponseLength: o['max-response-length'], eosTokenId: eos, template,
+  }));
+  const examples = encoded.map((e) => ({ prompt: Array.from(e.ids.subarray(0, e.promptLength)), demo: Array.from(e.ids.subarray(e.promptLength, e.promptLength + e.responseLength)) }))
+    .filter((e) => e.prompt.length > 0 && e.demo.length > 0);
+  const tokens = examples.reduce((n, e) => n + e.prompt.length + e.demo.length, 0);
+  log(`${o.data}: ${examples.length} ${read.format} records, ${tokens} tokens (mean prompt ${(examples.reduce((n, e) => n + e.prompt.length, 0) / examples.length).toFixed(1)}, demonstration ${(examples.reduce((n, e) => n + e.demo.length, 0) / examples.length).toFixed(1)})`);
+  return { examples, encoded };
+}
+
+/** The folder to resume from: the latest complete checkpoint in --out, or the one given; undefined for a new run. */
+export function resumeFolder(o: TrainingOptions, log: (l: string) => void): string | undefined {
+  if (o.resume === undefined) {
+    const found = existsSync(o.out) ? listCheckpoints(o.out) : [];
+    if (found.length > 0) throw new RunConfigError(`--out ${o.out} already holds ${found.map((c) => `checkpoint-${c.step}`).join(', ')}: pass --resume to continue that run, or give another --out`);
+    return undefined;
+  }
+  if (o.resume !== RESUME_LATEST) return o.resume;
+  const latest = latestCheckpoint(o.out);
+  if (!latest) throw new RunConfigError(`--resume: no complete checkpoint in ${o.out}`);
+  for (const s of latest.skipped) log(`skipping ${s.path}: ${s.reason}`);
+  return latest.path;
+}
+
+export function loraTargets(text: string | undefined, config: ModelConfig): LoraTargets {
+  if (text === undefined) return DEFAULT_LORA_TARGETS[config.modelType];
+  if (text.trim() === 'all-linear') return 'all-linear';
+  const list = text.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  try { loraTargetModules(config, list); } catch (e) { throw new RunConfigError(`--lora-targets: ${(e as Error).message}`); }
+  return list;
+}
+
+/**
+ * A generated row as a response: EOS-terminated rows as they are; a row that completed a stop string cut to the
+ * longest prefix whose text ends before the stop string, then EOS appended (as a demonstration ends); a row
+ * that ran to the length as it is (no EOS: cut, like a demonstration cut at --max-length).
+ */
+export function responseOf(row: GeneratedRow, tokenizer: Pick<Tokenizer, 'decode'>, stopStrings: readonly string[], eos: number): number[] {
+  if (row.finish !== 'stop') return [...row.tokens];
+  const decode = (t: number[]) => tokenizer.decode(t, { skipSpecialTokens: true });
+  const text = decode(row.tokens);
+  const at = Math.min(...stopStrings.map((s) => text.indexOf(s)).filter((i) => i >= 0));
+  let k = row.tokens.length;
+  while (k > 0 && decode(row.tokens.slice(0, k)).length > at) k--;
+  return [...row.tokens.slice(0, k), eos];
+}
+
+export interface GeneratedResponses { responses: number[][]; rows: GeneratedRow[]; generatedTokens: number; seconds: number; tokensPerSecond: number; groups: GenerationGroup[] }
+
+/**
+ * One response per prompt with the policy (batched, KV cache, the GPU sampler keyed by the prompt's index so
+ * that a prompt's tokens do not depend on its batch), charged to the ledger phase `generation` and recorded in
+ * the workloads.
+ */
+export async function generateResponses(policy: CausalLM, prompts: readonly number[][], g: GenerationSettings, seed: number, eos: number, tokenizer: Tokenizer, workloads: Workloads): Promise<GeneratedResponses> {
+  const { rows, timing } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, {
+    maxNewTokens: g.maxNewTokens, eosTokenIds: [eos], stopStrings: g.stopStrings, decoder: g.stopStrings.length > 0 ? tokenizer : undefined,
+    temperature: g.temperature, topP: g.topP, topK: g.topK, seed, batchSize: g.batchSize,
+  }));
+  const groups = generationGroups(prompts.map((p) => p.length), rows, g.batchSize, g.maxNewTokens);
+  workloads.generation(groups, policy.lora !== undefined, timing.generatedTokens);
+  const responses = rows.map((r) => responseOf(r, tokenizer, g.stopStrings, eos));
+  return { responses, rows, generatedTokens: timing.generatedTokens, seconds: timing.seconds, tokensPerSecond: timing.tokensPerSecond, groups };
+}
+
+/** Σ of the numel of the trainable parameters: what one optimizer update touches (and the grad norm reads). */
+export function trainableElements(params: { entries(): { param: { numel: number } }[] }): number {
+  return params.entries().reduce((n, e) => n + e.param.numel, 0);
+}
+
+/** An integer seed derived from the run's seed and a purpose (a stage, an iteration). */
+export function derivedSeed(seed: number, ...parts: number[]): number {
+  let h = seed >>> 0;
+  for (const p of parts) h = (Math.imul(h ^ (p >>> 0), 0x9e3779b1) + 0x7f4a7c15) >>> 0;
+  return h;
+}
+
+/** Fisher-Yates shuffle of 0..n-1 from a seed. */
+export function shuffled(n: number, random: { int(n: number): number }): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) { const j = random.int(i + 1); [a[i], a[j]] = [a[j], a[i]]; }
+  return a;
+}
