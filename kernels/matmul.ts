@@ -1,5 +1,6 @@
 // Batched C = op(A) · op(B) (+ bias), tiled through workgroup memory and register-blocked.
 import { bytesPerElement, FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
+import { readFileSync } from 'node:fs';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
 
 // The bias is an optional input: the variant without it neither declares nor binds it (no_bias.wgsl).
@@ -64,12 +65,99 @@ export function checkTile(limits: DeviceLimits, tile: MatmulTile): void {
   if (problem) throw new KernelError(`matmul tile ${JSON.stringify(tile)}: ${problem}`);
 }
 
-export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTile = DEFAULT_TILE, op = 'matmul'): KernelCall {
-  checkTile(limits, tile);
+/** What the rows kernel needs of a device: subgroups (the WebGPU feature) and their sizes. */
+export interface SubgroupDevice { subgroups: boolean; subgroupMinSize: number; subgroupMaxSize: number }
+
+/** A variant of matmul_rows.wgsl: invocations per workgroup (each 4 columns of C; the workgroup 8 rows). */
+export interface MatmulRowsVariant { wg: number }
+
+/** Rows-kernel variants, named rows 8 x (4 · wg) columns per workgroup / wg invocations. */
+export const MATMUL_ROWS_VARIANTS = {
+  'rows 8x32/8': { wg: 8 },
+  'rows 8x64/16': { wg: 16 },
+  'rows 8x128/32': { wg: 32 },
+} as const satisfies Record<string, MatmulRowsVariant>;
+
+const ROWS_PER_WORKGROUP = 8; // subgroupBroadcast from lanes 0..7 (matmul_rows.wgsl)
+const QUAD = 4;
+
+// One kernel per operand storage width (the arrays' element types) and bias, composed on first use.
+const rowsKernels = new Map<string, Kernel>();
+function matmulRowsKernel(hasBias: boolean, dtypeA: FloatDType, dtypeB: FloatDType): Kernel {
+  const bits = (d: FloatDType) => (d === 'f32' ? 32 : 16);
+  const key = `${hasBias}/${bits(dtypeA)}/${bits(dtypeB)}`;
+  let k = rowsKernels.get(key);
+  if (!k) rowsKernels.set(key, (k = {
+    name: 'matmul',
+    source: wgsl(import.meta.url, 'matmul_rows.wgsl', {
+      directives: ['enable subgroups;'],
+      includes: ['float_storage.wgsl', 'matmul_quads.wgsl', hasBias ? 'bias.wgsl' : 'no_bias.wgsl'],
+      placeholders: { A_BITS: bits(dtypeA), B_BITS: bits(dtypeB) },
+    }),
+    inputs: ['a', 'b', 'bias'],
+    outputs: ['c'],
+    params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
+    constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'WG'],
+    absent: hasBias ? [] : ['bias'],
+  }));
+  return k;
+}
+
+/** Every composed variant of the rows kernel (for the spec tests). */
+export const matmulRowsKernels: readonly Kernel[] = [false, true].flatMap((bias) =>
+  (['f32', 'bf16'] as const).flatMap((a) => (['f32', 'bf16'] as const).map((b) => matmulRowsKernel(bias, a, b))));
+
+/**
+ * Why the rows kernel cannot compute s on this device (null: it can). Its operands are read in aligned quads:
+ * K and the batch strides are multiples of 4, and so is M when A is transposed and N when B is not.
+ */
+export function matmulRowsUnfit(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant): string | null {
+  const wgs = [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROWS_PER_WORKGROUP), s.batch];
+  return !sub.subgroups || sub.subgroupMinSize < ROWS_PER_WORKGROUP ? `needs subgroups of at least ${ROWS_PER_WORKGROUP} invocations`
+    : v.wg % sub.subgroupMaxSize !== 0 || v.wg > limits.maxComputeWorkgroupSizeX || v.wg > limits.maxComputeInvocationsPerWorkgroup ? `workgroup ${v.wg} is not a whole number of subgroups within the device's limits`
+    : s.K % QUAD !== 0 || s.strideA % QUAD !== 0 || s.strideB % QUAD !== 0 ? 'K and the batch strides must be multiples of 4'
+    : s.transA && s.M % QUAD !== 0 ? 'a transposed A needs M a multiple of 4'
+    : !s.transB && s.N % QUAD !== 0 ? 'B stored K×N needs N a multiple of 4'
+    : wgs.some((w) => w > limits.maxComputeWorkgroupsPerDimension) ? `grid ${wgs} exceeds maxComputeWorkgroupsPerDimension`
+    : null;
+}
+
+/** The rows kernel (matmul_rows.wgsl) for s; throws where matmulRowsUnfit says why not. */
+export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant = MATMUL_ROWS_VARIANTS['rows 8x64/16'], op = 'matmul'): KernelCall {
+  const unfit = matmulRowsUnfit(limits, sub, s, v);
+  if (unfit) throw new KernelError(`matmul rows ${JSON.stringify(v)} for ${JSON.stringify(s)}: ${unfit}`);
+  return {
+    ...matmulCost(s),
+    kernel: matmulRowsKernel(s.hasBias, s.dtypeA, s.dtypeB),
+    op,
+    constants: {
+      TRANS_A: Number(s.transA), TRANS_B: Number(s.transB),
+      A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB], WG: v.wg,
+    },
+    params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
+    workgroups: [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROWS_PER_WORKGROUP), s.batch],
+  };
+}
+
+// A multiply-add per (output, k); one add per output for the bias. Each operand is read from memory once
+// (tile re-reads are cache traffic), C written once.
+function matmulCost(s: MatmulShape): Pick<KernelCall, 'cost'> {
   const aElements = (s.strideA === 0 ? 1 : s.batch) * s.M * s.K;
   const bElements = (s.strideB === 0 ? 1 : s.batch) * s.K * s.N;
   const outputs = s.batch * s.M * s.N;
   return {
+    cost: {
+      flops: 2 * outputs * s.K + (s.hasBias ? outputs : 0),
+      bytesRead: bytesPerElement(s.dtypeA) * aElements + bytesPerElement(s.dtypeB) * bElements + (s.hasBias ? 4 * s.N : 0),
+      bytesWritten: 4 * outputs,
+    },
+  };
+}
+
+export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTile = DEFAULT_TILE, op = 'matmul'): KernelCall {
+  checkTile(limits, tile);
+  return {
+    ...matmulCost(s),
     kernel: s.hasBias ? matmulBiasKernel : matmulKernel,
     op,
     constants: {
@@ -79,12 +167,25 @@ export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTil
     },
     params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
     workgroups: [ceilDiv(s.N, tile.tileN), ceilDiv(s.M, tile.tileM), s.batch],
-    // A multiply-add per (output, k); one add per output for the bias. Each operand is read from memory once
-    // (tile re-reads are cache traffic), C written once.
-    cost: {
-      flops: 2 * outputs * s.K + (s.hasBias ? outputs : 0),
-      bytesRead: bytesPerElement(s.dtypeA) * aElements + bytesPerElement(s.dtypeB) * bElements + (s.hasBias ? 4 * s.N : 0),
-      bytesWritten: 4 * outputs,
-    },
   };
+}
+
+/** The device classes of the choice table (kernels/matmul_tiles.json). */
+export type MatmulDeviceClass = 'lavapipe' | 'nvidia' | 'other';
+/** One shape bucket of a device class: products up to maxMNK (batch·M·N·K; null: any) run `rows` where it fits, else `tile`. */
+export interface MatmulChoice { maxMNK: number | null; tile: keyof typeof MATMUL_TILES; rows?: keyof typeof MATMUL_ROWS_VARIANTS }
+export type MatmulTable = Record<MatmulDeviceClass, MatmulChoice[]>;
+
+export const MATMUL_TABLE_URL = new URL('matmul_tiles.json', import.meta.url);
+/** The measured choices (bench/matmul.ts --write-table rewrites the running device's class). */
+export const MATMUL_TABLE: MatmulTable = JSON.parse(readFileSync(MATMUL_TABLE_URL, 'utf8'));
+
+/** The call the table picks for s on a device of this class, with these limits and subgroups. */
+export function chosenMatmulCall(table: MatmulTable, device: MatmulDeviceClass, limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, op = 'matmul'): KernelCall {
+  const mnk = s.batch * s.M * s.N * s.K;
+  const choice = table[device].find((c) => c.maxMNK === null || mnk <= c.maxMNK) ?? table[device][table[device].length - 1];
+  if (!choice) throw new KernelError(`matmul table has no choice for ${device}`);
+  const rows = choice.rows && MATMUL_ROWS_VARIANTS[choice.rows];
+  if (rows && !matmulRowsUnfit(limits, sub, s, rows)) return matmulRowsCall(limits, sub, s, rows, op);
+  return matmulCall(limits, s, MATMUL_TILES[choice.tile], op);
 }

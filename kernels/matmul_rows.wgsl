@@ -69,8 +69,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   for (var k = 0u; k < K; k += 4u) {
     // Column kk of bk: op(B)[k + kk, col0..col0+3].
     let bOff = select(bCol + k * N, bCol + k, TRANS_B);
-    let bq = mat4x4f(loadB4(bOff), loadB4(bOff + bNext), loadB4(bOff + 2u * bNext), loadB4(bOff + 3u * bNext));
-    let bk = select(bq, transpose(bq), TRANS_B);
+    var bk = mat4x4f(loadB4(bOff), loadB4(bOff + bNext), loadB4(bOff + 2u * bNext), loadB4(bOff + 3u * bNext));
+    if (TRANS_B) { bk = transpose(bk); }
     let mine = loadA4(aQuad + (k / 4u) * aStep);
     let v0 = subgroupBroadcast(mine, 0u); let v1 = subgroupBroadcast(mine, 1u);
     let v2 = subgroupBroadcast(mine, 2u); let v3 = subgroupBroadcast(mine, 3u);

@@ -6,7 +6,8 @@ import { ledger } from '../engine/ledger.ts';
 import { linear, matmul } from '../engine/ops/matmul.ts';
 import { pool } from '../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../engine/tensor.ts';
-import { MATMUL_TILES, MAX_THREAD_TILE, checkTile, matmulBiasKernel, matmulCall, matmulKernel } from '../kernels/matmul.ts';
+import { MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TILES, MAX_THREAD_TILE, checkTile, chosenMatmulCall, matmulBiasKernel, matmulCall, matmulKernel, matmulRowsCall, matmulRowsKernels, matmulRowsUnfit } from '../kernels/matmul.ts';
+import { subgroupDevice } from '../engine/ops/matmul.ts';
 import type { FloatDType } from '../kernels/dtype.ts';
 import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel } from '../kernels/matmul_small_m.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from './util.ts';
@@ -214,6 +215,59 @@ test('every tile variant is exact at a shape spanning several tiles with ragged 
   }
   assert.throws(() => checkTile(deviceLimits(), { tileM: 64, tileN: 64, tileK: 16, threadM: 16, threadN: 4 }), /thread block exceeds/);
   assert.throws(() => checkTile(deviceLimits(), { tileM: 256, tileN: 256, tileK: 64, threadM: 8, threadN: 8 }), /workgroup memory/);
+});
+
+test('rows kernel (subgroups, quads): every form, bias, batched and shared, 16-bit operands, ragged M and N edges', async () => {
+  await initGpu();
+  const sub = subgroupDevice();
+  const probe = { batch: 1, M: 8, N: 8, K: 8, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' } as const;
+  if (matmulRowsUnfit(deviceLimits(), sub, probe, MATMUL_ROWS_VARIANTS['rows 8x64/16'])) {
+    console.log('  (rows kernel skipped: this device has no subgroups of 8 or more)');
+    return;
+  }
+  // Ragged: M = 13 and 44 leave rows of the last workgroup empty, N = 36 and 140 columns of the last invocations;
+  // K, M (with Aᵀ) and N (without Bᵀ) stay multiples of 4 as the kernel requires.
+  const cases: Problem[] = [];
+  for (const [transA, transB] of FORMS) {
+    const M = transA ? 44 : 13;
+    for (const [N, K] of [[36, 4], [140, 68]]) cases.push(problem(M, N, K, transA, transB));
+    cases.push(problem(M, 36, 20, transA, transB, { batchDims: [3], bias: true }));
+    cases.push(problem(M, 36, 20, transA, transB, { batchDims: [3], sharedA: true }));
+    cases.push(problem(M, 36, 20, transA, transB, { batchDims: [2], sharedB: true, bias: true }));
+    for (const dtypeB of ['f16', 'bf16'] as const) {
+      cases.push(problem(M, 36, 20, transA, transB, { dtypeB, batchDims: [3] }));
+      cases.push(problem(M, 140, 68, transA, transB, { dtypeA: dtypeB === 'f16' ? 'bf16' : 'f16', dtypeB, bias: true }));
+    }
+  }
+  for (const [i, p] of cases.entries()) {
+    const [name, variant] = Object.entries(MATMUL_ROWS_VARIANTS)[i % Object.keys(MATMUL_ROWS_VARIANTS).length];
+    const { A, B, bias } = inputsOf(p, 61 + i);
+    const a = uploadAs(A, shapeA(p), p.dtypeA, false), b = uploadAs(B, shapeB(p), p.dtypeB, false);
+    const biasT = bias ? upload(bias, [p.N]) : null;
+    const out = Tensor.empty([batchOf(p), p.M, p.N]);
+    const s = { batch: batchOf(p), M: p.M, N: p.N, K: p.K, strideA: p.sharedA ? 0 : p.M * p.K, strideB: p.sharedB ? 0 : p.K * p.N,
+      transA: p.transA, transB: p.transB, hasBias: p.bias, dtypeA: p.dtypeA, dtypeB: p.dtypeB };
+    launch(matmulRowsCall(deviceLimits(), sub, s, variant), [a, b, biasT], [out]);
+    assertClose(await download(out), refMatmul(p, await download(a), await download(b), bias), 1e-5, `rows ${name} ${describe(p)}`);
+    for (const t of [a, b, biasT, out]) t?.dispose();
+  }
+  // Shapes it cannot take fall back to a tile; the table keeps it for the CPU only.
+  assert.match(matmulRowsUnfit(deviceLimits(), sub, { ...probe, K: 6 }, MATMUL_ROWS_VARIANTS['rows 8x64/16'])!, /multiples of 4/);
+  assert.match(matmulRowsUnfit(deviceLimits(), sub, { ...probe, transA: true, M: 6 }, MATMUL_ROWS_VARIANTS['rows 8x64/16'])!, /M a multiple of 4/);
+  assert.match(matmulRowsUnfit(deviceLimits(), { ...sub, subgroupMinSize: 4 }, probe, MATMUL_ROWS_VARIANTS['rows 8x64/16'])!, /subgroups of at least 8/);
+  assert.is(chosenMatmulCall(MATMUL_TABLE, 'lavapipe', deviceLimits(), sub, probe).kernel, matmulRowsCall(deviceLimits(), sub, probe).kernel);
+  assert.is(chosenMatmulCall(MATMUL_TABLE, 'lavapipe', deviceLimits(), sub, { ...probe, K: 6 }).kernel, matmulKernel);
+  assert.equal(chosenMatmulCall(MATMUL_TABLE, 'nvidia', deviceLimits(), sub, probe).constants!.TILE_M, 32);
+  assert.equal(chosenMatmulCall(MATMUL_TABLE, 'nvidia', deviceLimits(), sub, { ...probe, M: 4096, N: 4096, K: 4096 }).constants!.TILE_M, 128);
+});
+
+test('rows kernel sources declare the bindings the spec states', () => {
+  for (const k of matmulRowsKernels) {
+    const src = k.source.replace(/\/\/.*$/gm, '');
+    const bound = [...src.matchAll(/@binding\((\d+)\) var<[^>]+> (\w+)/g)].map((m) => m[2]);
+    assert.equal(bound, [...k.inputs, ...k.outputs, 'params'].filter((n) => !(k.absent ?? []).includes(n)));
+    for (const c of k.constants!) assert.match(src, new RegExp(`override ${c}: `));
+  }
 });
 
 /** The ledger's op names since the last reset. */

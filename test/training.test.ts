@@ -1,4 +1,7 @@
-// End to end on the engine: the FLOP ledger against hand counts, one submit per step, no leak, learning.
+// End to end on the engine: the FLOP ledger against hand counts, one submit per step, no leak, and the demo's pieces.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backward } from '../engine/autodiff.ts';
@@ -11,7 +14,7 @@ import { crossEntropy } from '../engine/ops/cross_entropy.ts';
 import { reshape } from '../engine/ops/shape.ts';
 import { AdamW } from '../engine/optim.ts';
 import { rng } from '../engine/random.ts';
-import { copyBatch, DEMO_CONFIG, trainCopyTask } from '../train/demo.ts';
+import { copyBatch, DEMO_CONFIG, DEMO_DEFAULTS, metricsTable, runDemo, writeDemoOutputs } from '../train/demo.ts';
 import { CausalLM } from '../models/causal_lm.ts';
 import { initParameters } from '../models/init.ts';
 import { initGpu, randn, upload } from './util.ts';
@@ -94,11 +97,29 @@ test('training steps: one submit each, no new pipelines, no leak', async () => {
   opt.dispose(); params.dispose();
 });
 
-test('the demo model learns the copy task', async () => {
-  const { losses, accuracy } = await trainCopyTask({ steps: 60, batch: 16, length: 4, lr: 3e-3, seed: 2 });
-  const first = losses.slice(0, 5).reduce((a, b) => a + b) / 5, last = losses.slice(-5).reduce((a, b) => a + b) / 5;
-  assert.ok(last < 0.5 * first, `loss ${first} -> ${last}`);
-  assert.ok(accuracy > 0.5, `accuracy ${accuracy}`);
+test('the demo: base, SFT, IRFT and RFT from it, finite held-out metrics, every phase in the ledger, the outputs', async () => {
+  const r = await runDemo({ ...DEMO_DEFAULTS, baseSteps: 6, steps: 4, batch: 8, evalSize: 16, evalEvery: 2, rewardSteps: 2, stages: 2 });
+  assert.equal(r.methods.map((m) => m.method), ['sft', 'irft', 'rft']);
+  for (const m of [r.base, ...r.methods]) {
+    for (const [k, v] of Object.entries(m.final)) assert.ok(Number.isFinite(v), `${m.method} ${k} = ${v}`);
+    assert.ok(m.final.score >= 0 && m.final.score <= 1 && m.final.pair_accuracy >= 0 && m.final.pair_accuracy <= 1);
+    if (m.method !== 'base') assert.equal(m.records.filter((x) => x.type === 'eval').map((x) => x.step), [0, 2, 4], `${m.method} eval steps`);
+  }
+  const phases = r.audit.filter((a) => a.ledgerFlops > 0).map((a) => a.phase);
+  for (const p of ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer', 'evaluation'])
+    assert.ok(phases.includes(p), `no FLOPs in phase ${p}: ${phases}`);
+  for (const a of r.audit) if (a.ledgerFlops > 0) assert.ok(a.analyticFlops > 0, `phase ${a.phase} has no analytic count`);
+  const dir = mkdtempSync(join(tmpdir(), 'juice-demo-'));
+  try {
+    const files = await writeDemoOutputs(r, dir);
+    for (const f of ['base.jsonl', 'sft.jsonl', 'irft.jsonl', 'rft.jsonl', 'results.json', 'ledger.json', 'demo.svg']) assert.ok(files.includes(join(dir, f)), `no ${f}`);
+    assert.match(readFileSync(join(dir, 'demo.svg'), 'utf8'), /^<svg/);
+    const results = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'));
+    assert.is(results.methods.length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.ok(/irft/.test(metricsTable(r)));
 });
 
 test.run();

@@ -85,6 +85,8 @@ export interface DemoOptions {
   beta: number;
   /** Sampling temperature of IRFT's and RFT's generations. */
   temperature: number;
+  /** The methods to run (default all, in METHODS' order). */
+  methods?: readonly Method[];
   /** RFT: run it; the reward model's steps (on pairs of batch size), RLOO's samples per prompt, the KL coefficient. */
   rft: boolean;
   rewardSteps: number;
@@ -99,8 +101,8 @@ export interface DemoOptions {
 }
 
 export const DEMO_DEFAULTS: Omit<DemoOptions, 'log'> = {
-  seed: 1, minDigits: 3, maxDigits: 5, baseSteps: 200, steps: 30, batch: 16, baseLr: 6e-3, lr: 1e-3, stages: 3, beta: 0.1,
-  temperature: 1, rft: true, rewardSteps: 8, rlooSamples: 2, betaKl: 0.05, evalSize: 96, evalEvery: 15, timeKernels: false,
+  seed: 1, minDigits: 3, maxDigits: 5, baseSteps: 180, steps: 24, batch: 16, baseLr: 6e-3, lr: 1e-3, stages: 3, beta: 0.1,
+  temperature: 1, rft: true, rewardSteps: 8, rlooSamples: 2, betaKl: 0.05, evalSize: 96, evalEvery: 12, timeKernels: false,
 };
 
 export interface EvalMetrics {
@@ -349,7 +351,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const methods: MethodResult[] = [];
   const constant = makeSchedule({ kind: 'constant', lr: o.lr, totalSteps: o.steps });
   for (const method of METHODS) {
-    if (method === 'rft' && !o.rft) continue;
+    if ((method === 'rft' && !o.rft) || (o.methods && !o.methods.includes(method))) continue;
     const start = performance.now();
     const policy = modelFrom(baseValues);
     const records: Record<string, unknown>[] = [{ type: 'eval', step: 0, ...baseEval.metrics }];

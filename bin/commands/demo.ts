@@ -1,6 +1,6 @@
 // `juice demo`: reward learning on the embedded task (train/demo.ts): a base trained from scratch by SFT, then SFT,
 // IRFT and RFT from it for the same steps; prints the held-out metrics per method and the per-phase audit.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { gpu, initGpu } from '../../engine/gpu.ts';
 import { auditTable, matmulProbe } from '../../train/audit.ts';
 import { DEMO_DEFAULTS, demoParameterCount, metricsTable, runDemo, writeDemoOutputs } from '../../train/demo.ts';
@@ -36,6 +36,7 @@ export const demo = defineCommand({
   },
   async run(o) {
     if (o['min-digits'] > o['max-digits']) throw new Error(`--min-digits ${o['min-digits']} > --max-digits ${o['max-digits']}`);
+    mkdirSync(o.out, { recursive: true }); // a folder that cannot be made fails before the work
     const g = await initGpu();
     console.log(`juice demo: reward learning on the embedded task, a ${demoParameterCount()}-parameter GPT-NeoX from scratch on ${g.adapterInfo.description || g.adapterInfo.vendor}`);
     console.log(`features: ${[...gpu().features].join(', ') || 'none'}`);

@@ -2,6 +2,7 @@
 import type { Command } from '../options.ts';
 import { audit } from './audit.ts';
 import { demo } from './demo.ts';
+import { experiment } from './experiment.ts';
 import { generate } from './generate.ts';
 import { inspect } from './inspect.ts';
 import { irft } from './irft.ts';
@@ -11,7 +12,7 @@ import { rft } from './rft.ts';
 import { sft } from './sft.ts';
 import { verify } from './verify.ts';
 
-export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora, sft, irft, rft, audit, plot];
+export const COMMANDS: Command[] = [demo, verify, inspect, generate, mergeLora, sft, irft, rft, audit, plot, experiment];
 
 export function usage(): string {
   return [

@@ -1,11 +1,11 @@
 // Matrix products: matmul (batched, either operand transposed, optional bias) and linear, with their backward.
 import { record, type Grad } from '../autodiff.ts';
-import { GpuError } from '../gpu.ts';
+import { gpu, GpuError, type Gpu } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { broadcastShape } from './elementwise.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
-import { matmulCall, type MatmulShape } from '../../kernels/matmul.ts';
+import { chosenMatmulCall, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
 import { fitsSmallM, matmulSmallMCall } from '../../kernels/matmul_small_m.ts';
 import type { KernelCall } from '../../kernels/spec.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
@@ -71,13 +71,30 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   const shape = storedAs(s, a, b);
   // A few rows against a weight (decoding) would fill 1..8 rows of a tile: the small-M kernel reads the weight once
   // with every workgroup busy. Its ledger name, matmulSmallM, shows which kernel ran.
-  const call = fitsSmallM(shape) ? matmulSmallMCall(deviceLimits(), shape, undefined, op) : matmulCall(deviceLimits(), shape, undefined, op);
+  const call = fitsSmallM(shape) ? matmulSmallMCall(deviceLimits(), shape, undefined, op) : tiledCall(shape, op);
   const out = product(a, b, bias, call, outShape);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).
   const saved = [...(a.requiresGrad ? [b] : []), ...(b.requiresGrad ? [a] : [])];
   record('matmul', inputs, [out], saved, ([g]) => matmulBackward(g!, a, b, bias, s));
   return out;
+}
+
+/** Which row of kernels/matmul_tiles.json a device reads: lavapipe (a CPU), NVIDIA, or any other. */
+export function matmulDeviceClass(info: Gpu['adapterInfo']): MatmulDeviceClass {
+  if (/llvmpipe|lavapipe/i.test(info.description) || (info.vendor === 'mesa' && info.architecture === 'software')) return 'lavapipe';
+  return /nvidia/i.test(info.vendor) || /nvidia/i.test(info.description) ? 'nvidia' : 'other';
+}
+
+/** The subgroup facts the rows kernel needs of this device. */
+export function subgroupDevice(g: Gpu = gpu()): SubgroupDevice {
+  return { subgroups: g.features.has('subgroups'), subgroupMinSize: g.adapterInfo.subgroupMinSize, subgroupMaxSize: g.adapterInfo.subgroupMaxSize };
+}
+
+/** The tiled (or, on a CPU, rows) kernel that kernels/matmul_tiles.json picks for this device and shape. */
+function tiledCall(s: MatmulShape, op?: string): KernelCall {
+  const g = gpu();
+  return chosenMatmulCall(MATMUL_TABLE, matmulDeviceClass(g.adapterInfo), deviceLimits(), subgroupDevice(g), s, op);
 }
 
 /** The product s on a and b as stored. */
@@ -118,7 +135,7 @@ function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, row
   strideX: number, strideY: number, batch: number, shared: boolean, shape: readonly number[]): Tensor {
   const s: ProductShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
   // Gradients are for training, with many rows: the tiled kernel.
-  const call = matmulCall(deviceLimits(), storedAs(s, x, y), undefined, 'matmulBackward');
+  const call = tiledCall(storedAs(s, x, y), 'matmulBackward');
   if (!shared || batch === 1) return product(x, y, null, call, shape);
   const perEntry = product(x, y, null, call, [batch, rows, cols]);
   return sumOverRows(perEntry, batch, rows * cols, shape);

@@ -133,7 +133,7 @@ export function missingInputs(dataDir: string): string[] {
 /** Whether the adapter runs on the CPU (Mesa's lavapipe / llvmpipe, SwiftShader): one seed by default there. */
 export function cpuAdapter(): boolean {
   const info = gpu().adapterInfo;
-  return /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.device} ${info.architecture} ${info.vendor}`);
+  return /llvmpipe|lavapipe|swiftshader/i.test(`${info.description} ${info.architecture} ${info.vendor}`);
 }
 
 /** Training prompts that IRFT and RFT get under --max-steps: the count whose 2 epochs at batch 16 take that many steps. */
