@@ -3,18 +3,24 @@
 // (M = 1 or 8 rows times a 4096-wide weightᵀ, as linear() runs it) on the small-M kernel's variants and on the
 // default tile, with f32 and bf16 weights. A variant with a baseline also shows its time as a multiple of it.
 // Prints ms per call, GFLOP/s and GB/s (the kernel's analytic cost over the host-clocked time of a batch of calls).
-// Usage: npx tsx bench/matmul.ts [substring of case names, e.g. pythia or decode]
+// The rows kernel (matmul_rows.wgsl, for SIMD CPUs) is timed beside the tiles wherever the device and shape allow it.
+// Usage: npx tsx bench/matmul.ts [--json] [--write-table] [substring of case names, e.g. pythia or decode]
+//   --json: also one JSON line per case and variant: {"case", "variant", "ms", "gflops"}.
+//   --write-table: rewrites this device class's row of kernels/matmul_tiles.json with the fastest tile and rows
+//   variant per shape bucket (geometric mean of the times of the square and Pythia cases in the bucket).
 import b from 'benny';
+import { writeFileSync } from 'node:fs';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
+import { matmulDeviceClass, subgroupDevice } from '../engine/ops/matmul.ts';
 import type { KernelCall } from '../kernels/spec.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { bytesPerElement, type FloatDType } from '../kernels/dtype.ts';
-import { DEFAULT_TILE, MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
+import { DEFAULT_TILE, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TABLE_URL, MATMUL_TILES, matmulCall, matmulRowsCall, matmulRowsUnfit, type MatmulChoice, type MatmulShape } from '../kernels/matmul.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall, smallMVariantFor } from '../kernels/matmul_small_m.ts';
 
-interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string }
+interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null }
 /** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it). */
 interface Case { name: string; M: number; N: number; K: number; transB: boolean; variants: Variant[] }
 
@@ -22,6 +28,9 @@ const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEF
 const smallMName = (M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(M))![0];
 
 const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(deviceLimits(), s, tile) }));
+const ROWS: Variant[] = Object.entries(MATMUL_ROWS_VARIANTS).map(([name, v]) => ({
+  name, dtypeB: 'f32', call: (s) => matmulRowsCall(deviceLimits(), subgroupDevice(), s, v), unfit: (s) => matmulRowsUnfit(deviceLimits(), subgroupDevice(), s, v),
+}));
 const BF16_B: Variant = { name: 'bf16 B', dtypeB: 'bf16', call: (s) => matmulCall(deviceLimits(), s), baseline: DEFAULT_TILE_NAME };
 
 /** The default tile and every small-M variant on a weight stored as dtypeB, each timed against that tile. */
@@ -35,14 +44,14 @@ function decodeVariants(dtypeB: FloatDType): Variant[] {
 
 const TOKENS = 512;
 const CASES: Case[] = [
-  ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n, transB: false, variants: TILES })),
+  ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n, transB: false, variants: [...TILES, ...ROWS] })),
   ...[
     { name: 'pythia qkv', M: TOKENS, N: 2304, K: 768 },
     { name: 'pythia attn out', M: TOKENS, N: 768, K: 768 },
     { name: 'pythia mlp up', M: TOKENS, N: 3072, K: 768 },
     { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
     { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
-  ].map((c) => ({ ...c, transB: false, variants: [...TILES, BF16_B] })),
+  ].map((c) => ({ ...c, transB: false, variants: [...TILES, ...ROWS, BF16_B] })),
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: [...decodeVariants('f32'), ...decodeVariants('bf16')],
@@ -56,7 +65,11 @@ const MAX_CALLS_PER_SAMPLE = 200;
 async function main(): Promise<void> {
   const { adapterInfo, limits } = gpu();
   console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}, default small-M variant ${smallMName(1)} for one row, ${smallMName(8)} for more`);
-  const only = process.argv[2] ?? '';
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const writeTable = args.includes('--write-table');
+  const only = args.find((a) => !a.startsWith('--')) ?? '';
+  const measured: { c: Case; variant: string; seconds: number }[] = [];
   const rows: string[] = [];
   const report = (row: string) => { rows.push(row); console.log(row); };
   for (const c of CASES.filter((c) => c.name.includes(only))) {
@@ -71,13 +84,18 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
       }
+      const unfit = v.unfit?.({ batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB });
+      if (unfit) {
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${unfit}`);
+        continue;
+      }
       if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, Tensor.zeros(c.transB ? [c.N, c.K] : [c.K, c.N], v.dtypeB));
       const w = weights.get(v.dtypeB)!;
       const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
       const call = v.call(shape);
       // The operand a stands in for the unread bias binding, as in ops/matmul.ts.
       const run = () => launch(call, [a, w, null], [out]);
-      await seconds(() => launch(v.call({ ...shape, N: 1 }), [a, w, null], [out])); // compiles the variant (its constants do not depend on N)
+      await seconds(() => launch(v.call({ ...shape, N: 4 }), [a, w, null], [out])); // compiles the variant (its constants do not depend on N)
       const once = await seconds(run);
       if (once > MAX_SECONDS_PER_CALL) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${once.toFixed(1)} s per call`);
@@ -95,12 +113,46 @@ async function main(): Promise<void> {
         const t = seconds.get(r.name)!;
         const baseline = k.baseline && seconds.get(k.baseline);
         const ratio = !k.baseline ? '' : baseline ? `  ${(t / baseline).toFixed(3)}x the time of ${k.baseline}` : `  (no ${k.baseline} time)`;
+        measured.push({ c, variant: r.name, seconds: t });
+        if (json) console.log(JSON.stringify({ case: c.name, variant: r.name, M: c.M, N: c.N, K: c.K, ms: +(t * 1e3).toFixed(3), gflops: +(k.flops / t / 1e9).toFixed(3) }));
         report(`${c.name.padEnd(18)} ${r.name.padEnd(20)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
       }
     }
     for (const t of [a, out, ...weights.values()]) t.dispose();
   }
   console.log(`\n${rows.join('\n')}`);
+  if (writeTable) writeChoices(matmulDeviceClass(adapterInfo), measured);
+}
+
+/** This device class's buckets (kept), each with the tile and the rows variant of the least geometric-mean time. */
+function writeChoices(device: keyof typeof MATMUL_TABLE, measured: { c: Case; variant: string; seconds: number }[]): void {
+  const inBucket = (bucket: MatmulChoice, i: number, buckets: MatmulChoice[]) => (c: Case) => {
+    const mnk = c.M * c.N * c.K;
+    const lower = i === 0 ? 0 : buckets[i - 1].maxMNK!;
+    return mnk > lower && (bucket.maxMNK === null || mnk <= bucket.maxMNK);
+  };
+  const fastest = (names: string[], cases: Case[]) => {
+    let best: { name: string; score: number } | null = null;
+    for (const name of names) {
+      const times = cases.map((c) => measured.find((m) => m.c === c && m.variant === name)?.seconds);
+      if (times.length === 0 || times.some((t) => t === undefined)) continue; // not measured on every case of the bucket
+      const score = times.reduce<number>((sum, t) => sum + Math.log(t!), 0) / times.length;
+      if (!best || score < best.score) best = { name, score };
+    }
+    return best?.name;
+  };
+  const table = structuredClone(MATMUL_TABLE);
+  table[device] = table[device].map((bucket, i, buckets) => {
+    const cases = [...new Set(measured.map((m) => m.c))].filter((c) => !c.name.startsWith('decode') && inBucket(bucket, i, buckets)(c));
+    if (cases.length === 0) return bucket;
+    const tile = (fastest(Object.keys(MATMUL_TILES), cases) ?? bucket.tile) as MatmulChoice['tile'];
+    const rows = fastest(Object.keys(MATMUL_ROWS_VARIANTS), cases) as MatmulChoice['rows'];
+    const rowsTime = rows && Math.min(...cases.map((c) => measured.find((m) => m.c === c && m.variant === rows)!.seconds / measured.find((m) => m.c === c && m.variant === tile)!.seconds));
+    // Keep the rows kernel only where it beats the tile on some case of the bucket.
+    return { maxMNK: bucket.maxMNK, ...(rows && rowsTime! < 1 ? { rows } : {}), tile };
+  });
+  writeFileSync(MATMUL_TABLE_URL, `${JSON.stringify(table, null, 2)}\n`);
+  console.log(`${device}: ${JSON.stringify(table[device])} written to kernels/matmul_tiles.json`);
 }
 
 await initGpu();

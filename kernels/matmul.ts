@@ -32,7 +32,7 @@ export const MATMUL_TILES = {
   '128x128x16/8x8': { tileM: 128, tileN: 128, tileK: 16, threadM: 8, threadN: 8 },
 } as const satisfies Record<string, MatmulTile>;
 
-// Fastest variant in bench/matmul.ts on lavapipe at every square size and 3 of 4 Pythia shapes (re-measure on a GPU).
+// The tile a call gets when none is given; ops pick from kernels/matmul_tiles.json by device class and shape instead.
 export const DEFAULT_TILE: MatmulTile = MATMUL_TILES['128x128x16/8x8'];
 
 /** One batched product: op(A) is M×K, op(B) K×N, per batch entry; strides in elements, 0 to broadcast. */

@@ -4,10 +4,10 @@
 // by subgroupBroadcast (a register shuffle there). No workgroup memory and no barrier (a barrier is a fiber switch).
 // A workgroup owns 8 rows of C, the same for every invocation; an invocation owns 4 neighbouring columns and 8 vec4
 // accumulators. Per step of 4 k it loads 4 quads of op(B) (a 4×4 block), one quad of op(A) per lane (the 8 lanes
-// together: 8 rows × 4 k), and does 128 multiply-adds. Needs subgroups of at least 8 invocations (matmulRowsCall).
+// together: 8 rows × 4 k), and does 128 multiply-adds. Needs subgroups of at least 8 invocations (matmulRowsUnfit).
 // Quads run along the stored rows: op(A) along k (A stored M×K) or along m (TRANS_A: K×M, M a multiple of 4),
 // op(B) along n (B stored K×N, N a multiple of 4) or along k (TRANS_B: N×K). K and the batch strides are
-// multiples of 4 (matmulRowsFits in matmul.ts), so every quad is aligned.
+// multiples of 4 (matmulRowsUnfit in matmul.ts), so every quad is aligned.
 // Rows and columns past the edge read a clamped, valid quad and store nothing: the k loop has no branch.
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;

@@ -264,7 +264,7 @@ test('rows kernel (subgroups, quads): every form, bias, batched and shared, 16-b
 test('rows kernel sources declare the bindings the spec states', () => {
   for (const k of matmulRowsKernels) {
     const src = k.source.replace(/\/\/.*$/gm, '');
-    const bound = [...src.matchAll(/@binding\((\d+)\) var<[^>]+> (\w+)/g)].map((m) => m[2]);
+    const bound = [...src.matchAll(/@binding\((\d+)\) var<[^>]+> (\w+)/g)].sort((x, y) => Number(x[1]) - Number(y[1])).map((m) => m[2]);
     assert.equal(bound, [...k.inputs, ...k.outputs, 'params'].filter((n) => !(k.absent ?? []).includes(n)));
     for (const c of k.constants!) assert.match(src, new RegExp(`override ${c}: `));
   }

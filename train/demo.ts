@@ -509,27 +509,19 @@ export function metricsTable(r: DemoResult): string {
   return lines.join('\n');
 }
 
-/** The eval gap and the task score per method vs step, two panels. */
+/** The eval gap and the task score per method vs step, two panels (one above the other). */
 export function demoPlotSpec(r: DemoResult): Parameters<typeof renderSvg>[0] {
-  const points = r.methods.flatMap((m) => m.records.filter((x) => x.type === 'eval').flatMap((x) => [
-    { method: m.method, step: x.step as number, quantity: 'eval log π(demo) − log π(rejected)', value: x.logp_gap as number },
-    { method: m.method, step: x.step as number, quantity: 'eval greedy task score', value: x.score as number },
-  ]));
-  return {
-    data: { values: points },
-    background: 'white',
-    facet: { row: { field: 'quantity', type: 'nominal', title: null } },
-    resolve: { scale: { y: 'independent' } },
-    spec: {
-      width: 520, height: 200,
-      mark: { type: 'line', point: true },
-      encoding: {
-        x: { field: 'step', type: 'quantitative', title: 'optimizer steps from the base' },
-        y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
-        color: { field: 'method', type: 'nominal', title: null },
-      },
+  const panel = (field: 'logp_gap' | 'score', title: string) => ({
+    width: 520, height: 180, title,
+    data: { values: r.methods.flatMap((m) => m.records.filter((x) => x.type === 'eval').map((x) => ({ method: m.method, step: x.step as number, value: x[field] as number }))) },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'optimizer steps from the base' },
+      y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
+      color: { field: 'method', type: 'nominal', title: null },
     },
-  } as Parameters<typeof renderSvg>[0];
+  });
+  return { background: 'white', vconcat: [panel('logp_gap', 'eval: mean log π(demo) − log π(rejected)'), panel('score', 'eval: greedy task score')] } as Parameters<typeof renderSvg>[0];
 }
 
 /** Writes <method>.jsonl (base.jsonl too), results.json, ledger.json and demo.svg into `dir`; returns the paths. */

@@ -52,7 +52,7 @@ export const demo = defineCommand({
     console.log(metricsTable(r));
     console.log('\ngreedy answers to the first eval prompts:');
     for (const s of r.samples) console.log(`  ${s.prompt}${s.demonstration}  ${Object.entries(s.answers).map(([m, a]) => `${m} ${a || '∅'}`).join('  ')}`);
-    console.log(`\nper-phase audit of the whole run (ratio = ledger / analytic over all ops; 'model' = the products, attention and optimizer ops the analytic model describes):\n`);
+    console.log(`\nper-phase audit of the whole run (ratio = ledger / analytic over all ops; by kind below):\n`);
     console.log(auditTable(r.audit, { peakTflops: peak ?? 0 }));
     console.log(`\nby kind (GFLOP; the analytic model counts the products and attention; 'other' is norms, GELU, rotary, log-softmax, sampling, adds):\n`);
     console.log(['phase'.padEnd(16), 'products'.padStart(10), 'analytic'.padStart(10), 'ratio'.padStart(7), 'attention'.padStart(10), 'analytic'.padStart(10), 'ratio'.padStart(7), 'other'.padStart(10)].join(' '));

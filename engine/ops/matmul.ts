@@ -91,10 +91,15 @@ export function subgroupDevice(g: Gpu = gpu()): SubgroupDevice {
   return { subgroups: g.features.has('subgroups'), subgroupMinSize: g.adapterInfo.subgroupMinSize, subgroupMaxSize: g.adapterInfo.subgroupMaxSize };
 }
 
-/** The tiled (or, on a CPU, rows) kernel that kernels/matmul_tiles.json picks for this device and shape. */
+/**
+ * The tiled (or, on a CPU, rows) kernel that kernels/matmul_tiles.json picks for this device and shape.
+ * JUICE_MATMUL_CLASS=lavapipe|nvidia|other reads another device class's row (benchmarks compare choices with it).
+ */
 function tiledCall(s: MatmulShape, op?: string): KernelCall {
   const g = gpu();
-  return chosenMatmulCall(MATMUL_TABLE, matmulDeviceClass(g.adapterInfo), deviceLimits(), subgroupDevice(g), s, op);
+  const forced = process.env.JUICE_MATMUL_CLASS as MatmulDeviceClass | undefined;
+  if (forced !== undefined && !Object.hasOwn(MATMUL_TABLE, forced)) throw new GpuError(`JUICE_MATMUL_CLASS=${forced}: expected one of ${Object.keys(MATMUL_TABLE).filter((k) => k !== 'about').join(', ')}`);
+  return chosenMatmulCall(MATMUL_TABLE, forced ?? matmulDeviceClass(g.adapterInfo), deviceLimits(), subgroupDevice(g), s, op);
 }
 
 /** The product s on a and b as stored. */

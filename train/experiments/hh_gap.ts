@@ -101,6 +101,8 @@ export interface HhGapResult {
   seed: number;
   generation: 'greedy' | 'sample' | null;
   steps: number;
+  /** Warmup steps: 10 of the full runs' ~250, scaled down with a shortened run. */
+  warmup: number;
   max_steps: number | null;
   limit: number | null;
   eval_limit: number | null;
@@ -143,6 +145,11 @@ function limitFor(maxSteps: number | undefined, limit: number | undefined): numb
   return limit === undefined ? n : Math.min(n, limit);
 }
 
+/** The warmup of a run of `steps` steps: the full runs' 10 in 250, in proportion when shortened (at most 10). */
+export function warmupFor(steps: number): number {
+  return Math.min(HH_GAP.warmup, Math.floor((HH_GAP.warmup * steps) / 250));
+}
+
 /** The optimizer steps a run takes over n training pairs (as its command computes them). */
 export function plannedSteps(spec: HhGapRunSpec, n: number, maxSteps: number | undefined): number {
   switch (spec.method) {
@@ -153,11 +160,11 @@ export function plannedSteps(spec: HhGapRunSpec, n: number, maxSteps: number | u
 }
 
 /** The child's command line (after `bin/juice`). */
-export function runArgs(spec: HhGapRunSpec, paths: HhGapPaths, dir: string, seed: number, o: { maxSteps?: number; limit?: number; evalLimit?: number }, evalSteps: number): string[] {
+export function runArgs(spec: HhGapRunSpec, paths: HhGapPaths, dir: string, seed: number, o: { maxSteps?: number; limit?: number; evalLimit?: number }, evalSteps: number, warmup: number): string[] {
   const limit = spec.method === 'sft' ? o.limit : limitFor(o.maxSteps, o.limit);
   const common = [
     '--model', paths.model, '--data', paths.train, '--out', dir, '--eval-data', paths.eval, '--eval-steps', String(evalSteps),
-    '--seed', String(seed), '--batch', String(HH_GAP.batch), '--lr', String(spec.lr), '--schedule', 'constant_with_warmup', '--warmup', String(HH_GAP.warmup),
+    '--seed', String(seed), '--batch', String(HH_GAP.batch), '--lr', String(spec.lr), '--schedule', 'constant_with_warmup', '--warmup', String(warmup),
     '--adam-beta1', '0.9', '--adam-beta2', String(HH_GAP.beta2), '--weight-decay', '0', '--clip', String(HH_GAP.clip),
     '--max-prompt-length', String(HH_GAP.maxPromptLength), '--max-response-length', String(HH_GAP.maxResponseLength),
     '--max-length', String(HH_GAP.maxPromptLength + HH_GAP.maxResponseLength), '--save-steps', '1000000000', '--log-steps', '5',
@@ -278,8 +285,9 @@ export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[
       mkdirSync(dir, { recursive: true });
       const n = spec.method === 'sft' ? trainPairs : Math.min(trainPairs, limitFor(o.maxSteps, o.limit) ?? trainPairs);
       const steps = plannedSteps(spec, n, spec.method === 'sft' ? o.maxSteps : undefined);
-      const evalSteps = Math.max(1, Math.floor(steps / (HH_GAP.evalsDuring + 1)));
-      const args = runArgs(spec, paths, dir, seed, o, evalSteps);
+      const evalSteps = Math.max(1, Math.ceil(steps / (HH_GAP.evalsDuring + 1))); // 4 during, then the last
+      const warmup = warmupFor(steps);
+      const args = runArgs(spec, paths, dir, seed, o, evalSteps, warmup);
       log(`\n[${name}] ${steps} steps over ${n} training pairs, eval every ${evalSteps}: bin/juice ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
       const started = performance.now();
       const code = await runChild(args, join(dir, 'log.txt'), log, `[${name}]`);
@@ -287,7 +295,7 @@ export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[
       const evals = existsSync(join(dir, METRICS_FILE)) ? runEvals(dir) : [];
       const last = evals.at(-1);
       results.push({
-        run: spec.id, method: spec.method, stages: spec.stages, lr: spec.lr, seed, generation: spec.generation, steps,
+        run: spec.id, method: spec.method, stages: spec.stages, lr: spec.lr, seed, generation: spec.generation, steps, warmup,
         max_steps: o.maxSteps ?? null, limit: o.limit ?? null, eval_limit: o.evalLimit ?? null, train_pairs: n, eval_pairs: base.eval_pairs,
         before: base.before, evals, after: code === 0 && last ? { gap_sum: last.gap_sum, gap_tok: last.gap_tok, acc: last.acc, chosen_nll: last.chosen_nll } : null,
         seconds, exit_code: code, dir,

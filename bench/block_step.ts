@@ -1,0 +1,146 @@
+// A transformer training step as a fixed benchmark: pre-LN block(s) from engine ops, MSE (or cross-entropy) loss,
+// backward, AdamW (no weight decay); one submit per step and one read-back (the loss).
+//   block (default): B8 T64 C256, 4 heads, MLP 1024, causal attention, MSE against a random target.
+//   --pythia: Pythia-160m-shaped: 12 such blocks at C768, 12 heads, MLP 3072, token embedding, final LayerNorm, LM
+//     head and cross-entropy, B1 T128. Pythia's 50304-token head weight (154,533,888 bytes) exceeds lavapipe's
+//     128 MiB maxStorageBufferBindingSize, so where it does not fit the vocabulary is cut to 8192 (said in the
+//     output). Sequential residual, no rotary (Pythia has parallel residual and rotary): the shapes, not the model.
+// Prints ms per step over the timed steps, then a per-kernel table from one more step with ledger timing
+// (--time-kernels style: each dispatch timed alone), then one JSON line {"ms_per_step": <median>, ...}.
+// Usage: npx tsx bench/block_step.ts [--pythia] [--steps N]
+import { backward, zeroGrad } from '../engine/autodiff.ts';
+import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
+import { ledger } from '../engine/ledger.ts';
+import { gelu } from '../engine/ops/activations.ts';
+import { attention } from '../engine/ops/attention.ts';
+import { crossEntropy } from '../engine/ops/cross_entropy.ts';
+import { add, meanLastDim, mul, sub } from '../engine/ops/elementwise.ts';
+import { embedding } from '../engine/ops/embedding.ts';
+import { linear } from '../engine/ops/matmul.ts';
+import { layerNorm } from '../engine/ops/norms.ts';
+import { narrow, permute, reshape } from '../engine/ops/shape.ts';
+import { makeOptimizer } from '../engine/optim.ts';
+import { flush, sync } from '../engine/runtime.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
+
+interface Config { name: string; B: number; T: number; C: number; H: number; F: number; layers: number; vocab: number | null }
+const BLOCK: Config = { name: 'block B8 T64 C256 H4 MLP1024', B: 8, T: 64, C: 256, H: 4, F: 1024, layers: 1, vocab: null };
+const PYTHIA: Config = { name: 'Pythia-160m-shaped B1 T128', B: 1, T: 128, C: 768, H: 12, F: 3072, layers: 12, vocab: 50304 };
+
+/** Deterministic values in [-scale, scale). */
+function values(n: number, seed: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; out[i] = ((s / 2 ** 32) * 2 - 1) * scale; }
+  return out;
+}
+
+function parameter(shape: number[], seed: number, scale: number, fill?: number): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const t = Tensor.fromArray(fill === undefined ? values(n, seed, scale) : new Float32Array(n).fill(fill), shape).keep();
+  t.requiresGrad = true;
+  return t;
+}
+
+interface Block { ln1w: Tensor; ln1b: Tensor; wqkv: Tensor; bqkv: Tensor; wo: Tensor; bo: Tensor; ln2w: Tensor; ln2b: Tensor; w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor }
+
+function makeBlock(c: Config, seed: number): Block {
+  const s = (fanIn: number) => 1 / Math.sqrt(fanIn);
+  return {
+    ln1w: parameter([c.C], 0, 0, 1), ln1b: parameter([c.C], 0, 0, 0),
+    wqkv: parameter([3 * c.C, c.C], seed + 1, s(c.C)), bqkv: parameter([3 * c.C], 0, 0, 0),
+    wo: parameter([c.C, c.C], seed + 2, s(c.C)), bo: parameter([c.C], 0, 0, 0),
+    ln2w: parameter([c.C], 0, 0, 1), ln2b: parameter([c.C], 0, 0, 0),
+    w1: parameter([c.F, c.C], seed + 3, s(c.C)), b1: parameter([c.F], 0, 0, 0),
+    w2: parameter([c.C, c.F], seed + 4, s(c.F)), b2: parameter([c.C], 0, 0, 0),
+  };
+}
+
+/** x [B, T, C] -> x + attn(ln1(x)), then + mlp(ln2(.)). */
+function blockForward(c: Config, p: Block, x: Tensor): Tensor {
+  const D = c.C / c.H;
+  const qkv = linear(layerNorm(x, p.ln1w, p.ln1b, 1e-5), p.wqkv, p.bqkv); // [B, T, 3C]
+  const head = (i: number) => permute(reshape(narrow(qkv, 2, i * c.C, c.C), [c.B, c.T, c.H, D]), [0, 2, 1, 3]); // [B, H, T, D]
+  const a = attention(head(0), head(1), head(2), { causal: true }); // [B, H, T, D]
+  const merged = reshape(permute(a, [0, 2, 1, 3]), [c.B, c.T, c.C]);
+  const x1 = add(x, linear(merged, p.wo, p.bo));
+  const m = linear(gelu(linear(layerNorm(x1, p.ln2w, p.ln2b, 1e-5), p.w1, p.b1)), p.w2, p.b2);
+  return add(x1, m);
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const c: Config = args.includes('--pythia') ? { ...PYTHIA } : BLOCK;
+  const stepsArg = args.indexOf('--steps');
+  const steps = stepsArg >= 0 ? Number(args[stepsArg + 1]) : c.layers > 1 ? 3 : 10;
+  const { limits, adapterInfo } = gpu();
+  let note = '';
+  if (c.vocab !== null && 4 * c.vocab * c.C > limits.maxStorageBufferBindingSize) {
+    note = `vocab cut from ${c.vocab} to 8192: the ${4 * c.vocab * c.C}-byte head weight exceeds maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize}`;
+    c.vocab = 8192;
+  }
+  console.log(`device: ${adapterInfo.description || adapterInfo.architecture}; ${c.name}${c.layers > 1 ? `, ${c.layers} layers` : ''}${c.vocab ? `, vocab ${c.vocab}` : ''}${note ? ` (${note})` : ''}`);
+
+  const blocks = Array.from({ length: c.layers }, (_, i) => makeBlock(c, 10 * i));
+  const embed = c.vocab ? parameter([c.vocab, c.C], 7, 0.02) : null;
+  const lnf = c.vocab ? [parameter([c.C], 0, 0, 1), parameter([c.C], 0, 0, 0)] : [];
+  const headW = c.vocab ? parameter([c.vocab, c.C], 8, 1 / Math.sqrt(c.C)) : null;
+  const params = [...blocks.flatMap((b) => Object.values(b)), ...(embed ? [embed, headW!, ...lnf] : [])];
+  const optimizer = makeOptimizer('adamw', params.map((param, i) => ({ name: `p${i}`, param, decay: false })), { lr: 1e-4, weightDecay: 0 });
+
+  const rows = c.B * c.T;
+  const x = Tensor.fromArray(values(rows * c.C, 1, 1), [c.B, c.T, c.C]).keep();
+  const target = Tensor.fromArray(values(rows * c.C, 2, 1), [c.B, c.T, c.C]).keep();
+  const ids = c.vocab ? Tensor.fromArray(Array.from({ length: rows }, (_, i) => (i * 7919) % c.vocab!), [c.B, c.T], 'i32').keep() : null;
+  const next = c.vocab ? Tensor.fromArray(Array.from({ length: rows }, (_, i) => (i * 7919 + 1) % c.vocab!), [rows], 'i32').keep() : null;
+
+  const lossOf = (): Tensor => {
+    let h = embed ? embedding(ids!, embed) : x;
+    for (const b of blocks) h = blockForward(c, b, h);
+    if (!embed) {
+      const d = sub(h, target);
+      return meanLastDim(reshape(mul(d, d), [rows * c.C])); // MSE
+    }
+    const logits = linear(layerNorm(h, lnf[0], lnf[1], 1e-5), headW!); // [B, T, V]
+    return crossEntropy(reshape(logits, [rows, c.vocab!]), next!);
+  };
+  /** One training step: forward, backward, AdamW, one submit, the loss read back. */
+  const step = async (): Promise<number> => {
+    const loss = tidy(() => {
+      const l = lossOf();
+      backward(l);
+      optimizer.step();
+      zeroGrad(params);
+      return l.keep();
+    });
+    flush();
+    const [v] = await loss.toArray();
+    loss.dispose();
+    return v;
+  };
+
+  const first = await step(); // compiles every pipeline
+  const times: number[] = [];
+  let last = first;
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    last = await step();
+    times.push(performance.now() - t0);
+    console.log(`step ${i + 1}: ${times[i].toFixed(1)} ms, loss ${last.toFixed(5)}`);
+  }
+  const median = [...times].sort((a, b) => a - b)[times.length >> 1];
+  console.log(`${c.name}: ${median.toFixed(1)} ms/step (median of ${steps}), loss ${first.toFixed(5)} -> ${last.toFixed(5)}`);
+
+  ledger.reset();
+  ledger.timing = true;
+  await step();
+  await sync();
+  ledger.timing = false;
+  console.log(ledger.table());
+  const byOp = Object.fromEntries(ledger.byOp().map((r) => [r.key, +(r.ns / 1e6).toFixed(2)]));
+  console.log(JSON.stringify({ ms_per_step: +median.toFixed(2), bench: c.name, layers: c.layers, vocab: c.vocab, steps, loss_first: first, loss_last: last, kernel_ms: byOp, note: note || undefined }));
+  for (const t of [...params, x, target, ...(ids ? [ids, next!] : [])]) t.dispose();
+}
+
+await initGpu();
+try { await main(); } finally { releaseGpu(); }
