@@ -291,13 +291,20 @@ export interface TaskExample {
   rejected: string;
 }
 
-export interface TaskOptions { minDigits?: number; maxDigits?: number }
+export interface TaskOptions {
+  minDigits?: number;
+  maxDigits?: number;
+  /** The operations drawn from, uniformly (default all of OPS; the same stream as OPS when it is OPS). */
+  ops?: readonly Op[];
+}
 
 /** One prompt and its two responses, drawn in that order from `rng`. */
 export function sampleExample(rng: Rng, opts: TaskOptions = {}): TaskExample {
   const lo = opts.minDigits ?? MIN_DIGITS, hi = opts.maxDigits ?? MAX_DIGITS;
   if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 2 && hi >= lo)) throw new Error(`expert_task: digits per prompt must be integers with 2 <= min <= max, got ${lo}..${hi}`);
-  const op = OPS[rng.below(OPS.length)];
+  const ops = opts.ops ?? OPS;
+  if (ops.length === 0 || ops.some((x) => !OPS.includes(x))) throw new Error(`expert_task: ops must be a non-empty subset of ${OPS.join('')}, got "${ops.join('')}"`);
+  const op = ops[rng.below(ops.length)];
   const n = lo + rng.below(hi - lo + 1);
   const digits = Array.from({ length: n }, () => rng.below(10));
   const p = { op, digits };
