@@ -1,4 +1,5 @@
-// Batched C = op(A) · op(B) (+ bias), tiled through workgroup memory and register-blocked.
+// Batched C = op(A) · op(B) (+ bias): tiled through workgroup memory and register-blocked (matmul.wgsl), or for SIMD
+// CPUs in quads shared by subgroupBroadcast (matmul_rows.wgsl); kernels/matmul_tiles.json says which where.
 import { bytesPerElement, FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
 import { readFileSync } from 'node:fs';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
