@@ -59,6 +59,8 @@ const UNWANTED_LIMITS = new Set(['maxDynamicUniformBuffersPerPipelineLayout', 'm
 
 export async function initGpu(): Promise<Gpu> {
   if (current) return current;
+  // The no-GPU test tier sets it, so that a test of that tier which reaches for a device fails instead.
+  if (process.env.JUICE_NO_GPU) throw new GpuError('JUICE_NO_GPU is set: this process must not use a GPU');
   if (!process.env.XDG_RUNTIME_DIR) {
     // The Vulkan loader prints a harmless error without it; give it a private directory.
     const dir = join(tmpdir(), `juice-xdg-${process.getuid?.() ?? 0}`);

@@ -1,10 +1,11 @@
-// The audit of tiny real runs (child processes on a byte-level GPT-NeoX): a LoRA IRFT run of 2 stages (generation,
-// reference, policy forward/backward, optimizer, merge) and an RFT run (reward forward/backward too). Every FLOP
-// lands in a named phase; per phase the ledger's matrix products (bias and head included) agree with the analytic
-// model on the recorded workloads within 2% (they are exact: padded rows and the head on all positions are in the
-// workloads), and so do the optimizer and the merge. The attention kernels count the score entries of the tiles they
-// compute (masked entries inside diagonal tiles included), at least the analytic visible keys; the norms,
-// activations, rotary and log-softmax are outside the analytic model: the whole-phase ratios are printed.
+// The audit of tiny real runs (child processes on a byte-level GPT-NeoX): IRFT of 2 stages, full and LoRA
+// (generation, reference, policy forward/backward, optimizer, merge), and RFT, full and LoRA (reward forward and
+// backward too, and the policy and reward model scoring the samples). On EVERY phase the ledger's FLOPs agree with
+// the analytic model (train/audit_model.ts, attention as the tiled kernels execute it) on the recorded workloads
+// within 2%. What the analytic model leaves out is the engine's: the sums of GPT-NeoX's zero-padded q/k/v slice
+// gradients, the norms' second-stage column sums and the loss's per-sequence scalars, so the ledger may only be
+// above it (by 0.3-0.5% in the backward phases; forward phases and generation agree to 1e-5). The useful count
+// (attention over visible keys, for MFU) is below.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
@@ -24,6 +25,7 @@ const model = writeByteModel(path.join(tmp, 'model'));
 const data = path.join(tmp, 'data.jsonl');
 fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.` })).join('\n') + '\n');
 const common = ['--model', model, '--data', data, '--batch', '3', '--max-new-tokens', '8', '--max-length', '64', '--max-prompt-length', '40', '--peak-tflops', '1', '--save-steps', '100'];
+const LORA = ['--lora-r', '4'];
 
 function juice(command: string, args: string[]): string {
   const r = spawnSync(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), command, ...args], { encoding: 'utf8' });
@@ -31,50 +33,54 @@ function juice(command: string, args: string[]): string {
   return r.stdout;
 }
 
-const PRODUCT_OPS = new Set(['matmul', 'matmulSmallM', 'matmulBackward', 'loraDown', 'loraUp']);
-const ATTENTION_OPS = new Set(['attentionForward', 'attentionDecode', 'attentionBackwardDkDv', 'attentionBackwardDq']);
-
+/** Every phase with FLOPs is an audit phase, each of `phases` is there, and each agrees with the analytic model within 2%. */
 function check(dir: string, phases: string[]): void {
   const { rows, workloads } = readRunAudit(dir);
   const entries = (JSON.parse(fs.readFileSync(path.join(dir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] }).entries;
   const w = new Workloads(workloads.config);
   w.data = workloads;
   const parts = w.breakdown();
-  for (const r of ledgerByPhase(entries)) if (r.flops > 0) assert.ok((PHASES as readonly string[]).includes(r.key) || r.key === 'probe', `FLOPs in phase '${r.key}'`);
-  for (const p of phases) {
-    const row = rows.find((r) => r.phase === p);
-    assert.ok(row && row.ledgerFlops > 0, `${dir}: no ${p} in the ledger`);
-    const sum = (ops: Set<string>) => entries.filter((e) => e.phase === p && ops.has(e.op)).reduce((n, e) => n + e.flops, 0);
-    const b = parts[p as keyof typeof parts];
-    if (b) {
-      const products = sum(PRODUCT_OPS) / (b.matmul + b.bias + b.head + b.lora);
-      assert.ok(Math.abs(products - 1) <= 0.02, `${p}: products ledger / analytic ${products}`);
-      assert.ok(sum(ATTENTION_OPS) >= b.attention, `${p}: attention below the visible keys`);
-    } else if (p === 'optimizer') {
-      assert.ok(Math.abs(row!.ledgerFlops / row!.analyticFlops - 1) <= 0.02, `optimizer ratio ${row!.ledgerFlops / row!.analyticFlops}`);
-    } else if (p === 'merge') {
-      const products = entries.filter((e) => e.phase === 'merge').reduce((n, e) => n + e.flops, 0) / row!.analyticFlops;
-      assert.ok(Math.abs(products - 1) <= 0.02, `merge ratio ${products}`);
-    }
-    console.log(`  ${path.basename(dir)} ${p.padEnd(16)} whole-phase ratio ${(row!.ledgerFlops / row!.analyticFlops).toFixed(4)}`);
+  for (const r of ledgerByPhase(entries)) if (r.flops > 0) assert.ok((PHASES as readonly string[]).includes(r.key), `FLOPs in phase '${r.key}'`);
+  const seen = rows.filter((r) => r.ledgerFlops > 0).map((r) => r.phase);
+  assert.equal(seen.sort(), [...phases].sort(), `${dir}: phases`);
+  for (const r of rows.filter((x) => x.ledgerFlops > 0)) {
+    const ratio = r.ledgerFlops / r.analyticFlops;
+    console.log(`  ${path.basename(dir).padEnd(9)} ${r.phase.padEnd(16)} ledger / analytic ${ratio.toFixed(4)}   useful / analytic ${(r.usefulFlops / r.analyticFlops).toFixed(4)}`);
+    assert.ok(Math.abs(ratio - 1) <= 0.02, `${dir} ${r.phase}: ledger / analytic = ${ratio}`);
+    assert.ok(r.ledgerFlops >= r.analyticFlops * (1 - 1e-9), `${dir} ${r.phase}: the ledger below the analytic model (${ratio})`);
+    const b = parts[r.phase as keyof typeof parts];
+    assert.ok(b.attentionExecuted >= b.attention && r.usefulFlops <= r.analyticFlops, `${r.phase}: useful above executed`);
   }
 }
 
-// LoRA runs (phase merge) are not checked here yet: their backward's products come out at 0.80 of the analytic
-// model's adapter terms, a difference not explained yet.
-test('IRFT (full, 2 stages): every phase audited', () => {
+test('IRFT (full, 2 stages): every phase within 2%', () => {
   const out = path.join(tmp, 'irft');
   juice('irft', [...common, '--out', out, '--stages', '2']);
   check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer']);
-  const json = JSON.parse(juice('audit', [out, '--json'])) as Record<string, { ledger_flops: number; analytic_flops: number; ratio: number | null; bytes: number; gpu_ms: number | null }>;
+  const json = JSON.parse(juice('audit', [out, '--json'])) as Record<string, { ledger_flops: number; analytic_flops: number; ratio: number | null; useful_flops: number; bytes: number; gpu_ms: number | null }>;
   assert.ok(json.optimizer.ratio !== null && json.generation.gpu_ms === null && json['policy-forward'].bytes > 0);
+  assert.ok(json['policy-forward'].useful_flops < json['policy-forward'].analytic_flops);
 });
 
-test('RFT: every phase audited, the reward model\'s too', () => {
+test('IRFT with LoRA: the merge too, and the backward pruned below the first adapter', () => {
+  const out = path.join(tmp, 'irft-lora');
+  juice('irft', [...common, ...LORA, '--out', out, '--stages', '2']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer', 'merge']);
+});
+
+test('RFT: every phase within 2%, the reward model\'s and the scoring of samples too', () => {
   const out = path.join(tmp, 'rft');
   juice('rft', [...common, '--out', out, '--prompts-per-iteration', '3', '--epochs', '1']);
   check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer']);
   assert.ok(fs.existsSync(path.join(out, 'reward_model', 'model.safetensors')));
+  const table = juice('audit', [out]);
+  assert.ok(/useful GFLOP/.test(table) && /reward-backward/.test(table), table);
+});
+
+test('RFT with LoRA policy', () => {
+  const out = path.join(tmp, 'rft-lora');
+  juice('rft', [...common, ...LORA, '--out', out, '--prompts-per-iteration', '3', '--epochs', '1']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer']);
 });
 
 test.run();

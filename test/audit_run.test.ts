@@ -1,11 +1,8 @@
-// The audit of tiny IRFT and RFT runs (train/demo.ts): per phase, the ledger's FLOPs against the analytic model
-// (train/audit_model.ts) fed with the workloads the run recorded.
-//   products   every matrix product (bias epilogues, the head on all positions, the score head on the last) and the
-//              optimizer's update and grad norm: within 2% of the analytic count
-//   attention  the kernels compute whole tiles at the diagonal (masked entries inside included), the analytic model
-//              the visible keys: at least the analytic count, at most the square's 2T / (T + 1) of it
-//   all ops    also counts norms, GELU, rotary, log-softmax and sampling, which the analytic model leaves out: at a
-//              hidden size of 64 they add ~10-15%
+// The audit of tiny demo runs (train/demo.ts): on EVERY phase the ledger's FLOPs agree with the analytic model
+// (train/audit_model.ts, attention as the tiled kernels execute it) fed with the workloads the run recorded, within
+// 2%; the evaluation, outside the training loop's phases, is checked alike from the demo's own records. The ledger
+// may only be above the model (the engine's q/k/v slice-gradient sums, the norms' column sums and the loss scalars
+// are left out of it), and the useful count (attention over the visible keys, for MFU) below it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEMO_DEFAULTS, runDemo, type Method } from '../train/demo.ts';
@@ -17,18 +14,20 @@ async function tinyRun(method: Method) {
 }
 
 function checkAudit(r: Awaited<ReturnType<typeof tinyRun>>, phases: string[]) {
-  const T = DEMO_DEFAULTS.maxDigits * 2 + 4; // the longest sequence
-  for (const phase of phases) {
-    const k = r.kinds.find((x) => x.phase === phase);
-    assert.ok(k && k.analyticProducts > 0, `phase ${phase}: no analytic count`);
-    const products = k!.products / k!.analyticProducts;
-    assert.ok(Math.abs(products - 1) <= 0.02, `phase ${phase}: products ledger / analytic = ${products}`);
-    if (k!.analyticAttention > 0) {
-      const attention = k!.attention / k!.analyticAttention;
-      assert.ok(attention >= 1 - 1e-9 && attention <= (2 * T) / (T + 1), `phase ${phase}: attention ledger / analytic = ${attention}`);
-    }
-    const all = r.audit.find((a) => a.phase === phase)!;
-    assert.ok(all.ledgerFlops >= all.analyticFlops * 0.98 && all.ledgerFlops <= all.analyticFlops * 1.25, `phase ${phase}: ledger / analytic = ${all.ledgerFlops / all.analyticFlops}`);
+  const seen = r.audit.filter((a) => a.ledgerFlops > 0).map((a) => a.phase);
+  assert.equal([...seen].sort(), [...phases].sort(), 'phases with FLOPs');
+  for (const a of r.audit.filter((x) => x.ledgerFlops > 0)) {
+    const ratio = a.ledgerFlops / a.analyticFlops;
+    console.log(`  ${a.phase.padEnd(16)} ledger / analytic ${ratio.toFixed(4)}   useful / analytic ${(a.usefulFlops / a.analyticFlops).toFixed(4)}`);
+    assert.ok(Math.abs(ratio - 1) <= 0.02, `phase ${a.phase}: ledger / analytic = ${ratio}`);
+    assert.ok(a.ledgerFlops >= a.analyticFlops * (1 - 1e-9), `phase ${a.phase}: the ledger below the analytic model (${ratio})`);
+    assert.ok(a.usefulFlops <= a.analyticFlops, `phase ${a.phase}: useful above executed`);
+  }
+  // By kind: the products (and the optimizer) and the attention kernels, each against its analytic part (where no
+  // decode ran: the demo's isAttentionOp leaves the merge of decode chunks out, the analytic executed attention has it).
+  for (const k of r.kinds.filter((x) => x.analyticProducts > 0)) {
+    assert.ok(Math.abs(k.products / k.analyticProducts - 1) <= 0.02, `phase ${k.phase}: products ledger / analytic = ${k.products / k.analyticProducts}`);
+    if (k.analyticAttention > 0 && k.phase !== 'generation' && k.phase !== 'evaluation') assert.ok(Math.abs(k.attention / k.analyticAttention - 1) <= 0.02, `phase ${k.phase}: attention ledger / analytic = ${k.attention / k.analyticAttention}`);
   }
 }
 
@@ -36,8 +35,8 @@ test('audit of a tiny IRFT run: generation, reference, policy forward and backwa
   checkAudit(await tinyRun('irft'), ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer', 'evaluation']);
 });
 
-test('audit of a tiny RFT run: the reward model\'s phases and the rollout scoring too', async () => {
-  checkAudit(await tinyRun('rft'), ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer', 'rollout', 'reward', 'evaluation']);
+test('audit of a tiny RFT run: the reward model\'s phases, and the scoring of samples in policy-forward and reward-forward', async () => {
+  checkAudit(await tinyRun('rft'), ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer', 'evaluation']);
 });
 
 test.run();

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { encodeExample } from '../train/data/encode.ts';
 import {
   BOS_ID, EOS_ID, PAD_ID, UNK_ID, VOCAB, VOCAB_SIZE, MAX_PROMPT_TOKENS, MAX_RESPONSE_TOKENS, decode, decodeResponse, encode,
-  encodeTaskExample, exactMatch, expertDistribution, expertLogProb, referenceNumbers, score, splitOf, taskExamples, taskSplits,
+  encodeTaskExample, exactMatch, expertDistribution, expertLogProb, OPS, referenceNumbers, score, splitOf, taskExamples, taskSplits,
   taskTokenizer, toExample, weakerDistribution, weakerLogProb,
 } from '../train/tasks/expert_task.ts';
 
@@ -127,6 +127,15 @@ test('demonstrations score 1, rejected responses below 1 on every example; refer
   // The expert is stochastic: both sort directions and both partition orders appear among the demonstrations.
   const desc = train.filter((e) => e.prompt[0] === 'S' && e.demonstration !== [...e.demonstration].sort().join(''));
   assert.ok(desc.length > 50);
+});
+
+test('ops: the prompts use only the operations asked for; all of OPS is the default stream; an unknown one throws', () => {
+  const sr = taskExamples('train', 200, 5, { minDigits: 3, maxDigits: 5, ops: ['S', 'R'] });
+  assert.equal([...new Set(sr.map((e) => e.prompt[0]))].sort(), ['R', 'S']);
+  for (const e of sr) assert.ok(/^[SR]\d{3,5}=$/.test(e.prompt), e.prompt);
+  assert.equal(taskExamples('train', 50, 5, { ops: OPS }), taskExamples('train', 50, 5));
+  assert.throws(() => taskExamples('train', 1, 5, { ops: [] }), /non-empty subset/);
+  assert.throws(() => taskExamples('train', 1, 5, { ops: ['X' as 'S'] }), /non-empty subset/);
 });
 
 test('the task plugs into train/data/encode.ts: same ids and mask as encodeTaskExample', () => {

@@ -100,6 +100,8 @@ test('training steps: one submit each, no new pipelines, no leak', async () => {
 test('the demo: base, SFT, IRFT and RFT from it, finite held-out metrics, every phase in the ledger, the outputs', async () => {
   const r = await runDemo({ ...DEMO_DEFAULTS, baseSteps: 6, steps: 4, batch: 8, evalSize: 16, evalEvery: 2, rewardSteps: 2, stages: 2 });
   assert.equal(r.methods.map((m) => m.method), ['sft', 'irft', 'rft']);
+  assert.equal(DEMO_DEFAULTS.ops, ['S', 'R']);
+  for (const s of r.samples) assert.ok(/^[SR]\d{3,5}=$/.test(s.prompt), `a prompt outside the demo's task: ${s.prompt}`);
   for (const m of [r.base, ...r.methods]) {
     for (const [k, v] of Object.entries(m.final)) assert.ok(Number.isFinite(v), `${m.method} ${k} = ${v}`);
     assert.ok(m.final.score >= 0 && m.final.score <= 1 && m.final.pair_accuracy >= 0 && m.final.pair_accuracy <= 1);

@@ -5,8 +5,11 @@
 //                  of the padded length T the engine computes (the padding is computed like any token, and the
 //                  head of a causal LM runs on all T positions, in training as in the reference pass); every
 //                  generation batch as the rows that stepped with it (a finished row steps with the batch until
-//                  the batch is compacted, models/causal_lm.ts), at the batch's left-padded prompt length; the
-//                  optimizer's trainable elements per update; each LoRA merge
+//                  the batch is compacted, models/causal_lm.ts), at the batch's left-padded prompt length, with the
+//                  sampling; whether a forward trains (LoRA dropout) and in how many passes; the micro-batches of
+//                  each update (the later ones add their gradients into the parameters'); the optimizer's trainable
+//                  elements per update, per model; each LoRA merge; and, from the device, the attention kernels'
+//                  tile sizes (attentionPlanOf), which the analytic model's executed attention needs
 //   ledger.json    the run's ledger (entries by phase and op), saved beside metrics.jsonl at the end and with each
 //                  checkpoint, so that a resumed run adds to what the first process counted
 //   workloads.json the recorded workloads, with the model configs and the peak used for MFU
@@ -14,6 +17,11 @@
 // `juice audit RUN_DIR [--json]` reads the two files back and prints the table (auditTable) or the JSON (auditJson).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { dkdvTiles } from '../kernels/attention_backward_dkdv.ts';
+import { dqTiles } from '../kernels/attention_backward_dq.ts';
+import { DECODE_CHUNK } from '../kernels/attention_decode.ts';
+import { forwardTiles } from '../kernels/attention_forward.ts';
+import { deviceLimits } from '../engine/launch.ts';
 import { ledger, type LedgerEntry, type LedgerRow } from '../engine/ledger.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { flush } from '../engine/runtime.ts';
@@ -22,34 +30,45 @@ import type { GeneratedRow } from '../models/causal_lm.ts';
 import type { ModelConfig } from '../models/config.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import {
-  ADAMW_FLOPS_PER_ELEMENT, auditJson, auditRows, auditTable, phaseBreakdown, phaseFlops, PHASES, type FlopBreakdown, type AuditRow, type GenerationGroup, type HeadPositions,
-  type LoraWorkload, type Phase,
+  ADAMW_FLOPS_PER_ELEMENT, addBreakdown, auditJson, auditRows, auditTable, phaseBreakdown, PHASES, RMSPROP_FLOPS_PER_ELEMENT, totalOf, usefulOf, zeroBreakdown,
+  type AttentionPlan, type AuditRow, type FlopBreakdown, type GenerationGroup, type HeadPositions, type LoraWorkload, type Phase, type Sampling,
 } from './audit_model.ts';
 
 export const LEDGER_FILE = 'ledger.json';
 export const WORKLOADS_FILE = 'workloads.json';
 
-/** The optimizers' kernels' counts per element (kernels/adamw.ts, kernels/rmsprop.ts; audit_model's ADAMW_FLOPS_PER_ELEMENT says 14). */
-export const OPTIMIZER_KERNEL_FLOPS: Record<string, number> = { adamw: 15, rmsprop: 12 };
-
-/** kernels' grad-norm count per gradient element (Σ g², one multiply and one add), charged to `optimizer` with the update. */
-export const GRAD_NORM_FLOPS_PER_ELEMENT = 2;
+/** The optimizers' update FLOPs per element (train/audit_model.ts, from kernels/adamw.ts and kernels/rmsprop.ts); the grad norm comes on top. */
+export const OPTIMIZER_KERNEL_FLOPS: Record<string, number> = { adamw: ADAMW_FLOPS_PER_ELEMENT, rmsprop: RMSPROP_FLOPS_PER_ELEMENT };
 
 type ForwardPhase = 'reference' | 'policy-forward' | 'policy-backward' | 'reward-forward' | 'reward-backward';
+type ModelName = 'policy' | 'reward';
 
-/** `count` forwards of rows of length T (padding included), the head on `head` positions, of the policy or the reward model. */
-export interface ForwardRecord { phase: ForwardPhase; count: number; T: number; head: HeadPositions; model: 'policy' | 'reward'; lora: boolean }
+/**
+ * `count` forwards of rows of length T (padding included), the head on `head` positions, of the policy or the
+ * reward model, in `passes` calls; `training`: a forward that trains (the adapters' dropout runs).
+ */
+export interface ForwardRecord { phase: ForwardPhase; count: number; T: number; head: HeadPositions; model: ModelName; lora: boolean; training: boolean; passes: number }
+
+/** Each model's optimizer updates: trainable elements summed over updates, and the update's FLOPs per element. */
+export interface OptimizerRecord { elements: number; flopsPerElement: number }
 
 export interface WorkloadsJson {
   format: 'juice-workloads';
+  /** 2: the grad norm counted apart from the update, LoRA dropout, attention plans, sampling, accumulation. */
+  version: 2;
   config: ModelConfig;
   rewardConfig: ModelConfig | null;
   lora: LoraWorkload | null;
   forward: ForwardRecord[];
   generation: (GenerationGroup & { lora: boolean })[];
-  /** Trainable elements of each optimizer update, summed; with the grad norm's elements. */
-  optimizerElements: number;
-  optimizerFlopsPerElement: number;
+  sampling: Sampling;
+  /** The attention kernels' tiles on the device that ran the forwards, per model (null until the first record). */
+  attentionPlans: Record<ModelName, AttentionPlan | null>;
+  optimizer: Record<ModelName, OptimizerRecord>;
+  /** Parameter elements into which a later micro-batch's gradients were added, per model. */
+  accumulated: Record<ModelName, number>;
+  /** Micro-batches trained since the last optimizer update, and by which model. */
+  pending: { model: ModelName; microBatches: number } | null;
   merges: number;
   /** Real (unpadded) tokens, for rates: generated tokens, and the tokens of the training forwards. */
   tokens: { generated: number; trained: number };
@@ -57,40 +76,77 @@ export interface WorkloadsJson {
   peakSource: string | null;
 }
 
+/** The attention kernels' plan for head dim D on this device (the kernels' own tile choice). */
+export function attentionPlanOf(D: number): AttentionPlan {
+  const limits = deviceLimits();
+  const t = (x: { BR: number; BC: number }) => ({ BR: x.BR, BC: x.BC });
+  return { forward: t(forwardTiles(limits, D)), dkdv: t(dkdvTiles(limits, D)), dq: t(dqTiles(limits, D)), decodeChunk: DECODE_CHUNK };
+}
+
+export interface WorkloadsOptions {
+  rewardConfig?: ModelConfig;
+  lora?: LoraWorkload;
+  /** The policy's update FLOPs per element (AdamW's by default); the reward model's is AdamW's. */
+  optimizerFlopsPerElement?: number;
+  /** The generation's sampling (greedy by default). */
+  sampling?: Sampling;
+  /** The attention plans, when not this device's (tests without a GPU). */
+  attentionPlans?: Partial<Record<ModelName, AttentionPlan>>;
+}
+
 /** The run's workloads, recorded as it goes (see the top of this file). */
 export class Workloads {
   data: WorkloadsJson;
 
-  constructor(config: ModelConfig, opts: { rewardConfig?: ModelConfig; lora?: LoraWorkload; optimizerFlopsPerElement?: number } = {}) {
+  constructor(config: ModelConfig, opts: WorkloadsOptions = {}) {
     this.data = {
-      format: 'juice-workloads', config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
-      optimizerElements: 0, optimizerFlopsPerElement: (opts.optimizerFlopsPerElement ?? ADAMW_FLOPS_PER_ELEMENT) + GRAD_NORM_FLOPS_PER_ELEMENT,
+      format: 'juice-workloads', version: 2, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
+      sampling: opts.sampling ?? { temperature: 0, topK: 0, topP: 1 },
+      attentionPlans: { policy: opts.attentionPlans?.policy ?? null, reward: opts.attentionPlans?.reward ?? null },
+      optimizer: { policy: { elements: 0, flopsPerElement: opts.optimizerFlopsPerElement ?? ADAMW_FLOPS_PER_ELEMENT }, reward: { elements: 0, flopsPerElement: ADAMW_FLOPS_PER_ELEMENT } },
+      accumulated: { policy: 0, reward: 0 }, pending: null,
       merges: 0, tokens: { generated: 0, trained: 0 }, peakTflops: null, peakSource: null,
     };
   }
 
-  /** Restores what a checkpoint saved (the counts of the process that wrote it); a missing file leaves this as is. */
-  restore(dir: string): void {
+  /**
+   * Restores what a checkpoint saved (the counts of the process that wrote it); a missing file leaves this as is.
+   * Returns false for a file of an older format, whose counts mean other things: this process then counts afresh.
+   */
+  restore(dir: string): boolean {
     const file = join(dir, WORKLOADS_FILE);
-    if (!existsSync(file)) return;
+    if (!existsSync(file)) return true;
     const saved = JSON.parse(readFileSync(file, 'utf8')) as WorkloadsJson;
+    if (saved.version !== 2) return false;
     this.data = { ...saved, peakTflops: this.data.peakTflops, peakSource: this.data.peakSource };
+    return true;
   }
 
-  forward(phase: ForwardPhase, count: number, T: number, head: HeadPositions, o: { model?: 'policy' | 'reward'; lora?: boolean } = {}): void {
-    const r: ForwardRecord = { phase, count, T, head, model: o.model ?? 'policy', lora: o.lora ?? false };
-    const same = this.data.forward.find((f) => f.phase === r.phase && f.T === r.T && f.head === r.head && f.model === r.model && f.lora === r.lora);
-    if (same) same.count += count; else this.data.forward.push(r);
+  private modelConfig(model: ModelName): ModelConfig { return model === 'reward' ? this.data.rewardConfig ?? this.data.config : this.data.config; }
+
+  /** The plan the model's attention ran with: recorded with its first forward, from this device. */
+  private plan(model: ModelName): AttentionPlan {
+    return (this.data.attentionPlans[model] ??= attentionPlanOf(this.modelConfig(model).headDim));
   }
 
-  /** A forward and its backward, as TrainStep runs a micro-batch. */
-  trained(model: 'policy' | 'reward', count: number, T: number, head: HeadPositions, lora: boolean): void {
-    this.forward(model === 'policy' ? 'policy-forward' : 'reward-forward', count, T, head, { model, lora });
-    this.forward(model === 'policy' ? 'policy-backward' : 'reward-backward', count, T, head, { model, lora });
+  forward(phase: ForwardPhase, count: number, T: number, head: HeadPositions, o: { model?: ModelName; lora?: boolean; training?: boolean } = {}): void {
+    const r: ForwardRecord = { phase, count, T, head, model: o.model ?? 'policy', lora: o.lora ?? false, training: o.training ?? false, passes: 1 };
+    this.plan(r.model);
+    const same = this.data.forward.find((f) => f.phase === r.phase && f.T === r.T && f.head === r.head && f.model === r.model && f.lora === r.lora && f.training === r.training);
+    if (same) { same.count += count; same.passes++; } else this.data.forward.push(r);
+  }
+
+  /** A micro-batch's forward and its backward, as TrainStep runs it. */
+  trained(model: ModelName, count: number, T: number, head: HeadPositions, lora: boolean): void {
+    this.forward(model === 'policy' ? 'policy-forward' : 'reward-forward', count, T, head, { model, lora, training: true });
+    this.forward(model === 'policy' ? 'policy-backward' : 'reward-backward', count, T, head, { model, lora, training: true });
+    const p = this.data.pending;
+    this.data.pending = p && p.model === model ? { model, microBatches: p.microBatches + 1 } : { model, microBatches: 1 };
   }
 
   /** One rollout: the rows that stepped in each generation batch (generationGroups). */
   generation(groups: readonly GenerationGroup[], lora: boolean, generatedTokens: number): void {
+    this.plan('policy');
     for (const g of groups) {
       const same = this.data.generation.find((x) => x.promptLength === g.promptLength && x.newTokens === g.newTokens && x.lora === lora);
       if (same) same.count += g.count; else this.data.generation.push({ ...g, lora });
@@ -98,41 +154,47 @@ export class Workloads {
     this.data.tokens.generated += generatedTokens;
   }
 
-  optimizer(trainableElements: number): void { this.data.optimizerElements += trainableElements; }
+  /** An optimizer update of `trainableElements`, of the model whose micro-batches were recorded last (trained). */
+  optimizer(trainableElements: number): void {
+    const p = this.data.pending, model = p?.model ?? 'policy';
+    this.data.optimizer[model].elements += trainableElements;
+    if (p && p.microBatches > 1) this.data.accumulated[model] += (p.microBatches - 1) * trainableElements;
+    this.data.pending = null;
+  }
 
   merge(): void { this.data.merges++; }
 
-  /** The analytic FLOPs of every phase. */
-  analytic(): Record<Phase, number> {
-    const d = this.data, out = Object.fromEntries(PHASES.map((p) => [p, 0])) as Record<Phase, number>;
+  /** The analytic FLOPs of every phase, by part. */
+  breakdown(): Record<Phase, FlopBreakdown> {
+    const d = this.data, out = Object.fromEntries(PHASES.map((p) => [p, zeroBreakdown()])) as Record<Phase, FlopBreakdown>;
     const loraOf = (on: boolean) => (on && d.lora ? d.lora : undefined);
     for (const f of d.forward) {
-      const model = f.model === 'reward' ? d.rewardConfig ?? undefined : undefined;
-      out[f.phase] += phaseFlops(d.config, f.phase, { sequences: [{ count: f.count, promptLength: f.T, responseLength: 0 }], head: f.head, lora: loraOf(f.lora), model });
+      addBreakdown(out[f.phase], phaseBreakdown(d.config, f.phase, {
+        sequences: [{ count: f.count, promptLength: f.T, responseLength: 0 }], head: f.head, lora: loraOf(f.lora), model: this.modelConfig(f.model),
+        training: f.training, attentionPlan: d.attentionPlans[f.model] ?? undefined, passes: f.passes,
+      }));
     }
-    for (const g of d.generation) out.generation += phaseFlops(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora) });
-    out.optimizer = d.optimizerElements * d.optimizerFlopsPerElement;
-    if (d.lora) out.merge = d.merges * phaseFlops(d.config, 'merge', { lora: d.lora });
+    for (const g of d.generation) {
+      addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: d.attentionPlans.policy ?? undefined }));
+    }
+    out['policy-backward'].accumulate += d.accumulated.policy;
+    out['reward-backward'].accumulate += d.accumulated.reward;
+    for (const m of ['policy', 'reward'] as const) addBreakdown(out.optimizer, phaseBreakdown(d.config, 'optimizer', { trainableElements: d.optimizer[m].elements, flopsPerElement: d.optimizer[m].flopsPerElement }));
+    if (d.lora) addBreakdown(out.merge, phaseBreakdown(d.config, 'merge', { lora: d.lora }), d.merges);
     return out;
   }
 
-  /** The analytic FLOPs of the forward, backward and generation phases by part (products, bias, head, attention, LoRA). */
-  breakdown(): Partial<Record<Phase, FlopBreakdown>> {
-    const d = this.data, out: Partial<Record<Phase, FlopBreakdown>> = {};
-    const add = (p: Phase, b: FlopBreakdown) => {
-      const t = (out[p] ??= { matmul: 0, bias: 0, head: 0, attention: 0, lora: 0 });
-      for (const k of Object.keys(b) as (keyof FlopBreakdown)[]) t[k] += b[k];
-    };
-    const loraOf = (on: boolean) => (on && d.lora ? d.lora : undefined);
-    for (const f of d.forward) {
-      const model = f.model === 'reward' ? d.rewardConfig ?? undefined : undefined;
-      add(f.phase, phaseBreakdown(d.config, f.phase, { sequences: [{ count: f.count, promptLength: f.T, responseLength: 0 }], head: f.head, lora: loraOf(f.lora), model }));
-    }
-    for (const g of d.generation) add('generation', phaseBreakdown(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora) }));
-    return out;
-  }
+  /** The analytic FLOPs of every phase (attention as executed). */
+  analytic(): Record<Phase, number> { return mapPhases(this.breakdown(), totalOf); }
+
+  /** The useful FLOPs of every phase (attention over the visible keys). */
+  useful(): Record<Phase, number> { return mapPhases(this.breakdown(), usefulOf); }
 
   toJSON(): WorkloadsJson { return this.data; }
+}
+
+function mapPhases(b: Record<Phase, FlopBreakdown>, f: (x: FlopBreakdown) => number): Record<Phase, number> {
+  return Object.fromEntries(PHASES.map((p) => [p, f(b[p])])) as Record<Phase, number>;
 }
 
 /**
@@ -191,8 +253,9 @@ export class RunAudit {
   private saved: LedgerEntry[] = [];
   constructor(readonly workloads: Workloads) {}
 
+  /** A checkpoint's ledger and workloads, or neither (workloads of an older format: the audit starts afresh). */
   restore(dir: string): void {
-    this.workloads.restore(dir);
+    if (!this.workloads.restore(dir)) return;
     const file = join(dir, LEDGER_FILE);
     if (existsSync(file)) this.saved = (JSON.parse(readFileSync(file, 'utf8')) as { entries: LedgerEntry[] }).entries;
   }
@@ -208,7 +271,7 @@ export class RunAudit {
     return [{ name: LEDGER_FILE, kind: 'json', value: this.ledgerJson() }, { name: WORKLOADS_FILE, kind: 'json', value: this.workloads.toJSON() }];
   }
 
-  rows(): AuditRow[] { return auditRows(ledgerByPhase(this.entries()), this.workloads.analytic()); }
+  rows(): AuditRow[] { return auditRows(ledgerByPhase(this.entries()), this.workloads.analytic(), this.workloads.useful()); }
 
   /** Writes ledger.json and workloads.json into the run folder; returns the table. */
   write(outDir: string): string {
@@ -223,9 +286,10 @@ export function readRunAudit(runDir: string): { rows: AuditRow[]; workloads: Wor
   for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice irft / juice rft)`);
   const saved = JSON.parse(readFileSync(join(runDir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] };
   const json = JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')) as WorkloadsJson;
+  if (json.version !== 2) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (no version 2): run it again to audit it`);
   const w = new Workloads(json.config);
   w.data = json;
-  return { rows: auditRows(ledgerByPhase(saved.entries), w.analytic()), workloads: json };
+  return { rows: auditRows(ledgerByPhase(saved.entries), w.analytic(), w.useful()), workloads: json };
 }
 
 export { auditJson, auditTable };

@@ -288,7 +288,10 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
 
   await initGpu();
   const lora = o['lora-r'] !== undefined ? { r: o['lora-r'], alpha: o['lora-alpha'] ?? o['lora-r'], dropout: o['lora-dropout'], targets } : undefined;
-  const workloads = new Workloads(config, { lora: lora ? { r: lora.r, targets: targets! } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer] });
+  const workloads = new Workloads(config, {
+    lora: lora ? { r: lora.r, targets: targets!, dropout: lora.dropout } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer],
+    sampling: { temperature: gen.temperature, topK: gen.topK, topP: gen.topP },
+  });
   const audit = new RunAudit(workloads);
   if (resumeDir !== undefined) audit.restore(resumeDir);
   // LoRA resumed after a stage: the base from --model, the merged stages' adapters merged again, then the checkpoint's adapter.

@@ -1,5 +1,6 @@
 // `juice audit RUN_DIR [--json]`: the per-phase audit of a finished `juice irft` / `juice rft` run from its
-// ledger.json and workloads.json (train/audit.ts): ledger and analytic FLOPs, their ratio, bytes, GPU time, MFU.
+// ledger.json and workloads.json (train/audit.ts): ledger and analytic FLOPs (attention as the tiled kernels execute
+// it) and their ratio, the useful FLOPs (attention over visible keys only), bytes, GPU time, and MFU on the useful FLOPs.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditJson, auditTable, LEDGER_FILE, readRunAudit, WORKLOADS_FILE } from '../../train/audit.ts';
@@ -7,10 +8,10 @@ import { boolean, defineCommand, number, path, UsageError } from '../options.ts'
 
 export const audit = defineCommand({
   name: 'audit',
-  summary: "a run's FLOPs per phase: the ledger's against the analytic model's, bytes, GPU time and MFU",
+  summary: "a run's FLOPs per phase: the ledger's against the analytic model's, the useful ones, bytes, GPU time and MFU",
   argument: path({ is: 'dir', required: true, help: 'the run folder (the --out of juice irft or juice rft)', metavar: 'RUN_DIR' }),
   options: {
-    json: boolean({ help: 'one JSON object: per phase ledger_flops, analytic_flops, ratio, bytes, gpu_ms (null when not timed)' }),
+    json: boolean({ help: 'one JSON object: per phase ledger_flops, analytic_flops, ratio, useful_flops, bytes, gpu_ms (null when not timed)' }),
     'peak-tflops': number({ min: 0, max: 1e6, minExclusive: true, help: 'peak TFLOP/s for MFU; default: the run\'s (--peak-tflops or its matmul probe)' }),
   },
   async run(o, dir) {

@@ -4,8 +4,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { gpu, initGpu } from '../../engine/gpu.ts';
 import { auditTable, matmulProbe } from '../../train/audit.ts';
 import { DEMO_DEFAULTS, demoParameterCount, metricsTable, runDemo, writeDemoOutputs } from '../../train/demo.ts';
-import { MAX_DIGITS } from '../../train/tasks/expert_task.ts';
-import { boolean, defineCommand, integer, number, output, string } from '../options.ts';
+import { MAX_DIGITS, OPS, type Op } from '../../train/tasks/expert_task.ts';
+import { boolean, defineCommand, integer, number, output, string, UsageError } from '../options.ts';
 
 const d = DEMO_DEFAULTS;
 
@@ -20,6 +20,7 @@ export const demo = defineCommand({
     batch: integer({ min: 2, max: 1024, default: d.batch, help: 'sequences per SFT step, pairs per IRFT step, samples per RLOO step' }),
     'min-digits': integer({ min: 2, max: MAX_DIGITS, default: d.minDigits, help: 'fewest digits in a prompt' }),
     'max-digits': integer({ min: 2, max: MAX_DIGITS, default: d.maxDigits, help: `most digits in a prompt (at most ${MAX_DIGITS})` }),
+    ops: string({ default: d.ops.join(''), metavar: 'OPS', help: `the task's operations, letters of ${OPS.join('')} (S sort, R reverse, I increment, P partition); default ${d.ops.join('')}` }),
     'base-lr': number({ min: 0, minExclusive: true, max: 1, default: d.baseLr, help: "the base's peak learning rate (warmup, cosine)" }),
     lr: number({ min: 0, minExclusive: true, max: 1, default: d.lr, help: 'constant learning rate of every method' }),
     stages: integer({ min: 1, max: 100, default: d.stages, help: 'IRFT stages (1 = SPIN)' }),
@@ -36,13 +37,15 @@ export const demo = defineCommand({
   },
   async run(o) {
     if (o['min-digits'] > o['max-digits']) throw new Error(`--min-digits ${o['min-digits']} > --max-digits ${o['max-digits']}`);
+    const ops = [...new Set(o.ops)];
+    if (ops.length === 0 || ops.some((x) => !(OPS as readonly string[]).includes(x))) throw new UsageError(`--ops must be letters of ${OPS.join('')}, got '${o.ops}'`);
     mkdirSync(o.out, { recursive: true }); // a folder that cannot be made fails before the work
     const g = await initGpu();
-    console.log(`juice demo: reward learning on the embedded task, a ${demoParameterCount()}-parameter GPT-NeoX from scratch on ${g.adapterInfo.description || g.adapterInfo.vendor}`);
+    console.log(`juice demo: reward learning on the embedded task, a ${demoParameterCount()}-parameter GPT-NeoX from scratch on ${g.adapterInfo.description || g.adapterInfo.vendor}; task: operations ${ops.join('')}, ${o['min-digits']}-${o['max-digits']} digits`);
     console.log(`features: ${[...gpu().features].join(', ') || 'none'}`);
     const peak = o['peak-tflops'] ?? (o['time-kernels'] ? await matmulProbe(256, 4) : undefined);
     const r = await runDemo({
-      seed: o.seed, minDigits: o['min-digits'], maxDigits: o['max-digits'], baseSteps: o['base-steps'], steps: o.steps, batch: o.batch,
+      seed: o.seed, minDigits: o['min-digits'], maxDigits: o['max-digits'], ops: ops as Op[], baseSteps: o['base-steps'], steps: o.steps, batch: o.batch,
       baseLr: o['base-lr'], lr: o.lr, stages: o.stages, beta: o.beta, temperature: o.temperature, rft: !o['no-rft'],
       rewardSteps: o['reward-steps'], rlooSamples: d.rlooSamples, betaKl: o['beta-kl'], evalSize: o['eval-size'], evalEvery: o['eval-every'],
       timeKernels: o['time-kernels'], log: (l) => console.log(l),

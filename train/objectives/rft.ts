@@ -78,7 +78,10 @@ export function rftPolicyMicroLoss(policy: CausalLM, batch: SampleBatch, advanta
   return sumLastDim(mul(logp, a), false, -1 / totalSamples, 'rlooLoss'); // []
 }
 
-/** Sequence log-probs [N] of a sample batch under a model, without gradients, on the host. */
+/**
+ * Sequence log-probs [N] of a sample batch under a model, without gradients, on the host, charged to `phase`: the
+ * audit's 'reference' for a frozen model, 'policy-forward' for the policy scoring its own samples (train/audit_model.ts).
+ */
 export async function sampleLogprobs(model: CausalLM, batch: SampleBatch, phase = 'reference'): Promise<Float32Array> {
   const N = batch.ids.length / batch.T;
   const logp = tidy(() => ledger.inPhase(phase, () => noGrad(() => {
@@ -88,9 +91,9 @@ export async function sampleLogprobs(model: CausalLM, batch: SampleBatch, phase 
   try { return (await logp.toArray()) as Float32Array; } finally { logp.dispose(); }
 }
 
-/** Rewards [N] of a sample batch (read at each row's last real token), without gradients, on the host. */
+/** Rewards [N] of a sample batch (read at each row's last real token), without gradients, on the host; charged to reward-forward. */
 export async function sampleRewards(model: RewardModel, batch: SampleBatch): Promise<Float32Array> {
-  const r = tidy(() => ledger.inPhase('reward', () => noGrad(() => model.forward(batch.ids, batch.T))).keep());
+  const r = tidy(() => ledger.inPhase('reward-forward', () => noGrad(() => model.forward(batch.ids, batch.T))).keep());
   try { return (await r.toArray()) as Float32Array; } finally { r.dispose(); }
 }
 
@@ -102,7 +105,7 @@ export interface RlooScores { logp: Float32Array; refLogp: Float32Array; rewards
  * this batch), the rewards, then KL, R and the RLOO advantages with k samples per prompt.
  */
 export async function rolloutScores(policy: CausalLM, reference: CausalLM | Float32Array, rewardModel: RewardModel, batch: SampleBatch, k: number, betaKl: number): Promise<RlooScores> {
-  const logp = await sampleLogprobs(policy, batch, 'rollout');
+  const logp = await sampleLogprobs(policy, batch, 'policy-forward');
   const refLogp = reference instanceof Float32Array ? reference : await sampleLogprobs(reference, batch, 'reference');
   const rewards = await sampleRewards(rewardModel, batch);
   const { kl, R } = rlooReturns(rewards, logp, refLogp, betaKl);

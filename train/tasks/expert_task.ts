@@ -1,7 +1,8 @@
 // The embedded task of the reward-learning demo: digit-string operations answered by a KNOWN expert policy,
 // with a weaker policy's structured mistakes as the rejected responses, so that held-out metrics are exact.
 //
-// A prompt is an operation symbol and 7-12 digits, then "=": "S3130592=". The response is as many digits:
+// A prompt is an operation symbol and 7-12 digits (TaskOptions choose the range and the operations), then "=":
+// "S3130592=". The response is as many digits:
 //   S  sort:       ascending with probability 3/4, descending with 1/4 (two correct answers; one when they coincide)
 //   R  reverse:    the digits in reverse order
 //   I  increment:  every digit plus one, modulo 10
