@@ -190,7 +190,7 @@ export class IrftObjective implements Objective {
   get evaluate(): (() => Promise<EvalResult>) | undefined {
     const e = this.evaluator;
     if (!e?.evaluate) return undefined;
-    return () => ledger.inPhaseAsync('eval', () => e.evaluate!());
+    return () => ledger.inPhaseAsync('evaluation', () => e.evaluate!());
   }
 
   state(): IrftObjectiveState { return { stage: this.current?.stage ?? 0, mergedStages: this.merged.size }; }

@@ -39,7 +39,7 @@ import { Tokenizer } from '../models/tokenizer.ts';
 import { ModelWeights } from '../models/weights.ts';
 import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
-import { trainLoop, type LoopResult, type Objective, type StepPlan } from './loop.ts';
+import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from './objectives/rft.ts';
 import { loadPolicy } from './policy.ts';
 import {
@@ -47,6 +47,8 @@ import {
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
 import type { TrainingOptions } from './run_config.ts';
+import { DataLoader, type EncodedExample } from './data/index.ts';
+import { SftObjective } from './sft.ts';
 import { makeSchedule } from './schedule.ts';
 import { TrainStep } from './step.ts';
 
@@ -131,6 +133,15 @@ export class RftObjective implements Objective {
   private snapshot: { tensors: Record<string, TensorToWrite>; optimizer: OptimizerStateDict } | null = null;
   private rewardStep: TrainStep;
   private rewardOptimizer: Optimizer;
+
+  /** The held-out evaluation (--eval-data): the SFT objective's, so that every method reports the same numbers. */
+  evaluator: SftObjective | null = null;
+
+  get evaluate(): (() => Promise<EvalResult>) | undefined {
+    const e = this.evaluator;
+    if (!e?.evaluate) return undefined;
+    return () => ledger.inPhaseAsync('evaluation', () => e.evaluate!());
+  }
 
   constructor(
     private readonly policy: CausalLM,
@@ -320,6 +331,10 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
     workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
     if (o['time-kernels']) ledger.timing = true;
     objective = new RftObjective(policy, reference, reward, examples, o, gen, eos, padId, tokenizer, audit, log);
+    if (o['eval-data'] !== undefined) {
+      const evalSet = (await readDemonstrations({ ...o, data: o['eval-data'], limit: o['eval-limit'] }, tokenizer, eos, log)).encoded as EncodedExample[];
+      objective.evaluator = new SftObjective(policy, new DataLoader(evalSet, { batchSize: o.batch, seed: o.seed, padId }), 1, evalSet, o.batch, padId);
+    }
     const totalSteps = objective.totalSteps;
     const schedule = makeSchedule({ kind: o.schedule, lr: o.lr, totalSteps, ...(o.warmup >= 1 ? { warmupSteps: o.warmup } : { warmupRatio: o.warmup }) });
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
@@ -330,7 +345,7 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
       outDir: o.out, policy, sourceDir: o.model, objective,
       optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
       schedule, clipNorm: o.clip > 0 ? o.clip : null, totalSteps,
-      saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], maxShardBytes: o['max-shard-size'],
+      saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
       resumeFrom: resumeDir, config: { command: 'rft', ...o }, logSteps: o['log-steps'], log,
     });
     await saveRewardModel(reward, join(o.out, 'reward_model'));
