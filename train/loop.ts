@@ -7,7 +7,7 @@
 //     plan        the objective gives the step's micro-batch loss functions (gradient accumulation), scaled so
 //                 that their sum is the step's loss, and the tokens they hold
 //     step        TrainStep.run: forwards and backwards, clipping, the optimizer; ONE read-back (loss, grad norm)
-//     log         metrics line {step, epoch, loss, lr, grad_norm, tokens, tokens_per_s, live_gpu_bytes} + progress
+//     log         metrics line {step, epoch, loss, lr, grad_norm, tokens, tokens_per_s, live_gpu_bytes, rss_bytes} + progress
 //     evaluate    every evalSteps (and after the last step): the objective's evaluate() -> an eval metrics line
 //     save        every saveSteps (and after the last step): checkpoint-k, atomically (train/checkpoint.ts), then
 //                 the oldest removed beyond saveTotalLimit
@@ -249,7 +249,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       lastLoss = result.loss;
       const record = {
         type: 'train' as const, step, epoch, loss: result.loss, lr: result.lr, grad_norm: result.gradNorm,
-        tokens: plan.tokens, tokens_per_s: plan.tokens / seconds, live_gpu_bytes: pool.liveBytes, ...plan.extra,
+        tokens: plan.tokens, tokens_per_s: plan.tokens / seconds, live_gpu_bytes: pool.liveBytes, rss_bytes: process.memoryUsage.rss(), ...plan.extra,
       };
       metrics.log(record);
       history.push(record);
