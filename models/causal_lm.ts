@@ -7,7 +7,7 @@
 // the host). The reward model (reward.ts) reuses the same trunk.
 import { join } from 'node:path';
 import { gradEnabled, noGrad } from '../engine/autodiff.ts';
-import { GpuError } from '../engine/gpu.ts';
+import { gpu, GpuError } from '../engine/gpu.ts';
 import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
@@ -85,7 +85,8 @@ export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cac
  * that a 7B model fits; norms and biases stay f32. `frozen`: nothing trains (e.g. a reference model in f32).
  */
 export function loadParameters(dir: string, specs: ParamSpec[], weightsDtype: FloatDType = 'f32', frozen = false): ParameterSet {
-  const weights = ModelWeights.open(dir, specs);
+  // Checked against the device before any upload: a tensor past one buffer is named with the limit.
+  const weights = ModelWeights.open(dir, specs, { limits: { maxBufferSize: gpu().limits.maxBufferSize, maxStorageBufferBindingSize: gpu().limits.maxStorageBufferBindingSize }, weightDtype: weightsDtype });
   const half = (s: ParamSpec) => weightsDtype !== 'f32' && isMatrix(s);
   try {
     return new ParameterSet(specs.map((s) => (frozen || half(s) ? { ...s, trainable: false } : s)), (s) => half(s)
