@@ -1,0 +1,34 @@
+// The squared global gradient norm on the GPU against a float64 CPU sum; deterministic, written where asked.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { gradNormSquared } from '../../engine/ops/grad_norm.ts';
+import { pool } from '../../engine/pool.ts';
+import { Tensor } from '../../engine/tensor.ts';
+import { initGpu, randn } from '../support/util.ts';
+
+test('ragged tensors (1, 7, 4096, 4097, 70001 and an empty one): float64 sum, bit-identical reruns, out[index]', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  const sizes = [1, 7, 0, 4096, 4097, 70001];
+  const data = sizes.map((n, i) => randn(n, 40 + i, 0.01 * (i + 1)));
+  const tensors = data.map((d) => Tensor.fromArray(d, [d.length]));
+  let ref = 0;
+  for (const d of data) for (const x of d) ref += x * x;
+  const a = gradNormSquared(tensors), b = gradNormSquared(tensors);
+  const [va, vb] = [await a.item(), await b.item()];
+  assert.ok(Math.abs(va - ref) / ref < 1e-6, `${va} vs float64 ${ref}`);
+  assert.is(new Uint32Array(Float32Array.of(va).buffer)[0], new Uint32Array(Float32Array.of(vb).buffer)[0], 'bit-identical');
+  const out = Tensor.fromArray([7, 7, 7], [3]);
+  gradNormSquared(tensors.slice(0, 2), out, 1);
+  const small = data[0][0] ** 2 + data[1].reduce((s, x) => s + x * x, 0);
+  const got = await out.toArray();
+  assert.is(got[0], 7); assert.is(got[2], 7);
+  assert.ok(Math.abs(got[1] - small) / small < 1e-6, `${got[1]} vs ${small}`);
+  gradNormSquared([], out, 0);
+  assert.is((await out.toArray())[0], 0, 'no tensors: 0');
+  assert.throws(() => gradNormSquared(tensors, out, 3), /index 3 into f32 \[3\]/);
+  for (const t of [a, b, out, ...tensors]) t.dispose();
+  assert.is(pool.liveBytes, base, 'partials returned to the pool');
+});
+
+test.run();

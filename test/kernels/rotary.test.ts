@@ -1,0 +1,136 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { backward } from '../../engine/autodiff.ts';
+import { inverseFrequencies, rotary, type RotaryOptions } from '../../engine/ops/rotary.ts';
+import { pool } from '../../engine/pool.ts';
+import { numelOf, Tensor, tidy } from '../../engine/tensor.ts';
+import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
+
+type Shape = [number, number, number, number];
+
+/**
+ * Float64 rotate-half rotation of x [B, H, T, D] by `sign` · angle, with angle = f32(pos · inv_freq) as transformers
+ * forms it in float32; sin and cos of that angle in float64. Batch row b's positions start at column leftPadding[b].
+ */
+function rotary64(x: ArrayLike<number>, [b, h, t, d]: Shape, { rotaryDims, base, positionOffset = 0 }: RotaryOptions, sign = 1, leftPadding: number[] = []): Float64Array {
+  const inv = inverseFrequencies(rotaryDims, base);
+  const half = rotaryDims / 2;
+  const out = Float64Array.from(x);
+  for (let row = 0; row < b * h * t; row++) {
+    const pos = Math.max((row % t) + positionOffset - (leftPadding[Math.floor(row / (h * t))] ?? 0), 0);
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(pos * inv[i]);
+      const c = Math.cos(angle), s = sign * Math.sin(angle);
+      const x1 = x[row * d + i], x2 = x[row * d + i + half];
+      out[row * d + i] = x1 * c - x2 * s;
+      out[row * d + i + half] = x2 * c + x1 * s;
+    }
+  }
+  return out;
+}
+
+test('inverseFrequencies: transformers\' float32 inv_freq at exactly representable powers', () => {
+  // base^(2i/rd) with rd = 8, base = 10000 is 1, 10, 100, 1000: inv_freq is the f32 of 1, 0.1, 0.01, 0.001.
+  assert.equal([...inverseFrequencies(8, 10000)], [1, 0.1, 0.01, 0.001].map(Math.fround));
+  assert.equal([...inverseFrequencies(4, 1e6)], [1, 0.001].map(Math.fround));
+  assert.equal([...inverseFrequencies(2, 10000)], [1]);
+});
+
+test('float64 reference gradient against finite differences', () => {
+  const shape: Shape = [1, 2, 3, 6];
+  const opts = { rotaryDims: 4, base: 10000, positionOffset: 5 };
+  const x = randn(numelOf(shape), 1), dy = randn(numelOf(shape), 2);
+  assertClose(rotary64(dy, shape, opts, -1), finiteDiff((v) => dot(rotary64(v, shape, opts), dy), x), 1e-8, 'rotary reference gradient');
+});
+
+async function checkRotary(shape: Shape, opts: RotaryOptions, seed: number): Promise<void> {
+  const n = numelOf(shape);
+  const x = randn(n, seed), dy = randn(n, seed + 1);
+  const xt = upload(x, shape, true);
+  const y = rotary(xt, opts);
+  const what = `rotary ${shape} ${JSON.stringify(opts)}`;
+  const ours = await download(y);
+  assertClose(ours, rotary64(x, shape, opts), 1e-6, `${what} forward`);
+  // Dims beyond rotaryDims pass through unchanged.
+  for (let k = 0; k < n; k++) if (k % shape[3] >= opts.rotaryDims) assert.is(ours[k], x[k], `${what}: passed-through dim`);
+  tidy(() => backward(y, upload(dy, shape)));
+  assertClose(await download(xt.grad!), rotary64(dy, shape, opts, -1), 1e-5, `${what} backward`);
+  for (const t of [xt.grad!, xt, y]) t.dispose();
+}
+
+test('rotary forward and backward against float64 at ragged shapes', async () => {
+  await initGpu();
+  const cases: [Shape, RotaryOptions][] = [
+    [[1, 1, 1, 2], { rotaryDims: 2, base: 10000 }],
+    [[1, 2, 7, 16], { rotaryDims: 4, base: 10000 }], // GPT-NeoX: rotary_pct 0.25
+    [[2, 1, 33, 8], { rotaryDims: 8, base: 1e6 }], // Mistral: every dim
+    [[1, 7, 1, 130], { rotaryDims: 130, base: 10000, positionOffset: 33 }],
+    [[1, 1, 130, 7], { rotaryDims: 6, base: 10000 }], // odd D
+  ];
+  for (const [k, [shape, opts]] of cases.entries()) await checkRotary(shape, opts, 20 + k);
+  // A second pass finds every inv_freq table cached: nothing else may stay behind.
+  const live = pool.liveBytes;
+  for (const [k, [shape, opts]] of cases.entries()) await checkRotary(shape, opts, 30 + k);
+  assert.is(pool.liveBytes, live);
+});
+
+test('rotary at far positions: the range reduction keeps sin and cos exact', async () => {
+  await initGpu();
+  await checkRotary([1, 2, 7, 8], { rotaryDims: 8, base: 10000, positionOffset: 100000 }, 40);
+  await checkRotary([1, 1, 33, 4], { rotaryDims: 4, base: 500000, positionOffset: 65521 }, 41);
+});
+
+test('rotary at offset p equals rows p.. of the rotation from position 0', async () => {
+  await initGpu();
+  const [b, h, t, d] = [2, 3, 33, 16], p = 13;
+  const opts = { rotaryDims: 4, base: 10000 };
+  const x = randn(b * h * t * d, 50);
+  const tail = new Float64Array(b * h * (t - p) * d);
+  for (let r = 0; r < b * h; r++) tail.set(x.subarray((r * t + p) * d, (r + 1) * t * d), r * (t - p) * d);
+  const xt = upload(x, [b, h, t, d]), tailT = upload(tail, [b, h, t - p, d]);
+  const full = rotary(xt, opts);
+  const offset = rotary(tailT, { ...opts, positionOffset: p });
+  const fullOut = await download(full), offsetOut = await download(offset);
+  for (let r = 0; r < b * h; r++)
+    assert.equal(offsetOut.subarray(r * (t - p) * d, (r + 1) * (t - p) * d), fullOut.subarray((r * t + p) * d, (r + 1) * t * d), `head row ${r}`);
+  for (const tensor of [xt, tailT, full, offset]) tensor.dispose();
+});
+
+test('rotary with left padding: each batch row counts positions from its first real column, padding at 0', async () => {
+  await initGpu();
+  const shape: Shape = [3, 2, 7, 8];
+  const padding = [0, 3, 6];
+  const n = numelOf(shape);
+  for (const positionOffset of [0, 4]) {
+    const x = randn(n, 70 + positionOffset), dy = randn(n, 71 + positionOffset);
+    const xt = upload(x, shape, true), pad = Tensor.fromArray(padding, [3], 'i32');
+    const opts = { rotaryDims: 6, base: 10000, positionOffset };
+    const y = rotary(xt, { ...opts, leftPadding: pad });
+    const what = `rotary ${shape} leftPadding ${padding} positionOffset ${positionOffset}`;
+    const ours = await download(y);
+    assertClose(ours, rotary64(x, shape, opts, 1, padding), 1e-6, `${what} forward`);
+    // Batch row 0 has no padding: exactly the unpadded rotation.
+    const plain = await download(rotary(xt, opts));
+    assert.equal(ours.subarray(0, n / 3), plain.subarray(0, n / 3), `${what}: row without padding`);
+    tidy(() => backward(y, upload(dy, shape)));
+    assertClose(await download(xt.grad!), rotary64(dy, shape, opts, -1, padding), 1e-5, `${what} backward`);
+    for (const t of [xt.grad!, xt, y, pad]) t.dispose();
+  }
+});
+
+test('rotary rejects bad options with the shapes in the message', async () => {
+  await initGpu();
+  const x: Tensor = upload(randn(16, 60), [1, 1, 2, 8]);
+  assert.throws(() => rotary(x, { rotaryDims: 3, base: 10000 }), /rotaryDims must be even/);
+  assert.throws(() => rotary(x, { rotaryDims: 10, base: 10000 }), /at most D = 8/);
+  assert.throws(() => rotary(x, { rotaryDims: 8, base: 10000, positionOffset: -1 }), /positionOffset/);
+  assert.throws(() => rotary(x, { rotaryDims: 8, base: 10000, positionOffset: 200000 }), /range reduction/);
+  const padding = Tensor.fromArray([0, 1], [2], 'i32');
+  assert.throws(() => rotary(x, { rotaryDims: 8, base: 10000, leftPadding: padding }), /leftPadding must be i32 \[1\]/);
+  padding.dispose();
+  const flat = x.reshape([2, 8]);
+  assert.throws(() => rotary(flat, { rotaryDims: 8, base: 10000 }), /\[B, H, T, D\]/);
+  x.dispose(); flat.dispose();
+});
+
+test.run();

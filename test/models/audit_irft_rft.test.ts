@@ -1,0 +1,86 @@
+// The audit of tiny real runs (child processes on a byte-level GPT-NeoX): IRFT of 2 stages, full and LoRA
+// (generation, reference, policy forward/backward, optimizer, merge), and RFT, full and LoRA (reward forward and
+// backward too, and the policy and reward model scoring the samples). On EVERY phase the ledger's FLOPs agree with
+// the analytic model (train/audit_model.ts, attention as the tiled kernels execute it) on the recorded workloads
+// within 2%. What the analytic model leaves out is the engine's: the sums of GPT-NeoX's zero-padded q/k/v slice
+// gradients, the norms' second-stage column sums and the loss's per-sequence scalars, so the ledger may only be
+// above it (by 0.3-0.5% in the backward phases; forward phases and generation agree to 1e-5). The useful count
+// (attention over visible keys, for MFU) is below.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ledgerByPhase, readRunAudit, Workloads, LEDGER_FILE } from '../../train/audit.ts';
+import { PHASES } from '../../train/audit_model.ts';
+import type { LedgerEntry } from '../../engine/ledger.ts';
+import { writeByteModel } from '../support/byte_model.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-audit-'));
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const model = writeByteModel(path.join(tmp, 'model'));
+const data = path.join(tmp, 'data.jsonl');
+fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.` })).join('\n') + '\n');
+const common = ['--model', model, '--data', data, '--batch', '3', '--max-new-tokens', '8', '--max-length', '64', '--max-prompt-length', '40', '--peak-tflops', '1', '--save-steps', '100'];
+const LORA = ['--lora-r', '4'];
+
+function juice(command: string, args: string[]): string {
+  const r = spawnSync(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), command, ...args], { encoding: 'utf8' });
+  assert.is(r.status, 0, r.stdout + r.stderr);
+  return r.stdout;
+}
+
+/** Every phase with FLOPs is an audit phase, each of `phases` is there, and each agrees with the analytic model within 2%. */
+function check(dir: string, phases: string[]): void {
+  const { rows, workloads } = readRunAudit(dir);
+  const entries = (JSON.parse(fs.readFileSync(path.join(dir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] }).entries;
+  const w = new Workloads(workloads.config);
+  w.data = workloads;
+  const parts = w.breakdown();
+  for (const r of ledgerByPhase(entries)) if (r.flops > 0) assert.ok((PHASES as readonly string[]).includes(r.key), `FLOPs in phase '${r.key}'`);
+  const seen = rows.filter((r) => r.ledgerFlops > 0).map((r) => r.phase);
+  assert.equal(seen.sort(), [...phases].sort(), `${dir}: phases`);
+  for (const r of rows.filter((x) => x.ledgerFlops > 0)) {
+    const ratio = r.ledgerFlops / r.analyticFlops;
+    console.log(`  ${path.basename(dir).padEnd(9)} ${r.phase.padEnd(16)} ledger / analytic ${ratio.toFixed(4)}   useful / analytic ${(r.usefulFlops / r.analyticFlops).toFixed(4)}`);
+    assert.ok(Math.abs(ratio - 1) <= 0.02, `${dir} ${r.phase}: ledger / analytic = ${ratio}`);
+    assert.ok(r.ledgerFlops >= r.analyticFlops * (1 - 1e-9), `${dir} ${r.phase}: the ledger below the analytic model (${ratio})`);
+    const b = parts[r.phase as keyof typeof parts];
+    assert.ok(b.attentionExecuted >= b.attention && r.usefulFlops <= r.analyticFlops, `${r.phase}: useful above executed`);
+  }
+}
+
+test('IRFT (full, 2 stages): every phase within 2%', () => {
+  const out = path.join(tmp, 'irft');
+  juice('irft', [...common, '--out', out, '--stages', '2']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer']);
+  const json = JSON.parse(juice('audit', [out, '--json'])) as Record<string, { ledger_flops: number; analytic_flops: number; ratio: number | null; useful_flops: number; bytes: number; gpu_ms: number | null }>;
+  assert.ok(json.optimizer.ratio !== null && json.generation.gpu_ms === null && json['policy-forward'].bytes > 0);
+  assert.ok(json['policy-forward'].useful_flops < json['policy-forward'].analytic_flops);
+});
+
+test('IRFT with LoRA: the merge too, and the backward pruned below the first adapter', () => {
+  const out = path.join(tmp, 'irft-lora');
+  juice('irft', [...common, ...LORA, '--out', out, '--stages', '2']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer', 'merge']);
+});
+
+test('RFT: every phase within 2%, the reward model\'s and the scoring of samples too', () => {
+  const out = path.join(tmp, 'rft');
+  juice('rft', [...common, '--out', out, '--prompts-per-iteration', '3', '--epochs', '1']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer']);
+  assert.ok(fs.existsSync(path.join(out, 'reward_model', 'model.safetensors')));
+  const table = juice('audit', [out]);
+  assert.ok(/useful GFLOP/.test(table) && /reward-backward/.test(table), table);
+});
+
+test('RFT with LoRA policy', () => {
+  const out = path.join(tmp, 'rft-lora');
+  juice('rft', [...common, ...LORA, '--out', out, '--prompts-per-iteration', '3', '--epochs', '1']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer']);
+});
+
+test.run();

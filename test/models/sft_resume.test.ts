@@ -1,0 +1,146 @@
+// `juice sft` as a child process on a tiny byte-level GPT-NeoX (test/support/byte_model.ts): N steps in one run
+// against runs killed (SIGKILL) inside a step and inside a checkpoint write, then resumed, and a LoRA run stopped
+// by SIGTERM inside step 4 (exit 143, checkpoint-4 written) and resumed: the final model.safetensors (or
+// adapter_model.safetensors) and optimizer.safetensors are byte-identical, and so are the metrics' losses.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readMetrics } from '../../train/metrics.ts';
+import { latestCheckpoint } from '../../train/checkpoint.ts';
+import { writeByteModel } from '../support/byte_model.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-sft-resume-'));
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const model = writeByteModel(path.join(tmp, 'model'));
+const data = path.join(tmp, 'data.jsonl');
+fs.writeFileSync(data, Array.from({ length: 20 }, (_, i) => JSON.stringify({
+  prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
+})).join('\n') + '\n');
+
+const STEPS = 6;
+const common = ['--model', model, '--data', data, '--max-steps', String(STEPS), '--batch', '3', '--grad-accum', '2', '--lr', '2e-3',
+  '--warmup', '1', '--schedule', 'cosine', '--save-steps', '2', '--log-steps', '1', '--max-length', '56', '--max-prompt-length', '40', '--seed', '7',
+  '--adam-beta2', '0.95', '--weight-decay', '0.1'];
+
+interface Run { child: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
+
+function juice(args: string[], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), 'sft', ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { child, output: () => out, exited };
+}
+
+async function waitFor(run: Run, text: string): Promise<void> {
+  for (let i = 0; i < 1200 && !run.output().includes(text); i++) {
+    if (run.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(run.output().includes(text), `waited for '${text}'; the child printed:\n${run.output()}`);
+}
+
+async function complete(args: string[]): Promise<string> {
+  const run = juice(args);
+  const { code } = await run.exited;
+  assert.is(code, 0, run.output());
+  return run.output();
+}
+
+const bytes = (dir: string, file: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, file));
+const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
+
+function assertSameEnd(a: string, b: string, weights: string): void {
+  assert.ok(bytes(a, weights).equals(bytes(b, weights)), `${weights} differs`);
+  assert.ok(bytes(a, 'optimizer.safetensors').equals(bytes(b, 'optimizer.safetensors')), 'optimizer.safetensors differs');
+  assert.equal(losses(b), losses(a));
+}
+
+const straight = path.join(tmp, 'straight');
+
+test('an uninterrupted run: checkpoints every 2 steps, a model folder at the end', async () => {
+  await complete([...common, '--out', straight]);
+  const dir = path.join(straight, `checkpoint-${STEPS}`);
+  for (const f of ['config.json', 'model.safetensors', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'optimizer.safetensors', 'trainer_state.json'])
+    assert.ok(fs.existsSync(path.join(dir, f)), `${f} in the checkpoint`);
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8'));
+  assert.is(state.global_step, STEPS);
+  assert.is(state.log_history.filter((r: { type: string }) => r.type === 'train').length, STEPS);
+  assert.is(state.config['adam-beta2'], 0.95);
+  assert.equal(losses(straight).map(([s]) => s), [1, 2, 3, 4, 5, 6]);
+  assert.ok(fs.existsSync(path.join(straight, 'plots', 'loss.svg')));
+});
+
+test('SIGKILL inside step 3, then --resume from checkpoint-2: byte-identical weights and optimizer state', async () => {
+  const out = path.join(tmp, 'killed-in-step');
+  const run = juice([...common, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
+  await waitFor(run, 'stalling in step 3');
+  run.child.kill('SIGKILL');
+  await run.exited;
+  assert.is(latestCheckpoint(out)?.step, 2);
+  const resumed = await complete([...common, '--out', out, '--resume']);
+  assert.match(resumed, 'resumed from');
+  assertSameEnd(straight, out, 'model.safetensors');
+});
+
+test('SIGKILL inside the write of checkpoint-4: it is not taken; resume from checkpoint-2 gives the same bytes', async () => {
+  const out = path.join(tmp, 'killed-in-checkpoint');
+  const run = juice([...common, '--out', out], { JUICE_TEST_STALL_IN_CHECKPOINT: '4' });
+  await waitFor(run, 'stalling in checkpoint 4');
+  run.child.kill('SIGKILL');
+  await run.exited;
+  assert.ok(fs.readdirSync(out).some((n) => n.startsWith('.tmp-checkpoint-4-')), 'the half-written checkpoint is left as a temp folder');
+  assert.is(latestCheckpoint(out)?.step, 2);
+  await complete([...common, '--out', out, '--resume', path.join(out, 'checkpoint-2')]);
+  assertSameEnd(straight, out, 'model.safetensors');
+});
+
+test('LoRA with dropout: SIGTERM finishes the step, checkpoints it, exits 143; the resumed run matches', async () => {
+  const lora = [...common, '--lora-r', '4', '--lora-alpha', '8', '--lora-dropout', '0.1', '--lora-targets', 'query_key_value,dense_h_to_4h'];
+  const a = path.join(tmp, 'lora-straight'), b = path.join(tmp, 'lora-stopped');
+  await complete([...lora, '--out', a]);
+  assert.ok(fs.existsSync(path.join(a, `checkpoint-${STEPS}`, 'adapter_config.json')));
+  const run = juice([...lora, '--out', b], { JUICE_TEST_STALL_IN_STEP: '4' });
+  await waitFor(run, 'stalling in step 4');
+  run.child.kill('SIGTERM'); // the hook waits for a signal in step 4: the step then finishes and is saved
+  const { code } = await run.exited;
+  assert.is(code, 143, run.output());
+  assert.is(latestCheckpoint(b)?.step, 4, 'a checkpoint of the step under way when the signal came');
+  await complete([...lora, '--out', b, '--resume']);
+  assertSameEnd(a, b, 'adapter_model.safetensors');
+});
+
+test('--max-shard-size: checkpoints are sharded with an index, and a run resumes from one', async () => {
+  const out = path.join(tmp, 'sharded');
+  const args = [...common.filter((a, i, all) => a !== '--max-steps' && all[i - 1] !== '--max-steps'), '--out', out, '--max-shard-size', '40KB'];
+  await complete([...args, '--max-steps', '2']);
+  const dir = path.join(out, 'checkpoint-2');
+  const index = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+  const shards = [...new Set(Object.values(index.weight_map))] as string[];
+  assert.ok(shards.length >= 3, `shards: ${shards.join(', ')}`);
+  for (const f of shards) assert.ok(fs.statSync(path.join(dir, f)).size <= 40_000 + 4096, `${f} within the limit (header aside)`);
+  assert.not.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
+  await complete([...args, '--max-steps', '3', '--resume']);
+  assert.ok(fs.existsSync(path.join(out, 'checkpoint-3', 'model.safetensors.index.json')));
+});
+
+test('a fresh run refuses an --out that holds checkpoints; --config keys are checked', async () => {
+  const run = juice([...common, '--out', straight]);
+  assert.is((await run.exited).code, 2);
+  assert.match(run.output(), 'pass --resume');
+  const config = path.join(tmp, 'bad.json');
+  fs.writeFileSync(config, JSON.stringify({ 'max-stepz': 3 }));
+  const bad = juice([...common, '--out', path.join(tmp, 'x'), '--config', config]);
+  assert.is((await bad.exited).code, 2);
+  assert.match(bad.output(), "unknown key 'max-stepz'");
+});
+
+test.run();

@@ -1,0 +1,117 @@
+// No GPU: kernel plans (tiles, workgroup sizes, grids, tensor-core variants) for a device this machine does not have.
+// Every call takes the device limits as an argument; here they are an H100's, and WebGPU's guaranteed minimums
+// (what a small device such as lavapipe's is closer to) show where the plan follows the device.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { deviceLimitsOf, grid1d, reductionWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
+import { checkTile, DEFAULT_TILE, matmulCall, type MatmulShape } from '../../kernels/matmul.ts';
+import { checkStorageBindings, forwardTiles } from '../../kernels/attention_forward.ts';
+import { attentionBackwardDkDvKernel, attentionBackwardDkDvKeyRangeKernel, dkdvTiles } from '../../kernels/attention_backward_dkdv.ts';
+import { dqTiles } from '../../kernels/attention_backward_dq.ts';
+import { decodeChunks } from '../../kernels/attention_decode.ts';
+import { softmaxWorkgroupSize } from '../../kernels/softmax.ts';
+import { normWorkgroupSize } from '../../kernels/layernorm_forward.ts';
+import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
+import { planTensorCore, tensorCoreDevice, tensorCoreDeviceUnsupported, tensorCoreShapes, tensorCoreVariant, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
+
+const H100: DeviceLimits = {
+  maxStorageBufferBindingSize: 2147483644,
+  maxBufferSize: 2 ** 40,
+  maxComputeWorkgroupStorageSize: 49152,
+  maxComputeInvocationsPerWorkgroup: 1024,
+  maxComputeWorkgroupSizeX: 1024,
+  maxComputeWorkgroupSizeY: 1024,
+  maxComputeWorkgroupSizeZ: 64,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBuffersPerShaderStage: 16,
+  minUniformBufferOffsetAlignment: 64,
+};
+
+/** WebGPU's guaranteed limits: every device has at least these. */
+const WEBGPU_DEFAULT: DeviceLimits = {
+  maxStorageBufferBindingSize: 134217728,
+  maxBufferSize: 268435456,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxStorageBuffersPerShaderStage: 8,
+  minUniformBufferOffsetAlignment: 256,
+};
+
+const H100_MATRICES: SubgroupMatrixDevice = {
+  features: new Set(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']),
+  subgroupMinSize: 32,
+  subgroupMaxSize: 32,
+  subgroupMatrixConfigs: [
+    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 },
+    { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 8, K: 16 },
+    { componentType: 'f16', resultComponentType: 'f16', M: 16, N: 16, K: 16 },
+  ],
+  limits: H100,
+};
+
+test('deviceLimitsOf takes the subset kernels read, and names what is missing', () => {
+  assert.equal(deviceLimitsOf({ ...H100, maxBindGroups: 4 }), H100);
+  const { maxComputeWorkgroupSizeZ: _, ...partial } = H100;
+  assert.throws(() => deviceLimitsOf(partial), /maxComputeWorkgroupSizeZ/);
+});
+
+test('matmul tiles: a 48 KiB tile fits the H100, not the 16 KiB every device has', () => {
+  const big = { tileM: 128, tileN: 128, tileK: 48, threadM: 8, threadN: 8 }; // 4·48·256 = 49152 bytes
+  checkTile(H100, big);
+  assert.throws(() => checkTile(WEBGPU_DEFAULT, big), /49152 bytes of workgroup memory exceed maxComputeWorkgroupStorageSize 16384/);
+  const wide = { tileM: 64, tileN: 256, tileK: 8, threadM: 2, threadN: 8 }; // 32×32 = 1024 invocations
+  checkTile(H100, wide);
+  assert.throws(() => checkTile(WEBGPU_DEFAULT, wide), /1024 invocations exceed/);
+  const s: MatmulShape = { batch: 1, M: 4096, N: 4096, K: 4096, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'bf16' };
+  assert.equal(matmulCall(H100, s, DEFAULT_TILE).workgroups, [32, 32, 1]);
+});
+
+test('reduction workgroup sizes follow the invocation and workgroup-memory limits', () => {
+  assert.is(reductionWorkgroupSize(H100, 8), 256);
+  assert.is(reductionWorkgroupSize(H100, 8, 0, 1024), 1024);
+  assert.is(reductionWorkgroupSize(WEBGPU_DEFAULT, 8, 0, 1024), 256);
+  assert.is(reductionWorkgroupSize(H100, 64, 0, 1024), 512); // 64 bytes a thread: 1024 threads need 64 KiB
+  assert.is(softmaxWorkgroupSize(H100, 50304), 256);
+  assert.is(softmaxWorkgroupSize(H100, 40), 64);
+  assert.is(normWorkgroupSize(H100, 4096, 4), 128);
+  assert.equal(crossEntropyCall(H100, 100000, 50304, -100, true).workgroups, [50000, 2]);
+});
+
+test('grid1d folds a long grid into y at the per-dimension limit', () => {
+  assert.equal(grid1d(2 ** 26, 256, H100), [52429, 5]); // 262144 groups
+  assert.equal(grid1d(1000, 256, H100), [4, 1]);
+  assert.equal(grid1d(65535 * 256, 256, H100), [65535, 1]);
+  assert.equal(grid1d(65536 * 256, 256, H100), [32768, 2]);
+});
+
+test('attention tiles: larger on the H100 than in 16 KiB, and the storage-buffer limit checked', () => {
+  assert.equal(forwardTiles(H100, 64), { BR: 32, BC: 32 });
+  assert.equal(forwardTiles(WEBGPU_DEFAULT, 64), { BR: 32, BC: 16 }); // 32×32 needs 20864 bytes, 32×16 14720
+  // D = 256: 16 held rows at most (accumulators); 16×32 needs 51392 bytes, 16×16 33984.
+  assert.equal(forwardTiles(H100, 256), { BR: 16, BC: 16 });
+  assert.equal(dqTiles(H100, 128), { BR: 16, BC: 16 }); // 32×16 needs 51456 bytes
+  assert.equal(dkdvTiles(H100, 64), { BR: 32, BC: 32 }); // 41216 bytes
+  assert.equal(dkdvTiles(WEBGPU_DEFAULT, 64), { BR: 8, BC: 16 }); // of equal area, more keys held
+  checkStorageBindings(H100, attentionBackwardDkDvKeyRangeKernel); // 7 inputs and 2 outputs
+  assert.throws(() => checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKeyRangeKernel), /9 storage buffers exceed/);
+  checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKernel); // without padding keyRange is absent: 8
+  assert.is(decodeChunks(H100, 4096, 8192, 64), 1);
+  assert.throws(() => decodeChunks(WEBGPU_DEFAULT, 4096, 8192, 64), /workgroup memory/);
+});
+
+test('tensor-core plan for an H100: its shapes, the largest first, and the variant at head dim 64', () => {
+  assert.is(tensorCoreDeviceUnsupported(H100_MATRICES), null);
+  assert.equal(tensorCoreShapes(H100_MATRICES), [{ M: 16, N: 16, K: 16 }, { M: 16, N: 8, K: 16 }]);
+  assert.equal(tensorCoreVariant(H100_MATRICES, 64).variant, { shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroups: 4, BC: 64, D: 64 });
+  assert.equal(tensorCoreDevice(H100_MATRICES), { subgroupSize: 32, maxWorkgroupBytes: 49152, maxInvocations: 1024 });
+  assert.is(planTensorCore(128, { M: 16, N: 16, K: 16 }, tensorCoreDevice(H100_MATRICES)).variant?.subgroups, 2);
+  const lavapipeLike: SubgroupMatrixDevice = { features: new Set(['shader-f16']), subgroupMinSize: 4, subgroupMaxSize: 16, subgroupMatrixConfigs: [], limits: WEBGPU_DEFAULT };
+  assert.match(tensorCoreDeviceUnsupported(lavapipeLike)!, /lacks 'chromium-experimental-subgroup-matrix'/);
+  assert.match(tensorCoreVariant(lavapipeLike, 64).reason!, /lacks/);
+});
+
+test.run();
