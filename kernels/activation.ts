@@ -2,7 +2,7 @@
 // The four kernels share activation_math.wgsl (the functions and their derivatives), prepended to each source.
 import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
-export const ACTIVATIONS = { gelu: 0, silu: 1 } as const;
+export const ACTIVATIONS = { gelu: 0, silu: 1, relu: 2 } as const;
 export type Activation = keyof typeof ACTIVATIONS;
 
 const withMath = (file: string): string => wgsl(import.meta.url, file, { includes: ['activation_math.wgsl'] });
@@ -31,10 +31,11 @@ export const gatedActivationBackwardKernel: Kernel = {
 const WG = 256;
 
 // FLOPs per element of f and of f', counting exp and division as one each: GELU's Φ is a degree-10
-// polynomial in a rational argument plus the exponential (~32); SiLU's sigmoid is ~5.
+// polynomial in a rational argument plus the exponential (~32); SiLU's sigmoid is ~5; ReLU a max.
 const FLOPS: Record<Activation, { value: number; derivative: number }> = {
   gelu: { value: 36, derivative: 37 },
   silu: { value: 6, derivative: 8 },
+  relu: { value: 1, derivative: 0 }, // max(x, 0); its derivative is a select
 };
 
 function elementwise(limits: DeviceLimits, kernel: Kernel, fn: Activation, n: number, op: string, flopsPerElement: number, tensorsRead: number, tensorsWritten: number): KernelCall {

@@ -1,5 +1,5 @@
 // Activation functions and their derivatives, shared by the activation kernels (activation.ts prepends this file).
-// FN selects the function: 0 GELU (exact, through the normal CDF), 1 SiLU.
+// FN selects the function: 0 GELU (exact, through the normal CDF), 1 SiLU, 2 ReLU.
 override FN: u32 = 0u;
 
 const FRAC_1_SQRT_2: f32 = 0.70710678118654752;
@@ -38,15 +38,17 @@ fn sigmoidPair(x: f32) -> vec2f {
 
 fn activation(x: f32) -> f32 {
   if (FN == 0u) { return x * normalCdf(x, exp(-0.5 * x * x)); }
+  if (FN == 2u) { return max(x, 0.0); }
   return x * sigmoidPair(x).x;
 }
 
-// GELU: d/dx x·Φ(x) = Φ(x) + x·φ(x). SiLU: d/dx x·σ(x) = σ(x)·(1 + x·σ(-x)).
+// GELU: d/dx x·Φ(x) = Φ(x) + x·φ(x). SiLU: d/dx x·σ(x) = σ(x)·(1 + x·σ(-x)). ReLU: [x > 0].
 fn activationDerivative(x: f32) -> f32 {
   if (FN == 0u) {
     let e = exp(-0.5 * x * x);
     return normalCdf(x, e) + x * FRAC_1_SQRT_2PI * e;
   }
+  if (FN == 2u) { return select(0.0, 1.0, x > 0.0); }
   let s = sigmoidPair(x);
   return s.x * (1.0 + x * s.y);
 }

@@ -37,10 +37,10 @@ import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepP
 import { pairBatch, type IrftLossType } from './objectives/irft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, loraTargets, readDemonstrations, resumeFolder, RunConfigError, shuffled, trainableElements,
+  derivedSeed, generateResponses, readDemonstrations, shuffled, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import type { TrainingOptions } from './run_config.ts';
+import { RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 import { SftObjective } from './sft.ts';
 
@@ -269,13 +269,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
   const config = loadConfigFor(o.model, 'lm');
   if (o['max-length'] > config.maxPositions) throw new RunConfigError(`--max-length ${o['max-length']} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)`);
   if (o['max-prompt-length'] + o['max-new-tokens'] > config.maxPositions) throw new RunConfigError(`--max-prompt-length ${o['max-prompt-length']} + --max-new-tokens ${o['max-new-tokens']} exceed the model's ${config.maxPositions} positions`);
-  if (!existsSync(join(o.model, 'tokenizer.json'))) throw new RunConfigError(`--model ${o.model}: no tokenizer.json`);
-  const tokenizer = Tokenizer.fromFolder(o.model);
-  const eos = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] : config.eosTokenId ?? tokenizer.eosTokenId;
-  if (eos === null || eos === undefined) throw new RunConfigError(`--model ${o.model}: neither config.json nor the tokenizer names an EOS token`);
-  const padId = tokenizer.padTokenId ?? config.padTokenId ?? eos;
-  const targets = o['lora-r'] !== undefined ? loraTargets(o['lora-targets'], config) : undefined;
-  const resumeDir = resumeFolder(o, log);
+  const { tokenizer, eos, padId, targets, resumeDir } = runSetup(o, config, log);
   const { examples } = await readDemonstrations(o, tokenizer, eos, log);
   if (examples.length < o.stages) throw new RunConfigError(`--stages ${o.stages}: only ${examples.length} prompts to split`);
   const steps = stageSteps(examples.length, o.stages, o['epochs-per-stage'], o.batch * o['grad-accum']);

@@ -280,14 +280,14 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
 }
 
 /** optimizer.safetensors: the state tensors (F32), the kind and the per-parameter step counts in the metadata. */
-function optimizerTensors(d: OptimizerStateDict): { tensors: Record<string, TensorToWrite>; metadata: Record<string, string> } {
+export function optimizerTensors(d: OptimizerStateDict): { tensors: Record<string, TensorToWrite>; metadata: Record<string, string> } {
   const tensors: Record<string, TensorToWrite> = {};
   for (const [k, v] of Object.entries(d.tensors)) tensors[k] = { dtype: 'F32', shape: [v.length], data: v };
   const step = Object.fromEntries(Object.keys(d.step).sort().map((k) => [k, d.step[k]]));
   return { tensors, metadata: { format: 'juice-optimizer', kind: d.kind, step: JSON.stringify(step) } };
 }
 
-function readOptimizerState(file: string): OptimizerStateDict {
+export function readOptimizerState(file: string): OptimizerStateDict {
   const f = SafetensorsFile.open(file);
   try {
     const meta = f.metadata as Record<string, string>;

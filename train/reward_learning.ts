@@ -5,18 +5,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ledger } from '../engine/ledger.ts';
 import type { CausalLM, GeneratedRow } from '../models/causal_lm.ts';
-import type { ModelConfig } from '../models/config.ts';
-import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../models/lora.ts';
 import { rollout } from '../models/rollout.ts';
 import type { Tokenizer } from '../models/tokenizer.ts';
 import type { GenerationGroup } from './audit_model.ts';
 import { generationGroups, type Workloads } from './audit.ts';
-import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
 import { ChatTemplate, encodeExample, readExamples, type EncodedExample } from './data/index.ts';
-import { RESUME_LATEST, type TrainingOptions } from './run_config.ts';
-import { RunConfigError } from './sft.ts';
+import { RunConfigError, type TrainingOptions } from './run_config.ts';
 
-export { RunConfigError };
 
 /** HH's turn markers: a generated assistant turn ends where the next turn would begin. */
 export const HH_STOP_STRINGS = ['\n\nHuman:', '\n\nAssistant:'];
@@ -49,27 +44,7 @@ export async function readDemonstrations(o: TrainingOptions, tokenizer: Tokenize
   return { examples, encoded };
 }
 
-/** The folder to resume from: the latest complete checkpoint in --out, or the one given; undefined for a new run. */
-export function resumeFolder(o: TrainingOptions, log: (l: string) => void): string | undefined {
-  if (o.resume === undefined) {
-    const found = existsSync(o.out) ? listCheckpoints(o.out) : [];
-    if (found.length > 0) throw new RunConfigError(`--out ${o.out} already holds ${found.map((c) => `checkpoint-${c.step}`).join(', ')}: pass --resume to continue that run, or give another --out`);
-    return undefined;
-  }
-  if (o.resume !== RESUME_LATEST) return o.resume;
-  const latest = latestCheckpoint(o.out);
-  if (!latest) throw new RunConfigError(`--resume: no complete checkpoint in ${o.out}`);
-  for (const s of latest.skipped) log(`skipping ${s.path}: ${s.reason}`);
-  return latest.path;
-}
 
-export function loraTargets(text: string | undefined, config: ModelConfig): LoraTargets {
-  if (text === undefined) return DEFAULT_LORA_TARGETS[config.modelType];
-  if (text.trim() === 'all-linear') return 'all-linear';
-  const list = text.split(',').map((t) => t.trim()).filter((t) => t !== '');
-  try { loraTargetModules(config, list); } catch (e) { throw new RunConfigError(`--lora-targets: ${(e as Error).message}`); }
-  return list;
-}
 
 /**
  * A generated row as a response: EOS-terminated rows as they are; a row that completed a stop string cut to the

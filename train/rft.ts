@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { noGrad } from '../engine/autodiff.ts';
 import { initGpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
-import { makeOptimizer, type Optimizer, type OptimizerKind, type OptimizerStateDict } from '../engine/optim.ts';
+import { makeOptimizer, type Optimizer, type OptimizerStateDict } from '../engine/optim.ts';
 import { memoryPlan, ParameterSet } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { SafetensorsFile, type TensorToWrite } from '../engine/safetensors.ts';
@@ -39,14 +39,14 @@ import { Tokenizer } from '../models/tokenizer.ts';
 import { ModelWeights } from '../models/weights.ts';
 import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
-import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
+import { optimizerTensors, readOptimizerState, trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from './objectives/rft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, loraTargets, readDemonstrations, resumeFolder, RunConfigError, trainableElements,
+  derivedSeed, generateResponses, readDemonstrations, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import type { TrainingOptions } from './run_config.ts';
+import { RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
 import { DataLoader, type EncodedExample } from './data/index.ts';
 import { SftObjective } from './sft.ts';
 import { makeSchedule } from './schedule.ts';
@@ -107,24 +107,6 @@ interface Rollout {
   prompts: number[];
   samples: { prompt: number[]; response: number[] }[];
   advantages: number[];
-}
-
-function optimizerFile(d: OptimizerStateDict): { tensors: Record<string, TensorToWrite>; metadata: Record<string, string> } {
-  const tensors: Record<string, TensorToWrite> = {};
-  for (const [k, v] of Object.entries(d.tensors)) tensors[k] = { dtype: 'F32', shape: [v.length], data: v };
-  return { tensors, metadata: { format: 'juice-optimizer', kind: d.kind, step: JSON.stringify(d.step) } };
-}
-
-function readOptimizerFile(file: string): OptimizerStateDict {
-  const f = SafetensorsFile.open(file);
-  try {
-    const meta = f.metadata as Record<string, string>;
-    const tensors: Record<string, Float32Array> = {};
-    for (const name of f.names()) tensors[name] = f.read(name) as Float32Array;
-    return { kind: meta.kind as OptimizerKind, step: JSON.parse(meta.step ?? '{}') as Record<string, number>, tensors };
-  } finally {
-    f.close();
-  }
 }
 
 export class RftObjective implements Objective {
@@ -258,7 +240,7 @@ export class RftObjective implements Objective {
       files.push(
         { name: REWARD_WEIGHTS_FILE, kind: 'safetensors', tensors: this.snapshot.tensors, metadata: { format: 'pt' } },
         { name: REWARD_CONFIG_FILE, kind: 'json', value: rewardConfigJson(this.reward.config) },
-        { name: REWARD_OPTIMIZER_FILE, kind: 'safetensors', ...optimizerFile(this.snapshot.optimizer) },
+        { name: REWARD_OPTIMIZER_FILE, kind: 'safetensors', ...optimizerTensors(this.snapshot.optimizer) },
       );
     }
     if (this.rollout) files.push({ name: ROLLOUT_FILE, kind: 'json', value: this.rollout });
@@ -271,7 +253,7 @@ export class RftObjective implements Objective {
     if (s.iteration === 0) return;
     this.rollout = JSON.parse(readFileSync(join(dir, ROLLOUT_FILE), 'utf8')) as Rollout;
     // The reward model as it was after the iteration's update (rewardModelFromCheckpoint loaded its weights).
-    this.rewardOptimizer.loadStateDict(readOptimizerFile(join(dir, REWARD_OPTIMIZER_FILE)));
+    this.rewardOptimizer.loadStateDict(readOptimizerState(join(dir, REWARD_OPTIMIZER_FILE)));
     this.rewardStep.stepCount = s.rewardSteps!;
     this.snapshotFromDir(dir);
   }
@@ -280,7 +262,7 @@ export class RftObjective implements Objective {
     const f = SafetensorsFile.open(join(dir, REWARD_WEIGHTS_FILE));
     const tensors: Record<string, TensorToWrite> = {};
     try { for (const s of this.reward.params.specs) tensors[s.name] = { dtype: 'F32', shape: s.shape, data: f.read(s.name) as Float32Array }; } finally { f.close(); }
-    this.snapshot = { tensors, optimizer: readOptimizerFile(join(dir, REWARD_OPTIMIZER_FILE)) };
+    this.snapshot = { tensors, optimizer: readOptimizerState(join(dir, REWARD_OPTIMIZER_FILE)) };
   }
 
   dispose(): void {
@@ -300,13 +282,7 @@ function rewardModelFromCheckpoint(dir: string): RewardModel {
 export async function runRft(o: RftOptions, log: (l: string) => void = (l) => console.log(l)): Promise<LoopResult & { audit: string }> {
   const config = loadConfigFor(o.model, 'lm');
   if (o['max-prompt-length'] + Math.max(o['max-new-tokens'], o['max-length'] - o['max-prompt-length']) > config.maxPositions) throw new RunConfigError(`--max-prompt-length + --max-new-tokens (or --max-length) exceed the model's ${config.maxPositions} positions`);
-  if (!existsSync(join(o.model, 'tokenizer.json'))) throw new RunConfigError(`--model ${o.model}: no tokenizer.json`);
-  const tokenizer = Tokenizer.fromFolder(o.model);
-  const eos = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] : config.eosTokenId ?? tokenizer.eosTokenId;
-  if (eos === null || eos === undefined) throw new RunConfigError(`--model ${o.model}: neither config.json nor the tokenizer names an EOS token`);
-  const padId = tokenizer.padTokenId ?? config.padTokenId ?? eos;
-  const targets = o['lora-r'] !== undefined ? loraTargets(o['lora-targets'], config) : undefined;
-  const resumeDir = resumeFolder(o, log);
+  const { tokenizer, eos, padId, targets, resumeDir } = runSetup(o, config, log);
   const { examples } = await readDemonstrations(o, tokenizer, eos, log);
   const gen: GenerationSettings = {
     maxNewTokens: o['max-new-tokens'], temperature: o.temperature, topP: o['top-p'], topK: o['top-k'],

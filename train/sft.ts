@@ -15,23 +15,16 @@ import { initGpu } from '../engine/gpu.ts';
 import { memoryPlan } from '../engine/params.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
-import type { ModelConfig } from '../models/config.ts';
-import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../models/lora.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
-import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
 import { ChatTemplate, collate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type EncodedSequence, type PaddedBatch } from './data/index.ts';
 import { isPair, pairEvalKeys, pairMetrics } from './eval_pairs.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { sequenceLogprobs } from './objectives/logprobs.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
 import { loadPolicy } from './policy.ts';
-import { RESUME_LATEST, type TrainingOptions } from './run_config.ts';
+import { RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 
-/** A run that cannot start as configured, found once the inputs are read (the command prints it as a usage error). */
-export class RunConfigError extends Error {
-  constructor(message: string) { super(message); this.name = 'RunConfigError'; }
-}
 
 /** Response tokens of a padded batch that the loss counts: the mask, position 0 excepted (it has no prediction). */
 function countedTokens(b: PaddedBatch): number {
@@ -123,40 +116,14 @@ async function encodeFile(file: string, tokenizer: Tokenizer, o: TrainingOptions
   return encoded;
 }
 
-function loraTargets(text: string | undefined, config: ModelConfig): LoraTargets {
-  if (text === undefined) return DEFAULT_LORA_TARGETS[config.modelType];
-  if (text.trim() === 'all-linear') return 'all-linear';
-  const list = text.split(',').map((t) => t.trim()).filter((t) => t !== '');
-  try { loraTargetModules(config, list); } catch (e) { throw new RunConfigError(`--lora-targets: ${(e as Error).message}`); }
-  return list;
-}
 
-/** The folder to resume from: the latest complete checkpoint in --out, or the one given; undefined for a new run. */
-function resumeFolder(o: TrainingOptions, log: (l: string) => void): string | undefined {
-  if (o.resume === undefined) {
-    const found = existsSync(o.out) ? listCheckpoints(o.out) : [];
-    if (found.length > 0) throw new RunConfigError(`--out ${o.out} already holds ${found.map((c) => `checkpoint-${c.step}`).join(', ')}: pass --resume to continue that run, or give another --out`);
-    return undefined;
-  }
-  if (o.resume !== RESUME_LATEST) return o.resume;
-  const latest = latestCheckpoint(o.out);
-  if (!latest) throw new RunConfigError(`--resume: no complete checkpoint in ${o.out}`);
-  for (const s of latest.skipped) log(`skipping ${s.path}: ${s.reason}`);
-  return latest.path;
-}
 
 /** `juice sft`: checks the inputs, loads, and trains; returns the loop's result (its exit code). */
 export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) => console.log(l)): Promise<LoopResult> {
   // Everything that can be checked without the GPU, first.
   const config = loadConfigFor(o.model, 'lm');
   if (o['max-length'] > config.maxPositions) throw new RunConfigError(`--max-length ${o['max-length']} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)`);
-  if (!existsSync(join(o.model, 'tokenizer.json'))) throw new RunConfigError(`--model ${o.model}: no tokenizer.json`);
-  const tokenizer = Tokenizer.fromFolder(o.model);
-  const eos = Array.isArray(config.eosTokenId) ? config.eosTokenId[0] : config.eosTokenId ?? tokenizer.eosTokenId;
-  if (eos === null || eos === undefined) throw new RunConfigError(`--model ${o.model}: neither config.json nor the tokenizer names an EOS token`);
-  const padId = tokenizer.padTokenId ?? config.padTokenId ?? eos;
-  const targets = o['lora-r'] !== undefined ? loraTargets(o['lora-targets'], config) : undefined;
-  const resumeDir = resumeFolder(o, log);
+  const { tokenizer, eos, padId, targets, resumeDir } = runSetup(o, config, log);
   const template = existsSync(join(o.model, 'tokenizer_config.json')) ? ChatTemplate.fromTokenizerConfig(o.model) : null;
   const train = await encodeFile(o.data, tokenizer, o, eos, template, o.limit, log);
   const evalSet = o['eval-data'] !== undefined ? await encodeFile(o['eval-data'], tokenizer, o, eos, template, o['eval-limit'], log) : [];

@@ -3,7 +3,8 @@
 // stages, the loss, and the generation of each stage's responses.
 import { IRFT_LOSS_TYPES } from '../../train/objectives/irft.ts';
 import { runIrft, type IrftOptions } from '../../train/irft.ts';
-import { HH_STOP_STRINGS, RunConfigError } from '../../train/reward_learning.ts';
+import { HH_STOP_STRINGS } from '../../train/reward_learning.ts';
+import { RunConfigError } from '../../train/run_config.ts';
 import { boolean, choice, defineCommand, integer, number, string, UsageError } from '../options.ts';
 import { checkTrainingOptions, TRAINING_OPTIONS, withConfigFile } from '../training_options.ts';
 

@@ -2,7 +2,8 @@
 // (train/rft.ts): a reward model learnt against the policy's samples, the policy trained against it with RLOO and
 // a KL penalty to the initial model; every training option of `juice sft` and RFT's own.
 import { runRft, type RftOptions } from '../../train/rft.ts';
-import { HH_STOP_STRINGS, RunConfigError } from '../../train/reward_learning.ts';
+import { HH_STOP_STRINGS } from '../../train/reward_learning.ts';
+import { RunConfigError } from '../../train/run_config.ts';
 import { defineCommand, integer, number, path, UsageError } from '../options.ts';
 import { checkTrainingOptions, TRAINING_OPTIONS, withConfigFile } from '../training_options.ts';
 import { checkGenerationOptions, generationOptions } from './irft.ts';

@@ -1,6 +1,7 @@
 // `juice sft --model DIR --data FILE --out DIR`: supervised fine-tuning (train/sft.ts) on the shared training loop,
 // with every training option of bin/training_options.ts (also from a JSON file, --config).
-import { RunConfigError, runSft } from '../../train/sft.ts';
+import { RunConfigError } from '../../train/run_config.ts';
+import { runSft } from '../../train/sft.ts';
 import { defineCommand, UsageError } from '../options.ts';
 import { checkTrainingOptions, TRAINING_OPTIONS, withConfigFile } from '../training_options.ts';
 

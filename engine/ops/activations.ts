@@ -30,6 +30,9 @@ export function gelu(x: Tensor): Tensor { return activation('gelu', x); }
 /** x · σ(x). */
 export function silu(x: Tensor): Tensor { return activation('silu', x); }
 
+/** max(x, 0); its gradient at 0 is 0, as torch's. */
+export function relu(x: Tensor): Tensor { return activation('relu', x); }
+
 /** silu(gate) · up, elementwise: the gated MLP of Llama and Mistral. */
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   requireF32(gate, 'swiglu', 'gate');

@@ -10,7 +10,7 @@
 import { noGrad } from '../../engine/autodiff.ts';
 import { Tensor } from '../../engine/tensor.ts';
 import { add, fill, scale, sub, sumLastDim } from '../../engine/ops/elementwise.ts';
-import { relu } from '../../engine/ops/relu.ts';
+import { relu } from '../../engine/ops/activations.ts';
 import { narrow } from '../../engine/ops/shape.ts';
 import type { CausalLM } from '../../models/causal_lm.ts';
 import { sequenceLogprobs } from './logprobs.ts';
