@@ -631,7 +631,7 @@ function totalRow(rows: readonly AuditRow[]): AuditRow {
  */
 export function auditTable(rows: readonly AuditRow[], opts: { peakTflops: number }): string {
   const dash = '—';
-  const head = ['phase'.padEnd(16), 'ledger GFLOP'.padStart(13), 'MB'.padStart(11), 'analytic GFLOP'.padStart(15), 'ratio'.padStart(7), 'useful GFLOP'.padStart(13), 'GPU ms'.padStart(10), `MFU@${opts.peakTflops}TF`.padStart(11)];
+  const head = ['phase'.padEnd(16), 'ledger GFLOP'.padStart(13), 'MB'.padStart(11), 'analytic GFLOP'.padStart(15), 'ratio'.padStart(7), 'useful GFLOP'.padStart(13), 'GPU ms'.padStart(10), (opts.peakTflops > 0 ? `MFU@${opts.peakTflops}TF` : 'MFU').padStart(11)];
   const lines = [head.join(' ')];
   const total = totalRow(rows);
   // The total's MFU counts the timed phases only: an untimed phase's FLOPs took no measured time.
