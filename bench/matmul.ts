@@ -93,7 +93,6 @@ async function main(): Promise<void> {
       const w = weights.get(v.dtypeB)!;
       const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
       const call = v.call(shape);
-      // The operand a stands in for the unread bias binding, as in ops/matmul.ts.
       const run = () => launch(call, [a, w, null], [out]);
       await seconds(() => launch(v.call({ ...shape, N: 4 }), [a, w, null], [out])); // compiles the variant (its constants do not depend on N)
       const once = await seconds(run);

@@ -31,7 +31,7 @@ import { noGrad } from '../engine/autodiff.ts';
 import { ledger, type LedgerEntry } from '../engine/ledger.ts';
 import { makeOptimizer, type Optimizer } from '../engine/optim.ts';
 import { memoryPlan, ParameterSet } from '../engine/params.ts';
-import { rng, type Random } from '../engine/random.ts';
+import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { CausalLM } from '../models/causal_lm.ts';
 import { modelParams, parseConfig, rewardParams, type ModelConfig } from '../models/config.ts';
@@ -155,25 +155,6 @@ export interface DemoResult {
 }
 
 // ---- data ----
-
-/**
- * A synthetic next-token batch for engine tests (test/train_step.test.ts, test/training.test.ts): L random symbols
- * (token ids below 8), a separator (8), the same L symbols again; inputs are the first 2L tokens, targets the next
- * token on the copied half only (-100 elsewhere).
- */
-export function copyBatch(r: Random, batch: number, length: number): { ids: Int32Array; targets: Int32Array } {
-  const T = 2 * length, symbols = 8;
-  const ids = new Int32Array(batch * T), targets = new Int32Array(batch * T).fill(-100);
-  for (let b = 0; b < batch; b++) {
-    const seq = Array.from({ length }, () => r.int(symbols));
-    const full = [...seq, symbols, ...seq];
-    for (let t = 0; t < T; t++) {
-      ids[b * T + t] = full[t];
-      if (t >= length) targets[b * T + t] = full[t + 1];
-    }
-  }
-  return { ids, targets };
-}
 
 interface Encoded { ex: TaskExample; prompt: number[]; demo: number[]; rejected: number[] }
 

@@ -37,29 +37,21 @@ import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepP
 import { pairBatch, type IrftLossType } from './objectives/irft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, readDemonstrations, shuffled, trainableElements,
+  derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
+import { RunConfigError, runSetup } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 import { SftObjective } from './sft.ts';
 
 export const GENERATIONS_FILE = 'irft_generations.jsonl';
 export const MERGED_ADAPTERS_FILE = 'irft_merged_adapters.safetensors';
 
-export interface IrftOptions extends TrainingOptions {
+export interface IrftOptions extends ReinforcementOptions {
   stages: number;
   'epochs-per-stage': number;
   beta: number;
   loss: IrftLossType;
-  'max-new-tokens': number;
-  temperature: number;
-  'top-p': number;
-  'top-k': number;
-  stop: string[];
-  'no-stop': boolean;
-  'generation-batch': number;
-  'peak-tflops'?: number;
 }
 
 /** The chunk of stage s (from 1): prompts [floor((s-1)·N/T), floor(s·N/T)). */

@@ -19,6 +19,18 @@ export const HH_STOP_STRINGS = ['\n\nHuman:', '\n\nAssistant:'];
 /** A prompt and its demonstration (token ids; the demonstration ends with EOS unless it was cut). */
 export interface Demonstration { prompt: number[]; demo: number[] }
 
+/** The options IRFT and RFT add to the training options: their generation (bin/commands/irft.ts generationOptions) and the audit's peak. */
+export interface ReinforcementOptions extends TrainingOptions {
+  'max-new-tokens': number;
+  temperature: number;
+  'top-p': number;
+  'top-k': number;
+  stop: string[];
+  'no-stop': boolean;
+  'generation-batch': number;
+  'peak-tflops'?: number;
+}
+
 export interface GenerationSettings {
   maxNewTokens: number;
   temperature: number;

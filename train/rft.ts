@@ -43,10 +43,10 @@ import { optimizerTensors, readOptimizerState, trainLoop, type EvalResult, type 
 import { rftPolicyMicroLoss, rewardMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from './objectives/rft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, readDemonstrations, trainableElements,
+  derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
+import { RunConfigError, runSetup } from './run_config.ts';
 import { DataLoader, type EncodedExample } from './data/index.ts';
 import { SftObjective } from './sft.ts';
 import { makeSchedule } from './schedule.ts';
@@ -57,7 +57,7 @@ export const REWARD_CONFIG_FILE = 'reward_config.json';
 export const REWARD_OPTIMIZER_FILE = 'reward_optimizer.safetensors';
 export const ROLLOUT_FILE = 'rft_rollout.json';
 
-export interface RftOptions extends TrainingOptions {
+export interface RftOptions extends ReinforcementOptions {
   'reward-model'?: string;
   'samples-per-prompt': number;
   'prompts-per-iteration': number;
@@ -65,14 +65,6 @@ export interface RftOptions extends TrainingOptions {
   'reward-steps': number;
   'reward-lr': number;
   'kl-coef': number;
-  'max-new-tokens': number;
-  temperature: number;
-  'top-p': number;
-  'top-k': number;
-  stop: string[];
-  'no-stop': boolean;
-  'generation-batch': number;
-  'peak-tflops'?: number;
 }
 
 /** A new reward model: the trunk of the causal LM in `dir` and a score head [1, C] ~ normal(0, 0.02) from `seed`. */

@@ -360,7 +360,7 @@ async function verifyLora(dir: string, ref: SafetensorsFile, meta: Record<string
 
 /** A number of expected.json, or a VerifyError naming the field. */
 function metaNumber(meta: Record<string, unknown>, path: string): number {
-  const v = path.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), meta);
+  const v = metaValue(meta, path);
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new VerifyError(`expected.json: field '${path}' must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
@@ -545,11 +545,7 @@ async function expectParametersAfterSteps(list: Check[], ref: SafetensorsFile, p
  */
 async function verifySft(dir: string, ref: SafetensorsFile, meta: Record<string, unknown>, _absent: Absent[], exemptions: Exemption[]): Promise<Check[]> {
   const list: Check[] = [];
-  const f64 = (name: string): Float64Array => {
-    const d = ref.read(name);
-    if (!(d instanceof Float64Array)) throw new VerifyError(`${ref.path}: tensor '${name}' has dtype ${ref.info(name).dtype}, expected F64`);
-    return d;
-  };
+  const f64 = (name: string): Float64Array => readF64(ref, name);
   const batching = String(meta.batching ?? '');
   const micro = Number(/micro-batch (\d+)/.exec(batching)?.[1]), accumulation = Number(/accumulation (\d+)/.exec(batching)?.[1]);
   if (!(micro > 0 && accumulation > 0)) throw new VerifyError(`${dir}/expected.json: 'batching' must say "micro-batch N, gradient accumulation K", got ${JSON.stringify(meta.batching)}`);
@@ -570,13 +566,10 @@ async function verifySft(dir: string, ref: SafetensorsFile, meta: Record<string,
   const schedule = makeSchedule({ kind: 'linear', lr: metaNumber(meta, 'optimizer.lr_peak'), totalSteps: metaNumber(meta, 'schedule.total_steps'), warmupSteps: metaNumber(meta, 'schedule.warmup_steps') });
   const model = loadCausalLM(dir);
   const params = model.params;
-  const betas = (meta.optimizer as { betas?: [number, number] } | undefined)?.betas;
-  if (!Array.isArray(betas) || betas.length !== 2) throw new VerifyError(`${dir}/expected.json: optimizer.betas must be two numbers`);
-  const optimizer = makeOptimizer('adamw', params.entries(), { lr: 0, betas, eps: metaNumber(meta, 'optimizer.eps'), weightDecay: metaNumber(meta, 'optimizer.weight_decay') });
+  const optimizer = makeOptimizer('adamw', params.entries(), { lr: 0, betas: metaBetas(meta, 'optimizer'), eps: metaNumber(meta, 'optimizer.eps'), weightDecay: metaNumber(meta, 'optimizer.weight_decay') });
   const trainStep = new TrainStep({ params, optimizer, schedule, clipNorm: metaNumber(meta, 'clipping.max_norm') });
-  const rows = (m: number, n: number) => ({ begin: m * micro * T, end: (m + 1) * micro * T, n });
   const batches = Array.from({ length: accumulation }, (_, m) => {
-    const { begin, end } = rows(m, 0);
+    const begin = m * micro * T, end = (m + 1) * micro * T; // micro-batch m: rows [m·micro, (m+1)·micro)
     return { ids: Tensor.fromArray(ids.subarray(begin, end), [micro, T], 'i32').keep(), mask: Tensor.fromArray(mask.subarray(begin, end), [micro, T]).keep() };
   });
   const micros = batches.map((b) => () => sftMicroLoss(model.forward(b.ids), b.ids, b.mask, total));
@@ -634,9 +627,14 @@ function unpadded(ids: Int32Array, lens: Int32Array, L: number, left: boolean): 
 
 /** AdamW options of an expected.json optimizer block ({lr, betas, eps, weight_decay}). */
 function adamwOptions(meta: Record<string, unknown>, path: string): { lr: number; betas: [number, number]; eps: number; weightDecay: number } {
+  return { lr: metaNumber(meta, `${path}.lr`), betas: metaBetas(meta, path), eps: metaNumber(meta, `${path}.eps`), weightDecay: metaNumber(meta, `${path}.weight_decay`) };
+}
+
+/** `${path}.betas` of expected.json: two numbers. */
+function metaBetas(meta: Record<string, unknown>, path: string): [number, number] {
   const betas = metaValue(meta, `${path}.betas`);
   if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => typeof b === 'number')) throw new VerifyError(`expected.json: field '${path}.betas' must be two numbers`);
-  return { lr: metaNumber(meta, `${path}.lr`), betas: betas as [number, number], eps: metaNumber(meta, `${path}.eps`), weightDecay: metaNumber(meta, `${path}.weight_decay`) };
+  return betas as [number, number];
 }
 
 function metaValue(meta: Record<string, unknown>, path: string): unknown {

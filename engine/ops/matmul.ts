@@ -96,10 +96,22 @@ export function subgroupDevice(g: Gpu = gpu()): SubgroupDevice {
  * JUICE_MATMUL_CLASS=lavapipe|nvidia|other reads another device class's row (benchmarks compare choices with it).
  */
 function tiledCall(s: MatmulShape, op?: string): KernelCall {
-  const g = gpu();
-  const forced = process.env.JUICE_MATMUL_CLASS as MatmulDeviceClass | undefined;
-  if (forced !== undefined && !Object.hasOwn(MATMUL_TABLE, forced)) throw new GpuError(`JUICE_MATMUL_CLASS=${forced}: expected one of ${Object.keys(MATMUL_TABLE).filter((k) => k !== 'about').join(', ')}`);
-  return chosenMatmulCall(MATMUL_TABLE, forced ?? matmulDeviceClass(g.adapterInfo), deviceLimits(), subgroupDevice(g), s, op);
+  const { deviceClass, subgroup } = matmulDevice(gpu());
+  return chosenMatmulCall(MATMUL_TABLE, deviceClass, deviceLimits(), subgroup, s, op);
+}
+
+// What the choice reads of a device, worked out once per device rather than at every product.
+const matmulDevices = new WeakMap<Gpu, { deviceClass: MatmulDeviceClass; subgroup: SubgroupDevice }>();
+
+function matmulDevice(g: Gpu): { deviceClass: MatmulDeviceClass; subgroup: SubgroupDevice } {
+  let d = matmulDevices.get(g);
+  if (!d) {
+    const forced = process.env.JUICE_MATMUL_CLASS as MatmulDeviceClass | undefined;
+    if (forced !== undefined && !Object.hasOwn(MATMUL_TABLE, forced)) throw new GpuError(`JUICE_MATMUL_CLASS=${forced}: expected one of ${Object.keys(MATMUL_TABLE).filter((k) => k !== 'about').join(', ')}`);
+    d = { deviceClass: forced ?? matmulDeviceClass(g.adapterInfo), subgroup: subgroupDevice(g) };
+    matmulDevices.set(g, d);
+  }
+  return d;
 }
 
 /** The product s on a and b as stored. */

@@ -1,45 +1,23 @@
 // Encoding: truncation and response masks against hand-made ids with a byte-level tokenizer built
-// here (id = byte, 256 <|bos|>, 257 <|eos|>, 258 <|pad|>, like ../shared/data/hh-byte-base), the
+// by test/support/byte_model.ts (id = byte, 256 <|bos|>, 257 <|eos|>, 258 <|pad|>, like ../shared/data/hh-byte-base), the
 // TRL boundary rule, chat templates; and the real HH record when ../shared/data is present. No GPU.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Tokenizer } from '../../models/tokenizer.ts';
+import { writeByteTokenizer } from '../support/byte_model.ts';
+import { SHARED_DATA } from '../support/paths.ts';
 import { ChatTemplate, ChatTemplateError, encodeExample, encodeTexts, exampleTexts, hhDialogue, readExamples, type Example, type TokenizerLike } from '../../train/data/index.ts';
 
-const SHARED = process.env.JUICE_SHARED_DATA ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/data');
+const SHARED = SHARED_DATA;
 const hasShared = fs.existsSync(path.join(SHARED, 'hh-byte-base', 'tokenizer.json')) && fs.existsSync(path.join(SHARED, 'hh-rlhf'));
 if (!hasShared) console.log(`data_encoding: skipping the hh-byte-base tokenizer and HH-RLHF tests: ${SHARED} lacks them`);
 
 const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-encoding-'));
 test.after(() => fs.rmSync(tmpDir, { recursive: true, force: true }));
 
-/** GPT-2's byte-to-character table, which byte-level BPE vocabularies are written in. */
-function byteChars(): string[] {
-  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-  const chars: string[] = [];
-  let extra = 0;
-  for (let b = 0; b < 256; b++) chars.push(String.fromCharCode(printable(b) ? b : 256 + extra++));
-  return chars;
-}
-
-/** A tokenizer.json of single bytes (no merges) that prepends <|bos|>, as hh-byte-base's. */
-function writeByteTokenizer(dir: string) {
-  fs.mkdirSync(dir, { recursive: true });
-  const vocab: Record<string, number> = {};
-  byteChars().forEach((c, b) => (vocab[c] = b));
-  const added = ['<|bos|>', '<|eos|>', '<|pad|>'].map((content, i) => ({ id: 256 + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
-  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null, pre_tokenizer: byteLevel, decoder: byteLevel,
-    post_processor: { type: 'TemplateProcessing', single: [{ SpecialToken: { id: '<|bos|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }], pair: [], special_tokens: { '<|bos|>': { id: '<|bos|>', ids: [256], tokens: ['<|bos|>'] } } },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [] },
-  }));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<|bos|>', eos_token: '<|eos|>', pad_token: '<|pad|>' }));
-}
 writeByteTokenizer(path.join(tmpDir, 'bytes'));
 const bytes = Tokenizer.fromFolder(path.join(tmpDir, 'bytes'));
 const BOS = 256;

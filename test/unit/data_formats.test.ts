@@ -6,10 +6,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
 import { DataError, readExamples, type ReadOptions } from '../../train/data/index.ts';
+import { SHARED_DATA } from '../support/paths.ts';
 
-const SHARED = process.env.JUICE_SHARED_DATA ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/data');
+const SHARED = SHARED_DATA;
 const HH = path.join(SHARED, 'hh-rlhf');
 const hasHH = fs.existsSync(path.join(HH, 'harmless-base-test.train.jsonl.gz'));
 if (!hasHH) console.log(`data_formats: skipping the real HH-RLHF tests: ${HH} is absent`);
