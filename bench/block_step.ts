@@ -1,14 +1,19 @@
 // A transformer training step as a fixed benchmark: pre-LN block(s) from engine ops, MSE (or cross-entropy) loss,
 // backward, AdamW (no weight decay); one submit per step and one read-back (the loss).
 //   block (default): B8 T64 C256, 4 heads, MLP 1024, causal attention, MSE against a random target.
-//   --pythia: Pythia-160m-shaped: 12 such blocks at C768, 12 heads, MLP 3072, token embedding, final LayerNorm, LM
-//     head and cross-entropy, B1 T128. Pythia's 50304-token head weight (154,533,888 bytes) exceeds lavapipe's
-//     128 MiB maxStorageBufferBindingSize, so where it does not fit the vocabulary is cut to 8192 (said in the
-//     output). Sequential residual, no rotary (Pythia has parallel residual and rotary): the shapes, not the model.
-// Prints ms per step over the timed steps, then a per-kernel table from one more step with ledger timing
-// (--time-kernels style: each dispatch timed alone), then one JSON line {"ms_per_step": <median>, ...}.
-// Usage: npx tsx bench/block_step.ts [--pythia] [--steps N]
-import { backward, zeroGrad } from '../engine/autodiff.ts';
+//   --pythia: Pythia-160m-shaped: 12 such blocks at C768, 12 heads, MLP 3072, token embedding (50304 x 768), final
+//     LayerNorm, the fused LM head and the next-token cross-entropy (engine/ops/lm_head.ts: no [B·T, V] logits; the
+//     154 MB embedding and head are bound in windows where they exceed one binding, as on lavapipe), B1 T128 unless
+//     --batch / --seq say otherwise. --logits-head: the head as linear + crossEntropy instead (the [B·T, V] logits;
+//     refused where they or the weight exceed one binding). Sequential residual, no rotary (Pythia has parallel
+//     residual and rotary): the shapes, not the model.
+//   --layers N: N blocks of the default shape (MSE on the last).
+//   --gradient-checkpointing: each block through engine/autodiff.ts checkpoint (its input kept, replayed in the backward).
+// Prints ms per step over the timed steps and the pool's peak of a step (in all, and above the bytes live before it:
+// gradients and activations), then a per-kernel table from one more step with ledger timing (--time-kernels style:
+// each dispatch timed alone), then one JSON line {"ms_per_step": <median>, "peak_bytes": ..., ...}.
+// Usage: npx tsx bench/block_step.ts [--pythia [--batch B] [--seq T] [--logits-head] | --layers N] [--steps N] [--gradient-checkpointing]
+import { backward, checkpoint, zeroGrad } from '../engine/autodiff.ts';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
 import { gelu } from '../engine/ops/activations.ts';
@@ -18,8 +23,11 @@ import { add, meanLastDim, mul, sub } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/matmul.ts';
 import { layerNorm } from '../engine/ops/norms.ts';
+import { headTokenLogprobs } from '../engine/ops/lm_head.ts';
+import { nextTokenLoss } from '../train/objectives/sft.ts';
 import { narrow, permute, reshape } from '../engine/ops/shape.ts';
 import { makeOptimizer } from '../engine/optim.ts';
+import { pool } from '../engine/pool.ts';
 import { flush, sync } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 
@@ -70,16 +78,17 @@ function blockForward(c: Config, p: Block, x: Tensor): Tensor {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const c: Config = args.includes('--pythia') ? { ...PYTHIA } : BLOCK;
-  const stepsArg = args.indexOf('--steps');
-  const steps = stepsArg >= 0 ? Number(args[stepsArg + 1]) : c.layers > 1 ? 3 : 10;
+  const valueOf = (flag: string) => (args.includes(flag) ? Number(args[args.indexOf(flag) + 1]) : undefined);
+  const c: Config = args.includes('--pythia') ? { ...PYTHIA, B: valueOf('--batch') ?? PYTHIA.B, T: valueOf('--seq') ?? PYTHIA.T } : { ...BLOCK, layers: valueOf('--layers') ?? 1 };
+  if (c.vocab) c.name = `Pythia-160m-shaped B${c.B} T${c.T}`;
+  const logitsHead = args.includes('--logits-head');
+  const steps = valueOf('--steps') ?? (c.layers > 1 ? 3 : 10);
+  const checkpointed = args.includes('--gradient-checkpointing');
   const { limits, adapterInfo } = gpu();
-  let note = '';
-  if (c.vocab !== null && 4 * c.vocab * c.C > limits.maxStorageBufferBindingSize) {
-    note = `vocab cut from ${c.vocab} to 8192: the ${4 * c.vocab * c.C}-byte head weight exceeds maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize}`;
-    c.vocab = 8192;
-  }
-  console.log(`device: ${adapterInfo.description || adapterInfo.architecture}; ${c.name}${c.layers > 1 ? `, ${c.layers} layers` : ''}${c.vocab ? `, vocab ${c.vocab}` : ''}${note ? ` (${note})` : ''}`);
+  const note = c.vocab ? (logitsHead ? 'the logits head' : 'the fused head') : '';
+  if (logitsHead && c.vocab && Math.max(4 * c.vocab * c.C, 4 * c.B * c.T * c.vocab) > limits.maxStorageBufferBindingSize)
+    throw new Error(`--logits-head: the head weight (${4 * c.vocab * c.C} bytes) or the logits (${4 * c.B * c.T * c.vocab} bytes) exceed maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize}`);
+  console.log(`device: ${adapterInfo.description || adapterInfo.architecture}; ${c.name}${c.layers > 1 ? `, ${c.layers} layers` : ''}${c.vocab ? `, vocab ${c.vocab}` : ''}${checkpointed ? ', gradient checkpointing' : ''}${note ? ` (${note})` : ''}`);
 
   const blocks = Array.from({ length: c.layers }, (_, i) => makeBlock(c, 10 * i));
   const embed = c.vocab ? parameter([c.vocab, c.C], 7, 0.02) : null;
@@ -92,17 +101,19 @@ async function main(): Promise<void> {
   const x = Tensor.fromArray(values(rows * c.C, 1, 1), [c.B, c.T, c.C]).keep();
   const target = Tensor.fromArray(values(rows * c.C, 2, 1), [c.B, c.T, c.C]).keep();
   const ids = c.vocab ? Tensor.fromArray(Array.from({ length: rows }, (_, i) => (i * 7919) % c.vocab!), [c.B, c.T], 'i32').keep() : null;
-  const next = c.vocab ? Tensor.fromArray(Array.from({ length: rows }, (_, i) => (i * 7919 + 1) % c.vocab!), [rows], 'i32').keep() : null;
+  const next = c.vocab ? Tensor.fromArray(Array.from({ length: rows }, (_, i) => (i % c.T === c.T - 1 ? -100 : ((i + 1) * 7919) % c.vocab!)), [rows], 'i32').keep() : null;
 
   const lossOf = (): Tensor => {
     let h = embed ? embedding(ids!, embed) : x;
-    for (const b of blocks) h = blockForward(c, b, h);
+    for (const b of blocks) h = checkpointed ? checkpoint((v) => blockForward(c, b, v), h) : blockForward(c, b, h);
     if (!embed) {
       const d = sub(h, target);
       return meanLastDim(reshape(mul(d, d), [rows * c.C])); // MSE
     }
-    const logits = linear(layerNorm(h, lnf[0], lnf[1], 1e-5), headW!); // [B, T, V]
-    return crossEntropy(reshape(logits, [rows, c.vocab!]), next!);
+    const hidden = layerNorm(h, lnf[0], lnf[1], 1e-5); // [B, T, C]
+    // Both forms: the mean cross-entropy of each position's next id (the last position predicts nothing).
+    if (!logitsHead) return nextTokenLoss(headTokenLogprobs(hidden, headW!, ids!));
+    return crossEntropy(reshape(linear(hidden, headW!), [rows, c.vocab!]), next!, { ignoreIndex: -100 });
   };
   /** One training step: forward, backward, AdamW, one submit, the loss read back. */
   const step = async (): Promise<number> => {
@@ -122,6 +133,8 @@ async function main(): Promise<void> {
   const first = await step(); // compiles every pipeline
   const times: number[] = [];
   let last = first;
+  const liveBefore = pool.liveBytes; // parameters, optimizer states, inputs
+  pool.resetPeak();
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
     last = await step();
@@ -129,7 +142,8 @@ async function main(): Promise<void> {
     console.log(`step ${i + 1}: ${times[i].toFixed(1)} ms, loss ${last.toFixed(5)}`);
   }
   const median = [...times].sort((a, b) => a - b)[times.length >> 1];
-  console.log(`${c.name}: ${median.toFixed(1)} ms/step (median of ${steps}), loss ${first.toFixed(5)} -> ${last.toFixed(5)}`);
+  const peak = pool.peakBytes, mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  console.log(`${c.name}: ${median.toFixed(1)} ms/step (median of ${steps}), loss ${first.toFixed(5)} -> ${last.toFixed(5)}; pool peak ${mib(peak)}, ${mib(peak - liveBefore)} above the ${mib(liveBefore)} live before a step`);
 
   ledger.reset();
   ledger.timing = true;
@@ -138,7 +152,8 @@ async function main(): Promise<void> {
   ledger.timing = false;
   console.log(ledger.table());
   const byOp = Object.fromEntries(ledger.byOp().map((r) => [r.key, +(r.ns / 1e6).toFixed(2)]));
-  console.log(JSON.stringify({ ms_per_step: +median.toFixed(2), bench: c.name, layers: c.layers, vocab: c.vocab, steps, loss_first: first, loss_last: last, kernel_ms: byOp, note: note || undefined }));
+  console.log(JSON.stringify({ ms_per_step: +median.toFixed(2), bench: c.name, layers: c.layers, vocab: c.vocab, gradient_checkpointing: checkpointed, steps, loss_first: first, loss_last: last,
+    peak_bytes: peak, step_peak_bytes: peak - liveBefore, kernel_ms: byOp, note: note || undefined }));
   for (const t of [...params, x, target, ...(ids ? [ids, next!] : [])]) t.dispose();
 }
 

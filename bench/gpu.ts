@@ -127,7 +127,7 @@ async function pythiaSection(): Promise<void> {
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize);
   const step = () => {
     tidy(() => {
-      const loss = ledger.inPhase('forward', () => nextTokenLoss(model.forward(Tensor.fromArray(ids, [B, T], 'i32')), ids));
+      const loss = ledger.inPhase('forward', () => nextTokenLoss(model.tokenLogprobs(Tensor.fromArray(ids, [B, T], 'i32'))));
       backward(loss);
     });
     ledger.inPhase('optimizer', () => opt.step());

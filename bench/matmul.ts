@@ -17,7 +17,7 @@ import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { bytesPerElement, type FloatDType } from '../kernels/dtype.ts';
-import { DEFAULT_TILE, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TABLE_URL, MATMUL_TILES, matmulCall, matmulRowsCall, matmulRowsUnfit, type MatmulChoice, type MatmulShape } from '../kernels/matmul.ts';
+import { DEFAULT_TILE, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TABLE_URL, MATMUL_TILES, matmulCall, matmulRowsCall, matmulRowsUnfit, type MatmulChoice, type MatmulDeviceClass, type MatmulShape } from '../kernels/matmul.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall, smallMVariantFor } from '../kernels/matmul_small_m.ts';
 
 interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null }
@@ -25,7 +25,8 @@ interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => 
 interface Case { name: string; M: number; N: number; K: number; transB: boolean; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
-const smallMName = (M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(M))![0];
+const smallMName = (device: MatmulDeviceClass, M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(MATMUL_TABLE, device, M))![0];
+const DTYPES_B: FloatDType[] = ['f32', 'bf16'];
 
 const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(deviceLimits(), s, tile) }));
 const ROWS: Variant[] = Object.entries(MATMUL_ROWS_VARIANTS).map(([name, v]) => ({
@@ -54,7 +55,7 @@ const CASES: Case[] = [
   ].map((c) => ({ ...c, transB: false, variants: [...TILES, ...ROWS, BF16_B] })),
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
-    name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: [...decodeVariants('f32'), ...decodeVariants('bf16')],
+    name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
   }))),
 ];
 
@@ -64,7 +65,9 @@ const MAX_CALLS_PER_SAMPLE = 200;
 
 async function main(): Promise<void> {
   const { adapterInfo, limits } = gpu();
-  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}, default small-M variant ${smallMName(1)} for one row, ${smallMName(8)} for more`);
+  const device = matmulDeviceClass(adapterInfo);
+  console.log(`device: ${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor}); default tile ${DEFAULT_TILE_NAME}; `
+    + `the table's small-M variant for ${device}: ${smallMName(device, 1)} for one row, ${smallMName(device, 8)} for more`);
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const writeTable = args.includes('--write-table');
@@ -120,20 +123,27 @@ async function main(): Promise<void> {
     for (const t of [a, out, ...weights.values()]) t.dispose();
   }
   console.log(`\n${rows.join('\n')}`);
-  if (writeTable) writeChoices(matmulDeviceClass(adapterInfo), measured);
+  if (writeTable) writeChoices(device, measured);
 }
 
-/** This device class's buckets (kept), each with the tile and the rows variant of the least geometric-mean time. */
-function writeChoices(device: keyof typeof MATMUL_TABLE, measured: { c: Case; variant: string; seconds: number }[]): void {
+/**
+ * This device class's buckets (kept), each with the tile and the rows variant of the least geometric-mean time, and
+ * its small-M variants: the least geometric-mean time over the decode cases of one row (and of more), both weight dtypes.
+ */
+function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: string; seconds: number }[]): void {
   const inBucket = (bucket: MatmulChoice, i: number, buckets: MatmulChoice[]) => (c: Case) => {
     const mnk = c.M * c.N * c.K;
     const lower = i === 0 ? 0 : buckets[i - 1].maxMNK!;
     return mnk > lower && (bucket.maxMNK === null || mnk <= bucket.maxMNK);
   };
-  const fastest = (names: string[], cases: Case[]) => {
+  // variantsOf: the benchmark variants a candidate ran as (a small-M variant once per weight dtype).
+  const fastest = (names: string[], cases: Case[], variantsOf = (name: string) => [name]) => {
+    const timesOf = names.map((name) => cases.flatMap((c) => variantsOf(name).map((v) => measured.find((m) => m.c === c && m.variant === v)?.seconds)));
+    // A (case, variant) slot that no candidate ran (an operand over the binding limit) counts for none.
+    const ran = (timesOf[0] ?? []).map((_, j) => timesOf.some((t) => t[j] !== undefined));
     let best: { name: string; score: number } | null = null;
-    for (const name of names) {
-      const times = cases.map((c) => measured.find((m) => m.c === c && m.variant === name)?.seconds);
+    for (const [i, name] of names.entries()) {
+      const times = timesOf[i].filter((_, j) => ran[j]);
       if (times.length === 0 || times.some((t) => t === undefined)) continue; // not measured on every case of the bucket
       const score = times.reduce<number>((sum, t) => sum + Math.log(t!), 0) / times.length;
       if (!best || score < best.score) best = { name, score };
@@ -146,12 +156,17 @@ function writeChoices(device: keyof typeof MATMUL_TABLE, measured: { c: Case; va
     if (cases.length === 0) return bucket;
     const tile = (fastest(Object.keys(MATMUL_TILES), cases) ?? bucket.tile) as MatmulChoice['tile'];
     const rows = fastest(Object.keys(MATMUL_ROWS_VARIANTS), cases) as MatmulChoice['rows'];
-    const rowsTime = rows && Math.min(...cases.map((c) => measured.find((m) => m.c === c && m.variant === rows)!.seconds / measured.find((m) => m.c === c && m.variant === tile)!.seconds));
-    // Keep the rows kernel only where it beats the tile on some case of the bucket.
+    const timeOf = (c: Case, variant: string) => measured.find((m) => m.c === c && m.variant === variant)?.seconds;
+    const rowsTime = rows && Math.min(...cases.map((c) => (timeOf(c, rows) ?? Infinity) / (timeOf(c, tile) ?? 0)));
+    // Keep the rows kernel only where it beats the tile on some case of the bucket (where it does not fit, the tile runs).
     return { maxMNK: bucket.maxMNK, ...(rows && rowsTime! < 1 ? { rows } : {}), tile };
   });
+  const decodeCases = (rows: (M: number) => boolean) => [...new Set(measured.map((m) => m.c))].filter((c) => c.name.startsWith('decode') && rows(c.M));
+  const smallM = (cases: Case[], kept: string) => (cases.length === 0 ? kept
+    : fastest(Object.keys(SMALL_M_VARIANTS), cases, (name) => DTYPES_B.map((dtype) => `small-M ${name} ${dtype}`)) ?? kept);
+  table.smallM[device] = { oneRow: smallM(decodeCases((M) => M === 1), table.smallM[device].oneRow), fewRows: smallM(decodeCases((M) => M > 1), table.smallM[device].fewRows) };
   writeFileSync(MATMUL_TABLE_URL, `${JSON.stringify(table, null, 2)}\n`);
-  console.log(`${device}: ${JSON.stringify(table[device])} written to kernels/matmul_tiles.json`);
+  console.log(`${device}: ${JSON.stringify(table[device])}, small-M ${JSON.stringify(table.smallM[device])} written to kernels/matmul_tiles.json`);
 }
 
 await initGpu();

@@ -88,6 +88,7 @@ export const TRAINING_OPTIONS = {
   'lora-dropout': number({ min: 0, max: 0.99, default: 0.05, help: 'dropout on the adapters\' input while training' }),
   'lora-targets': string({ metavar: 'M,M,...', help: "target module names, comma-separated, or 'all-linear'; default PEFT's for the architecture" }),
   'weights-dtype': choice({ choices: ['f32', 'f16', 'bf16'], default: 'f32', help: 'storage of the base\'s matrices; f16 and bf16 only with --lora-r (a frozen base)' }),
+  'gradient-checkpointing': boolean({ help: 'keep only each transformer layer\'s input for the backward and recompute the layer there: less activation memory for about one more forward' }),
   'save-steps': integer({ min: 1, max: 1e9, default: 500, help: 'write a checkpoint every N optimizer steps (and always at the end)' }),
   'save-total-limit': integer({ min: 1, max: 1e6, help: 'keep at most N checkpoints, removing the oldest; default: keep all' }),
   'max-shard-size': byteSize({ default: '5GB', help: 'full fine-tuning: model.safetensors is split into shards with an index past this size' }),

@@ -3,14 +3,16 @@
 // Gradient contract: a parameter's (leaf's) .grad accumulates (+=) across backward() calls until zeroGrad();
 // an activation's gradient is written once, and added only where the activation fans out to several ops.
 // Each node holds (retains) only the tensors its backward needs, and releases them right after it ran.
+// checkpoint(fn, x) is one node that holds only x and replays fn in the backward (activation recomputation).
 import { GpuError } from './gpu.ts';
-import { deviceLimits, launch } from './launch.ts';
+import { bindingWindows, deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
 import { accumulateCall } from '../kernels/accumulate.ts';
 import { binaryCall } from '../kernels/binary.ts';
 import { fillCall } from '../kernels/fill.ts';
-import { reduceSumCall } from '../kernels/reduce_sum.ts';
+import { scaleCall } from '../kernels/scale.ts';
+import type { KernelCall } from '../kernels/spec.ts';
 
 export type Grad = Tensor | null;
 
@@ -22,8 +24,9 @@ interface TapeNode {
   backward: (gradOutputs: Grad[]) => Grad[];
 }
 
-const tape: TapeNode[] = [];
+let tape: TapeNode[] = []; // a fresh one while checkpoint() replays a function in the backward
 let noGradDepth = 0;
+let discardDepth = 0; // > 0 in checkpoint()'s forward: ops run as if recorded, but no node is kept
 
 export function gradEnabled(): boolean { return noGradDepth === 0; }
 
@@ -45,11 +48,50 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
 export function record(op: string, inputs: Tensor[], outputs: Tensor[], saved: Tensor[], backward: (gradOutputs: Grad[]) => Grad[]): void {
   if (noGradDepth > 0 || !inputs.some((t) => t.requiresGrad)) return;
   for (const o of outputs) { o.requiresGrad = true; o.hasProducer = true; }
+  if (discardDepth > 0) return;
   for (const s of saved) s.retain();
   tape.push({ op, inputs, outputs, saved, backward });
 }
 
 export function tapeLength(): number { return tape.length; }
+
+/**
+ * Activation recomputation (torch.utils.checkpoint): y = fn(x), keeping only x for the backward. The forward
+ * runs fn as if recording (gradEnabled() holds, so dropout applies, and requiresGrad propagates to y) but keeps
+ * no node, so fn's intermediates are freed at its end; one node saves x. Its backward runs fn again on a leaf
+ * view of x, on a tape of its own, and back-propagates y's gradient through it: the parameters fn reads
+ * accumulate their .grad there as in any backward, and x's gradient is the leaf's. fn must compute the same
+ * function both times: its randomness keyed (ops/dropout.ts), not drawn. Under noGrad, or inside another
+ * checkpoint's forward (whose replay records this one), it is fn(x).
+ */
+export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor): Tensor {
+  if (noGradDepth > 0 || discardDepth > 0) return fn(x);
+  discardDepth++;
+  let y: Tensor;
+  try { y = tidy(() => fn(x)); } finally { discardDepth--; }
+  if (!y.requiresGrad) return y; // nothing fn read needs a gradient
+  x.retain();
+  tape.push({ op: 'checkpoint', inputs: [x], outputs: [y], saved: [x], backward: ([dy]) => [replay(fn, x, dy!)] });
+  return y;
+}
+
+/** checkpoint()'s backward: fn(x) recorded afresh (its forward charged to `<phase>-recompute`), dy back-propagated through it. */
+function replay(fn: (x: Tensor) => Tensor, x: Tensor, dy: Tensor): Grad {
+  const outer = { tape, noGradDepth, phase: ledger.phase };
+  tape = [];
+  noGradDepth = 0; // the outer backward runs this under noGrad
+  try {
+    const leaf = x.reshape(x.shape); // shares x's memory; a leaf of this tape, so its gradient lands in leaf.grad
+    leaf.requiresGrad = x.requiresGrad;
+    const y = ledger.inPhase(`${outer.phase}-recompute`, () => fn(leaf));
+    backward(y, dy, outer.phase);
+    return leaf.grad;
+  } finally {
+    clearTape(); // empty unless fn or the backward threw
+    tape = outer.tape;
+    noGradDepth = outer.noGradDepth;
+  }
+}
 
 /**
  * Back-propagates from `loss` (a scalar unless `seed`, its gradient, is given) and empties the tape:
@@ -115,17 +157,24 @@ function ones(shape: readonly number[]): Tensor {
   return out;
 }
 
-/** acc += x, elementwise over equal element counts (a leaf's gradient accumulation). */
+/** acc += x, elementwise over equal element counts (a leaf's gradient accumulation), window by window when large. */
 function accumulate(acc: Tensor, x: Tensor): void {
-  launch(accumulateCall(deviceLimits(), acc.numel), [x], [acc]);
+  inWindows(acc.numel, [x], [acc], (n) => accumulateCall(deviceLimits(), n));
 }
 
 /** A private copy of g with the given shape. */
 function copyOf(g: Tensor, shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, g.dtype, 'copy');
-  const d = [1, 1, 1, g.numel];
-  launch({ ...reduceSumCall(deviceLimits(), d, d, 1, 'copy'), cost: { flops: 0, bytesRead: 4 * g.numel, bytesWritten: 4 * g.numel } }, [g], [out]);
+  inWindows(g.numel, [g], [out], (n) => scaleCall(deviceLimits(), n, 1, 'copy'));
   return out;
+}
+
+/** An elementwise kernel over numel f32 elements of equal-sized tensors, in windows of one binding each. */
+function inWindows(numel: number, inputs: Tensor[], outputs: Tensor[], callFor: (n: number) => KernelCall): void {
+  const windows = bindingWindows(numel, 4);
+  if (windows.length === 1) return launch(callFor(numel), inputs, outputs);
+  const view = (t: Tensor, first: number, count: number) => t.reshape([-1]).rows(first, count);
+  for (const { first, count } of windows) tidy(() => launch(callFor(count), inputs.map((t) => view(t, first, count)), outputs.map((t) => view(t, first, count))));
 }
 
 /** a + b elementwise, in a's shape (fan-out: two gradients of one activation). */

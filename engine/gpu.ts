@@ -90,6 +90,14 @@ export async function initGpu(): Promise<Gpu> {
   device.lost.then((lost) => {
     if (lost.reason !== 'destroyed') deferredError = new GpuError(`GPU device lost during op '${currentOp}': ${lost.message}`);
   });
+  // JUICE_MAX_BINDING_BYTES lowers the binding size juice plans with (not the device's): tests and benchmarks
+  // run the windowed paths of tensors larger than one binding at small sizes.
+  const cap = process.env.JUICE_MAX_BINDING_BYTES;
+  if (cap !== undefined) {
+    const bytes = Number(cap);
+    if (!(Number.isSafeInteger(bytes) && bytes >= 4096 && bytes % 256 === 0)) throw new GpuError(`JUICE_MAX_BINDING_BYTES=${cap}: expected a multiple of 256 bytes, at least 4096`);
+    limits.maxStorageBufferBindingSize = Math.min(limits.maxStorageBufferBindingSize, bytes);
+  }
   current = {
     device,
     adapterInfo: {

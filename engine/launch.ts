@@ -1,12 +1,42 @@
 // Runs a kernel call on tensors: the bridge between op code (tensors) and the runtime (buffer ranges).
-import { gpu, type Gpu } from './gpu.ts';
+import { gpu, GpuError, type Gpu } from './gpu.ts';
 import { dispatch } from './runtime.ts';
-import type { Tensor } from './tensor.ts';
-import { deviceLimitsOf, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
+import { shapeString, type Tensor } from './tensor.ts';
+import { deviceLimitsOf, gcd, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
 
 /** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
 export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: (Tensor | null)[]): void {
-  dispatch(call, inputs.map((t) => t?.binding() ?? null), outputs.map((t) => t?.binding() ?? null));
+  const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = gpu().limits;
+  const bind = (names: readonly string[]) => (t: Tensor | null, i: number) => {
+    if (!t) return null;
+    const b = t.binding();
+    if (b.size > maxBinding || b.offset % align !== 0) {
+      const tensor = `${t.name ? `'${t.name}' ` : ''}${t.dtype} ${shapeString(t.shape)}`;
+      throw new GpuError(b.size > maxBinding
+        ? `op '${call.op ?? call.kernel.name}': binding '${names[i]}' is tensor ${tensor} of ${b.size} bytes, more than one binding holds (maxStorageBufferBindingSize ${maxBinding}); this op does not take it in windows`
+        : `op '${call.op ?? call.kernel.name}': binding '${names[i]}' (tensor ${tensor}) starts at byte ${b.offset}, not a multiple of minStorageBufferOffsetAlignment ${align}`);
+    }
+    return b;
+  };
+  dispatch(call, inputs.map(bind(call.kernel.inputs)), outputs.map(bind(call.kernel.outputs)));
+}
+
+/**
+ * Windows [first, first + count) over `rows` rows of rowBytes bytes each, each window within one storage binding
+ * and starting on the offset alignment (the device's; 256 bytes at most in WebGPU): how the ops that take tensors
+ * larger than one binding (embeddings, the LM head, gradients and optimizer states) split them. One window when
+ * the whole fits.
+ */
+export function bindingWindows(rows: number, rowBytes: number): { first: number; count: number }[] {
+  const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = gpu().limits;
+  if (rows * rowBytes <= maxBinding) return [{ first: 0, count: rows }];
+  // A multiple of `step` rows starts every window on the alignment.
+  const step = align / gcd(align, rowBytes);
+  const count = Math.floor(maxBinding / rowBytes / step) * step;
+  if (count === 0) throw new GpuError(`bindingWindows: a row of ${rowBytes} bytes (${step} rows a window at least) exceeds one binding (${maxBinding} bytes)`);
+  const windows: { first: number; count: number }[] = [];
+  for (let first = 0; first < rows; first += count) windows.push({ first, count: Math.min(count, rows - first) });
+  return windows;
 }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();

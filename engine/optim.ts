@@ -3,10 +3,10 @@
 // corrections on the host. step(gradScale) multiplies every gradient element by gradScale inside the kernel, so
 // that global-norm clipping costs no pass of its own over the gradients.
 import { zeroGrad } from './autodiff.ts';
-import { GpuError } from './gpu.ts';
+import { gpu, GpuError } from './gpu.ts';
 import { deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
-import { Tensor, shapeString } from './tensor.ts';
+import { Tensor, shapeString, tidy } from './tensor.ts';
 import { adamwCall } from '../kernels/adamw.ts';
 import { rmspropCall } from '../kernels/rmsprop.ts';
 
@@ -93,8 +93,28 @@ abstract class ElementwiseOptimizer implements Optimizer {
     this.ranges = entries.map((e) => shardOf(e.param.numel, shard.shardIndex, shard.shardCount));
   }
 
-  /** Launches the update of param[begin, end) with its grad; `states` each hold end - begin elements; `step` counts from 1. */
-  protected abstract update(entry: OptimizerEntry, begin: number, end: number, grad: Tensor, states: Tensor[], step: number, gradScale: number): void;
+  /**
+   * Launches the update of param[offset, offset + n) with grad[offset, offset + n) (param and grad may be windows
+   * of the parameter's); `states` each hold n elements; `step` counts from 1.
+   */
+  protected abstract update(entry: OptimizerEntry, n: number, offset: number, param: Tensor, grad: Tensor, states: Tensor[], step: number, gradScale: number): void;
+
+  /** Updates param[begin, end): at once, or in windows of one binding each when the parameter is larger than one. */
+  private updateRange(entry: OptimizerEntry, begin: number, end: number, grad: Tensor, states: Tensor[], step: number, gradScale: number): void {
+    const { param } = entry;
+    const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = gpu().limits;
+    if (param.bytes <= maxBinding) return this.update(entry, end - begin, begin, param, grad, states, step, gradScale);
+    // Window starts in the states are aligned multiples; param and grad are bound from the aligned element
+    // before the window's first and the kernel skips to it (a shard may begin anywhere on a 16-byte block).
+    const alignElems = align / 4;
+    const count = Math.floor((maxBinding / 4 - alignElems) / alignElems) * alignElems;
+    for (let first = 0; first < end - begin; first += count) {
+      const n = Math.min(count, end - begin - first);
+      const start = begin + first, base = start - (start % alignElems);
+      tidy(() => this.update(entry, n, start - base, param.reshape([-1]).rows(base, start - base + n), grad.reshape([-1]).rows(base, start - base + n),
+        states.map((t) => t.rows(first, n)), step, gradScale));
+    }
+  }
 
   /** Updates this shard of every parameter that has a gradient; parameters without one are skipped, as torch does. */
   step(gradScale = 1): void {
@@ -108,7 +128,7 @@ abstract class ElementwiseOptimizer implements Optimizer {
         if (grad.numel !== param.numel) throw new GpuError(`${this.label}: gradient ${shapeString(grad.shape)} for parameter '${name}' ${shapeString(param.shape)}`);
         const state = this.states.get(name) ?? this.setState(name, this.stateNames.map(() => Tensor.zeros([end - begin])), 0);
         state.step++;
-        this.update(entry, begin, end, grad, state.tensors, state.step, gradScale);
+        this.updateRange(entry, begin, end, grad, state.tensors, state.step, gradScale);
       });
     });
   }
@@ -189,9 +209,9 @@ export class AdamW extends ElementwiseOptimizer {
     this.weightDecay = weightDecay;
   }
 
-  protected update({ param, decay }: OptimizerEntry, begin: number, end: number, grad: Tensor, [m, v]: Tensor[], step: number, gradScale: number): void {
+  protected update({ decay }: OptimizerEntry, n: number, offset: number, param: Tensor, grad: Tensor, [m, v]: Tensor[], step: number, gradScale: number): void {
     const [beta1, beta2] = this.betas;
-    launch(adamwCall(deviceLimits(), end - begin, begin, {
+    launch(adamwCall(deviceLimits(), n, offset, {
       beta1, beta2, eps: this.eps,
       decayFactor: decay ? 1 - this.lr * this.weightDecay : 1,
       stepSize: this.lr / (1 - beta1 ** step),
@@ -225,8 +245,8 @@ export class RMSprop extends ElementwiseOptimizer {
     this.weightDecay = weightDecay;
   }
 
-  protected update({ param, decay }: OptimizerEntry, begin: number, end: number, grad: Tensor, [v]: Tensor[], _step: number, gradScale: number): void {
-    launch(rmspropCall(deviceLimits(), end - begin, begin, {
+  protected update({ decay }: OptimizerEntry, n: number, offset: number, param: Tensor, grad: Tensor, [v]: Tensor[], _step: number, gradScale: number): void {
+    launch(rmspropCall(deviceLimits(), n, offset, {
       alpha: this.alpha, eps: this.eps, lr: this.lr, weightDecay: decay ? this.weightDecay : 0, gradScale,
     }), [grad], [param, v]);
   }

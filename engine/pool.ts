@@ -32,10 +32,11 @@ export class BufferPool {
 
   acquire(bytes: number, what: string): PooledBuffer {
     const { device, limits } = gpu();
-    const maxBinding = limits.maxStorageBufferBindingSize;
-    if (bytes > maxBinding)
-      throw new GpuError(`${what}: ${bytes} bytes exceeds this device's maxStorageBufferBindingSize (${maxBinding} bytes); split the tensor`);
-    const size = Math.min(sizeClass(bytes), Math.floor(maxBinding / 4) * 4);
+    // A buffer may exceed one binding: the ops that take such tensors bind them in windows (launch.ts bindingWindows).
+    const maxBuffer = limits.maxBufferSize;
+    if (bytes > maxBuffer)
+      throw new GpuError(`${what}: ${bytes} bytes exceeds this device's maxBufferSize (${maxBuffer} bytes)`);
+    const size = Math.min(sizeClass(bytes), Math.floor(maxBuffer / 4) * 4);
     let buf = this.free.get(size)?.pop();
     if (!buf) {
       device.pushErrorScope('out-of-memory');

@@ -91,6 +91,19 @@ export class Tensor {
     return new Tensor(s, this.dtype, this.storage, this.offset);
   }
 
+  /**
+   * A view of rows [first, first + count) of dim 0 (e.g. a window of a table larger than one binding). Its byte
+   * offset must meet the device's storage-offset alignment when a kernel binds it (launch() checks).
+   */
+  rows(first: number, count: number): Tensor {
+    const rows = this.shape[0];
+    if (this.rank === 0 || !(Number.isInteger(first) && Number.isInteger(count) && first >= 0 && count >= 0 && first + count <= rows))
+      throw new GpuError(`rows: [${first}, ${first + count}) of ${shapeString(this.shape)}`);
+    this.binding(); // checks alive
+    this.storage.refs++;
+    return new Tensor([count, ...this.shape.slice(1)], this.dtype, this.storage, this.offset + first * (this.numel / rows));
+  }
+
   /** Overwrites the contents from host data, in order with recorded commands. */
   write(data: ArrayLike<number>): void {
     if (data.length !== this.numel) throw new GpuError(`write: ${data.length} values into ${shapeString(this.shape)}`);

@@ -1,12 +1,12 @@
-// Broadcasting binary elementwise: add, subtract, multiply, divide over up to 4 dims.
-import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+// Binary elementwise: add, subtract, multiply, divide; broadcasting over up to 4 dims, or operands of one shape.
+import { grid1d, KernelError, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const BINARY_OPS = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 export type BinaryOp = keyof typeof BINARY_OPS;
 
 export const binaryKernel: Kernel = {
   name: 'binary',
-  source: loadWgsl(import.meta.url, 'binary.wgsl'),
+  source: wgsl(import.meta.url, 'binary.wgsl', { includes: ['binary_op.wgsl'], placeholders: { VALUE: 'f32' } }),
   inputs: ['a', 'b'],
   outputs: ['out'],
   params: [['n', 'u32'], ['d1', 'u32'], ['d2', 'u32'], ['d3', 'u32'],
@@ -15,10 +15,34 @@ export const binaryKernel: Kernel = {
   constants: ['OP', 'WG'],
 };
 
+function sameShapeVariant(value: 'f32' | 'vec4f'): Kernel {
+  return {
+    name: 'binarySameShape',
+    source: wgsl(import.meta.url, 'binary_same_shape.wgsl', { includes: ['binary_op.wgsl'], placeholders: { VALUE: value } }),
+    inputs: ['a', 'b'],
+    outputs: ['out'],
+    params: [['n', 'u32']],
+    constants: ['OP', 'WG'],
+  };
+}
+
+export const binarySameShapeKernel = sameShapeVariant('f32');
+export const binarySameShapeVec4Kernel = sameShapeVariant('vec4f');
+
 const WG = 256;
 
-/** outDims: the output shape padded to rank 4; aStrides/bStrides: element strides, 0 along broadcast dims. */
+/**
+ * outDims: the output shape padded to rank 4; aStrides/bStrides: element strides, 0 along broadcast dims. Operands
+ * with out's element count have out's shape (tensors are contiguous): they take the same-shape kernel.
+ */
 export function binaryCall(limits: DeviceLimits, op: BinaryOp, outDims: number[], aStrides: number[], bStrides: number[], aNumel: number, bNumel: number): KernelCall {
+  const n = outDims.reduce((x, y) => x * y, 1);
+  if (aNumel === n && bNumel === n) return binarySameShapeCall(limits, op, n);
+  return binaryBroadcastCall(limits, op, outDims, aStrides, bStrides, aNumel, bNumel);
+}
+
+/** The broadcasting kernel for any operands (binaryCall's choice where they differ in shape). */
+export function binaryBroadcastCall(limits: DeviceLimits, op: BinaryOp, outDims: number[], aStrides: number[], bStrides: number[], aNumel: number, bNumel: number): KernelCall {
   const n = outDims.reduce((x, y) => x * y, 1);
   return {
     kernel: binaryKernel,
@@ -30,5 +54,19 @@ export function binaryCall(limits: DeviceLimits, op: BinaryOp, outDims: number[]
     workgroups: grid1d(n, WG, limits),
     // Each output element: one flop; reads each operand once from memory (broadcast reuse is cached).
     cost: { flops: n, bytesRead: 4 * (aNumel + bNumel), bytesWritten: 4 * n },
+  };
+}
+
+/** n elements of two operands of one shape: a vec4 per invocation when n is a multiple of 4 (`vec4: false` forces scalars). */
+export function binarySameShapeCall(limits: DeviceLimits, op: BinaryOp, n: number, vec4 = n % 4 === 0): KernelCall {
+  if (vec4 && n % 4 !== 0) throw new KernelError(`binarySameShape: ${n} elements are not whole vec4s`);
+  const values = vec4 ? n / 4 : n;
+  return {
+    kernel: vec4 ? binarySameShapeVec4Kernel : binarySameShapeKernel,
+    op,
+    constants: { OP: BINARY_OPS[op], WG },
+    params: { n: values },
+    workgroups: grid1d(values, WG, limits),
+    cost: { flops: n, bytesRead: 8 * n, bytesWritten: 4 * n },
   };
 }

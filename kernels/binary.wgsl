@@ -1,6 +1,5 @@
 // out = a (op) b with broadcasting over up to 4 dims: strides of 0 repeat an operand along a dim.
-// OP: 0 add, 1 subtract, 2 multiply, 3 divide.
-override OP: u32 = 0u;
+// binaryOp (OP) comes from binary_op.wgsl; operands of one shape take binary_same_shape.wgsl instead.
 override WG: u32 = 256u;
 
 struct Params {
@@ -27,12 +26,5 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let i0 = r2 / params.d1;
   let x = a[i0 * params.sa0 + i1 * params.sa1 + i2 * params.sa2 + i3 * params.sa3];
   let y = b[i0 * params.sb0 + i1 * params.sb1 + i2 * params.sb2 + i3 * params.sb3];
-  var r: f32;
-  switch OP {
-    case 0u: { r = x + y; }
-    case 1u: { r = x - y; }
-    case 2u: { r = x * y; }
-    default: { r = x / y; }
-  }
-  out[i] = r;
+  out[i] = binaryOp(x, y);
 }

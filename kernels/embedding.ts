@@ -4,7 +4,7 @@ import { ceilDiv, grid1d, loadWgsl, wgsl, type DeviceLimits, type Kernel, type K
 
 export const embeddingKernel: Kernel = {
   name: 'embedding', source: wgsl(import.meta.url, 'embedding.wgsl', { includes: ['float_storage.wgsl'] }),
-  inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['cols', 'u32'], ['vocab', 'u32']], constants: ['WG', 'WEIGHT_FORMAT'],
+  inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['cols', 'u32'], ['vocab', 'u32'], ['first', 'u32'], ['zeroOthers', 'u32']], constants: ['WG', 'WEIGHT_FORMAT'],
 };
 
 export const embeddingOrderKernel: Kernel = {
@@ -14,19 +14,27 @@ export const embeddingOrderKernel: Kernel = {
 
 export const embeddingBackwardKernel: Kernel = {
   name: 'embeddingBackward', source: loadWgsl(import.meta.url, 'embedding_backward.wgsl'),
-  inputs: ['ids', 'order', 'dout'], outputs: ['dweight'], params: [['tokens', 'u32'], ['cols', 'u32'], ['vocab', 'u32']], constants: ['WG'],
+  inputs: ['ids', 'order', 'dout'], outputs: ['dweight'], params: [['tokens', 'u32'], ['cols', 'u32'], ['vocab', 'u32'], ['first', 'u32']], constants: ['WG'],
 };
 
 // WebGPU guarantees 256 invocations per workgroup (and 1 KiB for the order kernel's tile is well within 16 KiB).
 const WG = 256;
 
-/** out[t, :] = weight[ids[t], :] for `tokens` ids into a [vocab, cols] table stored as weightDtype; out is f32. */
-export function embeddingCall(limits: DeviceLimits, tokens: number, vocab: number, cols: number, weightDtype: FloatDType): KernelCall {
+/** A window of a table: its rows [first, first + rows) of `vocab`. */
+export interface TableWindow { first: number; rows: number }
+
+/**
+ * out[t, :] = weight[ids[t], :] for `tokens` ids into a [vocab, cols] table stored as weightDtype (out is f32),
+ * for the ids in `window` of the table (bound as the weight; the whole table by default). The first window's launch
+ * zeroes the other ids' rows. The rows moved are counted once, with the first window; the others add their id reads.
+ */
+export function embeddingCall(limits: DeviceLimits, tokens: number, vocab: number, cols: number, weightDtype: FloatDType, window: TableWindow = { first: 0, rows: vocab }): KernelCall {
   const n = tokens * cols;
   return {
-    kernel: embeddingKernel, constants: { WG, WEIGHT_FORMAT: FORMAT_CONSTANT[weightDtype] }, params: { n, cols, vocab },
+    kernel: embeddingKernel, constants: { WG, WEIGHT_FORMAT: FORMAT_CONSTANT[weightDtype] },
+    params: { n, cols, vocab: window.rows, first: window.first, zeroOthers: window.first === 0 ? 1 : 0 },
     workgroups: grid1d(n, WG, limits),
-    cost: { flops: 0, bytesRead: 4 * tokens + bytesPerElement(weightDtype) * n, bytesWritten: 4 * n },
+    cost: window.first === 0 ? { flops: 0, bytesRead: 4 * tokens + bytesPerElement(weightDtype) * n, bytesWritten: 4 * n } : { flops: 0, bytesRead: 4 * tokens, bytesWritten: 0 },
   };
 }
 
@@ -45,14 +53,18 @@ export function embeddingOrderCall(limits: DeviceLimits, tokens: number): Kernel
 /**
  * dweight[v, :] = Σ dout[t, :] over the tokens t with ids[t] = v, one workgroup per sorted position (those not
  * starting a run of equal ids exit at once). Every dout element is added once; the number of distinct ids is
- * known only on the GPU, so bytes written are bounded by min(tokens, vocab) rows.
+ * known only on the GPU, so bytes written are bounded by min(tokens, vocab) rows. `window`: the rows of the
+ * gradient bound as dweight (the whole table by default); the tokens of other ids are skipped.
  */
-export function embeddingBackwardCall(limits: DeviceLimits, tokens: number, vocab: number, cols: number): KernelCall {
+export function embeddingBackwardCall(limits: DeviceLimits, tokens: number, vocab: number, cols: number, window: TableWindow = { first: 0, rows: vocab }): KernelCall {
   const n = tokens * cols;
   return {
-    kernel: embeddingBackwardKernel, constants: { WG }, params: { tokens, cols, vocab },
+    kernel: embeddingBackwardKernel, constants: { WG }, params: { tokens, cols, vocab: window.rows, first: window.first },
     workgroups: grid1d(tokens, 1, limits),
     // dout once; each token's order entry and id are read by its run's sum (per column block) and by two run checks.
-    cost: { flops: n, bytesRead: 4 * n + 8 * tokens * (ceilDiv(cols, WG) + 2), bytesWritten: 4 * Math.min(tokens, vocab) * cols },
+    // Summed once, with the first window; the others add their run checks.
+    cost: window.first === 0
+      ? { flops: n, bytesRead: 4 * n + 8 * tokens * (ceilDiv(cols, WG) + 2), bytesWritten: 4 * Math.min(tokens, vocab) * cols }
+      : { flops: 0, bytesRead: 16 * tokens, bytesWritten: 0 },
   };
 }

@@ -172,10 +172,14 @@ export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTil
 }
 
 /** The device classes of the choice table (kernels/matmul_tiles.json). */
-export type MatmulDeviceClass = 'lavapipe' | 'nvidia' | 'other';
+export const MATMUL_DEVICE_CLASSES = ['lavapipe', 'nvidia', 'other'] as const;
+export type MatmulDeviceClass = (typeof MATMUL_DEVICE_CLASSES)[number];
 /** One shape bucket of a device class: products up to maxMNK (batch·M·N·K; null: any) run `rows` where it fits, else `tile`. */
 export interface MatmulChoice { maxMNK: number | null; tile: keyof typeof MATMUL_TILES; rows?: keyof typeof MATMUL_ROWS_VARIANTS }
-export type MatmulTable = Record<MatmulDeviceClass, MatmulChoice[]>;
+/** A device class's small-M kernel variants (names of kernels/matmul_small_m.ts SMALL_M_VARIANTS): for one row, for 2..8. */
+export interface SmallMChoice { oneRow: string; fewRows: string }
+/** Per device class its shape buckets, and under `smallM` its choice for decoding-shaped products. */
+export type MatmulTable = Record<MatmulDeviceClass, MatmulChoice[]> & { smallM: Record<MatmulDeviceClass, SmallMChoice> };
 
 export const MATMUL_TABLE_URL = new URL('matmul_tiles.json', import.meta.url);
 /** The measured choices (bench/matmul.ts --write-table rewrites the running device's class). */

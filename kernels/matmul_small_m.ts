@@ -1,7 +1,7 @@
 // out = x · weightᵀ (+ bias) for x with a few rows (decoding), reading each weight row once and contiguously.
 import { bytesPerElement, FORMAT_CONSTANT } from './dtype.ts';
 import { ceilDiv, grid1d, KernelError, nextPowerOfTwo, reductionWorkgroupSize, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
-import type { MatmulShape } from './matmul.ts';
+import type { MatmulDeviceClass, MatmulShape, MatmulTable } from './matmul.ts';
 
 // The bias is an optional input: the variant without it neither declares nor binds it (no_bias.wgsl).
 function smallMVariant(hasBias: boolean): Kernel {
@@ -27,7 +27,13 @@ export const SMALL_M_MAX_COLUMNS = 8;
 /** Output columns (weight rows) per workgroup, and threads per workgroup before the device's limits cap them. */
 export interface SmallMVariant { columns: number; threads: number }
 
-/** Variants, named columns x threads. */
+/**
+ * Variants, named columns x threads; kernels/matmul_tiles.json (`smallM`) picks one per device class, the others
+ * stay for bench/matmul.ts (figures: bench/RESULTS.md). On an H200 (K 4096, bf16) one row runs fastest with 4x256
+ * (380 GB/s at N 4096), 2 to 8 rows with 2x256 (more partial sums per thread spill). On lavapipe 4x64 for both, 1.3
+ * to 1.9x faster than 4x256, likely because each barrier of the reduction tree switches through one fiber per 8
+ * threads there: 64 threads have a quarter of the fibers and two levels fewer.
+ */
 export const SMALL_M_VARIANTS = {
   '2x256': { columns: 2, threads: 256 },
   '4x64': { columns: 4, threads: 64 },
@@ -35,12 +41,12 @@ export const SMALL_M_VARIANTS = {
   '8x256': { columns: 8, threads: 256 },
 } as const satisfies Record<string, SmallMVariant>;
 
-/**
- * Measured on an H200 (bench/gpu.ts decode, K 4096, bf16, bench/RESULTS.md): one row runs fastest with 4 columns a
- * workgroup (380 GB/s at N 4096, 900 at N 14336), 2 to 8 rows with 2 (more partial sums per thread spill).
- */
-export function smallMVariantFor(M: number): SmallMVariant {
-  return M === 1 ? SMALL_M_VARIANTS['4x256'] : SMALL_M_VARIANTS['2x256'];
+/** The variant the table picks on a device of this class for M rows: its `oneRow` for one, `fewRows` for 2..8. */
+export function smallMVariantFor(table: MatmulTable, device: MatmulDeviceClass, M: number): SmallMVariant {
+  const name = M === 1 ? table.smallM[device].oneRow : table.smallM[device].fewRows;
+  if (!Object.hasOwn(SMALL_M_VARIANTS, name))
+    throw new KernelError(`kernels/matmul_tiles.json: small-M variant '${name}' for ${device} is none of ${Object.keys(SMALL_M_VARIANTS).join(', ')}`);
+  return SMALL_M_VARIANTS[name as keyof typeof SMALL_M_VARIANTS];
 }
 
 /** Whether the small-M kernel computes s: one f32 x of 1..SMALL_M_MAX_ROWS rows times a transposed weight. */
@@ -48,7 +54,8 @@ export function fitsSmallM(s: MatmulShape): boolean {
   return s.batch === 1 && !s.transA && s.transB && s.dtypeA === 'f32' && s.M >= 1 && s.M <= SMALL_M_MAX_ROWS;
 }
 
-export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: SmallMVariant = smallMVariantFor(s.M), op = 'matmulSmallM'): KernelCall {
+/** The product s with the given variant (the table's choice: smallMVariantFor). */
+export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: SmallMVariant, op = 'matmulSmallM'): KernelCall {
   if (!fitsSmallM(s)) throw new KernelError(`matmulSmallM: ${JSON.stringify(s)} is not one f32 x of 1..${SMALL_M_MAX_ROWS} rows times a transposed weight`);
   if (!Number.isInteger(variant.columns) || variant.columns < 1 || variant.columns > SMALL_M_MAX_COLUMNS)
     throw new KernelError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);

@@ -54,12 +54,13 @@ export interface DeviceLimits {
   maxComputeWorkgroupsPerDimension: number;
   maxStorageBuffersPerShaderStage: number;
   minUniformBufferOffsetAlignment: number;
+  minStorageBufferOffsetAlignment: number;
 }
 
 export const DEVICE_LIMIT_NAMES: readonly (keyof DeviceLimits)[] = [
   'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize', 'maxComputeInvocationsPerWorkgroup',
   'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupSizeY', 'maxComputeWorkgroupSizeZ', 'maxComputeWorkgroupsPerDimension',
-  'maxStorageBuffersPerShaderStage', 'minUniformBufferOffsetAlignment',
+  'maxStorageBuffersPerShaderStage', 'minUniformBufferOffsetAlignment', 'minStorageBufferOffsetAlignment',
 ];
 
 /** The DeviceLimits of a full limits table (e.g. a device's GPUSupportedLimits); throws if one is missing. */
@@ -106,6 +107,9 @@ export function wgsl(moduleUrl: string, file: string, parts: WgslParts = {}): st
 }
 
 export function ceilDiv(a: number, b: number): number { return Math.floor((a + b - 1) / b); }
+
+/** The greatest common divisor of two non-negative integers (alignment steps). */
+export function gcd(a: number, b: number): number { return b === 0 ? a : gcd(b, a % b); }
 
 /** Workgroups covering n threads in groups of wg, folded into y when x would pass the per-dimension limit. */
 export function grid1d(n: number, wg: number, limits: Pick<DeviceLimits, 'maxComputeWorkgroupsPerDimension'>): [number, number] {

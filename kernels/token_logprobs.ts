@@ -1,40 +1,81 @@
-// Per-token log-probabilities from next-token logits (log-softmax and the target's entry, fused) and their backward.
-import { grid1d, loadWgsl, wgsl, reductionWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+// Per-token log-probabilities from next-token logits (log-softmax and the target's entry, fused) and their backward,
+// over the whole vocabulary or chunk by chunk (the LM head without the [B·T, V] logits), and the chunk plan.
+import { gcd, grid1d, loadWgsl, wgsl, reductionWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
-export const tokenLogprobsKernel: Kernel = {
-  name: 'tokenLogprobs', source: wgsl(import.meta.url, 'token_logprobs.wgsl', { includes: ['row_logsumexp.wgsl'] }),
-  inputs: ['logits', 'ids'], outputs: ['logp', 'lse'], params: [['tokens', 'u32'], ['T', 'u32'], ['V', 'u32']], constants: ['WG'],
-};
+// The state between chunks is an optional output: the one-chunk variant neither declares nor binds it.
+function tokenLogprobsVariant(chunked: boolean): Kernel {
+  return {
+    name: 'tokenLogprobs',
+    source: wgsl(import.meta.url, 'token_logprobs.wgsl', { includes: ['row_logsumexp.wgsl', chunked ? 'token_logprobs_state.wgsl' : 'token_logprobs_no_state.wgsl'] }),
+    inputs: ['logits', 'ids'], outputs: ['state', 'logp', 'lse'],
+    params: [['tokens', 'u32'], ['T', 'u32'], ['V', 'u32'], ['first', 'u32'], ['vocab', 'u32'], ['firstChunk', 'u32'], ['lastChunk', 'u32']], constants: ['WG'],
+    absent: chunked ? [] : ['state'],
+  };
+}
+
+export const tokenLogprobsKernel = tokenLogprobsVariant(false);
+export const tokenLogprobsChunkKernel = tokenLogprobsVariant(true);
 
 export const tokenLogprobsBackwardKernel: Kernel = {
   name: 'tokenLogprobsBackward', source: loadWgsl(import.meta.url, 'token_logprobs_backward.wgsl'),
-  inputs: ['logits', 'ids', 'lse', 'dlogp'], outputs: ['dlogits'], params: [['n', 'u32'], ['T', 'u32'], ['V', 'u32']], constants: ['WG'],
+  inputs: ['logits', 'ids', 'lse', 'dlogp'], outputs: ['dlogits'], params: [['n', 'u32'], ['T', 'u32'], ['V', 'u32'], ['first', 'u32']], constants: ['WG'],
 };
 
-/** logp and lse [B, T] from logits [B, T, V] and ids [B, T]: one workgroup per token. */
-export function tokenLogprobsCall(limits: DeviceLimits, B: number, T: number, V: number): KernelCall {
-  const tokens = B * T, predicted = B * (T - 1), n = predicted * V;
+/** Columns [first, first + rows) of the vocabulary (rows of the head's weight). */
+export interface VocabChunk { first: number; rows: number }
+
+/**
+ * logp and lse [B, T] from a chunk of logits [B, T, chunk.rows] and ids [B, T], one workgroup per token; the state
+ * [3·B·T] kept between chunks is bound unless the chunk is the whole vocabulary (absent: the op passes null).
+ */
+export function tokenLogprobsCall(limits: DeviceLimits, B: number, T: number, vocab: number, chunk: VocabChunk = { first: 0, rows: vocab }): KernelCall {
+  const tokens = B * T, predicted = B * (T - 1), n = predicted * chunk.rows;
+  const firstChunk = chunk.first === 0, lastChunk = chunk.first + chunk.rows === vocab;
   return {
-    kernel: tokenLogprobsKernel,
+    kernel: firstChunk && lastChunk ? tokenLogprobsKernel : tokenLogprobsChunkKernel,
     constants: { WG: reductionWorkgroupSize(limits, 8) }, // a running max and a running sum per thread
-    params: { tokens, T, V },
+    params: { tokens, T, V: chunk.rows, first: chunk.first, vocab, firstChunk: firstChunk ? 1 : 0, lastChunk: lastChunk ? 1 : 0 },
     workgroups: grid1d(tokens, 1, limits),
-    // Per logit of a predicting row: compare, subtract, exponentiate and add; each token reads its id and the target's logit.
-    cost: { flops: 4 * n, bytesRead: 4 * n + 8 * predicted, bytesWritten: 8 * tokens },
+    // Per logit of a predicting row: compare, subtract, exponentiate and add; each token reads its id and the target's
+    // logit. Merging a row's pair with the previous chunks' (a few flops per row and chunk) is not counted.
+    cost: {
+      flops: 4 * n,
+      bytesRead: 4 * n + 8 * predicted + (firstChunk ? 0 : 12 * predicted),
+      bytesWritten: lastChunk ? 8 * tokens : 12 * predicted,
+    },
   };
 }
 
 const WG = 256;
 
-/** dlogits [B, T, V]: one thread per logit. */
-export function tokenLogprobsBackwardCall(limits: DeviceLimits, B: number, T: number, V: number): KernelCall {
-  const n = B * T * V;
+/** dlogits [B, T, chunk.rows] for a chunk of the vocabulary (the whole by default): one thread per logit. */
+export function tokenLogprobsBackwardCall(limits: DeviceLimits, B: number, T: number, vocab: number, chunk: VocabChunk = { first: 0, rows: vocab }): KernelCall {
+  const n = B * T * chunk.rows;
   return {
     kernel: tokenLogprobsBackwardKernel,
     constants: { WG },
-    params: { n, T, V },
+    params: { n, T, V: chunk.rows, first: chunk.first },
     workgroups: grid1d(n, WG, limits),
     // Per logit: subtract, exponentiate, subtract from the one-hot, multiply; logits once, per-row values once per row.
     cost: { flops: 4 * n, bytesRead: 4 * n + 12 * B * T, bytesWritten: 4 * n },
   };
+}
+
+/** The logits of one chunk of the LM head take at most this much memory, unless one binding holds less. */
+export const HEAD_CHUNK_BYTES = 32 * 2 ** 20;
+
+/**
+ * The vocabulary rows of each chunk of the LM head over `tokens` positions: the whole vocabulary when its logits fit
+ * HEAD_CHUNK_BYTES, else the most rows whose logits do (and whose logits and f32 gradient rows each fit one binding,
+ * which bounds the weight's rows too), a multiple of the rows that start every chunk's weight window on the offset
+ * alignment whether the weight is stored in 32 or 16 bits.
+ */
+export function headChunkRows(limits: DeviceLimits, tokens: number, vocab: number, hidden: number, budgetBytes = HEAD_CHUNK_BYTES): { rows: number; chunks: number } {
+  const maxBinding = limits.maxStorageBufferBindingSize;
+  const fit = Math.floor(Math.min(budgetBytes / (4 * tokens), maxBinding / (4 * tokens), maxBinding / (4 * hidden)));
+  if (fit >= vocab) return { rows: vocab, chunks: 1 };
+  const align = limits.minStorageBufferOffsetAlignment;
+  const step = align / gcd(align, 2 * hidden);
+  const rows = Math.max(step, Math.floor(fit / step) * step);
+  return { rows, chunks: Math.ceil(vocab / rows) };
 }

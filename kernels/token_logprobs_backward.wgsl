@@ -1,9 +1,10 @@
 // Backward of token_logprobs.wgsl: forward was logp[b, t] = x[b, t - 1, ids[b, t]] - logsumexp(x[b, t - 1, :]),
 // so dx[b, s, v] = dlogp[b, s + 1] · ([v == ids[b, s + 1]] - softmax(x[b, s, :])[v]) for s < T - 1, and 0 at
-// s = T - 1 (the last position predicts no token). One thread per logit; softmax from the saved lse.
+// s = T - 1 (the last position predicts no token). One thread per logit; softmax from the saved lse. The logits
+// may be a vocabulary chunk: columns [first, first + V).
 override WG: u32 = 256u;
 
-struct Params { n: u32, T: u32, V: u32 }
+struct Params { n: u32, T: u32, V: u32, first: u32 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
@@ -19,6 +20,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let row = i / params.V;
   if (row % params.T == params.T - 1u) { dlogits[i] = 0.0; return; }
   let next = row + 1u;
-  let hit = select(0.0, 1.0, i32(i % params.V) == ids[next]);
+  let hit = select(0.0, 1.0, i32(i % params.V + params.first) == ids[next]);
   dlogits[i] = dlogp[next] * (hit - exp(logits[i] - lse[next]));
 }

@@ -11,7 +11,8 @@ import { gpu, GpuError } from '../engine/gpu.ts';
 import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { linear } from '../engine/ops/matmul.ts';
+import { headLogits, headTokenLogprobs, type HeadOptions } from '../engine/ops/lm_head.ts';
+import { tokenLogprobs } from '../engine/ops/token_logprobs.ts';
 import { narrow } from '../engine/ops/shape.ts';
 import { sampleTokens } from '../engine/ops/sample_tokens.ts';
 import { CONFIG_FILE, ConfigError, loadConfig, modelParams, type ModelConfig } from './config.ts';
@@ -21,7 +22,7 @@ import { checkSamplingOptions, sampleToken, SamplingError, type SamplingOptions 
 import type { Tokenizer } from './tokenizer.ts';
 import { gptNeoxLmHead, gptNeoxModel } from './gpt_neox.ts';
 import { mistralLmHead, mistralModel } from './mistral.ts';
-import { projections, type LoraState } from './lora.ts';
+import { loraNames, projections, type LoraState } from './lora.ts';
 import type { FloatDType, HalfDType } from '../kernels/dtype.ts';
 
 export interface GenerationOptions extends SamplingOptions {
@@ -72,11 +73,12 @@ export interface Generation {
 
 /**
  * The architecture's trunk (transformers' GPTNeoXModel, MistralModel): ids i32 [B, T] -> final-normed hidden
- * states [B, T, C]. With a cache (one KVCache per layer) the ids follow the cached tokens.
+ * states [B, T, C]. With a cache (one KVCache per layer) the ids follow the cached tokens. `checkpointLayers`:
+ * gradient checkpointing, each layer's forward replayed in the backward instead of its activations kept.
  */
-export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState): Tensor {
+export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState, checkpointLayers = false): Tensor {
   if (cache && gradEnabled()) throw new GpuError('a KV cache is for generation, whose attention has no backward: run under noGrad (CausalLM.step does)');
-  return cfg.modelType === 'gpt_neox' ? gptNeoxModel(cfg, p, ids, cache, lora) : mistralModel(cfg, p, ids, cache, lora);
+  return (cfg.modelType === 'gpt_neox' ? gptNeoxModel : mistralModel)(cfg, p, ids, cache, lora, checkpointLayers);
 }
 
 /**
@@ -86,7 +88,7 @@ export function hiddenStates(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cac
  */
 export function loadParameters(dir: string, specs: ParamSpec[], weightsDtype: FloatDType = 'f32', frozen = false): ParameterSet {
   // Checked against the device before any upload: a tensor past one buffer is named with the limit.
-  const weights = ModelWeights.open(dir, specs, { limits: { maxBufferSize: gpu().limits.maxBufferSize, maxStorageBufferBindingSize: gpu().limits.maxStorageBufferBindingSize }, weightDtype: weightsDtype });
+  const weights = ModelWeights.open(dir, specs, { limits: { maxBufferSize: gpu().limits.maxBufferSize }, weightDtype: weightsDtype });
   const half = (s: ParamSpec) => weightsDtype !== 'f32' && isMatrix(s);
   try {
     return new ParameterSet(specs.map((s) => (frozen || half(s) ? { ...s, trainable: false } : s)), (s) => half(s)
@@ -116,6 +118,8 @@ export function loadConfigFor(dir: string, head: ModelConfig['head'], opts: Load
 export class CausalLM {
   /** LoRA's settings when the parameter table holds adapters (models/peft.ts attaches them). */
   lora?: LoraState;
+  /** Gradient checkpointing: training forwards keep each layer's input only and replay the layer in the backward. */
+  gradientCheckpointing = false;
 
   constructor(readonly config: ModelConfig, readonly params: ParameterSet) {}
 
@@ -126,14 +130,29 @@ export class CausalLM {
 
   /** ids i32 [B, T] -> logits [B, T, V]; with a cache, the ids follow the cached tokens. */
   forward(ids: Tensor, cache?: KVCache[]): Tensor {
-    return this.head(hiddenStates(this.config, this.params, ids, cache, this.lora));
+    return this.head(hiddenStates(this.config, this.params, ids, cache, this.lora, this.gradientCheckpointing));
   }
 
   /** The output head on hidden states [..., C] -> logits [..., V], with its LoRA adapter when it has one. */
   head(hidden: Tensor): Tensor {
-    if (this.config.tieWordEmbeddings) return linear(hidden, this.lmHead());
-    return projections(this.params, this.lora)(hidden, this.config.modelType === 'gpt_neox' ? 'embed_out' : 'lm_head');
+    if (!this.headHasAdapter()) return headLogits(hidden, this.lmHead());
+    return projections(this.params, this.lora)(hidden, this.headModule());
   }
+
+  /**
+   * log p(ids[b, t] | ids[b, :t]) f32 [B, T] (0 at t = 0) for ids i32 [B, T], differentiable: the trunk, then the
+   * head fused with the log-softmax over vocabulary chunks (engine/ops/lm_head.ts), so that the [B, T, V] logits
+   * never exist. A head with a LoRA adapter goes through its logits (tokenLogprobs of head()).
+   */
+  tokenLogprobs(ids: Tensor, opts?: HeadOptions): Tensor {
+    const hidden = hiddenStates(this.config, this.params, ids, undefined, this.lora, this.gradientCheckpointing);
+    if (this.headHasAdapter()) return tokenLogprobs(this.head(hidden), ids);
+    return headTokenLogprobs(hidden, this.lmHead(), ids, opts);
+  }
+
+  private headModule(): string { return this.config.modelType === 'gpt_neox' ? 'embed_out' : 'lm_head'; }
+
+  private headHasAdapter(): boolean { return !this.config.tieWordEmbeddings && this.params.tensors.has(loraNames(this.headModule()).a); }
 
   /**
    * An empty cache for `batch` sequences of up to maxLength tokens, one KVCache per layer; padLengths[b]: the

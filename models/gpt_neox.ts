@@ -2,6 +2,7 @@
 // is pre-LN attention and MLP, added to the residual in parallel (Pythia) or in sequence. Parameter names are
 // the checkpoint's; the causal LM's head is embed_out (lm_head in transformers' memory). Every Linear goes
 // through `linear` of the layer (a LoRA adapter is added where the parameter table holds one, models/lora.ts).
+import { checkpoint } from '../engine/autodiff.ts';
 import type { ParameterSet } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { gelu } from '../engine/ops/activations.ts';
@@ -9,7 +10,7 @@ import { add } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { layerNorm } from '../engine/ops/norms.ts';
 import { rotary } from '../engine/ops/rotary.ts';
-import { narrow, permute, reshape } from '../engine/ops/shape.ts';
+import { permute, reshape, split } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
 import { projections, type LoraState } from './lora.ts';
 import { causalSelfAttention, rotaryPositions, type KVCache } from './self_attention.ts';
@@ -23,11 +24,11 @@ function selfAttention(cfg: ModelConfig, { w, linear }: Layer, x: Tensor, cache?
   const H = cfg.heads, D = cfg.headDim;
   const bias = (name: string) => (cfg.attentionBias ? w(name) : undefined);
   // query_key_value's rows are grouped per head: [head][q, k, v][D].
-  const qkv = permute(reshape(linear(x, 'attention.query_key_value', bias('attention.query_key_value.bias')), [B, T, H, 3 * D]), [0, 2, 1, 3]); // [B, H, T, 3D]
+  const qkv = reshape(linear(x, 'attention.query_key_value', bias('attention.query_key_value.bias')), [B, T, H, 3 * D]);
+  const [q0, k0, v] = split(qkv, 3, [D, D, D], [0, 2, 1, 3]); // each [B, H, T, D]
   const rope = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, ...rotaryPositions(cache) };
-  const q = rotary(narrow(qkv, 3, 0, D), rope); // [B, H, T, D], the first rotaryDims of each head rotated
-  const k = rotary(narrow(qkv, 3, D, D), rope);
-  const v = narrow(qkv, 3, 2 * D, D);
+  const q = rotary(q0, rope); // the first rotaryDims of each head rotated
+  const k = rotary(k0, rope);
   const out = causalSelfAttention(q, k, v, 0, cache); // [B, H, T, D]
   return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.hidden]), 'attention.dense', bias('attention.dense.bias'));
 }
@@ -49,14 +50,16 @@ function layer(cfg: ModelConfig, L: Layer, x: Tensor, cache?: KVCache): Tensor {
 
 /**
  * GPTNeoXModel: ids i32 [B, T] -> final_layer_norm output [B, T, C]; with a cache (one per layer) the ids follow
- * its tokens. `lora`: the adapters' settings, needed when the table holds adapters.
+ * its tokens. `lora`: the adapters' settings, needed when the table holds adapters. `checkpointLayers`: the tape
+ * keeps each layer's input only and replays the layer in the backward (engine/autodiff.ts checkpoint).
  */
-export function gptNeoxModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState): Tensor {
+export function gptNeoxModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState, checkpointLayers = false): Tensor {
   const project = projections(p, lora);
   let x = embedding(ids, p.get('gpt_neox.embed_in.weight')); // [B, T, C]
   for (let l = 0; l < cfg.layers; l++) {
     const prefix = `gpt_neox.layers.${l}.`;
-    x = layer(cfg, { w: (n) => p.get(prefix + n), linear: (h, module, bias) => project(h, prefix + module, bias) }, x, cache?.[l]);
+    const block = (h: Tensor) => layer(cfg, { w: (n) => p.get(prefix + n), linear: (a, module, bias) => project(a, prefix + module, bias) }, h, cache?.[l]);
+    x = checkpointLayers ? checkpoint(block, x) : block(x);
   }
   return layerNorm(x, p.get('gpt_neox.final_layer_norm.weight'), p.get('gpt_neox.final_layer_norm.bias'), cfg.eps);
 }

@@ -125,11 +125,11 @@ export class LoraState {
 
   get scaling(): number { return loraScaling(this.config); }
 
-  /** The adapter input of `module`: x, or dropout(x) while training. */
-  adapterInput(x: Tensor, module: string): Tensor {
+  /** The adapter input of `module`: x, or dropout(x) while training, its mask keyed by `counter`. */
+  adapterInput(x: Tensor, module: string, counter = this.counter): Tensor {
     const p = this.config.dropout;
     if (!this.training || p === 0 || !gradEnabled()) return x;
-    return dropout(x, { p, seed: this.seed, counter: this.counter, stream: streamOf(module) });
+    return dropout(x, { p, seed: this.seed, counter, stream: streamOf(module) });
   }
 }
 
@@ -142,12 +142,13 @@ export type Projection = (x: Tensor, module: string, bias?: Tensor) => Tensor;
  * scale is applied to the rank-r intermediate (r elements per row, not out).
  */
 export function projections(p: ParameterSet, lora?: LoraState): Projection {
+  const counter = lora?.counter; // read once per forward: a checkpointed layer replayed in the backward draws the forward's masks
   return (x, module, bias) => {
     const base = linear(x, p.get(`${module}.weight`), bias); // [..., out]
     const names = loraNames(module);
     if (!p.tensors.has(names.a)) return base;
     if (!lora) throw new LoraError(`'${names.a}' is in the parameter table but the model has no LoRA settings (scale, dropout): attach adapters with models/peft.ts`);
-    const down = linear(lora.adapterInput(x, module), p.get(names.a), undefined, 'loraDown'); // [..., r]
+    const down = linear(lora.adapterInput(x, module, counter), p.get(names.a), undefined, 'loraDown'); // [..., r]
     return add(base, linear(scale(down, lora.scaling), p.get(names.b), undefined, 'loraUp'));
   };
 }

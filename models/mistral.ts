@@ -2,6 +2,7 @@
 // grouped-query attention (RoPE over whole heads, sliding window) and a SwiGLU MLP, added in sequence.
 // No biases. Parameter names are the checkpoint's; every Linear goes through `linear` of the layer (a LoRA
 // adapter is added where the parameter table holds one, models/lora.ts).
+import { checkpoint } from '../engine/autodiff.ts';
 import type { ParameterSet } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { swiglu } from '../engine/ops/activations.ts';
@@ -42,14 +43,16 @@ function layer(cfg: ModelConfig, L: Layer, x: Tensor, cache?: KVCache): Tensor {
 
 /**
  * MistralModel: ids i32 [B, T] -> norm output [B, T, C]; with a cache (one per layer) the ids follow its tokens.
- * `lora`: the adapters' settings, needed when the table holds adapters.
+ * `lora`: the adapters' settings, needed when the table holds adapters. `checkpointLayers`: the tape keeps each
+ * layer's input only and replays the layer in the backward (engine/autodiff.ts checkpoint).
  */
-export function mistralModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState): Tensor {
+export function mistralModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cache?: KVCache[], lora?: LoraState, checkpointLayers = false): Tensor {
   const project = projections(p, lora);
   let x = embedding(ids, p.get('model.embed_tokens.weight')); // [B, T, C]
   for (let l = 0; l < cfg.layers; l++) {
     const prefix = `model.layers.${l}.`;
-    x = layer(cfg, { w: (n) => p.get(prefix + n), linear: (h, module) => project(h, prefix + module) }, x, cache?.[l]);
+    const block = (h: Tensor) => layer(cfg, { w: (n) => p.get(prefix + n), linear: (a, module) => project(a, prefix + module) }, h, cache?.[l]);
+    x = checkpointLayers ? checkpoint(block, x) : block(x);
   }
   return rmsNorm(x, p.get('model.norm.weight'), cfg.eps);
 }

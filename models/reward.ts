@@ -26,13 +26,16 @@ export function lastTokenIndices(ids: Int32Array, T: number, padTokenId: number 
 }
 
 export class RewardModel {
+  /** Gradient checkpointing of the trunk, as CausalLM's. */
+  gradientCheckpointing = false;
+
   constructor(readonly config: ModelConfig, readonly params: ParameterSet) {}
 
   /** ids [B, T] on the host (the read position is decided there) -> rewards [B]. */
   forward(ids: Int32Array, T: number): Tensor {
     const B = ids.length / T;
     const idsTensor = Tensor.fromArray(ids, [B, T], 'i32');
-    const hidden = reshape(hiddenStates(this.config, this.params, idsTensor), [B * T, this.config.hidden]); // [B·T, C]
+    const hidden = reshape(hiddenStates(this.config, this.params, idsTensor, undefined, undefined, this.gradientCheckpointing), [B * T, this.config.hidden]); // [B·T, C]
     // Row b of the batch reads hidden row b·T + last[b]: a differentiable row gather, which is what embedding is.
     const rows = Tensor.fromArray(lastTokenIndices(ids, T, this.config.padTokenId).map((t, b) => b * T + t), [B], 'i32');
     const rewards = reshape(linear(embedding(rows, hidden), this.params.get('score.weight')), [B]); // [B, C] -> [B, 1] -> [B]

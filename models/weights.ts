@@ -41,11 +41,11 @@ export class WeightsError extends Error {
   }
 }
 
-/** The two limits of GPUSupportedLimits that bound one tensor's buffer. */
-export interface DeviceBufferLimits { maxBufferSize: number; maxStorageBufferBindingSize: number }
+/** The limit of GPUSupportedLimits that bounds one tensor's buffer (a tensor larger than one binding is bound in windows). */
+export interface DeviceBufferLimits { maxBufferSize: number }
 
 export interface OpenWeightsOptions {
-  /** The device the weights go to: every tensor, in its storage dtype, must fit one buffer and one binding. */
+  /** The device the weights go to: every tensor, in its storage dtype, must fit one buffer. */
   limits?: DeviceBufferLimits;
   /** The storage of frozen matrices (storageDtypeOf); f32 by default. */
   weightDtype?: FloatDType;
@@ -53,12 +53,11 @@ export interface OpenWeightsOptions {
 
 /** The tensors of `specs` that do not fit one buffer of a device with `limits`, each with its bytes and the limit. */
 export function tooLargeForDevice(specs: readonly ParamSpec[], limits: DeviceBufferLimits, weightDtype: FloatDType = 'f32'): string[] {
-  const [limit, name] = limits.maxStorageBufferBindingSize <= limits.maxBufferSize
-    ? [limits.maxStorageBufferBindingSize, 'maxStorageBufferBindingSize'] : [limits.maxBufferSize, 'maxBufferSize'];
+  const limit = limits.maxBufferSize;
   return specs.flatMap((s) => {
     const dtype = storageDtypeOf(s, weightDtype);
     const bytes = (dtype === 'f32' ? 4 : 2) * numelOf(s.shape);
-    return bytes > limit ? [`${s.name} ${shapeString(s.shape)}: ${bytes} bytes as ${dtype}, over this device's ${name} (${limit} bytes)`] : [];
+    return bytes > limit ? [`${s.name} ${shapeString(s.shape)}: ${bytes} bytes as ${dtype}, over this device's maxBufferSize (${limit} bytes)`] : [];
   });
 }
 

@@ -21,6 +21,8 @@ import { dkdvTiles } from '../kernels/attention_backward_dkdv.ts';
 import { dqTiles } from '../kernels/attention_backward_dq.ts';
 import { DECODE_CHUNK } from '../kernels/attention_decode.ts';
 import { forwardTiles } from '../kernels/attention_forward.ts';
+import { headChunkRows } from '../kernels/token_logprobs.ts';
+import type { DeviceLimits } from '../kernels/spec.ts';
 import { deviceLimits } from '../engine/launch.ts';
 import { ledger, type LedgerEntry, type LedgerRow } from '../engine/ledger.ts';
 import { matmul } from '../engine/ops/matmul.ts';
@@ -31,7 +33,7 @@ import type { ModelConfig } from '../models/config.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import {
   ADAMW_FLOPS_PER_ELEMENT, addBreakdown, auditJson, auditRows, auditTable, phaseBreakdown, PHASES, RMSPROP_FLOPS_PER_ELEMENT, totalOf, usefulOf, zeroBreakdown,
-  type AttentionPlan, type AuditRow, type FlopBreakdown, type GenerationGroup, type HeadPositions, type LoraWorkload, type Phase, type Sampling,
+  type AttentionPlan, type AuditRow, type FlopBreakdown, type ForwardWorkload, type GenerationGroup, type HeadPositions, type LoraWorkload, type Phase, type Sampling,
 } from './audit_model.ts';
 
 export const LEDGER_FILE = 'ledger.json';
@@ -47,15 +49,15 @@ type ModelName = 'policy' | 'reward';
  * `count` forwards of rows of length T (padding included), the head on `head` positions, of the policy or the
  * reward model, in `passes` calls; `training`: a forward that trains (the adapters' dropout runs).
  */
-export interface ForwardRecord { phase: ForwardPhase; count: number; T: number; head: HeadPositions; model: ModelName; lora: boolean; training: boolean; passes: number }
+export interface ForwardRecord { phase: ForwardPhase; count: number; T: number; head: HeadPositions; model: ModelName; lora: boolean; training: boolean; passes: number; headChunks: number }
 
 /** Each model's optimizer updates: trainable elements summed over updates, and the update's FLOPs per element. */
 export interface OptimizerRecord { elements: number; flopsPerElement: number }
 
 export interface WorkloadsJson {
   format: 'juice-workloads';
-  /** 2: the grad norm counted apart from the update, LoRA dropout, attention plans, sampling, accumulation. */
-  version: 2;
+  /** 3: the fused head's chunks per forward record (2: the grad norm counted apart from the update, LoRA dropout, attention plans, sampling, accumulation). */
+  version: 3;
   config: ModelConfig;
   rewardConfig: ModelConfig | null;
   lora: LoraWorkload | null;
@@ -64,6 +66,8 @@ export interface WorkloadsJson {
   sampling: Sampling;
   /** The attention kernels' tiles on the device that ran the forwards, per model (null until the first record). */
   attentionPlans: Record<ModelName, AttentionPlan | null>;
+  /** Whether each model's backward replays its layers (--gradient-checkpointing). */
+  gradientCheckpointing: Record<ModelName, boolean>;
   optimizer: Record<ModelName, OptimizerRecord>;
   /** Parameter elements into which a later micro-batch's gradients were added, per model. */
   accumulated: Record<ModelName, number>;
@@ -92,17 +96,25 @@ export interface WorkloadsOptions {
   sampling?: Sampling;
   /** The attention plans, when not this device's (tests without a GPU). */
   attentionPlans?: Partial<Record<ModelName, AttentionPlan>>;
+  /** The limits the fused head's chunks are planned with, when not this device's (tests without a GPU). */
+  limits?: DeviceLimits;
+  /** The models whose backward replays their layers (--gradient-checkpointing). */
+  gradientCheckpointing?: Partial<Record<ModelName, boolean>>;
 }
 
 /** The run's workloads, recorded as it goes (see the top of this file). */
 export class Workloads {
   data: WorkloadsJson;
 
+  private readonly limits?: DeviceLimits;
+
   constructor(config: ModelConfig, opts: WorkloadsOptions = {}) {
+    this.limits = opts.limits;
     this.data = {
-      format: 'juice-workloads', version: 2, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
+      format: 'juice-workloads', version: 3, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
       sampling: opts.sampling ?? { temperature: 0, topK: 0, topP: 1 },
       attentionPlans: { policy: opts.attentionPlans?.policy ?? null, reward: opts.attentionPlans?.reward ?? null },
+      gradientCheckpointing: { policy: opts.gradientCheckpointing?.policy ?? false, reward: opts.gradientCheckpointing?.reward ?? false },
       optimizer: { policy: { elements: 0, flopsPerElement: opts.optimizerFlopsPerElement ?? ADAMW_FLOPS_PER_ELEMENT }, reward: { elements: 0, flopsPerElement: ADAMW_FLOPS_PER_ELEMENT } },
       accumulated: { policy: 0, reward: 0 }, pending: null,
       merges: 0, tokens: { generated: 0, trained: 0 }, peakTflops: null, peakSource: null,
@@ -117,7 +129,7 @@ export class Workloads {
     const file = join(dir, WORKLOADS_FILE);
     if (!existsSync(file)) return true;
     const saved = JSON.parse(readFileSync(file, 'utf8')) as WorkloadsJson;
-    if (saved.version !== 2) return false;
+    if (saved.version !== 3) return false;
     this.data = { ...saved, peakTflops: this.data.peakTflops, peakSource: this.data.peakSource };
     return true;
   }
@@ -130,9 +142,12 @@ export class Workloads {
   }
 
   forward(phase: ForwardPhase, count: number, T: number, head: HeadPositions, o: { model?: ModelName; lora?: boolean; training?: boolean } = {}): void {
-    const r: ForwardRecord = { phase, count, T, head, model: o.model ?? 'policy', lora: o.lora ?? false, training: o.training ?? false, passes: 1 };
+    const model = o.model ?? 'policy', c = this.modelConfig(model);
+    // The fused head's chunks over this pass's count·T positions (an LM head read for log-probs: every position).
+    const headChunks = c.head === 'lm' && head === 'all' ? headChunkRows(this.limits ?? deviceLimits(), count * T, c.vocabSize, c.hidden).chunks : 1;
+    const r: ForwardRecord = { phase, count, T, head, model, lora: o.lora ?? false, training: o.training ?? false, passes: 1, headChunks };
     this.plan(r.model);
-    const same = this.data.forward.find((f) => f.phase === r.phase && f.T === r.T && f.head === r.head && f.model === r.model && f.lora === r.lora && f.training === r.training);
+    const same = this.data.forward.find((f) => f.phase === r.phase && f.T === r.T && f.head === r.head && f.model === r.model && f.lora === r.lora && f.training === r.training && f.headChunks === r.headChunks);
     if (same) { same.count += count; same.passes++; } else this.data.forward.push(r);
   }
 
@@ -169,10 +184,15 @@ export class Workloads {
     const d = this.data, out = Object.fromEntries(PHASES.map((p) => [p, zeroBreakdown()])) as Record<Phase, FlopBreakdown>;
     const loraOf = (on: boolean) => (on && d.lora ? d.lora : undefined);
     for (const f of d.forward) {
-      addBreakdown(out[f.phase], phaseBreakdown(d.config, f.phase, {
+      const w: ForwardWorkload = {
         sequences: [{ count: f.count, promptLength: f.T, responseLength: 0 }], head: f.head, lora: loraOf(f.lora), model: this.modelConfig(f.model),
-        training: f.training, attentionPlan: d.attentionPlans[f.model] ?? undefined, passes: f.passes,
-      }));
+        training: f.training, attentionPlan: d.attentionPlans[f.model] ?? undefined, passes: f.passes, headChunks: f.headChunks,
+      };
+      addBreakdown(out[f.phase], phaseBreakdown(d.config, f.phase, w));
+      if (f.phase.endsWith('-backward') && d.gradientCheckpointing[f.model]) {
+        const recompute = `${f.phase}-recompute` as 'policy-backward-recompute' | 'reward-backward-recompute';
+        addBreakdown(out[recompute], phaseBreakdown(d.config, recompute, w));
+      }
     }
     for (const g of d.generation) {
       addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: d.attentionPlans.policy ?? undefined }));
@@ -286,7 +306,7 @@ export function readRunAudit(runDir: string): { rows: AuditRow[]; workloads: Wor
   for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice irft / juice rft)`);
   const saved = JSON.parse(readFileSync(join(runDir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] };
   const json = JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')) as WorkloadsJson;
-  if (json.version !== 2) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (no version 2): run it again to audit it`);
+  if (json.version !== 3) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 3): run it again to audit it`);
   const w = new Workloads(json.config);
   w.data = json;
   return { rows: auditRows(ledgerByPhase(saved.entries), w.analytic(), w.useful()), workloads: json };

@@ -47,22 +47,21 @@
 // models/causal_lm.ts), the head applied, attending over the cache; the sampler reads every logit of each
 // step's rows a number of times set by the sampling (kernels/sample_tokens.ts).
 //
-// Not modelled (together 0.2-0.6% of a backward phase at the tiny sizes of the tests, less at real ones): the
+// Not modelled (together about 0.02% of a backward phase at the tiny sizes of the tests, less at real ones): the
 // loss's per-sequence scalars (a few flops per sequence or pair), the second stage of the norms' weight-gradient
-// reductions (one add per block of 16-64 rows and column), the grad norm's final sum of partials, and the
-// engine's sums of the zero-padded slice gradients of GPT-NeoX's fused query_key_value (2 x 3C per token per
-// layer: an implementation writing the slices in place would not compute them). SFT's cross-entropy is not a
-// phase of this audit.
+// reductions (one add per block of 16-64 rows and column), the grad norm's final sum of partials, and the merge
+// of the fused head's chunk pairs (a few flops per row and chunk). SFT's cross-entropy is not a phase of this audit.
 //
 // Phases: generation, reference (a frozen model's log-probs), policy-forward (every forward of the policy: its
-// training forwards and a no-grad scoring of its own samples alike), policy-backward, reward-forward (the reward
-// model's training forwards and its scoring of samples), reward-backward, optimizer (grad norm and update),
-// merge (LoRA merges). Evaluation (held-out metrics) is outside the training loop and not a phase of this audit.
+// training forwards and a no-grad scoring of its own samples alike), policy-backward, policy-backward-recompute
+// (with --gradient-checkpointing: each layer's forward replayed in the backward), reward-forward (the reward
+// model's training forwards and its scoring of samples), reward-backward, reward-backward-recompute, optimizer
+// (grad norm and update), merge (LoRA merges). Evaluation (held-out metrics) is outside the training loop and not a phase of this audit.
 import type { ModelConfig } from '../models/config.ts';
 import type { LoraTargets } from '../models/lora.ts';
 import type { LedgerRow } from '../engine/ledger.ts';
 
-export const PHASES = ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer', 'merge'] as const;
+export const PHASES = ['generation', 'reference', 'policy-forward', 'policy-backward', 'policy-backward-recompute', 'reward-forward', 'reward-backward', 'reward-backward-recompute', 'optimizer', 'merge'] as const;
 export type Phase = (typeof PHASES)[number];
 
 // ---- per-element counts, as the kernels' specs state them ----
@@ -160,6 +159,8 @@ export interface ForwardWorkload {
   accumulatedElements?: number;
   /** Overrides FLASH_ATTENTION_2_BACKWARD_FACTOR for the useful backward attention. */
   attentionBackwardFactor?: number;
+  /** Backward phases: the vocabulary chunks the fused head ran in per pass (kernels/token_logprobs.ts headChunkRows; 1 by default). */
+  headChunks?: number;
 }
 
 export interface GenerationGroup { count: number; promptLength: number; newTokens: number }
@@ -181,6 +182,8 @@ export interface PhaseWorkloads {
   'policy-backward': ForwardWorkload;
   'reward-forward': ForwardWorkload;
   'reward-backward': ForwardWorkload;
+  'policy-backward-recompute': ForwardWorkload;
+  'reward-backward-recompute': ForwardWorkload;
   optimizer: OptimizerWorkload;
   merge: MergeWorkload;
 }
@@ -326,14 +329,14 @@ function adapterBackward(l: Linear, lora: LoraWorkload, needX: boolean): number 
 }
 
 /** The forward of `tokens` tokens through the trunk (layers and the final norm), per the file comment. */
-function trunkForward(c: ModelConfig, tokens: number, lora: LoraWorkload | undefined, training: boolean): FlopBreakdown {
+function trunkForward(c: ModelConfig, tokens: number, lora: LoraWorkload | undefined, training: boolean, finalNorm = true): FlopBreakdown {
   const b = zeroBreakdown(), L = c.layers;
   for (const l of layerLinears(c)) {
     b.matmul += L * tokens * 2 * l.in * l.out;
     if (l.bias) b.bias += L * tokens * ADD_FLOPS * l.out;
     if (isTarget(lora, l.module)) b.lora += L * tokens * adapterForward(l, lora!, training);
   }
-  b.norm = (2 * L + 1) * tokens * c.hidden * normFlops(c).forward;
+  b.norm = (2 * L + (finalNorm ? 1 : 0)) * tokens * c.hidden * normFlops(c).forward;
   b.activation = L * tokens * c.intermediate * activationFlops(c).forward;
   const pairs = rotaryPairs(c);
   b.rotary = L * tokens * ROTARY_FLOPS_PER_PAIR * (pairs.q + pairs.k);
@@ -383,6 +386,22 @@ export function forwardBreakdown(config: ModelConfig, w: ForwardWorkload): FlopB
     addBreakdown(b, headForward(c, r.headTokens, w.lora, training), g.count);
     addBreakdown(b, attentionForward(c, T, w.attentionPlan), g.count);
     if (readoutOf(c, w) === 'logprobs') b.logits += g.count * (TOKEN_LOGPROBS_FORWARD_FLOPS * V * r.predicting + SEQUENCE_SUM_FORWARD_FLOPS * r.summed);
+  }
+  return b;
+}
+
+/**
+ * Gradient checkpointing's replay in a backward (engine/autodiff.ts checkpoint, one per layer): every layer's
+ * training forward again (dropout included), without the embedding, the final norm or the head.
+ */
+export function recomputeBreakdown(config: ModelConfig, w: ForwardWorkload): FlopBreakdown {
+  const c = w.model ?? config;
+  checkGroups(w.sequences, ['promptLength', 'responseLength']);
+  const b = zeroBreakdown();
+  for (const g of w.sequences) {
+    const T = g.promptLength + g.responseLength;
+    addBreakdown(b, trunkForward(c, T, w.lora, true, false), g.count);
+    addBreakdown(b, attentionForward(c, T, w.attentionPlan), g.count);
   }
   return b;
 }
@@ -476,8 +495,12 @@ export function backwardBreakdown(config: ModelConfig, w: ForwardWorkload): Flop
         + (l.q ? ATTENTION_DQ_FLOPS_PER_ENTRY_DIM * (plan ? tiledEntries(T, plan.dq, W) : visible) : 0));
     }
     if (needTrunk) b.norm += n * T * c.hidden * normFlops(c).backward; // the final norm
-    // The head: dX where the trunk needs it, dW when it trains, its adapter.
-    b.head += n * r.headTokens * 2 * h.in * h.out * ((needTrunk ? 1 : 0) + (full ? 1 : 0));
+    // The head: dX where the trunk needs it, dW when it trains, its adapter. The fused head (no adapter, an LM's
+    // log-probs: engine/ops/lm_head.ts) in more than one chunk first recomputes its logits, and sums the chunks'
+    // dX: (chunks - 1) adds each.
+    const chunked = readoutOf(c, w) === 'logprobs' && !headLora && (w.headChunks ?? 1) > 1;
+    b.head += n * r.headTokens * 2 * h.in * h.out * ((needTrunk ? 1 : 0) + (full ? 1 : 0) + (chunked ? 1 : 0));
+    if (chunked && needTrunk) b.head += n * r.headTokens * ADD_FLOPS * h.in * (w.headChunks! - 1);
     if (headLora) b.lora += n * r.headTokens * adapterBackward(h, w.lora!, needTrunk);
     if (headLora && needTrunk) b.residual += n * r.headTokens * ADD_FLOPS * h.in; // the head's input: base and adapter dX
     if (w.head === 'last' && needTrunk) b.embedding += n * EMBEDDING_BACKWARD_FLOPS * c.hidden; // the row gather's backward
@@ -546,6 +569,7 @@ export function phaseBreakdown<P extends Phase>(config: ModelConfig, phase: P, w
     case 'generation': return generationBreakdown(config, workload as GenerationWorkload);
     case 'reference': case 'policy-forward': case 'reward-forward': return forwardBreakdown(config, workload as ForwardWorkload);
     case 'policy-backward': case 'reward-backward': return backwardBreakdown(config, workload as ForwardWorkload);
+    case 'policy-backward-recompute': case 'reward-backward-recompute': return recomputeBreakdown(config, workload as ForwardWorkload);
     case 'optimizer': return { ...zeroBreakdown(), optimizer: optimizerFlops(workload as OptimizerWorkload) };
     case 'merge': return { ...zeroBreakdown(), lora: mergeFlops(config, workload as MergeWorkload) };
   }
@@ -631,7 +655,8 @@ function totalRow(rows: readonly AuditRow[]): AuditRow {
  */
 export function auditTable(rows: readonly AuditRow[], opts: { peakTflops: number }): string {
   const dash = '—';
-  const head = ['phase'.padEnd(16), 'ledger GFLOP'.padStart(13), 'MB'.padStart(11), 'analytic GFLOP'.padStart(15), 'ratio'.padStart(7), 'useful GFLOP'.padStart(13), 'GPU ms'.padStart(10), (opts.peakTflops > 0 ? `MFU@${opts.peakTflops}TF` : 'MFU').padStart(11)];
+  const width = Math.max(16, ...rows.map((r) => r.phase.length)); // e.g. policy-backward-recompute (--gradient-checkpointing)
+  const head = ['phase'.padEnd(width), 'ledger GFLOP'.padStart(13), 'MB'.padStart(11), 'analytic GFLOP'.padStart(15), 'ratio'.padStart(7), 'useful GFLOP'.padStart(13), 'GPU ms'.padStart(10), (opts.peakTflops > 0 ? `MFU@${opts.peakTflops}TF` : 'MFU').padStart(11)];
   const lines = [head.join(' ')];
   const total = totalRow(rows);
   // The total's MFU counts the timed phases only: an untimed phase's FLOPs took no measured time.
@@ -639,7 +664,7 @@ export function auditTable(rows: readonly AuditRow[], opts: { peakTflops: number
   for (const r of [...rows, total]) {
     const ratio = ratioOf(r), mfu = mfuOf(r === total ? timedTotal : r, opts.peakTflops);
     lines.push([
-      r.phase.padEnd(16),
+      r.phase.padEnd(width),
       (r.ledgerFlops / 1e9).toFixed(6).padStart(13),
       (r.bytes / 1e6).toFixed(3).padStart(11),
       (r.analyticFlops / 1e9).toFixed(6).padStart(15),

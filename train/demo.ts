@@ -318,7 +318,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     workloads.optimizer(trainableElements(model.params));
     return step.run([() => {
       const ids = Tensor.fromArray(b.ids, [b.B, b.T], 'i32'), mask = Tensor.fromArray(b.mask, [b.B, b.T]);
-      return sftMicroLoss(model.forward(ids), ids, mask, b.responseTokens);
+      return sftMicroLoss(model.tokenLogprobs(ids), mask, b.responseTokens);
     }]);
   };
 

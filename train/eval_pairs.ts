@@ -39,7 +39,7 @@ async function rowLogprobs(model: CausalLM, rows: readonly EncodedSequence[], ba
     const logp = tidy(() => ledger.inPhase('evaluation', () => noGrad(() => {
       const ids = Tensor.fromArray(b.ids, [b.B, b.T], 'i32');
       const mask = Tensor.fromArray(Float32Array.from(b.responseMask), [b.B, b.T]);
-      return sequenceLogprobs(model.forward(ids), ids, mask); // [B]
+      return sequenceLogprobs(model.tokenLogprobs(ids), mask); // [B]
     })).keep());
     try { sums.push(...(await logp.toArray())); } finally { logp.dispose(); }
   }

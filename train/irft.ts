@@ -276,13 +276,14 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
   const lora = o['lora-r'] !== undefined ? { r: o['lora-r'], alpha: o['lora-alpha'] ?? o['lora-r'], dropout: o['lora-dropout'], targets } : undefined;
   const workloads = new Workloads(config, {
     lora: lora ? { r: lora.r, targets: targets!, dropout: lora.dropout } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer],
-    sampling: { temperature: gen.temperature, topK: gen.topK, topP: gen.topP },
+    sampling: { temperature: gen.temperature, topK: gen.topK, topP: gen.topP }, gradientCheckpointing: { policy: o['gradient-checkpointing'] },
   });
   const audit = new RunAudit(workloads);
   if (resumeDir !== undefined) audit.restore(resumeDir);
   // LoRA resumed after a stage: the base from --model, the merged stages' adapters merged again, then the checkpoint's adapter.
   const merged = resumeDir !== undefined && lora ? readMergedAdapters(join(resumeDir, MERGED_ADAPTERS_FILE)) : new Map<number, Map<string, Float32Array>>();
   const policy = merged.size > 0 ? loadCausalLM(o.model, { weightsDtype: o['weights-dtype'] }) : loadPolicy({ modelDir: o.model, weightsDtype: o['weights-dtype'], seed: o.seed, lora }, resumeDir);
+  policy.gradientCheckpointing = o['gradient-checkpointing'];
   try {
     if (merged.size > 0) {
       const adapter = readLoraConfig(resumeDir!, config);

@@ -287,9 +287,11 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
   const reference = loadCausalLM(o.model, { weightsDtype: o['weights-dtype'], frozen: true });
   const reward = resumeDir !== undefined && existsSync(join(resumeDir, REWARD_WEIGHTS_FILE)) ? rewardModelFromCheckpoint(resumeDir)
     : o['reward-model'] !== undefined ? loadRewardModel(o['reward-model']) : rewardModelFromPolicy(o.model, config, derivedSeed(o.seed, 0x5c0e));
+  policy.gradientCheckpointing = reward.gradientCheckpointing = o['gradient-checkpointing'];
   const workloads = new Workloads(config, {
     rewardConfig: reward.config, lora: lora ? { r: lora.r, targets: targets!, dropout: lora.dropout } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer],
     sampling: { temperature: gen.temperature, topK: gen.topK, topP: gen.topP },
+    gradientCheckpointing: { policy: o['gradient-checkpointing'], reward: o['gradient-checkpointing'] },
   });
   const audit = new RunAudit(workloads);
   if (resumeDir !== undefined) audit.restore(resumeDir);

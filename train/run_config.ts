@@ -24,6 +24,7 @@ export interface TrainingOptions {
   optimizer: 'adamw' | 'rmsprop'; 'weight-decay': number; 'adam-beta1': number; 'adam-beta2': number; 'adam-eps': number;
   'max-length': number; 'max-prompt-length': number; 'max-response-length'?: number;
   'lora-r'?: number; 'lora-alpha'?: number; 'lora-dropout': number; 'lora-targets'?: string; 'weights-dtype': 'f32' | 'f16' | 'bf16';
+  'gradient-checkpointing': boolean;
   'save-steps': number; 'save-total-limit'?: number; 'max-shard-size': number; resume?: string;
   'eval-data'?: string; 'eval-steps'?: number; 'eval-limit'?: number; limit?: number; seed: number;
   'skip-bad-lines': boolean; 'log-steps': number; 'time-kernels': boolean;

@@ -53,7 +53,7 @@ export class SftObjective implements Objective {
     if (total === 0) throw new RunConfigError(`step ${step}: the step's sequences have no response token to train on (raise --max-length or lower --max-prompt-length)`);
     const micros = batches.map((b) => () => {
       const { ids, mask } = batchTensors(b);
-      return sftMicroLoss(this.model.forward(ids), ids, mask, total);
+      return sftMicroLoss(this.model.tokenLogprobs(ids), mask, total);
     });
     const lastBatch = batches[batches.length - 1];
     return {
@@ -73,7 +73,7 @@ export class SftObjective implements Objective {
       tokens += countedTokens(b);
       const out = noGrad(() => tidy(() => {
         const { ids, mask } = batchTensors(b);
-        return sequenceLogprobs(this.model.forward(ids), ids, mask); // [B]
+        return sequenceLogprobs(this.model.tokenLogprobs(ids), mask); // [B]
       }));
       sums.push(...(await out.toArray()));
       out.dispose();
@@ -140,6 +140,7 @@ export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) 
     modelDir: o.model, weightsDtype: o['weights-dtype'], seed: o.seed,
     lora: o['lora-r'] !== undefined ? { r: o['lora-r'], alpha: o['lora-alpha'] ?? o['lora-r'], dropout: o['lora-dropout'], targets } : undefined,
   }, resumeDir);
+  policy.gradientCheckpointing = o['gradient-checkpointing'];
   try {
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
     log(`juice sft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r}, alpha ${policy.lora.config.alpha}, on ${policy.lora.config.targetModules.join(', ')})` : ''}; ` +

@@ -13,7 +13,7 @@ import { attention, attentionWithLse } from '../engine/ops/attention.ts';
 import { loadCausalLM } from '../models/causal_lm.ts';
 import { loadRewardModel } from '../models/reward.ts';
 import { loadLora, mergeLora } from '../models/peft.ts';
-import { sequenceLogprobs } from './objectives/logprobs.ts';
+import { sequenceLogprobs, tokenLogprobs } from './objectives/logprobs.ts';
 import { irftLoss, preferenceLoss } from './objectives/preference.ts';
 import { nextTokenLoss, sftMicroLoss } from './objectives/sft.ts';
 import type { IrftMicroValues } from './objectives/irft.ts';
@@ -210,10 +210,11 @@ async function verifyCausalLM(dir: string, ref: SafetensorsFile, _meta: Record<s
   let model = loadCausalLM(dir, { frozen: !gradients });
   try {
     await tidyAsync(async () => {
-      const logits = model.forward(Tensor.fromArray(ids, [B, T], 'i32'));
+      const idsT = Tensor.fromArray(ids, [B, T], 'i32');
+      const logits = model.forward(idsT);
       await c.expect('logits', logits, FORWARD_TOL);
       if (!ref.has('loss') && !gradients) return;
-      const loss = nextTokenLoss(logits, ids);
+      const loss = nextTokenLoss(tokenLogprobs(logits, idsT));
       if (gradients) backward(loss);
       if (ref.has('loss')) await c.expect('loss', loss, FORWARD_TOL);
     });
@@ -280,8 +281,8 @@ async function verifyIrft(dir: string, ref: SafetensorsFile, meta: Record<string
   try {
     await tidyAsync(async () => {
       const idsT = Tensor.fromArray(ids, [2 * B, T], 'i32'), maskT = Tensor.fromArray(mask, [2 * B, T]);
-      const policyLogp = sequenceLogprobs(policy.forward(idsT), idsT, maskT); // [2B]
-      const refLogp = sequenceLogprobs(reference.forward(idsT), idsT, maskT); // [2B], off the tape: nothing in it trains
+      const policyLogp = sequenceLogprobs(policy.tokenLogprobs(idsT), maskT); // [2B]
+      const refLogp = sequenceLogprobs(reference.tokenLogprobs(idsT), maskT); // [2B], off the tape: nothing in it trains
       const { loss, margin } = irftLoss(policyLogp, refLogp, beta);
       backward(loss);
       const [pi, re] = [await policyLogp.toArray(), await refLogp.toArray()];
@@ -334,7 +335,7 @@ async function verifyLora(dir: string, ref: SafetensorsFile, meta: Record<string
       for (let step = 1; step <= steps; step++) {
         await tidyAsync(async () => {
           const idsT = Tensor.fromArray(ids, [B, T], 'i32'), maskT = Tensor.fromArray(mask, [B, T]);
-          const loss = sftMicroLoss(model.forward(idsT), idsT, maskT, responseTokens);
+          const loss = sftMicroLoss(model.tokenLogprobs(idsT), maskT, responseTokens);
           backward(loss);
           losses.push(await loss.item());
         });
@@ -572,7 +573,7 @@ async function verifySft(dir: string, ref: SafetensorsFile, meta: Record<string,
     const begin = m * micro * T, end = (m + 1) * micro * T; // micro-batch m: rows [m·micro, (m+1)·micro)
     return { ids: Tensor.fromArray(ids.subarray(begin, end), [micro, T], 'i32').keep(), mask: Tensor.fromArray(mask.subarray(begin, end), [micro, T]).keep() };
   });
-  const micros = batches.map((b) => () => sftMicroLoss(model.forward(b.ids), b.ids, b.mask, total));
+  const micros = batches.map((b) => () => sftMicroLoss(model.tokenLogprobs(b.ids), b.mask, total));
   const exempted = new Exempted('model', zeroGradientElements(params, model.config, { bradleyTerry: false }), exemptions);
   try {
     // Step 1's accumulated gradients, before clipping: the same micro-batches, backward only.

@@ -7,6 +7,7 @@ import { binaryCall, type BinaryOp } from '../../kernels/binary.ts';
 import { fillCall } from '../../kernels/fill.ts';
 import { accumulateCall } from '../../kernels/accumulate.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
+import { scaleCall } from '../../kernels/scale.ts';
 
 /** numpy broadcasting: align right; each dim equal or 1. */
 export function broadcastShape(a: readonly number[], b: readonly number[], op = 'broadcast'): number[] {
@@ -100,11 +101,10 @@ export function div(a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** alpha * x, via the reduction kernel with nothing reduced. */
+/** alpha * x, element for element. */
 export function scale(x: Tensor, alpha: number): Tensor {
   const out = Tensor.empty(x.shape, 'f32', 'scale');
-  const d = toRank4(x.shape);
-  launch({ ...reduceSumCall(deviceLimits(), d, d, alpha, 'scale'), cost: { flops: x.numel, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
+  launch(scaleCall(deviceLimits(), x.numel, alpha), [x], [out]);
   record('scale', [x], [out], [], ([g]) => [scale(g!, alpha)]);
   return out;
 }
@@ -126,14 +126,6 @@ export function meanLastDim(x: Tensor, keepDim = false): Tensor {
 export function fill(shape: readonly number[], value: number): Tensor {
   const out = Tensor.empty(shape, 'f32', 'fill');
   launch(fillCall(deviceLimits(), out.numel, value), [], [out]);
-  return out;
-}
-
-/** A private copy of x (no tape). */
-export function copy(x: Tensor): Tensor {
-  const out = Tensor.empty(x.shape, x.dtype, 'copy');
-  const d = toRank4(x.shape);
-  launch({ ...reduceSumCall(deviceLimits(), d, d, 1, 'copy'), cost: { flops: 0, bytesRead: 4 * x.numel, bytesWritten: 4 * x.numel } }, [x], [out]);
   return out;
 }
 

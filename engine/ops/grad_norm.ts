@@ -1,8 +1,8 @@
 // The squared global L2 norm of many tensors (torch.nn.utils.clip_grad_norm_'s norm, squared), on the GPU and off
 // the tape: a fixed set of partial sums per tensor, in table order, then one fixed-order sum. Deterministic.
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
-import { Tensor, shapeString } from '../tensor.ts';
+import { bindingWindows, deviceLimits, launch } from '../launch.ts';
+import { Tensor, shapeString, tidy } from '../tensor.ts';
 import { partialSumCall, squaredSumCall, squaredSumPlan } from '../../kernels/squared_sum.ts';
 
 /**
@@ -14,14 +14,15 @@ export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index 
   if (out && (out.dtype !== 'f32' || !(Number.isInteger(index) && index >= 0 && index < out.numel)))
     throw new GpuError(`gradNormSquared: index ${index} into ${out.dtype} ${shapeString(out.shape)}`);
   const limits = deviceLimits();
-  const groups = tensors.map((t) => squaredSumPlan(limits, t.numel).groups);
-  const total = groups.reduce((a, b) => a + b, 0);
+  // A tensor larger than one binding is summed window by window, each into its own partials.
+  const pieces = tensors.flatMap((t) => bindingWindows(t.numel, 4).map((w) => ({ t, ...w, groups: squaredSumPlan(limits, w.count).groups })));
+  const total = pieces.reduce((a, p) => a + p.groups, 0);
   const partials = Tensor.empty([Math.max(1, total)], 'f32', 'gradNormSquared partials');
   let offset = 0;
-  tensors.forEach((t, k) => {
-    if (groups[k] > 0) launch(squaredSumCall(limits, t.numel, offset), [t], [partials]);
-    offset += groups[k];
-  });
+  for (const { t, first, count, groups } of pieces) {
+    if (groups > 0) tidy(() => launch(squaredSumCall(limits, count, offset), [count === t.numel ? t : t.reshape([-1]).rows(first, count)], [partials]));
+    offset += groups;
+  }
   const result = out ?? Tensor.empty([1], 'f32', 'gradNormSquared');
   launch(partialSumCall(limits, total, index), [partials], [result]);
   partials.dispose();

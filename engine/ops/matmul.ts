@@ -5,8 +5,8 @@ import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { broadcastShape } from './elementwise.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
-import { chosenMatmulCall, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
-import { fitsSmallM, matmulSmallMCall } from '../../kernels/matmul_small_m.ts';
+import { chosenMatmulCall, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
+import { fitsSmallM, matmulSmallMCall, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
 import type { KernelCall } from '../../kernels/spec.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
 
@@ -21,6 +21,23 @@ type ProductShape = Omit<MatmulShape, 'dtypeA' | 'dtypeB'>;
  * a and b may be stored as f32, f16 or bf16 (math and out are f32); a 16-bit operand is frozen: no gradient.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { s, outShape, what } = productShape(a, b, opts);
+  return recordedProduct(a, b, opts.bias ?? null, s, outShape, what);
+}
+
+/**
+ * op(a)·op(b) as matmul computes it, written into `out` (e.g. a window of a gradient larger than one binding),
+ * off the tape. out has the product's element count.
+ */
+export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulOptions, 'bias'> = {}): void {
+  const { s, outShape, what } = productShape(a, b, opts);
+  if (out.dtype !== 'f32' || out.numel !== numelOf(outShape)) throw new GpuError(`${what} into ${out.dtype} ${shapeString(out.shape)}: expected f32 ${shapeString(outShape)}`);
+  const shape = storedAs(s, a, b);
+  launch(fitsSmallM(shape) ? smallMCall(shape) : tiledCall(shape), [a, b, null], [out]);
+}
+
+/** The product's sizes and layout, its output shape, and its description for errors. */
+function productShape(a: Tensor, b: Tensor, opts: MatmulOptions): { s: ProductShape; outShape: number[]; what: string } {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   const bias = opts.bias ?? null;
@@ -41,7 +58,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     // A weight shared over the batch multiplies the stacked rows of A: one (batch·M)×K by K×N product.
     ? { batch: 1, M: batch * M, N, K, strideA: 0, strideB: 0, transA, transB, hasBias: bias !== null }
     : { batch, M, N, K, strideA: batchA === 1 ? 0 : M * K, strideB: batchB === 1 ? 0 : K * N, transA, transB, hasBias: bias !== null };
-  return recordedProduct(a, b, bias, s, [...batchShape, M, N], what);
+  return { s, outShape: [...batchShape, M, N], what };
 }
 
 /**
@@ -70,8 +87,8 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
   const shape = storedAs(s, a, b);
   // A few rows against a weight (decoding) would fill 1..8 rows of a tile: the small-M kernel reads the weight once
-  // with every workgroup busy. Its ledger name, matmulSmallM, shows which kernel ran.
-  const call = fitsSmallM(shape) ? matmulSmallMCall(deviceLimits(), shape, undefined, op) : tiledCall(shape, op);
+  // with every workgroup busy, in the table's variant for the device. Its ledger name, matmulSmallM, shows which ran.
+  const call = fitsSmallM(shape) ? smallMCall(shape, op) : tiledCall(shape, op);
   const out = product(a, b, bias, call, outShape);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).
@@ -93,11 +110,17 @@ export function subgroupDevice(g: Gpu = gpu()): SubgroupDevice {
 
 /**
  * The tiled (or, on a CPU, rows) kernel that kernels/matmul_tiles.json picks for this device and shape.
- * JUICE_MATMUL_CLASS=lavapipe|nvidia|other reads another device class's row (benchmarks compare choices with it).
+ * JUICE_MATMUL_CLASS=lavapipe|nvidia|other reads another device class's row, small-M choice included (benchmarks
+ * compare choices with it).
  */
 function tiledCall(s: MatmulShape, op?: string): KernelCall {
   const { deviceClass, subgroup } = matmulDevice(gpu());
   return chosenMatmulCall(MATMUL_TABLE, deviceClass, deviceLimits(), subgroup, s, op);
+}
+
+/** The small-M kernel in the variant kernels/matmul_tiles.json picks for this device and row count. */
+function smallMCall(s: MatmulShape, op?: string): KernelCall {
+  return matmulSmallMCall(deviceLimits(), s, smallMVariantFor(MATMUL_TABLE, matmulDevice(gpu()).deviceClass, s.M), op);
 }
 
 // What the choice reads of a device, worked out once per device rather than at every product.
@@ -107,7 +130,7 @@ function matmulDevice(g: Gpu): { deviceClass: MatmulDeviceClass; subgroup: Subgr
   let d = matmulDevices.get(g);
   if (!d) {
     const forced = process.env.JUICE_MATMUL_CLASS as MatmulDeviceClass | undefined;
-    if (forced !== undefined && !Object.hasOwn(MATMUL_TABLE, forced)) throw new GpuError(`JUICE_MATMUL_CLASS=${forced}: expected one of ${Object.keys(MATMUL_TABLE).filter((k) => k !== 'about').join(', ')}`);
+    if (forced !== undefined && !MATMUL_DEVICE_CLASSES.includes(forced)) throw new GpuError(`JUICE_MATMUL_CLASS=${forced}: expected one of ${MATMUL_DEVICE_CLASSES.join(', ')}`);
     d = { deviceClass: forced ?? matmulDeviceClass(g.adapterInfo), subgroup: subgroupDevice(g) };
     matmulDevices.set(g, d);
   }

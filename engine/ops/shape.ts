@@ -1,4 +1,4 @@
-// Shape ops on the tape: reshape (a view), permute and narrow (strided copies), and concatenation's inverse.
+// Shape ops on the tape: reshape (a view), permute, narrow and split (strided copies), and concatenation's inverse.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
@@ -55,6 +55,38 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
     return [dx];
   });
   return out;
+}
+
+/**
+ * Slices of x along dim, of the given sizes (which add up to x.shape[dim]), each with its dims reordered by perm:
+ * permute(narrow(x, dim, start, size), perm) for each, one gather apiece (e.g. q, k, v [B, H, T, D] from a fused
+ * [B, T, H, 3D] projection). The slices tile x, so the backward scatters their gradients straight into one dx:
+ * no zero fill, no fan-out adds and no permute, which narrow's backward and the composition would cost.
+ */
+export function split(x: Tensor, dim: number, sizes: readonly number[], perm: readonly number[] = x.shape.map((_, k) => k)): Tensor[] {
+  if (dim < 0 || dim >= x.rank || sizes.some((n) => !Number.isInteger(n) || n < 1) || sizes.reduce((a, b) => a + b, 0) !== x.shape[dim])
+    throw new GpuError(`split: sizes ${JSON.stringify(sizes)} along dim ${dim} of ${shapeString(x.shape)}`);
+  if (perm.length !== x.rank || [...perm].sort().some((p, i) => p !== i)) throw new GpuError(`split: ${JSON.stringify(perm)} is not a permutation of ${x.rank} dims`);
+  const xs = contiguousStrides(x.shape);
+  const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
+  // Slice i as a strided view of x: its dims in output order, x's strides, and where it starts.
+  const views = sizes.map((size, i) => {
+    const sliceShape = x.shape.map((d, k) => (k === dim ? size : d));
+    const [dims, strides] = rank4(perm.map((p) => sliceShape[p]), perm.map((p) => xs[p]), 'split');
+    return { shape: perm.map((p) => sliceShape[p]), dims, strides, offset: starts[i] * xs[dim] };
+  });
+  const outs = views.map((v) => {
+    const out = Tensor.empty(v.shape, x.dtype, 'split');
+    launch(stridedCopyCall(deviceLimits(), 'gather', v.dims, v.strides, v.offset, 'split'), [x], [out]);
+    return out;
+  });
+  // forward read disjoint windows that cover x, so dx is each slice's gradient in its window (zero where none flowed).
+  record('split', [x], outs, [], (gs) => {
+    const dx = gs.every((g) => g) ? Tensor.empty(x.shape, 'f32', 'splitBackward') : fill(x.shape, 0);
+    views.forEach((v, i) => { if (gs[i]) launch(stridedCopyCall(deviceLimits(), 'scatter', v.dims, v.strides, v.offset, 'splitBackward'), [gs[i]], [dx]); });
+    return [dx];
+  });
+  return outs;
 }
 
 /** Writes src into dst's slice [start, start + src.shape[dim]) along dim, in place and off the tape (e.g. a KV cache). */

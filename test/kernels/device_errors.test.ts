@@ -4,7 +4,8 @@ import * as assert from 'uvu/assert';
 import { gpu, initGpu } from '../../engine/gpu.ts';
 import { launch } from '../../engine/launch.ts';
 import { sync } from '../../engine/runtime.ts';
-import { Tensor } from '../../engine/tensor.ts';
+import { Tensor, tidy } from '../../engine/tensor.ts';
+import { add } from '../../engine/ops/elementwise.ts';
 import type { Kernel } from '../../kernels/spec.ts';
 
 async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
@@ -40,9 +41,14 @@ test('a later op still works after an error was reported', async () => {
   t.dispose();
 });
 
-test('a buffer over maxStorageBufferBindingSize is refused before allocation', () => {
-  const max = gpu().limits.maxStorageBufferBindingSize;
-  assert.throws(() => Tensor.empty([Math.floor(max / 4) + 1]), /maxStorageBufferBindingSize/);
+test('a buffer over maxBufferSize is refused before allocation; one over a binding only where an op binds it whole', () => {
+  const { maxBufferSize, maxStorageBufferBindingSize } = gpu().limits;
+  assert.throws(() => Tensor.empty([Math.floor(maxBufferSize / 4) + 1]), /maxBufferSize/);
+  if (maxStorageBufferBindingSize >= maxBufferSize) return;
+  tidy(() => {
+    const big = Tensor.zeros([maxStorageBufferBindingSize / 4 + 64]);
+    assert.throws(() => add(big, big), /op 'add': binding 'a' is tensor f32 \[\d+\] of \d+ bytes, more than one binding holds/);
+  });
 });
 
 test('a disposed tensor cannot be used', () => {

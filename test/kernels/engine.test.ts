@@ -72,10 +72,10 @@ test('one submit for many dispatches; the uniform ring grows by flushing once', 
   assert.is(submitCount() - s0, 1);
   assert.ok(Math.abs(v[0] - 1.01 ** 100) < 1e-4);
   x.dispose();
-  // More dispatches than the 1 MiB uniform ring holds (binary ops carry 48 bytes of parameters).
+  // More dispatches than the 1 MiB uniform ring holds (broadcasting binary ops carry 48 bytes of parameters).
   const align = Math.max(16, gpu().limits.minUniformBufferOffsetAlignment);
   const n = Math.ceil((1 << 20) / (Math.ceil(48 / align) * align)) + 10;
-  const one = fill([4], 1);
+  const one = fill([1], 1);
   let t = fill([4], 0);
   const s1 = submitCount();
   for (let i = 0; i < n; i++) { const u = add(t, one); t.dispose(); t = u; }

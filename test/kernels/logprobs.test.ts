@@ -95,7 +95,7 @@ test('sequenceLogprobs: masked sums per row and their gradient', async () => {
   const sums = Array.from({ length: B }, (_, b) => mask.slice(b * T, (b + 1) * T).reduce((s, m, t) => s + m * ref.logp[b * T + t], 0));
   await tidyAsync(async () => {
     const logits = upload(x, [B, T, V], true);
-    const seq = sequenceLogprobs(logits, Tensor.fromArray(ids, [B, T], 'i32'), upload(mask, [B, T]));
+    const seq = sequenceLogprobs(tokenLogprobs(logits, Tensor.fromArray(ids, [B, T], 'i32')), upload(mask, [B, T]));
     assert.equal(seq.shape, [B]);
     tidy(() => backward(seq, upload(seed, [B])));
     assertClose(await download(seq), sums, FORWARD_TOL, 'sequence log-probs');

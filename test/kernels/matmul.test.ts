@@ -6,10 +6,10 @@ import { ledger } from '../../engine/ledger.ts';
 import { linear, matmul } from '../../engine/ops/matmul.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../../engine/tensor.ts';
-import { MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TILES, MAX_THREAD_TILE, checkTile, chosenMatmulCall, matmulBiasKernel, matmulCall, matmulKernel, matmulRowsCall, matmulRowsKernels, matmulRowsUnfit } from '../../kernels/matmul.ts';
+import { MATMUL_DEVICE_CLASSES, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TILES, MAX_THREAD_TILE, checkTile, chosenMatmulCall, matmulBiasKernel, matmulCall, matmulKernel, matmulRowsCall, matmulRowsKernels, matmulRowsUnfit } from '../../kernels/matmul.ts';
 import { subgroupDevice } from '../../engine/ops/matmul.ts';
 import type { FloatDType } from '../../kernels/dtype.ts';
-import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel } from '../../kernels/matmul_small_m.ts';
+import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from '../support/util.ts';
 
 /** op(A) is M×K and op(B) K×N per batch entry; a shared operand is one matrix used by every entry. */
@@ -320,7 +320,7 @@ test('every small-M variant is exact where columns and threads have ragged ends'
     for (const t of [x, w, biasT, out]) t.dispose();
   }
   const s = { batch: 1, M: 9, N: 4, K: 4, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' } as const;
-  assert.throws(() => matmulSmallMCall(deviceLimits(), s), /not one f32 x of 1\.\.8 rows/);
+  assert.throws(() => matmulSmallMCall(deviceLimits(), s, SMALL_M_VARIANTS['4x64']), /not one f32 x of 1\.\.8 rows/);
   assert.throws(() => matmulSmallMCall(deviceLimits(), { ...s, M: 8 }, { columns: SMALL_M_MAX_COLUMNS + 1, threads: 64 }), /columns must be/);
 });
 
@@ -341,6 +341,14 @@ test('kernel choice: matmulSmallM for up to 8 rows of f32 times a transposed wei
     const x16 = uploadAs(randn(3 * K, 55), [3, K], 'f16', false);
     assert.equal(opsOf(() => linear(x16, w)), ['matmul'], '16-bit x');
   });
+  // The variant is the table's, per device class: one row and 2..8 rows may differ; a name it lacks is refused.
+  for (const device of MATMUL_DEVICE_CLASSES)
+    for (const M of [1, 2, 8]) {
+      const name = M === 1 ? MATMUL_TABLE.smallM[device].oneRow : MATMUL_TABLE.smallM[device].fewRows;
+      assert.is(smallMVariantFor(MATMUL_TABLE, device, M), SMALL_M_VARIANTS[name as keyof typeof SMALL_M_VARIANTS], `${device} M=${M}`);
+    }
+  const unknown = { ...MATMUL_TABLE, smallM: { ...MATMUL_TABLE.smallM, other: { oneRow: '3x3', fewRows: '2x256' } } };
+  assert.throws(() => smallMVariantFor(unknown, 'other', 1), /small-M variant '3x3' for other is none of/);
   // The cost: a bf16 weight read once at 2 bytes per element, x and bias once; the backward keeps the tiled kernel.
   const [M, N2, K2] = [3, 1000, 130];
   const x = upload(randn(M * K2, 56), [M, K2], true);

@@ -1,8 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { tidy } from '../../engine/tensor.ts';
+import { shapeString, tidy, type Tensor } from '../../engine/tensor.ts';
+import { ledger } from '../../engine/ledger.ts';
 import { backward, tapeLength } from '../../engine/autodiff.ts';
-import { narrow, permute, reshape } from '../../engine/ops/shape.ts';
+import { narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
 import { add, mul, sub, div, sumLastDim, meanLastDim, scale } from '../../engine/ops/elementwise.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
@@ -111,6 +112,43 @@ test('leaves fed the same gradient get separate .grad tensors; backward appends 
   tidy(() => backward(mul(c, a), upload([1, 1], [2]))); // mul's backward multiplies by a, which requires a gradient
   assert.is(tapeLength(), 0);
   assert.equal([...(await c.grad!.toArray())], [1, 2]);
+});
+
+test('split into permuted slices: values and gradient equal the permute + narrow composition; its backward is one scatter per slice', async () => {
+  await initGpu();
+  // A fused [B, T, H, 3D] projection into q, k, v [B, H, T, D], as GPT-NeoX's attention splits it; ragged sizes too.
+  for (const [shape, sizes] of [[[2, 5, 3, 12], [4, 4, 4]], [[1, 7, 2, 9], [2, 3, 4]]] as [number[], number[]][]) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const xs = randn(n, n + 7);
+    const seeds = sizes.map((d, i) => randn(n / shape[3] * d, 100 + i));
+    const perm = [0, 2, 1, 3];
+    const gradOf = async (slices: (x: Tensor) => Tensor[], used: boolean[]) => {
+      const x = upload(xs, shape, true);
+      const parts = slices(x);
+      const values = await Promise.all(parts.map(download));
+      ledger.reset();
+      tidy(() => {
+        // Σ_i <slice_i, seed_i> over the used slices: each slice's gradient is its seed.
+        const terms = parts.flatMap((p, i) => (used[i] ? [sumLastDim(reshape(mul(p, upload(seeds[i], [...p.shape])), [p.numel]))] : []));
+        backward(terms.reduce((a, b) => add(a, b)));
+      });
+      return { values, grad: await download(x.grad!), backwardOps: ledger.byOp() };
+    };
+    const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
+    for (const used of [[true, true, true], [true, false, true]]) {
+      const composed = await gradOf((x) => { const p = permute(x, perm); return sizes.map((d, i) => narrow(p, 3, starts[i], d)); }, used);
+      const fused = await gradOf((x) => split(x, 3, sizes, perm), used);
+      const what = `split ${shapeString(shape)} into ${sizes} (used ${used})`;
+      fused.values.forEach((v, i) => assert.equal(v, composed.values[i], `${what}: slice ${i}`));
+      assert.equal(fused.grad, composed.grad, `${what}: gradient`);
+      const scatters = fused.backwardOps.find((r) => r.key === 'splitBackward')!;
+      assert.is(scatters.dispatches, used.filter(Boolean).length, `${what}: one scatter per slice with a gradient`);
+      // narrow's backward zero-fills a full dx per slice; split's fills one only when a slice got no gradient.
+      const fills = (ops: typeof fused.backwardOps) => ops.find((r) => r.key === 'fill')?.dispatches ?? 0;
+      assert.is(fills(composed.backwardOps) - fills(fused.backwardOps), used.filter(Boolean).length - (used.every(Boolean) ? 0 : 1), `${what}: fills`);
+    }
+  }
+  assert.throws(() => split(upload([1, 2, 3, 4], [2, 2]), 1, [1, 2]), /sizes \[1,2\] along dim 1/);
 });
 
 test.run();

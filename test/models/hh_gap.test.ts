@@ -43,7 +43,7 @@ test('pairMetrics: the four numbers of each row scored alone', async () => {
     const alone = async (s: { ids: Int32Array; responseMask: Uint8Array }) => {
       const out = tidy(() => noGrad(() => {
         const ids = Tensor.fromArray(s.ids, [1, s.ids.length], 'i32');
-        return sequenceLogprobs(model.forward(ids), ids, Tensor.fromArray(Float32Array.from(s.responseMask), [1, s.ids.length]));
+        return sequenceLogprobs(model.tokenLogprobs(ids), Tensor.fromArray(Float32Array.from(s.responseMask), [1, s.ids.length]));
       }).keep());
       const v = (await out.toArray())[0];
       out.dispose();

@@ -1,7 +1,9 @@
 // `juice sft` as a child process on a tiny byte-level GPT-NeoX (test/support/byte_model.ts): N steps in one run
 // against runs killed (SIGKILL) inside a step and inside a checkpoint write, then resumed, and a LoRA run stopped
 // by SIGTERM inside step 4 (exit 143, checkpoint-4 written) and resumed: the final model.safetensors (or
-// adapter_model.safetensors) and optimizer.safetensors are byte-identical, and so are the metrics' losses.
+// adapter_model.safetensors) and optimizer.safetensors are byte-identical, and so are the metrics' losses. With the
+// binding size cut (JUICE_MAX_BINDING_BYTES) a wide vocabulary's embedding, head, gradients and optimizer states are
+// bound in windows: the same training as with one binding, and a killed run resumes byte-identical there too.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,7 +13,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readMetrics } from '../../train/metrics.ts';
 import { latestCheckpoint } from '../../train/checkpoint.ts';
-import { writeByteModel } from '../support/byte_model.ts';
+import { readSafetensors } from '../../engine/safetensors.ts';
+import { relErr as relativeError } from '../support/util.ts';
+import { tinyConfigJson, writeByteModel } from '../support/byte_model.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-sft-resume-'));
@@ -130,6 +134,34 @@ test('--max-shard-size: checkpoints are sharded with an index, and a run resumes
   assert.not.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
   await complete([...args, '--max-steps', '3', '--resume']);
   assert.ok(fs.existsSync(path.join(out, 'checkpoint-3', 'model.safetensors.index.json')));
+});
+
+test('tables larger than one binding: with the binding cut to 64 KiB (a 2048-token vocabulary in 5 windows), the same losses and model as with one binding, and a resume is byte-identical', async () => {
+  const wide = writeByteModel(path.join(tmp, 'wide-model'), tinyConfigJson({ vocab_size: 2048 }));
+  const args = common.map((a, i) => (common[i - 1] === '--model' ? wide : common[i - 1] === '--max-steps' ? '4' : a));
+  const cut = { JUICE_MAX_BINDING_BYTES: String(2 ** 16) };
+  const whole = path.join(tmp, 'wide-whole'), windowed = path.join(tmp, 'wide-windowed'), resumed = path.join(tmp, 'wide-resumed');
+  await complete([...args, '--out', whole]);
+  const run = juice([...args, '--out', windowed], cut);
+  assert.is((await run.exited).code, 0, run.output());
+  const lw = losses(whole) as number[][], lc = losses(windowed) as number[][];
+  assert.equal(lc.map(([s]) => s), [1, 2, 3, 4]);
+  lc.forEach(([, l], i) => assert.ok(Math.abs(l - lw[i][1]) <= 1e-5 * Math.abs(lw[i][1]), `step ${i + 1}: loss ${l} windowed, ${lw[i][1]} whole`));
+  const a = readSafetensors(path.join(whole, 'checkpoint-4', 'model.safetensors')), b = readSafetensors(path.join(windowed, 'checkpoint-4', 'model.safetensors'));
+  for (const [name, t] of a) assert.ok(relativeError(b.get(name)!.data, t.data) <= 1e-4, `${name} after 4 steps`);
+  // The cut reaches the child: at 4 KiB an activation no op windows is refused, naming the op and the binding.
+  const tooSmall = juice([...args, '--out', path.join(tmp, 'wide-refused')], { JUICE_MAX_BINDING_BYTES: '4096' });
+  assert.is((await tooSmall.exited).code, 1, tooSmall.output());
+  assert.match(tooSmall.output(), /binding '\w+' is tensor .* more than one binding holds \(maxStorageBufferBindingSize 4096\)/);
+  // A run killed in step 3 under the cut resumes from checkpoint-2 to the uninterrupted run's bytes.
+  const killed = juice([...args, '--out', resumed], { ...cut, JUICE_TEST_STALL_IN_STEP: '3' });
+  await waitFor(killed, 'stalling in step 3');
+  killed.child.kill('SIGKILL');
+  await killed.exited;
+  const again = juice([...args, '--out', resumed, '--resume'], cut);
+  assert.is((await again.exited).code, 0, again.output());
+  for (const f of ['model.safetensors', 'optimizer.safetensors'])
+    assert.ok(fs.readFileSync(path.join(windowed, 'checkpoint-4', f)).equals(fs.readFileSync(path.join(resumed, 'checkpoint-4', f))), `${f} byte-identical`);
 });
 
 test('a fresh run refuses an --out that holds checkpoints; --config keys are checked', async () => {

@@ -29,7 +29,7 @@ import { tokenLogprobsBackwardCall, tokenLogprobsCall } from '../../kernels/toke
 import { Workloads } from '../../train/audit.ts';
 import * as M from '../../train/audit_model.ts';
 import {
-  auditJson, auditRows, auditTable, backwardBreakdown, forwardBreakdown, generationBreakdown, headLinear, layerLinears, loraElements,
+  auditJson, auditRows, auditTable, backwardBreakdown, forwardBreakdown, recomputeBreakdown, generationBreakdown, headLinear, layerLinears, loraElements,
   mergeFlops, phaseFlops, runAnalyticFlops, samplerFlopsPerLogit, tiledEntries, totalOf, usefulOf, visibleKeys, zeroBreakdown,
   type AttentionPlan, type FlopBreakdown,
 } from '../../train/audit_model.ts';
@@ -53,7 +53,7 @@ const mistral: ModelConfig = {
 const LIMITS: DeviceLimits = {
   maxStorageBufferBindingSize: 134217728, maxBufferSize: 268435456, maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256,
   maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256, maxComputeWorkgroupSizeZ: 64, maxComputeWorkgroupsPerDimension: 65535,
-  maxStorageBuffersPerShaderStage: 8, minUniformBufferOffsetAlignment: 256,
+  maxStorageBuffersPerShaderStage: 8, minUniformBufferOffsetAlignment: 256, minStorageBufferOffsetAlignment: 256,
 };
 
 const parts = (p: Partial<FlopBreakdown>): FlopBreakdown => ({ ...zeroBreakdown(), ...p });
@@ -155,6 +155,8 @@ test('GPT-NeoX backward by hand, full fine-tuning', () => {
   const b = backwardBreakdown(neox, { sequences: seq, head: 'all' });
   assert.equal(b, parts({ matmul: 30720, bias: 720, head: 2560, norm: 3000, activation: 12160, rotary: 2720, residual: 160, embedding: 40, logits: 325, attention: 2400, attentionExecuted: 3520 }));
   assert.is(totalOf(b), 55925);
+  // In 3 vocabulary chunks the head recomputes its logits (1280) and sums dX twice more: 2 adds per position and hidden element.
+  assert.is(backwardBreakdown(neox, { sequences: seq, head: 'all', headChunks: 3 }).head, 2560 + 1280 + 2 * 5 * 8);
   // Tiles: dK/dV and dQ each over 17 entries: (80 + 8·8·17 + 6·8·17)·2 = 3968.
   assert.is(backwardBreakdown(neox, { sequences: seq, head: 'all', attentionPlan: PLAN }).attentionExecuted, 3968);
   // A tied embedding takes the head's dW once per pass; micro-batches after the first add their gradients.
@@ -235,14 +237,27 @@ test('a run: every phase, zero where absent; the optimizer at 15 + 2 (grad norm)
     'policy-backward': { sequences: seq, head: 'all' },
     optimizer: { trainableElements: 1000 },
   });
-  assert.equal(run, { generation: 34552, reference: 0, 'policy-forward': 35186, 'policy-backward': 55925, 'reward-forward': 0, 'reward-backward': 0, optimizer: 17000, merge: 0 });
+  assert.equal(run, { generation: 34552, reference: 0, 'policy-forward': 35186, 'policy-backward': 55925, 'policy-backward-recompute': 0, 'reward-forward': 0, 'reward-backward': 0, 'reward-backward-recompute': 0, optimizer: 17000, merge: 0 });
   assert.is(phaseFlops(neox, 'optimizer', { trainableElements: 1000, flopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT }), 14000);
   assert.is(phaseFlops(neox, 'optimizer', { trainableElements: 1000, gradNorm: false }), 15000);
   assert.throws(() => phaseFlops(neox, 'reference', { sequences: [{ count: 1, promptLength: -1, responseLength: 2 }], head: 'all' }), /non-negative/);
 });
 
+test('gradient checkpointing: every layer\'s training forward again in the backward, and Workloads counts it per model', () => {
+  const forward = forwardBreakdown(neox, { sequences: seq, head: 'all' });
+  const recompute = recomputeBreakdown(neox, { sequences: seq, head: 'all' });
+  // The layers' forward: no head, no log-probs, no final norm (2 of the 2L + 1 norms per token remain per layer).
+  assert.equal(recompute, { ...forward, head: 0, logits: 0, norm: forward.norm * (2 * neox.layers) / (2 * neox.layers + 1) });
+  const w = new Workloads(neox, { attentionPlans: { policy: PLAN, reward: PLAN }, limits: LIMITS, gradientCheckpointing: { policy: true } });
+  for (let k = 0; k < 3; k++) w.trained('policy', 1, 5, 'all', false);
+  w.trained('reward', 1, 5, 'last', false);
+  const a = w.analytic();
+  assert.is(a['policy-backward-recompute'], 3 * totalOf(recomputeBreakdown(neox, { sequences: seq, head: 'all', attentionPlan: PLAN })));
+  assert.is(a['reward-backward-recompute'], 0, 'the reward model does not checkpoint here');
+});
+
 test('Workloads: training forwards, micro-batches added up, each model\'s optimizer, the recorded plan', () => {
-  const w = new Workloads(neox, { rewardConfig: { ...neox, head: 'score' }, optimizerFlopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT, attentionPlans: { policy: PLAN, reward: PLAN } });
+  const w = new Workloads(neox, { rewardConfig: { ...neox, head: 'score' }, optimizerFlopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT, attentionPlans: { policy: PLAN, reward: PLAN }, limits: LIMITS });
   for (let k = 0; k < 3; k++) w.trained('policy', 1, 5, 'all', false); // one update of 3 micro-batches
   w.optimizer(100);
   w.trained('reward', 2, 5, 'last', false);

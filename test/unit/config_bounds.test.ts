@@ -63,16 +63,16 @@ test('loadConfig: duplicate keys refused, a config.json linking out of the folde
   assert.throws(() => loadConfig(out), (e: Error) => e instanceof ConfigError && e.message.includes('outside the model folder'));
 });
 
-test('ModelWeights.open with device limits names every tensor over the limit; tooLargeForDevice picks the smaller limit', () => {
+test('ModelWeights.open with device limits names every tensor over one buffer', () => {
   const dir = path.join(HF, 'gpt_neox');
   const specs = gptNeoxParams(loadConfig(dir));
   // the largest fixture tensors are [256, 64] f32 = 65536 bytes
-  const limits = { maxBufferSize: 1 << 20, maxStorageBufferBindingSize: 65535 };
+  const limits = { maxBufferSize: 65535 };
   const over = tooLargeForDevice(specs, limits);
-  assert.ok(over.length > 0 && over.every((l) => l.includes('maxStorageBufferBindingSize (65535 bytes)')), over.join('\n'));
+  assert.ok(over.length > 0 && over.every((l) => l.includes('maxBufferSize (65535 bytes)')), over.join('\n'));
   assert.ok(over.some((l) => l.startsWith('gpt_neox.layers.0.mlp.dense_h_to_4h.weight [256, 64]: 65536 bytes as f32')), over.join('\n'));
   assert.throws(() => ModelWeights.open(dir, specs, { limits }), (e: Error) => e instanceof WeightsError && e.tooLarge.length === over.length && e.message.includes('too large for one device buffer'));
-  ModelWeights.open(dir, specs, { limits: { maxBufferSize: 1 << 20, maxStorageBufferBindingSize: 1 << 20 } }).close();
+  ModelWeights.open(dir, specs, { limits: { maxBufferSize: 1 << 20 } }).close();
 });
 
 test.run();

@@ -25,6 +25,7 @@ const H100: DeviceLimits = {
   maxComputeWorkgroupsPerDimension: 65535,
   maxStorageBuffersPerShaderStage: 16,
   minUniformBufferOffsetAlignment: 64,
+  minStorageBufferOffsetAlignment: 64,
 };
 
 /** WebGPU's guaranteed limits: every device has at least these. */
@@ -39,6 +40,7 @@ const WEBGPU_DEFAULT: DeviceLimits = {
   maxComputeWorkgroupsPerDimension: 65535,
   maxStorageBuffersPerShaderStage: 8,
   minUniformBufferOffsetAlignment: 256,
+  minStorageBufferOffsetAlignment: 256,
 };
 
 const H100_MATRICES: SubgroupMatrixDevice = {

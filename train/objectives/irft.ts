@@ -46,7 +46,7 @@ export function pairBatch(pairs: readonly IrftPair[]): PairBatch {
 export function pairLogprobs(model: CausalLM, batch: PairBatch): Tensor {
   const ids = Tensor.fromArray(batch.ids, [2 * batch.pairs, batch.T], 'i32');
   const mask = Tensor.fromArray(batch.mask, [2 * batch.pairs, batch.T]);
-  const logp = sequenceLogprobs(model.forward(ids), ids, mask); // [2B]
+  const logp = sequenceLogprobs(model.tokenLogprobs(ids), mask); // [2B]
   ids.dispose();
   mask.dispose();
   return logp;

@@ -72,7 +72,7 @@ export function rftPolicyMicroLoss(policy: CausalLM, batch: SampleBatch, advanta
   if (!(Number.isInteger(totalSamples) && totalSamples >= N)) throw new Error(`rftPolicyMicroLoss: totalSamples ${totalSamples} must be an integer >= the micro-batch's ${N} samples`);
   const ids = Tensor.fromArray(batch.ids, [N, batch.T], 'i32'), mask = Tensor.fromArray(batch.mask, [N, batch.T]);
   const a = Tensor.fromArray(Float32Array.from(advantages), [N]);
-  const logp = sequenceLogprobs(policy.forward(ids), ids, mask); // [N]
+  const logp = sequenceLogprobs(policy.tokenLogprobs(ids), mask); // [N]
   ids.dispose();
   mask.dispose();
   return sumLastDim(mul(logp, a), false, -1 / totalSamples, 'rlooLoss'); // []
@@ -86,7 +86,7 @@ export async function sampleLogprobs(model: CausalLM, batch: SampleBatch, phase 
   const N = batch.ids.length / batch.T;
   const logp = tidy(() => ledger.inPhase(phase, () => noGrad(() => {
     const ids = Tensor.fromArray(batch.ids, [N, batch.T], 'i32'), mask = Tensor.fromArray(batch.mask, [N, batch.T]);
-    return sequenceLogprobs(model.forward(ids), ids, mask);
+    return sequenceLogprobs(model.tokenLogprobs(ids), mask);
   })).keep());
   try { return (await logp.toArray()) as Float32Array; } finally { logp.dispose(); }
 }

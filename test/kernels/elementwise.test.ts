@@ -1,0 +1,59 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { deviceLimits, launch } from '../../engine/launch.ts';
+import { scale } from '../../engine/ops/elementwise.ts';
+import { pool } from '../../engine/pool.ts';
+import { Tensor } from '../../engine/tensor.ts';
+import { BINARY_OPS, binaryBroadcastCall, binaryCall, binarySameShapeCall, binarySameShapeKernel, binarySameShapeVec4Kernel, type BinaryOp } from '../../kernels/binary.ts';
+import { scaleCall, scaleKernel, scaleVec4Kernel } from '../../kernels/scale.ts';
+import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
+
+// Counts that leave a ragged last workgroup, vec4 and scalar (not a multiple of 4) alike.
+const COUNTS = [1, 3, 4, 257, 1000, 4099];
+
+const F32 = (v: number) => Math.fround(v);
+const REF: Record<BinaryOp, (x: number, y: number) => number> = {
+  add: (x, y) => F32(x + y), sub: (x, y) => F32(x - y), mul: (x, y) => F32(x * y), div: (x, y) => F32(x / y),
+};
+
+test('same-shape binary kernels (vec4 and scalar) match the broadcasting kernel bit for bit, and float32 arithmetic', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  for (const n of COUNTS) {
+    const a = upload(randn(n, n), [n]), b = upload(randn(n, n + 1).map((v) => v + 3), [n]);
+    const [A, B] = [await download(a), await download(b)];
+    for (const op of Object.keys(BINARY_OPS) as BinaryOp[]) {
+      const run = (call: ReturnType<typeof binaryCall>) => { const out = Tensor.empty([n]); launch(call, [a, b], [out]); return out; };
+      const broadcast = run(binaryBroadcastCall(deviceLimits(), op, [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n));
+      const scalar = run(binarySameShapeCall(deviceLimits(), op, n, false));
+      const chosen = binaryCall(deviceLimits(), op, [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n);
+      assert.is(chosen.kernel, n % 4 === 0 ? binarySameShapeVec4Kernel : binarySameShapeKernel, `${op} ${n}: the same-shape kernel is chosen`);
+      const fast = run(chosen);
+      const ref = Float64Array.from(A, (x, i) => REF[op](x, B[i]));
+      const what = `${op} n=${n}`;
+      assertClose(await download(broadcast), ref, 1e-7, `${what} broadcast`); // WGSL allows division 2.5 ulp off
+      assert.equal(await download(scalar), await download(broadcast), `${what} scalar same-shape`);
+      assert.equal(await download(fast), await download(broadcast), `${what} ${chosen.kernel === binarySameShapeVec4Kernel ? 'vec4' : 'scalar'} same-shape`);
+      for (const t of [broadcast, scalar, fast]) t.dispose();
+    }
+    a.dispose(); b.dispose();
+  }
+  assert.throws(() => binarySameShapeCall(deviceLimits(), 'add', 6, true), /not whole vec4s/);
+  assert.is(pool.liveBytes, base);
+});
+
+test('equal shapes and scale take the index-free kernels, broadcasting the strided one; scale against float32 rounding', async () => {
+  await initGpu();
+  assert.is(binaryCall(deviceLimits(), 'add', [1, 2, 3, 8], [0, 24, 8, 1], [0, 24, 8, 1], 48, 48).kernel, binarySameShapeVec4Kernel);
+  assert.is(binaryCall(deviceLimits(), 'add', [1, 2, 3, 8], [0, 24, 8, 1], [0, 0, 0, 1], 48, 8).kernel.name, 'binary');
+  for (const n of COUNTS) {
+    const xs = randn(n, 7 + n);
+    const t = upload(xs, [n]);
+    assert.is(scaleCall(deviceLimits(), n, 2).kernel, n % 4 === 0 ? scaleVec4Kernel : scaleKernel);
+    const y = scale(t, -0.37);
+    assertClose(await download(y), Float64Array.from(await download(t), (v) => F32(F32(-0.37) * v)), 0, `scale n=${n}`);
+    t.dispose(); y.dispose();
+  }
+});
+
+test.run();
