@@ -25,7 +25,7 @@ import { linear } from '../engine/ops/matmul.ts';
 import { layerNorm } from '../engine/ops/norms.ts';
 import { headTokenLogprobs } from '../engine/ops/lm_head.ts';
 import { nextTokenLoss } from '../train/objectives/sft.ts';
-import { narrow, permute, reshape } from '../engine/ops/shape.ts';
+import { permute, reshape, split } from '../engine/ops/shape.ts';
 import { makeOptimizer } from '../engine/optim.ts';
 import { pool } from '../engine/pool.ts';
 import { flush, sync } from '../engine/runtime.ts';
@@ -68,8 +68,9 @@ function makeBlock(c: Config, seed: number): Block {
 function blockForward(c: Config, p: Block, x: Tensor): Tensor {
   const D = c.C / c.H;
   const qkv = linear(layerNorm(x, p.ln1w, p.ln1b, 1e-5), p.wqkv, p.bqkv); // [B, T, 3C]
-  const head = (i: number) => permute(reshape(narrow(qkv, 2, i * c.C, c.C), [c.B, c.T, c.H, D]), [0, 2, 1, 3]); // [B, H, T, D]
-  const a = attention(head(0), head(1), head(2), { causal: true }); // [B, H, T, D]
+  // q, k and v [B, H, T, D] in one split (as the models do): their gradients land in one dqkv, no fills or adds.
+  const [q, k, v] = split(reshape(qkv, [c.B, c.T, 3 * c.H, D]), 2, [c.H, c.H, c.H], [0, 2, 1, 3]);
+  const a = attention(q, k, v, { causal: true }); // [B, H, T, D]
   const merged = reshape(permute(a, [0, 2, 1, 3]), [c.B, c.T, c.C]);
   const x1 = add(x, linear(merged, p.wo, p.bo));
   const m = linear(gelu(linear(layerNorm(x1, p.ln2w, p.ln2b, 1e-5), p.w1, p.b1)), p.w2, p.b2);

@@ -165,8 +165,19 @@ function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: s
   const smallM = (cases: Case[], kept: string) => (cases.length === 0 ? kept
     : fastest(Object.keys(SMALL_M_VARIANTS), cases, (name) => DTYPES_B.map((dtype) => `small-M ${name} ${dtype}`)) ?? kept);
   table.smallM[device] = { oneRow: smallM(decodeCases((M) => M === 1), table.smallM[device].oneRow), fewRows: smallM(decodeCases((M) => M > 1), table.smallM[device].fewRows) };
-  writeFileSync(MATMUL_TABLE_URL, `${JSON.stringify(table, null, 2)}\n`);
+  writeFileSync(MATMUL_TABLE_URL, tableJson(table));
   console.log(`${device}: ${JSON.stringify(table[device])}, small-M ${JSON.stringify(table.smallM[device])} written to kernels/matmul_tiles.json`);
+}
+
+/** The table as the file keeps it: one line per bucket and per small-M entry. */
+function tableJson(table: typeof MATMUL_TABLE): string {
+  const flat = (v: unknown) => JSON.stringify(v).replace(/":/g, '": ').replace(/,"/g, ', "').replace(/^\{/, '{ ').replace(/\}$/, ' }');
+  const entries = Object.entries(table).map(([key, value]) => {
+    if (typeof value === 'string') return `  "${key}": ${JSON.stringify(value)}`;
+    if (Array.isArray(value)) return `  "${key}": [\n${value.map((b) => `    ${flat(b)}`).join(',\n')}\n  ]`;
+    return `  "${key}": {\n${Object.entries(value).map(([k, v]) => `    "${k}": ${flat(v)}`).join(',\n')}\n  }`;
+  });
+  return `{\n${entries.join(',\n')}\n}\n`;
 }
 
 await initGpu();

@@ -69,17 +69,24 @@ export function checkTile(limits: DeviceLimits, tile: MatmulTile): void {
 /** What the rows kernel needs of a device: subgroups (the WebGPU feature) and their sizes. */
 export interface SubgroupDevice { subgroups: boolean; subgroupMinSize: number; subgroupMaxSize: number }
 
-/** A variant of matmul_rows.wgsl: invocations per workgroup (each 4 columns of C; the workgroup 8 rows). */
-export interface MatmulRowsVariant { wg: number }
+/** A variant of matmul_rows.wgsl: invocations per workgroup (each 4 columns of C) and groups of 8 rows (1 or 2). */
+export interface MatmulRowsVariant { wg: number; rowGroups: 1 | 2 }
 
-/** Rows-kernel variants, named rows 8 x (4 · wg) columns per workgroup / wg invocations. */
+/**
+ * Rows-kernel variants, named rows (8 · rowGroups) x (4 · wg) per workgroup / wg invocations. On lavapipe (2 cores,
+ * 2026-12-01, bench/RESULTS.md) rows 16x32/8 wins: 512^3 in 13.2 ms against 15.2 for rows 8x64/16 and 60.4 for the
+ * 128x128 tile, 1.1-1.4x rows 8x64/16 at Pythia-160m's shapes, since two groups of 8 rows share each block of B.
+ * The others stay for the benchmark to re-measure on other CPUs.
+ */
 export const MATMUL_ROWS_VARIANTS = {
-  'rows 8x32/8': { wg: 8 },
-  'rows 8x64/16': { wg: 16 },
-  'rows 8x128/32': { wg: 32 },
+  'rows 8x32/8': { wg: 8, rowGroups: 1 },
+  'rows 8x64/16': { wg: 16, rowGroups: 1 },
+  'rows 8x128/32': { wg: 32, rowGroups: 1 },
+  'rows 16x32/8': { wg: 8, rowGroups: 2 },
+  'rows 16x64/16': { wg: 16, rowGroups: 2 },
 } as const satisfies Record<string, MatmulRowsVariant>;
 
-const ROWS_PER_WORKGROUP = 8; // subgroupBroadcast from lanes 0..7 (matmul_rows.wgsl)
+const ROW_GROUP = 8; // subgroupBroadcast from lanes 0..7 (matmul_rows.wgsl)
 const QUAD = 4;
 
 // One kernel per operand storage width (the arrays' element types) and bias, composed on first use.
@@ -98,7 +105,7 @@ function matmulRowsKernel(hasBias: boolean, dtypeA: FloatDType, dtypeB: FloatDTy
     inputs: ['a', 'b', 'bias'],
     outputs: ['c'],
     params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
-    constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'WG'],
+    constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'WG', 'ROW_GROUPS'],
     absent: hasBias ? [] : ['bias'],
   }));
   return k;
@@ -113,8 +120,8 @@ export const matmulRowsKernels: readonly Kernel[] = [false, true].flatMap((bias)
  * K and the batch strides are multiples of 4, and so is M when A is transposed and N when B is not.
  */
 export function matmulRowsUnfit(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant): string | null {
-  const wgs = [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROWS_PER_WORKGROUP), s.batch];
-  return !sub.subgroups || sub.subgroupMinSize < ROWS_PER_WORKGROUP ? `needs subgroups of at least ${ROWS_PER_WORKGROUP} invocations`
+  const wgs = [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROW_GROUP * v.rowGroups), s.batch];
+  return !sub.subgroups || sub.subgroupMinSize < ROW_GROUP ? `needs subgroups of at least ${ROW_GROUP} invocations`
     : v.wg % sub.subgroupMaxSize !== 0 || v.wg > limits.maxComputeWorkgroupSizeX || v.wg > limits.maxComputeInvocationsPerWorkgroup ? `workgroup ${v.wg} is not a whole number of subgroups within the device's limits`
     : s.K % QUAD !== 0 || s.strideA % QUAD !== 0 || s.strideB % QUAD !== 0 ? 'K and the batch strides must be multiples of 4'
     : s.transA && s.M % QUAD !== 0 ? 'a transposed A needs M a multiple of 4'
@@ -124,7 +131,7 @@ export function matmulRowsUnfit(limits: DeviceLimits, sub: SubgroupDevice, s: Ma
 }
 
 /** The rows kernel (matmul_rows.wgsl) for s; throws where matmulRowsUnfit says why not. */
-export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant = MATMUL_ROWS_VARIANTS['rows 8x64/16'], op = 'matmul'): KernelCall {
+export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant = MATMUL_ROWS_VARIANTS['rows 16x32/8'], op = 'matmul'): KernelCall {
   const unfit = matmulRowsUnfit(limits, sub, s, v);
   if (unfit) throw new KernelError(`matmul rows ${JSON.stringify(v)} for ${JSON.stringify(s)}: ${unfit}`);
   return {
@@ -133,10 +140,10 @@ export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: Mat
     op,
     constants: {
       TRANS_A: Number(s.transA), TRANS_B: Number(s.transB),
-      A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB], WG: v.wg,
+      A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB], WG: v.wg, ROW_GROUPS: v.rowGroups,
     },
     params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
-    workgroups: [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROWS_PER_WORKGROUP), s.batch],
+    workgroups: [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROW_GROUP * v.rowGroups), s.batch],
   };
 }
 
