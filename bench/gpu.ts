@@ -1,5 +1,6 @@
 // The figures a GPU session records, in one run (device time is scarce): fused attention at the issue's
-// shape, matmul at 4096^3 per tile and weight format, a Pythia-1b training step, Mistral-7B-shaped decoding
+// shape, matmul at 4096^3 per tile and weight format and on the tensor cores (f16 operands, where the device has
+// subgroup matrices: JUICE_DAWN_FLAGS with allow_unsafe_apis,vulkan_enable_f16_on_nvidia), a Pythia-1b training step, Mistral-7B-shaped decoding
 // with 16-bit weights. Host-clocked: each figure is the mean of several calls queued before one sync().
 // Usage: node --import tsx bench/gpu.ts [section ...]   (sections: attention matmul decode pythia mistral; all by default)
 import { backward, noGrad, zeroGrad } from '../engine/autodiff.ts';
@@ -9,7 +10,7 @@ import { ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { pool } from '../engine/pool.ts';
 import { sync } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { attention, attentionUsefulFlops } from '../engine/ops/attention.ts';
+import { attention, attentionUsefulFlops, subgroupMatrixDevice } from '../engine/ops/attention.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { AdamW } from '../engine/optim.ts';
 import { parseConfig } from '../models/config.ts';
@@ -18,7 +19,9 @@ import { mistralParams } from '../models/mistral_params.ts';
 import { f32ToBf16 } from '../kernels/dtype.ts';
 import { CausalLM } from '../models/causal_lm.ts';
 import { nextTokenLoss } from '../train/objectives/sft.ts';
-import { MATMUL_TILES, matmulCall } from '../kernels/matmul.ts';
+import { MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts';
+import { matmulTensorCoreCall, matmulTensorCoreVariant } from '../kernels/matmul_tensor_core.ts';
+import { tensorCoreDeviceUnsupported, tensorCoreShapes } from '../kernels/attention_forward_tensor_core.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
@@ -71,16 +74,58 @@ async function matmulSection(): Promise<void> {
   const N = SMALL ? 256 : 4096;
   const a = uploadPattern([N, N], 5), b32 = uploadPattern([N, N], 6);
   const b16 = Tensor.fromArray(pattern(N * N, 6, 1), [N, N], 'bf16');
+  let fastestF32 = Infinity;
   for (const [name, tile] of Object.entries(MATMUL_TILES)) {
     const out = Tensor.empty([N, N]);
     const call = matmulCall(deviceLimits(), { batch: 1, M: N, N, K: N, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' }, tile);
     const s = await timeCalls(() => launch(call, [a, b32, null], [out]), 10);
     report(`matmul f32 ${N}^3 tile ${name}`, s * 1e3, `${(2 * N ** 3 / s / 1e12).toFixed(2)} TFLOP/s (PyTorch fp32 51.5)`);
+    fastestF32 = Math.min(fastestF32, s);
     out.dispose();
   }
   const s16 = await timeCalls(() => tidy(() => { matmul(a, b16); }), 10);
   report(`matmul ${N}^3 bf16 weights (default tile)`, s16 * 1e3, `${(2 * N ** 3 / s16 / 1e12).toFixed(2)} TFLOP/s`);
   for (const t of [a, b32, b16]) t.dispose();
+  await tensorCoreMatmul(N, fastestF32);
+}
+
+/**
+ * The tensor-core matmul at N^3 on f16 operands: the four transpose forms at the device's largest matrix shape, the
+ * plain form at its other shapes; each checked against the tiled f32 kernel on the same f16 values, and timed
+ * against the fastest f32 tile of this run.
+ */
+async function tensorCoreMatmul(N: number, f32Seconds: number): Promise<void> {
+  const device = subgroupMatrixDevice();
+  const unsupported = tensorCoreDeviceUnsupported(device);
+  if (unsupported) { report(`matmul f16 ${N}^3 tensor cores: skipped, ${unsupported}`, 0); return; }
+  const a = Tensor.fromArray(pattern(N * N, 7, 1), [N, N], 'f16'), b = Tensor.fromArray(pattern(N * N, 8, 1), [N, N], 'f16');
+  const forms = [[false, false], [false, true], [true, false], [true, true]] as const;
+  for (const [i, shape] of tensorCoreShapes(device).entries()) {
+    for (const [transA, transB] of i === 0 ? forms : forms.slice(0, 1)) {
+      const what = `matmul f16 ${N}^3 tensor cores M${shape.M}N${shape.N}K${shape.K}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''}`;
+      const s: MatmulShape = { batch: 1, M: N, N, K: N, strideA: 0, strideB: 0, transA, transB, hasBias: false, dtypeA: 'f16', dtypeB: 'f16' };
+      const { variant, reason } = matmulTensorCoreVariant(device, s, shape);
+      if (!variant) { report(`${what}: no variant, ${reason}`, 0); continue; }
+      const out = Tensor.empty([N, N]), ref = Tensor.empty([N, N]);
+      // One case's failure (a shader the driver rejects surfaces at the next sync) still lets the others run.
+      try {
+        launch(matmulCall(deviceLimits(), s), [a, b, null], [ref]);
+        const call = matmulTensorCoreCall(s, variant);
+        const sec = await timeCalls(() => launch(call, [a, b, null], [out]), 10);
+        const [ours, theirs] = [await out.toArray(), await ref.toArray()];
+        let diff = 0, norm = 0;
+        for (let j = 0; j < theirs.length; j++) { diff += (ours[j]! - theirs[j]!) ** 2; norm += theirs[j]! ** 2; }
+        const relErr = Math.sqrt(diff / norm);
+        report(what, sec * 1e3, `${(2 * N ** 3 / sec / 1e12).toFixed(2)} TFLOP/s, ${(f32Seconds / sec).toFixed(2)}x the fastest f32 tile; `
+          + `relErr ${relErr.toExponential(1)} vs the tiled kernel ${relErr < 1e-3 ? 'PASS' : 'FAIL'} (PyTorch fp16 756)`);
+      } catch (e) {
+        report(`${what}: FAILED ${(e as Error).message.split('\n')[0]}`, 0);
+      } finally {
+        out.dispose(); ref.dispose();
+      }
+    }
+  }
+  a.dispose(); b.dispose();
 }
 
 /** Decode-shaped products (x [M, 4096] times a bf16 weight [N, 4096]ᵀ): the tiled kernel and each small-M variant. */

@@ -1,5 +1,7 @@
-// Rollout tokens/s (models/rollout.ts) of a small byte-level GPT-NeoX at batch 1, 8 and 64, sampling on the host
-// (B×V logits read back a step) and on the GPU (B ids read back a step), and their ratio, in one run.
+// Rollout tokens/s (models/rollout.ts) of a small byte-level GPT-NeoX at batch 1, 8 and 64, alternated in one run:
+// sampling on the host (B×V logits read back a step) and on the GPU (B ids read back a step), and on the GPU with
+// the training path's split, rotary and cache copies instead of the fused kernel (KVCache fusedRotary false);
+// the ratios GPU / host and fused / unfused, and the dispatches of one decode step, by op, unfused and fused.
 // The model: ../shared/data/hh-byte-base/ (0.86M parameters) if present, else random weights at its config.
 // Every row runs to maxNewTokens (no EOS), so both samplers generate the same number of tokens.
 // Prints a table, then one JSON line.
@@ -8,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
+import { ledger } from '../engine/ledger.ts';
 import { CausalLM, loadCausalLM } from '../models/causal_lm.ts';
 import { loadConfig } from '../models/config.ts';
 import { initParameters } from '../models/init.ts';
@@ -24,6 +27,9 @@ const BATCHES = [1, 8, 64];
 const PROMPTS_PER_BATCH: Record<number, number> = { 1: 4, 8: 8, 64: 64 };
 const MAX_NEW_TOKENS = 32;
 const SAMPLING = { temperature: 0.7, topK: 50, topP: 0.95, seed: 1 };
+/** The arms: host sampling, GPU sampling, GPU sampling on the unfused (reference) cache path. */
+const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu' }, unfused: { sampler: 'gpu', fusedRotary: false } } as const;
+type Arm = keyof typeof ARMS;
 
 const QUESTIONS = [
   'How do I bake bread at home?', 'What is the capital of France?', 'Can you help me write a letter to my landlord?',
@@ -54,26 +60,39 @@ async function main(): Promise<void> {
   const device = `${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor})`;
   const { model: lm, source } = model();
   console.log(`device: ${device}; model: ${source}; ${MAX_NEW_TOKENS} new tokens a row; sampling ${JSON.stringify(SAMPLING)}`);
-  const run = (batch: number, sampler: 'host' | 'gpu') => {
-    const opts: RolloutOptions = { ...SAMPLING, maxNewTokens: MAX_NEW_TOKENS, batchSize: batch, sampler };
-    return rollout(lm, prompts(PROMPTS_PER_BATCH[batch]), opts);
+  const run = (batch: number, arm: Arm, count = PROMPTS_PER_BATCH[batch], maxNewTokens = MAX_NEW_TOKENS) => {
+    const opts: RolloutOptions = { ...SAMPLING, ...ARMS[arm], maxNewTokens, batchSize: batch };
+    return rollout(lm, prompts(count), opts);
   };
   // Warm-up: every pipeline of every batch shape compiled before anything is timed.
-  for (const batch of BATCHES) for (const sampler of ['host', 'gpu'] as const) await rollout(lm, prompts(batch), { ...SAMPLING, maxNewTokens: 2, batchSize: batch, sampler });
+  for (const batch of BATCHES) for (const arm of Object.keys(ARMS) as Arm[]) await run(batch, arm, batch, 2);
+  // One decode step's dispatches: a generation of 3 tokens less one of 2 (a prompt pass and 1 or 2 decode steps).
+  const decodeStep = async (arm: Arm) => {
+    const byOp = async (maxNewTokens: number) => { ledger.reset(); await run(1, arm, 1, maxNewTokens); return new Map(ledger.byOp().map((r) => [r.key, r.dispatches])); };
+    const [two, three] = [await byOp(2), await byOp(3)];
+    const step: Record<string, number> = {};
+    for (const [op, n] of three) if (n > (two.get(op) ?? 0)) step[op] = n - (two.get(op) ?? 0);
+    return step;
+  };
+  const dispatches = { unfused: await decodeStep('unfused'), fused: await decodeStep('gpu') };
+  for (const [arm, ops] of Object.entries(dispatches)) {
+    const total = Object.values(ops).reduce((a, b) => a + b, 0);
+    console.log(`dispatches per decode step, ${arm}: ${total} (${Object.entries(ops).map(([op, n]) => `${op} ${n}`).join(', ')})`);
+  }
   const results = [];
-  console.log('batch  prompts  host tokens/s  gpu tokens/s  gpu/host');
+  console.log('batch  prompts  host tokens/s  gpu unfused tokens/s  gpu tokens/s  gpu/host  fused/unfused');
   for (const batch of BATCHES) {
     // Alternated twice, the faster of each kept: other processes share the CPU that lavapipe runs on.
-    const best = { host: 0, gpu: 0 };
+    const best: Record<Arm, number> = { host: 0, gpu: 0, unfused: 0 };
     for (let rep = 0; rep < 2; rep++) {
-      for (const sampler of ['host', 'gpu'] as const) best[sampler] = Math.max(best[sampler], (await run(batch, sampler)).timing.tokensPerSecond);
+      for (const arm of Object.keys(ARMS) as Arm[]) best[arm] = Math.max(best[arm], (await run(batch, arm)).timing.tokensPerSecond);
     }
-    const ratio = best.gpu / best.host;
-    results.push({ batch, prompts: PROMPTS_PER_BATCH[batch], hostTokensPerSecond: +best.host.toFixed(1), gpuTokensPerSecond: +best.gpu.toFixed(1), gpuOverHost: +ratio.toFixed(3) });
-    console.log(`${String(batch).padStart(5)}  ${String(PROMPTS_PER_BATCH[batch]).padStart(7)}  ${best.host.toFixed(1).padStart(13)}  ${best.gpu.toFixed(1).padStart(12)}  ${ratio.toFixed(2).padStart(8)}`);
+    const ratio = best.gpu / best.host, fusion = best.gpu / best.unfused;
+    results.push({ batch, prompts: PROMPTS_PER_BATCH[batch], hostTokensPerSecond: +best.host.toFixed(1), gpuUnfusedTokensPerSecond: +best.unfused.toFixed(1), gpuTokensPerSecond: +best.gpu.toFixed(1), gpuOverHost: +ratio.toFixed(3), fusedOverUnfused: +fusion.toFixed(3) });
+    console.log(`${String(batch).padStart(5)}  ${String(PROMPTS_PER_BATCH[batch]).padStart(7)}  ${best.host.toFixed(1).padStart(13)}  ${best.unfused.toFixed(1).padStart(20)}  ${best.gpu.toFixed(1).padStart(12)}  ${ratio.toFixed(2).padStart(8)}  ${fusion.toFixed(2).padStart(13)}`);
   }
   lm.dispose();
-  console.log(JSON.stringify({ bench: 'rollout', device, model: source, maxNewTokens: MAX_NEW_TOKENS, sampling: SAMPLING, results }));
+  console.log(JSON.stringify({ bench: 'rollout', device, model: source, maxNewTokens: MAX_NEW_TOKENS, sampling: SAMPLING, dispatchesPerDecodeStep: dispatches, results }));
   releaseGpu();
 }
 

@@ -117,7 +117,7 @@ export function tensorCoreDeviceUnsupported(device: SubgroupMatrixDevice): strin
     return "the device lacks 'chromium-experimental-subgroup-matrix' (Dawn exposes it with enable-dawn-features=allow_unsafe_apis; NVIDIA needs vulkan_enable_f16_on_nvidia too)";
   if (!features.has('shader-f16')) return "the device lacks 'shader-f16'";
   const { subgroupMinSize: min, subgroupMaxSize: max } = device;
-  if (min !== max || max === 0) return `the subgroup size is not fixed (${min}..${max}): the kernel maps subgroups to query rows`;
+  if (min !== max || max === 0) return `the subgroup size is not fixed (${min}..${max}): the tensor-core kernels take subgroup lid / SG to be one subgroup`;
   if (tensorCoreShapes(device).length === 0) {
     const configs = device.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} M${c.M} N${c.N} K${c.K}`).join(', ');
     return `no f16 x f16 -> f32 subgroup-matrix config fits a subgroup of ${max} (configs: ${configs || 'none'})`;

@@ -149,7 +149,7 @@ export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: Mat
 
 // A multiply-add per (output, k); one add per output for the bias. Each operand is read from memory once
 // (tile re-reads are cache traffic), C written once.
-function matmulCost(s: MatmulShape): Pick<KernelCall, 'cost'> {
+export function matmulCost(s: MatmulShape): Pick<KernelCall, 'cost'> {
   const aElements = (s.strideA === 0 ? 1 : s.batch) * s.M * s.K;
   const bElements = (s.strideB === 0 ? 1 : s.batch) * s.K * s.N;
   const outputs = s.batch * s.M * s.N;

@@ -1,15 +1,28 @@
 // Rotary position embedding (rotate-half) on [B, H, T, D], forward and inverse rotation.
 import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
-// leftPadding is an optional input: the variant without it neither declares nor binds it (rotary_no_left_padding.wgsl).
+/** Per rotated pair, forward or inverse: the angle (1), range reduction (7), sin and cos series (~20) and the rotation (6). */
+export const ROTARY_FLOPS_PER_PAIR = 34;
+
+/**
+ * The source of a kernel that rotates with rotary_rotation.wgsl: leftPadding is an optional input, declared at its
+ * index among `inputs` by the variant with it; the variant without it neither declares nor binds it.
+ */
+export function rotarySource(file: string, inputs: readonly string[], hasLeftPadding: boolean): Pick<Kernel, 'source' | 'absent'> {
+  if (!hasLeftPadding) return { source: wgsl(import.meta.url, file, { includes: ['rotary_rotation.wgsl', 'rotary_no_left_padding.wgsl'] }), absent: ['leftPadding'] };
+  const placeholders = { LEFT_PADDING_BINDING: inputs.indexOf('leftPadding') };
+  return { source: wgsl(import.meta.url, file, { includes: ['rotary_rotation.wgsl', 'rotary_left_padding.wgsl'], placeholders }), absent: [] };
+}
+
+const ROTARY_INPUTS = ['x', 'invFreq', 'leftPadding'];
+
 function rotaryVariant(hasLeftPadding: boolean): Kernel {
   return {
     name: 'rotary',
-    source: wgsl(import.meta.url, 'rotary.wgsl', { includes: [hasLeftPadding ? 'rotary_left_padding.wgsl' : 'rotary_no_left_padding.wgsl'] }),
-    inputs: ['x', 'invFreq', 'leftPadding'], outputs: ['out'],
+    ...rotarySource('rotary.wgsl', ROTARY_INPUTS, hasLeftPadding),
+    inputs: ROTARY_INPUTS, outputs: ['out'],
     params: [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32'], ['rowsPerBatch', 'u32']],
     constants: ['WG', 'INVERSE'],
-    absent: hasLeftPadding ? [] : ['leftPadding'],
   };
 }
 
@@ -42,7 +55,6 @@ export function rotaryCall(limits: DeviceLimits, layout: RotaryLayout, rotaryDim
     constants: { WG, INVERSE: inverse ? 1 : 0 },
     params: { n, lanes, headDim, half, seqLen, positionOffset, rowsPerBatch: heads * seqLen },
     workgroups: grid1d(n, WG, limits),
-    // Per pair: the angle (1), range reduction (7), sin and cos series (~20) and the rotation (6).
-    cost: { flops: 34 * pairs, bytesRead: 4 * rows * headDim + 4 * pairs + (layout.leftPadding ? 4 * batch : 0), bytesWritten: 4 * rows * headDim },
+    cost: { flops: ROTARY_FLOPS_PER_PAIR * pairs, bytesRead: 4 * rows * headDim + 4 * pairs + (layout.leftPadding ? 4 * batch : 0), bytesWritten: 4 * rows * headDim },
   };
 }

@@ -45,6 +45,8 @@ export interface GenerationOptions extends SamplingOptions {
   rowIds?: readonly number[];
   /** Drops finished rows from the batch and its KV cache once at most half of the batch is running (default true). */
   compact?: boolean;
+  /** The cache's fused rotary and write (default true); false runs the training path's ops, the reference (KVCache). */
+  fusedRotary?: boolean;
 }
 
 export interface GeneratedRow {
@@ -156,11 +158,11 @@ export class CausalLM {
 
   /**
    * An empty cache for `batch` sequences of up to maxLength tokens, one KVCache per layer; padLengths[b]: the
-   * left padding of row b (prompts of different lengths).
+   * left padding of row b (prompts of different lengths); fusedRotary: see KVCache.
    */
-  createCache(batch: number, maxLength: number, padLengths?: readonly number[]): KVCache[] {
+  createCache(batch: number, maxLength: number, padLengths?: readonly number[], fusedRotary = true): KVCache[] {
     const c = this.config;
-    return Array.from({ length: c.layers }, () => new KVCache(batch, c.kvHeads, maxLength, c.headDim, padLengths));
+    return Array.from({ length: c.layers }, () => new KVCache(batch, c.kvHeads, maxLength, c.headDim, padLengths, fusedRotary));
   }
 
   /** Generation step: logits [B, T, V] of T new tokens after the cache's, whose keys and values it appends. */
@@ -189,7 +191,7 @@ export class CausalLM {
    * batch is running: then the finished rows leave the batch and the KV cache (compact, by default).
    */
   async generate(prompts: readonly ArrayLike<number>[], opts: GenerationOptions): Promise<Generation> {
-    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder, sampler = 'gpu', compact = true } = opts;
+    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder, sampler = 'gpu', compact = true, fusedRotary = true } = opts;
     const V = this.config.vocabSize, B = prompts.length;
     checkSamplingOptions(opts);
     if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new SamplingError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
@@ -211,7 +213,7 @@ export class CausalLM {
     // batch[j]: the prompt in batch row j (all at first; the running ones after a compaction).
     let batch = prompts.map((_, b) => b);
     // The last new token is never fed back: the cache holds the prompt and maxNewTokens - 1 tokens.
-    let cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths) : [];
+    let cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths, fusedRotary) : [];
     let input = Tensor.fromArray(ids, [B, longest], 'i32');
     let counterRows = sampler === 'gpu' ? Tensor.fromArray(rowIds, [B], 'i32') : undefined;
     try {

@@ -9,11 +9,10 @@ import { gelu } from '../engine/ops/activations.ts';
 import { add } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { layerNorm } from '../engine/ops/norms.ts';
-import { rotary } from '../engine/ops/rotary.ts';
-import { permute, reshape, split } from '../engine/ops/shape.ts';
+import { permute, reshape } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
 import { projections, type LoraState } from './lora.ts';
-import { causalSelfAttention, rotaryPositions, type KVCache } from './self_attention.ts';
+import { rotarySelfAttention, type KVCache } from './self_attention.ts';
 
 /** One layer's parameters: w(name) a tensor, linear(x, module, bias) its Linear `module` (plus its adapter, if any). */
 interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: string, bias?: Tensor) => Tensor }
@@ -21,15 +20,9 @@ interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: strin
 /** GPTNeoXAttention: x [B, T, C] -> [B, T, C]. */
 function selfAttention(cfg: ModelConfig, { w, linear }: Layer, x: Tensor, cache?: KVCache): Tensor {
   const [B, T] = x.shape;
-  const H = cfg.heads, D = cfg.headDim;
   const bias = (name: string) => (cfg.attentionBias ? w(name) : undefined);
-  // query_key_value's rows are grouped per head: [head][q, k, v][D].
-  const qkv = reshape(linear(x, 'attention.query_key_value', bias('attention.query_key_value.bias')), [B, T, H, 3 * D]);
-  const [q0, k0, v] = split(qkv, 3, [D, D, D], [0, 2, 1, 3]); // each [B, H, T, D]
-  const rope = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, ...rotaryPositions(cache) };
-  const q = rotary(q0, rope); // the first rotaryDims of each head rotated
-  const k = rotary(k0, rope);
-  const out = causalSelfAttention(q, k, v, 0, cache); // [B, H, T, D]
+  const qkv = linear(x, 'attention.query_key_value', bias('attention.query_key_value.bias')); // [B, T, H·3·D], [head][q, k, v][D]
+  const out = rotarySelfAttention(cfg, { qkv }, 0, cache); // [B, H, T, D], the first rotaryDims of each head rotated
   return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.hidden]), 'attention.dense', bias('attention.dense.bias'));
 }
 

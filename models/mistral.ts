@@ -9,11 +9,10 @@ import { swiglu } from '../engine/ops/activations.ts';
 import { add } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { rmsNorm } from '../engine/ops/norms.ts';
-import { rotary } from '../engine/ops/rotary.ts';
 import { permute, reshape } from '../engine/ops/shape.ts';
 import type { ModelConfig } from './config.ts';
 import { projections, type LoraState } from './lora.ts';
-import { causalSelfAttention, rotaryPositions, type KVCache } from './self_attention.ts';
+import { rotarySelfAttention, type KVCache } from './self_attention.ts';
 
 /** One layer's parameters: w(name) a tensor, linear(x, module) its Linear `module` (plus its adapter, if any). */
 interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: string) => Tensor }
@@ -21,14 +20,10 @@ interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: strin
 /** MistralAttention: x [B, T, C] -> [B, T, C]; heads query kvHeads shared keys and values. */
 function selfAttention(cfg: ModelConfig, { linear }: Layer, x: Tensor, cache?: KVCache): Tensor {
   const [B, T] = x.shape;
-  const D = cfg.headDim;
-  const toHeads = (t: Tensor, heads: number) => permute(reshape(t, [B, T, heads, D]), [0, 2, 1, 3]); // [B, heads, T, D]
-  const rope = { rotaryDims: D, base: cfg.ropeTheta, ...rotaryPositions(cache) };
-  const q = rotary(toHeads(linear(x, 'self_attn.q_proj'), cfg.heads), rope);
-  const k = rotary(toHeads(linear(x, 'self_attn.k_proj'), cfg.kvHeads), rope);
-  const v = toHeads(linear(x, 'self_attn.v_proj'), cfg.kvHeads);
-  const out = causalSelfAttention(q, k, v, cfg.slidingWindow ?? 0, cache); // [B, H, T, D]
-  return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.heads * D]), 'self_attn.o_proj');
+  // q [B, T, H·D], k and v [B, T, KVH·D]; RoPE over whole heads (rotaryDims = D).
+  const proj = { q: linear(x, 'self_attn.q_proj'), k: linear(x, 'self_attn.k_proj'), v: linear(x, 'self_attn.v_proj') };
+  const out = rotarySelfAttention(cfg, proj, cfg.slidingWindow ?? 0, cache); // [B, H, T, D]
+  return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.heads * cfg.headDim]), 'self_attn.o_proj');
 }
 
 /** MistralMLP: down_proj(silu(gate_proj(x)) * up_proj(x)). */

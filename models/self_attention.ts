@@ -1,9 +1,9 @@
-// Causal self-attention over new tokens, with or without a KV cache of the earlier ones.
+// Causal self-attention over new tokens from their projections (rotary applied), with or without a KV cache of the earlier ones.
 import { GpuError } from '../engine/gpu.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
-import type { RotaryOptions } from '../engine/ops/rotary.ts';
-import { narrow, writeSlice } from '../engine/ops/shape.ts';
+import { qkvRotary, rotary, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
+import { narrow, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
@@ -11,6 +11,9 @@ import { narrow, writeSlice } from '../engine/ops/shape.ts';
  *
  * A batch of prompts of different lengths is left-padded: batch row b's first padLengths[b] columns are
  * padding, which no query sees (keyRange) and from which no position counts (leftPadding, for rotary).
+ *
+ * `fusedRotary` (the default): each step forms q and writes k and v into the cache in one kernel from the
+ * projections (qkvRotary); false: the training path's ops and two copies, the reference it equals bit for bit.
  */
 export class KVCache {
   length = 0;
@@ -23,7 +26,7 @@ export class KVCache {
   /** Each row's padding columns, on the host. */
   readonly padLengths: readonly number[];
 
-  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number, padLengths?: readonly number[]) {
+  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number, padLengths?: readonly number[], readonly fusedRotary = true) {
     if (padLengths && (padLengths.length !== batch || padLengths.some((p) => !Number.isInteger(p) || p < 0 || p >= maxLength)))
       throw new GpuError(`KVCache: padLengths [${padLengths}] must be ${batch} integers in [0, ${maxLength})`);
     this.k = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
@@ -37,14 +40,22 @@ export class KVCache {
 
   /** Writes k, v [B, KVH, T, D] of T new tokens at positions length .. length + T - 1. */
   append(k: Tensor, v: Tensor): void {
-    const [B, KVH, maxLength, D] = this.k.shape;
+    const [B, KVH, , D] = this.k.shape;
     const T = k.shape[2];
     if (k.shape.join() !== [B, KVH, T, D].join() || v.shape.join() !== k.shape.join())
       throw new GpuError(`KVCache.append: k [${k.shape}] and v [${v.shape}] must be [${B}, ${KVH}, T, ${D}]`);
-    if (this.length + T > maxLength) throw new GpuError(`KVCache.append: ${this.length} + ${T} positions exceed the cache's ${maxLength}`);
-    writeSlice(this.k, k, 2, this.length);
-    writeSlice(this.v, v, 2, this.length);
+    this.appendInPlace(T, (at) => {
+      writeSlice(this.k, k, 2, at);
+      writeSlice(this.v, v, 2, at);
+    });
+  }
+
+  /** Appends T new tokens whose k and v write(at) puts into this.k, this.v at positions at .. at + T - 1 itself; returns what write returns. */
+  appendInPlace<R>(T: number, write: (at: number) => R): R {
+    if (this.length + T > this.maxLength) throw new GpuError(`KVCache.append: ${this.length} + ${T} positions exceed the cache's ${this.maxLength}`);
+    const written = write(this.length);
     this.length += T;
+    return written;
   }
 
   /**
@@ -54,7 +65,7 @@ export class KVCache {
   selectRows(rows: readonly number[]): KVCache {
     const [B, KVH, maxLength, D] = this.k.shape;
     if (rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= B)) throw new GpuError(`KVCache.selectRows: rows [${rows}] must be some of [0, ${B})`);
-    const out = new KVCache(rows.length, KVH, maxLength, D, rows.map((r) => this.padLengths[r]));
+    const out = new KVCache(rows.length, KVH, maxLength, D, rows.map((r) => this.padLengths[r]), this.fusedRotary);
     out.length = this.length;
     for (let j = 0, n = 1; j < rows.length; j += n, n = 1) {
       while (j + n < rows.length && rows[j + n] === rows[j] + n) n++;
@@ -71,23 +82,55 @@ export class KVCache {
   }
 }
 
-/** Rotary positions of T new tokens: after the cached ones, each row counted from its first real token. */
-export function rotaryPositions(cache?: KVCache): Pick<RotaryOptions, 'positionOffset' | 'leftPadding'> {
-  return { positionOffset: cache?.length ?? 0, leftPadding: cache?.leftPadding };
-}
+/** What the attention reads of a config: head counts and size, and its rotary embedding (rope_theta as `ropeTheta`). */
+export interface AttentionHeads extends QkvHeads { rotaryDims: number; ropeTheta: number }
 
 /**
- * Causal self-attention of T new tokens, q [B, H, T, D] and k, v [B, KVH, T, D] (rotary applied), window 0
- * for none: among themselves (training, scoring), or with a cache over every token so far, the new ones
- * at positions cache.length .. cache.length + T - 1, padding hidden. Returns [B, H, T, D].
+ * Causal self-attention of T new tokens from their projections (QkvProjections), window 0 for none: q and k
+ * rotated by position (the first rotaryDims of each head), then among themselves (training, scoring), or with a
+ * cache over every token so far, the new ones at positions cache.length .. cache.length + T - 1, padding hidden
+ * and each row's positions counted from its first real token (left padding shifts a row's tokens and its keys
+ * alike, so a window's distances need no correction). Returns [B, H, T, D].
  */
-export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, window: number, cache?: KVCache): Tensor {
+export function rotarySelfAttention(cfg: AttentionHeads, proj: QkvProjections, window: number, cache?: KVCache): Tensor {
+  const rope: RotaryOptions = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, positionOffset: cache?.length ?? 0, leftPadding: cache?.leftPadding };
+  if (!cache?.fusedRotary) {
+    const [q, k, v] = heads(cfg, proj);
+    return causalSelfAttention(rotary(q, rope), rotary(k, rope), v, window, cache);
+  }
+  const [B, T] = ('qkv' in proj ? proj.qkv : proj.q).shape;
+  if (cache.length === 0) {
+    // The prompt sees only itself: its keys beside q for the tiled kernel, then copied into the cache.
+    const k = Tensor.empty([B, cfg.kvHeads, T, cfg.headDim], 'f32', 'prompt k'), v = Tensor.empty(k.shape, 'f32', 'prompt v');
+    return causalSelfAttention(qkvRotary(proj, cfg, k, v, rope), k, v, window, cache);
+  }
+  const q = cache.appendInPlace(T, () => qkvRotary(proj, cfg, cache.k, cache.v, rope));
+  return cachedAttention(q, window, cache);
+}
+
+/** The projections as heads: q [B, H, T, D], k and v [B, KVH, T, D]. */
+function heads({ heads: H, kvHeads: KVH, headDim: D }: QkvHeads, proj: QkvProjections): Tensor[] {
+  if ('qkv' in proj) {
+    const [B, T] = proj.qkv.shape;
+    // query_key_value's rows are grouped per head: [head][q, k, v][D].
+    return split(reshape(proj.qkv, [B, T, H, 3 * D]), 3, [D, D, D], [0, 2, 1, 3]);
+  }
+  const [B, T] = proj.q.shape;
+  const toHeads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, D]), [0, 2, 1, 3]);
+  return [toHeads(proj.q, H), toHeads(proj.k, KVH), toHeads(proj.v, KVH)];
+}
+
+/** q [B, H, T, D] and k, v [B, KVH, T, D] rotated: among themselves, or appended to the cache and with it. */
+function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, window: number, cache?: KVCache): Tensor {
   if (!cache) return attention(q, k, v, { causal: true, window });
   const prompt = cache.length === 0;
   cache.append(k, v);
-  // Left padding shifts a row's tokens and its keys alike, so the window's distances need no correction.
-  const keyRange = cache.keyRange;
   // A prompt sees only itself (the tiled kernel); later tokens read the cache with the decode kernel.
-  if (prompt) return attention(q, k, v, { causal: true, window, keyRange });
-  return attentionDecode(q, cache.k, cache.v, { window, cacheLength: cache.length, keyRange });
+  if (prompt) return attention(q, k, v, { causal: true, window, keyRange: cache.keyRange });
+  return cachedAttention(q, window, cache);
+}
+
+/** q of the cache's last T tokens against every key it holds. */
+function cachedAttention(q: Tensor, window: number, cache: KVCache): Tensor {
+  return attentionDecode(q, cache.k, cache.v, { window, cacheLength: cache.length, keyRange: cache.keyRange });
 }

@@ -80,7 +80,7 @@ export const GELU_BACKWARD_FLOPS = 38;
 /** kernels/activation.ts: SwiGLU's silu(gate)·up (6 + 1), and dgate, dup in one pass (6 + 8 + 3). */
 export const SWIGLU_FORWARD_FLOPS = 7;
 export const SWIGLU_BACKWARD_FLOPS = 17;
-/** kernels/rotary.ts, per rotated pair of dims, forward or inverse: the angle, range reduction, sin and cos, the rotation. */
+/** kernels/rotary.ts and the fused generation kernel kernels/qkv_rotary.ts, per rotated pair of dims, forward or inverse: the angle, range reduction, sin and cos, the rotation. */
 export const ROTARY_FLOPS_PER_PAIR = 34;
 /** kernels/binary.ts: a residual add, or the sum of two gradients of one tensor (engine/autodiff.ts), per element. */
 export const ADD_FLOPS = 1;

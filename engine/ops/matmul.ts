@@ -1,4 +1,5 @@
-// Matrix products: matmul (batched, either operand transposed, optional bias) and linear, with their backward.
+// Matrix products: matmul (batched, either operand transposed, optional bias) and linear, with their backward;
+// f16 x f16 products on the tensor cores where the device has subgroup matrices (MatmulVariant).
 import { record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError, type Gpu } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
@@ -7,10 +8,21 @@ import { broadcastShape } from './elementwise.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
 import { chosenMatmulCall, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
 import { fitsSmallM, matmulSmallMCall, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
+import { matmulTensorCoreCall, matmulTensorCoreVariant } from '../../kernels/matmul_tensor_core.ts';
+import type { SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
+import { subgroupMatrixDevice } from './attention.ts';
 import type { KernelCall } from '../../kernels/spec.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
 
-export interface MatmulOptions { transA?: boolean; transB?: boolean; bias?: Tensor }
+/**
+ * Which kernel computes a forward product: 'auto' (the default) the tensor cores (kernels/matmul_tensor_core.ts:
+ * f16 operands, f32 accumulation) where both operands are f16 and the device has subgroup matrices, else the
+ * f32-arithmetic kernels; 'f32' always those (the tiled, rows or small-M kernel); 'tensorCore' only the tensor
+ * cores (throws, with the reason, where they cannot serve the product). Gradients always take the tiled kernel.
+ */
+export type MatmulVariant = 'auto' | 'f32' | 'tensorCore';
+
+export interface MatmulOptions { transA?: boolean; transB?: boolean; bias?: Tensor; variant?: MatmulVariant }
 
 /** A product's sizes and layout; the storage formats come from the tensors it is launched on. */
 type ProductShape = Omit<MatmulShape, 'dtypeA' | 'dtypeB'>;
@@ -22,7 +34,7 @@ type ProductShape = Omit<MatmulShape, 'dtypeA' | 'dtypeB'>;
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { s, outShape, what } = productShape(a, b, opts);
-  return recordedProduct(a, b, opts.bias ?? null, s, outShape, what);
+  return recordedProduct(a, b, opts.bias ?? null, s, outShape, what, undefined, opts.variant);
 }
 
 /**
@@ -33,7 +45,7 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulO
   const { s, outShape, what } = productShape(a, b, opts);
   if (out.dtype !== 'f32' || out.numel !== numelOf(outShape)) throw new GpuError(`${what} into ${out.dtype} ${shapeString(out.shape)}: expected f32 ${shapeString(outShape)}`);
   const shape = storedAs(s, a, b);
-  launch(fitsSmallM(shape) ? smallMCall(shape) : tiledCall(shape), [a, b, null], [out]);
+  launch(forwardCall(shape, opts.variant ?? 'auto', what), [a, b, null], [out]);
 }
 
 /** The product's sizes and layout, its output shape, and its description for errors. */
@@ -76,7 +88,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, op?: string): T
 }
 
 /** Runs the product s into a new tensor of outShape and records its backward. */
-function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string, op?: string): Tensor {
+function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string, op?: string, variant: MatmulVariant = 'auto'): Tensor {
   for (const t of [a, b]) {
     if (!isFloatDType(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
     // There is no 16-bit gradient or update: 16-bit storage holds weights that stay fixed (a frozen base model).
@@ -85,11 +97,7 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   }
   if (bias && bias.dtype !== 'f32') throw new GpuError(`${what}: bias must be f32, got ${bias.dtype}`);
   if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
-  const shape = storedAs(s, a, b);
-  // A few rows against a weight (decoding) would fill 1..8 rows of a tile: the small-M kernel reads the weight once
-  // with every workgroup busy, in the table's variant for the device. Its ledger name, matmulSmallM, shows which ran.
-  const call = fitsSmallM(shape) ? smallMCall(shape, op) : tiledCall(shape, op);
-  const out = product(a, b, bias, call, outShape);
+  const out = product(a, b, bias, forwardCall(storedAs(s, a, b), variant, what, op), outShape);
   const inputs = bias ? [a, b, bias] : [a, b];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).
   const saved = [...(a.requiresGrad ? [b] : []), ...(b.requiresGrad ? [a] : [])];
@@ -101,6 +109,20 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
 export function matmulDeviceClass(info: Gpu['adapterInfo']): MatmulDeviceClass {
   if (/llvmpipe|lavapipe/i.test(info.description) || (info.vendor === 'mesa' && info.architecture === 'software')) return 'lavapipe';
   return /nvidia/i.test(info.vendor) || /nvidia/i.test(info.description) ? 'nvidia' : 'other';
+}
+
+/**
+ * The forward product's kernel: the tensor cores where the variant allows and they serve s (matmulTensorCore in the
+ * ledger); else, for a few rows against a weight (decoding, which would fill 1..8 rows of a tile), the small-M
+ * kernel, which reads the weight once with every workgroup busy (matmulSmallM); else the table's tiled or rows kernel.
+ */
+function forwardCall(s: MatmulShape, variant: MatmulVariant, what: string, op?: string): KernelCall {
+  if (variant === 'tensorCore' || (variant === 'auto' && s.dtypeA === 'f16' && s.dtypeB === 'f16')) {
+    const plan = matmulTensorCoreVariant(matmulDevice(gpu()).subgroupMatrix, s);
+    if (plan.variant) return matmulTensorCoreCall(s, plan.variant, op);
+    if (variant === 'tensorCore') throw new GpuError(`${what} on the tensor cores: ${plan.reason}; variant 'f32' serves these operands`);
+  }
+  return fitsSmallM(s) ? smallMCall(s, op) : tiledCall(s, op);
 }
 
 /** The subgroup facts the rows kernel needs of this device. */
@@ -124,14 +146,15 @@ function smallMCall(s: MatmulShape, op?: string): KernelCall {
 }
 
 // What the choice reads of a device, worked out once per device rather than at every product.
-const matmulDevices = new WeakMap<Gpu, { deviceClass: MatmulDeviceClass; subgroup: SubgroupDevice }>();
+interface MatmulDevice { deviceClass: MatmulDeviceClass; subgroup: SubgroupDevice; subgroupMatrix: SubgroupMatrixDevice }
+const matmulDevices = new WeakMap<Gpu, MatmulDevice>();
 
-function matmulDevice(g: Gpu): { deviceClass: MatmulDeviceClass; subgroup: SubgroupDevice } {
+function matmulDevice(g: Gpu): MatmulDevice {
   let d = matmulDevices.get(g);
   if (!d) {
     const forced = process.env.JUICE_MATMUL_CLASS as MatmulDeviceClass | undefined;
     if (forced !== undefined && !MATMUL_DEVICE_CLASSES.includes(forced)) throw new GpuError(`JUICE_MATMUL_CLASS=${forced}: expected one of ${MATMUL_DEVICE_CLASSES.join(', ')}`);
-    d = { deviceClass: forced ?? matmulDeviceClass(g.adapterInfo), subgroup: subgroupDevice(g) };
+    d = { deviceClass: forced ?? matmulDeviceClass(g.adapterInfo), subgroup: subgroupDevice(g), subgroupMatrix: subgroupMatrixDevice() };
     matmulDevices.set(g, d);
   }
   return d;

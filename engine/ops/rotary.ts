@@ -1,9 +1,10 @@
 // Rotary position embedding, rotate-half convention (transformers' GPT-NeoX, Llama, Mistral), with its backward.
-import { record } from '../autodiff.ts';
+import { gradEnabled, record } from '../autodiff.ts';
 import { GpuError, onGpuRelease } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { ROTARY_MAX_ANGLE, rotaryCall } from '../../kernels/rotary.ts';
+import { qkvRotaryCall, type QkvSource } from '../../kernels/qkv_rotary.ts';
 
 export interface RotaryOptions {
   /** Leading dims of each head that rotate (even, <= D): D for Llama and Mistral, rotary_pct · D for GPT-NeoX. */
@@ -39,11 +40,8 @@ function invFreqTable(rotaryDims: number, base: number): Tensor {
   return t;
 }
 
-/** Rotates the first rotaryDims of each head of x [B, H, T, D] by its position t + positionOffset (- leftPadding[b]). */
-export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0, leftPadding }: RotaryOptions): Tensor {
-  const what = `rotary(x ${x.dtype} ${shapeString(x.shape)}, rotaryDims ${rotaryDims}, base ${base}, positionOffset ${positionOffset})`;
-  if (x.dtype !== 'f32' || x.rank !== 4) throw new GpuError(`${what}: x must be f32 [B, H, T, D]`);
-  const [batch, heads, seqLen, headDim] = x.shape;
+/** Checks the options of T = seqLen positions of rows of headDim dims in `batch` batch rows (`what` names the call). */
+function checkRotary(what: string, batch: number, seqLen: number, headDim: number, { rotaryDims, base, positionOffset = 0, leftPadding }: RotaryOptions): void {
   if (leftPadding && (leftPadding.dtype !== 'i32' || leftPadding.numel !== batch))
     throw new GpuError(`${what}: leftPadding must be i32 [${batch}], got ${leftPadding.dtype} ${shapeString(leftPadding.shape)}`);
   if (!Number.isInteger(rotaryDims) || rotaryDims < 2 || rotaryDims % 2 !== 0 || rotaryDims > headDim)
@@ -53,6 +51,15 @@ export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0, leftPa
   // inv_freq[0] = 1, so the largest angle is the last position (padding only lowers positions).
   if (positionOffset + seqLen - 1 > ROTARY_MAX_ANGLE)
     throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} exceed ${ROTARY_MAX_ANGLE}, where the kernel's sin/cos range reduction stops being exact`);
+}
+
+/** Rotates the first rotaryDims of each head of x [B, H, T, D] by its position t + positionOffset (- leftPadding[b]). */
+export function rotary(x: Tensor, opts: RotaryOptions): Tensor {
+  const { rotaryDims, base, positionOffset = 0, leftPadding } = opts;
+  const what = `rotary(x ${x.dtype} ${shapeString(x.shape)}, rotaryDims ${rotaryDims}, base ${base}, positionOffset ${positionOffset})`;
+  if (x.dtype !== 'f32' || x.rank !== 4) throw new GpuError(`${what}: x must be f32 [B, H, T, D]`);
+  const [batch, heads, seqLen, headDim] = x.shape;
+  checkRotary(what, batch, seqLen, headDim, opts);
   const layout = { batch, heads, seqLen, headDim, leftPadding: leftPadding !== undefined };
   const table = invFreqTable(rotaryDims, base);
   // Without padding the kernel's variant leaves the leftPadding binding out: null in its place.
@@ -66,4 +73,50 @@ export function rotary(x: Tensor, { rotaryDims, base, positionOffset = 0, leftPa
     return [dx];
   });
   return out;
+}
+
+/**
+ * The attention's projections of T new tokens as the Linear(s) write them: GPT-NeoX's query_key_value
+ * [B, T, H·3·D] (each head's q, k and v rows together), or q [B, T, H·D], k and v [B, T, KVH·D] (Llama, Mistral).
+ */
+export type QkvProjections = { qkv: Tensor } | { q: Tensor; k: Tensor; v: Tensor };
+
+/** Heads of q, heads of k and v (fewer under grouped-query attention), and the head dim. */
+export interface QkvHeads { heads: number; kvHeads: number; headDim: number }
+
+/**
+ * Generation, off the tape, in one kernel: returns q [B, H, T, D] rotated, and writes k rotated and v as they are
+ * into kOut, vOut [B, KVH, S, D] at positions positionOffset .. positionOffset + T - 1 (a KV cache's, or S = T for
+ * the prompt's own keys). The same values, bit for bit, as the training path: split (or the head permutes), rotary
+ * on q and on k, then k and v copied there.
+ */
+export function qkvRotary(proj: QkvProjections, { heads, kvHeads, headDim }: QkvHeads, kOut: Tensor, vOut: Tensor, opts: RotaryOptions): Tensor {
+  const { rotaryDims, base, positionOffset = 0, leftPadding } = opts;
+  const packed = 'qkv' in proj;
+  const projections = packed ? [proj.qkv] : [proj.q, proj.k, proj.v];
+  const given = projections.map((t) => `${t.dtype} ${shapeString(t.shape)}`).join(', ');
+  const what = `qkvRotary(${given} -> k ${shapeString(kOut.shape)}, v ${shapeString(vOut.shape)}; heads ${heads}, kvHeads ${kvHeads}, rotaryDims ${rotaryDims}, positionOffset ${positionOffset})`;
+  if (gradEnabled()) throw new GpuError(`${what}: generation only, it has no backward: run under noGrad`);
+  if (packed && kvHeads !== heads) throw new GpuError(`${what}: a packed query_key_value has as many kv heads as heads`);
+  const [batch, seqLen] = projections[0].shape;
+  const widths = packed ? [3 * heads * headDim] : [heads, kvHeads, kvHeads].map((h) => h * headDim);
+  projections.forEach((t, i) => {
+    if (t.dtype !== 'f32' || t.shape.join() !== [batch, seqLen, widths[i]].join()) throw new GpuError(`${what}: the projections must be f32 [B, T, ${widths.join('], [B, T, ')}]`);
+  });
+  const kvLength = kOut.shape[2];
+  for (const t of [kOut, vOut]) {
+    if (t.dtype !== 'f32' || t.shape.join() !== [batch, kvHeads, kvLength, headDim].join()) throw new GpuError(`${what}: k and v must be f32 [${batch}, ${kvHeads}, S, ${headDim}], alike`);
+  }
+  if (positionOffset + seqLen > kvLength) throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} do not fit k and v's ${kvLength}`);
+  checkRotary(what, batch, seqLen, headDim, opts);
+  const [H, KVH, D] = [heads, kvHeads, headDim];
+  const source: QkvSource = packed
+    ? { qRowStride: 3 * H * D, kvRowStride: 3 * H * D, headStride: 3 * D, kOffset: D, vOffset: 2 * D }
+    : { qRowStride: H * D, kvRowStride: KVH * D, headStride: D, kOffset: 0, vOffset: 0 };
+  const layout = { batch, seqLen, heads, kvHeads, headDim, kvLength, leftPadding: leftPadding !== undefined, source };
+  const q = Tensor.empty([batch, heads, seqLen, headDim], 'f32', 'qkvRotary q');
+  // A packed query_key_value is bound as q, k and v alike; without padding the leftPadding binding is null.
+  const sources = packed ? [proj.qkv, proj.qkv, proj.qkv] : projections;
+  launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, positionOffset), [...sources, invFreqTable(rotaryDims, base), leftPadding ?? null], [q, kOut, vOut]);
+  return q;
 }

@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { backward } from '../../engine/autodiff.ts';
-import { inverseFrequencies, rotary, type RotaryOptions } from '../../engine/ops/rotary.ts';
+import { backward, noGrad } from '../../engine/autodiff.ts';
+import { inverseFrequencies, qkvRotary, rotary, type QkvProjections, type RotaryOptions } from '../../engine/ops/rotary.ts';
+import { permute, reshape, split, writeSlice } from '../../engine/ops/shape.ts';
 import { pool } from '../../engine/pool.ts';
 import { numelOf, Tensor, tidy } from '../../engine/tensor.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
@@ -131,6 +132,65 @@ test('rotary rejects bad options with the shapes in the message', async () => {
   const flat = x.reshape([2, 8]);
   assert.throws(() => rotary(flat, { rotaryDims: 8, base: 10000 }), /\[B, H, T, D\]/);
   x.dispose(); flat.dispose();
+});
+
+/**
+ * The fused generation kernel against its composition: the heads of the projections (split of a packed
+ * query_key_value, or a permute each), rotary on q and k, and k, v copied into a cache [B, KVH, S, D] at
+ * positionOffset; bit for bit, the cache's other positions untouched.
+ */
+async function checkQkvRotary(packed: boolean, [B, T, H, KVH, D, S]: number[], opts: RotaryOptions, seed: number): Promise<void> {
+  const what = `qkvRotary ${packed ? 'packed' : 'q, k, v'} B${B} T${T} H${H} KVH${KVH} D${D} S${S} ${JSON.stringify({ ...opts, leftPadding: undefined })}`;
+  const cacheData = [randn(B * KVH * S * D, seed), randn(B * KVH * S * D, seed + 1)];
+  const widths = packed ? [3 * H * D] : [H * D, KVH * D, KVH * D];
+  const projections = widths.map((w, i) => upload(randn(B * T * w, seed + 2 + i), [B, T, w]));
+  const proj: QkvProjections = packed ? { qkv: projections[0] } : { q: projections[0], k: projections[1], v: projections[2] };
+  const toHeads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, D]), [0, 2, 1, 3]);
+  const [fusedK, fusedV, composedK, composedV] = [...cacheData, ...cacheData].map((c) => upload(c, [B, KVH, S, D]));
+  const [fused, composed] = noGrad(() => {
+    const q = qkvRotary(proj, { heads: H, kvHeads: KVH, headDim: D }, fusedK, fusedV, opts);
+    const [q0, k0, v] = packed ? split(reshape(projections[0], [B, T, H, 3 * D]), 3, [D, D, D], [0, 2, 1, 3]) : [toHeads(projections[0], H), toHeads(projections[1], KVH), toHeads(projections[2], KVH)];
+    const k = rotary(k0, opts);
+    writeSlice(composedK, k, 2, opts.positionOffset ?? 0);
+    writeSlice(composedV, v, 2, opts.positionOffset ?? 0);
+    const reference = rotary(q0, opts);
+    for (const t of [q0, k0, v, k]) t.dispose();
+    return [q, reference];
+  });
+  assert.equal(await download(fused), await download(composed), `${what}: q`);
+  assert.equal(await download(fusedK), await download(composedK), `${what}: the cache's k`);
+  assert.equal(await download(fusedV), await download(composedV), `${what}: the cache's v`);
+  for (const t of [...projections, fusedK, fusedV, composedK, composedV, fused, composed]) t.dispose();
+}
+
+test('qkvRotary equals split or the head permutes, rotary and the cache copies, bit for bit', async () => {
+  await initGpu();
+  const padding = (p: number[]) => Tensor.fromArray(p, [p.length], 'i32');
+  const [two, three] = [padding([0, 2]), padding([0, 1, 4])];
+  // GPT-NeoX: packed heads, a quarter of each rotated (and an odd pass-through), left padding, a decode chunk.
+  await checkQkvRotary(true, [2, 3, 3, 3, 10, 11], { rotaryDims: 4, base: 10000, positionOffset: 5, leftPadding: two }, 80);
+  // Mistral: GQA, whole heads, one token a row into a cache with room left.
+  await checkQkvRotary(false, [3, 1, 4, 2, 8, 9], { rotaryDims: 8, base: 1e6, positionOffset: 6, leftPadding: three }, 90);
+  // A prompt's own keys (S = T, offset 0), no padding; D = 2 rotates its one pair only.
+  await checkQkvRotary(false, [1, 5, 2, 1, 6, 5], { rotaryDims: 6, base: 10000 }, 100);
+  await checkQkvRotary(true, [1, 4, 2, 2, 2, 4], { rotaryDims: 2, base: 10000 }, 110);
+  two.dispose(); three.dispose();
+});
+
+test('qkvRotary refuses gradients, shapes that disagree and a cache without room', async () => {
+  await initGpu();
+  const qkv = upload(randn(2 * 3 * 2 * 8, 120), [1, 2, 3 * 2 * 8]);
+  const [k, v] = [0, 1].map(() => Tensor.zeros([1, 2, 3, 8]));
+  const flat = v.reshape([1, 2, 24]);
+  const heads = { heads: 2, kvHeads: 2, headDim: 8 }, opts = { rotaryDims: 8, base: 10000 };
+  assert.throws(() => qkvRotary({ qkv }, heads, k, v, opts), /noGrad/);
+  noGrad(() => {
+    assert.throws(() => qkvRotary({ qkv }, { ...heads, kvHeads: 1 }, k, v, opts), /as many kv heads/);
+    assert.throws(() => qkvRotary({ qkv }, { ...heads, heads: 3, kvHeads: 3 }, k, v, opts), /projections must be f32/);
+    assert.throws(() => qkvRotary({ qkv }, heads, k, v, { ...opts, positionOffset: 2 }), /do not fit k and v's 3/);
+    assert.throws(() => qkvRotary({ qkv }, heads, k, flat, opts), /k and v must be f32/);
+  });
+  for (const t of [qkv, k, v, flat]) t.dispose();
 });
 
 test.run();

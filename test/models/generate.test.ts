@@ -1,6 +1,7 @@
 // Generation: the sampler against exact distributions (no GPU); left-padded batches of different lengths
-// against each row alone and against full recomputation, on the gpt_neox and mistral fixtures; EOS, stop
-// strings, seeds; `juice generate` on the gpt_neox fixture with the tiny test tokenizer.
+// against each row alone and against full recomputation, on the gpt_neox and mistral fixtures; the fused rotary and
+// cache write against the training path's ops; EOS, stop strings, seeds; `juice generate` on the gpt_neox fixture
+// with the tiny test tokenizer.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -8,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { noGrad } from '../../engine/autodiff.ts';
+import { ledger } from '../../engine/ledger.ts';
 import { rng } from '../../engine/random.ts';
 import { SafetensorsFile } from '../../engine/safetensors.ts';
 import { Tensor, tidy, tidyAsync } from '../../engine/tensor.ts';
@@ -183,6 +185,45 @@ for (const name of ['gpt_neox', 'mistral']) {
       start += width;
     }
     for (const layer of cache) layer.dispose();
+    model.dispose();
+  });
+}
+
+const fusedDispatches = () => ledger.byOp().find((r) => r.key === 'qkvRotary')?.dispatches ?? 0;
+
+for (const name of ['gpt_neox', 'mistral']) {
+  test(`${name}: the fused rotary and cache write give the training path's logits and cache bit for bit, and its tokens`, async () => {
+    await initGpu();
+    const model = loadCausalLM(path.join(HF, name));
+    const V = model.config.vocabSize;
+    // Rows of 5, 2 and 9 prompt tokens, padded to 9, then single tokens and a chunk of three: 15 > Mistral's window of 8.
+    const lengths = [5, 2, 9], longest = 9, widths = [longest, 1, 1, 3, 1];
+    const total = widths.reduce((a, b) => a + b, 0);
+    const ids = randInt(3 * total, V, 130); // [3, total]; the padding columns' ids are never seen
+    const caches = [true, false].map((fused) => model.createCache(3, total, lengths.map((n) => longest - n), fused));
+    let start = 0;
+    for (const width of widths) {
+      const input = Array.from({ length: 3 * width }, (_, i) => ids[Math.floor(i / width) * total + start + (i % width)]);
+      const logits: Float64Array[] = [];
+      for (const cache of caches) {
+        const before = fusedDispatches();
+        logits.push(await tidyAsync(() => download(model.step(Tensor.fromArray(input, [3, width], 'i32'), cache))));
+        assert.is(fusedDispatches() - before, cache[0].fusedRotary ? model.config.layers : 0, `${name}: qkvRotary once a layer, on the fused path only`);
+      }
+      assert.equal(logits[0], logits[1], `${name}: logits of columns ${start}..${start + width - 1}`);
+      start += width;
+    }
+    for (const [l, fused] of caches[0].entries()) {
+      assert.equal(await download(fused.k), await download(caches[1][l].k), `${name} layer ${l}: cached k`);
+      assert.equal(await download(fused.v), await download(caches[1][l].v), `${name} layer ${l}: cached v`);
+    }
+    for (const cache of caches) for (const layer of cache) layer.dispose();
+    const prompts = lengths.map((n, b) => randInt(n, V, 140 + b));
+    for (const sampling of [{}, { temperature: 0.9, topK: 20, topP: 0.9, seed: 5 }]) {
+      const runs: number[][][] = [];
+      for (const fusedRotary of [true, false]) runs.push((await model.generate(prompts, { maxNewTokens: 8, ...sampling, fusedRotary })).rows.map((r) => r.tokens));
+      assert.equal(runs[0], runs[1], `${name}: tokens ${JSON.stringify(sampling)}`);
+    }
     model.dispose();
   });
 }

@@ -1,8 +1,10 @@
-// Tests only: the tensor-core attention shader with its subgroup-matrix builtins rewritten into scalar code, so
-// that devices without subgroup matrices (lavapipe) check the kernel's logic. Not part of kernels/: no production
-// path builds it.
+// Tests only: the tensor-core shaders (attention forward, matmul) with their subgroup-matrix builtins rewritten
+// into scalar code, so that devices without subgroup matrices (lavapipe) check the kernels' logic. Not part of
+// kernels/: no production path builds it.
 import type { KernelCall, Kernel } from '../../kernels/spec.ts';
-import { attentionTensorCoreCall, attentionTensorCoreKernel, type TensorCoreVariant } from '../../kernels/attention_forward_tensor_core.ts';
+import { attentionTensorCoreCall, attentionTensorCoreKernel, type MatrixShape, type TensorCoreVariant } from '../../kernels/attention_forward_tensor_core.ts';
+import { matmulTensorCoreCall, type MatmulTensorCoreVariant } from '../../kernels/matmul_tensor_core.ts';
+import type { MatmulShape } from '../../kernels/matmul.ts';
 import type { AttentionDims, AttentionMask } from '../../kernels/attention_forward.ts';
 
 /**
@@ -11,7 +13,7 @@ import type { AttentionDims, AttentionMask } from '../../kernels/attention_forwa
  * accumulates it all, a store writes it all (the lanes of a subgroup write the same values). Element (r, c) of a
  * load or store at (offset, stride) lies at offset + r·stride + c (row_major, the one layout the kernel uses).
  */
-export function emulate(source: string, v: TensorCoreVariant): string {
+export function emulate(source: string, v: { shape: MatrixShape }): string {
   const { M: TM, N: TN, K: TK } = v.shape;
   const dims: Record<string, [number, number]> = { Left: [TM, TK], Right: [TK, TN], Acc: [TM, TN] };
   // Loop bounds the compiler cannot fold (see emulatedZero): fully unrolled, these loops take lavapipe's
@@ -72,4 +74,12 @@ export function emulatedTensorCoreKernel(v: TensorCoreVariant, hasKeyRange: bool
 /** attentionTensorCoreCall, on the emulated kernel. */
 export function emulatedTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant): KernelCall {
   return { ...attentionTensorCoreCall(dims, mask, scale, v), kernel: emulatedTensorCoreKernel(v, mask.hasKeyRange) };
+}
+
+/** matmulTensorCoreCall, on the emulated kernel (its name says so in the ledger). */
+export function emulatedMatmulTensorCoreCall(s: MatmulShape, v: MatmulTensorCoreVariant): KernelCall {
+  const call = matmulTensorCoreCall(s, v);
+  let emulated = emulatedKernels.get(call.kernel);
+  if (!emulated) emulatedKernels.set(call.kernel, (emulated = { ...call.kernel, name: 'matmulTensorCoreEmulated', source: emulate(call.kernel.source, v) }));
+  return { ...call, kernel: emulated, op: emulated.name };
 }

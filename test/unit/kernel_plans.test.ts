@@ -13,6 +13,7 @@ import { softmaxWorkgroupSize } from '../../kernels/softmax.ts';
 import { normWorkgroupSize } from '../../kernels/layernorm_forward.ts';
 import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
 import { planTensorCore, tensorCoreDevice, tensorCoreDeviceUnsupported, tensorCoreShapes, tensorCoreVariant, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
+import { matmulTensorCoreCall, matmulTensorCoreLayout, matmulTensorCoreVariant, planMatmulTensorCore } from '../../kernels/matmul_tensor_core.ts';
 
 const H100: DeviceLimits = {
   maxStorageBufferBindingSize: 2147483644,
@@ -114,6 +115,28 @@ test('tensor-core plan for an H100: its shapes, the largest first, and the varia
   const lavapipeLike: SubgroupMatrixDevice = { features: new Set(['shader-f16']), subgroupMinSize: 4, subgroupMaxSize: 16, subgroupMatrixConfigs: [], limits: WEBGPU_DEFAULT };
   assert.match(tensorCoreDeviceUnsupported(lavapipeLike)!, /lacks 'chromium-experimental-subgroup-matrix'/);
   assert.match(tensorCoreVariant(lavapipeLike, 64).reason!, /lacks/);
+});
+
+test('tensor-core matmul plan for an H100: 128x128 tiles at 4096^3 in 48 KiB, smaller tiles for small products, refusals with the reason', () => {
+  const s: MatmulShape = { batch: 1, M: 4096, N: 4096, K: 4096, strideA: 0, strideB: 0, transA: true, transB: false, hasBias: false, dtypeA: 'f16', dtypeB: 'f16' };
+  const { variant } = matmulTensorCoreVariant(H100_MATRICES, s);
+  assert.equal(variant, { shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, subgroupRows: 2, subgroupCols: 2, matrixRows: 4, matrixCols: 4 });
+  const L = matmulTensorCoreLayout(variant!);
+  assert.equal([L.BM, L.BN, L.BK, L.WG], [128, 128, 32, 128]);
+  assert.ok(L.bytes <= 32768, `${L.bytes} bytes: within lavapipe's 32 KiB too`);
+  assert.equal(matmulTensorCoreCall(s, variant!).workgroups, [32, 32, 1]);
+  assert.equal(matmulTensorCoreVariant(H100_MATRICES, s, { M: 16, N: 8, K: 16 }).variant?.shape, { M: 16, N: 8, K: 16 });
+  assert.match(matmulTensorCoreVariant(H100_MATRICES, s, { M: 8, N: 8, K: 8 }).reason!, /not among this device's f16 -> f32 shapes/);
+  // A 64-row product gets 64x64 tiles (4 subgroups of 2x2 matrices), and so does 4096^3 in WebGPU's 16 KiB.
+  assert.is(matmulTensorCoreLayout(matmulTensorCoreVariant(H100_MATRICES, { ...s, M: 64, N: 100 }).variant!).BM, 64);
+  assert.is(matmulTensorCoreLayout(planMatmulTensorCore(4096, 4096, { M: 16, N: 16, K: 16 }, { subgroupSize: 32, maxWorkgroupBytes: 16384, maxInvocations: 256 }).variant!).BM, 64);
+  assert.match(planMatmulTensorCore(4096, 4096, { M: 16, N: 16, K: 16 }, { subgroupSize: 32, maxWorkgroupBytes: 2048, maxInvocations: 256 }).reason!, /no tile fits 2048 bytes/);
+  assert.match(planMatmulTensorCore(64, 64, { M: 16, N: 4, K: 16 }, tensorCoreDevice(H100_MATRICES)).reason!, /rows of 16 bytes/);
+  assert.match(matmulTensorCoreVariant(H100_MATRICES, { ...s, dtypeA: 'bf16' }).reason!, /operands are bf16 and f16: subgroup matrices take f16 operands/);
+  assert.match(matmulTensorCoreVariant(H100_MATRICES, { ...s, dtypeB: 'f32' }).reason!, /f16 operands/);
+  assert.match(matmulTensorCoreVariant(H100_MATRICES, { ...s, M: 65535 * 128 + 1 }).reason!, /exceeds maxComputeWorkgroupsPerDimension/);
+  const lavapipeLike: SubgroupMatrixDevice = { features: new Set(['shader-f16']), subgroupMinSize: 4, subgroupMaxSize: 16, subgroupMatrixConfigs: [], limits: WEBGPU_DEFAULT };
+  assert.match(matmulTensorCoreVariant(lavapipeLike, s).reason!, /lacks 'chromium-experimental-subgroup-matrix'/);
 });
 
 test.run();
