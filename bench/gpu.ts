@@ -1,5 +1,5 @@
 // The figures a GPU session records, in one run (device time is scarce): fused attention at the issue's
-// shape, matmul at 4096^3 per tile and weight format and on the tensor cores (f16 operands, where the device has
+// shape (f32, and forward+backward on the tensor cores where the device has subgroup matrices), matmul at 4096^3 per tile and weight format and on the tensor cores (f16 operands, where the device has
 // subgroup matrices: JUICE_DAWN_FLAGS with allow_unsafe_apis,vulkan_enable_f16_on_nvidia), a Pythia-1b training step, Mistral-7B-shaped decoding
 // with 16-bit weights. Host-clocked: each figure is the mean of several calls queued before one sync().
 // Usage: node --import tsx bench/gpu.ts [section ...]   (sections: attention matmul decode pythia mistral; all by default)
@@ -9,8 +9,8 @@ import { ledger } from '../engine/ledger.ts';
 import { ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { pool } from '../engine/pool.ts';
 import { sync } from '../engine/runtime.ts';
-import { Tensor, tidy } from '../engine/tensor.ts';
-import { attention, attentionUsefulFlops, subgroupMatrixDevice } from '../engine/ops/attention.ts';
+import { Tensor, tidy, tidyAsync } from '../engine/tensor.ts';
+import { attention, attentionTensorCore, attentionTensorCoreBackward, attentionUsefulFlops, subgroupMatrixDevice } from '../engine/ops/attention.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { AdamW } from '../engine/optim.ts';
 import { parseConfig } from '../models/config.ts';
@@ -25,6 +25,7 @@ import { tensorCoreDeviceUnsupported, tensorCoreShapes } from '../kernels/attent
 import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
+import { relativeError } from '../train/verify.ts';
 
 // JUICE_BENCH_SMALL=1 shrinks every shape, to check the script on lavapipe before spending device time.
 const SMALL = process.env.JUICE_BENCH_SMALL === '1';
@@ -66,7 +67,37 @@ async function attentionSection(): Promise<void> {
     report(`attention f32 fused forward B${B} H${H} T${T} D${D} causal`, fwd * 1e3, `${(useful.forward / fwd / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32 SDPA at B4 H16 T2048 D64: 1.19 ms)`);
     const both = await timeCalls(() => tidy(() => { backward(attention(q, k, v, { causal: true }), dout); zeroGrad([q, k, v]); }), 10);
     report(`attention f32 fused forward+backward B${B} H${H} T${T} D${D} causal`, both * 1e3, `${((useful.forward + useful.backward) / both / 1e12).toFixed(2)} TFLOP/s useful (PyTorch fp32 at B4 H16 T2048 D64: 4.21 ms)`);
+    if (D === 64) await tensorCoreAttention({ q, k, v, dout }, both, (useful.forward + useful.backward));
     for (const t of [q, k, v, dout]) t.dispose();
+  }
+}
+
+/**
+ * The tensor-core forward+backward (attentionTensorCore, attentionTensorCoreBackward: f16 q, k, v, f32 dout) on the
+ * f32 run's values rounded to f16, against the f32 fused forward+backward of this run (f32Seconds); dq checked against
+ * the f32 tape's (relErr 5e-3 leaves room for the f16 rounding of the inputs, about 1e-3).
+ */
+async function tensorCoreAttention(x: { q: Tensor; k: Tensor; v: Tensor; dout: Tensor }, f32Seconds: number, usefulFlops: number): Promise<void> {
+  const [B, H, T, D] = x.q.shape;
+  const what = `attention f16 tensor cores forward+backward B${B} H${H} T${T} D${D} causal`;
+  const unsupported = tensorCoreDeviceUnsupported(subgroupMatrixDevice());
+  if (unsupported) { report(`${what}: skipped, ${unsupported}`, 0); return; }
+  const opts = { causal: true };
+  const half = (like: Tensor, seed: number) => Tensor.fromArray(pattern(like.numel, seed, 1), like.shape, 'f16');
+  const [q, k, v] = [half(x.q, 1), half(x.k, 2), half(x.v, 3)]; // the seeds of the f32 q, k, v
+  const fwdBwd = () => { const { out, lse } = attentionTensorCore(q, k, v, opts); return attentionTensorCoreBackward(x.dout, q, k, v, out, lse, opts); };
+  try {
+    const sec = await timeCalls(() => tidy(() => { fwdBwd(); }), 10);
+    const ours = await tidyAsync(async () => fwdBwd().dq.toArray());
+    const ref = await tidyAsync(async () => { backward(attention(x.q, x.k, x.v, opts), x.dout); return x.q.grad!.toArray(); });
+    zeroGrad([x.q, x.k, x.v]);
+    const relErr = relativeError(ours, ref);
+    report(what, sec * 1e3, `${(usefulFlops / sec / 1e12).toFixed(2)} TFLOP/s useful, ${(f32Seconds / sec).toFixed(2)}x the f32 fused forward+backward; `
+      + `dq relErr ${relErr.toExponential(1)} vs the f32 backward ${relErr < 5e-3 ? 'PASS' : 'FAIL'} (goal <= 1.5 ms: 3x PyTorch fp16 SDPA)`);
+  } catch (e) {
+    report(`${what}: FAILED ${(e as Error).message.split('\n')[0]}`, 0);
+  } finally {
+    for (const t of [q, k, v]) t.dispose();
   }
 }
 

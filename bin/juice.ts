@@ -1,6 +1,7 @@
 // The juice command line: `juice <command> [options]`, one file per command in commands/. Run it through
 // the launcher bin/juice (or `node --import tsx bin/juice.ts`): one process, so signals reach the work.
 import { releaseGpu } from '../engine/gpu.ts';
+import { settle } from '../engine/runtime.ts';
 import { COMMANDS, usage } from './commands/index.ts';
 
 async function main(argv: string[]): Promise<number> {
@@ -14,4 +15,9 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2))
   .then((code) => { releaseGpu(); process.exitCode = code; })
-  .catch((e: unknown) => { releaseGpu(); console.error(`juice: ${e instanceof Error ? e.message : String(e)}`); process.exitCode = 1; });
+  .catch(async (e: unknown) => {
+    console.error(`juice: ${e instanceof Error ? e.message : String(e)}`);
+    await settle();
+    releaseGpu();
+    process.exitCode = 1;
+  });

@@ -275,6 +275,14 @@ export async function sync(): Promise<void> {
   throwIfGpuFailed();
 }
 
+/**
+ * After a failed op: submits what was recorded before it and waits for the GPU, so that the device is released idle
+ * (destroying it with work in flight can abort the process on lavapipe). Errors here are dropped: one is reported.
+ */
+export async function settle(): Promise<void> {
+  try { await sync(); } catch { /* the first error is the one the caller reports */ }
+}
+
 /** Copies bytes out of the GPU (flushes first). */
 export async function readBytes(b: Binding): Promise<ArrayBuffer> {
   const size = Math.ceil(b.size / 4) * 4;

@@ -41,10 +41,10 @@ export interface SubgroupMatrixDevice {
 // Row padding of the tiles: 8 halves (16 bytes) and 4 floats keep each row 16-byte aligned, as Vulkan's
 // cooperative-matrix loads and stores require of their pointer and stride, and shift successive rows across the
 // memory banks.
-const F16_PAD = 8;
-const F32_PAD = 4;
+export const F16_PAD = 8;
+export const F32_PAD = 4;
 // Spare elements after each tile that the matrices touch, in case bounds predication counts whole strides.
-const SLACK = 8;
+export const SLACK = 8;
 /** Output accumulators per lane at most (the head dims a lane holds: DP / LPR). */
 const MAX_LANE_DIMS = 128;
 
@@ -70,7 +70,7 @@ export function tensorCoreLayout(v: TensorCoreVariant) {
 }
 
 /** Why a matrix shape cannot serve a subgroup of this size (null: it can). */
-function shapeUnusable(shape: MatrixShape, subgroupSize: number): string | null {
+export function shapeUnusable(shape: MatrixShape, subgroupSize: number): string | null {
   if (subgroupSize % shape.M !== 0) return `M${shape.M} does not divide the subgroup size ${subgroupSize}`;
   if (shape.N % 8 !== 0 || shape.K % 8 !== 0) return `N${shape.N} K${shape.K}: rows of 16 bytes (8 halves) are needed`;
   return null;

@@ -11,6 +11,8 @@ import { gpu, GpuError } from '../engine/gpu.ts';
 import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
+import { bindingWindows } from '../engine/launch.ts';
+import { autocastF16, castF16 } from '../engine/ops/cast.ts';
 import { headLogits, headTokenLogprobs, type HeadOptions } from '../engine/ops/lm_head.ts';
 import { tokenLogprobs } from '../engine/ops/token_logprobs.ts';
 import { narrow } from '../engine/ops/shape.ts';
@@ -144,12 +146,17 @@ export class CausalLM {
   /**
    * log p(ids[b, t] | ids[b, :t]) f32 [B, T] (0 at t = 0) for ids i32 [B, T], differentiable: the trunk, then the
    * head fused with the log-softmax over vocabulary chunks (engine/ops/lm_head.ts), so that the [B, T, V] logits
-   * never exist. A head with a LoRA adapter goes through its logits (tokenLogprobs of head()).
+   * never exist. A head with a LoRA adapter goes through its logits (tokenLogprobs of head()). Inside autocast
+   * (mixed precision) the head's products read f16 copies of the hidden states and of an f32 weight that fits one
+   * binding (the cast is not windowed).
    */
   tokenLogprobs(ids: Tensor, opts?: HeadOptions): Tensor {
     const hidden = hiddenStates(this.config, this.params, ids, undefined, this.lora, this.gradientCheckpointing);
     if (this.headHasAdapter()) return tokenLogprobs(this.head(hidden), ids);
-    return headTokenLogprobs(hidden, this.lmHead(), ids, opts);
+    const weight = this.lmHead();
+    const [V, C] = weight.shape;
+    if (!autocastF16() || weight.dtype !== 'f32' || bindingWindows(V, 4 * C).length > 1) return headTokenLogprobs(hidden, weight, ids, opts);
+    return headTokenLogprobs(castF16(hidden), castF16(weight), ids, opts);
   }
 
   private headModule(): string { return this.config.modelType === 'gpt_neox' ? 'embed_out' : 'lm_head'; }

@@ -11,6 +11,7 @@
 import { gradEnabled } from '../engine/autodiff.ts';
 import { isMatrix, param, type ParameterSet, type ParamSpec } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
+import { autocastF16, castF16 } from '../engine/ops/cast.ts';
 import { dropout } from '../engine/ops/dropout.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
 import { linear } from '../engine/ops/matmul.ts';
@@ -139,16 +140,22 @@ export type Projection = (x: Tensor, module: string, bias?: Tensor) => Tensor;
 /**
  * The models' linear layers: linear(x, W, b), plus s · dropout(x) Aᵀ Bᵀ where the ParameterSet holds the
  * module's lora_A and lora_B. The two thin products are charged as loraDown and loraUp in the ledger; the
- * scale is applied to the rank-r intermediate (r elements per row, not out).
+ * scale is applied to the rank-r intermediate (r elements per row, not out). Inside autocast (mixed precision) every
+ * product reads f16 copies of its f32 weight and input (engine/ops/cast.ts); the bias and the sums stay f32.
  */
 export function projections(p: ParameterSet, lora?: LoraState): Projection {
-  const counter = lora?.counter; // read once per forward: a checkpointed layer replayed in the backward draws the forward's masks
+  // Both read once per forward, so that a checkpointed layer replayed in the backward draws the forward's masks and
+  // casts as the forward did.
+  const counter = lora?.counter;
+  const half = autocastF16();
+  const operand = (t: Tensor) => (half && t.dtype === 'f32' ? castF16(t) : t); // mixed precision's f16 copies
+  const product = (x: Tensor, w: Tensor, bias?: Tensor, op?: string) => linear(operand(x), operand(w), bias, op);
   return (x, module, bias) => {
-    const base = linear(x, p.get(`${module}.weight`), bias); // [..., out]
+    const base = product(x, p.get(`${module}.weight`), bias); // [..., out]
     const names = loraNames(module);
     if (!p.tensors.has(names.a)) return base;
     if (!lora) throw new LoraError(`'${names.a}' is in the parameter table but the model has no LoRA settings (scale, dropout): attach adapters with models/peft.ts`);
-    const down = linear(lora.adapterInput(x, module, counter), p.get(names.a), undefined, 'loraDown'); // [..., r]
-    return add(base, linear(scale(down, lora.scaling), p.get(names.b), undefined, 'loraUp'));
+    const down = product(lora.adapterInput(x, module, counter), p.get(names.a), undefined, 'loraDown'); // [..., r]
+    return add(base, product(scale(down, lora.scaling), p.get(names.b), undefined, 'loraUp'));
   };
 }

@@ -40,7 +40,7 @@ import {
   derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { RunConfigError, runSetup } from './run_config.ts';
+import { lossScalingOf, RunConfigError, runSetup } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 import { SftObjective } from './sft.ts';
 
@@ -311,7 +311,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
     const result = await trainLoop({
       outDir: o.out, policy, sourceDir: o.model, objective,
       optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
-      schedule, clipNorm: o.clip > 0 ? o.clip : null, totalSteps,
+      schedule, clipNorm: o.clip > 0 ? o.clip : null, lossScaling: lossScalingOf(o), totalSteps,
       saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
       resumeFrom: resumeDir, config: { command: 'irft', ...o }, logSteps: o['log-steps'], log,
     });

@@ -28,8 +28,9 @@
 //
 // A checkpoint holds the policy (policyFiles: a model or PEFT folder), optimizer.safetensors (the optimizer's
 // states; its kind and per-parameter step counts in the metadata) and trainer_state.json (global_step, epoch,
-// log_history, the run's configuration, TrainStep's and the objective's state, the schedule, LoRA's dropout seed
-// and counter). Resuming from checkpoint-k and training to N gives the bytes of an uninterrupted run to N.
+// log_history, the run's configuration, TrainStep's state (its loss scaler's with mixed precision) and the
+// objective's, the schedule, LoRA's dropout seed and counter). Resuming from checkpoint-k and training to N gives
+// the bytes of an uninterrupted run to N.
 //
 // Ledger phases: every micro-batch's forward is charged to `forwardPhase` (default 'policy-forward'); the
 // backward runs under autodiff's own 'backward' phase and the update under 'optimizer'.
@@ -47,7 +48,8 @@ import { writePlots } from './plot.ts';
 import { policyFiles } from './policy.ts';
 import { Progress } from './progress.ts';
 import { parseSchedule, type Schedule } from './schedule.ts';
-import { TrainStep } from './step.ts';
+import { LossScaler, type LossScalerOptions } from './loss_scaler.ts';
+import { TrainStep, type TrainStepState } from './step.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -89,6 +91,8 @@ export interface LoopOptions {
   optimizer: { kind: OptimizerKind; options: OptimizerOptions };
   schedule: Schedule;
   clipNorm: number | null;
+  /** Mixed precision (f16 products, dynamic loss scaling: train/step.ts); absent: f32 throughout. */
+  lossScaling?: LossScalerOptions;
   totalSteps: number;
   saveSteps: number;
   saveTotalLimit?: number;
@@ -126,7 +130,7 @@ interface TrainerState {
   max_steps: number;
   log_history: MetricsRecord[];
   config: Record<string, unknown>;
-  train_step: { stepCount: number };
+  train_step: TrainStepState;
   schedule: Schedule;
   objective: unknown;
   lora: { seed: number; counter: number } | null;
@@ -148,7 +152,8 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
   const { policy, objective } = o;
   const lora = policy.lora;
   let optimizer: Optimizer = makeOptimizer(o.optimizer.kind, policy.params.entries(), o.optimizer.options);
-  let trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm });
+  const lossScaler = o.lossScaling ? new LossScaler(o.lossScaling) : undefined; // one per run: fresh optimizers keep it
+  let trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm, lossScaler });
   let schedule = o.schedule;
   let epoch = 0;
 
@@ -228,7 +233,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
         trainStep.dispose();
         optimizer.dispose();
         optimizer = makeOptimizer(o.optimizer.kind, policy.params.entries(), o.optimizer.options);
-        trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm });
+        trainStep = new TrainStep({ params: policy.params, optimizer, schedule: o.schedule, clipNorm: o.clipNorm, lossScaler });
         trainStep.stepCount = stepCount;
       }
       if (step === STALL_IN_STEP) {
@@ -250,6 +255,7 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
       const record = {
         type: 'train' as const, step, epoch, loss: result.loss, lr: result.lr, grad_norm: result.gradNorm,
         tokens: plan.tokens, tokens_per_s: plan.tokens / seconds, live_gpu_bytes: pool.liveBytes, rss_bytes: process.memoryUsage.rss(), ...plan.extra,
+        ...(result.lossScale !== undefined ? { loss_scale: result.lossScale, skipped: result.skipped ? 1 : 0 } : {}),
       };
       metrics.log(record);
       history.push(record);

@@ -7,6 +7,7 @@ import type { ModelConfig } from '../models/config.ts';
 import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../models/lora.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
+import { GRAD_SCALER_DEFAULTS, type LossScalerOptions } from './loss_scaler.ts';
 
 /** A training run's options or inputs are unusable; the message names the flag or file. */
 export class RunConfigError extends Error {
@@ -25,11 +26,21 @@ export interface TrainingOptions {
   'max-length': number; 'max-prompt-length': number; 'max-response-length'?: number;
   'lora-r'?: number; 'lora-alpha'?: number; 'lora-dropout': number; 'lora-targets'?: string; 'weights-dtype': 'f32' | 'f16' | 'bf16';
   'gradient-checkpointing': boolean;
+  'mixed-precision': 'off' | 'f16'; 'loss-scale-init': number; 'loss-scale-growth-interval': number;
   'save-steps': number; 'save-total-limit'?: number; 'max-shard-size': number; resume?: string;
   'eval-data'?: string; 'eval-steps'?: number; 'eval-limit'?: number; limit?: number; seed: number;
   'skip-bad-lines': boolean; 'log-steps': number; 'time-kernels': boolean;
 }
 
+
+/**
+ * --mixed-precision's loss scaling: GradScaler's rule with the given first scale and growth interval, and torch's
+ * growth and backoff factors (2, 0.5); undefined for an f32 run.
+ */
+export function lossScalingOf(o: TrainingOptions): LossScalerOptions | undefined {
+  if (o['mixed-precision'] === 'off') return undefined;
+  return { ...GRAD_SCALER_DEFAULTS, initScale: o['loss-scale-init'], growthInterval: o['loss-scale-growth-interval'] };
+}
 
 /** What every trainer derives from --model and the options before loading anything onto the GPU. */
 export interface RunSetup { tokenizer: Tokenizer; eos: number; padId: number; targets: LoraTargets | undefined; resumeDir: string | undefined }

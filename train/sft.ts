@@ -22,7 +22,7 @@ import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepP
 import { sequenceLogprobs } from './objectives/logprobs.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
 import { loadPolicy } from './policy.ts';
-import { RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
+import { lossScalingOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 
 
@@ -149,7 +149,7 @@ export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) 
     return await trainLoop({
       outDir: o.out, policy, sourceDir: o.model, objective,
       optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
-      schedule, clipNorm: o.clip > 0 ? o.clip : null, totalSteps,
+      schedule, clipNorm: o.clip > 0 ? o.clip : null, lossScaling: lossScalingOf(o), totalSteps,
       saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
       resumeFrom: resumeDir, config: { command: 'sft', ...o }, logSteps: o['log-steps'], timeKernels: o['time-kernels'], log,
     });

@@ -7,8 +7,9 @@
 // same bytes); the kernels convert on load and compute in f32.
 // Tensor cores (attentionTensorCore, or attentionWithLse with variant 'tensorCore' or 'auto'): the same forward
 // on f16 storage with Q Kᵀ and P V as subgroup matrices (f16 operands, f32 accumulation; P rounded to f16), where
-// the device has chromium-experimental-subgroup-matrix with an f16 -> f32 shape. The f32 kernel stays the
-// reference and the fallback.
+// the device has chromium-experimental-subgroup-matrix with an f16 -> f32 shape; its backward
+// (attentionTensorCoreBackward) likewise, dK/dV and dQ with all five products on subgroup matrices. The f32
+// kernels stay the reference and the fallback.
 // Mask (kernels/attention_visibility.wgsl): query row t has position t + positionOffset, key j position j;
 // query sees key j iff keyRange[b][0] <= j < keyRange[b][1] (padding, left or right), and with causal
 // j <= position, and with window W (implies causal) position - j < W. A row that sees no key gets out 0,
@@ -29,6 +30,7 @@ import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
 import { attentionTensorCoreCall, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
+import { attentionBackwardTensorCoreCall, tensorCoreBackwardVariants } from '../../kernels/attention_backward_tensor_core.ts';
 
 export interface AttentionOptions {
   causal?: boolean;
@@ -90,9 +92,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 /** Gradients of q, k and v from dout; P is recomputed from q, k and the forward's lse. */
 function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, opts: AttentionOptions): Grad[] {
   const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, 'f32');
-  const rows = dims.B * dims.H * dims.T;
-  const delta = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention delta');
-  launch(attentionDeltaCall(deviceLimits(), rows, dims.D), [dout, out], [delta]);
+  const delta = attentionDelta(dout, out, dims);
   const inputs = [q, k, v, dout, lse, delta, keyRange];
   let dq: Tensor | null = null, dk: Tensor | null = null, dv: Tensor | null = null;
   if (k.requiresGrad || v.requiresGrad) {
@@ -105,6 +105,13 @@ function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
     launch(attentionBackwardDqCall(deviceLimits(), dims, mask, scale), inputs, [dq]);
   }
   return [dq, dk, dv];
+}
+
+/** delta = rowsum(dO ∘ O) [B, H, T], which both backward kernels read. */
+function attentionDelta(dout: Tensor, out: Tensor, dims: AttentionDims): Tensor {
+  const delta = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention delta');
+  launch(attentionDeltaCall(deviceLimits(), dims.B * dims.H * dims.T, dims.D), [dout, out], [delta]);
+  return delta;
 }
 
 /** u32 q, k, v hold f16 pairs, f16 ones f16 values (see the header). */
@@ -158,6 +165,32 @@ export function attentionTensorCore(q: Tensor, k: Tensor, v: Tensor, opts: Atten
   const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
   launch(attentionTensorCoreCall(dims, mask, scale, variant), [q, k, v, keyRange], [out, lse]);
   return { out, lse };
+}
+
+/**
+ * The backward of attentionTensorCore on the tensor cores: dq [B, H, T, D], dk and dv [B, KVH, S, D] (f32) from
+ * dout and the forward's out and lse (f32, [B, H, T, D] and [B, H, T]) and its f16 q, k, v and options. P is
+ * recomputed from the saved lse; dO, P and dS are rounded to f16 as operands (f32 accumulation), so the gradients
+ * differ from the f32 kernels' on the same inputs by about 2e-4 relative (measured emulated). Throws, with the reason, where the
+ * device or the shape does not allow it (attention() with the f32 kernels serves f32 inputs).
+ */
+export function attentionTensorCoreBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, opts: AttentionOptions & TensorCoreOptions = {}): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, 'f16');
+  const what = `attentionTensorCoreBackward(q ${shapeString(q.shape)}, k ${shapeString(k.shape)})`;
+  const { B, H, T, D } = dims;
+  for (const [name, t, shape] of [['dout', dout, [B, H, T, D]], ['out', out, [B, H, T, D]], ['lse', lse, [B, H, T]]] as const)
+    if (t.dtype !== 'f32' || shapeString(t.shape) !== shapeString(shape)) throw new GpuError(`${what}: ${name} must be f32 ${shapeString(shape)}, got ${t.dtype} ${shapeString(t.shape)}`);
+  const { dkdv, dq: dqVariant, reason } = tensorCoreBackwardVariants(subgroupMatrixDevice(), D, opts.shape);
+  if (!dkdv || !dqVariant) throw new GpuError(`${what}: ${reason}; attention() with the f32 kernels serves f32 inputs`);
+  const delta = attentionDelta(dout, out, dims);
+  const inputs = [q, k, v, dout, lse, delta, keyRange];
+  const dk = Tensor.empty([B, dims.KVH, dims.S, D], 'f32', 'attention dk');
+  const dv = Tensor.empty([B, dims.KVH, dims.S, D], 'f32', 'attention dv');
+  launch(attentionBackwardTensorCoreCall(dims, mask, scale, dkdv), inputs, [dk, dv]);
+  const dq = Tensor.empty([B, H, T, D], 'f32', 'attention dq');
+  launch(attentionBackwardTensorCoreCall(dims, mask, scale, dqVariant), inputs, [dq]);
+  delta.dispose();
+  return { dq, dk, dv };
 }
 
 export interface DecodeOptions {

@@ -32,13 +32,14 @@ export function headChunks(tokens: number, weight: Tensor, opts: HeadOptions = {
 }
 
 /**
- * logp[b, t] = log p(ids[b, t] | ids[b, :t]) f32 [B, T] (logp[b, 0] = 0) from hidden states f32 [B, T, C] and the
- * head's weight [V, C] (f32, or f16/bf16 when frozen): tokenLogprobs(linear(hidden, weight), ids) without the logits.
+ * logp[b, t] = log p(ids[b, t] | ids[b, :t]) f32 [B, T] (logp[b, 0] = 0) from hidden states [B, T, C] (f32, or an
+ * f16 castF16 copy: mixed precision) and the head's weight [V, C] (f32, f16/bf16 when frozen, or a castF16 copy):
+ * tokenLogprobs(linear(hidden, weight), ids) without the logits.
  * An id outside [0, V) gives NaN.
  */
 export function headTokenLogprobs(hidden: Tensor, weight: Tensor, ids: Tensor, opts: HeadOptions = {}): Tensor {
   const what = `headTokenLogprobs(hidden ${shapeString(hidden.shape)}, weight ${weight.dtype} ${shapeString(weight.shape)}, ids ${ids.dtype} ${shapeString(ids.shape)})`;
-  if (hidden.dtype !== 'f32' || hidden.rank !== 3) throw new GpuError(`${what}: hidden must be f32 [B, T, C]`);
+  if ((hidden.dtype !== 'f32' && hidden.dtype !== 'f16') || hidden.rank !== 3) throw new GpuError(`${what}: hidden must be f32 or f16 [B, T, C]`);
   const [B, T, C] = hidden.shape;
   if (!isFloatDType(weight.dtype) || weight.rank !== 2 || weight.shape[1] !== C || weight.shape[0] < 1) throw new GpuError(`${what}: weight must be [V, C] with the hidden states' C`);
   if (ids.dtype !== 'i32' || ids.rank !== 2 || ids.shape[0] !== B || ids.shape[1] !== T) throw new GpuError(`${what}: ids must be i32 [B, T] with the hidden states' B and T`);

@@ -4,6 +4,7 @@ import { record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError, type Gpu } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
+import { castF16 } from './cast.ts';
 import { broadcastShape } from './elementwise.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
 import { chosenMatmulCall, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
@@ -18,7 +19,8 @@ import { reduceSumCall } from '../../kernels/reduce_sum.ts';
  * Which kernel computes a forward product: 'auto' (the default) the tensor cores (kernels/matmul_tensor_core.ts:
  * f16 operands, f32 accumulation) where both operands are f16 and the device has subgroup matrices, else the
  * f32-arithmetic kernels; 'f32' always those (the tiled, rows or small-M kernel); 'tensorCore' only the tensor
- * cores (throws, with the reason, where they cannot serve the product). Gradients always take the tiled kernel.
+ * cores (throws, with the reason, where they cannot serve the product). Gradients take the tiled kernel, but those of an
+ * f16 product (mixed precision), which take the forward's choice.
  */
 export type MatmulVariant = 'auto' | 'f32' | 'tensorCore';
 
@@ -30,7 +32,8 @@ type ProductShape = Omit<MatmulShape, 'dtypeA' | 'dtypeB'>;
 /**
  * a [..., M, K] (or [..., K, M] with transA) times b [..., K, N] (or [..., N, K] with transB), plus bias [N]:
  * out [..., M, N]. Batch dims are equal, or one operand has none (or only ones) and is shared by every entry.
- * a and b may be stored as f32, f16 or bf16 (math and out are f32); a 16-bit operand is frozen: no gradient.
+ * a and b may be stored as f32, f16 or bf16 (math and out are f32); a 16-bit operand is frozen (no gradient) unless
+ * it is a castF16 copy (engine/ops/cast.ts), whose gradient is f32.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const { s, outShape, what } = productShape(a, b, opts);
@@ -91,9 +94,10 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, op?: string): T
 function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string, op?: string, variant: MatmulVariant = 'auto'): Tensor {
   for (const t of [a, b]) {
     if (!isFloatDType(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
-    // There is no 16-bit gradient or update: 16-bit storage holds weights that stay fixed (a frozen base model).
-    if (t.dtype !== 'f32' && t.requiresGrad)
-      throw new GpuError(`${what}: operand ${shapeString(t.shape)} is ${t.dtype} with requiresGrad set; 16-bit tensors are frozen (no gradient): keep a trained weight in f32`);
+    // There is no 16-bit gradient or update: a 16-bit leaf is a weight that stays fixed (a frozen base model); a
+    // 16-bit operand with a gradient is a castF16 copy (mixed precision), whose f32 gradient flows to its f32 input.
+    if (t.dtype !== 'f32' && t.requiresGrad && !t.hasProducer)
+      throw new GpuError(`${what}: operand ${shapeString(t.shape)} is ${t.dtype} with requiresGrad set; 16-bit tensors are frozen (no gradient): keep a trained weight in f32 (mixed precision casts it: engine/ops/cast.ts)`);
   }
   if (bias && bias.dtype !== 'f32') throw new GpuError(`${what}: bias must be f32, got ${bias.dtype}`);
   if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
@@ -176,11 +180,14 @@ function product(a: Tensor, b: Tensor, bias: Tensor | null, call: KernelCall, ou
 /**
  * Forward was C = op(A)·op(B) (+ bias) per batch entry, so d op(A) = dC·op(B)ᵀ and d op(B) = op(A)ᵀ·dC;
  * a transposed operand gets the transpose of that product (dA = op(B)·dCᵀ, dB = dCᵀ·op(A)), which is again
- * one product of the stored tensors. An operand shared over the batch gets the sum over the batch.
+ * one product of the stored tensors. An operand shared over the batch gets the sum over the batch. An f16 product
+ * (mixed precision) takes its gradient products in f16 too, dC cast (scaled by the loss scale, so that it neither
+ * underflows nor, unnoticed, overflows), on the tensor cores where the device has them, as torch.autocast does.
  */
-function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape): Grad[] {
+function matmulBackward(dOut: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape): Grad[] {
   const { batch, M, N, K, strideA, strideB, transA, transB } = s;
   const strideC = M * N;
+  const dC = a.dtype === 'f16' && b.dtype === 'f16' ? castF16(dOut) : dOut;
   const dA = !a.requiresGrad ? null : transA
     ? operandGrad(b, dC, transB, true, K, M, N, strideB, strideC, batch, strideA === 0, a.shape)
     : operandGrad(dC, b, false, !transB, M, K, N, strideC, strideB, batch, strideA === 0, a.shape);
@@ -189,7 +196,7 @@ function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s
     : operandGrad(a, dC, !transA, false, K, N, M, strideA, strideC, batch, strideB === 0, b.shape);
   if (!bias) return [dA, dB];
   // Forward added bias[n] to every row, so dbias[n] = Σ over rows (and batch) of dC[., n].
-  const dBias = bias.requiresGrad ? sumOverRows(dC, batch * M, N, bias.shape) : null;
+  const dBias = bias.requiresGrad ? sumOverRows(dOut, batch * M, N, bias.shape) : null;
   return [dA, dB, dBias];
 }
 
@@ -197,8 +204,9 @@ function matmulBackward(dC: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, s
 function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, rows: number, cols: number, inner: number,
   strideX: number, strideY: number, batch: number, shared: boolean, shape: readonly number[]): Tensor {
   const s: ProductShape = { batch, M: rows, N: cols, K: inner, strideA: strideX, strideB: strideY, transA: transX, transB: transY, hasBias: false };
-  // Gradients are for training, with many rows: the tiled kernel.
-  const call = tiledCall(storedAs(s, x, y), 'matmulBackward');
+  // Gradients are for training, with many rows: the tiled kernel, or for f16 operands the forward's choice.
+  const stored = storedAs(s, x, y);
+  const call = stored.dtypeA === 'f16' && stored.dtypeB === 'f16' ? forwardCall(stored, 'auto', 'matmulBackward', 'matmulBackward') : tiledCall(stored, 'matmulBackward');
   if (!shared || batch === 1) return product(x, y, null, call, shape);
   const perEntry = product(x, y, null, call, [batch, rows, cols]);
   return sumOverRows(perEntry, batch, rows * cols, shape);

@@ -1,8 +1,8 @@
 // The audit of tiny real runs (child processes on a byte-level GPT-NeoX): IRFT of 2 stages, full and LoRA
 // (generation, reference, policy forward/backward, optimizer, merge), and RFT, full and LoRA (reward forward and
 // backward too, and the policy and reward model scoring the samples; the LoRA run with gradient checkpointing, whose
-// replayed layers are phases of their own). On EVERY phase the ledger's FLOPs agree with
-// the analytic model (train/audit_model.ts, attention as the tiled kernels execute it) on the recorded workloads
+// replayed layers are phases of their own), and IRFT with mixed precision (its f16 casts: bytes, no FLOPs). On
+// EVERY phase the ledger's FLOPs agree with the analytic model (train/audit_model.ts, attention as the tiled kernels execute it) on the recorded workloads
 // within 2%. What the analytic model leaves out is the engine's: the norms' second-stage column sums and the loss's
 // per-sequence scalars, so the ledger may only be above it (by about 0.02% in the backward phases since the QKV
 // split writes its slices' gradients in place; forward phases and generation agree to 1e-5). The useful count
@@ -82,6 +82,16 @@ test('RFT with LoRA policy and --gradient-checkpointing: the layers replayed in 
   const out = path.join(tmp, 'rft-lora');
   juice('rft', [...common, ...LORA, '--gradient-checkpointing', '--out', out, '--prompts-per-iteration', '3', '--epochs', '1']);
   check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'policy-backward-recompute', 'reward-forward', 'reward-backward', 'reward-backward-recompute', 'optimizer']);
+});
+
+test('IRFT with --mixed-precision f16 and --gradient-checkpointing: the casts add bytes and no FLOPs, every phase within 2%', () => {
+  const out = path.join(tmp, 'irft-mixed');
+  juice('irft', [...common, '--mixed-precision', 'f16', '--gradient-checkpointing', '--out', out, '--stages', '2']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'policy-backward-recompute', 'optimizer']);
+  const casts = (JSON.parse(fs.readFileSync(path.join(out, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] }).entries.filter((e) => e.op === 'castF16');
+  // The forward's copies, the backward's f16 output gradients, the replayed layers' copies; none outside training.
+  assert.equal(casts.map((e) => e.phase).sort(), ['policy-backward', 'policy-backward-recompute', 'policy-forward']);
+  assert.ok(casts.every((e) => e.flops === 0 && e.bytesRead > 0 && e.bytesWritten > 0), JSON.stringify(casts));
 });
 
 test.run();

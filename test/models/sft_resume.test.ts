@@ -4,6 +4,8 @@
 // adapter_model.safetensors) and optimizer.safetensors are byte-identical, and so are the metrics' losses. With the
 // binding size cut (JUICE_MAX_BINDING_BYTES) a wide vocabulary's embedding, head, gradients and optimizer states are
 // bound in windows: the same training as with one binding, and a killed run resumes byte-identical there too.
+// Mixed precision (--mixed-precision f16) tracks the f32 run's losses, resumes byte-identical with its loss scaler's
+// state, and skips every step (weights and optimizer untouched) while an injected 2^100 scale overflows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -173,6 +175,52 @@ test('a fresh run refuses an --out that holds checkpoints; --config keys are che
   const bad = juice([...common, '--out', path.join(tmp, 'x'), '--config', config]);
   assert.is((await bad.exited).code, 2);
   assert.match(bad.output(), "unknown key 'max-stepz'");
+});
+
+// Mixed precision: the products on f16 copies (f16 storage, f32 math on lavapipe), f32 master weights, GradScaler's
+// dynamic loss scale, here growing after 3 clean steps so that the 6 steps cross a growth and a resume lands mid-count.
+const mixed = [...common, '--mixed-precision', 'f16', '--loss-scale-growth-interval', '3'];
+const mixedStraight = path.join(tmp, 'mixed-straight');
+const trainRecords = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train');
+const lossScales = (dir: string) => trainRecords(dir).map((r) => [r.step, r.loss_scale, r.skipped]);
+
+test('--mixed-precision f16: the losses track the f32 run within 1e-4 relative but are not its bits; the scale grows after 3 clean steps', async () => {
+  await complete([...mixed, '--out', mixedStraight]);
+  const l16 = losses(mixedStraight) as number[][], l32 = losses(straight) as number[][];
+  assert.equal(l16.map(([s]) => s), [1, 2, 3, 4, 5, 6]);
+  // f16's unit roundoff is 2^-11 (4.9e-4) per operand element; the loss averages many such errors (measured: 5e-6).
+  l16.forEach(([, l], i) => assert.ok(Math.abs(l - l32[i][1]) <= 1e-4 * Math.abs(l32[i][1]), `step ${i + 1}: loss ${l} in f16, ${l32[i][1]} in f32`));
+  assert.ok(l16.some(([, l], i) => l !== l32[i][1]), 'the f16 products ran: some loss differs from the f32 run\'s');
+  assert.not.ok(bytes(mixedStraight, 'model.safetensors').equals(bytes(straight, 'model.safetensors')), 'the f16 run\'s weights differ from the f32 run\'s');
+  assert.equal(lossScales(mixedStraight), [[1, 65536, 0], [2, 65536, 0], [3, 65536, 0], [4, 131072, 0], [5, 131072, 0], [6, 131072, 0]]);
+  const state = JSON.parse(fs.readFileSync(path.join(mixedStraight, 'checkpoint-2', 'trainer_state.json'), 'utf8'));
+  assert.is(state.config['mixed-precision'], 'f16');
+  assert.equal(state.train_step.loss_scaler, { scale: 65536, growth_tracker: 2 });
+});
+
+test('--mixed-precision f16: SIGKILL inside step 3, resumed from checkpoint-2 (two clean steps counted): byte-identical, the same scales', async () => {
+  const out = path.join(tmp, 'mixed-killed');
+  const run = juice([...mixed, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
+  await waitFor(run, 'stalling in step 3');
+  run.child.kill('SIGKILL');
+  await run.exited;
+  assert.is(latestCheckpoint(out)?.step, 2);
+  await complete([...mixed, '--out', out, '--resume']);
+  assertSameEnd(mixedStraight, out, 'model.safetensors');
+  assert.equal(lossScales(out), lossScales(mixedStraight));
+});
+
+test('--mixed-precision f16 with a first scale of 2^100: the f16 gradients overflow, every step is skipped and the scale halved, the weights stay', async () => {
+  const out = path.join(tmp, 'mixed-overflow');
+  const args = common.map((a, i) => (common[i - 1] === '--max-steps' ? '3' : a));
+  await complete([...args, '--out', out, '--mixed-precision', 'f16', '--loss-scale-init', String(2 ** 100)]);
+  assert.equal(lossScales(out), [[1, 2 ** 100, 1], [2, 2 ** 99, 1], [3, 2 ** 98, 1]]);
+  assert.ok(trainRecords(out).every((r) => r.grad_norm === null), 'the non-finite norms are logged as null');
+  const state = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint-3', 'trainer_state.json'), 'utf8'));
+  assert.equal(state.train_step, { stepCount: 3, loss_scaler: { scale: 2 ** 97, growth_tracker: 0 } });
+  const before = readSafetensors(path.join(model, 'model.safetensors')), after = readSafetensors(path.join(out, 'checkpoint-3', 'model.safetensors'));
+  for (const [name, t] of before) assert.equal(Array.from(after.get(name)!.data), Array.from(t.data), `${name} untouched`);
+  for (const [name, t] of readSafetensors(path.join(out, 'checkpoint-3', 'optimizer.safetensors'))) assert.ok(t.data.every((v) => v === 0), `optimizer state ${name} untouched`);
 });
 
 test.run();

@@ -1,8 +1,9 @@
-// Tests only: the tensor-core shaders (attention forward, matmul) with their subgroup-matrix builtins rewritten
+// Tests only: the tensor-core shaders (attention forward and backward, matmul) with their subgroup-matrix builtins rewritten
 // into scalar code, so that devices without subgroup matrices (lavapipe) check the kernels' logic. Not part of
 // kernels/: no production path builds it.
 import type { KernelCall, Kernel } from '../../kernels/spec.ts';
 import { attentionTensorCoreCall, attentionTensorCoreKernel, type MatrixShape, type TensorCoreVariant } from '../../kernels/attention_forward_tensor_core.ts';
+import { attentionBackwardTensorCoreCall, type TensorCoreBackwardVariant } from '../../kernels/attention_backward_tensor_core.ts';
 import { matmulTensorCoreCall, type MatmulTensorCoreVariant } from '../../kernels/matmul_tensor_core.ts';
 import type { MatmulShape } from '../../kernels/matmul.ts';
 import type { AttentionDims, AttentionMask } from '../../kernels/attention_forward.ts';
@@ -63,12 +64,16 @@ ${[...helpers.values()].join('\n')}\n`;
 
 const emulatedKernels = new Map<Kernel, Kernel>();
 
-/** The variant's kernel (with keyRange or without) with emulated matrices (its name says so in the ledger). */
-export function emulatedTensorCoreKernel(v: TensorCoreVariant, hasKeyRange: boolean): Kernel {
-  const kernel = attentionTensorCoreKernel(v, hasKeyRange);
+/** The kernel with emulated matrices of this shape, once per kernel (its name says so in the ledger). */
+function emulatedKernel(kernel: Kernel, shape: MatrixShape): Kernel {
   let emulated = emulatedKernels.get(kernel);
-  if (!emulated) emulatedKernels.set(kernel, (emulated = { ...kernel, name: 'attentionForwardTensorCoreEmulated', source: emulate(kernel.source, v) }));
+  if (!emulated) emulatedKernels.set(kernel, (emulated = { ...kernel, name: `${kernel.name}Emulated`, source: emulate(kernel.source, { shape }) }));
   return emulated;
+}
+
+/** The variant's kernel (with keyRange or without) with emulated matrices. */
+export function emulatedTensorCoreKernel(v: TensorCoreVariant, hasKeyRange: boolean): Kernel {
+  return emulatedKernel(attentionTensorCoreKernel(v, hasKeyRange), v.shape);
 }
 
 /** attentionTensorCoreCall, on the emulated kernel. */
@@ -76,10 +81,15 @@ export function emulatedTensorCoreCall(dims: AttentionDims, mask: AttentionMask,
   return { ...attentionTensorCoreCall(dims, mask, scale, v), kernel: emulatedTensorCoreKernel(v, mask.hasKeyRange) };
 }
 
-/** matmulTensorCoreCall, on the emulated kernel (its name says so in the ledger). */
+/** attentionBackwardTensorCoreCall (dK and dV, or dQ), on the emulated kernel. */
+export function emulatedBackwardTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreBackwardVariant): KernelCall {
+  const call = attentionBackwardTensorCoreCall(dims, mask, scale, v);
+  return { ...call, kernel: emulatedKernel(call.kernel, v.shape) };
+}
+
+/** matmulTensorCoreCall, on the emulated kernel. */
 export function emulatedMatmulTensorCoreCall(s: MatmulShape, v: MatmulTensorCoreVariant): KernelCall {
   const call = matmulTensorCoreCall(s, v);
-  let emulated = emulatedKernels.get(call.kernel);
-  if (!emulated) emulatedKernels.set(call.kernel, (emulated = { ...call.kernel, name: 'matmulTensorCoreEmulated', source: emulate(call.kernel.source, v) }));
+  const emulated = emulatedKernel(call.kernel, v.shape);
   return { ...call, kernel: emulated, op: emulated.name };
 }

@@ -14,6 +14,7 @@ import { normWorkgroupSize } from '../../kernels/layernorm_forward.ts';
 import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
 import { planTensorCore, tensorCoreDevice, tensorCoreDeviceUnsupported, tensorCoreShapes, tensorCoreVariant, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
 import { matmulTensorCoreCall, matmulTensorCoreLayout, matmulTensorCoreVariant, planMatmulTensorCore } from '../../kernels/matmul_tensor_core.ts';
+import { attentionBackwardTensorCoreCall, backwardLayout, planBackwardTensorCore, tensorCoreBackwardVariants } from '../../kernels/attention_backward_tensor_core.ts';
 
 const H100: DeviceLimits = {
   maxStorageBufferBindingSize: 2147483644,
@@ -115,6 +116,35 @@ test('tensor-core plan for an H100: its shapes, the largest first, and the varia
   const lavapipeLike: SubgroupMatrixDevice = { features: new Set(['shader-f16']), subgroupMinSize: 4, subgroupMaxSize: 16, subgroupMatrixConfigs: [], limits: WEBGPU_DEFAULT };
   assert.match(tensorCoreDeviceUnsupported(lavapipeLike)!, /lacks 'chromium-experimental-subgroup-matrix'/);
   assert.match(tensorCoreVariant(lavapipeLike, 64).reason!, /lacks/);
+});
+
+test('tensor-core attention backward plans for an H100: dK/dV and dQ tiles in 48 KiB at every head dim, grids, refusals with the reason', () => {
+  const shape = { M: 16, N: 16, K: 16 };
+  const { dkdv, dq } = tensorCoreBackwardVariants(H100_MATRICES, 64);
+  // dK/dV: 64 keys held (4 subgroups of 16), 32 query rows streamed: 48512 bytes; dQ: 64 rows held, 32 keys streamed.
+  assert.equal(dkdv, { kind: 'dkdv', shape, subgroupSize: 32, subgroups: 4, streamed: 32, D: 64 });
+  assert.equal(dq, { kind: 'dq', shape, subgroupSize: 32, subgroups: 4, streamed: 32, D: 64 });
+  const dims = { B: 4, H: 16, KVH: 16, T: 2048, S: 2048, D: 64 };
+  const mask = { causal: true, window: 0, positionOffset: 0, hasKeyRange: false };
+  assert.equal(attentionBackwardTensorCoreCall(dims, mask, 0.125, dkdv!).workgroups, [32, 16, 4]);
+  assert.equal(attentionBackwardTensorCoreCall(dims, mask, 0.125, dq!).workgroups, [32, 16, 4]);
+  const device = tensorCoreDevice(H100_MATRICES);
+  for (const D of [2, 12, 16, 64, 80, 128, 256]) {
+    for (const kind of ['dkdv', 'dq'] as const) {
+      const { variant, reason } = planBackwardTensorCore(kind, D, shape, device);
+      assert.ok(variant, `${kind} D${D}: ${reason}`);
+      const L = backwardLayout(variant!);
+      assert.ok(L.bytes <= 49152 && L.DP >= D && L.DP % 16 === 0 && Number.isInteger(L.SHARE), `${kind} D${D}: ${L.bytes} bytes, DP ${L.DP}`);
+    }
+  }
+  assert.is(planBackwardTensorCore('dkdv', 128, shape, device).variant?.subgroups, 2);
+  assert.equal(tensorCoreBackwardVariants(H100_MATRICES, 64, { M: 16, N: 8, K: 16 }).dq?.shape, { M: 16, N: 8, K: 16 });
+  assert.match(tensorCoreBackwardVariants(H100_MATRICES, 64, { M: 8, N: 8, K: 8 }).reason!, /not among this device's f16 -> f32 shapes/);
+  assert.match(planBackwardTensorCore('dq', 63, shape, device).reason!, /not even/);
+  assert.match(planBackwardTensorCore('dq', 264, shape, device).reason!, /> 256/);
+  assert.match(planBackwardTensorCore('dkdv', 256, shape, { ...device, maxWorkgroupBytes: 16384 }).reason!, /no dkdv tile at head dim 256 fits 16384 bytes/);
+  const lavapipeLike: SubgroupMatrixDevice = { features: new Set(['shader-f16']), subgroupMinSize: 4, subgroupMaxSize: 16, subgroupMatrixConfigs: [], limits: WEBGPU_DEFAULT };
+  assert.match(tensorCoreBackwardVariants(lavapipeLike, 64).reason!, /lacks 'chromium-experimental-subgroup-matrix'/);
 });
 
 test('tensor-core matmul plan for an H100: 128x128 tiles at 4096^3 in 48 KiB, smaller tiles for small products, refusals with the reason', () => {
