@@ -24,7 +24,7 @@ import { record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
-import { attentionForwardCall, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask } from '../../kernels/attention_forward.ts';
+import { attentionForwardCall, checkStorageBindings, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask } from '../../kernels/attention_forward.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
@@ -186,9 +186,12 @@ export function attentionTensorCoreBackward(dout: Tensor, q: Tensor, k: Tensor, 
   const inputs = [q, k, v, dout, lse, delta, keyRange];
   const dk = Tensor.empty([B, dims.KVH, dims.S, D], 'f32', 'attention dk');
   const dv = Tensor.empty([B, dims.KVH, dims.S, D], 'f32', 'attention dv');
-  launch(attentionBackwardTensorCoreCall(dims, mask, scale, dkdv), inputs, [dk, dv]);
+  // With padding dK/dV binds 9 storage buffers, one past WebGPU's default of 8: refused here, named, not by the pipeline.
+  const [dkdvCall, dqCall] = [dkdv, dqVariant].map((variant) => attentionBackwardTensorCoreCall(dims, mask, scale, variant));
+  for (const call of [dkdvCall, dqCall]) checkStorageBindings(deviceLimits(), call.kernel);
+  launch(dkdvCall, inputs, [dk, dv]);
   const dq = Tensor.empty([B, H, T, D], 'f32', 'attention dq');
-  launch(attentionBackwardTensorCoreCall(dims, mask, scale, dqVariant), inputs, [dq]);
+  launch(dqCall, inputs, [dq]);
   delta.dispose();
   return { dq, dk, dv };
 }
