@@ -1,0 +1,66 @@
+// `juice rft` as a child process on a tiny byte-level GPT-NeoX: 4 outer iterations (rollout, reward-model update,
+// a policy step each), killed with SIGKILL inside step 3 and resumed from checkpoint-2: the policy, its optimizer
+// state, the reward model and the reward model's optimizer state are byte-identical to an uninterrupted run, and so
+// are the losses.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readMetrics } from '../../train/metrics.ts';
+import { REWARD_OPTIMIZER_FILE, REWARD_WEIGHTS_FILE } from '../../train/rft.ts';
+import { writeByteModel } from '../support/byte_model.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-rft-resume-'));
+test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const model = writeByteModel(path.join(tmp, 'model'));
+const data = path.join(tmp, 'data.jsonl');
+fs.writeFileSync(data, Array.from({ length: 8 }, (_, i) => JSON.stringify({
+  prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
+})).join('\n') + '\n');
+
+const STEPS = 4; // 8 prompts, 2 an iteration, one epoch: 4 iterations of one policy step
+const common = ['--model', model, '--data', data, '--prompts-per-iteration', '2', '--epochs', '1', '--batch', '2', '--max-new-tokens', '8',
+  '--max-length', '64', '--max-prompt-length', '40', '--save-steps', '1', '--log-steps', '1', '--lr', '2e-3', '--peak-tflops', '1',
+  '--temperature', '0.8', '--seed', '3'];
+
+interface Run { child: ChildProcess; output: () => string; exited: Promise<number | null> }
+
+function juice(args: string[], env: Record<string, string> = {}): Run {
+  const child = spawn(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), 'rft', ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  return { child, output: () => out, exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+}
+
+const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, name));
+const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
+
+test('RFT killed (SIGKILL) in step 3 and resumed ends byte-identical to an uninterrupted run, the reward model included', async () => {
+  const whole = path.join(tmp, 'whole'), cut = path.join(tmp, 'cut');
+  const a = juice([...common, '--out', whole]);
+  assert.is(await a.exited, 0, a.output());
+
+  const b = juice([...common, '--out', cut], { JUICE_TEST_STALL_IN_STEP: '3' });
+  for (let i = 0; i < 2400 && !b.output().includes('stalling in step 3'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(b.output().includes('stalling in step 3'), b.output());
+  b.child.kill('SIGKILL');
+  await b.exited;
+  assert.ok(fs.existsSync(path.join(cut, 'checkpoint-2')) && !fs.existsSync(path.join(cut, 'checkpoint-3')));
+
+  const c = juice([...common, '--out', cut, '--resume']);
+  assert.is(await c.exited, 0, c.output());
+  assert.ok(c.output().includes('resumed from') && c.output().includes('checkpoint-2'), c.output());
+  for (const name of ['model.safetensors', 'optimizer.safetensors', REWARD_WEIGHTS_FILE, REWARD_OPTIMIZER_FILE])
+    assert.ok(file(whole, name).equals(file(cut, name)), `${name} differs after the resume`);
+  assert.ok(fs.readFileSync(path.join(whole, 'reward_model', 'model.safetensors')).equals(fs.readFileSync(path.join(cut, 'reward_model', 'model.safetensors'))), 'the final reward_model/ differs');
+  assert.equal(losses(cut), losses(whole));
+});
+
+test.run();
