@@ -36,9 +36,10 @@ export const experiment = defineCommand({
     }
     await initGpu();
     seeds ??= cpuAdapter() ? [1] : [1, 2, 3];
-    const { results } = await runHhGap({
+    const { results, stopped } = await runHhGap({
       dataDir, out: o.out, runs, seeds, maxSteps: o['max-steps'], limit: o.limit, evalLimit: o['eval-limit'], samples: o.samples,
     });
+    if (stopped) return stopped === 'SIGINT' ? 130 : 143;
     return results.every((r) => r.exit_code === 0 && r.after !== null) ? 0 : 1;
   },
 });

@@ -1,11 +1,12 @@
 // `juice experiment hh-gap`'s evaluation and its dry run. pairMetrics (train/eval_pairs.ts) against the hand
 // computation from sequenceLogprobs of each row alone (batch 1, no padding) on a tiny byte-level model: batches
 // of 3 rows (a pair split across two batches, right padding) must give the same four numbers. Then, when
-// ../shared/data holds HH-RLHF and hh-byte-base, a dry run of the experiment (one SFT run, 2 steps, 16 pairs).
+// ../shared/data holds HH-RLHF and hh-byte-base, a dry run of the experiment (one SFT run, 2 steps, 16 pairs), and a
+// SIGTERM during its first run: passed on to that run, which checkpoints and exits 143, and the experiment stops.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,6 +95,28 @@ test('juice experiment hh-gap: a dry run (2 SFT steps on 16 pairs)', () => {
     for (const m of [x.before, x.after!, ...x.evals]) for (const k of ['gap_sum', 'gap_tok', 'acc', 'chosen_nll'] as const) assert.ok(Number.isFinite(m[k]), `${k} finite`);
     assert.ok(x.after!.chosen_nll !== x.before.chosen_nll, 'training moved the model');
     assert.match(r.stdout, /gap_sum/);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('juice experiment hh-gap: SIGTERM reaches the run under way, which checkpoints and exits 143; no later run starts, no process is left', async () => {
+  if (missingInputs(SHARED_DATA).length > 0) { console.log(`  skipped: no HH-RLHF / hh-byte-base under ${SHARED_DATA}`); return; }
+  const out = mkdtempSync(join(tmpdir(), 'juice-hh-gap-term-'));
+  try {
+    const child = spawn(join(ROOT, 'bin/juice'), ['experiment', 'hh-gap', '--data-dir', SHARED_DATA, '--out', out, '--methods', 'sft-lr3e-4,sft-lr3e-5', '--seeds', '1',
+      '--max-steps', '4', '--limit', '16', '--eval-limit', '8', '--samples', '1'], { env: { ...process.env, JUICE_TEST_STALL_IN_STEP: '3' }, stdio: 'ignore' });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const runLog = join(out, 'sft-lr3e-4-seed1', 'log.txt');
+    for (let i = 0; i < 6000 && !(existsSync(runLog) && readFileSync(runLog, 'utf8').includes('stalling in step 3')); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(runLog) && readFileSync(runLog, 'utf8').includes('stalling in step 3'), 'the first run reached step 3');
+    child.kill('SIGTERM');
+    assert.is(await exited, 143);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as HhGapResult[];
+    assert.equal(results.map((x) => [x.run, x.exit_code]), [['sft-lr3e-4', 143]]);
+    assert.ok(existsSync(join(out, 'sft-lr3e-4-seed1', 'checkpoint-3')), 'the stopped run wrote its checkpoint');
+    assert.ok(!existsSync(join(out, 'sft-lr3e-5-seed1')), 'the next run did not start');
+    assert.is(spawnSync('pgrep', ['-f', out]).status, 1, 'a process of the experiment is still running');
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

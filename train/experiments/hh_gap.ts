@@ -188,10 +188,19 @@ export function runEvals(dir: string): HhGapEval[] {
   return out.sort((a, b) => a.step - b.step);
 }
 
-/** Runs `bin/juice ...args`, its output into logFile (and the lines that say where it stands into `log`). */
-function runChild(args: string[], logFile: string, log: (l: string) => void, prefix: string): Promise<number> {
+/**
+ * Runs `bin/juice ...args`, its output into logFile (and the lines that say where it stands into `log`). SIGINT and
+ * SIGTERM to this process are passed on to the child, once, which checkpoints and exits 130 / 143 (`signal` says one
+ * came): the child has a process group of its own, so a terminal's Ctrl-C does not reach it twice (a second signal
+ * stops a run without its checkpoint).
+ */
+function runChild(args: string[], logFile: string, log: (l: string) => void, prefix: string): Promise<{ code: number; signal: NodeJS.Signals | null }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(join(ROOT, 'bin/juice'), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(join(ROOT, 'bin/juice'), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let received: NodeJS.Signals | null = null;
+    const forward = (signal: NodeJS.Signals) => { received = signal; child.kill(signal); };
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
     const file = createWriteStream(logFile);
     let pending = '';
     const onData = (chunk: Buffer) => {
@@ -204,7 +213,12 @@ function runChild(args: string[], logFile: string, log: (l: string) => void, pre
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
     child.on('error', reject);
-    child.on('close', (code, signal) => { file.end(); resolvePromise(code ?? (signal ? 128 : 1)); });
+    child.on('close', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      file.end();
+      resolvePromise({ code: code ?? (signal ? 128 : 1), signal: received });
+    });
   });
 }
 
@@ -260,7 +274,7 @@ export function resultsTable(results: readonly HhGapResult[]): string {
 }
 
 /** The whole experiment; returns the rows of results.json (also written there after each run). */
-export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[]; base: BaseReport }> {
+export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[]; base: BaseReport; stopped: NodeJS.Signals | null }> {
   const log = o.log ?? ((l: string) => console.log(l));
   const missing = missingInputs(o.dataDir);
   if (missing.length > 0) throw new Error(`hh-gap: missing ${missing.join(', ')} (pass --data-dir)`);
@@ -277,8 +291,10 @@ export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[
 
   const trainPairs = (await readExamples(paths.train, { limit: o.limit })).examples.length;
   const results: HhGapResult[] = [];
+  let stopped: NodeJS.Signals | null = null; // a SIGINT or SIGTERM passed on to a run ends the experiment after it
   for (const seed of o.seeds) {
     for (const spec of o.runs) {
+      if (stopped) break;
       const name = `${spec.id}-seed${seed}`;
       const dir = join(o.out, name);
       rmSync(dir, { recursive: true, force: true }); // a fresh run: this folder is the experiment's own
@@ -290,7 +306,8 @@ export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[
       const args = runArgs(spec, paths, dir, seed, o, evalSteps, warmup);
       log(`\n[${name}] ${steps} steps over ${n} training pairs, eval every ${evalSteps}: bin/juice ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}`);
       const started = performance.now();
-      const code = await runChild(args, join(dir, 'log.txt'), log, `[${name}]`);
+      const { code, signal } = await runChild(args, join(dir, 'log.txt'), log, `[${name}]`);
+      stopped = signal;
       const seconds = (performance.now() - started) / 1000;
       const evals = existsSync(join(dir, METRICS_FILE)) ? runEvals(dir) : [];
       const last = evals.at(-1);
@@ -301,9 +318,10 @@ export async function runHhGap(o: HhGapOptions): Promise<{ results: HhGapResult[
         seconds, exit_code: code, dir,
       });
       writeFileSync(join(o.out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
-      log(`[${name}] ${code === 0 ? 'done' : `FAILED (exit ${code}; ${join(dir, 'log.txt')})`} in ${seconds.toFixed(0)} s${evals.length === 0 ? '; no eval lines with the pair metrics' : ''}`);
+      log(`[${name}] ${signal ? `stopped by ${signal} (exit ${code}; its checkpoint resumes it)` : code === 0 ? 'done' : `FAILED (exit ${code}; ${join(dir, 'log.txt')})`} in ${seconds.toFixed(0)} s${evals.length === 0 ? '; no eval lines with the pair metrics' : ''}`);
     }
   }
+  if (stopped) log(`\nstopped by ${stopped}: the runs after it were not started`);
   log(`\n${resultsTable(results)}\n\n${join(o.out, 'results.json')}`);
-  return { results, base };
+  return { results, base, stopped };
 }
