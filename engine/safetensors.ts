@@ -142,8 +142,8 @@ export class StrictJsonError extends Error {
 
 export interface StrictJson {
   value: unknown;
-  /** The first number token with a fraction or an exponent (32768.0, 1e2), and where; null if none. */
-  nonInteger: { path: JsonPath; token: string } | null;
+  /** The number tokens with a fraction or an exponent (32768.0, 1e2), and where, in text order. */
+  nonIntegers: { path: JsonPath; token: string }[];
 }
 
 const MAX_JSON_DEPTH = 64;
@@ -156,7 +156,7 @@ const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b
 export function parseStrictJson(text: string): StrictJson {
   let i = 0;
   const at: JsonPath = [];
-  let nonInteger: StrictJson['nonInteger'] = null;
+  const nonIntegers: StrictJson['nonIntegers'] = [];
   const fail = (reason: string, pos = i): never => { throw new StrictJsonError(at.slice(), pos, reason); };
   const ws = () => {
     for (;;) {
@@ -190,7 +190,7 @@ export function parseStrictJson(text: string): StrictJson {
   const number = (): number => {
     const m = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i, i + 400));
     if (!m) return fail('invalid number');
-    if ((m[1] !== undefined || m[2] !== undefined) && nonInteger === null) nonInteger = { path: at.slice(), token: m[0].slice(0, 40) };
+    if (m[1] !== undefined || m[2] !== undefined) nonIntegers.push({ path: at.slice(), token: m[0].slice(0, 40) });
     i += m[0].length;
     return Number(m[0]);
   };
@@ -246,7 +246,7 @@ export function parseStrictJson(text: string): StrictJson {
   const value0 = value(0);
   ws();
   if (i < text.length) fail('unexpected text after the JSON value');
-  return { value: value0, nonInteger };
+  return { value: value0, nonIntegers };
 }
 
 /** Product of dims, or undefined if it is not a safe integer (absurd shapes in corrupt files). */
@@ -295,9 +295,9 @@ function parseHeader(file: string, header: StrictJson, dataStart: number, dataLe
   if (!isPlainObject(json)) {
     throw new SafetensorsError(file, `header is not a JSON object (got ${show(json)})`);
   }
-  if (header.nonInteger !== null) {
+  if (header.nonIntegers.length > 0) {
     // Only shapes and data_offsets hold numbers (metadata values are strings), and both are integers.
-    const { path: where, token } = header.nonInteger;
+    const { path: where, token } = header.nonIntegers[0];
     const [name, field] = where;
     const entry = typeof name === 'string' && isPlainObject(json[name]) ? json[name] : undefined;
     const rule = field === 'shape' ? 'shape must be an array of non-negative integers'

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { param, type ParamSpec } from '../engine/params.ts';
-import { parseStrictJson, resolveInFolder, StrictJsonError } from '../engine/safetensors.ts';
+import { parseStrictJson, resolveInFolder, StrictJsonError, type StrictJson } from '../engine/safetensors.ts';
 import { numelOf } from '../engine/tensor.ts';
 import type { ModelConfig } from './config_types.ts';
 import { gptNeoxParams, gptNeoxTrunkParams } from './gpt_neox_params.ts';
@@ -64,19 +64,28 @@ export function loadConfig(dir: string): ModelConfig {
   } catch (e) {
     throw new ConfigError(file, null, null, `cannot read: ${(e as Error).message}`);
   }
-  let json: unknown;
+  let parsed: StrictJson;
   try {
-    json = parseStrictJson(text).value; // duplicate keys refused: JSON.parse would keep the last one silently
+    parsed = parseStrictJson(text); // duplicate keys refused: JSON.parse would keep the last one silently
   } catch (e) {
     if (!(e instanceof StrictJsonError)) throw e;
     throw new ConfigError(file, null, null, `not valid JSON: ${e.message}`);
   }
-  return parseConfig(json, file);
+  // A size written 64.0 is a float to transformers (Python's json): refused where an integer is read.
+  const floats = new Map(parsed.nonIntegers.map(({ path: p, token }) => [String(p[0]), token]));
+  return parseConfig(parsed.value, file, floats);
 }
 
 /** Field readers that throw a ConfigError naming the file, the field and the value. */
 class Fields {
-  constructor(readonly file: string, readonly json: Record<string, unknown>) {}
+  /** floats: the fields (top-level keys) holding a number written with a fraction or exponent, and that token. */
+  constructor(readonly file: string, readonly json: Record<string, unknown>, private readonly floats: ReadonlyMap<string, string> = new Map()) {}
+
+  /** Refuses an integer field written as a float (64.0, 1e3): transformers would read a float. */
+  private integerText(field: string, what: string): void {
+    const token = this.floats.get(field);
+    if (token !== undefined) this.fail(field, `must be ${what}, written without a fraction or exponent (the file says ${token})`);
+  }
 
   /** Present and not null (transformers treats null as "use the default"). */
   has(field: string): boolean {
@@ -92,6 +101,7 @@ class Fields {
     const v = this.json[field] ?? fallback;
     if (v === undefined) this.fail(field, 'required (a positive integer)');
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) this.fail(field, 'must be a positive integer');
+    this.integerText(field, 'a positive integer');
     if (v > max) this.fail(field, `must be at most ${max} (juice's limit for ${field})`);
     return v;
   }
@@ -115,6 +125,7 @@ class Fields {
     if (v === undefined) return fallback;
     if (v === null) return null;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) this.fail(field, 'must be a non-negative integer or null');
+    this.integerText(field, 'a non-negative integer or null');
     if (v > CONFIG_LIMITS.token_id) this.fail(field, `must be at most ${CONFIG_LIMITS.token_id} (token ids are int32)`);
     return v;
   }
@@ -125,6 +136,7 @@ class Fields {
     if (v.length === 0 || !v.every((id) => Number.isSafeInteger(id) && id >= 0 && id <= CONFIG_LIMITS.token_id)) {
       this.fail(field, `must be a non-negative integer at most ${CONFIG_LIMITS.token_id}, a non-empty list of them, or null`);
     }
+    this.integerText(field, 'a list of non-negative integers');
     return v as number[];
   }
 
@@ -262,9 +274,9 @@ function parseMistral(f: Fields, head: 'lm' | 'score'): ModelConfig {
 }
 
 /** Parses a config.json object; `file` names it in errors. */
-export function parseConfig(json: unknown, file: string): ModelConfig {
+export function parseConfig(json: unknown, file: string, floats?: ReadonlyMap<string, string>): ModelConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(file, null, json, 'must be a JSON object');
-  const f = new Fields(file, json as Record<string, unknown>);
+  const f = new Fields(file, json as Record<string, unknown>, floats);
   const modelType = f.json.model_type;
   const cfg = modelType === 'gpt_neox' ? parseGptNeox(f, parseHead(f))
     : modelType === 'mistral' ? parseMistral(f, parseHead(f))

@@ -124,6 +124,20 @@ test('loadConfig names the file when it is missing or not JSON', () => {
   assert.throws(() => loadConfig(dir), (e: Error) => e instanceof ConfigError && e.message.includes(path.join(dir, 'config.json')) && e.message.includes('not valid JSON'));
 });
 
+test('an integer field written as a float (64.0, 2e1) is refused naming the file, the field and the token; float fields may be', () => {
+  const dir = freshDir();
+  const text = fs.readFileSync(path.join(HF, 'gpt_neox', 'config.json'), 'utf8');
+  const config = JSON.parse(text) as Record<string, unknown>;
+  const write = (edit: (t: string) => string) => fs.writeFileSync(path.join(dir, 'config.json'), edit(JSON.stringify(config, null, 2)));
+  write((t) => t.replace(/"hidden_size": (\d+)/, '"hidden_size": $1.0'));
+  assert.throws(() => loadConfig(dir), (e: Error) => e instanceof ConfigError && e.message.includes(path.join(dir, 'config.json'))
+    && e.message.includes('hidden_size') && /written without a fraction or exponent \(the file says \d+\.0\)/.test(e.message), 'hidden_size 64.0');
+  write((t) => t.replace(/"eos_token_id": (\d+)/, '"eos_token_id": $1e0'));
+  assert.throws(() => loadConfig(dir), (e: Error) => e instanceof ConfigError && e.message.includes('eos_token_id') && e.message.includes('e0'), 'eos_token_id 0e0');
+  write((t) => t.replace(/"layer_norm_eps": [^,\n]+/, '"layer_norm_eps": 1.0e-5').replace(/"rotary_emb_base": (\d+)/, '"rotary_emb_base": $1.0'));
+  assert.equal(loadConfig(dir), loadConfig(path.join(HF, 'gpt_neox')), 'floats where transformers reads floats');
+});
+
 if (has7B) {
   test('the real Mistral-7B-v0.1 config parses', () => {
     const c = loadConfig(MISTRAL_7B);
