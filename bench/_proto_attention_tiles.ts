@@ -58,7 +58,8 @@ try {
     await seconds(() => {});
     const ins = [q, k, v, dout, lse, delta, null];
     for (const kernel of kernelsWanted) {
-      const cands = CANDS[kernel].filter((c) => 4 * FLOATS[kernel](c, D) <= limits.maxComputeWorkgroupStorageSize && c.G * c.G <= limits.maxComputeInvocationsPerWorkgroup);
+      const only = process.env.ONLY?.split(',');
+      const cands = CANDS[kernel].filter((c, i) => (i === 0 || !only || only.includes(name(c).replace(' ', ':'))) && 4 * FLOATS[kernel](c, D) <= limits.maxComputeWorkgroupStorageSize && c.G * c.G <= limits.maxComputeInvocationsPerWorkgroup);
       const runs = cands.map((c) => {
         if (kernel === 'forward') { const call = withTiles(attentionForwardCall(limits, dims, mask, scale), c, D, [ceilDiv(T, c.BR), H, B]); return () => launch(call, [q, k, v, null], [out, lse]); }
         if (kernel === 'dkdv') { const call = withTiles(attentionBackwardDkDvCall(limits, dims, mask, scale), c, D, [ceilDiv(S, c.BC), KVH, B]); return () => launch(call, ins, [dk, dv]); }

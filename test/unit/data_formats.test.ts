@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { DataError, readExamples, type ReadOptions } from '../../train/data/index.ts';
+import { MAX_LINE_CHARS, readLines } from '../../train/data/jsonl.ts';
 import { SHARED_DATA } from '../support/paths.ts';
 
 const SHARED = SHARED_DATA;
@@ -150,6 +151,22 @@ test('real HH-RLHF: the train and eval splits, the first record, the full file\'
   } catch (e) {
     assert.is((e as Error).message, `${fullFile}:1255: field "rejected": the text up to its last "\\n\\nAssistant:" differs from chosen's (from character 142)`);
   }
+});
+
+test('readLines: LF and CRLF endings, a last line without one, characters split across chunks; a line over the bound is a DataError naming file and line', async () => {
+  const file = path.join(tmpDir, 'lines.txt');
+  const long = 'é'.repeat(70_000); // 140 kB of UTF-8: several read chunks, a 2-byte character across their seams
+  fs.writeFileSync(file, `a\r\nb\n\n${long}\nlast`);
+  const read = async (f: string, max?: number) => { const out: [number, string][] = []; for await (const { line, text } of readLines(f, max)) out.push([line, text]); return out; };
+  assert.equal(await read(file), [[1, 'a'], [2, 'b'], [3, ''], [4, long], [5, 'last']]);
+  const errorOf = async (f: () => Promise<unknown>): Promise<Error> => { try { await f(); } catch (e) { return e as Error; } throw new Error('no error was thrown'); };
+  const short = await errorOf(() => read(file, 1000));
+  assert.ok(short instanceof DataError && short.message.startsWith(`${file}:4: `) && short.message.includes('longer than 1000 characters'), short.message);
+  // The default bound, through readExamples: a 17 Mi-character line with no newline is refused, not held whole.
+  const huge = path.join(tmpDir, 'huge.jsonl');
+  fs.writeFileSync(huge, `${JSON.stringify(GOOD)}\n${'x'.repeat(MAX_LINE_CHARS + 1)}`);
+  const e = await errorOf(() => readExamples(huge));
+  assert.ok(e instanceof DataError && e.reason === 'line too long' && e.message.startsWith(`${huge}:2: `), e.message);
 });
 
 test.run();

@@ -44,7 +44,8 @@ export type BadLineReason =
   | 'no assistant turn'
   | 'no user turn'
   | 'empty response'
-  | 'prompt mismatch';
+  | 'prompt mismatch'
+  | 'line too long';
 
 /** A line that is not a record: names the file, the 1-based line, the field (null when the line as a whole is at fault), and why. */
 export class DataError extends Error {
