@@ -1,6 +1,7 @@
 // Attention backward: dK and dV per key tile, looping over the query heads that share its kv head (GQA without atomics).
 import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import type { MatmulDeviceClass } from './matmul.ts';
+import { ATTENTION_TILE_TABLE, attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 function dkdvKernel(hasKeyRange: boolean): Kernel {
   const inputs = ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'];
@@ -17,17 +18,18 @@ function dkdvKernel(hasKeyRange: boolean): Kernel {
 export const attentionBackwardDkDvKernel = dkdvKernel(false);
 export const attentionBackwardDkDvKeyRangeKernel = dkdvKernel(true);
 
-export function dkdvTiles(limits: DeviceLimits, D: number): AttentionTiles {
+/** device: the class whose entry of kernels/attention_tiles.json applies (matmul's device classes). */
+export function dkdvTiles(limits: DeviceLimits, D: number, device: MatmulDeviceClass = 'other'): AttentionTiles {
   // K and V tiles, chunks of the Q and dO tiles, P and dS tiles, lse and delta of the query tile.
   const DC = streamedChunkDims(D);
-  return pickTiles(limits, 'attentionBackwardDkDv', 'keys', D, ({ BR, BC }) => 2 * BC * D + 2 * BR * DC + 2 * BR * BC + 2 * BR);
+  return pickTiles(limits, 'attentionBackwardDkDv', 'keys', D, ({ BR, BC }) => 2 * BC * D + 2 * BR * DC + 2 * BR * BC + 2 * BR, ATTENTION_TILE_TABLE[device].dkdv);
 }
 
-export function attentionBackwardDkDvCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
+export function attentionBackwardDkDvCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number, device: MatmulDeviceClass = 'other'): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
   const kernel = mask.hasKeyRange ? attentionBackwardDkDvKeyRangeKernel : attentionBackwardDkDvKernel;
   checkStorageBindings(limits, kernel);
-  const tiles = dkdvTiles(limits, D);
+  const tiles = dkdvTiles(limits, D, device);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
     kernel,

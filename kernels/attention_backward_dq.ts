@@ -1,6 +1,7 @@
 // Attention backward: dQ per query tile, over the key tiles its rows see.
 import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import type { MatmulDeviceClass } from './matmul.ts';
+import { ATTENTION_TILE_TABLE, attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 function dqKernel(hasKeyRange: boolean): Kernel {
   const inputs = ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'];
@@ -17,17 +18,18 @@ function dqKernel(hasKeyRange: boolean): Kernel {
 export const attentionBackwardDqKernel = dqKernel(false);
 export const attentionBackwardDqKeyRangeKernel = dqKernel(true);
 
-export function dqTiles(limits: DeviceLimits, D: number): AttentionTiles {
+/** device: the class whose entry of kernels/attention_tiles.json applies (matmul's device classes). */
+export function dqTiles(limits: DeviceLimits, D: number, device: MatmulDeviceClass = 'other'): AttentionTiles {
   // Q and dO tiles, chunks of the K and V tiles, the dS tile, lse and delta.
   const DC = streamedChunkDims(D);
-  return pickTiles(limits, 'attentionBackwardDq', 'rows', D, ({ BR, BC }) => 2 * BR * D + 2 * BC * DC + BR * BC + 2 * BR);
+  return pickTiles(limits, 'attentionBackwardDq', 'rows', D, ({ BR, BC }) => 2 * BR * D + 2 * BC * DC + BR * BC + 2 * BR, ATTENTION_TILE_TABLE[device].dq);
 }
 
-export function attentionBackwardDqCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number): KernelCall {
+export function attentionBackwardDqCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number, device: MatmulDeviceClass = 'other'): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
   const kernel = mask.hasKeyRange ? attentionBackwardDqKeyRangeKernel : attentionBackwardDqKernel;
   checkStorageBindings(limits, kernel);
-  const tiles = dqTiles(limits, D);
+  const tiles = dqTiles(limits, D, device);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   return {
     kernel,

@@ -1,7 +1,9 @@
 // FlashAttention-2 forward (out and row logsumexp), and what every attention kernel shares: the mask rule
 // included in its WGSL, the storage type of q, k and v (f32 or f16), tile sizes picked from the device's limits,
 // and the count of score entries that tile skipping leaves to compute (their analytic cost).
+import { readFileSync } from 'node:fs';
 import { bytesPerElement } from './dtype.ts';
+import type { MatmulDeviceClass } from './matmul.ts';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall, type ParamType } from './spec.ts';
 
 /** Sizes of one attention call: q [B, H, T, D], k and v [B, KVH, S, D]. */
@@ -58,7 +60,15 @@ export const MAX_HEAD_DIM = 32 * GRID;
 /** Accumulators per thread (MAX_ACC in the kernels): the held rows (or keys) per thread × ceil(D / GRID) dims. */
 const MAX_ACCUMULATORS = 64;
 
-export interface AttentionTiles { BR: number; BC: number }
+/** BR query rows × BC keys, on GRID × GRID threads (the GRID constant when absent). */
+export interface AttentionTiles { BR: number; BC: number; GRID?: number }
+
+/** The attention kernels whose tiles kernels/attention_tiles.json may choose per device class. */
+export type AttentionTileKernel = 'forward' | 'dkdv' | 'dq';
+/** Per device class (matmul's), the tiles of some kernels; a kernel without an entry, or whose entry does not fit, takes pickTiles' choice. */
+export type AttentionTileTable = Record<MatmulDeviceClass, Partial<Record<AttentionTileKernel, AttentionTiles>>>;
+/** The measured choices (bench/RESULTS.md, "Attention tiles on lavapipe"). */
+export const ATTENTION_TILE_TABLE: AttentionTileTable = JSON.parse(readFileSync(new URL('attention_tiles.json', import.meta.url), 'utf8'));
 
 // Largest first: BR query rows × BC keys, multiples of GRID up to GRID · MAX_BLOCK = 32; in each pair of equal
 // area, the first holds more query rows, the second more keys.
@@ -70,11 +80,18 @@ const TILE_CANDIDATES: readonly AttentionTiles[] = [
  * The largest tile whose workgroup memory, `floats(tile)` f32 values, fits maxComputeWorkgroupStorageSize and
  * whose accumulators fit MAX_ACCUMULATORS registers per thread (which binds only above D = 128: 16 held rows
  * at most). Between tiles of equal area, a kernel prefers more of what it holds while streaming the other:
- * query rows (forward, dQ) or keys (dK and dV, about 20% faster at D = 64 on lavapipe).
+ * query rows (forward, dQ) or keys (dK and dV, about 20% faster at D = 64 on lavapipe). A table entry
+ * (ATTENTION_TILE_TABLE, by device class) comes first where it fits the device and D.
  */
-export function pickTiles(limits: DeviceLimits, what: string, holds: 'rows' | 'keys', D: number, floats: (t: AttentionTiles) => number): AttentionTiles {
-  if (GRID * GRID > limits.maxComputeInvocationsPerWorkgroup) throw new KernelError(`${what}: ${GRID * GRID} invocations exceed maxComputeInvocationsPerWorkgroup`);
+export function pickTiles(limits: DeviceLimits, what: string, holds: 'rows' | 'keys', D: number, floats: (t: AttentionTiles) => number, chosen?: AttentionTiles): AttentionTiles {
   const held = (t: AttentionTiles) => (holds === 'rows' ? t.BR : t.BC);
+  if (chosen) {
+    const g = chosen.GRID ?? GRID;
+    const blocks = [chosen.BR / g, chosen.BC / g];
+    if (g * g <= limits.maxComputeInvocationsPerWorkgroup && blocks.every((n) => Number.isInteger(n) && n >= 1 && n <= 4)
+      && ceilDiv(D, g) <= 32 && 4 * floats(chosen) <= limits.maxComputeWorkgroupStorageSize && (held(chosen) / g) * ceilDiv(D, g) <= MAX_ACCUMULATORS) return chosen;
+  }
+  if (GRID * GRID > limits.maxComputeInvocationsPerWorkgroup) throw new KernelError(`${what}: ${GRID * GRID} invocations exceed maxComputeInvocationsPerWorkgroup`);
   const ordered = [...TILE_CANDIDATES].sort((a, b) => b.BR * b.BC - a.BR * a.BC || held(b) - held(a));
   const tiles = ordered.find((t) => 4 * floats(t) <= limits.maxComputeWorkgroupStorageSize && (held(t) / GRID) * ceilDiv(D, GRID) <= MAX_ACCUMULATORS);
   if (!tiles) throw new KernelError(`${what}: no attention tile at head dim ${D} fits maxComputeWorkgroupStorageSize ${limits.maxComputeWorkgroupStorageSize} bytes`);
@@ -95,8 +112,8 @@ export function reloadedDims(D: number): number {
 }
 
 /** The override constants of a tiled attention kernel (TILE_CONSTANTS), all set by the host. */
-export function tileConstants(D: number, { BR, BC }: AttentionTiles): Record<string, number> {
-  return { D, BR, BC, GRID, ROWS: BR / GRID, COLS: BC / GRID, DIMS: ceilDiv(D, GRID) };
+export function tileConstants(D: number, { BR, BC, GRID: g = GRID }: AttentionTiles): Record<string, number> {
+  return { D, BR, BC, GRID: g, ROWS: BR / g, COLS: BC / g, DIMS: ceilDiv(D, g) };
 }
 
 export const TILE_CONSTANTS = ['D', 'BR', 'BC', 'GRID', 'ROWS', 'COLS', 'DIMS'] as const;
@@ -153,9 +170,10 @@ export function seeingRowSpan(j0: number, j1: number, T: number, mask: Attention
   return [lo, Math.max(lo, hi)];
 }
 
-export function forwardTiles(limits: DeviceLimits, D: number): AttentionTiles {
+/** device: the class whose entry of kernels/attention_tiles.json applies (matmul's device classes). */
+export function forwardTiles(limits: DeviceLimits, D: number, device: MatmulDeviceClass = 'other'): AttentionTiles {
   // qTile + kvTile + pTile + three row statistics.
-  return pickTiles(limits, 'attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR);
+  return pickTiles(limits, 'attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR, ATTENTION_TILE_TABLE[device].forward);
 }
 
 function forwardKernel(storage: 'f32' | 'f16', hasKeyRange: boolean): Kernel {
@@ -176,9 +194,9 @@ export const attentionForwardF16Kernel = forwardKernel('f16', false);
 export const attentionForwardF16KeyRangeKernel = forwardKernel('f16', true);
 
 /** storage: the dtype of q, k and v. */
-export function attentionForwardCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number, storage: 'f32' | 'f16' = 'f32'): KernelCall {
+export function attentionForwardCall(limits: DeviceLimits, dims: AttentionDims, mask: AttentionMask, scale: number, storage: 'f32' | 'f16' = 'f32', device: MatmulDeviceClass = 'other'): KernelCall {
   const { B, H, KVH, T, S, D } = dims;
-  const tiles = forwardTiles(limits, D);
+  const tiles = forwardTiles(limits, D, device);
   const work = tileWork(T, S, tiles.BR, tiles.BC, mask);
   const e = bytesPerElement(storage);
   return {

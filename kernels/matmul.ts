@@ -181,6 +181,11 @@ export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTil
 /** The device classes of the choice table (kernels/matmul_tiles.json). */
 export const MATMUL_DEVICE_CLASSES = ['lavapipe', 'nvidia', 'other'] as const;
 export type MatmulDeviceClass = (typeof MATMUL_DEVICE_CLASSES)[number];
+/** Which device class an adapter is: lavapipe (a CPU), NVIDIA, or any other (also attention_tiles.json's rows). */
+export function deviceClassOf(info: { vendor: string; architecture: string; description: string }): MatmulDeviceClass {
+  if (/llvmpipe|lavapipe/i.test(info.description) || (info.vendor === 'mesa' && info.architecture === 'software')) return 'lavapipe';
+  return /nvidia/i.test(info.vendor) || /nvidia/i.test(info.description) ? 'nvidia' : 'other';
+}
 /** One shape bucket of a device class: products up to maxMNK (batch·M·N·K; null: any) run `rows` where it fits, else `tile`. */
 export interface MatmulChoice { maxMNK: number | null; tile: keyof typeof MATMUL_TILES; rows?: keyof typeof MATMUL_ROWS_VARIANTS }
 /** A device class's small-M kernel variants (names of kernels/matmul_small_m.ts SMALL_M_VARIANTS): for one row, for 2..8. */

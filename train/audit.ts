@@ -25,6 +25,7 @@ import { headChunkRows } from '../kernels/token_logprobs.ts';
 import type { DeviceLimits } from '../kernels/spec.ts';
 import { deviceLimits } from '../engine/launch.ts';
 import { ledger, type LedgerEntry, type LedgerRow } from '../engine/ledger.ts';
+import { attentionDeviceClass } from '../engine/ops/attention.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { flush } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
@@ -83,8 +84,9 @@ export interface WorkloadsJson {
 /** The attention kernels' plan for head dim D on this device (the kernels' own tile choice). */
 export function attentionPlanOf(D: number): AttentionPlan {
   const limits = deviceLimits();
+  const device = attentionDeviceClass();
   const t = (x: { BR: number; BC: number }) => ({ BR: x.BR, BC: x.BC });
-  return { forward: t(forwardTiles(limits, D)), dkdv: t(dkdvTiles(limits, D)), dq: t(dqTiles(limits, D)), decodeChunk: DECODE_CHUNK };
+  return { forward: t(forwardTiles(limits, D, device)), dkdv: t(dkdvTiles(limits, D, device)), dq: t(dqTiles(limits, D, device)), decodeChunk: DECODE_CHUNK };
 }
 
 export interface WorkloadsOptions {

@@ -31,6 +31,7 @@ import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts'
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
 import { attentionTensorCoreCall, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
 import { attentionBackwardTensorCoreCall, tensorCoreBackwardVariants } from '../../kernels/attention_backward_tensor_core.ts';
+import { deviceClassOf, MATMUL_DEVICE_CLASSES, type MatmulDeviceClass } from '../../kernels/matmul.ts';
 
 export interface AttentionOptions {
   causal?: boolean;
@@ -76,7 +77,7 @@ function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, storage);
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
   const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
-  launch(attentionForwardCall(deviceLimits(), dims, mask, scale, storage), [q, k, v, keyRange], [out, lse]);
+  launch(attentionForwardCall(deviceLimits(), dims, mask, scale, storage, attentionDeviceClass()), [q, k, v, keyRange], [out, lse]);
   return { out, lse };
 }
 
@@ -98,11 +99,11 @@ function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
   if (k.requiresGrad || v.requiresGrad) {
     dk = Tensor.empty(k.shape, 'f32', 'attention dk');
     dv = Tensor.empty(v.shape, 'f32', 'attention dv');
-    launch(attentionBackwardDkDvCall(deviceLimits(), dims, mask, scale), inputs, [dk, dv]);
+    launch(attentionBackwardDkDvCall(deviceLimits(), dims, mask, scale, attentionDeviceClass()), inputs, [dk, dv]);
   }
   if (q.requiresGrad) {
     dq = Tensor.empty(q.shape, 'f32', 'attention dq');
-    launch(attentionBackwardDqCall(deviceLimits(), dims, mask, scale), inputs, [dq]);
+    launch(attentionBackwardDqCall(deviceLimits(), dims, mask, scale, attentionDeviceClass()), inputs, [dq]);
   }
   return [dq, dk, dv];
 }
@@ -146,6 +147,16 @@ function tensorCoreFor(D: number, opts: TensorCoreOptions) {
 }
 
 /** What the tensor-core kernel's plan reads of this device. */
+/**
+ * Which row of kernels/attention_tiles.json the f32 kernels' tiles come from: the device's class (lavapipe, nvidia,
+ * other, as matmul's); JUICE_ATTENTION_CLASS=lavapipe|nvidia|other reads another's (benchmarks compare plans with it).
+ */
+export function attentionDeviceClass(): MatmulDeviceClass {
+  const forced = process.env.JUICE_ATTENTION_CLASS as MatmulDeviceClass | undefined;
+  if (forced !== undefined && !MATMUL_DEVICE_CLASSES.includes(forced)) throw new GpuError(`JUICE_ATTENTION_CLASS=${forced}: expected one of ${MATMUL_DEVICE_CLASSES.join(', ')}`);
+  return forced ?? deviceClassOf(gpu().adapterInfo);
+}
+
 export function subgroupMatrixDevice(): SubgroupMatrixDevice {
   const { features, adapterInfo } = gpu();
   return { features, ...adapterInfo, limits: deviceLimits() };

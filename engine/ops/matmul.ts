@@ -7,7 +7,7 @@ import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { castF16 } from './cast.ts';
 import { broadcastShape } from './elementwise.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
-import { chosenMatmulCall, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
+import { chosenMatmulCall, deviceClassOf, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
 import { fitsSmallM, matmulSmallMCall, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
 import { matmulTensorCoreCall, matmulTensorCoreVariant } from '../../kernels/matmul_tensor_core.ts';
 import type { SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
@@ -110,10 +110,7 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
 }
 
 /** Which row of kernels/matmul_tiles.json a device reads: lavapipe (a CPU), NVIDIA, or any other. */
-export function matmulDeviceClass(info: Gpu['adapterInfo']): MatmulDeviceClass {
-  if (/llvmpipe|lavapipe/i.test(info.description) || (info.vendor === 'mesa' && info.architecture === 'software')) return 'lavapipe';
-  return /nvidia/i.test(info.vendor) || /nvidia/i.test(info.description) ? 'nvidia' : 'other';
-}
+export function matmulDeviceClass(info: Gpu['adapterInfo']): MatmulDeviceClass { return deviceClassOf(info); }
 
 /**
  * The forward product's kernel: the tensor cores where the variant allows and they serve s (matmulTensorCore in the

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { backward } from '../../engine/autodiff.ts';
 import { gpu } from '../../engine/gpu.ts';
 import { ledger } from '../../engine/ledger.ts';
-import { attention, attentionDecode, attentionUsefulFlops, attentionWithLse, type AttentionOptions } from '../../engine/ops/attention.ts';
+import { attention, attentionDecode, attentionDeviceClass, attentionUsefulFlops, attentionWithLse, type AttentionOptions } from '../../engine/ops/attention.ts';
 import { attentionComposed } from '../../engine/ops/attention_composed.ts';
 import { pool } from '../../engine/pool.ts';
 import { SafetensorsFile } from '../../engine/safetensors.ts';
@@ -325,7 +325,7 @@ test('ledger: computed-tile FLOPs, useful FLOPs, and a window that keeps the cos
   await initGpu();
   const dims = { B: 1, H: 2, KVH: 1, T: 100, S: 100, D: 16 };
   const causal: AttentionMask = { causal: true, window: 0, positionOffset: 0, hasKeyRange: false };
-  const tiles = forwardTiles(deviceLimits(), dims.D);
+  const tiles = forwardTiles(deviceLimits(), dims.D, attentionDeviceClass());
   await tidyAsync(async () => {
     ledger.reset();
     attention(upload(randn(2 * 100 * 16, seed++), [1, 2, 100, 16]), upload(randn(100 * 16, seed++), [1, 1, 100, 16]), upload(randn(100 * 16, seed++), [1, 1, 100, 16]), { causal: true });

@@ -100,6 +100,14 @@ test('attention tiles: larger on the H100 than in 16 KiB, and the storage-buffer
   assert.equal(dqTiles(H100, 128), { BR: 16, BC: 16 }); // 32×16 needs 51456 bytes
   assert.equal(dkdvTiles(H100, 64), { BR: 32, BC: 32 }); // 41216 bytes
   assert.equal(dkdvTiles(WEBGPU_DEFAULT, 64), { BR: 8, BC: 16 }); // of equal area, more keys held
+  // kernels/attention_tiles.json: lavapipe's backward on 4 × 4 threads where its accumulators fit (D <= 64);
+  // NVIDIA's and other devices' plans unchanged.
+  assert.equal(dkdvTiles(H100, 64, 'lavapipe'), { GRID: 4, BR: 16, BC: 16 });
+  assert.equal(dqTiles(H100, 64, 'lavapipe'), { GRID: 4, BR: 16, BC: 16 });
+  assert.equal(dkdvTiles(WEBGPU_DEFAULT, 64, 'lavapipe'), { BR: 8, BC: 16 }); // 16×16 needs 18560 bytes
+  assert.equal(dqTiles(H100, 128, 'lavapipe'), { BR: 16, BC: 16 }); // 4 × 32 accumulators: the 8 × 8 plan
+  assert.equal(forwardTiles(H100, 64, 'lavapipe'), { BR: 32, BC: 32 });
+  assert.equal(dkdvTiles(H100, 64, 'nvidia'), { BR: 32, BC: 32 });
   checkStorageBindings(H100, attentionBackwardDkDvKeyRangeKernel); // 7 inputs and 2 outputs
   assert.throws(() => checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKeyRangeKernel), /9 storage buffers exceed/);
   checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKernel); // without padding keyRange is absent: 8

@@ -1,4 +1,9 @@
-// Prototype (temporary): attention tile plans on this device, candidates against the current plan in one run.
+// The f32 attention kernels' tile plans, candidates against the first of each list (the 8 x 8-thread plan of
+// attention_forward.ts pickTiles at D 64 in 32 KiB) in one run: candidates alternated, ROUNDS rounds, medians.
+// G: threads per side (GRID), BR query rows x BC keys. Candidates that exceed the device's limits are skipped.
+// Usage: [SHAPES=block,T256,T512] [KERNELS=forward,dkdv,dq] [ONLY=G4:16x16,...] [ROUNDS=5] [WINDOW=64] [D=64]
+//   npx tsx bench/attention_tiles.ts   (block: B8 H4 T64, D; T256 and T512: B1 H4 D64; causal, or a window)
+// kernels/attention_tiles.json records the winners per device class; see bench/RESULTS.md.
 import { initGpu, releaseGpu, gpu } from '../engine/gpu.ts';
 import { launch, deviceLimits } from '../engine/launch.ts';
 import { Tensor } from '../engine/tensor.ts';
@@ -25,7 +30,7 @@ function withTiles(call: KernelCall, c: Cand, D: number, grid: [number, number, 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const SHAPES: Record<string, AttentionDims> = {
-  block: { B: 8, H: 4, KVH: 4, T: 64, S: 64, D: 64 },
+  block: { B: 8, H: 4, KVH: 4, T: 64, S: 64, D: Number(process.env.D ?? 64) },
   T256: { B: 1, H: 4, KVH: 4, T: 256, S: 256, D: 64 },
   T512: { B: 1, H: 4, KVH: 4, T: 512, S: 512, D: 64 },
 };
@@ -44,7 +49,7 @@ await initGpu();
 try {
   const limits = deviceLimits();
   console.log(`device ${gpu().adapterInfo.description}; current plan at D64: fwd ${JSON.stringify(forwardTiles(limits, 64))} dkdv ${JSON.stringify(dkdvTiles(limits, 64))} dq ${JSON.stringify(dqTiles(limits, 64))}`);
-  const mask: AttentionMask = { causal: true, window: 0, positionOffset: 0, hasKeyRange: false };
+  const mask: AttentionMask = { causal: true, window: Number(process.env.WINDOW ?? 0), positionOffset: 0, hasKeyRange: false };
   const summary: string[] = [];
   for (const shape of shapesWanted) {
     const dims = SHAPES[shape];
