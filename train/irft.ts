@@ -40,7 +40,7 @@ import {
   derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { lossScalingOf, RunConfigError, runSetup } from './run_config.ts';
+import { loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 import { SftObjective } from './sft.ts';
 
@@ -310,10 +310,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
     const objective = new IrftObjective(policy, examples, o, gen, eos, tokenizer, audit, steps, merged, evaluator, log);
     const result = await trainLoop({
       outDir: o.out, policy, sourceDir: o.model, objective,
-      optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
-      schedule, clipNorm: o.clip > 0 ? o.clip : null, lossScaling: lossScalingOf(o), totalSteps,
-      saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
-      resumeFrom: resumeDir, config: { command: 'irft', ...o }, logSteps: o['log-steps'], log,
+      ...loopOptionsOf(o, 'irft'), schedule, totalSteps, resumeFrom: resumeDir, log,
     });
     const table = audit.write(o.out);
     return { ...result, audit: table };

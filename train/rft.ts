@@ -46,7 +46,7 @@ import {
   derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { lossScalingOf, RunConfigError, runSetup } from './run_config.ts';
+import { loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
 import { DataLoader, type EncodedExample } from './data/index.ts';
 import { SftObjective } from './sft.ts';
 import { makeSchedule } from './schedule.ts';
@@ -313,10 +313,7 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
       `${o['reward-steps']} reward steps (lr ${o['reward-lr']}) and ${o['policy-steps']} policy steps each (RLOO, KL coef ${o['kl-coef']} to the initial model, a frozen copy): ${totalSteps} steps`);
     const result = await trainLoop({
       outDir: o.out, policy, sourceDir: o.model, objective,
-      optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
-      schedule, clipNorm: o.clip > 0 ? o.clip : null, lossScaling: lossScalingOf(o), totalSteps,
-      saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
-      resumeFrom: resumeDir, config: { command: 'rft', ...o }, logSteps: o['log-steps'], log,
+      ...loopOptionsOf(o, 'rft'), schedule, totalSteps, resumeFrom: resumeDir, log,
     });
     await saveRewardModel(reward, join(o.out, 'reward_model'));
     return { ...result, audit: audit.write(o.out) };

@@ -8,6 +8,7 @@ import { DEFAULT_LORA_TARGETS, loraTargetModules, type LoraTargets } from '../mo
 import { Tokenizer } from '../models/tokenizer.ts';
 import { latestCheckpoint, listCheckpoints } from './checkpoint.ts';
 import { GRAD_SCALER_DEFAULTS, type LossScalerOptions } from './loss_scaler.ts';
+import type { LoopOptions } from './loop.ts';
 
 /** A training run's options or inputs are unusable; the message names the flag or file. */
 export class RunConfigError extends Error {
@@ -40,6 +41,17 @@ export interface TrainingOptions {
 export function lossScalingOf(o: TrainingOptions): LossScalerOptions | undefined {
   if (o['mixed-precision'] === 'off') return undefined;
   return { ...GRAD_SCALER_DEFAULTS, initScale: o['loss-scale-init'], growthInterval: o['loss-scale-growth-interval'] };
+}
+
+/** The training loop's options that come straight from the training options, the same for every trainer. */
+export function loopOptionsOf(o: TrainingOptions, command: string): Pick<LoopOptions,
+  'optimizer' | 'clipNorm' | 'lossScaling' | 'saveSteps' | 'saveTotalLimit' | 'evalSteps' | 'maxShardBytes' | 'config' | 'logSteps'> {
+  return {
+    optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
+    clipNorm: o.clip > 0 ? o.clip : null, lossScaling: lossScalingOf(o),
+    saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
+    config: { command, ...o }, logSteps: o['log-steps'],
+  };
 }
 
 /** What every trainer derives from --model and the options before loading anything onto the GPU. */

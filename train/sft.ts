@@ -22,7 +22,7 @@ import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepP
 import { sequenceLogprobs } from './objectives/logprobs.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
 import { loadPolicy } from './policy.ts';
-import { lossScalingOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
+import { loopOptionsOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 
 
@@ -148,10 +148,7 @@ export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) 
     const objective = new SftObjective(policy, loader, o['grad-accum'], evalSet, o.batch, padId);
     return await trainLoop({
       outDir: o.out, policy, sourceDir: o.model, objective,
-      optimizer: { kind: o.optimizer, options: { lr: o.lr, weightDecay: o['weight-decay'], eps: o['adam-eps'], betas: [o['adam-beta1'], o['adam-beta2']] } },
-      schedule, clipNorm: o.clip > 0 ? o.clip : null, lossScaling: lossScalingOf(o), totalSteps,
-      saveSteps: o['save-steps'], saveTotalLimit: o['save-total-limit'], evalSteps: o['eval-steps'], maxShardBytes: o['max-shard-size'],
-      resumeFrom: resumeDir, config: { command: 'sft', ...o }, logSteps: o['log-steps'], timeKernels: o['time-kernels'], log,
+      ...loopOptionsOf(o, 'sft'), schedule, totalSteps, resumeFrom: resumeDir, timeKernels: o['time-kernels'], log,
     });
   } finally {
     policy.dispose();

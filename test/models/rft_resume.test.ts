@@ -4,16 +4,14 @@
 // are the losses.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readMetrics } from '../../train/metrics.ts';
 import { REWARD_OPTIMIZER_FILE, REWARD_WEIGHTS_FILE } from '../../train/rft.ts';
 import { writeByteModel } from '../support/byte_model.ts';
+import { juiceRun, waitFor } from '../support/juice_child.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-rft-resume-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -28,34 +26,22 @@ const common = ['--model', model, '--data', data, '--prompts-per-iteration', '2'
   '--max-length', '64', '--max-prompt-length', '40', '--save-steps', '1', '--log-steps', '1', '--lr', '2e-3', '--peak-tflops', '1',
   '--temperature', '0.8', '--seed', '3'];
 
-interface Run { child: ChildProcess; output: () => string; exited: Promise<number | null> }
-
-function juice(args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), 'rft', ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  return { child, output: () => out, exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
-}
-
 const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, name));
 const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
 
 test('RFT killed (SIGKILL) in step 3 and resumed ends byte-identical to an uninterrupted run, the reward model included', async () => {
   const whole = path.join(tmp, 'whole'), cut = path.join(tmp, 'cut');
-  const a = juice([...common, '--out', whole]);
-  assert.is(await a.exited, 0, a.output());
+  const a = juiceRun('rft', [...common, '--out', whole]);
+  assert.is((await a.exited).code, 0, a.output());
 
-  const b = juice([...common, '--out', cut], { JUICE_TEST_STALL_IN_STEP: '3' });
-  for (let i = 0; i < 2400 && !b.output().includes('stalling in step 3'); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(b.output().includes('stalling in step 3'), b.output());
+  const b = juiceRun('rft', [...common, '--out', cut], { JUICE_TEST_STALL_IN_STEP: '3' });
+  await waitFor(b, 'stalling in step 3');
   b.child.kill('SIGKILL');
   await b.exited;
   assert.ok(fs.existsSync(path.join(cut, 'checkpoint-2')) && !fs.existsSync(path.join(cut, 'checkpoint-3')));
 
-  const c = juice([...common, '--out', cut, '--resume']);
-  assert.is(await c.exited, 0, c.output());
+  const c = juiceRun('rft', [...common, '--out', cut, '--resume']);
+  assert.is((await c.exited).code, 0, c.output());
   assert.ok(c.output().includes('resumed from') && c.output().includes('checkpoint-2'), c.output());
   for (const name of ['model.safetensors', 'optimizer.safetensors', REWARD_WEIGHTS_FILE, REWARD_OPTIMIZER_FILE])
     assert.ok(file(whole, name).equals(file(cut, name)), `${name} differs after the resume`);

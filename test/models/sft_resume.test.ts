@@ -8,18 +8,16 @@
 // state, and skips every step (weights and optimizer untouched) while an injected 2^100 scale overflows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readMetrics } from '../../train/metrics.ts';
 import { latestCheckpoint } from '../../train/checkpoint.ts';
 import { readSafetensors } from '../../engine/safetensors.ts';
 import { relErr as relativeError } from '../support/util.ts';
 import { tinyConfigJson, writeByteModel } from '../support/byte_model.ts';
+import { juiceRun, waitFor } from '../support/juice_child.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-sft-resume-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -34,28 +32,8 @@ const common = ['--model', model, '--data', data, '--max-steps', String(STEPS), 
   '--warmup', '1', '--schedule', 'cosine', '--save-steps', '2', '--log-steps', '1', '--max-length', '56', '--max-prompt-length', '40', '--seed', '7',
   '--adam-beta2', '0.95', '--weight-decay', '0.1'];
 
-interface Run { child: ChildProcess; output: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
-
-function juice(args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), 'sft', ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  return { child, output: () => out, exited };
-}
-
-async function waitFor(run: Run, text: string): Promise<void> {
-  for (let i = 0; i < 1200 && !run.output().includes(text); i++) {
-    if (run.child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(run.output().includes(text), `waited for '${text}'; the child printed:\n${run.output()}`);
-}
-
 async function complete(args: string[]): Promise<string> {
-  const run = juice(args);
+  const run = juiceRun('sft', args);
   const { code } = await run.exited;
   assert.is(code, 0, run.output());
   return run.output();
@@ -87,7 +65,7 @@ test('an uninterrupted run: checkpoints every 2 steps, a model folder at the end
 
 test('SIGKILL inside step 3, then --resume from checkpoint-2: byte-identical weights and optimizer state', async () => {
   const out = path.join(tmp, 'killed-in-step');
-  const run = juice([...common, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
+  const run = juiceRun('sft', [...common, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
   await waitFor(run, 'stalling in step 3');
   run.child.kill('SIGKILL');
   await run.exited;
@@ -99,7 +77,7 @@ test('SIGKILL inside step 3, then --resume from checkpoint-2: byte-identical wei
 
 test('SIGKILL inside the write of checkpoint-4: it is not taken; resume from checkpoint-2 gives the same bytes', async () => {
   const out = path.join(tmp, 'killed-in-checkpoint');
-  const run = juice([...common, '--out', out], { JUICE_TEST_STALL_IN_CHECKPOINT: '4' });
+  const run = juiceRun('sft', [...common, '--out', out], { JUICE_TEST_STALL_IN_CHECKPOINT: '4' });
   await waitFor(run, 'stalling in checkpoint 4');
   run.child.kill('SIGKILL');
   await run.exited;
@@ -114,7 +92,7 @@ test('LoRA with dropout: SIGTERM finishes the step, checkpoints it, exits 143; t
   const a = path.join(tmp, 'lora-straight'), b = path.join(tmp, 'lora-stopped');
   await complete([...lora, '--out', a]);
   assert.ok(fs.existsSync(path.join(a, `checkpoint-${STEPS}`, 'adapter_config.json')));
-  const run = juice([...lora, '--out', b], { JUICE_TEST_STALL_IN_STEP: '4' });
+  const run = juiceRun('sft', [...lora, '--out', b], { JUICE_TEST_STALL_IN_STEP: '4' });
   await waitFor(run, 'stalling in step 4');
   run.child.kill('SIGTERM'); // the hook waits for a signal in step 4: the step then finishes and is saved
   const { code } = await run.exited;
@@ -144,7 +122,7 @@ test('tables larger than one binding: with the binding cut to 64 KiB (a 2048-tok
   const cut = { JUICE_MAX_BINDING_BYTES: String(2 ** 16) };
   const whole = path.join(tmp, 'wide-whole'), windowed = path.join(tmp, 'wide-windowed'), resumed = path.join(tmp, 'wide-resumed');
   await complete([...args, '--out', whole]);
-  const run = juice([...args, '--out', windowed], cut);
+  const run = juiceRun('sft', [...args, '--out', windowed], cut);
   assert.is((await run.exited).code, 0, run.output());
   const lw = losses(whole) as number[][], lc = losses(windowed) as number[][];
   assert.equal(lc.map(([s]) => s), [1, 2, 3, 4]);
@@ -152,27 +130,27 @@ test('tables larger than one binding: with the binding cut to 64 KiB (a 2048-tok
   const a = readSafetensors(path.join(whole, 'checkpoint-4', 'model.safetensors')), b = readSafetensors(path.join(windowed, 'checkpoint-4', 'model.safetensors'));
   for (const [name, t] of a) assert.ok(relativeError(b.get(name)!.data, t.data) <= 1e-4, `${name} after 4 steps`);
   // The cut reaches the child: at 4 KiB an activation no op windows is refused, naming the op and the binding.
-  const tooSmall = juice([...args, '--out', path.join(tmp, 'wide-refused')], { JUICE_MAX_BINDING_BYTES: '4096' });
+  const tooSmall = juiceRun('sft', [...args, '--out', path.join(tmp, 'wide-refused')], { JUICE_MAX_BINDING_BYTES: '4096' });
   assert.is((await tooSmall.exited).code, 1, tooSmall.output());
   assert.match(tooSmall.output(), /binding '\w+' is tensor .* more than one binding holds \(maxStorageBufferBindingSize 4096\)/);
   // A run killed in step 3 under the cut resumes from checkpoint-2 to the uninterrupted run's bytes.
-  const killed = juice([...args, '--out', resumed], { ...cut, JUICE_TEST_STALL_IN_STEP: '3' });
+  const killed = juiceRun('sft', [...args, '--out', resumed], { ...cut, JUICE_TEST_STALL_IN_STEP: '3' });
   await waitFor(killed, 'stalling in step 3');
   killed.child.kill('SIGKILL');
   await killed.exited;
-  const again = juice([...args, '--out', resumed, '--resume'], cut);
+  const again = juiceRun('sft', [...args, '--out', resumed, '--resume'], cut);
   assert.is((await again.exited).code, 0, again.output());
   for (const f of ['model.safetensors', 'optimizer.safetensors'])
     assert.ok(fs.readFileSync(path.join(windowed, 'checkpoint-4', f)).equals(fs.readFileSync(path.join(resumed, 'checkpoint-4', f))), `${f} byte-identical`);
 });
 
 test('a fresh run refuses an --out that holds checkpoints; --config keys are checked', async () => {
-  const run = juice([...common, '--out', straight]);
+  const run = juiceRun('sft', [...common, '--out', straight]);
   assert.is((await run.exited).code, 2);
   assert.match(run.output(), 'pass --resume');
   const config = path.join(tmp, 'bad.json');
   fs.writeFileSync(config, JSON.stringify({ 'max-stepz': 3 }));
-  const bad = juice([...common, '--out', path.join(tmp, 'x'), '--config', config]);
+  const bad = juiceRun('sft', [...common, '--out', path.join(tmp, 'x'), '--config', config]);
   assert.is((await bad.exited).code, 2);
   assert.match(bad.output(), "unknown key 'max-stepz'");
 });
@@ -200,7 +178,7 @@ test('--mixed-precision f16: the losses track the f32 run within 1e-4 relative b
 
 test('--mixed-precision f16: SIGKILL inside step 3, resumed from checkpoint-2 (two clean steps counted): byte-identical, the same scales', async () => {
   const out = path.join(tmp, 'mixed-killed');
-  const run = juice([...mixed, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
+  const run = juiceRun('sft', [...mixed, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
   await waitFor(run, 'stalling in step 3');
   run.child.kill('SIGKILL');
   await run.exited;
