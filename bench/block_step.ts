@@ -9,12 +9,14 @@
 //     residual and rotary): the shapes, not the model.
 //   --layers N: N blocks of the default shape (MSE on the last).
 //   --gradient-checkpointing: each block through engine/autodiff.ts checkpoint (its input kept, replayed in the backward).
+//   --host-wait both: the timed steps alternate between the host yielding its core while it waits on the device and
+//     spinning (engine/gpu.ts awaitDevice), and print each median and their ratio; yield or spin: that one only.
 // Prints ms per step over the timed steps and the pool's peak of a step (in all, and above the bytes live before it:
 // gradients and activations), then a per-kernel table from one more step with ledger timing (--time-kernels style:
 // each dispatch timed alone), then one JSON line {"ms_per_step": <median>, "peak_bytes": ..., ...}.
-// Usage: npx tsx bench/block_step.ts [--pythia [--batch B] [--seq T] [--logits-head] | --layers N] [--steps N] [--gradient-checkpointing]
+// Usage: npx tsx bench/block_step.ts [--pythia [--batch B] [--seq T] [--logits-head] | --layers N] [--steps N] [--gradient-checkpointing] [--host-wait yield|spin|both]
 import { backward, checkpoint, zeroGrad } from '../engine/autodiff.ts';
-import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
+import { gpu, initGpu, releaseGpu, setHostWait, type HostWait } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
 import { gelu } from '../engine/ops/activations.ts';
 import { attention } from '../engine/ops/attention.ts';
@@ -85,6 +87,9 @@ async function main(): Promise<void> {
   const logitsHead = args.includes('--logits-head');
   const steps = valueOf('--steps') ?? (c.layers > 1 ? 3 : 10);
   const checkpointed = args.includes('--gradient-checkpointing');
+  const hostWaitArg = args.includes('--host-wait') ? args[args.indexOf('--host-wait') + 1] : gpu().hostWait;
+  if (!['yield', 'spin', 'both'].includes(hostWaitArg)) throw new Error(`--host-wait ${hostWaitArg}: expected yield, spin or both`);
+  const modes: HostWait[] = hostWaitArg === 'both' ? ['yield', 'spin'] : [hostWaitArg as HostWait];
   const { limits, adapterInfo } = gpu();
   const note = c.vocab ? (logitsHead ? 'the logits head' : 'the fused head') : '';
   if (logitsHead && c.vocab && Math.max(4 * c.vocab * c.C, 4 * c.B * c.T * c.vocab) > limits.maxStorageBufferBindingSize)
@@ -132,17 +137,24 @@ async function main(): Promise<void> {
   };
 
   const first = await step(); // compiles every pipeline
-  const times: number[] = [];
+  const times = new Map<HostWait, number[]>(modes.map((m) => [m, []]));
   let last = first;
   const liveBefore = pool.liveBytes; // parameters, optimizer states, inputs
   pool.resetPeak();
-  for (let i = 0; i < steps; i++) {
+  for (let i = 0; i < steps * modes.length; i++) {
+    const mode = modes[i % modes.length];
+    setHostWait(mode);
     const t0 = performance.now();
     last = await step();
-    times.push(performance.now() - t0);
-    console.log(`step ${i + 1}: ${times[i].toFixed(1)} ms, loss ${last.toFixed(5)}`);
+    const ms = performance.now() - t0;
+    times.get(mode)!.push(ms);
+    console.log(`step ${i + 1}: ${ms.toFixed(1)} ms, loss ${last.toFixed(5)}${modes.length > 1 ? ` (host ${mode}s)` : ''}`);
   }
-  const median = [...times].sort((a, b) => a - b)[times.length >> 1];
+  setHostWait(modes[0]);
+  const medianOf = (t: number[]) => [...t].sort((a, b) => a - b)[t.length >> 1];
+  const medians = Object.fromEntries(modes.map((m) => [m, +medianOf(times.get(m)!).toFixed(2)]));
+  const median = medians[modes[0]];
+  if (modes.length > 1) console.log(`host wait: yield ${medians.yield} ms/step, spin ${medians.spin} ms/step (median of ${steps} each, interleaved): spin/yield ${(medians.spin / medians.yield).toFixed(2)}x`);
   const peak = pool.peakBytes, mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   console.log(`${c.name}: ${median.toFixed(1)} ms/step (median of ${steps}), loss ${first.toFixed(5)} -> ${last.toFixed(5)}; pool peak ${mib(peak)}, ${mib(peak - liveBefore)} above the ${mib(liveBefore)} live before a step`);
 
@@ -154,7 +166,7 @@ async function main(): Promise<void> {
   console.log(ledger.table());
   const byOp = Object.fromEntries(ledger.byOp().map((r) => [r.key, +(r.ns / 1e6).toFixed(2)]));
   console.log(JSON.stringify({ ms_per_step: +median.toFixed(2), bench: c.name, layers: c.layers, vocab: c.vocab, gradient_checkpointing: checkpointed, steps, loss_first: first, loss_last: last,
-    peak_bytes: peak, step_peak_bytes: peak - liveBefore, kernel_ms: byOp, note: note || undefined }));
+    peak_bytes: peak, step_peak_bytes: peak - liveBefore, host_wait: modes.length > 1 ? medians : modes[0], kernel_ms: byOp, note: note || undefined }));
   for (const t of [...params, x, target, ...(ids ? [ids, next!] : [])]) t.dispose();
 }
 

@@ -3,6 +3,7 @@ import { create, globals } from 'webgpu';
 import { mkdirSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deviceClassOf } from '../kernels/matmul.ts';
 
 Object.assign(globalThis, globals);
 
@@ -19,7 +20,11 @@ export interface Gpu {
   features: Set<string>;
   limits: Record<string, number>;
   dawnFlags: string[];
+  /** How the host waits on the device: 'yield' its core (the default where the device is the CPU) or 'spin'. */
+  hostWait: HostWait;
 }
+
+export type HostWait = 'yield' | 'spin';
 
 let current: Gpu | null = null;
 let gpuObject: GPU | null = null;
@@ -108,9 +113,18 @@ export async function initGpu(): Promise<Gpu> {
     features: new Set<string>(features),
     limits,
     dawnFlags,
+    hostWait: hostWaitFromEnv(deviceClassOf(info) === 'lavapipe' ? 'yield' : 'spin'),
   };
   checkFlagsTookEffect(current);
   return current;
+}
+
+/** JUICE_HOST_WAIT=yield|spin, or the device's default. */
+export function hostWaitFromEnv(fallback: HostWait, env = process.env): HostWait {
+  const v = env.JUICE_HOST_WAIT;
+  if (v === undefined || v === '') return fallback;
+  if (v !== 'yield' && v !== 'spin') throw new GpuError(`JUICE_HOST_WAIT=${v}: expected 'yield' or 'spin'`);
+  return v;
 }
 
 /** A misspelled Dawn toggle is ignored without a word: check the ones whose effect we can see. */
@@ -144,6 +158,37 @@ export function onGpuRelease(fn: () => void): void { releaseHooks.push(fn); }
 export function gpu(): Gpu {
   if (!current) throw new GpuError('GPU not initialised: call `await initGpu()` before creating tensors');
   return current;
+}
+
+// dawn.node polls the device in a setImmediate loop while any of its promises is pending, which keeps the main thread
+// busy. On a CPU device that core belongs to the device's threads (2-core lavapipe ran the block step 1.9x slower), so
+// there (hostWait 'yield') each turn of the event loop sleeps while juice waits on the device: a twentieth of the time
+// since the latest wait began, within 0.05..2 ms, so that a short wait stays short and a long one polls rarely.
+const WAIT_SLEEP_MIN_MS = 0.05;
+const WAIT_SLEEP_MAX_MS = 2;
+const WAIT_SLEEP_FRACTION = 0.05;
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+let pendingWaits = 0;
+let latestWaitStart = 0;
+let yielding = false;
+
+/** p, a promise of Dawn's (queue done, map, error scope); on a CPU device the host yields its core until it settles. */
+export function awaitDevice<T>(p: Promise<T>): Promise<T> {
+  if (current?.hostWait !== 'yield') return p;
+  pendingWaits++;
+  latestWaitStart = performance.now();
+  if (!yielding) { yielding = true; setImmediate(yieldTurn); }
+  return p.finally(() => { pendingWaits--; });
+}
+
+/** Sets how the host waits from now on (bench/block_step.ts --host-wait both compares the two in one run). */
+export function setHostWait(mode: HostWait): void { gpu().hostWait = mode; }
+
+function yieldTurn(): void {
+  if (pendingWaits === 0) { yielding = false; return; }
+  const waited = performance.now() - latestWaitStart;
+  Atomics.wait(sleepCell, 0, 0, Math.min(WAIT_SLEEP_MAX_MS, Math.max(WAIT_SLEEP_MIN_MS, WAIT_SLEEP_FRACTION * waited)));
+  setImmediate(yieldTurn);
 }
 
 /** Errors popped from error scopes surface here and are thrown at the next sync point. */

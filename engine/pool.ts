@@ -1,5 +1,5 @@
 // Buffer pool: storage buffers in size classes, reused across steps, with live and peak accounting.
-import { gpu, GpuError, deferGpuError, onGpuRelease } from './gpu.ts';
+import { awaitDevice, gpu, GpuError, deferGpuError, onGpuRelease } from './gpu.ts';
 
 export interface PooledBuffer {
   readonly buffer: GPUBuffer;
@@ -42,7 +42,7 @@ export class BufferPool {
       device.pushErrorScope('out-of-memory');
       const buffer = device.createBuffer({ size, usage: USAGE, label: what });
       const live = this.liveBytes;
-      device.popErrorScope().then((e) => {
+      awaitDevice(device.popErrorScope()).then((e) => {
         if (e) deferGpuError(new GpuError(`out of GPU memory allocating ${size} bytes for ${what} (pool: ${live} bytes live, ${this.reservedBytes} reserved): ${e.message}`));
       });
       buf = { buffer, size, id: this.nextId++, lastBatch: -1, generation: this.generation };

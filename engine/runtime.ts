@@ -2,7 +2,7 @@
 // Pipelines and bind groups are cached; kernel parameters go through one uniform ring per batch, bound at a
 // dynamic offset, so a bind group does not depend on where a dispatch's parameters sit in the ring.
 // Bind-group layouts come from the kernel spec (inputs read-only storage, outputs storage, the params uniform).
-import { gpu, GpuError, deferGpuError, onGpuRelease, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
+import { awaitDevice, gpu, GpuError, deferGpuError, onGpuRelease, setCurrentOp, throwIfGpuFailed } from './gpu.ts';
 import type { Kernel, KernelCall } from '../kernels/spec.ts';
 import { ledger, type LedgerEntry } from './ledger.ts';
 import { pool, sizeClass, type PooledBuffer } from './pool.ts';
@@ -247,7 +247,7 @@ export function flush(): void {
   device.pushErrorScope('validation');
   device.queue.submit([b.encoder.finish()]);
   submits++;
-  device.popErrorScope().then((e) => {
+  awaitDevice(device.popErrorScope()).then((e) => {
     if (e) deferGpuError(new GpuError(`command batch of ${b.dispatches} dispatches rejected: ${e.message}`));
   });
   for (const s of stagingToDestroy.splice(0)) s.destroy(); // after submit: destruction waits for the GPU
@@ -257,7 +257,7 @@ export function flush(): void {
   if (readTimes) {
     const entries = b.timedEntries;
     const rb = readTimes;
-    pendingTimings.push(rb.mapAsync(GPUMapMode.READ).then(() => {
+    pendingTimings.push(awaitDevice(rb.mapAsync(GPUMapMode.READ)).then(() => {
       const t = new BigUint64Array(rb.getMappedRange());
       entries.forEach((e, i) => { e.ns += Number(t[2 * i + 1] - t[2 * i]); e.timed += 1; });
       rb.unmap(); rb.destroy();
@@ -268,7 +268,7 @@ export function flush(): void {
 /** Submits and waits for the GPU; throws any error that an op raised since the last sync. */
 export async function sync(): Promise<void> {
   flush();
-  await gpu().device.queue.onSubmittedWorkDone();
+  await awaitDevice(gpu().device.queue.onSubmittedWorkDone());
   await Promise.all(pendingTimings.splice(0));
   // Error-scope promises resolve in order with the queue; give them one turn of the event loop.
   await new Promise((r) => setImmediate(r));
@@ -289,7 +289,7 @@ export async function readBytes(b: Binding): Promise<ArrayBuffer> {
   const staging = readBackBuffer(size);
   commandEncoder().copyBufferToBuffer(b.buf.buffer, b.offset, staging, 0, size);
   await sync();
-  await staging.mapAsync(GPUMapMode.READ, 0, size);
+  await awaitDevice(staging.mapAsync(GPUMapMode.READ, 0, size));
   const out = staging.getMappedRange(0, size).slice(0);
   staging.unmap();
   readBackBuffers.set(staging.size, staging);

@@ -74,9 +74,10 @@ export interface MatmulRowsVariant { wg: number; rowGroups: 1 | 2 }
 
 /**
  * Rows-kernel variants, named rows (8 · rowGroups) x (4 · wg) per workgroup / wg invocations. On lavapipe (2 cores,
- * 2026-12-01, bench/RESULTS.md) rows 16x32/8 wins: 512^3 in 13.2 ms against 15.2 for rows 8x64/16 and 60.4 for the
- * 128x128 tile, 1.1-1.4x rows 8x64/16 at Pythia-160m's shapes, since two groups of 8 rows share each block of B.
- * The others stay for the benchmark to re-measure on other CPUs.
+ * 2026-12-02, bench/RESULTS.md, the host no longer spinning beside it) rows 16x64/16 wins: 512^3 in 8.8 ms against
+ * 10.5 for rows 16x32/8, 11.6 for rows 8x64/16 and 42.0 for the 128x128 tile, and 1.0-1.1x rows 16x32/8 at
+ * Pythia-160m's shapes, since two groups of 8 rows share each block of B. The others stay for the benchmark to
+ * re-measure on other CPUs.
  */
 export const MATMUL_ROWS_VARIANTS = {
   'rows 8x32/8': { wg: 8, rowGroups: 1 },
@@ -131,7 +132,7 @@ export function matmulRowsUnfit(limits: DeviceLimits, sub: SubgroupDevice, s: Ma
 }
 
 /** The rows kernel (matmul_rows.wgsl) for s; throws where matmulRowsUnfit says why not. */
-export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant = MATMUL_ROWS_VARIANTS['rows 16x32/8'], op = 'matmul'): KernelCall {
+export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: MatmulShape, v: MatmulRowsVariant = MATMUL_ROWS_VARIANTS['rows 16x64/16'], op = 'matmul'): KernelCall {
   const unfit = matmulRowsUnfit(limits, sub, s, v);
   if (unfit) throw new KernelError(`matmul rows ${JSON.stringify(v)} for ${JSON.stringify(s)}: ${unfit}`);
   return {

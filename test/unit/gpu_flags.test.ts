@@ -1,7 +1,7 @@
 // No GPU: Dawn flags from the environment, and the checks that they took effect.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkFlagsTookEffect, dawnFlagsFromEnv } from '../../engine/gpu.ts';
+import { checkFlagsTookEffect, dawnFlagsFromEnv, hostWaitFromEnv } from '../../engine/gpu.ts';
 
 test('JUICE_DAWN_FLAGS: flags separated by spaces or semicolons, values by commas', () => {
   assert.equal(dawnFlagsFromEnv({}), []);
@@ -12,6 +12,14 @@ test('JUICE_DAWN_FLAGS: flags separated by spaces or semicolons, values by comma
 test('a malformed or unknown flag is refused with its text', () => {
   assert.throws(() => dawnFlagsFromEnv({ JUICE_DAWN_FLAGS: 'disable_robustness' }), /'disable_robustness' is not a Dawn flag/);
   assert.throws(() => dawnFlagsFromEnv({ JUICE_DAWN_FLAGS: 'enable-dawn-feature=disable_robustness' }), /enable-dawn-feature=disable_robustness/);
+});
+
+test('JUICE_HOST_WAIT: yield or spin, else the device default; anything else is refused', () => {
+  assert.is(hostWaitFromEnv('yield', {}), 'yield');
+  assert.is(hostWaitFromEnv('spin', { JUICE_HOST_WAIT: '' }), 'spin');
+  assert.is(hostWaitFromEnv('yield', { JUICE_HOST_WAIT: 'spin' }), 'spin');
+  assert.is(hostWaitFromEnv('spin', { JUICE_HOST_WAIT: 'yield' }), 'yield');
+  assert.throws(() => hostWaitFromEnv('spin', { JUICE_HOST_WAIT: 'sleep' }), /JUICE_HOST_WAIT=sleep: expected 'yield' or 'spin'/);
 });
 
 test('a toggle whose effect is missing stops the run', () => {
