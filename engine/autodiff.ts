@@ -4,6 +4,8 @@
 // an activation's gradient is written once, and added only where the activation fans out to several ops.
 // Each node holds (retains) only the tensors its backward needs, and releases them right after it ran.
 // checkpoint(fn, x) is one node that holds only x and replays fn in the backward (activation recomputation).
+// Recording modes: noGrad (nothing recorded), checkpoint's forward (run as recorded, nothing kept) and autocast
+// (mixed precision: the models' products read f16 copies), which a replay restores as its forward ran.
 import { GpuError } from './gpu.ts';
 import { bindingWindows, deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
@@ -27,6 +29,7 @@ interface TapeNode {
 let tape: TapeNode[] = []; // a fresh one while checkpoint() replays a function in the backward
 let noGradDepth = 0;
 let discardDepth = 0; // > 0 in checkpoint()'s forward: ops run as if recorded, but no node is kept
+let autocastDepth = 0;
 
 export function gradEnabled(): boolean { return noGradDepth === 0; }
 
@@ -40,6 +43,18 @@ export async function noGradAsync<T>(fn: () => Promise<T>): Promise<T> {
   noGradDepth++;
   try { return await fn(); } finally { noGradDepth--; }
 }
+
+/** Runs fn with the models' products on f16 copies of their f32 operands (torch.autocast's role; see autocastF16). */
+export function autocast<T>(fn: () => T): T {
+  autocastDepth++;
+  try { return fn(); } finally { autocastDepth--; }
+}
+
+/**
+ * True inside autocast: the models' products (models/lora.ts projections, CausalLM's head) and attention cast their
+ * f32 operands with engine/ops/cast.ts castF16. A checkpointed layer's replay runs in the mode its forward ran in.
+ */
+export function autocastF16(): boolean { return autocastDepth > 0; }
 
 /**
  * Records an op if any input needs a gradient. `saved` are the tensors backward reads; backward gets one
@@ -71,7 +86,9 @@ export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor): Tensor {
   try { y = tidy(() => fn(x)); } finally { discardDepth--; }
   if (!y.requiresGrad) return y; // nothing fn read needs a gradient
   x.retain();
-  tape.push({ op: 'checkpoint', inputs: [x], outputs: [y], saved: [x], backward: ([dy]) => [replay(fn, x, dy!)] });
+  const mixed = autocastF16(); // the backward runs outside autocast: the replay must cast as this forward did
+  const again = mixed ? (v: Tensor) => autocast(() => fn(v)) : fn;
+  tape.push({ op: 'checkpoint', inputs: [x], outputs: [y], saved: [x], backward: ([dy]) => [replay(again, x, dy!)] });
   return y;
 }
 

@@ -6,13 +6,12 @@
 // and its attention, and generation (engine/ops/sample_tokens.ts picks the tokens on the GPU, sampling.ts on
 // the host). The reward model (reward.ts) reuses the same trunk.
 import { join } from 'node:path';
-import { gradEnabled, noGrad } from '../engine/autodiff.ts';
+import { autocastF16, gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { gpu, GpuError } from '../engine/gpu.ts';
 import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { bindingWindows } from '../engine/launch.ts';
-import { autocastF16, castF16 } from '../engine/ops/cast.ts';
+import { castF16 } from '../engine/ops/cast.ts';
 import { headLogits, headTokenLogprobs, type HeadOptions } from '../engine/ops/lm_head.ts';
 import { tokenLogprobs } from '../engine/ops/token_logprobs.ts';
 import { narrow } from '../engine/ops/shape.ts';
@@ -147,15 +146,14 @@ export class CausalLM {
    * log p(ids[b, t] | ids[b, :t]) f32 [B, T] (0 at t = 0) for ids i32 [B, T], differentiable: the trunk, then the
    * head fused with the log-softmax over vocabulary chunks (engine/ops/lm_head.ts), so that the [B, T, V] logits
    * never exist. A head with a LoRA adapter goes through its logits (tokenLogprobs of head()). Inside autocast
-   * (mixed precision) the head's products read f16 copies of the hidden states and of an f32 weight that fits one
-   * binding (the cast is not windowed).
+   * (mixed precision) the head's products read f16 copies of the hidden states and of an f32 weight (cast and read
+   * window by window when it exceeds one binding).
    */
   tokenLogprobs(ids: Tensor, opts?: HeadOptions): Tensor {
     const hidden = hiddenStates(this.config, this.params, ids, undefined, this.lora, this.gradientCheckpointing);
     if (this.headHasAdapter()) return tokenLogprobs(this.head(hidden), ids);
     const weight = this.lmHead();
-    const [V, C] = weight.shape;
-    if (!autocastF16() || weight.dtype !== 'f32' || bindingWindows(V, 4 * C).length > 1) return headTokenLogprobs(hidden, weight, ids, opts);
+    if (!autocastF16() || weight.dtype !== 'f32') return headTokenLogprobs(hidden, weight, ids, opts);
     return headTokenLogprobs(castF16(hidden), castF16(weight), ids, opts);
   }
 

@@ -8,10 +8,10 @@
 // `base_model.model.<module>.lora_B.weight` [out, r]; the base itself is frozen (f32 or 16-bit storage).
 // Adapters live in the model's ParameterSet beside the frozen base, so the optimizer's entries (the table's
 // trainable rows) are exactly the adapters. Saving, loading and merging: models/peft.ts.
-import { gradEnabled } from '../engine/autodiff.ts';
+import { autocastF16, gradEnabled } from '../engine/autodiff.ts';
 import { isMatrix, param, type ParameterSet, type ParamSpec } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
-import { autocastF16, castF16 } from '../engine/ops/cast.ts';
+import { castF16 } from '../engine/ops/cast.ts';
 import { dropout } from '../engine/ops/dropout.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
 import { linear } from '../engine/ops/matmul.ts';
@@ -144,8 +144,7 @@ export type Projection = (x: Tensor, module: string, bias?: Tensor) => Tensor;
  * product reads f16 copies of its f32 weight and input (engine/ops/cast.ts); the bias and the sums stay f32.
  */
 export function projections(p: ParameterSet, lora?: LoraState): Projection {
-  // Both read once per forward, so that a checkpointed layer replayed in the backward draws the forward's masks and
-  // casts as the forward did.
+  // Read once per forward, so that a checkpointed layer replayed in the backward draws the forward's masks.
   const counter = lora?.counter;
   const half = autocastF16();
   const operand = (t: Tensor) => (half && t.dtype === 'f32' ? castF16(t) : t); // mixed precision's f16 copies

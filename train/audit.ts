@@ -8,8 +8,10 @@
 //                  the batch is compacted, models/causal_lm.ts), at the batch's left-padded prompt length, with the
 //                  sampling; whether a forward trains (LoRA dropout) and in how many passes; the micro-batches of
 //                  each update (the later ones add their gradients into the parameters'); the optimizer's trainable
-//                  elements per update, per model; each LoRA merge; and, from the device, the attention kernels'
-//                  tile sizes (attentionPlanOf), which the analytic model's executed attention needs
+//                  elements per update, per model; each LoRA merge; and with every forward record and generation
+//                  group, from the device, the tile sizes of the attention kernels that ran it (attentionPlanOf:
+//                  the tensor cores' for a training pass under mixed precision, else the f32 kernels'), which the
+//                  analytic model's executed attention needs
 //   ledger.json    the run's ledger (entries by phase and op), saved beside metrics.jsonl at the end and with each
 //                  checkpoint, so that a resumed run adds to what the first process counted
 //   workloads.json the recorded workloads, with the model configs and the peak used for MFU
@@ -17,15 +19,12 @@
 // `juice audit RUN_DIR [--json]` reads the two files back and prints the table (auditTable) or the JSON (auditJson).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dkdvTiles } from '../kernels/attention_backward_dkdv.ts';
-import { dqTiles } from '../kernels/attention_backward_dq.ts';
 import { DECODE_CHUNK } from '../kernels/attention_decode.ts';
-import { forwardTiles } from '../kernels/attention_forward.ts';
 import { headChunkRows } from '../kernels/token_logprobs.ts';
 import type { DeviceLimits } from '../kernels/spec.ts';
 import { deviceLimits } from '../engine/launch.ts';
 import { ledger, type LedgerEntry, type LedgerRow } from '../engine/ledger.ts';
-import { attentionDeviceClass } from '../engine/ops/attention.ts';
+import { attentionKernels } from '../engine/ops/attention.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { flush } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
@@ -34,7 +33,7 @@ import type { ModelConfig } from '../models/config.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import {
   ADAMW_FLOPS_PER_ELEMENT, addBreakdown, auditJson, auditRows, auditTable, phaseBreakdown, PHASES, RMSPROP_FLOPS_PER_ELEMENT, totalOf, usefulOf, zeroBreakdown,
-  type AttentionPlan, type AuditRow, type FlopBreakdown, type ForwardWorkload, type GenerationGroup, type HeadPositions, type LoraWorkload, type Phase, type Sampling,
+  type AttentionPlan, type AuditRow, type FlopBreakdown, type ForwardWorkload, type GenerationGroup, type HeadPositions, type LoraWorkload, type Phase, type Sampling, type Tiles,
 } from './audit_model.ts';
 
 export const LEDGER_FILE = 'ledger.json';
@@ -48,25 +47,30 @@ type ModelName = 'policy' | 'reward';
 
 /**
  * `count` forwards of rows of length T (padding included), the head on `head` positions, of the policy or the
- * reward model, in `passes` calls; `training`: a forward that trains (the adapters' dropout runs).
+ * reward model, in `passes` calls; `training`: a forward that trains (the adapters' dropout runs); `attentionPlan`:
+ * the tiles of the attention kernels they ran (and their backward and replayed layers).
  */
-export interface ForwardRecord { phase: ForwardPhase; count: number; T: number; head: HeadPositions; model: ModelName; lora: boolean; training: boolean; passes: number; headChunks: number }
+export interface ForwardRecord {
+  phase: ForwardPhase; count: number; T: number; head: HeadPositions; model: ModelName; lora: boolean; training: boolean; passes: number; headChunks: number; attentionPlan: AttentionPlan;
+}
 
 /** Each model's optimizer updates: trainable elements summed over updates, and the update's FLOPs per element. */
 export interface OptimizerRecord { elements: number; flopsPerElement: number }
 
 export interface WorkloadsJson {
   format: 'juice-workloads';
-  /** 3: the fused head's chunks per forward record (2: the grad norm counted apart from the update, LoRA dropout, attention plans, sampling, accumulation). */
-  version: 3;
+  /**
+   * 4: the attention plan per forward record and generation group (the kernels that ran it, mixed precision's
+   * tensor cores or the f32 kernels), not per model. 3: the fused head's chunks per forward record. 2: the grad norm
+   * counted apart from the update, LoRA dropout, attention plans, sampling, accumulation.
+   */
+  version: 4;
   config: ModelConfig;
   rewardConfig: ModelConfig | null;
   lora: LoraWorkload | null;
   forward: ForwardRecord[];
-  generation: (GenerationGroup & { lora: boolean })[];
+  generation: (GenerationGroup & { lora: boolean; attentionPlan: AttentionPlan })[];
   sampling: Sampling;
-  /** The attention kernels' tiles on the device that ran the forwards, per model (null until the first record). */
-  attentionPlans: Record<ModelName, AttentionPlan | null>;
   /** Whether each model's backward replays its layers (--gradient-checkpointing). */
   gradientCheckpointing: Record<ModelName, boolean>;
   optimizer: Record<ModelName, OptimizerRecord>;
@@ -81,12 +85,16 @@ export interface WorkloadsJson {
   peakSource: string | null;
 }
 
-/** The attention kernels' plan for head dim D on this device (the kernels' own tile choice). */
-export function attentionPlanOf(D: number): AttentionPlan {
-  const limits = deviceLimits();
-  const device = attentionDeviceClass();
-  const t = (x: { BR: number; BC: number }) => ({ BR: x.BR, BC: x.BC });
-  return { forward: t(forwardTiles(limits, D, device)), dkdv: t(dkdvTiles(limits, D, device)), dq: t(dqTiles(limits, D, device)), decodeChunk: DECODE_CHUNK };
+/**
+ * The plan of the attention kernels that the model's passes at head dim D run on this device (attentionKernels):
+ * inside autocast (mixedPrecision) the tensor cores' where they serve, else the f32 kernels'. No keyRange: the
+ * training and scoring passes hide no keys (only generation's prompt pass does, outside autocast, where the f32
+ * kernels' tiles do not depend on it).
+ */
+export function attentionPlanOf(D: number, mixedPrecision = false): AttentionPlan {
+  const kernels = attentionKernels(D, { mixedPrecision });
+  const t = (x: Tiles) => ({ BR: x.BR, BC: x.BC });
+  return { forward: t(kernels.forward), dkdv: t(kernels.dkdv), dq: t(kernels.dq), decodeChunk: DECODE_CHUNK };
 }
 
 export interface WorkloadsOptions {
@@ -96,12 +104,14 @@ export interface WorkloadsOptions {
   optimizerFlopsPerElement?: number;
   /** The generation's sampling (greedy by default). */
   sampling?: Sampling;
-  /** The attention plans, when not this device's (tests without a GPU). */
-  attentionPlans?: Partial<Record<ModelName, AttentionPlan>>;
+  /** The attention plans, when not this device's attentionPlanOf (tests without a GPU). */
+  attentionPlan?: (headDim: number, mixedPrecision: boolean) => AttentionPlan;
   /** The limits the fused head's chunks are planned with, when not this device's (tests without a GPU). */
   limits?: DeviceLimits;
   /** The models whose backward replays their layers (--gradient-checkpointing). */
   gradientCheckpointing?: Partial<Record<ModelName, boolean>>;
+  /** The models whose training forwards and backwards run inside autocast (--mixed-precision: TrainStep with a loss scaler). */
+  mixedPrecision?: Partial<Record<ModelName, boolean>>;
 }
 
 /** The run's workloads, recorded as it goes (see the top of this file). */
@@ -109,13 +119,16 @@ export class Workloads {
   data: WorkloadsJson;
 
   private readonly limits?: DeviceLimits;
+  private readonly planOf: (headDim: number, mixedPrecision: boolean) => AttentionPlan;
+  private readonly mixedPrecision: Record<ModelName, boolean>;
 
   constructor(config: ModelConfig, opts: WorkloadsOptions = {}) {
     this.limits = opts.limits;
+    this.planOf = opts.attentionPlan ?? attentionPlanOf;
+    this.mixedPrecision = { policy: opts.mixedPrecision?.policy ?? false, reward: opts.mixedPrecision?.reward ?? false };
     this.data = {
-      format: 'juice-workloads', version: 3, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
+      format: 'juice-workloads', version: 4, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
       sampling: opts.sampling ?? { temperature: 0, topK: 0, topP: 1 },
-      attentionPlans: { policy: opts.attentionPlans?.policy ?? null, reward: opts.attentionPlans?.reward ?? null },
       gradientCheckpointing: { policy: opts.gradientCheckpointing?.policy ?? false, reward: opts.gradientCheckpointing?.reward ?? false },
       optimizer: { policy: { elements: 0, flopsPerElement: opts.optimizerFlopsPerElement ?? ADAMW_FLOPS_PER_ELEMENT }, reward: { elements: 0, flopsPerElement: ADAMW_FLOPS_PER_ELEMENT } },
       accumulated: { policy: 0, reward: 0 }, pending: null,
@@ -131,42 +144,43 @@ export class Workloads {
     const file = join(dir, WORKLOADS_FILE);
     if (!existsSync(file)) return true;
     const saved = JSON.parse(readFileSync(file, 'utf8')) as WorkloadsJson;
-    if (saved.version !== 3) return false;
+    if (saved.version !== 4) return false;
     this.data = { ...saved, peakTflops: this.data.peakTflops, peakSource: this.data.peakSource };
     return true;
   }
 
   private modelConfig(model: ModelName): ModelConfig { return model === 'reward' ? this.data.rewardConfig ?? this.data.config : this.data.config; }
 
-  /** The plan the model's attention ran with: recorded with its first forward, from this device. */
-  private plan(model: ModelName): AttentionPlan {
-    return (this.data.attentionPlans[model] ??= attentionPlanOf(this.modelConfig(model).headDim));
-  }
-
-  forward(phase: ForwardPhase, count: number, T: number, head: HeadPositions, o: { model?: ModelName; lora?: boolean; training?: boolean } = {}): void {
+  /**
+   * A forward of `count` rows of length T; `mixedPrecision`: it runs inside autocast (its attention on the tensor
+   * cores where they serve).
+   */
+  forward(phase: ForwardPhase, count: number, T: number, head: HeadPositions, o: { model?: ModelName; lora?: boolean; training?: boolean; mixedPrecision?: boolean } = {}): void {
     const model = o.model ?? 'policy', c = this.modelConfig(model);
     // The fused head's chunks over this pass's count·T positions (an LM head read for log-probs: every position).
     const headChunks = c.head === 'lm' && head === 'all' ? headChunkRows(this.limits ?? deviceLimits(), count * T, c.vocabSize, c.hidden).chunks : 1;
-    const r: ForwardRecord = { phase, count, T, head, model, lora: o.lora ?? false, training: o.training ?? false, passes: 1, headChunks };
-    this.plan(r.model);
-    const same = this.data.forward.find((f) => f.phase === r.phase && f.T === r.T && f.head === r.head && f.model === r.model && f.lora === r.lora && f.training === r.training && f.headChunks === r.headChunks);
+    const attentionPlan = this.planOf(c.headDim, o.mixedPrecision ?? false);
+    const r: ForwardRecord = { phase, count, T, head, model, lora: o.lora ?? false, training: o.training ?? false, passes: 1, headChunks, attentionPlan };
+    const same = this.data.forward.find((f) => f.phase === r.phase && f.T === r.T && f.head === r.head && f.model === r.model && f.lora === r.lora && f.training === r.training
+      && f.headChunks === r.headChunks && samePlan(f.attentionPlan, attentionPlan));
     if (same) { same.count += count; same.passes++; } else this.data.forward.push(r);
   }
 
-  /** A micro-batch's forward and its backward, as TrainStep runs it. */
+  /** A micro-batch's forward and its backward, as TrainStep runs it (inside autocast for a model trained in mixed precision). */
   trained(model: ModelName, count: number, T: number, head: HeadPositions, lora: boolean): void {
-    this.forward(model === 'policy' ? 'policy-forward' : 'reward-forward', count, T, head, { model, lora, training: true });
-    this.forward(model === 'policy' ? 'policy-backward' : 'reward-backward', count, T, head, { model, lora, training: true });
+    const o = { model, lora, training: true, mixedPrecision: this.mixedPrecision[model] };
+    this.forward(model === 'policy' ? 'policy-forward' : 'reward-forward', count, T, head, o);
+    this.forward(model === 'policy' ? 'policy-backward' : 'reward-backward', count, T, head, o);
     const p = this.data.pending;
     this.data.pending = p && p.model === model ? { model, microBatches: p.microBatches + 1 } : { model, microBatches: 1 };
   }
 
   /** One rollout: the rows that stepped in each generation batch (generationGroups). */
   generation(groups: readonly GenerationGroup[], lora: boolean, generatedTokens: number): void {
-    this.plan('policy');
+    const attentionPlan = this.planOf(this.data.config.headDim, false);
     for (const g of groups) {
-      const same = this.data.generation.find((x) => x.promptLength === g.promptLength && x.newTokens === g.newTokens && x.lora === lora);
-      if (same) same.count += g.count; else this.data.generation.push({ ...g, lora });
+      const same = this.data.generation.find((x) => x.promptLength === g.promptLength && x.newTokens === g.newTokens && x.lora === lora && samePlan(x.attentionPlan, attentionPlan));
+      if (same) same.count += g.count; else this.data.generation.push({ ...g, lora, attentionPlan });
     }
     this.data.tokens.generated += generatedTokens;
   }
@@ -188,7 +202,7 @@ export class Workloads {
     for (const f of d.forward) {
       const w: ForwardWorkload = {
         sequences: [{ count: f.count, promptLength: f.T, responseLength: 0 }], head: f.head, lora: loraOf(f.lora), model: this.modelConfig(f.model),
-        training: f.training, attentionPlan: d.attentionPlans[f.model] ?? undefined, passes: f.passes, headChunks: f.headChunks,
+        training: f.training, attentionPlan: f.attentionPlan, passes: f.passes, headChunks: f.headChunks,
       };
       addBreakdown(out[f.phase], phaseBreakdown(d.config, f.phase, w));
       if (f.phase.endsWith('-backward') && d.gradientCheckpointing[f.model]) {
@@ -197,7 +211,7 @@ export class Workloads {
       }
     }
     for (const g of d.generation) {
-      addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: d.attentionPlans.policy ?? undefined }));
+      addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: g.attentionPlan }));
     }
     out['policy-backward'].accumulate += d.accumulated.policy;
     out['reward-backward'].accumulate += d.accumulated.reward;
@@ -215,14 +229,20 @@ export class Workloads {
   toJSON(): WorkloadsJson { return this.data; }
 }
 
+/** Records of equal shapes merge only when the same kernels ran them (a resumed run may run on another device). */
+function samePlan(a: AttentionPlan, b: AttentionPlan): boolean { return JSON.stringify(a) === JSON.stringify(b); }
+
 function mapPhases(b: Record<Phase, FlopBreakdown>, f: (x: FlopBreakdown) => number): Record<Phase, number> {
   return Object.fromEntries(PHASES.map((p) => [p, f(b[p])])) as Record<Phase, number>;
 }
 
 /**
  * The rows each generation batch of a rollout stepped (models/rollout.ts: prompts longest first, in batches of
- * batchSize, each left-padded to its longest; models/causal_lm.ts: a finished row keeps stepping until at most
- * half of the batch runs, then the finished rows leave): one group per (padded prompt length, steps in the batch).
+ * batchSize, each left-padded to its longest), replaying models/causal_lm.ts's pipelined schedule (the GPU sampler,
+ * compaction on: how training generates): a finished row keeps stepping until at most half of the batch runs, then
+ * the finished rows leave; each step's lookahead runs on the batch unless a compaction is due, so the batch steps
+ * once more after its last row stops and a compaction comes a step later: one group per (padded prompt length,
+ * steps in the batch).
  */
 export function generationGroups(promptLengths: readonly number[], rows: readonly GeneratedRow[], batchSize: number, maxNewTokens: number): GenerationGroup[] {
   const order = promptLengths.map((_, i) => i).sort((a, b) => promptLengths[b] - promptLengths[a] || a - b);
@@ -273,7 +293,8 @@ export function ledgerByPhase(entries: readonly LedgerEntry[]): LedgerRow[] {
 /** The run's ledger and workloads as files: for a checkpoint (resume) and for the run folder (juice audit). */
 export class RunAudit {
   private saved: LedgerEntry[] = [];
-  constructor(readonly workloads: Workloads) {}
+  // A run counts its own work: what this process computed before (another run in it, a test) is not the run's.
+  constructor(readonly workloads: Workloads) { ledger.reset(); }
 
   /** A checkpoint's ledger and workloads, or neither (workloads of an older format: the audit starts afresh). */
   restore(dir: string): void {
@@ -308,7 +329,7 @@ export function readRunAudit(runDir: string): { rows: AuditRow[]; workloads: Wor
   for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice irft / juice rft)`);
   const saved = JSON.parse(readFileSync(join(runDir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] };
   const json = JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')) as WorkloadsJson;
-  if (json.version !== 3) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 3): run it again to audit it`);
+  if (json.version !== 4) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 4): run it again to audit it`);
   const w = new Workloads(json.config);
   w.data = json;
   return { rows: auditRows(ledgerByPhase(saved.entries), w.analytic(), w.useful()), workloads: json };

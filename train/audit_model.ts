@@ -19,10 +19,11 @@
 //                      computed on this count, so that masked work is never mistaken for useful work.
 //   attentionExecuted  what the tiled kernels execute: every BR x BC tile on or below the diagonal (and inside
 //                      the window) whole, masked entries of the diagonal tiles included, with the tile sizes of
-//                      the kernels' plan for the device (recorded in the workload: AttentionPlan); backward the
-//                      dK/dV kernel (S, dP, dV, dK: 8 D per entry of its tiles) and the dQ kernel (S, dP, dQ: 6 D
-//                      per entry of its tiles) and the row dot products dO·O (2 D per row); decode steps the
-//                      visible keys (one query row, no tiles) and the merge of the key chunks (5 D per chunk).
+//                      the kernels that ran it (the f32 kernels' or, under mixed precision, the tensor cores';
+//                      recorded with the workload: AttentionPlan); backward the dK/dV kernel (S, dP, dV, dK: 8 D
+//                      per entry of its tiles) and the dQ kernel (S, dP, dQ: 6 D per entry of its tiles) and the
+//                      row dot products dO·O (2 D per row); decode steps the visible keys (one query row, no
+//                      tiles) and the merge of the key chunks (5 D per chunk).
 //                      The analytic total, compared with the ledger within 2%, counts this one.
 // The decision: the 2% check is about bookkeeping (does every dispatch land where the model says), so it
 // compares like with like, the executed tiles; the waste of tiling is a property of the kernels, shown as
@@ -134,9 +135,10 @@ export interface LoraWorkload { r: number; targets: LoraTargets; dropout?: numbe
 export interface Tiles { BR: number; BC: number }
 
 /**
- * The attention kernels' plan on the device that ran them (kernels/attention_forward.ts forwardTiles,
- * attention_backward_dkdv.ts dkdvTiles, attention_backward_dq.ts dqTiles; attention_decode.ts DECODE_CHUNK keys
- * per chunk). Absent: untiled kernels, the executed attention equals the visible keys.
+ * The tiles of the attention kernels that ran a workload, on the device that ran them (engine/ops/attention.ts
+ * attentionKernels: the f32 kernels' forwardTiles, dkdvTiles, dqTiles, or under mixed precision the tensor cores'
+ * layouts; attention_decode.ts DECODE_CHUNK keys per chunk). Absent: untiled kernels, the executed attention
+ * equals the visible keys.
  */
 export interface AttentionPlan { forward: Tiles; dkdv: Tiles; dq: Tiles; decodeChunk: number }
 

@@ -40,7 +40,7 @@ import {
   derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
+import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
 import { makeSchedule } from './schedule.ts';
 import { SftObjective } from './sft.ts';
 
@@ -277,6 +277,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
   const workloads = new Workloads(config, {
     lora: lora ? { r: lora.r, targets: targets!, dropout: lora.dropout } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer],
     sampling: { temperature: gen.temperature, topK: gen.topK, topP: gen.topP }, gradientCheckpointing: { policy: o['gradient-checkpointing'] },
+    mixedPrecision: { policy: lossScalingOf(o) !== undefined }, // the policy's training passes run under autocast
   });
   const audit = new RunAudit(workloads);
   if (resumeDir !== undefined) audit.restore(resumeDir);

@@ -46,7 +46,7 @@ import {
   derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
-import { loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
+import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
 import { DataLoader, type EncodedExample } from './data/index.ts';
 import { SftObjective } from './sft.ts';
 import { makeSchedule } from './schedule.ts';
@@ -292,6 +292,7 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
     rewardConfig: reward.config, lora: lora ? { r: lora.r, targets: targets!, dropout: lora.dropout } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer],
     sampling: { temperature: gen.temperature, topK: gen.topK, topP: gen.topP },
     gradientCheckpointing: { policy: o['gradient-checkpointing'], reward: o['gradient-checkpointing'] },
+    mixedPrecision: { policy: lossScalingOf(o) !== undefined }, // the reward model trains in f32 (its TrainStep has no scaler)
   });
   const audit = new RunAudit(workloads);
   if (resumeDir !== undefined) audit.restore(resumeDir);

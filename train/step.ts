@@ -9,15 +9,15 @@
 //     recorded), folded into the optimizer's kernels as their gradScale; then the gradients are zeroed
 //
 // Mixed precision (a LossScaler, torch.cuda.amp's recipe): the forwards run inside autocast (the models' products
-// on f16 copies, engine/ops/cast.ts), each backward is seeded with the scale instead of 1, the norm read back is
-// the scaled one; a non-finite norm skips the step (gradients zeroed, no update, the step still counted, as a
-// schedule stepped every iteration is) and backs the scale off; else norm /= scale and the optimizer's gradScale is
-// coef / scale, so unscaling and clipping are one factor.
+// on f16 copies, engine/ops/cast.ts, each weight's copy made once a step), each backward is seeded with the scale
+// instead of 1, the norm read back is the scaled one; a non-finite norm skips the step (gradients zeroed, no update,
+// the step still counted, as a schedule stepped every iteration is) and backs the scale off; else norm /= scale and
+// the optimizer's gradScale is coef / scale, so unscaling and clipping are one factor.
 //
 // Submits per step: micro-batches + 1. Every micro-batch but the last is submitted when its backward is recorded;
 // the last goes with the norm and the read-back; the optimizer's update is the final submit. After the first step
 // nothing is created: the pipelines are cached and pool memory is flat (test/train_step.test.ts).
-import { backward, clearTape, zeroGrad } from '../engine/autodiff.ts';
+import { autocast, backward, clearTape, zeroGrad } from '../engine/autodiff.ts';
 import { GpuError } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
 import { addInto } from '../engine/ops/elementwise.ts';
@@ -27,7 +27,7 @@ import type { Optimizer } from '../engine/optim.ts';
 import type { ParameterSet } from '../engine/params.ts';
 import { clearBytes, flush } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { autocast } from '../engine/ops/cast.ts';
+import { withF16WeightCopies } from '../engine/ops/cast.ts';
 import type { LossScaler, LossScalerState } from './loss_scaler.ts';
 import { lrAt, type Schedule } from './schedule.ts';
 
@@ -112,7 +112,8 @@ export class TrainStep {
     try {
       clearBytes(this.lossSum.binding());
       if (scaler) this.lossSeed.write([lossScale]);
-      micros.forEach((micro, k) => {
+      // The weights' f16 copies are made once for all micro-batches and dropped before the optimizer's update.
+      withF16WeightCopies(this.params.all(), () => micros.forEach((micro, k) => {
         tidy(() => {
           const l = ledger.inPhase(this.phases.forward, () => (scaler ? autocast(micro) : micro()));
           if (l.numel !== 1 || l.dtype !== 'f32') throw new GpuError(`TrainStep.run: micro-batch ${k} returned a ${l.dtype} loss of ${l.numel} elements, not an f32 scalar`);
@@ -120,7 +121,7 @@ export class TrainStep {
           backward(l, scaler ? this.lossSeed.reshape(l.shape) : undefined, this.phases.backward);
         });
         if (k < micros.length - 1) flush();
-      });
+      }));
       ledger.inPhase('optimizer', () => {
         writeSlice(this.stats, this.lossSum, 0, 0);
         const grads = this.params.entries().flatMap((e) => (e.param.grad ? [e.param.grad] : []));

@@ -9,7 +9,8 @@
 // on f16 storage with Q Kᵀ and P V as subgroup matrices (f16 operands, f32 accumulation; P rounded to f16), where
 // the device has chromium-experimental-subgroup-matrix with an f16 -> f32 shape; its backward
 // (attentionTensorCoreBackward) likewise, dK/dV and dQ with all five products on subgroup matrices. The f32
-// kernels stay the reference and the fallback.
+// kernels stay the reference and the fallback. Under mixed precision (autocast, engine/ops/cast.ts) the taped
+// attention() runs both on the tensor cores where they serve (attentionKernels says which kernels and why).
 // Mask (kernels/attention_visibility.wgsl): query row t has position t + positionOffset, key j position j;
 // query sees key j iff keyRange[b][0] <= j < keyRange[b][1] (padding, left or right), and with causal
 // j <= position, and with window W (implies causal) position - j < W. A row that sees no key gets out 0,
@@ -20,17 +21,25 @@
 // visible entries alone (4·D each forward, 10·D backward, the FlashAttention convention), so that
 // useful / charged is the efficiency of tile skipping. Padding is applied on the GPU, so both counts
 // assume every key valid.
-import { record, type Grad } from '../autodiff.ts';
+import { autocastF16, record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
-import { attentionForwardCall, checkStorageBindings, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask } from '../../kernels/attention_forward.ts';
+import { castF16 } from './cast.ts';
+import { KernelError, type DeviceLimits, type Kernel, type KernelCall } from '../../kernels/spec.ts';
+import {
+  attentionForwardCall, checkStorageBindings, forwardTiles, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionTiles,
+} from '../../kernels/attention_forward.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
-import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
-import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
+import { attentionBackwardDkDvCall, dkdvTiles } from '../../kernels/attention_backward_dkdv.ts';
+import { attentionBackwardDqCall, dqTiles } from '../../kernels/attention_backward_dq.ts';
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
-import { attentionTensorCoreCall, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
-import { attentionBackwardTensorCoreCall, tensorCoreBackwardVariants } from '../../kernels/attention_backward_tensor_core.ts';
+import {
+  attentionTensorCoreCall, tensorCoreLayout, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice, type TensorCoreVariant,
+} from '../../kernels/attention_forward_tensor_core.ts';
+import {
+  attentionBackwardTensorCoreCall, attentionBackwardTensorCoreKernel, backwardLayout, tensorCoreBackwardVariants, type TensorCoreBackwardVariant,
+} from '../../kernels/attention_backward_tensor_core.ts';
 import { deviceClassOf, MATMUL_DEVICE_CLASSES, type MatmulDeviceClass } from '../../kernels/matmul.ts';
 
 export interface AttentionOptions {
@@ -72,17 +81,34 @@ export function attentionSetup(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
   return { dims, mask, scale: opts.scale ?? 1 / Math.sqrt(D), keyRange: keyRange ?? null };
 }
 
-/** out [B, H, T, D] and lse [B, H, T] (natural-log logsumexp of each row's scaled visible scores). */
-function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
-  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, storage);
+type AttentionSetup = ReturnType<typeof attentionSetup>;
+
+/** out [B, H, T, D] and lse [B, H, T] (natural-log logsumexp of each row's scaled visible scores) of one forward call. */
+function forwardInto(call: KernelCall, q: Tensor, k: Tensor, v: Tensor, { dims, keyRange }: AttentionSetup): { out: Tensor; lse: Tensor } {
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
   const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
-  launch(attentionForwardCall(deviceLimits(), dims, mask, scale, storage, attentionDeviceClass()), [q, k, v, keyRange], [out, lse]);
+  launch(call, [q, k, v, keyRange], [out, lse]);
   return { out, lse };
 }
 
-/** Fused attention with its backward on the tape (saved: q, k, v, out, lse and keyRange). */
+/** The f32-arithmetic forward on f32 or f16 storage. */
+function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
+  const setup = attentionSetup(q, k, v, opts, storage);
+  return forwardInto(attentionForwardCall(deviceLimits(), setup.dims, setup.mask, setup.scale, storage, attentionDeviceClass()), q, k, v, setup);
+}
+
+/**
+ * Fused attention of f32 q, k, v with its backward on the tape. Under mixed precision (autocast) where the tensor
+ * cores serve this head dim and mask (attentionKernels), on them: q, k, v cast to f16 (castF16, whose gradients
+ * pass through in f32), the tensor-core forward and backward (saved: the f16 copies, out, lse and keyRange).
+ * Otherwise the f32 kernels (saved: q, k, v, out, lse and keyRange).
+ */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  if (autocastF16()) {
+    const setup = attentionSetup(q, k, v, opts, 'f32');
+    const { variants } = trainingTensorCores(setup.dims.D, setup.mask.hasKeyRange);
+    if (variants) return tensorCoreAttention(q, k, v, setup, variants);
+  }
   const { out, lse } = attentionForward(q, k, v, opts, 'f32');
   const saved = [q, k, v, out, lse, ...(opts.keyRange ? [opts.keyRange] : [])];
   record('attention', [q, k, v], [out], saved, ([g]) => attentionBackward(g!, q, k, v, out, lse, opts));
@@ -141,12 +167,114 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: ForwardO
   return attentionForward(q, k, v, opts, storage);
 }
 
-/** The tensor-core variant for head dim D on this device, or the reason there is none. */
-function tensorCoreFor(D: number, opts: TensorCoreOptions) {
-  return tensorCoreVariant(subgroupMatrixDevice(), D, opts.shape);
+/**
+ * What the tensor-core kernels run on: a description of the device (features, subgroup sizes, matrix configs,
+ * limits), which their plans read, and the calls that launch them. The device's own unless withTensorCores says
+ * otherwise.
+ */
+export interface TensorCores {
+  device: () => SubgroupMatrixDevice;
+  forwardCall: (dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreVariant) => KernelCall;
+  backwardCall: (dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreBackwardVariant) => KernelCall;
 }
 
-/** What the tensor-core kernel's plan reads of this device. */
+let tensorCores: TensorCores = { device: subgroupMatrixDevice, forwardCall: attentionTensorCoreCall, backwardCall: attentionBackwardTensorCoreCall };
+
+/**
+ * Runs fn (awaited) with the attention's tensor-core paths on `cores` instead of the device's own: emulated subgroup
+ * matrices (test/support/subgroup_matrix_emulation.ts) run them end to end on a device without any.
+ */
+export async function withTensorCores<T>(cores: TensorCores, fn: () => T | Promise<T>): Promise<T> {
+  const outer = tensorCores;
+  tensorCores = cores;
+  try { return await fn(); } finally { tensorCores = outer; }
+}
+
+/** The tensor-core variant for head dim D, or the reason there is none. */
+function tensorCoreFor(D: number, opts: TensorCoreOptions) {
+  return tensorCoreVariant(tensorCores.device(), D, opts.shape);
+}
+
+/** Both backward variants for head dim D whose kernels the device can bind (with keyRange or without), or the reason there are none. */
+function tensorCoreBackwardFor(D: number, hasKeyRange: boolean, opts: TensorCoreOptions): { dkdv?: TensorCoreBackwardVariant; dq?: TensorCoreBackwardVariant; reason?: string } {
+  const device = tensorCores.device();
+  const plan = tensorCoreBackwardVariants(device, D, opts.shape);
+  if (!plan.dkdv || !plan.dq) return { reason: plan.reason };
+  // With padding dK/dV binds 9 storage buffers, one past WebGPU's default of 8.
+  for (const v of [plan.dkdv, plan.dq]) {
+    const refused = bindingRefusal(device.limits, attentionBackwardTensorCoreKernel(v, hasKeyRange));
+    if (refused) return { reason: refused };
+  }
+  return plan;
+}
+
+/** Why a device of these limits cannot bind the kernel's storage buffers (null: it can). */
+function bindingRefusal(limits: DeviceLimits, kernel: Kernel): string | null {
+  try {
+    checkStorageBindings(limits, kernel);
+    return null;
+  } catch (e) {
+    if (e instanceof KernelError) return e.message;
+    throw e;
+  }
+}
+
+/** The tensor-core kernels of the taped attention: forward, dK/dV and dQ. */
+interface TrainingVariants { forward: TensorCoreVariant; dkdv: TensorCoreBackwardVariant; dq: TensorCoreBackwardVariant }
+
+/** The taped attention's tensor-core variants at head dim D (the device's largest matrix shape), or why there are none. */
+function trainingTensorCores(D: number, hasKeyRange: boolean): { variants?: TrainingVariants; reason?: string } {
+  const forward = tensorCoreFor(D, {});
+  if (!forward.variant) return { reason: forward.reason };
+  const { dkdv, dq, reason } = tensorCoreBackwardFor(D, hasKeyRange, {});
+  if (!dkdv || !dq) return { reason };
+  return { variants: { forward: forward.variant, dkdv, dq } };
+}
+
+/** attention() on the tensor cores: f16 copies of q, k, v on the tape; the backward runs on the forward's cores. */
+function tensorCoreAttention(q: Tensor, k: Tensor, v: Tensor, setup: AttentionSetup, variants: TrainingVariants): Tensor {
+  const cores = tensorCores;
+  const [q16, k16, v16] = [castF16(q), castF16(k), castF16(v)];
+  const { dims, mask, scale, keyRange } = setup;
+  const { out, lse } = forwardInto(cores.forwardCall(dims, mask, scale, variants.forward), q16, k16, v16, setup);
+  const saved = [q16, k16, v16, out, lse, ...(keyRange ? [keyRange] : [])];
+  record('attention', [q16, k16, v16], [out], saved, ([g]) => {
+    const { dq, dk, dv } = tensorCoreBackward(cores, variants, g!, q16, k16, v16, out, lse, setup);
+    return [dq, dk, dv];
+  });
+  for (const t of [q16, k16, v16, lse]) t.dispose(); // the tape holds them when it recorded
+  return out;
+}
+
+/** dq, dk, dv (f32) of the tensor-core backward variants on `cores`, from f32 dout and the forward's f16 q, k, v, out and lse. */
+function tensorCoreBackward(cores: TensorCores, variants: Pick<TrainingVariants, 'dkdv' | 'dq'>, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+  { dims, mask, scale, keyRange }: AttentionSetup): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  const delta = attentionDelta(dout, out, dims);
+  const inputs = [q, k, v, dout, lse, delta, keyRange];
+  const dk = Tensor.empty([dims.B, dims.KVH, dims.S, dims.D], 'f32', 'attention dk');
+  const dv = Tensor.empty([dims.B, dims.KVH, dims.S, dims.D], 'f32', 'attention dv');
+  launch(cores.backwardCall(dims, mask, scale, variants.dkdv), inputs, [dk, dv]);
+  const dq = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention dq');
+  launch(cores.backwardCall(dims, mask, scale, variants.dq), inputs, [dq]);
+  delta.dispose();
+  return { dq, dk, dv };
+}
+
+/**
+ * Which kernels the taped attention() runs at head dim D (with padding, keyRange, or without): 'tensorCore' under
+ * mixed precision where the tensor cores serve, else 'f32' (with the reason the tensor cores do not), and their
+ * tiles, BR query rows by BC keys, which decide the score entries computed (the audit's AttentionPlan).
+ */
+export function attentionKernels(D: number, o: { mixedPrecision: boolean; hasKeyRange?: boolean }): { kernels: 'tensorCore' | 'f32'; reason?: string; forward: AttentionTiles; dkdv: AttentionTiles; dq: AttentionTiles } {
+  const { variants, reason } = o.mixedPrecision ? trainingTensorCores(D, o.hasKeyRange ?? false) : { reason: 'not under mixed precision (autocast)' };
+  if (variants) {
+    const tiles = (L: { BR: number; BC: number }) => ({ BR: L.BR, BC: L.BC });
+    return { kernels: 'tensorCore', forward: tiles(tensorCoreLayout(variants.forward)), dkdv: tiles(backwardLayout(variants.dkdv)), dq: tiles(backwardLayout(variants.dq)) };
+  }
+  const limits = deviceLimits(), device = attentionDeviceClass();
+  return { kernels: 'f32', reason, forward: forwardTiles(limits, D, device), dkdv: dkdvTiles(limits, D, device), dq: dqTiles(limits, D, device) };
+}
+
 /**
  * Which row of kernels/attention_tiles.json the f32 kernels' tiles come from: the device's class (lavapipe, nvidia,
  * other, as matmul's); JUICE_ATTENTION_CLASS=lavapipe|nvidia|other reads another's (benchmarks compare plans with it).
@@ -157,6 +285,7 @@ export function attentionDeviceClass(): MatmulDeviceClass {
   return forced ?? deviceClassOf(gpu().adapterInfo);
 }
 
+/** What the tensor-core plans read of this device (attention's by default, matmul's always). */
 export function subgroupMatrixDevice(): SubgroupMatrixDevice {
   const { features, adapterInfo } = gpu();
   return { features, ...adapterInfo, limits: deviceLimits() };
@@ -169,13 +298,10 @@ export function subgroupMatrixDevice(): SubgroupMatrixDevice {
  * relative. Throws, with the reason, where the device or the shape does not allow it.
  */
 export function attentionTensorCore(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & TensorCoreOptions = {}): { out: Tensor; lse: Tensor } {
-  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, 'f16');
-  const { variant, reason } = tensorCoreFor(dims.D, opts);
+  const setup = attentionSetup(q, k, v, opts, 'f16');
+  const { variant, reason } = tensorCoreFor(setup.dims.D, opts);
   if (!variant) throw new GpuError(`attentionTensorCore(q ${shapeString(q.shape)}, k ${shapeString(k.shape)}): ${reason}; attentionWithLse with the f32 kernel serves these inputs`);
-  const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention out');
-  const lse = Tensor.empty([dims.B, dims.H, dims.T], 'f32', 'attention lse');
-  launch(attentionTensorCoreCall(dims, mask, scale, variant), [q, k, v, keyRange], [out, lse]);
-  return { out, lse };
+  return forwardInto(tensorCores.forwardCall(setup.dims, setup.mask, setup.scale, variant), q, k, v, setup);
 }
 
 /**
@@ -186,25 +312,14 @@ export function attentionTensorCore(q: Tensor, k: Tensor, v: Tensor, opts: Atten
  * device or the shape does not allow it (attention() with the f32 kernels serves f32 inputs).
  */
 export function attentionTensorCoreBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, opts: AttentionOptions & TensorCoreOptions = {}): { dq: Tensor; dk: Tensor; dv: Tensor } {
-  const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, opts, 'f16');
+  const setup = attentionSetup(q, k, v, opts, 'f16');
   const what = `attentionTensorCoreBackward(q ${shapeString(q.shape)}, k ${shapeString(k.shape)})`;
-  const { B, H, T, D } = dims;
+  const { B, H, T, D } = setup.dims;
   for (const [name, t, shape] of [['dout', dout, [B, H, T, D]], ['out', out, [B, H, T, D]], ['lse', lse, [B, H, T]]] as const)
     if (t.dtype !== 'f32' || shapeString(t.shape) !== shapeString(shape)) throw new GpuError(`${what}: ${name} must be f32 ${shapeString(shape)}, got ${t.dtype} ${shapeString(t.shape)}`);
-  const { dkdv, dq: dqVariant, reason } = tensorCoreBackwardVariants(subgroupMatrixDevice(), D, opts.shape);
-  if (!dkdv || !dqVariant) throw new GpuError(`${what}: ${reason}; attention() with the f32 kernels serves f32 inputs`);
-  const delta = attentionDelta(dout, out, dims);
-  const inputs = [q, k, v, dout, lse, delta, keyRange];
-  const dk = Tensor.empty([B, dims.KVH, dims.S, D], 'f32', 'attention dk');
-  const dv = Tensor.empty([B, dims.KVH, dims.S, D], 'f32', 'attention dv');
-  // With padding dK/dV binds 9 storage buffers, one past WebGPU's default of 8: refused here, named, not by the pipeline.
-  const [dkdvCall, dqCall] = [dkdv, dqVariant].map((variant) => attentionBackwardTensorCoreCall(dims, mask, scale, variant));
-  for (const call of [dkdvCall, dqCall]) checkStorageBindings(deviceLimits(), call.kernel);
-  launch(dkdvCall, inputs, [dk, dv]);
-  const dq = Tensor.empty([B, H, T, D], 'f32', 'attention dq');
-  launch(dqCall, inputs, [dq]);
-  delta.dispose();
-  return { dq, dk, dv };
+  const { dkdv, dq, reason } = tensorCoreBackwardFor(D, setup.mask.hasKeyRange, opts);
+  if (!dkdv || !dq) throw new GpuError(`${what}: ${reason}; attention() with the f32 kernels serves f32 inputs`);
+  return tensorCoreBackward(tensorCores, { dkdv, dq }, dout, q, k, v, out, lse, setup);
 }
 
 export interface DecodeOptions {

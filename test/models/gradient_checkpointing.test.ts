@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { backward, checkpoint, tapeLength, zeroGrad } from '../../engine/autodiff.ts';
+import { autocast, autocastF16, backward, checkpoint, tapeLength, zeroGrad } from '../../engine/autodiff.ts';
 import { ledger, type LedgerEntry } from '../../engine/ledger.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../../engine/tensor.ts';
@@ -146,6 +146,21 @@ test('checkpoint(): the gradient of its input is returned, a leaf input\'s .grad
   assert.is(tapeLength(), 0);
   x.dispose();
   w.dispose();
+});
+
+test('checkpoint(): the replay in the backward runs in the forward\'s autocast mode, outside autocast or in it', async () => {
+  await initGpu();
+  const x = upload(randn(4, 23), [4], true);
+  for (const mixed of [false, true]) {
+    const modes: boolean[] = [];
+    const f = (h: Tensor) => { modes.push(autocastF16()); return mul(h, h); };
+    const y = mixed ? autocast(() => checkpoint(f, x)) : checkpoint(f, x);
+    tidy(() => backward(sumLastDim(y))); // outside autocast, as TrainStep runs the backward
+    y.dispose();
+    assert.equal(modes, [mixed, mixed], `forward and replay ${mixed ? 'inside' : 'outside'} autocast`);
+  }
+  zeroGrad([x]);
+  x.dispose();
 });
 
 test('the pool\'s peak over forward + backward is lower with checkpointing (GPT-NeoX, 6 layers, B 4, T 64)', async () => {

@@ -1,12 +1,13 @@
 // Tests only: the tensor-core shaders (attention forward and backward, matmul) with their subgroup-matrix builtins rewritten
-// into scalar code, so that devices without subgroup matrices (lavapipe) check the kernels' logic. Not part of
-// kernels/: no production path builds it.
+// into scalar code, so that devices without subgroup matrices (lavapipe) check the kernels' logic, and the attention's
+// tensor-core paths on them (emulatedTensorCores). Not part of kernels/: no production path builds it.
 import type { KernelCall, Kernel } from '../../kernels/spec.ts';
 import { attentionTensorCoreCall, attentionTensorCoreKernel, type MatrixShape, type TensorCoreVariant } from '../../kernels/attention_forward_tensor_core.ts';
 import { attentionBackwardTensorCoreCall, type TensorCoreBackwardVariant } from '../../kernels/attention_backward_tensor_core.ts';
 import { matmulTensorCoreCall, type MatmulTensorCoreVariant } from '../../kernels/matmul_tensor_core.ts';
 import type { MatmulShape } from '../../kernels/matmul.ts';
 import type { AttentionDims, AttentionMask } from '../../kernels/attention_forward.ts';
+import { subgroupMatrixDevice, type TensorCores } from '../../engine/ops/attention.ts';
 
 /**
  * The shader with the subgroup-matrix builtins rewritten into scalar functions (tests only): Left, Right and Acc
@@ -85,6 +86,25 @@ export function emulatedTensorCoreCall(dims: AttentionDims, mask: AttentionMask,
 export function emulatedBackwardTensorCoreCall(dims: AttentionDims, mask: AttentionMask, scale: number, v: TensorCoreBackwardVariant): KernelCall {
   const call = attentionBackwardTensorCoreCall(dims, mask, scale, v);
   return { ...call, kernel: emulatedKernel(call.kernel, v.shape) };
+}
+
+/**
+ * The attention's tensor cores on emulated matrices (engine/ops/attention.ts withTensorCores): this device described
+ * as one with subgroup matrices of one f16 -> f32 shape and a fixed subgroup of `subgroupSize` lanes (its other
+ * features and limits its own), and the emulated kernels.
+ */
+export function emulatedTensorCores(shape: MatrixShape, subgroupSize: number): TensorCores {
+  return {
+    device: () => {
+      const own = subgroupMatrixDevice();
+      return {
+        ...own, features: new Set([...own.features, 'chromium-experimental-subgroup-matrix']), subgroupMinSize: subgroupSize, subgroupMaxSize: subgroupSize,
+        subgroupMatrixConfigs: [{ componentType: 'f16', resultComponentType: 'f32', ...shape }],
+      };
+    },
+    forwardCall: emulatedTensorCoreCall,
+    backwardCall: emulatedBackwardTensorCoreCall,
+  };
 }
 
 /** matmulTensorCoreCall, on the emulated kernel. */

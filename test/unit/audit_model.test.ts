@@ -2,6 +2,9 @@
 // each per-element constant against the cost its kernel's spec states, the tile count against the kernels' own.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { modelParams, type ModelConfig } from '../../models/config.ts';
 import { loraParamSpecs } from '../../models/lora.ts';
 import type { LedgerRow } from '../../engine/ledger.ts';
@@ -27,7 +30,7 @@ import { rotaryCall } from '../../kernels/rotary.ts';
 import { sampleTokensPasses } from '../../kernels/sample_tokens.ts';
 import { squaredSumCall } from '../../kernels/squared_sum.ts';
 import { tokenLogprobsBackwardCall, tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
-import { Workloads } from '../../train/audit.ts';
+import { Workloads, WORKLOADS_FILE, type WorkloadsOptions } from '../../train/audit.ts';
 import * as M from '../../train/audit_model.ts';
 import {
   auditJson, auditRows, auditTable, backwardBreakdown, forwardBreakdown, recomputeBreakdown, generationBreakdown, headLinear, layerLinears, loraElements,
@@ -253,7 +256,7 @@ test('gradient checkpointing: every layer\'s training forward again in the backw
   const recompute = recomputeBreakdown(neox, { sequences: seq, head: 'all' });
   // The layers' forward: no head, no log-probs, no final norm (2 of the 2L + 1 norms per token remain per layer).
   assert.equal(recompute, { ...forward, head: 0, logits: 0, norm: forward.norm * (2 * neox.layers) / (2 * neox.layers + 1) });
-  const w = new Workloads(neox, { attentionPlans: { policy: PLAN, reward: PLAN }, limits: LIMITS, gradientCheckpointing: { policy: true } });
+  const w = new Workloads(neox, { attentionPlan: () => PLAN, limits: LIMITS, gradientCheckpointing: { policy: true } });
   for (let k = 0; k < 3; k++) w.trained('policy', 1, 5, 'all', false);
   w.trained('reward', 1, 5, 'last', false);
   const a = w.analytic();
@@ -262,7 +265,7 @@ test('gradient checkpointing: every layer\'s training forward again in the backw
 });
 
 test('Workloads: training forwards, micro-batches added up, each model\'s optimizer, the recorded plan', () => {
-  const w = new Workloads(neox, { rewardConfig: { ...neox, head: 'score' }, optimizerFlopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT, attentionPlans: { policy: PLAN, reward: PLAN }, limits: LIMITS });
+  const w = new Workloads(neox, { rewardConfig: { ...neox, head: 'score' }, optimizerFlopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT, attentionPlan: () => PLAN, limits: LIMITS });
   for (let k = 0; k < 3; k++) w.trained('policy', 1, 5, 'all', false); // one update of 3 micro-batches
   w.optimizer(100);
   w.trained('reward', 2, 5, 'last', false);
@@ -276,6 +279,51 @@ test('Workloads: training forwards, micro-batches added up, each model\'s optimi
   const forward = forwardBreakdown(neox, { sequences: seq, head: 'all', attentionPlan: PLAN });
   assert.is(w.analytic()['policy-forward'], 4 * totalOf(forward));
   assert.is(w.useful()['policy-forward'], 4 * usefulOf(forward));
+});
+
+test('Workloads under mixed precision: the policy\'s training passes on the tensor cores\' plan, every other pass on the f32 kernels\', across a resume', () => {
+  // The tensor cores' tiles (attentionKernels under autocast) differ from the f32 kernels': at T 5 they execute other entries.
+  const TENSOR_CORES: AttentionPlan = { forward: { BR: 4, BC: 2 }, dkdv: { BR: 2, BC: 4 }, dq: { BR: 4, BC: 2 }, decodeChunk: 4 };
+  const on = (attentionPlan: AttentionPlan) => ({ sequences: seq, head: 'all' as const, attentionPlan });
+  assert.is.not(totalOf(forwardBreakdown(neox, on(TENSOR_CORES))), totalOf(forwardBreakdown(neox, on(PLAN))));
+  const opts: WorkloadsOptions = {
+    rewardConfig: { ...neox, head: 'score' }, limits: LIMITS, attentionPlan: (_, mixed) => (mixed ? TENSOR_CORES : PLAN), mixedPrecision: { policy: true }, gradientCheckpointing: { policy: true },
+  };
+  const w = new Workloads(neox, opts);
+  w.trained('policy', 1, 5, 'all', false); // inside autocast: TrainStep has the run's loss scaler
+  w.forward('policy-forward', 1, 5, 'all'); // the policy scoring its samples, outside the micro-batches
+  w.forward('reference', 1, 5, 'all');
+  w.trained('reward', 1, 5, 'last', false); // the reward model's TrainStep has no loss scaler
+  w.generation([{ count: 1, promptLength: 3, newTokens: 3 }], false, 3);
+  const plans = (x: Workloads) => x.data.forward.map((f) => `${f.phase} ${f.training ? 'training' : 'scoring'} ${JSON.stringify(f.attentionPlan) === JSON.stringify(TENSOR_CORES) ? 'tensor cores' : 'f32'}`);
+  assert.equal(plans(w), ['policy-forward training tensor cores', 'policy-backward training tensor cores', 'policy-forward scoring f32', 'reference scoring f32', 'reward-forward training f32', 'reward-backward training f32']);
+  assert.equal(w.data.generation[0].attentionPlan, PLAN);
+  const a = w.analytic();
+  assert.is(a['policy-forward'], totalOf(forwardBreakdown(neox, on(TENSOR_CORES))) + totalOf(forwardBreakdown(neox, on(PLAN))));
+  assert.is(a['policy-backward'], totalOf(backwardBreakdown(neox, on(TENSOR_CORES))));
+  // The replayed layers (under autocast as their forward was) on the forward's tensor-core plan.
+  assert.is(a['policy-backward-recompute'], totalOf(recomputeBreakdown(neox, on(TENSOR_CORES))));
+  assert.is(a.reference, totalOf(forwardBreakdown(neox, on(PLAN))));
+
+  // A resume (workloads.json of a checkpoint): the same device adds to the saved records, another (no tensor cores) beside them.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-workloads-'));
+  try {
+    fs.writeFileSync(path.join(dir, WORKLOADS_FILE), JSON.stringify(w.toJSON()));
+    const same = new Workloads(neox, opts);
+    assert.ok(same.restore(dir));
+    same.trained('policy', 1, 5, 'all', false);
+    assert.equal(plans(same), plans(w));
+    assert.is(same.data.forward[0].passes, 2);
+    const other = new Workloads(neox, { ...opts, attentionPlan: () => PLAN });
+    assert.ok(other.restore(dir));
+    other.trained('policy', 1, 5, 'all', false);
+    assert.equal(plans(other).slice(6), ['policy-forward training f32', 'policy-backward training f32']);
+    // A file of version 3 (one plan per model) is not read: its counts would be taken for the wrong kernels.
+    fs.writeFileSync(path.join(dir, WORKLOADS_FILE), JSON.stringify({ ...w.toJSON(), version: 3 }));
+    assert.not.ok(new Workloads(neox, opts).restore(dir));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the report: table and JSON from ledger rows, analytic and useful counts', () => {
