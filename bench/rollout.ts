@@ -1,10 +1,12 @@
 // Rollout tokens/s (models/rollout.ts) of a small byte-level GPT-NeoX at batch 1, 8 and 64, alternated in one run:
 // sampling on the host (B×V logits read back a step) and on the GPU (B ids read back a step), and on the GPU with
-// the training path's split, rotary and cache copies instead of the fused kernel (KVCache fusedRotary false);
-// the ratios GPU / host and fused / unfused, and the dispatches of one decode step, by op, unfused and fused.
+// the training path's split, rotary and cache copies instead of the fused kernel (KVCache fusedRotary false), and on
+// the GPU unpipelined (each step's ids read back before the next step is recorded: GenerationOptions pipelined
+// false); the ratios GPU / host, fused / unfused and pipelined / unpipelined, and the dispatches of one decode step,
+// by op, unfused and fused.
 // The model: ../shared/data/hh-byte-base/ (0.86M parameters) if present, else random weights at its config.
 // Every row runs to maxNewTokens (no EOS), so both samplers generate the same number of tokens.
-// Prints a table, then one JSON line.
+// Prints a table, then one JSON line. Usage: node --import tsx bench/rollout.ts [--reps N] (alternations, default 2).
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,8 +29,8 @@ const BATCHES = [1, 8, 64];
 const PROMPTS_PER_BATCH: Record<number, number> = { 1: 4, 8: 8, 64: 64 };
 const MAX_NEW_TOKENS = 32;
 const SAMPLING = { temperature: 0.7, topK: 50, topP: 0.95, seed: 1 };
-/** The arms: host sampling, GPU sampling, GPU sampling on the unfused (reference) cache path. */
-const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu' }, unfused: { sampler: 'gpu', fusedRotary: false } } as const;
+/** The arms: host sampling, GPU sampling, GPU sampling on the unfused (reference) cache path, GPU sampling unpipelined. */
+const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu' }, unfused: { sampler: 'gpu', fusedRotary: false }, unpipelined: { sampler: 'gpu', pipelined: false } } as const;
 type Arm = keyof typeof ARMS;
 
 const QUESTIONS = [
@@ -55,6 +57,9 @@ function model(): { model: CausalLM; source: string } {
 }
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const reps = args.includes('--reps') ? Number(args[args.indexOf('--reps') + 1]) : 2;
+  if (!Number.isSafeInteger(reps) || reps < 1) throw new Error(`--reps ${args[args.indexOf('--reps') + 1]}: expected a positive integer`);
   await initGpu();
   const { adapterInfo } = gpu();
   const device = `${adapterInfo.description || adapterInfo.architecture} (${adapterInfo.vendor})`;
@@ -80,19 +85,23 @@ async function main(): Promise<void> {
     console.log(`dispatches per decode step, ${arm}: ${total} (${Object.entries(ops).map(([op, n]) => `${op} ${n}`).join(', ')})`);
   }
   const results = [];
-  console.log('batch  prompts  host tokens/s  gpu unfused tokens/s  gpu tokens/s  gpu/host  fused/unfused');
+  console.log('batch  prompts  host tokens/s  gpu unfused tokens/s  gpu unpipelined tokens/s  gpu tokens/s  gpu/host  fused/unfused  pipelined/unpipelined');
   for (const batch of BATCHES) {
-    // Alternated twice, the faster of each kept: other processes share the CPU that lavapipe runs on.
-    const best: Record<Arm, number> = { host: 0, gpu: 0, unfused: 0 };
-    for (let rep = 0; rep < 2; rep++) {
+    // Alternated `reps` times, the faster of each kept: other processes share the CPU that lavapipe runs on.
+    const best: Record<Arm, number> = { host: 0, gpu: 0, unfused: 0, unpipelined: 0 };
+    for (let rep = 0; rep < reps; rep++) {
       for (const arm of Object.keys(ARMS) as Arm[]) best[arm] = Math.max(best[arm], (await run(batch, arm)).timing.tokensPerSecond);
     }
-    const ratio = best.gpu / best.host, fusion = best.gpu / best.unfused;
-    results.push({ batch, prompts: PROMPTS_PER_BATCH[batch], hostTokensPerSecond: +best.host.toFixed(1), gpuUnfusedTokensPerSecond: +best.unfused.toFixed(1), gpuTokensPerSecond: +best.gpu.toFixed(1), gpuOverHost: +ratio.toFixed(3), fusedOverUnfused: +fusion.toFixed(3) });
-    console.log(`${String(batch).padStart(5)}  ${String(PROMPTS_PER_BATCH[batch]).padStart(7)}  ${best.host.toFixed(1).padStart(13)}  ${best.unfused.toFixed(1).padStart(20)}  ${best.gpu.toFixed(1).padStart(12)}  ${ratio.toFixed(2).padStart(8)}  ${fusion.toFixed(2).padStart(13)}`);
+    const ratio = best.gpu / best.host, fusion = best.gpu / best.unfused, pipelining = best.gpu / best.unpipelined;
+    results.push({
+      batch, prompts: PROMPTS_PER_BATCH[batch], hostTokensPerSecond: +best.host.toFixed(1), gpuUnfusedTokensPerSecond: +best.unfused.toFixed(1),
+      gpuUnpipelinedTokensPerSecond: +best.unpipelined.toFixed(1), gpuTokensPerSecond: +best.gpu.toFixed(1), gpuOverHost: +ratio.toFixed(3),
+      fusedOverUnfused: +fusion.toFixed(3), pipelinedOverUnpipelined: +pipelining.toFixed(3),
+    });
+    console.log(`${String(batch).padStart(5)}  ${String(PROMPTS_PER_BATCH[batch]).padStart(7)}  ${best.host.toFixed(1).padStart(13)}  ${best.unfused.toFixed(1).padStart(20)}  ${best.unpipelined.toFixed(1).padStart(24)}  ${best.gpu.toFixed(1).padStart(12)}  ${ratio.toFixed(2).padStart(8)}  ${fusion.toFixed(2).padStart(13)}  ${pipelining.toFixed(2).padStart(21)}`);
   }
   lm.dispose();
-  console.log(JSON.stringify({ bench: 'rollout', device, model: source, maxNewTokens: MAX_NEW_TOKENS, sampling: SAMPLING, dispatchesPerDecodeStep: dispatches, results }));
+  console.log(JSON.stringify({ bench: 'rollout', device, model: source, reps, maxNewTokens: MAX_NEW_TOKENS, sampling: SAMPLING, dispatchesPerDecodeStep: dispatches, results }));
   releaseGpu();
 }
 

@@ -10,6 +10,7 @@ import { autocastF16, gradEnabled, noGrad } from '../engine/autodiff.ts';
 import { gpu, GpuError } from '../engine/gpu.ts';
 import { isMatrix, ParameterSet, type ParamSpec } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
+import { flush } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { castF16 } from '../engine/ops/cast.ts';
 import { headLogits, headTokenLogprobs, type HeadOptions } from '../engine/ops/lm_head.ts';
@@ -48,6 +49,11 @@ export interface GenerationOptions extends SamplingOptions {
   compact?: boolean;
   /** The cache's fused rotary and write (default true); false runs the training path's ops, the reference (KVCache). */
   fusedRotary?: boolean;
+  /**
+   * GPU sampler: each step is recorded and submitted from the previous step's ids before those are read back, so
+   * that the device runs it while the host checks them (default true); false waits for each step's ids first.
+   */
+  pipelined?: boolean;
 }
 
 export interface GeneratedRow {
@@ -69,7 +75,10 @@ export interface GenerationTiming {
 
 export interface Generation {
   rows: GeneratedRow[];
-  /** Model steps run, the prompt pass included: fewer than maxNewTokens when every row stopped early. */
+  /**
+   * Model steps run, the prompt pass included: fewer than maxNewTokens when every row stopped early (pipelined, the
+   * lookahead step in flight when the last row stopped is computed, so it counts, though its tokens are dropped).
+   */
   steps: number;
   timing: GenerationTiming;
 }
@@ -194,9 +203,18 @@ export class CausalLM {
    * EOS and stop strings are checked on the host with the ids read back; the batch stops when every row has
    * stopped. A row that stopped keeps stepping with the batch (its outputs dropped) until at most half of the
    * batch is running: then the finished rows leave the batch and the KV cache (compact, by default).
+   *
+   * The pipelined schedule (GPU sampler, opts.pipelined not false): step s+1 is recorded from step s's ids as they
+   * lie on the GPU and submitted before step s is read back (the lookahead), so the device runs s+1 while the
+   * host checks s. Once every row has stopped at s the lookahead is discarded (computed: it counts in `steps`). When
+   * the rows running after s call for a compaction, the lookahead s+1 (on the old batch) is read and checked first,
+   * without a lookahead of its own; the batch is then compacted on the rows running after s+1, and step s+2 is
+   * recorded on it as the unpipelined loop records every step; pipelining resumes from s+2. The tokens are those of
+   * the unpipelined loop: a row's draws are keyed by its row id and the step, and its logits do not depend on the
+   * rows beside it. train/audit.ts generationGroups replays this schedule.
    */
   async generate(prompts: readonly ArrayLike<number>[], opts: GenerationOptions): Promise<Generation> {
-    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder, sampler = 'gpu', compact = true, fusedRotary = true } = opts;
+    const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder, sampler = 'gpu', compact = true, fusedRotary = true, pipelined = true } = opts;
     const V = this.config.vocabSize, B = prompts.length;
     checkSamplingOptions(opts);
     if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new SamplingError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
@@ -221,17 +239,29 @@ export class CausalLM {
     let cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths, fusedRotary) : [];
     let input = Tensor.fromArray(ids, [B, longest], 'i32');
     let counterRows = sampler === 'gpu' ? Tensor.fromArray(rowIds, [B], 'i32') : undefined;
+    // Records model step `step` on the batch from `input`. gpu: ids [b] (fed back as the next input); host: the last
+    // position's logits [b, 1, V].
+    const record = (step: number) => tidy(() => {
+      const logits = this.stepLast(input, cache);
+      return counterRows ? sampleTokens(logits.reshape([-1, V]), counterRows, { ...sampling, step }) : logits;
+    });
+    const runningRows = () => [...batch.keys()].filter((j) => rows[batch[j]].finish === 'length');
+    const compactionDue = (running: number[]) => compact && running.length <= batch.length / 2;
+    // out: the recorded step read next (step `steps`); lookahead: the step recorded after it, read in the next turn.
+    let out: Tensor | undefined, lookahead: Tensor | undefined;
     try {
       const start = performance.now();
-      while (steps < maxNewTokens) {
-        // gpu: ids [b] (fed back as the next input); host: the last position's logits [b, 1, V].
-        const out = tidy(() => {
-          const logits = this.stepLast(input, cache);
-          return counterRows ? sampleTokens(logits.reshape([-1, V]), counterRows, { ...sampling, step: steps }) : logits;
-        });
-        const values = await out.toArray();
+      out = maxNewTokens > 0 ? record(0) : undefined;
+      while (out) {
+        // Starts the read: the copy is recorded behind this step and submitted with it at once, so the wait covers
+        // this step only, not a lookahead recorded after it.
+        const reading = out.toArray();
+        reading.catch(() => {}); // awaited below: a throw while recording the lookahead must not leave it unhandled
         input.dispose();
         if (counterRows) input = out.reshape([batch.length, 1]); // the sampled ids are the next input as they lie
+        lookahead = pipelined && counterRows && steps + 1 < maxNewTokens && !compactionDue(runningRows()) ? record(steps + 1) : undefined;
+        if (lookahead) flush();
+        const values = await reading;
         out.dispose();
         const promptPass = ++steps === 1;
         for (const [j, b] of batch.entries()) {
@@ -244,9 +274,14 @@ export class CausalLM {
           else if (stopStrings.length > 0 && stopIndex(decode(row.tokens), stopStrings) >= 0) row.finish = 'stop';
         }
         if (promptPass) timing.promptSeconds = (performance.now() - start) / 1000;
-        const running = [...batch.keys()].filter((j) => rows[batch[j]].finish === 'length');
-        if (running.length === 0 || steps === maxNewTokens) break;
-        const compacting = compact && running.length <= batch.length / 2;
+        const running = runningRows();
+        if (running.length === 0 || steps === maxNewTokens) {
+          if (lookahead) steps++; // discarded, but computed on the device: it counts
+          break;
+        }
+        // The lookahead ran on this batch: it is read before any compaction (compactionDue stops the next lookahead).
+        if (lookahead) { out = lookahead; continue; }
+        const compacting = compactionDue(running);
         if (compacting) {
           cache = cache.map((layer) => { const kept = layer.selectRows(running); layer.dispose(); return kept; });
           batch = running.map((j) => batch[j]);
@@ -256,9 +291,12 @@ export class CausalLM {
           input.dispose();
           input = Tensor.fromArray(batch.map((b) => rows[b].tokens[rows[b].tokens.length - 1]), [batch.length, 1], 'i32');
         }
+        out = record(steps);
       }
       timing.decodeSeconds = (performance.now() - start) / 1000 - timing.promptSeconds;
     } finally {
+      out?.dispose();
+      lookahead?.dispose();
       input.dispose();
       counterRows?.dispose();
       for (const layer of cache) layer.dispose();

@@ -253,11 +253,18 @@ export function generationGroups(promptLengths: readonly number[], rows: readonl
     const doneAt = members.map((i) => (rows[i].finish === 'length' ? Infinity : rows[i].tokens.length));
     const stepped = members.map(() => 0);
     let batch = members.map((_, j) => j);
+    const step = () => { for (const j of batch) stepped[j]++; };
+    const runningAfter = (read: number) => batch.filter((j) => doneAt[j] > read);
+    if (maxNewTokens > 0) step(); // the prompt pass
     for (let s = 1; s <= maxNewTokens; s++) {
-      for (const j of batch) stepped[j]++;
-      const running = batch.filter((j) => doneAt[j] > s);
+      // Step s - 1 is read now; step s is recorded before it unless the rows known to run call for a compaction.
+      const lookahead = s < maxNewTokens && runningAfter(s - 1).length > batch.length / 2;
+      if (lookahead) step();
+      const running = runningAfter(s);
       if (running.length === 0 || s === maxNewTokens) break;
+      if (lookahead) continue;
       if (running.length <= batch.length / 2) batch = running;
+      step();
     }
     for (const m of stepped) {
       const key = `${P}:${m}`;

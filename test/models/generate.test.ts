@@ -239,7 +239,8 @@ test('EOS ends a row (others go on); the batch stops when every row has; maxNewT
   assert.is(one.timing.decodeTokens, 2 + 7);
   const both = await model.generate([fixture.prompt, short], { maxNewTokens: 8, eosTokenIds: [40, 7] });
   assert.equal(both.rows.map((r) => [r.tokens, r.finish]), [[[51, 100, 40], 'eos'], [[114, 52, 7], 'eos']]);
-  assert.is(both.steps, 3);
+  assert.is(both.steps, 4); // both rows stopped at step 3; the lookahead step 4 was already computed
+  assert.is((await model.generate([fixture.prompt, short], { maxNewTokens: 8, eosTokenIds: [40, 7], pipelined: false })).steps, 3);
   const none = await model.generate([short], { maxNewTokens: 0 });
   assert.equal([none.rows[0].tokens, none.steps], [[], 0]);
   model.dispose();

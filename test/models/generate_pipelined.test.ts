@@ -1,0 +1,95 @@
+// Pipelined generation (the GPU sampler records step s+1 before reading step s back) against the unpipelined loop
+// on the gpt_neox fixture: the same rows (tokens, finish, text) for EOS, stop strings, rows finishing at different
+// steps with and without compaction, maxNewTokens 1 and 0, a single row; the steps it computes, the discarded
+// lookahead included; and train/audit.ts generationGroups against the batch each step really ran on.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Tensor } from '../../engine/tensor.ts';
+import { loadCausalLM, type CausalLM, type Generation, type GenerationOptions } from '../../models/causal_lm.ts';
+import type { KVCache } from '../../models/self_attention.ts';
+import { generationGroups } from '../../train/audit.ts';
+import { initGpu, randInt } from '../support/util.ts';
+
+const HF = fileURLToPath(new URL('../fixtures/hf/', import.meta.url));
+
+let model: CausalLM;
+test.before(async () => {
+  await initGpu();
+  model = loadCausalLM(path.join(HF, 'gpt_neox'));
+});
+test.after(() => model.dispose());
+
+const prompts = [randInt(6, 128, 1), randInt(3, 128, 2), randInt(9, 128, 3), randInt(1, 128, 4), randInt(5, 128, 5)];
+// Many EOS ids: rows finish at different steps.
+const manyEos = Array.from({ length: 12 }, (_, i) => 10 * i + 3);
+// Four letters over the ids, so that short stop strings turn up within a few tokens.
+const decoder = { decode: (ids: readonly number[]) => ids.map((id) => 'abcd'[id % 4]).join('') };
+
+/** The generation, and the batch size of every step the model computed (one stepLast call a step). */
+async function generation(ps: Int32Array[], opts: GenerationOptions): Promise<{ g: Generation; batchSizes: number[] }> {
+  const stepLast = model.stepLast;
+  const batchSizes: number[] = [];
+  model.stepLast = (ids: Tensor, cache: KVCache[]) => { batchSizes.push(ids.shape[0]); return stepLast.call(model, ids, cache); };
+  try {
+    return { g: await model.generate(ps, opts), batchSizes };
+  } finally {
+    model.stepLast = stepLast;
+  }
+}
+
+// The pipelined steps where the tokens are greedy (the same on any device), with why.
+const cases: [string, Int32Array[], GenerationOptions, steps?: number][] = [
+  // Two rows run to the length: nothing is looked ahead past maxNewTokens.
+  ['EOS at different steps, compaction', prompts, { maxNewTokens: 16, eosTokenIds: manyEos }, 16],
+  ['EOS at different steps, no compaction', prompts, { maxNewTokens: 16, eosTokenIds: manyEos, compact: false }, 16],
+  ['sampled, EOS at different steps, compaction', prompts, { maxNewTokens: 16, eosTokenIds: manyEos, temperature: 1, topK: 30, seed: 5 }],
+  ['sampled, EOS at different steps, no compaction', prompts, { maxNewTokens: 16, eosTokenIds: manyEos, temperature: 1, topK: 30, seed: 5, compact: false }],
+  ['stop strings and EOS, with text', prompts, { maxNewTokens: 12, stopStrings: ['aa', 'dcb'], eosTokenIds: [3], decoder, temperature: 0.9, seed: 2 }],
+  // The rows stop at steps 3 and 6; step 7 was computed before step 6's EOS was read.
+  ['EOS before the length, compaction off', prompts.slice(0, 2), { maxNewTokens: 12, eosTokenIds: manyEos, compact: false }, 7],
+  // The prompt pass only: no lookahead past maxNewTokens.
+  ['maxNewTokens 1', prompts, { maxNewTokens: 1, eosTokenIds: manyEos, decoder }, 1],
+  ['maxNewTokens 0', prompts, { maxNewTokens: 0 }, 0],
+  ['a single row, EOS', [prompts[2]], { maxNewTokens: 16, eosTokenIds: manyEos, temperature: 1, seed: 7 }],
+  ['a single row to the length', [prompts[2]], { maxNewTokens: 6 }, 6],
+];
+
+for (const [name, ps, opts, steps] of cases) {
+  test(`${name}: pipelined rows equal the unpipelined loop's; the steps computed`, async () => {
+    const piped = await generation(ps, opts);
+    const plain = await generation(ps, { ...opts, pipelined: false });
+    assert.equal(piped.g.rows, plain.g.rows);
+    if (steps !== undefined) assert.is(piped.g.steps, steps);
+    assert.is(piped.g.steps, piped.batchSizes.length, 'steps counts every computed step');
+    assert.is(plain.g.steps, plain.batchSizes.length);
+    const stoppedEarly = plain.g.steps < opts.maxNewTokens;
+    const compacted = plain.batchSizes.some((n) => n < ps.length);
+    // Without a compaction every step is looked ahead: when all rows stop early, one discarded step more.
+    if (!compacted) assert.is(piped.g.steps, plain.g.steps + (stoppedEarly ? 1 : 0), 'the discarded lookahead');
+    // The audit's replay of the schedule: rows stepped with the batch for these many steps (compaction on only).
+    if (opts.compact !== false) {
+      const groups = generationGroups(ps.map((p) => p.length), piped.g.rows, ps.length, opts.maxNewTokens);
+      const rowsPast = (i: number) => groups.reduce((n, gr) => n + (gr.newTokens > i ? gr.count : 0), 0);
+      assert.equal(piped.batchSizes.map((_, i) => rowsPast(i)), piped.batchSizes, 'generationGroups: the batch size of each step');
+      assert.is(rowsPast(piped.batchSizes.length), 0);
+    }
+  });
+}
+
+test('the cases cover what they name: early stops, stop strings, compactions one step later than unpipelined', async () => {
+  const { g, batchSizes } = await generation(prompts, cases[0][2]);
+  const plain = await generation(prompts, { ...cases[0][2], pipelined: false });
+  assert.ok(g.rows.some((r) => r.finish === 'eos') && g.rows.some((r) => r.tokens.length > 2), 'rows finish at different steps');
+  // The unpipelined loop shrinks the batch at the step after the compaction is due; pipelined, one step later.
+  const firstSmaller = (sizes: number[]) => sizes.findIndex((n) => n < prompts.length);
+  assert.ok(firstSmaller(plain.batchSizes) > 0, 'a compaction happened');
+  assert.is(firstSmaller(batchSizes), firstSmaller(plain.batchSizes) + 1);
+  const stop = await model.generate(prompts, cases[4][2]);
+  assert.ok(stop.rows.some((r) => r.finish === 'stop') && stop.rows.some((r) => r.finish !== 'stop'), 'some rows hit a stop string');
+  const single = await model.generate([prompts[2]], cases[8][2]);
+  assert.is(single.rows[0].finish, 'eos');
+});
+
+test.run();
