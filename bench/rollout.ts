@@ -30,7 +30,7 @@ const PROMPTS_PER_BATCH: Record<number, number> = { 1: 4, 8: 8, 64: 64 };
 const MAX_NEW_TOKENS = 32;
 const SAMPLING = { temperature: 0.7, topK: 50, topP: 0.95, seed: 1 };
 /** The arms: host sampling, GPU sampling, GPU sampling on the unfused (reference) cache path, GPU sampling unpipelined. */
-const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu' }, unfused: { sampler: 'gpu', fusedRotary: false }, unpipelined: { sampler: 'gpu', pipelined: false } } as const;
+const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu', pipelined: true }, unfused: { sampler: 'gpu', fusedRotary: false, pipelined: true }, unpipelined: { sampler: 'gpu', pipelined: false } } as const;
 type Arm = keyof typeof ARMS;
 
 const QUESTIONS = [

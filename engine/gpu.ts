@@ -20,6 +20,8 @@ export interface Gpu {
   features: Set<string>;
   limits: Record<string, number>;
   dawnFlags: string[];
+  /** The device runs on this machine's CPU (lavapipe): host and device share the cores. */
+  onHostCpu: boolean;
   /** How the host waits on the device: 'yield' its core (the default where the device is the CPU) or 'spin'. */
   hostWait: HostWait;
 }
@@ -113,6 +115,7 @@ export async function initGpu(): Promise<Gpu> {
     features: new Set<string>(features),
     limits,
     dawnFlags,
+    onHostCpu: deviceClassOf(info) === 'lavapipe',
     hostWait: hostWaitFromEnv(deviceClassOf(info) === 'lavapipe' ? 'yield' : 'spin'),
   };
   checkFlagsTookEffect(current);

@@ -238,13 +238,13 @@ function mapPhases(b: Record<Phase, FlopBreakdown>, f: (x: FlopBreakdown) => num
 
 /**
  * The rows each generation batch of a rollout stepped (models/rollout.ts: prompts longest first, in batches of
- * batchSize, each left-padded to its longest), replaying models/causal_lm.ts's pipelined schedule (the GPU sampler,
- * compaction on: how training generates): a finished row keeps stepping until at most half of the batch runs, then
- * the finished rows leave; each step's lookahead runs on the batch unless a compaction is due, so the batch steps
- * once more after its last row stops and a compaction comes a step later: one group per (padded prompt length,
- * steps in the batch).
+ * batchSize, each left-padded to its longest), replaying models/causal_lm.ts's schedule (the GPU sampler, compaction
+ * on: how training generates): a finished row keeps stepping until at most half of the batch runs, then the finished
+ * rows leave; `pipelined` (as generate ran: pipelinedByDefault() unless told), each step's lookahead runs on the batch
+ * unless a compaction is due, so the batch steps once more after its last row stops and a compaction comes a step
+ * later: one group per (padded prompt length, steps in the batch).
  */
-export function generationGroups(promptLengths: readonly number[], rows: readonly GeneratedRow[], batchSize: number, maxNewTokens: number): GenerationGroup[] {
+export function generationGroups(promptLengths: readonly number[], rows: readonly GeneratedRow[], batchSize: number, maxNewTokens: number, pipelined: boolean): GenerationGroup[] {
   const order = promptLengths.map((_, i) => i).sort((a, b) => promptLengths[b] - promptLengths[a] || a - b);
   const groups = new Map<string, GenerationGroup>();
   for (let first = 0; first < order.length; first += batchSize) {
@@ -258,7 +258,7 @@ export function generationGroups(promptLengths: readonly number[], rows: readonl
     if (maxNewTokens > 0) step(); // the prompt pass
     for (let s = 1; s <= maxNewTokens; s++) {
       // Step s - 1 is read now; step s is recorded before it unless the rows known to run call for a compaction.
-      const lookahead = s < maxNewTokens && runningAfter(s - 1).length > batch.length / 2;
+      const lookahead = pipelined && s < maxNewTokens && runningAfter(s - 1).length > batch.length / 2;
       if (lookahead) step();
       const running = runningAfter(s);
       if (running.length === 0 || s === maxNewTokens) break;

@@ -33,7 +33,7 @@ import { makeOptimizer, type Optimizer } from '../engine/optim.ts';
 import { memoryPlan, ParameterSet } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { CausalLM } from '../models/causal_lm.ts';
+import { CausalLM, pipelinedByDefault } from '../models/causal_lm.ts';
 import { modelParams, parseConfig, rewardParams, type ModelConfig } from '../models/config.ts';
 import { initParameters, INITIALIZER_RANGE } from '../models/init.ts';
 import { RewardModel } from '../models/reward.ts';
@@ -297,7 +297,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
     const prompts = evalRows.map((r) => r.prompt);
     const { rows } = await ledger.inPhaseAsync('evaluation', () => rollout(model, prompts, { batchSize: prompts.length, maxNewTokens, eosTokenIds: [EOS_ID] }));
-    extra.generation('evaluation', generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens));
+    extra.generation('evaluation', generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()));
     const answers = rows.map((r) => decodeResponse(r.tokens));
     let s = 0, x = 0, len = 0;
     answers.forEach((a, i) => {
@@ -382,7 +382,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         // The policy's samples, one per prompt of the chunk, and the reference's log-probs of the pairs, once.
         const prompts = chunk.map((r) => r.prompt);
         const { rows } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + stage, batchSize: prompts.length }));
-        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens), false, rows.reduce((n, r) => n + r.tokens.length, 0));
+        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
         const pairs: IrftPair[] = [], kept: number[] = [];
         rows.forEach((row, i) => {
           const same = row.tokens.length === chunk[i].demo.length && row.tokens.every((t, j) => t === chunk[i].demo[j]);
@@ -414,7 +414,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const chunk = cycle.take(o.rewardSteps * o.batch).map((i) => trainRows[i]);
         const prompts = chunk.map((r) => r.prompt);
         const { rows } = await ledger.inPhaseAsync('generation', () => rollout(reference, prompts, { ...generation, seed: o.seed * 1000 + 500, batchSize: prompts.length }));
-        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens), false, rows.reduce((n, r) => n + r.tokens.length, 0));
+        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
         let acc = 0;
         for (let s = 0; s < o.rewardSteps; s++) {
           const members = chunk.slice(s * o.batch, (s + 1) * o.batch).map((r, j) => ({ r, gen: rows[s * o.batch + j].tokens }));
@@ -434,7 +434,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const chunk = cycle.take(promptsPerStep).map((i) => trainRows[i]);
         const prompts = chunk.flatMap((r) => Array.from({ length: k2 }, () => r.prompt)); // prompt-major: k samples of each
         const { rows } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + 600 + k, batchSize: prompts.length }));
-        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens), false, rows.reduce((n, r) => n + r.tokens.length, 0));
+        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
         const batch = padded(prompts.map((p, i) => ({ prompt: p, response: rows[i].tokens })));
         const logp = await sampleLogprobs(policy, batch, 'policy-forward');
         const refLogp = await sampleLogprobs(reference, batch, 'reference');

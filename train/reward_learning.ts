@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ledger } from '../engine/ledger.ts';
-import type { CausalLM, GeneratedRow } from '../models/causal_lm.ts';
+import { pipelinedByDefault, type CausalLM, type GeneratedRow } from '../models/causal_lm.ts';
 import { rollout } from '../models/rollout.ts';
 import type { Tokenizer } from '../models/tokenizer.ts';
 import type { GenerationGroup } from './audit_model.ts';
@@ -85,7 +85,7 @@ export async function generateResponses(policy: CausalLM, prompts: readonly numb
     maxNewTokens: g.maxNewTokens, eosTokenIds: [eos], stopStrings: g.stopStrings, decoder: g.stopStrings.length > 0 ? tokenizer : undefined,
     temperature: g.temperature, topP: g.topP, topK: g.topK, seed, batchSize: g.batchSize,
   }));
-  const groups = generationGroups(prompts.map((p) => p.length), rows, g.batchSize, g.maxNewTokens);
+  const groups = generationGroups(prompts.map((p) => p.length), rows, g.batchSize, g.maxNewTokens, pipelinedByDefault());
   workloads.generation(groups, policy.lora !== undefined, timing.generatedTokens);
   const responses = rows.map((r) => responseOf(r, tokenizer, g.stopStrings, eos));
   return { responses, rows, generatedTokens: timing.generatedTokens, seconds: timing.seconds, tokensPerSecond: timing.tokensPerSecond, groups };

@@ -237,7 +237,7 @@ test('EOS ends a row (others go on); the batch stops when every row has; maxNewT
   assert.equal(one.rows.map((r) => [r.tokens, r.finish]), [[[51, 100, 40], 'eos'], [[114, 52, 7, 2, 116, 22, 37, 15], 'length']]);
   assert.is(one.steps, 8);
   assert.is(one.timing.decodeTokens, 2 + 7);
-  const both = await model.generate([fixture.prompt, short], { maxNewTokens: 8, eosTokenIds: [40, 7] });
+  const both = await model.generate([fixture.prompt, short], { maxNewTokens: 8, eosTokenIds: [40, 7], pipelined: true });
   assert.equal(both.rows.map((r) => [r.tokens, r.finish]), [[[51, 100, 40], 'eos'], [[114, 52, 7], 'eos']]);
   assert.is(both.steps, 4); // both rows stopped at step 3; the lookahead step 4 was already computed
   assert.is((await model.generate([fixture.prompt, short], { maxNewTokens: 8, eosTokenIds: [40, 7], pipelined: false })).steps, 3);

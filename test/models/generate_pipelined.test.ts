@@ -58,7 +58,7 @@ const cases: [string, Int32Array[], GenerationOptions, steps?: number][] = [
 
 for (const [name, ps, opts, steps] of cases) {
   test(`${name}: pipelined rows equal the unpipelined loop's; the steps computed`, async () => {
-    const piped = await generation(ps, opts);
+    const piped = await generation(ps, { ...opts, pipelined: true });
     const plain = await generation(ps, { ...opts, pipelined: false });
     assert.equal(piped.g.rows, plain.g.rows);
     if (steps !== undefined) assert.is(piped.g.steps, steps);
@@ -70,16 +70,18 @@ for (const [name, ps, opts, steps] of cases) {
     if (!compacted) assert.is(piped.g.steps, plain.g.steps + (stoppedEarly ? 1 : 0), 'the discarded lookahead');
     // The audit's replay of the schedule: rows stepped with the batch for these many steps (compaction on only).
     if (opts.compact !== false) {
-      const groups = generationGroups(ps.map((p) => p.length), piped.g.rows, ps.length, opts.maxNewTokens);
-      const rowsPast = (i: number) => groups.reduce((n, gr) => n + (gr.newTokens > i ? gr.count : 0), 0);
-      assert.equal(piped.batchSizes.map((_, i) => rowsPast(i)), piped.batchSizes, 'generationGroups: the batch size of each step');
-      assert.is(rowsPast(piped.batchSizes.length), 0);
+      for (const [run, pipelined] of [[piped, true], [plain, false]] as const) {
+        const groups = generationGroups(ps.map((p) => p.length), run.g.rows, ps.length, opts.maxNewTokens, pipelined);
+        const rowsPast = (i: number) => groups.reduce((n, gr) => n + (gr.newTokens > i ? gr.count : 0), 0);
+        assert.equal(run.batchSizes.map((_, i) => rowsPast(i)), run.batchSizes, `generationGroups (pipelined ${pipelined}): the batch size of each step`);
+        assert.is(rowsPast(run.batchSizes.length), 0);
+      }
     }
   });
 }
 
 test('the cases cover what they name: early stops, stop strings, compactions one step later than unpipelined', async () => {
-  const { g, batchSizes } = await generation(prompts, cases[0][2]);
+  const { g, batchSizes } = await generation(prompts, { ...cases[0][2], pipelined: true });
   const plain = await generation(prompts, { ...cases[0][2], pipelined: false });
   assert.ok(g.rows.some((r) => r.finish === 'eos') && g.rows.some((r) => r.tokens.length > 2), 'rows finish at different steps');
   // The unpipelined loop shrinks the batch at the step after the compaction is due; pipelined, one step later.
