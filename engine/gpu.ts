@@ -105,6 +105,7 @@ export async function initGpu(): Promise<Gpu> {
     if (!(Number.isSafeInteger(bytes) && bytes >= 4096 && bytes % 256 === 0)) throw new GpuError(`JUICE_MAX_BINDING_BYTES=${cap}: expected a multiple of 256 bytes, at least 4096`);
     limits.maxStorageBufferBindingSize = Math.min(limits.maxStorageBufferBindingSize, bytes);
   }
+  const onHostCpu = deviceClassOf(info) === 'lavapipe';
   current = {
     device,
     adapterInfo: {
@@ -115,8 +116,8 @@ export async function initGpu(): Promise<Gpu> {
     features: new Set<string>(features),
     limits,
     dawnFlags,
-    onHostCpu: deviceClassOf(info) === 'lavapipe',
-    hostWait: hostWaitFromEnv(deviceClassOf(info) === 'lavapipe' ? 'yield' : 'spin'),
+    onHostCpu,
+    hostWait: hostWaitFromEnv(onHostCpu ? 'yield' : 'spin'),
   };
   checkFlagsTookEffect(current);
   return current;
