@@ -11,7 +11,6 @@ import * as assert from 'uvu/assert';
 import { autocast, backward } from '../../engine/autodiff.ts';
 import { gpu } from '../../engine/gpu.ts';
 import { ledger } from '../../engine/ledger.ts';
-
 import { attention, attentionKernels, subgroupMatrixDevice, withTensorCores, type AttentionOptions } from '../../engine/ops/attention.ts';
 import { tensorCoreDeviceUnsupported } from '../../kernels/attention_forward_tensor_core.ts';
 import { f16ToF32, f32ToF16 } from '../../kernels/dtype.ts';

@@ -8,7 +8,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { autocast, backward, zeroGrad } from '../../engine/autodiff.ts';
 import { ledger } from '../../engine/ledger.ts';
-
 import { sumLastDim } from '../../engine/ops/elementwise.ts';
 import { reshape } from '../../engine/ops/shape.ts';
 import { makeOptimizer, type Optimizer } from '../../engine/optim.ts';
