@@ -148,6 +148,7 @@ export function throwIfGpuFailed(): void {
 /** Destroys the device and drops the GPU object so that Node can exit. */
 export function releaseGpu(): void {
   for (const fn of releaseHooks) fn();
+  pendingWaits.clear();
   current?.device.destroy();
   current = null;
   gpuObject = null;
@@ -172,24 +173,26 @@ const WAIT_SLEEP_MIN_MS = 0.05;
 const WAIT_SLEEP_MAX_MS = 2;
 const WAIT_SLEEP_FRACTION = 0.05;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-let pendingWaits = 0;
+// The waits pending on the current device; a device's release drops its own, so that a wait that never settles
+// cannot keep the loop (and the process) alive.
+const pendingWaits = new Set<Promise<unknown>>();
 let latestWaitStart = 0;
 let yielding = false;
 
 /** p, a promise of Dawn's (queue done, map, error scope); on a CPU device the host yields its core until it settles. */
 export function awaitDevice<T>(p: Promise<T>): Promise<T> {
   if (current?.hostWait !== 'yield') return p;
-  pendingWaits++;
+  pendingWaits.add(p);
   latestWaitStart = performance.now();
   if (!yielding) { yielding = true; setImmediate(yieldTurn); }
-  return p.finally(() => { pendingWaits--; });
+  return p.finally(() => { pendingWaits.delete(p); });
 }
 
 /** Sets how the host waits from now on (bench/block_step.ts --host-wait both compares the two in one run). */
 export function setHostWait(mode: HostWait): void { gpu().hostWait = mode; }
 
 function yieldTurn(): void {
-  if (pendingWaits === 0) { yielding = false; return; }
+  if (pendingWaits.size === 0) { yielding = false; return; }
   const waited = performance.now() - latestWaitStart;
   Atomics.wait(sleepCell, 0, 0, Math.min(WAIT_SLEEP_MAX_MS, Math.max(WAIT_SLEEP_MIN_MS, WAIT_SLEEP_FRACTION * waited)));
   setImmediate(yieldTurn);
