@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One prepared run for a lent GPU (its 15 minutes of device time are for all tries together): the tensor-core paths'
+# tests, which only a device with subgroup matrices runs (lavapipe skips or emulates them), the FLOP audit with the
+# same flags, then every figure of bench/gpu.ts; each step is bounded so that the whole stays within one command's
+# 600 s. Logs under $OUT (the device tool brings them back), else bench/results/gpu/. On the device:
+#   source .gpu/enter.sh; bash bench/gpu_session.sh
+# JUICE_BENCH_SMALL=1 runs it at small shapes (a dry run on lavapipe, where the emulated tests outlast their bound).
+set -u
+out="${OUT:-bench/results/gpu}"
+mkdir -p "$out"
+export JUICE_DAWN_FLAGS="${JUICE_DAWN_FLAGS:-enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness disable-dawn-features=timestamp_quantization}"
+uvu="node_modules/uvu/bin.js"
+step() { # name, seconds, command...: each step bounded, its log kept, its exit code reported; a failure stops nothing
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  echo "$name: exit $? in $((SECONDS - t0)) s (log $out/$name.log)"
+}
+echo "flags: $JUICE_DAWN_FLAGS"
+step tensor_core_tests 100 node --import tsx "$uvu" test/kernels 'tensor_core'
+step audit_tests 90 node --import tsx "$uvu" test/models 'audit'
+step gpu_bench 380 node --import tsx bench/gpu.ts
+grep -A200 '^summary' "$out/gpu_bench.log"
+grep -hE 'FAIL|✘' "$out"/*.log | head -20
