@@ -7,14 +7,13 @@
 // Recording modes: noGrad (nothing recorded), checkpoint's forward (run as recorded, nothing kept) and autocast
 // (mixed precision: the models' products read f16 copies), which a replay restores as its forward ran.
 import { GpuError } from './gpu.ts';
-import { bindingWindows, deviceLimits, launch } from './launch.ts';
+import { deviceLimits, launch, launchInWindows } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
 import { accumulateCall } from '../kernels/accumulate.ts';
 import { binaryCall } from '../kernels/binary.ts';
 import { fillCall } from '../kernels/fill.ts';
 import { scaleCall } from '../kernels/scale.ts';
-import type { KernelCall } from '../kernels/spec.ts';
 
 export type Grad = Tensor | null;
 
@@ -176,22 +175,14 @@ function ones(shape: readonly number[]): Tensor {
 
 /** acc += x, elementwise over equal element counts (a leaf's gradient accumulation), window by window when large. */
 function accumulate(acc: Tensor, x: Tensor): void {
-  inWindows(acc.numel, [x], [acc], (n) => accumulateCall(deviceLimits(), n));
+  launchInWindows(acc.numel, [x], [acc], (n) => accumulateCall(deviceLimits(), n));
 }
 
 /** A private copy of g with the given shape. */
 function copyOf(g: Tensor, shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, g.dtype, 'copy');
-  inWindows(g.numel, [g], [out], (n) => scaleCall(deviceLimits(), n, 1, 'copy'));
+  launchInWindows(g.numel, [g], [out], (n) => scaleCall(deviceLimits(), n, 1, 'copy'));
   return out;
-}
-
-/** An elementwise kernel over numel f32 elements of equal-sized tensors, in windows of one binding each. */
-function inWindows(numel: number, inputs: Tensor[], outputs: Tensor[], callFor: (n: number) => KernelCall): void {
-  const windows = bindingWindows(numel, 4);
-  if (windows.length === 1) return launch(callFor(numel), inputs, outputs);
-  const view = (t: Tensor, first: number, count: number) => t.reshape([-1]).rows(first, count);
-  for (const { first, count } of windows) tidy(() => launch(callFor(count), inputs.map((t) => view(t, first, count)), outputs.map((t) => view(t, first, count))));
 }
 
 /** a + b elementwise, in a's shape (fan-out: two gradients of one activation). */

@@ -166,7 +166,7 @@ export function gpu(): Gpu {
 }
 
 // dawn.node polls the device in a setImmediate loop while any of its promises is pending, which keeps the main thread
-// busy. On a CPU device that core belongs to the device's threads (2-core lavapipe ran the block step 1.9x slower), so
+// busy. On a CPU device that core belongs to the device's threads (2-core lavapipe ran the block step 1.7x slower), so
 // there (hostWait 'yield') each turn of the event loop sleeps while juice waits on the device: a twentieth of the time
 // since the latest wait began, within 0.05..2 ms, so that a short wait stays short and a long one polls rarely.
 const WAIT_SLEEP_MIN_MS = 0.05;

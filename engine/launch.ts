@@ -1,7 +1,7 @@
 // Runs a kernel call on tensors: the bridge between op code (tensors) and the runtime (buffer ranges).
 import { gpu, GpuError, type Gpu } from './gpu.ts';
 import { dispatch } from './runtime.ts';
-import { shapeString, type Tensor } from './tensor.ts';
+import { shapeString, tidy, type Tensor } from './tensor.ts';
 import { deviceLimitsOf, gcd, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
 
 /** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
@@ -37,6 +37,20 @@ export function bindingWindows(rows: number, rowBytes: number): { first: number;
   const windows: { first: number; count: number }[] = [];
   for (let first = 0; first < rows; first += count) windows.push({ first, count: Math.min(count, rows - first) });
   return windows;
+}
+
+/**
+ * An elementwise kernel over numel elements of equal-length tensors, in windows of one binding each (bindingWindows
+ * over blocks of `block` elements of 4 bytes: a block of 128 also starts a 16-bit tensor's window on any alignment).
+ */
+export function launchInWindows(numel: number, inputs: Tensor[], outputs: Tensor[], callFor: (n: number) => KernelCall, block = 1): void {
+  const windows = bindingWindows(Math.ceil(numel / block), 4 * block);
+  if (windows.length === 1) return launch(callFor(numel), inputs, outputs);
+  const view = (t: Tensor, first: number, count: number) => t.reshape([-1]).rows(first, count);
+  for (const w of windows) {
+    const first = w.first * block, count = Math.min(w.count * block, numel - first);
+    tidy(() => launch(callFor(count), inputs.map((t) => view(t, first, count)), outputs.map((t) => view(t, first, count))));
+  }
 }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();

@@ -91,9 +91,8 @@ function forwardInto(call: KernelCall, q: Tensor, k: Tensor, v: Tensor, { dims, 
   return { out, lse };
 }
 
-/** The f32-arithmetic forward on f32 or f16 storage. */
-function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
-  const setup = attentionSetup(q, k, v, opts, storage);
+/** The f32-arithmetic forward on f32 or f16 storage (the setup's). */
+function attentionForward(q: Tensor, k: Tensor, v: Tensor, setup: AttentionSetup, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
   return forwardInto(attentionForwardCall(deviceLimits(), setup.dims, setup.mask, setup.scale, storage, attentionDeviceClass()), q, k, v, setup);
 }
 
@@ -104,12 +103,10 @@ function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
  * Otherwise the f32 kernels (saved: q, k, v, out, lse and keyRange).
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  if (autocastF16()) {
-    const setup = attentionSetup(q, k, v, opts, 'f32');
-    const { variants } = trainingTensorCores(setup.dims.D, setup.mask.hasKeyRange);
-    if (variants) return tensorCoreAttention(q, k, v, setup, variants);
-  }
-  const { out, lse } = attentionForward(q, k, v, opts, 'f32');
+  const setup = attentionSetup(q, k, v, opts, 'f32');
+  const variants = autocastF16() ? trainingTensorCores(setup.dims.D, setup.mask.hasKeyRange).variants : undefined;
+  if (variants) return tensorCoreAttention(q, k, v, setup, variants);
+  const { out, lse } = attentionForward(q, k, v, setup, 'f32');
   const saved = [q, k, v, out, lse, ...(opts.keyRange ? [opts.keyRange] : [])];
   record('attention', [q, k, v], [out], saved, ([g]) => attentionBackward(g!, q, k, v, out, lse, opts));
   lse.dispose(); // the tape holds it when it recorded
@@ -164,7 +161,7 @@ export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: ForwardO
     const D = q.dtype === 'u32' ? 2 * q.shape[q.rank - 1]! : q.shape[q.rank - 1]!;
     if (tensorCoreFor(D, opts).variant) return attentionTensorCore(q, k, v, opts);
   }
-  return attentionForward(q, k, v, opts, storage);
+  return attentionForward(q, k, v, attentionSetup(q, k, v, opts, storage), storage);
 }
 
 /**

@@ -3,8 +3,8 @@
 // (train/step.ts opens it).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { bindingWindows, deviceLimits, launch } from '../launch.ts';
-import { Tensor, shapeString, tidy } from '../tensor.ts';
+import { deviceLimits, launchInWindows } from '../launch.ts';
+import { Tensor, shapeString } from '../tensor.ts';
 import { castF16Call } from '../../kernels/cast_f16.ts';
 
 /**
@@ -32,20 +32,8 @@ const BLOCK = 128;
 
 /** The f16 copy of x, window by window when x or the copy exceeds one binding. */
 function castInWindows(x: Tensor, op: string): Tensor {
-  const n = x.numel;
   const out = Tensor.empty(x.shape, 'f16', op);
-  const windows = bindingWindows(Math.ceil(n / BLOCK), 4 * BLOCK);
-  if (windows.length === 1) {
-    launch(castF16Call(deviceLimits(), n, op), [x], [out]);
-    return out;
-  }
-  tidy(() => {
-    const flatX = x.reshape([n]), flatOut = out.reshape([n]);
-    for (const w of windows) {
-      const first = w.first * BLOCK, count = Math.min(w.count * BLOCK, n - first);
-      launch(castF16Call(deviceLimits(), count, op), [flatX.rows(first, count)], [flatOut.rows(first, count)]);
-    }
-  });
+  launchInWindows(x.numel, [x], [out], (n) => castF16Call(deviceLimits(), n, op), BLOCK);
   return out;
 }
 

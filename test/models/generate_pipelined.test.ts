@@ -4,24 +4,14 @@
 // lookahead included; and train/audit.ts generationGroups against the batch each step really ran on.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Tensor } from '../../engine/tensor.ts';
-import { loadCausalLM, type CausalLM, type Generation, type GenerationOptions } from '../../models/causal_lm.ts';
+import type { Generation, GenerationOptions } from '../../models/causal_lm.ts';
 import type { KVCache } from '../../models/self_attention.ts';
 import { generationGroups } from '../../train/audit.ts';
-import { initGpu, randInt } from '../support/util.ts';
+import { FIXTURE_PROMPTS, gptNeoxFixture } from '../support/generation_fixture.ts';
 
-const HF = fileURLToPath(new URL('../fixtures/hf/', import.meta.url));
-
-let model: CausalLM;
-test.before(async () => {
-  await initGpu();
-  model = loadCausalLM(path.join(HF, 'gpt_neox'));
-});
-test.after(() => model.dispose());
-
-const prompts = [randInt(6, 128, 1), randInt(3, 128, 2), randInt(9, 128, 3), randInt(1, 128, 4), randInt(5, 128, 5)];
+const fx = gptNeoxFixture(test);
+const prompts = FIXTURE_PROMPTS;
 // Many EOS ids: rows finish at different steps.
 const manyEos = Array.from({ length: 12 }, (_, i) => 10 * i + 3);
 // Four letters over the ids, so that short stop strings turn up within a few tokens.
@@ -29,13 +19,13 @@ const decoder = { decode: (ids: readonly number[]) => ids.map((id) => 'abcd'[id 
 
 /** The generation, and the batch size of every step the model computed (one stepLast call a step). */
 async function generation(ps: Int32Array[], opts: GenerationOptions): Promise<{ g: Generation; batchSizes: number[] }> {
-  const stepLast = model.stepLast;
+  const stepLast = fx.model.stepLast;
   const batchSizes: number[] = [];
-  model.stepLast = (ids: Tensor, cache: KVCache[]) => { batchSizes.push(ids.shape[0]); return stepLast.call(model, ids, cache); };
+  fx.model.stepLast = (ids: Tensor, cache: KVCache[]) => { batchSizes.push(ids.shape[0]); return stepLast.call(fx.model, ids, cache); };
   try {
-    return { g: await model.generate(ps, opts), batchSizes };
+    return { g: await fx.model.generate(ps, opts), batchSizes };
   } finally {
-    model.stepLast = stepLast;
+    fx.model.stepLast = stepLast;
   }
 }
 
@@ -88,9 +78,9 @@ test('the cases cover what they name: early stops, stop strings, compactions one
   const firstSmaller = (sizes: number[]) => sizes.findIndex((n) => n < prompts.length);
   assert.ok(firstSmaller(plain.batchSizes) > 0, 'a compaction happened');
   assert.is(firstSmaller(batchSizes), firstSmaller(plain.batchSizes) + 1);
-  const stop = await model.generate(prompts, cases[4][2]);
+  const stop = await fx.model.generate(prompts, cases[4][2]);
   assert.ok(stop.rows.some((r) => r.finish === 'stop') && stop.rows.some((r) => r.finish !== 'stop'), 'some rows hit a stop string');
-  const single = await model.generate([prompts[2]], cases[8][2]);
+  const single = await fx.model.generate([prompts[2]], cases[8][2]);
   assert.is(single.rows[0].finish, 'eos');
 });
 

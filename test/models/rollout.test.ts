@@ -3,35 +3,26 @@
 // do not depend on its batch (row ids); rollout() in batches returns every prompt's row in order, with rates.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Tensor } from '../../engine/tensor.ts';
-import { loadCausalLM, type CausalLM, type GenerationOptions } from '../../models/causal_lm.ts';
+import type { GenerationOptions } from '../../models/causal_lm.ts';
 import { rollout } from '../../models/rollout.ts';
 import { SamplingError } from '../../models/sampling.ts';
 import { KVCache } from '../../models/self_attention.ts';
-import { initGpu, randInt } from '../support/util.ts';
+import { FIXTURE_PROMPTS, gptNeoxFixture } from '../support/generation_fixture.ts';
+import { randInt } from '../support/util.ts';
 
-const HF = fileURLToPath(new URL('../fixtures/hf/', import.meta.url));
-
-let model: CausalLM;
-test.before(async () => {
-  await initGpu();
-  model = loadCausalLM(path.join(HF, 'gpt_neox'));
-});
-test.after(() => model.dispose());
-
-const prompts = [randInt(6, 128, 1), randInt(3, 128, 2), randInt(9, 128, 3), randInt(1, 128, 4), randInt(5, 128, 5)];
-const tokensOf = async (ps: Int32Array[], opts: GenerationOptions) => (await model.generate(ps, opts)).rows.map((r) => r.tokens);
+const fx = gptNeoxFixture(test);
+const prompts = FIXTURE_PROMPTS;
+const tokensOf = async (ps: Int32Array[], opts: GenerationOptions) => (await fx.model.generate(ps, opts)).rows.map((r) => r.tokens);
 
 test('the head runs on the last position only: one row per batch row and step', async () => {
-  const head = model.head;
+  const head = fx.model.head;
   const rowsSeen: number[] = [];
-  model.head = (hidden: Tensor) => { rowsSeen.push(hidden.numel / model.config.hidden); return head.call(model, hidden); };
+  fx.model.head = (hidden: Tensor) => { rowsSeen.push(hidden.numel / fx.model.config.hidden); return head.call(fx.model, hidden); };
   try {
-    await model.generate(prompts.slice(0, 3), { maxNewTokens: 4, compact: false });
+    await fx.model.generate(prompts.slice(0, 3), { maxNewTokens: 4, compact: false });
   } finally {
-    model.head = head;
+    fx.model.head = head;
   }
   assert.equal(rowsSeen, [3, 3, 3, 3]);
 });
@@ -50,9 +41,9 @@ test('dropping finished rows changes no token (greedy, host and GPU sampling); t
       // Many EOS ids: rows finish at different steps.
       const base = { ...opts, maxNewTokens: 16, eosTokenIds: Array.from({ length: 12 }, (_, i) => 10 * i + 3) };
       const before = compactions;
-      const compacted = await model.generate(prompts, base);
+      const compacted = await fx.model.generate(prompts, base);
       assert.ok(compactions > before, `${JSON.stringify(opts)}: no compaction happened`);
-      const whole = await model.generate(prompts, { ...base, compact: false });
+      const whole = await fx.model.generate(prompts, { ...base, compact: false });
       assert.equal(compacted.rows, whole.rows, JSON.stringify(opts));
       assert.is(compacted.steps, whole.steps);
       assert.ok(compacted.rows.some((r) => r.finish === 'eos') && compacted.rows.some((r) => r.tokens.length > 2), 'rows finish at different steps');
@@ -73,10 +64,10 @@ test('GPU sampler: a prompt draws the same tokens alone as in a batch, given its
 test('rollout: batches longest first, rows back in the prompts\' order; timing', async () => {
   const many = [...prompts, randInt(7, 128, 6), randInt(2, 128, 7)];
   const opts = { maxNewTokens: 6, temperature: 1, topK: 30, seed: 8, eosTokenIds: [3, 50] };
-  const r = await rollout(model, many, { ...opts, batchSize: 3 });
+  const r = await rollout(fx.model, many, { ...opts, batchSize: 3 });
   assert.is(r.rows.length, many.length);
   for (const [i, p] of many.entries()) {
-    const alone = await model.generate([p], { ...opts, rowIds: [i] });
+    const alone = await fx.model.generate([p], { ...opts, rowIds: [i] });
     assert.equal(r.rows[i], alone.rows[0], `prompt ${i}`);
   }
   const t = r.timing;
@@ -84,7 +75,7 @@ test('rollout: batches longest first, rows back in the prompts\' order; timing',
   assert.is(t.generatedTokens, r.rows.reduce((n, row) => n + row.tokens.length, 0));
   assert.ok(t.seconds > 0 && Math.abs(t.tokensPerSecond - t.generatedTokens / t.seconds) < 1e-9);
   assert.ok(t.steps >= 3 && t.steps <= 3 * 6, `${t.steps} steps in 3 batches of up to 6`);
-  await rollout(model, many, { ...opts, batchSize: 0 }).then(() => assert.unreachable('batchSize 0'), (e: Error) => assert.ok(e instanceof SamplingError));
+  await rollout(fx.model, many, { ...opts, batchSize: 0 }).then(() => assert.unreachable('batchSize 0'), (e: Error) => assert.ok(e instanceof SamplingError));
 });
 
 test.run();
