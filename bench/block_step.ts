@@ -21,7 +21,7 @@ import { ledger } from '../engine/ledger.ts';
 import { gelu } from '../engine/ops/activations.ts';
 import { attention } from '../engine/ops/attention.ts';
 import { crossEntropy } from '../engine/ops/cross_entropy.ts';
-import { add, meanLastDim, mul, sub } from '../engine/ops/elementwise.ts';
+import { meanLastDim, mul, sub } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { linear } from '../engine/ops/matmul.ts';
 import { layerNorm } from '../engine/ops/norms.ts';
@@ -74,9 +74,9 @@ function blockForward(c: Config, p: Block, x: Tensor): Tensor {
   const [q, k, v] = split(reshape(qkv, [c.B, c.T, 3 * c.H, D]), 2, [c.H, c.H, c.H], [0, 2, 1, 3]);
   const a = attention(q, k, v, { causal: true }); // [B, H, T, D]
   const merged = reshape(permute(a, [0, 2, 1, 3]), [c.B, c.T, c.C]);
-  const x1 = add(x, linear(merged, p.wo, p.bo));
-  const m = linear(gelu(linear(layerNorm(x1, p.ln2w, p.ln2b, 1e-5), p.w1, p.b1)), p.w2, p.b2);
-  return add(x1, m);
+  // The residual adds happen in the output projections' stores (linear's residual), as in the models.
+  const x1 = linear(merged, p.wo, p.bo, { residual: x });
+  return linear(gelu(linear(layerNorm(x1, p.ln2w, p.ln2b, 1e-5), p.w1, p.b1)), p.w2, p.b2, { residual: x1 });
 }
 
 async function main(): Promise<void> {

@@ -1,5 +1,6 @@
 // The figures a GPU session records, in one run (device time is scarce): fused attention at the issue's
-// shape (f32, and forward+backward on the tensor cores where the device has subgroup matrices), matmul at 4096^3 per tile and weight format and on the tensor cores (f16 operands, where the device has
+// shape (f32, and forward+backward on the tensor cores where the device has subgroup matrices), matmul at 4096^3 per tile and weight format,
+// the vectorised f32 variants (matmul_vec4) at 4096^3 and at Pythia's training products, and on the tensor cores (f16 operands, where the device has
 // subgroup matrices: JUICE_DAWN_FLAGS with allow_unsafe_apis,vulkan_enable_f16_on_nvidia), a Pythia-1b training step, a
 // Pythia-160m training step in f32 and in mixed precision (TrainStep with a loss scaler: the products and attention on
 // the tensor cores where the device has them), Mistral-7B-shaped decoding with 16-bit weights. Host-clocked: each
@@ -28,6 +29,8 @@ import { MATMUL_TILES, matmulCall, type MatmulShape } from '../kernels/matmul.ts
 import { matmulTensorCoreCall, matmulTensorCoreVariant } from '../kernels/matmul_tensor_core.ts';
 import { tensorCoreDeviceUnsupported, tensorCoreShapes } from '../kernels/attention_forward_tensor_core.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall } from '../kernels/matmul_small_m.ts';
+import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit } from '../kernels/matmul_vec4.ts';
+import type { KernelCall } from '../kernels/spec.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
 import { relativeError } from '../train/verify.ts';
@@ -111,18 +114,121 @@ async function matmulSection(): Promise<void> {
   const a = uploadPattern([N, N], 5), b32 = uploadPattern([N, N], 6);
   const b16 = Tensor.fromArray(pattern(N * N, 6, 1), [N, N], 'bf16');
   let fastestF32 = Infinity;
+  let fastestTile = '';
   for (const [name, tile] of Object.entries(MATMUL_TILES)) {
     const out = Tensor.empty([N, N]);
     const call = matmulCall(deviceLimits(), { batch: 1, M: N, N, K: N, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' }, tile);
-    const s = await timeCalls(() => launch(call, [a, b32, null], [out]), 10);
+    const s = await timeCalls(() => launch(call, [a, b32, null, null], [out]), 10);
     report(`matmul f32 ${N}^3 tile ${name}`, s * 1e3, `${(2 * N ** 3 / s / 1e12).toFixed(2)} TFLOP/s (PyTorch fp32 51.5)`);
-    fastestF32 = Math.min(fastestF32, s);
+    if (s < fastestF32) [fastestF32, fastestTile] = [s, name];
     out.dispose();
   }
   const s16 = await timeCalls(() => tidy(() => { matmul(a, b16); }), 10);
   report(`matmul ${N}^3 bf16 weights (default tile)`, s16 * 1e3, `${(2 * N ** 3 / s16 / 1e12).toFixed(2)} TFLOP/s`);
   for (const t of [a, b32, b16]) t.dispose();
+  await vec4Matmul(N, fastestF32, fastestTile);
   await tensorCoreMatmul(N, fastestF32);
+}
+
+// The vec4 comparison stops here (bench/gpu_session.sh gives the whole of gpu.ts 380 s); JUICE_VEC4_SECONDS changes it.
+const VEC4_SECONDS = Number(process.env.JUICE_VEC4_SECONDS ?? 90);
+
+/**
+ * The vectorised f32 variants (kernels/matmul_vec4.ts): each at N^3 in the four transpose forms, timed against the
+ * fastest scalar tile of this run and checked against the default tile's result; then Pythia's training products, each
+ * in the three forms a linear layer runs (forward x·Wᵀ, dx = dy·W, dW = dyᵀ·x), on every vec4 variant and scalar tile.
+ * Every timing is printed; the summary keeps one line per variant at N^3 and, per product, the fastest vec4 variant
+ * against the fastest tile (what bench/matmul.ts --write-table weighs).
+ */
+async function vec4Matmul(N: number, tileSeconds: number, tileName: string): Promise<void> {
+  const t0 = performance.now();
+  const late = () => (performance.now() - t0) / 1000 > VEC4_SECONDS;
+  const forms = [[false, false], [false, true], [true, false], [true, true]] as const;
+  const formName = (transA: boolean, transB: boolean) => `${transA ? 'Aᵀ' : 'A'}·${transB ? 'Bᵀ' : 'B'}`;
+  const shapeOf = (M: number, n: number, K: number, transA: boolean, transB: boolean): MatmulShape =>
+    ({ batch: 1, M, N: n, K, strideA: 0, strideB: 0, transA, transB, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' });
+  const tflops = (flops: number, sec: number) => `${(flops / sec / 1e12).toFixed(2)} TFLOP/s`;
+  /** Mean seconds of call into out, and its relative error against ref (when given); null where it failed. */
+  const timed = async (what: string, call: () => KernelCall, a: Tensor, b: Tensor, out: Tensor, calls: number, ref?: ArrayLike<number>) => {
+    try {
+      const k = call();
+      const sec = await timeCalls(() => launch(k, [a, b, null, null], [out]), calls);
+      const relErr = ref ? relativeError(await out.toArray(), ref) : undefined;
+      console.log(`  ${what.padEnd(64)} ${(sec * 1e3).toFixed(3).padStart(9)} ms ${tflops(k.cost.flops, sec)}${relErr === undefined ? '' : ` relErr ${relErr.toExponential(1)}`}`);
+      return { sec, relErr };
+    } catch (e) {
+      report(`${what}: FAILED ${(e as Error).message.split('\n')[0]}`, 0);
+      return null;
+    }
+  };
+  const verdict = (errors: number[]) => (errors.length === 0 ? '' : `; relErr <= ${Math.max(...errors).toExponential(1)} vs the default tile ${errors.every((e) => e < 1e-5) ? 'PASS' : 'FAIL'}`);
+
+  const a = uploadPattern([N, N], 5), b = uploadPattern([N, N], 6);
+  const out = Tensor.empty([N, N]);
+  const refs = [];
+  for (const [transA, transB] of forms) {
+    launch(matmulCall(deviceLimits(), shapeOf(N, N, N, transA, transB)), [a, b, null, null], [out]);
+    refs.push(await out.toArray());
+  }
+  for (const [name, v] of Object.entries(MATMUL_VEC4_VARIANTS)) {
+    const what = `matmul f32 ${N}^3 ${name}`;
+    const unfit = matmulVec4Unfit(deviceLimits(), shapeOf(N, N, N, false, false), v);
+    if (unfit || late()) { report(`${what}: skipped, ${unfit ?? `past ${VEC4_SECONDS} s`}`, 0); continue; }
+    const runs = [];
+    for (const [f, [transA, transB]] of forms.entries()) {
+      const s = shapeOf(N, N, N, transA, transB);
+      runs.push(await timed(`${what} ${formName(transA, transB)}`, () => matmulVec4Call(deviceLimits(), s, v), a, b, out, 10, refs[f]));
+    }
+    if (!runs[0]) continue;
+    const others = runs.slice(1).map((r, f) => `${formName(forms[f + 1][0], forms[f + 1][1])} ${r ? tflops(2 * N ** 3, r.sec) : 'FAILED'}`).join(', ');
+    report(`${what}`, runs[0].sec * 1e3, `${tflops(2 * N ** 3, runs[0].sec)}, ${(tileSeconds / runs[0].sec).toFixed(2)}x tile ${tileName} (goal >= 46); ${others}`
+      + verdict(runs.flatMap((r) => (r?.relErr === undefined ? [] : [r.relErr]))));
+  }
+  for (const t of [a, b, out]) t.dispose();
+  refs.length = 0;
+
+  // M tokens × K in → N out; Pythia-160m at B1 T512, Pythia-1b at B8 T512 (SMALL: a 16th of each size).
+  const d = SMALL ? 16 : 1;
+  const layers = [
+    ['Pythia-160m qkv', 512, 768, 2304], ['Pythia-160m attn out', 512, 768, 768], ['Pythia-160m mlp up', 512, 768, 3072],
+    ['Pythia-160m mlp down', 512, 3072, 768], ['Pythia-1b mlp up', 4096, 2048, 8192], ['Pythia-1b mlp down', 4096, 8192, 2048],
+  ] as const;
+  const candidates = [
+    ...Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name: `tile ${name}`, tile: true, call: (s: MatmulShape) => matmulCall(deviceLimits(), s, tile), unfit: () => null })),
+    ...Object.entries(MATMUL_VEC4_VARIANTS).map(([name, v]) => ({ name, tile: false, call: (s: MatmulShape) => matmulVec4Call(deviceLimits(), s, v), unfit: (s: MatmulShape) => matmulVec4Unfit(deviceLimits(), s, v) })),
+  ];
+  for (const [layer, M0, K0, N0] of layers) {
+    const [M, K, n] = [M0 / d, K0 / d, N0 / d];
+    const x = uploadPattern([M, K], 13), w = uploadPattern([n, K], 14), dy = uploadPattern([M, n], 15);
+    // Forward y = x·Wᵀ [M, n]; dx = dy·W [M, K]; dW = dyᵀ·x [n, K].
+    const products = [
+      { form: 'forward x·Wᵀ', a: x, b: w, s: shapeOf(M, n, K, false, true) },
+      { form: 'dx = dy·W', a: dy, b: w, s: shapeOf(M, K, n, false, false) },
+      { form: 'dW = dyᵀ·x', a: dy, b: x, s: shapeOf(n, K, M, true, false) },
+    ];
+    for (const p of products) {
+      const what = `${layer} ${M}x${K}x${n} ${p.form}`;
+      if (late()) { report(`${what}: skipped, past ${VEC4_SECONDS} s`, 0); continue; }
+      const o = Tensor.empty([p.s.M, p.s.N]);
+      const flops = 2 * p.s.M * p.s.N * p.s.K;
+      const calls = SMALL ? 2 : Math.max(5, Math.min(50, Math.round(2e12 / flops)));
+      launch(matmulCall(deviceLimits(), p.s), [p.a, p.b, null, null], [o]);
+      const ref = p.s.M * p.s.N <= 2 ** 24 ? await o.toArray() : undefined;
+      const times: { name: string; tile: boolean; sec: number; relErr?: number }[] = [];
+      for (const c of candidates) {
+        const unfit = c.unfit(p.s);
+        if (unfit) { console.log(`  ${what}: ${c.name} skipped, ${unfit}`); continue; }
+        const r = await timed(`${what}: ${c.name}`, () => c.call(p.s), p.a, p.b, o, calls, c.tile ? undefined : ref);
+        if (r) times.push({ name: c.name, tile: c.tile, ...r });
+      }
+      const [tile] = times.filter((t) => t.tile).sort((u, v) => u.sec - v.sec);
+      const [vec4] = times.filter((t) => !t.tile).sort((u, v) => u.sec - v.sec);
+      if (tile && vec4) report(`${what}: ${vec4.name}`, vec4.sec * 1e3, `${tflops(flops, vec4.sec)}, ${(tile.sec / vec4.sec).toFixed(2)}x the fastest tile (${tile.name}, ${tflops(flops, tile.sec)})`
+        + verdict(times.flatMap((t) => (t.relErr === undefined ? [] : [t.relErr]))));
+      o.dispose();
+    }
+    for (const t of [x, w, dy]) t.dispose();
+  }
 }
 
 /**
@@ -145,9 +251,9 @@ async function tensorCoreMatmul(N: number, f32Seconds: number): Promise<void> {
       const out = Tensor.empty([N, N]), ref = Tensor.empty([N, N]);
       // One case's failure (a shader the driver rejects surfaces at the next sync) still lets the others run.
       try {
-        launch(matmulCall(deviceLimits(), s), [a, b, null], [ref]);
+        launch(matmulCall(deviceLimits(), s), [a, b, null, null], [ref]);
         const call = matmulTensorCoreCall(s, variant);
-        const sec = await timeCalls(() => launch(call, [a, b, null], [out]), 10);
+        const sec = await timeCalls(() => launch(call, [a, b, null, null], [out]), 10);
         const [ours, theirs] = [await out.toArray(), await ref.toArray()];
         let diff = 0, norm = 0;
         for (let j = 0; j < theirs.length; j++) { diff += (ours[j]! - theirs[j]!) ** 2; norm += theirs[j]! ** 2; }
@@ -173,10 +279,10 @@ async function decodeSection(): Promise<void> {
       const x = uploadPattern([M, K], 12), out = Tensor.empty([M, N]);
       const shape = { batch: 1, M, N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: 'f32', dtypeB: 'bf16' } as const;
       const gb = (N * K * 2 + M * K * 4 + M * N * 4) / 1e9;
-      const tiled = await timeCalls(() => launch(matmulCall(deviceLimits(), shape), [x, w, null], [out]), 20);
+      const tiled = await timeCalls(() => launch(matmulCall(deviceLimits(), shape), [x, w, null, null], [out]), 20);
       report(`decode M${M} K${K} N${N} bf16: tiled 128x128`, tiled * 1e3, `${(gb / tiled).toFixed(0)} GB/s`);
       for (const [name, variant] of Object.entries(SMALL_M_VARIANTS)) {
-        const s = await timeCalls(() => launch(matmulSmallMCall(deviceLimits(), shape, variant), [x, w, null], [out]), 50);
+        const s = await timeCalls(() => launch(matmulSmallMCall(deviceLimits(), shape, variant), [x, w, null, null], [out]), 50);
         report(`decode M${M} K${K} N${N} bf16: small-M ${name}`, s * 1e3, `${(gb / s).toFixed(0)} GB/s, ${(s / tiled).toFixed(3)} of tiled`);
       }
       x.dispose(); out.dispose();

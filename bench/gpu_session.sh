@@ -9,6 +9,8 @@ set -u
 out="${OUT:-bench/results/gpu}"
 mkdir -p "$out"
 export JUICE_DAWN_FLAGS="${JUICE_DAWN_FLAGS:-enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness disable-dawn-features=timestamp_quantization}"
+# The vec4 matmul variants' share of the gpu_bench step (bench/gpu.ts stops them after this many seconds).
+export JUICE_VEC4_SECONDS="${JUICE_VEC4_SECONDS:-45}"
 uvu="node_modules/uvu/bin.js"
 step() { # name, seconds, command...: each step bounded, its log kept, its exit code reported; a failure stops nothing
   local name=$1 limit=$2; shift 2

@@ -3,11 +3,14 @@
 // (M = 1 or 8 rows times a 4096-wide weightᵀ, as linear() runs it) on the small-M kernel's variants and on the
 // default tile, with f32 and bf16 weights. A variant with a baseline also shows its time as a multiple of it.
 // Prints ms per call, GFLOP/s and GB/s (the kernel's analytic cost over the host-clocked time of a batch of calls).
-// The rows kernel (matmul_rows.wgsl, for SIMD CPUs) is timed beside the tiles wherever the device and shape allow it.
-// Usage: npx tsx bench/matmul.ts [--json] [--write-table] [substring of case names, e.g. pythia or decode]
+// The rows kernel (matmul_rows.wgsl, for SIMD CPUs) and the vectorised variants (matmul_vec4.wgsl, for GPUs) are timed
+// beside the tiles wherever the device and shape allow them.
+// Usage: npx tsx bench/matmul.ts [--json] [--write-table] [substrings of case names, e.g. pythia or decode: any of them]
 //   --json: also one JSON line per case and variant: {"case", "variant", "ms", "gflops"}.
-//   --write-table: rewrites this device class's row of kernels/matmul_tiles.json with the fastest tile and rows
+//   --write-table: rewrites this device class's row of kernels/matmul_tiles.json with the fastest tile, rows and vec4
 //   variant per shape bucket (geometric mean of the times of the square and Pythia cases in the bucket).
+//   --max-time=S: benny's time per case and variant (default 1.5 s); on a GPU, 0.3 s measures every variant of the
+//   square and Pythia cases in about 2 minutes.
 import b from 'benny';
 import { writeFileSync } from 'node:fs';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
@@ -19,6 +22,7 @@ import { Tensor } from '../engine/tensor.ts';
 import { bytesPerElement, type FloatDType } from '../kernels/dtype.ts';
 import { DEFAULT_TILE, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TABLE_URL, MATMUL_TILES, matmulCall, matmulRowsCall, matmulRowsUnfit, type MatmulChoice, type MatmulDeviceClass, type MatmulShape } from '../kernels/matmul.ts';
 import { SMALL_M_VARIANTS, matmulSmallMCall, smallMVariantFor } from '../kernels/matmul_small_m.ts';
+import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit } from '../kernels/matmul_vec4.ts';
 
 interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null }
 /** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it). */
@@ -31,6 +35,9 @@ const DTYPES_B: FloatDType[] = ['f32', 'bf16'];
 const TILES: Variant[] = Object.entries(MATMUL_TILES).map(([name, tile]) => ({ name, dtypeB: 'f32', call: (s) => matmulCall(deviceLimits(), s, tile) }));
 const ROWS: Variant[] = Object.entries(MATMUL_ROWS_VARIANTS).map(([name, v]) => ({
   name, dtypeB: 'f32', call: (s) => matmulRowsCall(deviceLimits(), subgroupDevice(), s, v), unfit: (s) => matmulRowsUnfit(deviceLimits(), subgroupDevice(), s, v),
+}));
+const VEC4: Variant[] = Object.entries(MATMUL_VEC4_VARIANTS).map(([name, v]) => ({
+  name, dtypeB: 'f32', call: (s) => matmulVec4Call(deviceLimits(), s, v), unfit: (s) => matmulVec4Unfit(deviceLimits(), s, v),
 }));
 const BF16_B: Variant = { name: 'bf16 B', dtypeB: 'bf16', call: (s) => matmulCall(deviceLimits(), s), baseline: DEFAULT_TILE_NAME };
 
@@ -45,14 +52,14 @@ function decodeVariants(dtypeB: FloatDType): Variant[] {
 
 const TOKENS = 512;
 const CASES: Case[] = [
-  ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n, transB: false, variants: [...TILES, ...ROWS] })),
+  ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n, transB: false, variants: [...TILES, ...ROWS, ...VEC4] })),
   ...[
     { name: 'pythia qkv', M: TOKENS, N: 2304, K: 768 },
     { name: 'pythia attn out', M: TOKENS, N: 768, K: 768 },
     { name: 'pythia mlp up', M: TOKENS, N: 3072, K: 768 },
     { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
     { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
-  ].map((c) => ({ ...c, transB: false, variants: [...TILES, ...ROWS, BF16_B] })),
+  ].map((c) => ({ ...c, transB: false, variants: [...TILES, ...ROWS, ...VEC4, BF16_B] })),
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
@@ -71,11 +78,13 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const writeTable = args.includes('--write-table');
-  const only = args.find((a) => !a.startsWith('--')) ?? '';
+  const maxTime = Number(args.find((a) => a.startsWith('--max-time='))?.slice('--max-time='.length) ?? 1.5);
+  if (!(maxTime > 0)) throw new Error(`--max-time=S wants a positive number of seconds, got ${args.find((a) => a.startsWith('--max-time='))}`);
+  const only = args.filter((a) => !a.startsWith('--'));
   const measured: { c: Case; variant: string; seconds: number }[] = [];
   const rows: string[] = [];
   const report = (row: string) => { rows.push(row); console.log(row); };
-  for (const c of CASES.filter((c) => c.name.includes(only))) {
+  for (const c of CASES.filter((c) => only.length === 0 || only.some((o) => c.name.includes(o)))) {
     const a = Tensor.zeros([c.M, c.K]);
     const out = Tensor.empty([c.M, c.N]);
     const weights = new Map<FloatDType, Tensor>();
@@ -84,23 +93,23 @@ async function main(): Promise<void> {
     for (const v of c.variants) {
       const largest = Math.max(4 * c.M * c.K, bytesPerElement(v.dtypeB) * c.K * c.N, 4 * c.M * c.N);
       if (largest > limits.maxStorageBufferBindingSize) {
-        report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
       }
       const unfit = v.unfit?.({ batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB });
       if (unfit) {
-        report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${unfit}`);
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${unfit}`);
         continue;
       }
       if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, Tensor.zeros(c.transB ? [c.N, c.K] : [c.K, c.N], v.dtypeB));
       const w = weights.get(v.dtypeB)!;
       const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
       const call = v.call(shape);
-      const run = () => launch(call, [a, w, null], [out]);
-      await seconds(() => launch(v.call({ ...shape, N: 4 }), [a, w, null], [out])); // compiles the variant (its constants do not depend on N)
+      const run = () => launch(call, [a, w, null, null], [out]);
+      await seconds(() => launch(v.call({ ...shape, N: 4 }), [a, w, null, null], [out])); // compiles the variant (its constants do not depend on N)
       const once = await seconds(run);
       if (once > MAX_SECONDS_PER_CALL) {
-        report(`${c.name.padEnd(18)} ${v.name.padEnd(20)} skipped: ${once.toFixed(1)} s per call`);
+        report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${once.toFixed(1)} s per call`);
         continue;
       }
       const calls = Math.max(1, Math.min(MAX_CALLS_PER_SAMPLE, Math.round(SECONDS_PER_SAMPLE / once)));
@@ -108,7 +117,7 @@ async function main(): Promise<void> {
       cases.push(b.add(v.name, async () => { await seconds(run, calls); }));
     }
     if (cases.length > 0) {
-      const summary = await b.suite(`${c.name} [${c.M}x${c.K}]x[${c.K}x${c.N}]`, ...cases, b.configure({ cases: { minSamples: 2, maxTime: 1.5 } }));
+      const summary = await b.suite(`${c.name} [${c.M}x${c.K}]x[${c.K}x${c.N}]`, ...cases, b.configure({ cases: { minSamples: 2, maxTime } }));
       const seconds = new Map(summary.results.map((r) => [r.name, r.details.mean / costs.get(r.name)!.calls]));
       for (const r of summary.results) {
         const k = costs.get(r.name)!;
@@ -117,7 +126,7 @@ async function main(): Promise<void> {
         const ratio = !k.baseline ? '' : baseline ? `  ${(t / baseline).toFixed(3)}x the time of ${k.baseline}` : `  (no ${k.baseline} time)`;
         measured.push({ c, variant: r.name, seconds: t });
         if (json) console.log(JSON.stringify({ case: c.name, variant: r.name, M: c.M, N: c.N, K: c.K, ms: +(t * 1e3).toFixed(3), gflops: +(k.flops / t / 1e9).toFixed(3) }));
-        report(`${c.name.padEnd(18)} ${r.name.padEnd(20)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
+        report(`${c.name.padEnd(18)} ${r.name.padEnd(24)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
       }
     }
     for (const t of [a, out, ...weights.values()]) t.dispose();
@@ -159,7 +168,17 @@ function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: s
     const timeOf = (c: Case, variant: string) => measured.find((m) => m.c === c && m.variant === variant)?.seconds;
     const rowsTime = rows && Math.min(...cases.map((c) => (timeOf(c, rows) ?? Infinity) / (timeOf(c, tile) ?? 0)));
     // Keep the rows kernel only where it beats the tile on some case of the bucket (where it does not fit, the tile runs).
-    return { maxMNK: bucket.maxMNK, ...(rows && rowsTime! < 1 ? { rows } : {}), tile };
+    const keptRows = rows && rowsTime! < 1 ? rows : undefined;
+    // Keep the vec4 kernel where it beats what would run without it (the kept rows kernel where it ran, else the tile)
+    // on the geometric mean of the bucket's cases that both ran.
+    const vec4 = fastest(Object.keys(MATMUL_VEC4_VARIANTS), cases) as MatmulChoice['vec4'];
+    const ratios = !vec4 ? [] : cases.flatMap((c) => {
+      const without = (keptRows && timeOf(c, keptRows)) || timeOf(c, tile);
+      const t = timeOf(c, vec4);
+      return t && without ? [Math.log(t / without)] : [];
+    });
+    const keptVec4 = ratios.length > 0 && ratios.reduce((x, y) => x + y, 0) < 0 ? vec4 : undefined;
+    return { maxMNK: bucket.maxMNK, ...(keptRows ? { rows: keptRows } : {}), ...(keptVec4 ? { vec4: keptVec4 } : {}), tile };
   });
   const decodeCases = (rows: (M: number) => boolean) => [...new Set(measured.map((m) => m.c))].filter((c) => c.name.startsWith('decode') && rows(c.M));
   const smallM = (cases: Case[], kept: string) => (cases.length === 0 ? kept

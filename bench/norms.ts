@@ -27,7 +27,7 @@ function calls(rows: number, cols: number): { list: { name: string; run: () => v
   const mean = Tensor.empty([rows]);
   const rstd = Tensor.empty([rows]);
   // The forward kernels write the statistics that the backward reads.
-  const layerNormForward = () => launch(layerNormForwardCall(deviceLimits(), rows, cols, EPS), [x, weight, bias], [y, mean, rstd]);
+  const layerNormForward = () => launch(layerNormForwardCall(deviceLimits(), rows, cols, EPS), [x, weight, bias, null, null], [y, null, mean, rstd]);
   const rmsNormForward = () => launch(rmsNormForwardCall(deviceLimits(), rows, cols, EPS), [x, weight], [y, rstd]);
   layerNormForward();
   return {

@@ -32,15 +32,26 @@ export class Ledger {
     try { return await fn(); } finally { this.phases.pop(); }
   }
 
+  /** Charges one dispatch of `op`; the FLOPs of ops fused into it (cost.fused) go to their own names, without a dispatch. */
   record(op: string, cost: Cost): LedgerEntry {
+    let flops = cost.flops;
+    for (const f of cost.fused ?? []) {
+      this.entry(f.op).flops += f.flops;
+      flops -= f.flops;
+    }
+    const e = this.entry(op);
+    e.flops += flops;
+    e.bytesRead += cost.bytesRead;
+    e.bytesWritten += cost.bytesWritten;
+    e.dispatches += 1;
+    return e;
+  }
+
+  private entry(op: string): LedgerEntry {
     const phase = this.phase;
     const key = `${phase}\u0000${op}`;
     let e = this.entries.get(key);
     if (!e) this.entries.set(key, (e = { op, phase, flops: 0, bytesRead: 0, bytesWritten: 0, dispatches: 0, ns: 0, timed: 0 }));
-    e.flops += cost.flops;
-    e.bytesRead += cost.bytesRead;
-    e.bytesWritten += cost.bytesWritten;
-    e.dispatches += 1;
     return e;
   }
 

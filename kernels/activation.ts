@@ -38,6 +38,9 @@ const FLOPS: Record<Activation, { value: number; derivative: number }> = {
   relu: { value: 1, derivative: 0 }, // max(x, 0); its derivative is a select
 };
 
+/** FLOPs per element of f (as activationCall charges them). */
+export function activationFlops(fn: Activation): number { return FLOPS[fn].value; }
+
 function elementwise(limits: DeviceLimits, kernel: Kernel, fn: Activation, n: number, op: string, flopsPerElement: number, tensorsRead: number, tensorsWritten: number): KernelCall {
   return {
     kernel, op, constants: { FN: ACTIVATIONS[fn], WG }, params: { n }, workgroups: grid1d(n, WG, limits),

@@ -1,5 +1,5 @@
 // Attention decode for generation: a few query rows against a long KV cache, split over key chunks
-// (attention_decode.wgsl), then merged (attention_decode_reduce.wgsl).
+// (attention_decode.wgsl), then merged (attention_decode_reduce.wgsl); a cache of one chunk needs no merge.
 import { ceilDiv, grid1d, KernelError, loadWgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
 import { attentionSource, MASK_PARAMS, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 import { bytesPerElement } from './dtype.ts';
@@ -55,9 +55,10 @@ export function attentionDecodeCall(limits: DeviceLimits, dims: AttentionDims, f
     constants: { D, CHUNK: chunk, WG },
     params: { T, S, filled, H, KVH, chunks, scale, ...maskParams(mask) },
     workgroups: [chunks, H * T, B],
-    // q · k and p · v, 2·D each, per visible key; each row reads those keys' K and V rows itself.
+    // q · k and p · v, 2·D each, per visible key, and with one chunk a division per output; each row reads those
+    // keys' K and V rows itself.
     cost: {
-      flops: 4 * D * B * H * work.entries,
+      flops: 4 * D * B * H * work.entries + (chunks === 1 ? rows * D : 0),
       bytesRead: bytesPerElement(storage) * D * (rows * chunks + 2 * B * H * work.entries),
       bytesWritten: 4 * rows * chunks * (D + 2),
     },

@@ -2,7 +2,8 @@
 // (token t of head h, batch row b) and one chunk of CHUNK cache keys, the chunk's softmax statistics and
 // unnormalised output over its visible keys j:
 //   m = max_j s_j,   l = Σ_j exp(s_j - m),   o = Σ_j exp(s_j - m) v_j,   s_j = q · k_j · scale,
-// which attention_decode_reduce.wgsl merges across chunks. Keys [0, filled) of the cache hold data; the mask
+// which attention_decode_reduce.wgsl merges across chunks; with one chunk (a short cache) the kernel writes the
+// row's output itself, o / l (0 for a row that sees no key), and there is nothing to merge. Keys [0, filled) of the cache hold data; the mask
 // is the forward's (always causal). q [B, H, T, D], k and v [B, KVH, S, D] hold `Storage` (f32 or f16: the
 // spec fills in the placeholder).
 alias Storage = {{STORAGE}};
@@ -85,6 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   for (var d = lid; d < D; d += WG) {
     var o = 0.0;
     for (var j = j0; j < j1; j++) { o = fma(scores[j - chunk0], f32(v[kvBase + j * D + d]), o); }
+    if (params.chunks == 1u) { o = select(0.0, o / l, l > 0.0); }
     partialOut[slot * D + d] = o;
   }
   if (lid == 0u) {

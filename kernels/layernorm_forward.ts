@@ -1,14 +1,21 @@
-// LayerNorm forward over the last dim: one workgroup per row; writes y and the row statistics the backward reads.
+// LayerNorm forward over the last dim: one workgroup per row; writes y and the row statistics the backward reads,
+// and in the pair variant a second norm y2 of the same x (its own weight and bias) from the same statistics.
 import { grid1d, wgsl, type Kernel, type KernelCall, nextPowerOfTwo, reductionWorkgroupSize, type DeviceLimits } from './spec.ts';
 
-export const layerNormForwardKernel: Kernel = {
-  name: 'layerNormForward',
-  source: wgsl(import.meta.url, 'layernorm_forward.wgsl', { includes: ['workgroup_sum.wgsl'] }),
-  inputs: ['x', 'weight', 'bias'],
-  outputs: ['y', 'mean', 'rstd'],
-  params: [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']],
-  constants: ['WG'],
-};
+function layerNormVariant(pair: boolean): Kernel {
+  return {
+    name: 'layerNormForward',
+    source: wgsl(import.meta.url, 'layernorm_forward.wgsl', { includes: ['workgroup_sum.wgsl', pair ? 'layernorm_second_output.wgsl' : 'layernorm_no_second_output.wgsl'] }),
+    inputs: ['x', 'weight', 'bias', 'weight2', 'bias2'],
+    outputs: ['y', 'y2', 'mean', 'rstd'],
+    params: [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']],
+    constants: ['WG'],
+    absent: pair ? [] : ['weight2', 'bias2', 'y2'],
+  };
+}
+
+export const layerNormForwardKernel = layerNormVariant(false);
+export const layerNormPairForwardKernel = layerNormVariant(true);
 
 // About 32 elements per thread: a warp per row of 768 as in llm.c's layernorm kernels. Each barrier of the
 // reduction costs every 8 invocations a fiber switch on lavapipe, where 256 threads per row of 768 ran 3-8x slower.
@@ -19,16 +26,17 @@ export function normWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerTh
   return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / ELEMENTS_PER_THREAD)));
 }
 
-/** x is rows x cols; weight and bias have cols elements. */
-export function layerNormForwardCall(limits: DeviceLimits, rows: number, cols: number, eps: number): KernelCall {
+/** x is rows x cols; weight and bias (and for the pair weight2 and bias2) have cols elements. */
+export function layerNormForwardCall(limits: DeviceLimits, rows: number, cols: number, eps: number, pair = false): KernelCall {
   const n = rows * cols;
-  // Per element: the shifted sum (2), the squared deviation (4), the output (5). x is read once from
-  // memory (the later passes over a row hit the cache), weight and bias once for all rows.
+  const outputs = pair ? 2 : 1;
+  // Per element: the shifted sum (2), the squared deviation (4), each output (5). x is read once from
+  // memory (the later passes over a row hit the cache), weights and biases once for all rows.
   return {
-    kernel: layerNormForwardKernel,
+    kernel: pair ? layerNormPairForwardKernel : layerNormForwardKernel,
     constants: { WG: normWorkgroupSize(limits, cols, 4) },
     params: { rows, cols, eps },
     workgroups: grid1d(rows, 1, limits),
-    cost: { flops: 11 * n, bytesRead: 4 * n + 8 * cols, bytesWritten: 4 * n + 8 * rows },
+    cost: { flops: (6 + 5 * outputs) * n, bytesRead: 4 * n + 8 * outputs * cols, bytesWritten: 4 * outputs * n + 8 * rows },
   };
 }

@@ -1,6 +1,7 @@
 // LayerNorm over the last dim, one workgroup per row:
 //   y = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps),  var the biased variance;
-// mean and rstd are also written for the backward.
+// mean and rstd are also written for the backward. The pair variant also writes y2 = xhat · weight2 + bias2
+// (writeSecond, from layernorm_second_output.wgsl or layernorm_no_second_output.wgsl).
 // Two passes over the row (the mean, then the squared deviations from it), both taken relative to the
 // row's first element: a large common offset then costs no precision in either sum.
 override WG: u32 = 256u; // a power of two: the tree reduction halves it
@@ -10,10 +11,11 @@ struct Params { rows: u32, cols: u32, eps: f32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(6) var<uniform> params: Params;
+// Bindings 3, 4 (weight2, bias2) and 6 (y2): the pair's, in its include.
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(7) var<storage, read_write> mean: array<f32>;
+@group(0) @binding(8) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(9) var<uniform> params: Params;
 
 alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 
@@ -34,7 +36,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   let r = inverseSqrt(workgroupSum(squares, lid) / f32(cols) + params.eps);
   for (var j = lid; j < cols; j += WG) {
-    y[base + j] = (x[base + j] - shift - shiftedMean) * r * weight[j] + bias[j];
+    let xhat = (x[base + j] - shift - shiftedMean) * r;
+    y[base + j] = xhat * weight[j] + bias[j];
+    writeSecond(base + j, j, xhat);
   }
   if (lid == 0u) {
     mean[row] = shift + shiftedMean;

@@ -1,24 +1,37 @@
-// Batched C = op(A) · op(B) (+ bias): tiled through workgroup memory and register-blocked (matmul.wgsl), or for SIMD
+// Batched C = op(A) · op(B) (+ bias) (+ residual): tiled through workgroup memory and register-blocked (matmul.wgsl), or for SIMD
 // CPUs in quads shared by subgroupBroadcast (matmul_rows.wgsl); kernels/matmul_tiles.json says which where.
-import { bytesPerElement, FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
+import type { Activation } from './activation.ts';
+import { FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
+import { epilogueKey, epilogueOf, epilogueParts, MATMUL_INPUTS, matmulCost, type MatmulShape } from './matmul_shape.ts';
 import { readFileSync } from 'node:fs';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
+export { epilogueKey, epilogueOf, epilogueParts, MATMUL_INPUTS, matmulCost, type MatmulShape } from './matmul_shape.ts';
+import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit, type MatmulVec4Name } from './matmul_vec4.ts';
 
-// The bias is an optional input: the variant without it neither declares nor binds it (no_bias.wgsl).
-function matmulVariant(hasBias: boolean): Kernel {
-  return {
-    name: 'matmul',
-    source: wgsl(import.meta.url, 'matmul.wgsl', { includes: ['float_storage.wgsl', hasBias ? 'bias.wgsl' : 'no_bias.wgsl'] }),
-    inputs: ['a', 'b', 'bias'],
-    outputs: ['c'],
-    params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
-    constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'TILE_M', 'TILE_N', 'TILE_K', 'THREAD_M', 'THREAD_N'],
-    absent: hasBias ? [] : ['bias'],
-  };
+const tiledKernels = new Map<string, Kernel>();
+/** The tiled kernel with or without a bias and a residual (the variant without one neither declares nor binds it). */
+export function matmulTiledKernel(hasBias: boolean, hasResidual: boolean, activation?: Activation): Kernel {
+  const key = epilogueKey(hasBias, hasResidual, activation);
+  let k = tiledKernels.get(key);
+  if (!k) {
+    const { includes, absent, constants } = epilogueParts(hasBias, hasResidual, activation);
+    tiledKernels.set(key, (k = {
+      name: 'matmul',
+      source: wgsl(import.meta.url, 'matmul.wgsl', { includes: ['float_storage.wgsl', ...includes] }),
+      inputs: MATMUL_INPUTS,
+      outputs: ['c'],
+      params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
+      constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'TILE_M', 'TILE_N', 'TILE_K', 'THREAD_M', 'THREAD_N', ...constants],
+      absent,
+    }));
+  }
+  return k;
 }
 
-export const matmulKernel = matmulVariant(false);
-export const matmulBiasKernel = matmulVariant(true);
+export const matmulKernel = matmulTiledKernel(false, false);
+export const matmulBiasKernel = matmulTiledKernel(true, false);
+export const matmulBiasResidualKernel = matmulTiledKernel(true, true);
+export const matmulBiasActivationKernel = matmulTiledKernel(true, false, 'gelu');
 
 /** A tile variant: C tile per workgroup (tileM×tileN), K step, and the block of C each thread holds. */
 export interface MatmulTile { tileM: number; tileN: number; tileK: number; threadM: number; threadN: number }
@@ -35,21 +48,6 @@ export const MATMUL_TILES = {
 
 // The tile a call gets when none is given; ops pick from kernels/matmul_tiles.json by device class and shape instead.
 export const DEFAULT_TILE: MatmulTile = MATMUL_TILES['128x128x16/8x8'];
-
-/** One batched product: op(A) is M×K, op(B) K×N, per batch entry; strides in elements, 0 to broadcast. */
-export interface MatmulShape {
-  batch: number;
-  M: number;
-  N: number;
-  K: number;
-  strideA: number;
-  strideB: number;
-  transA: boolean;
-  transB: boolean;
-  hasBias: boolean;
-  dtypeA: FloatDType;
-  dtypeB: FloatDType;
-}
 
 /** Throws unless the tile fits this device's workgroup limits and the shader's register arrays. */
 export function checkTile(limits: DeviceLimits, tile: MatmulTile): void {
@@ -92,29 +90,32 @@ const QUAD = 4;
 
 // One kernel per operand storage width (the arrays' element types) and bias, composed on first use.
 const rowsKernels = new Map<string, Kernel>();
-function matmulRowsKernel(hasBias: boolean, dtypeA: FloatDType, dtypeB: FloatDType): Kernel {
+function matmulRowsKernel(hasBias: boolean, hasResidual: boolean, activation: Activation | undefined, dtypeA: FloatDType, dtypeB: FloatDType): Kernel {
   const bits = (d: FloatDType) => (d === 'f32' ? 32 : 16);
-  const key = `${hasBias}/${bits(dtypeA)}/${bits(dtypeB)}`;
+  const key = `${epilogueKey(hasBias, hasResidual, activation)}/${bits(dtypeA)}/${bits(dtypeB)}`;
   let k = rowsKernels.get(key);
-  if (!k) rowsKernels.set(key, (k = {
-    name: 'matmul',
-    source: wgsl(import.meta.url, 'matmul_rows.wgsl', {
-      directives: ['enable subgroups;'],
-      includes: ['float_storage.wgsl', 'matmul_quads.wgsl', hasBias ? 'bias.wgsl' : 'no_bias.wgsl'],
-      placeholders: { A_BITS: bits(dtypeA), B_BITS: bits(dtypeB) },
-    }),
-    inputs: ['a', 'b', 'bias'],
-    outputs: ['c'],
-    params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
-    constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'WG', 'ROW_GROUPS'],
-    absent: hasBias ? [] : ['bias'],
-  }));
+  if (!k) {
+    const { includes, absent, constants } = epilogueParts(hasBias, hasResidual, activation);
+    rowsKernels.set(key, (k = {
+      name: 'matmul',
+      source: wgsl(import.meta.url, 'matmul_rows.wgsl', {
+        directives: ['enable subgroups;'],
+        includes: ['float_storage.wgsl', 'matmul_quads.wgsl', ...includes],
+        placeholders: { A_BITS: bits(dtypeA), B_BITS: bits(dtypeB) },
+      }),
+      inputs: MATMUL_INPUTS,
+      outputs: ['c'],
+      params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
+      constants: ['TRANS_A', 'TRANS_B', 'A_FORMAT', 'B_FORMAT', 'WG', 'ROW_GROUPS', ...constants],
+      absent,
+    }));
+  }
   return k;
 }
 
-/** Every composed variant of the rows kernel (for the spec tests). */
-export const matmulRowsKernels: readonly Kernel[] = [false, true].flatMap((bias) =>
-  (['f32', 'bf16'] as const).flatMap((a) => (['f32', 'bf16'] as const).map((b) => matmulRowsKernel(bias, a, b))));
+/** Composed variants of the rows kernel (for the spec tests): every storage width, without and with the whole epilogue. */
+export const matmulRowsKernels: readonly Kernel[] = [false, true].flatMap((extra) =>
+  (['f32', 'bf16'] as const).flatMap((a) => (['f32', 'bf16'] as const).map((b) => matmulRowsKernel(extra, extra, extra ? 'gelu' : undefined, a, b))));
 
 /**
  * Why the rows kernel cannot compute s on this device (null: it can). Its operands are read in aligned quads:
@@ -137,29 +138,15 @@ export function matmulRowsCall(limits: DeviceLimits, sub: SubgroupDevice, s: Mat
   if (unfit) throw new KernelError(`matmul rows ${JSON.stringify(v)} for ${JSON.stringify(s)}: ${unfit}`);
   return {
     ...matmulCost(s),
-    kernel: matmulRowsKernel(s.hasBias, s.dtypeA, s.dtypeB),
+    kernel: matmulRowsKernel(s.hasBias, s.hasResidual ?? false, s.activation, s.dtypeA, s.dtypeB),
     op,
     constants: {
       TRANS_A: Number(s.transA), TRANS_B: Number(s.transB),
       A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB], WG: v.wg, ROW_GROUPS: v.rowGroups,
+      ...epilogueOf(s).constants,
     },
     params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
     workgroups: [ceilDiv(s.N, QUAD * v.wg), ceilDiv(s.M, ROW_GROUP * v.rowGroups), s.batch],
-  };
-}
-
-// A multiply-add per (output, k); one add per output for the bias. Each operand is read from memory once
-// (tile re-reads are cache traffic), C written once.
-export function matmulCost(s: MatmulShape): Pick<KernelCall, 'cost'> {
-  const aElements = (s.strideA === 0 ? 1 : s.batch) * s.M * s.K;
-  const bElements = (s.strideB === 0 ? 1 : s.batch) * s.K * s.N;
-  const outputs = s.batch * s.M * s.N;
-  return {
-    cost: {
-      flops: 2 * outputs * s.K + (s.hasBias ? outputs : 0),
-      bytesRead: bytesPerElement(s.dtypeA) * aElements + bytesPerElement(s.dtypeB) * bElements + (s.hasBias ? 4 * s.N : 0),
-      bytesWritten: 4 * outputs,
-    },
   };
 }
 
@@ -167,12 +154,13 @@ export function matmulCall(limits: DeviceLimits, s: MatmulShape, tile: MatmulTil
   checkTile(limits, tile);
   return {
     ...matmulCost(s),
-    kernel: s.hasBias ? matmulBiasKernel : matmulKernel,
+    kernel: matmulTiledKernel(s.hasBias, s.hasResidual ?? false, s.activation),
     op,
     constants: {
       TRANS_A: Number(s.transA), TRANS_B: Number(s.transB),
       A_FORMAT: FORMAT_CONSTANT[s.dtypeA], B_FORMAT: FORMAT_CONSTANT[s.dtypeB],
       TILE_M: tile.tileM, TILE_N: tile.tileN, TILE_K: tile.tileK, THREAD_M: tile.threadM, THREAD_N: tile.threadN,
+      ...epilogueOf(s).constants,
     },
     params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
     workgroups: [ceilDiv(s.N, tile.tileN), ceilDiv(s.M, tile.tileM), s.batch],
@@ -187,8 +175,11 @@ export function deviceClassOf(info: { vendor: string; architecture: string; desc
   if (/llvmpipe|lavapipe/i.test(info.description) || (info.vendor === 'mesa' && info.architecture === 'software')) return 'lavapipe';
   return /nvidia/i.test(info.vendor) || /nvidia/i.test(info.description) ? 'nvidia' : 'other';
 }
-/** One shape bucket of a device class: products up to maxMNK (batch·M·N·K; null: any) run `rows` where it fits, else `tile`. */
-export interface MatmulChoice { maxMNK: number | null; tile: keyof typeof MATMUL_TILES; rows?: keyof typeof MATMUL_ROWS_VARIANTS }
+/**
+ * One shape bucket of a device class: products up to maxMNK (batch·M·N·K; null: any) run `vec4` (matmul_vec4.ts) where
+ * it fits, else `rows` where it fits, else `tile`.
+ */
+export interface MatmulChoice { maxMNK: number | null; tile: keyof typeof MATMUL_TILES; rows?: keyof typeof MATMUL_ROWS_VARIANTS; vec4?: MatmulVec4Name }
 /** A device class's small-M kernel variants (names of kernels/matmul_small_m.ts SMALL_M_VARIANTS): for one row, for 2..8. */
 export interface SmallMChoice { oneRow: string; fewRows: string }
 /** Per device class its shape buckets, and under `smallM` its choice for decoding-shaped products. */
@@ -203,6 +194,8 @@ export function chosenMatmulCall(table: MatmulTable, device: MatmulDeviceClass, 
   const mnk = s.batch * s.M * s.N * s.K;
   const choice = table[device].find((c) => c.maxMNK === null || mnk <= c.maxMNK) ?? table[device][table[device].length - 1];
   if (!choice) throw new KernelError(`matmul table has no choice for ${device}`);
+  const vec4 = choice.vec4 && MATMUL_VEC4_VARIANTS[choice.vec4];
+  if (vec4 && !matmulVec4Unfit(limits, s, vec4)) return matmulVec4Call(limits, s, vec4, op);
   const rows = choice.rows && MATMUL_ROWS_VARIANTS[choice.rows];
   if (rows && !matmulRowsUnfit(limits, sub, s, rows)) return matmulRowsCall(limits, sub, s, rows, op);
   return matmulCall(limits, s, MATMUL_TILES[choice.tile], op);

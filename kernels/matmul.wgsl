@@ -1,4 +1,4 @@
-// C[b] = op(A[b]) · op(B[b]) (+ bias) for b < batch, op = identity or transpose: C is M×N, op(A) M×K, op(B) K×N.
+// C[b] = op(A[b]) · op(B[b]) (+ bias) (+ residual) for b < batch, op = identity or transpose: C is M×N, op(A) M×K, op(B) K×N.
 // A is stored M×K (K×M when TRANS_A), B K×N (N×K when TRANS_B), C M×N, all row-major; batch strides of 0
 // broadcast an operand (e.g. one weight for every batch entry). A and B are stored as f32 or as 16-bit floats
 // (f16, bf16: two per 32-bit word, the even element in the low half, e.g. frozen weights), widened to f32 on load.
@@ -33,9 +33,10 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<u32>; // words of A_FORMAT values
 @group(0) @binding(1) var<storage, read> b: array<u32>; // words of B_FORMAT values
-// Binding 2, the optional bias, and addBias come from bias.wgsl or no_bias.wgsl.
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+// Bindings 2 and 3, the optional bias and residual, addBias, addResidual and activate come from the includes
+// that matmul.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> tileA: array<f32, TILE_A_SIZE>; // [TILE_K][TILE_M]: op(A) tile, k-major
 var<workgroup> tileB: array<f32, TILE_B_SIZE>; // [TILE_K][TILE_N]
@@ -106,7 +107,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     for (var j = 0u; j < THREAD_N; j++) {
       let n = col0 + lid.x + j * WG_X;
       if (n >= N) { break; }
-      c[baseC + m * N + n] = addBias(acc[i * MAX_THREAD_TILE + j], n);
+      c[baseC + m * N + n] = addResidual(activate(addBias(acc[i * MAX_THREAD_TILE + j], n)), baseC + m * N + n);
     }
   }
 }

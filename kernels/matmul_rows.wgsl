@@ -1,4 +1,4 @@
-// C[b] = op(A[b]) · op(B[b]) (+ bias), the product of matmul.wgsl, for SIMD CPUs: lavapipe runs a subgroup of 8
+// C[b] = op(A[b]) · op(B[b]) (+ bias) (+ residual), the product of matmul.wgsl, for SIMD CPUs: lavapipe runs a subgroup of 8
 // invocations as one vector, and any load from memory as one load per lane (a word or a vec4 alike, and uniform
 // addresses too), so here each load brings a quad (4 elements) and the quads of op(A) are shared between lanes
 // by subgroupBroadcast (a register shuffle there). No workgroup memory and no barrier (a barrier is a fiber switch).
@@ -28,9 +28,10 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<Quad{{A_BITS}}>; // quads of A_FORMAT values
 @group(0) @binding(1) var<storage, read> b: array<Quad{{B_BITS}}>;
-// Binding 2, the optional bias, and addBias come from bias.wgsl or no_bias.wgsl.
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+// Bindings 2 and 3, the optional bias and residual, addBias, addResidual and activate come from the includes
+// that matmul.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
 
 // Elements i..i+3 (i a multiple of 4) of each operand as stored.
 fn loadA4(i: u32) -> vec4f { return quad{{A_BITS}}(a[i / 4u], A_FORMAT); }
@@ -112,7 +113,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
     for (var j = 0u; j < 4u; j++) {
       let n = col0 + j;
       if (n >= N) { break; }
-      c[baseC + m * N + n] = addBias(acc[i][j], n);
+      c[baseC + m * N + n] = addResidual(activate(addBias(acc[i][j], n)), baseC + m * N + n);
     }
   }
 }

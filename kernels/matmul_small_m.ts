@@ -1,23 +1,33 @@
-// out = x · weightᵀ (+ bias) for x with a few rows (decoding), reading each weight row once and contiguously.
+// out = x · weightᵀ (+ bias) (+ residual) for x with a few rows (decoding), reading each weight row once and contiguously.
 import { bytesPerElement, FORMAT_CONSTANT } from './dtype.ts';
 import { ceilDiv, grid1d, KernelError, nextPowerOfTwo, reductionWorkgroupSize, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
-import type { MatmulDeviceClass, MatmulShape, MatmulTable } from './matmul.ts';
+import type { Activation } from './activation.ts';
+import type { MatmulDeviceClass, MatmulTable } from './matmul.ts';
+import { epilogueKey, epilogueOf, epilogueParts, type MatmulShape } from './matmul_shape.ts';
 
-// The bias is an optional input: the variant without it neither declares nor binds it (no_bias.wgsl).
-function smallMVariant(hasBias: boolean): Kernel {
-  return {
-    name: 'matmulSmallM',
-    source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', hasBias ? 'bias.wgsl' : 'no_bias.wgsl'] }),
-    inputs: ['x', 'weight', 'bias'],
-    outputs: ['out'],
-    params: [['N', 'u32'], ['K', 'u32']],
-    constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT'],
-    absent: hasBias ? [] : ['bias'],
-  };
+const kernels = new Map<string, Kernel>();
+/** The kernel with or without a bias, a residual and an activation (matmul.ts epilogueParts). */
+function smallMKernel(hasBias: boolean, hasResidual: boolean, activation?: Activation): Kernel {
+  const key = epilogueKey(hasBias, hasResidual, activation);
+  let k = kernels.get(key);
+  if (!k) {
+    const { includes, absent, constants } = epilogueParts(hasBias, hasResidual, activation);
+    kernels.set(key, (k = {
+      name: 'matmulSmallM',
+      source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', ...includes] }),
+      inputs: ['x', 'weight', 'bias', 'residual'],
+      outputs: ['out'],
+      params: [['N', 'u32'], ['K', 'u32']],
+      constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', ...constants],
+      absent,
+    }));
+  }
+  return k;
 }
 
-export const matmulSmallMKernel = smallMVariant(false);
-export const matmulSmallMBiasKernel = smallMVariant(true);
+export const matmulSmallMKernel = smallMKernel(false, false);
+export const matmulSmallMBiasResidualKernel = smallMKernel(true, true);
+export const matmulSmallMBiasActivationKernel = smallMKernel(true, false, 'gelu');
 
 /** The most rows of x the kernel takes (MAX_ROWS in matmul_small_m.wgsl): its partial sums live in registers. */
 export const SMALL_M_MAX_ROWS = 8;
@@ -63,16 +73,17 @@ export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: 
   // Each thread holds M·columns partial sums in workgroup memory for the reduction; no more threads than pairs of K.
   const threads = reductionWorkgroupSize(limits, 4 * M * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
   return {
-    kernel: s.hasBias ? matmulSmallMBiasKernel : matmulSmallMKernel,
+    kernel: smallMKernel(s.hasBias, s.hasResidual ?? false, s.activation),
     op,
-    constants: { ROWS: M, COLUMNS: variant.columns, WG: threads, WEIGHT_FORMAT: FORMAT_CONSTANT[s.dtypeB] },
+    constants: { ROWS: M, COLUMNS: variant.columns, WG: threads, WEIGHT_FORMAT: FORMAT_CONSTANT[s.dtypeB], ...epilogueOf(s).constants },
     params: { N, K },
     workgroups: grid1d(ceilDiv(N, variant.columns), 1, limits),
-    // A multiply-add per (output, k), an add per output for the bias. The weight is read from memory once, x and
-    // bias once (every workgroup re-reads x from cache), out written once.
+    // A multiply-add per (output, k), the epilogue's per output (epilogueOf). The weight is read from memory once,
+    // x, bias and residual once (every workgroup re-reads x from cache), out written once.
     cost: {
-      flops: 2 * M * N * K + (s.hasBias ? M * N : 0),
-      bytesRead: bytesPerElement(s.dtypeB) * N * K + 4 * M * K + (s.hasBias ? 4 * N : 0),
+      flops: 2 * M * N * K + epilogueOf(s, M * N).flops,
+      fused: epilogueOf(s, M * N).fused,
+      bytesRead: bytesPerElement(s.dtypeB) * N * K + 4 * M * K + (s.hasBias ? 4 * N : 0) + (s.hasResidual ? 4 * M * N : 0),
       bytesWritten: 4 * M * N,
     },
   };

@@ -1,4 +1,4 @@
-// out[m, n] = Σ_k x[m, k] · weight[n, k] (+ bias[n]) for m < ROWS, a handful of rows (decoding: a token per sequence):
+// out[m, n] = Σ_k x[m, k] · weight[n, k] (+ bias[n]) (+ residual[m, n]) for m < ROWS, a handful of rows (decoding: a token per sequence):
 // x is ROWS×K f32, weight N×K (transformers' [out, in]) stored as f32 or as 16-bit floats (f16, bf16: two per 32-bit
 // word, the even element in the low half), out ROWS×N, all row-major.
 // With so few rows, reading the weight once is the whole cost. A workgroup owns COLUMNS output columns (weight rows);
@@ -23,9 +23,10 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<u32>; // words of WEIGHT_FORMAT values
-// Binding 2, the optional bias, and addBias come from bias.wgsl or no_bias.wgsl.
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+// Bindings 2 and 3, the optional bias and residual, addBias, addResidual and activate come from the includes
+// that matmul.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> partials: array<f32, PARTIALS>; // [ROWS·COLUMNS][WG]: consecutive threads, consecutive words
 
@@ -83,7 +84,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let m = s / COLUMNS;
     let n = col0 + s % COLUMNS;
     if (n < N) {
-      out[m * N + n] = addBias(partials[s * WG], n);
+      out[m * N + n] = addResidual(activate(addBias(partials[s * WG], n)), m * N + n);
     }
   }
 }

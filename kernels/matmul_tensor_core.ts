@@ -6,7 +6,8 @@
 // the WGSL (each combination its own shader, composed once and cached); the transposes are override constants.
 // Nothing here reads a device: what the plan needs of one is an argument (SubgroupMatrixDevice).
 import { ceilDiv, KernelError, wgsl, type Kernel, type KernelCall } from './spec.ts';
-import { matmulCost, type MatmulShape } from './matmul.ts';
+import type { Activation } from './activation.ts';
+import { epilogueKey, epilogueOf, epilogueParts, MATMUL_INPUTS, matmulCost, type MatmulShape } from './matmul_shape.ts';
 import {
   TENSOR_CORE_DIRECTIVES, tensorCoreDevice, tensorCoreDeviceUnsupported, tensorCoreShapes,
   type MatrixShape, type SubgroupMatrixDevice, type TensorCoreDevice,
@@ -122,44 +123,45 @@ function variantKey(v: MatmulTensorCoreVariant): string {
 
 const kernels = new Map<string, Kernel>();
 
-/** The variant's kernel, with the bias input or without it (no_bias.wgsl). */
-export function matmulTensorCoreKernel(v: MatmulTensorCoreVariant, hasBias: boolean): Kernel {
-  const key = `${variantKey(v)}${hasBias ? ' bias' : ''}`;
+/** The variant's kernel, with or without the bias, the residual and the activation (matmul.ts epilogueParts). */
+export function matmulTensorCoreKernel(v: MatmulTensorCoreVariant, hasBias: boolean, hasResidual = false, activation?: Activation): Kernel {
+  const key = `${variantKey(v)}${epilogueKey(hasBias, hasResidual, activation)}`;
   let kernel = kernels.get(key);
   if (!kernel) {
+    const { includes, absent, constants } = epilogueParts(hasBias, hasResidual, activation);
     kernel = {
       name: 'matmulTensorCore',
       source: wgsl(import.meta.url, 'matmul_tensor_core.wgsl', {
         directives: TENSOR_CORE_DIRECTIVES,
-        includes: [hasBias ? 'bias.wgsl' : 'no_bias.wgsl'],
+        includes,
         placeholders: placeholders(v),
       }),
-      inputs: ['a', 'b', 'bias'],
+      inputs: MATMUL_INPUTS,
       outputs: ['c'],
       params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['strideA', 'u32'], ['strideB', 'u32']],
-      constants: ['TRANS_A', 'TRANS_B'],
-      absent: hasBias ? [] : ['bias'],
+      constants: ['TRANS_A', 'TRANS_B', ...constants],
+      absent,
     };
     kernels.set(key, kernel);
   }
   return kernel;
 }
 
-/** The H100's largest variant (M16 N16 K16, subgroups of 32), without and with a bias; the no-GPU spec test reads their bindings. */
+/** The H100's largest variant (M16 N16 K16, subgroups of 32), without and with a bias and residual; the no-GPU spec test reads their bindings. */
 const SAMPLE_VARIANT: MatmulTensorCoreVariant = { shape: { M: 16, N: 16, K: 16 }, subgroupSize: 32, ...TILE_CANDIDATES[0]! };
 export const matmulTensorCoreSampleKernel = matmulTensorCoreKernel(SAMPLE_VARIANT, false);
-export const matmulTensorCoreBiasSampleKernel = matmulTensorCoreKernel(SAMPLE_VARIANT, true);
+export const matmulTensorCoreBiasResidualSampleKernel = matmulTensorCoreKernel(SAMPLE_VARIANT, true, true);
 
 /** The product s (f16 A and B) with variant v (matmulTensorCoreVariant's choice, or a test's). */
 export function matmulTensorCoreCall(s: MatmulShape, v: MatmulTensorCoreVariant, op = 'matmulTensorCore'): KernelCall {
   const unsupported = productUnsupported(s);
   if (unsupported) throw new KernelError(`matmulTensorCore ${JSON.stringify(s)}: ${unsupported}`);
   return {
-    // As the tiled kernel: 2·M·N·K FLOPs (+ M·N for the bias), f16 operands read once, C written once.
+    // As the tiled kernel: 2·M·N·K FLOPs (+ M·N for the bias, and for the residual), f16 operands read once, C written once.
     ...matmulCost(s),
-    kernel: matmulTensorCoreKernel(v, s.hasBias),
+    kernel: matmulTensorCoreKernel(v, s.hasBias, s.hasResidual ?? false, s.activation),
     op,
-    constants: { TRANS_A: Number(s.transA), TRANS_B: Number(s.transB) },
+    constants: { TRANS_A: Number(s.transA), TRANS_B: Number(s.transB), ...epilogueOf(s).constants },
     params: { M: s.M, N: s.N, K: s.K, strideA: s.strideA, strideB: s.strideB },
     workgroups: matmulTensorCoreGrid(s, v),
   };

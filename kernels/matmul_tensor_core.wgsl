@@ -1,11 +1,11 @@
-// C[b] = op(A[b]) · op(B[b]) (+ bias) on the tensor cores: f16 operands, f32 accumulators (subgroup matrices).
+// C[b] = op(A[b]) · op(B[b]) (+ bias) (+ residual) on the tensor cores: f16 operands, f32 accumulators (subgroup matrices).
 // Same bindings, params, layouts and transposes as kernels/matmul.wgsl (the f32 reference and fallback): A is
 // stored M×K (K×M when TRANS_A), B K×N (N×K when TRANS_B), C M×N f32, row-major; batch strides of 0 broadcast.
 // A and B hold f16, two per u32 word (the even element in the low half).
 //
 // matmul_tensor_core.ts adds the directives `enable f16; enable chromium_experimental_subgroup_matrix;` and
 // `diagnostic(off, chromium.subgroup_matrix_uniformity);` (offsets derive from lid / SG), includes bias.wgsl or
-// no_bias.wgsl, and fills in the matrix types Left (TM×TK), Right (TK×TN), Acc (TM×TN, f32) and these constants:
+// no_bias.wgsl and residual.wgsl or no_residual.wgsl, and fills in the matrix types Left (TM×TK), Right (TK×TN), Acc (TM×TN, f32) and these constants:
 //   SG lanes per subgroup (fixed on the device), SGM×SGN subgroups (NSG of them, WG = SG·NSG invocations);
 //   subgroup sg = lid / SG owns a block of WM×WN result matrices at subgroup row sg / SGN, column sg % SGN;
 //   the workgroup's C tile is BM×BN = (SGM·WM·TM)×(SGN·WN·TN); BK the K step (a multiple of TK);
@@ -55,9 +55,10 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<u32>; // f16 pairs
 @group(0) @binding(1) var<storage, read> b: array<u32>; // f16 pairs
-// Binding 2, the optional bias, and addBias come from bias.wgsl or no_bias.wgsl.
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+// Bindings 2 and 3, the optional bias and residual, addBias, addResidual and activate come from the includes
+// that matmul.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> aTile: array<f16, A_SIZE>; // op(A) rows row0.., columns k0..: [BM][BK], stride A_STRIDE
 var<workgroup> bTile: array<f16, B_SIZE>; // op(B) rows k0.., columns col0..: [BK][BN], stride B_STRIDE
@@ -149,7 +150,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let col = e % TN;
         let m = row0 + ((s / SGN) * WM + i) * TM + r;
         let n = col0 + ((s % SGN) * WN + j) * TN + col;
-        if (m < M && n < N) { c[baseC + m * N + n] = addBias(cTile[(s * TM + r) * C_STRIDE + col], n); }
+        if (m < M && n < N) { c[baseC + m * N + n] = addResidual(activate(addBias(cTile[(s * TM + r) * C_STRIDE + col], n)), baseC + m * N + n); }
       }
       workgroupBarrier(); // cTile is read before the next matrix replaces it
     }

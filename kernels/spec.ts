@@ -7,7 +7,16 @@ import { fileURLToPath } from 'node:url';
 export type ParamType = 'u32' | 'i32' | 'f32';
 
 /** The analytic cost of one dispatch. */
-export interface Cost { flops: number; bytesRead: number; bytesWritten: number }
+export interface Cost {
+  flops: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /**
+   * FLOPs, among `flops`, of ops the kernel computes in its epilogue (e.g. a matmul's residual add and activation),
+   * charged to those ops' names in the ledger so that its by-op count reads as the unfused ops' would.
+   */
+  fused?: readonly { op: string; flops: number }[];
+}
 
 /**
  * A WGSL compute kernel. Bindings in group 0 are numbered in this order: `inputs` (storage, read), `outputs`

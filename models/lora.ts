@@ -11,10 +11,11 @@
 import { autocastF16, gradEnabled } from '../engine/autodiff.ts';
 import { isMatrix, param, type ParameterSet, type ParamSpec } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
+import { activation } from '../engine/ops/activations.ts';
 import { castF16 } from '../engine/ops/cast.ts';
 import { dropout } from '../engine/ops/dropout.ts';
 import { add, scale } from '../engine/ops/elementwise.ts';
-import { linear } from '../engine/ops/matmul.ts';
+import { linear, type LinearOptions } from '../engine/ops/matmul.ts';
 import { modelParams, type ModelConfig, type ModelType } from './config.ts';
 
 /** PEFT's target module names (the last component of a Linear's name) per architecture, the output head included. */
@@ -134,8 +135,11 @@ export class LoraState {
   }
 }
 
-/** A model's Linear `module` (its path, the weight without `.weight`) applied to x [..., in]: [..., out]. */
-export type Projection = (x: Tensor, module: string, bias?: Tensor) => Tensor;
+/**
+ * A model's Linear `module` (its path, the weight without `.weight`) applied to x [..., in]: [..., out], then the
+ * activation and the residual [..., out] where given (linear's LinearOptions).
+ */
+export type Projection = (x: Tensor, module: string, bias?: Tensor, opts?: Pick<LinearOptions, 'residual' | 'activation'>) => Tensor;
 
 /**
  * The models' linear layers: linear(x, W, b), plus s · dropout(x) Aᵀ Bᵀ where the ParameterSet holds the
@@ -148,13 +152,17 @@ export function projections(p: ParameterSet, lora?: LoraState): Projection {
   const counter = lora?.counter;
   const half = autocastF16();
   const operand = (t: Tensor) => (half && t.dtype === 'f32' ? castF16(t) : t); // mixed precision's f16 copies
-  const product = (x: Tensor, w: Tensor, bias?: Tensor, op?: string) => linear(operand(x), operand(w), bias, op);
-  return (x, module, bias) => {
-    const base = product(x, p.get(`${module}.weight`), bias); // [..., out]
+  const product = (x: Tensor, w: Tensor, bias?: Tensor, opts?: LinearOptions) => linear(operand(x), operand(w), bias, opts);
+  return (x, module, bias, opts = {}) => {
     const names = loraNames(module);
-    if (!p.tensors.has(names.a)) return base;
+    if (!p.tensors.has(names.a)) return product(x, p.get(`${module}.weight`), bias, opts); // [..., out]
     if (!lora) throw new LoraError(`'${names.a}' is in the parameter table but the model has no LoRA settings (scale, dropout): attach adapters with models/peft.ts`);
-    const down = product(lora.adapterInput(x, module, counter), p.get(names.a), undefined, 'loraDown'); // [..., r]
-    return add(base, product(scale(down, lora.scaling), p.get(names.b), undefined, 'loraUp'));
+    // The activation applies to base + adapter, so it and a residual beside it follow the sum.
+    const { residual, activation: fn } = opts;
+    const base = product(x, p.get(`${module}.weight`), bias, { residual: fn ? undefined : residual });
+    const down = product(lora.adapterInput(x, module, counter), p.get(names.a), undefined, { op: 'loraDown' }); // [..., r]
+    const adapted = add(base, product(scale(down, lora.scaling), p.get(names.b), undefined, { op: 'loraUp' }));
+    if (!fn) return adapted;
+    return residual ? add(activation(fn, adapted), residual) : activation(fn, adapted);
   };
 }

@@ -6,7 +6,6 @@ import { checkpoint } from '../engine/autodiff.ts';
 import type { ParameterSet } from '../engine/params.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { swiglu } from '../engine/ops/activations.ts';
-import { add } from '../engine/ops/elementwise.ts';
 import { embedding } from '../engine/ops/embedding.ts';
 import { rmsNorm } from '../engine/ops/norms.ts';
 import { permute, reshape } from '../engine/ops/shape.ts';
@@ -14,26 +13,30 @@ import type { ModelConfig } from './config.ts';
 import { projections, type LoraState } from './lora.ts';
 import { rotarySelfAttention, type KVCache } from './self_attention.ts';
 
-/** One layer's parameters: w(name) a tensor, linear(x, module) its Linear `module` (plus its adapter, if any). */
-interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: string) => Tensor }
+/**
+ * One layer's parameters: w(name) a tensor, linear(x, module, residual) its Linear `module` (plus its adapter, if
+ * any), plus the residual where given.
+ */
+interface Layer { w: (name: string) => Tensor; linear: (x: Tensor, module: string, residual?: Tensor) => Tensor }
 
-/** MistralAttention: x [B, T, C] -> [B, T, C]; heads query kvHeads shared keys and values. */
-function selfAttention(cfg: ModelConfig, { linear }: Layer, x: Tensor, cache?: KVCache): Tensor {
+/** residual + MistralAttention(x): x and residual [B, T, C] -> [B, T, C]; heads query kvHeads shared keys and values. */
+function selfAttention(cfg: ModelConfig, { linear }: Layer, x: Tensor, residual: Tensor, cache?: KVCache): Tensor {
   const [B, T] = x.shape;
   // q [B, T, H·D], k and v [B, T, KVH·D]; RoPE over whole heads (rotaryDims = D).
   const proj = { q: linear(x, 'self_attn.q_proj'), k: linear(x, 'self_attn.k_proj'), v: linear(x, 'self_attn.v_proj') };
   const out = rotarySelfAttention(cfg, proj, cfg.slidingWindow ?? 0, cache); // [B, H, T, D]
-  return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.heads * cfg.headDim]), 'self_attn.o_proj');
+  return linear(reshape(permute(out, [0, 2, 1, 3]), [B, T, cfg.heads * cfg.headDim]), 'self_attn.o_proj', residual);
 }
 
-/** MistralMLP: down_proj(silu(gate_proj(x)) * up_proj(x)). */
-function mlp({ linear }: Layer, x: Tensor): Tensor {
-  return linear(swiglu(linear(x, 'mlp.gate_proj'), linear(x, 'mlp.up_proj')), 'mlp.down_proj');
+/** residual + MistralMLP(x): down_proj(silu(gate_proj(x)) * up_proj(x)). */
+function mlp({ linear }: Layer, x: Tensor, residual: Tensor): Tensor {
+  return linear(swiglu(linear(x, 'mlp.gate_proj'), linear(x, 'mlp.up_proj')), 'mlp.down_proj', residual);
 }
 
+// The residual adds happen in the output projections' stores (o_proj and down_proj take the residual).
 function layer(cfg: ModelConfig, L: Layer, x: Tensor, cache?: KVCache): Tensor {
-  const h = add(x, selfAttention(cfg, L, rmsNorm(x, L.w('input_layernorm.weight'), cfg.eps), cache));
-  return add(h, mlp(L, rmsNorm(h, L.w('post_attention_layernorm.weight'), cfg.eps)));
+  const h = selfAttention(cfg, L, rmsNorm(x, L.w('input_layernorm.weight'), cfg.eps), x, cache); // x + attn(norm(x))
+  return mlp(L, rmsNorm(h, L.w('post_attention_layernorm.weight'), cfg.eps), h); // h + mlp(norm(h))
 }
 
 /**
@@ -46,7 +49,7 @@ export function mistralModel(cfg: ModelConfig, p: ParameterSet, ids: Tensor, cac
   let x = embedding(ids, p.get('model.embed_tokens.weight')); // [B, T, C]
   for (let l = 0; l < cfg.layers; l++) {
     const prefix = `model.layers.${l}.`;
-    const block = (h: Tensor) => layer(cfg, { w: (n) => p.get(prefix + n), linear: (a, module) => project(a, prefix + module) }, h, cache?.[l]);
+    const block = (h: Tensor) => layer(cfg, { w: (n) => p.get(prefix + n), linear: (a, module, residual) => project(a, prefix + module, undefined, { residual }) }, h, cache?.[l]);
     x = checkpointLayers ? checkpoint(block, x) : block(x);
   }
   return rmsNorm(x, p.get('model.norm.weight'), cfg.eps);

@@ -67,8 +67,9 @@ export type Phase = (typeof PHASES)[number];
 
 // ---- per-element counts, as the kernels' specs state them ----
 
-/** kernels/layernorm_forward.ts: the shifted sum (2), the squared deviation (4), the output (5). */
+/** kernels/layernorm_forward.ts: the shifted sum (2), the squared deviation (4), the output (5); the pair's two outputs. */
 export const LAYER_NORM_FORWARD_FLOPS = 11;
+export const LAYER_NORM_PAIR_FORWARD_FLOPS = 16;
 /** kernels/layernorm_backward.ts: the row sums (5), xhat, dx and the two weight-gradient partials (10). */
 export const LAYER_NORM_BACKWARD_FLOPS = 15;
 /** kernels/rmsnorm_forward.ts. */
@@ -103,8 +104,9 @@ export const ATTENTION_DKDV_FLOPS_PER_ENTRY_DIM = 8;
 export const ATTENTION_DQ_FLOPS_PER_ENTRY_DIM = 6;
 /** kernels/attention_delta.ts: delta = rowsum(dO · O), 2 per output element. */
 export const ATTENTION_DELTA_FLOPS = 2;
-/** kernels/attention_decode.ts: merging a row's key chunks, 5 per dim and chunk. */
+/** kernels/attention_decode.ts: merging a row's key chunks, 5 per dim and chunk; a single chunk divides once per dim. */
 export const DECODE_MERGE_FLOPS = 5;
+export const DECODE_NORMALIZE_FLOPS = 1;
 /** FlashAttention-2's backward (five products) over its forward (two): the useful backward attention. */
 export const FLASH_ATTENTION_2_BACKWARD_FACTOR = 2.5;
 /** kernels/sample_tokens.ts: per logit, 3 per counting pass, 6 per weighted pass; a bisection is 32 passes. */
@@ -338,7 +340,9 @@ function trunkForward(c: ModelConfig, tokens: number, lora: LoraWorkload | undef
     if (l.bias) b.bias += L * tokens * ADD_FLOPS * l.out;
     if (isTarget(lora, l.module)) b.lora += L * tokens * adapterForward(l, lora!, training);
   }
-  b.norm = (2 * L + (finalNorm ? 1 : 0)) * tokens * c.hidden * normFlops(c).forward;
+  // A parallel-residual layer's two norms of one x are one pair kernel (engine/ops/norms.ts layerNormPair).
+  const layerNorms = isNeox(c) && c.parallelResidual ? LAYER_NORM_PAIR_FORWARD_FLOPS : 2 * normFlops(c).forward;
+  b.norm = (L * layerNorms + (finalNorm ? normFlops(c).forward : 0)) * tokens * c.hidden;
   b.activation = L * tokens * c.intermediate * activationFlops(c).forward;
   const pairs = rotaryPairs(c);
   b.rotary = L * tokens * ROTARY_FLOPS_PER_PAIR * (pairs.q + pairs.k);
@@ -541,10 +545,14 @@ export function generationBreakdown(config: ModelConfig, w: GenerationWorkload):
     b.attention += n * perEntry * decodeKeys;
     b.attentionExecuted += n * perEntry * decodeKeys;
     if (plan) {
-      // Each step's query row merges the chunks of decodeChunk keys its cache of position + 1 keys fills.
-      let chunks = 0;
-      for (let pos = P; pos < P + steps; pos++) chunks += Math.max(1, Math.ceil((pos + 1) / plan.decodeChunk));
-      b.attentionExecuted += n * c.layers * DECODE_MERGE_FLOPS * c.heads * c.headDim * chunks;
+      // Each step's query row merges the chunks of decodeChunk keys its cache of position + 1 keys fills, or
+      // normalises its one chunk.
+      let perDim = 0;
+      for (let pos = P; pos < P + steps; pos++) {
+        const chunks = Math.ceil((pos + 1) / plan.decodeChunk);
+        perDim += chunks === 1 ? DECODE_NORMALIZE_FLOPS : DECODE_MERGE_FLOPS * chunks;
+      }
+      b.attentionExecuted += n * c.layers * c.heads * c.headDim * perDim;
     }
     b.sampler += n * g.newTokens * V * perLogit;
   }

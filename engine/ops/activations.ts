@@ -11,7 +11,8 @@ function requireF32(t: Tensor, op: string, what: string): void {
   if (t.dtype !== 'f32') throw new GpuError(`${op}: ${what} must be f32, got ${t.dtype} ${shapeString(t.shape)}`);
 }
 
-function activation(fn: Activation, x: Tensor): Tensor {
+/** out = f(x) elementwise, with its backward. */
+export function activation(fn: Activation, x: Tensor): Tensor {
   requireF32(x, fn, 'x');
   const out = Tensor.empty(x.shape, 'f32', fn);
   launch(activationCall(deviceLimits(), fn, x.numel), [x], [out]);

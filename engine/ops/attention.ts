@@ -333,7 +333,8 @@ export interface DecodeOptions {
 
 /**
  * Generation: q [B, H, T, D] (a few new tokens, causal) against a KV cache k, v [B, KVH, S, D], split over
- * key chunks and merged. No tape; f32 or f16 storage (see the header). Equals attention()'s rows.
+ * key chunks and merged (one dispatch where the cache fills one chunk). No tape; f32 or f16 storage (see the
+ * header). Equals attention()'s rows.
  */
 export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOptions = {}): Tensor {
   const filled = opts.cacheLength ?? k.shape[2];
@@ -347,6 +348,12 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOpt
   const partialOut = Tensor.empty([rows, chunks, dims.D], 'f32', 'attention decode partial out');
   const partialStats = Tensor.empty([rows, chunks, 2], 'f32', 'attention decode partial stats');
   launch(attentionDecodeCall(deviceLimits(), dims, filled, mask, scale, chunk, storage), [q, k, v, keyRange], [partialOut, partialStats]);
+  if (chunks === 1) { // the kernel wrote the normalised rows, [rows, 1, D] as [B, H, T, D]
+    partialStats.dispose();
+    const out = partialOut.reshape([dims.B, dims.H, dims.T, dims.D]);
+    partialOut.dispose();
+    return out;
+  }
   const out = Tensor.empty([dims.B, dims.H, dims.T, dims.D], 'f32', 'attention decode out');
   launch(attentionDecodeReduceCall(deviceLimits(), rows, chunks, dims.D), [partialOut, partialStats], [out]);
   partialOut.dispose();

@@ -1,11 +1,13 @@
 // Matrix products: matmul (batched, either operand transposed, optional bias) and linear, with their backward;
 // f16 x f16 products on the tensor cores where the device has subgroup matrices (MatmulVariant).
-import { record, type Grad } from '../autodiff.ts';
+import { gradEnabled, record, type Grad } from '../autodiff.ts';
+import { activation } from './activations.ts';
 import { gpu, GpuError, type Gpu } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { castF16 } from './cast.ts';
-import { broadcastShape } from './elementwise.ts';
+import { add, broadcastShape } from './elementwise.ts';
+import type { Activation } from '../../kernels/activation.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
 import { chosenMatmulCall, deviceClassOf, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
 import { fitsSmallM, matmulSmallMCall, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
@@ -48,7 +50,7 @@ export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulO
   const { s, outShape, what } = productShape(a, b, opts);
   if (out.dtype !== 'f32' || out.numel !== numelOf(outShape)) throw new GpuError(`${what} into ${out.dtype} ${shapeString(out.shape)}: expected f32 ${shapeString(outShape)}`);
   const shape = storedAs(s, a, b);
-  launch(forwardCall(shape, opts.variant ?? 'auto', what), [a, b, null], [out]);
+  launch(forwardCall(shape, opts.variant ?? 'auto', what), [a, b, null, null], [out]);
 }
 
 /** The product's sizes and layout, its output shape, and its description for errors. */
@@ -76,22 +78,47 @@ function productShape(a: Tensor, b: Tensor, opts: MatmulOptions): { s: ProductSh
   return { s, outShape: [...batchShape, M, N], what };
 }
 
+export interface LinearOptions {
+  /** Names the forward product in the ledger (e.g. LoRA's loraDown / loraUp); by default the kernel's name. */
+  op?: string;
+  /**
+   * f32 [..., out], added to the product as it is stored (a transformer's residual x + proj(h): one pass over the
+   * output instead of a separate add); its gradient is the output's.
+   */
+  residual?: Tensor;
+  /**
+   * f(x · weightᵀ + bias) (+ residual): applied as the product is stored where nothing records a gradient
+   * (generation, reference passes), else by the activation op after the product (its backward needs the product).
+   */
+  activation?: Activation;
+}
+
 /**
- * x [..., in] · weightᵀ + bias, with weight [out, in] (transformers' layout) and bias [out]: out [..., out].
- * The weight may be f16 or bf16 storage (frozen: x gets its gradient, the weight none). `op` names the forward
- * product in the ledger (e.g. LoRA's loraDown / loraUp); by default the kernel's name.
+ * x [..., in] · weightᵀ + bias (+ residual), with weight [out, in] (transformers' layout) and bias [out]: out
+ * [..., out]. The weight may be f16 or bf16 storage (frozen: x gets its gradient, the weight none).
  */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor, op?: string): Tensor {
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, opts: LinearOptions = {}): Tensor {
   const what = `linear ${shapeString(x.shape)} · ${shapeString(weight.shape)}ᵀ`;
   if (weight.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1])
     throw new GpuError(`${what}: expected x [..., in] and weight [out, in]`);
   const [N, K] = weight.shape;
-  const s: ProductShape = { batch: 1, M: numelOf(x.shape.slice(0, -1)), N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: bias !== undefined };
-  return recordedProduct(x, weight, bias ?? null, s, [...x.shape.slice(0, -1), N], what, op);
+  const outShape = [...x.shape.slice(0, -1), N];
+  const { residual, activation: fn } = opts;
+  if (residual && (residual.dtype !== 'f32' || shapeString(residual.shape) !== shapeString(outShape)))
+    throw new GpuError(`${what}: residual ${residual.dtype} ${shapeString(residual.shape)} should be f32 ${shapeString(outShape)}`);
+  if (fn && gradEnabled() && [x, weight, bias, residual].some((t) => t?.requiresGrad)) {
+    const activated = activation(fn, linear(x, weight, bias, { op: opts.op }));
+    return residual ? add(activated, residual) : activated;
+  }
+  const s: ProductShape = {
+    batch: 1, M: numelOf(x.shape.slice(0, -1)), N, K, strideA: 0, strideB: 0, transA: false, transB: true,
+    hasBias: bias !== undefined, hasResidual: residual !== undefined, activation: fn,
+  };
+  return recordedProduct(x, weight, bias ?? null, s, outShape, what, opts.op, 'auto', residual ?? null);
 }
 
 /** Runs the product s into a new tensor of outShape and records its backward. */
-function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string, op?: string, variant: MatmulVariant = 'auto'): Tensor {
+function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductShape, outShape: number[], what: string, op?: string, variant: MatmulVariant = 'auto', residual: Tensor | null = null): Tensor {
   for (const t of [a, b]) {
     if (!isFloatDType(t.dtype)) throw new GpuError(`${what}: operands must be f32, f16 or bf16, got ${t.dtype}`);
     // There is no 16-bit gradient or update: a 16-bit leaf is a weight that stays fixed (a frozen base model); a
@@ -101,11 +128,14 @@ function recordedProduct(a: Tensor, b: Tensor, bias: Tensor | null, s: ProductSh
   }
   if (bias && bias.dtype !== 'f32') throw new GpuError(`${what}: bias must be f32, got ${bias.dtype}`);
   if (bias && (bias.rank !== 1 || bias.numel !== s.N)) throw new GpuError(`${what}: bias ${shapeString(bias.shape)} should be [${s.N}]`);
-  const out = product(a, b, bias, forwardCall(storedAs(s, a, b), variant, what, op), outShape);
-  const inputs = bias ? [a, b, bias] : [a, b];
+  const out = product(a, b, bias, forwardCall(storedAs(s, a, b), variant, what, op), outShape, residual);
+  const inputs = [a, b, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
   // dA reads B and dB reads A (from their storage as it is, 16-bit included).
   const saved = [...(a.requiresGrad ? [b] : []), ...(b.requiresGrad ? [a] : [])];
-  record('matmul', inputs, [out], saved, ([g]) => matmulBackward(g!, a, b, bias, s));
+  record('matmul', inputs, [out], saved, ([g]) => {
+    const grads = matmulBackward(g!, a, b, bias, s);
+    return residual ? [...grads, g!] : grads; // forward added the residual, so its gradient is dOut's
+  });
   return out;
 }
 
@@ -166,11 +196,11 @@ function storedAs(s: ProductShape, a: Tensor, b: Tensor): MatmulShape {
   return { ...s, dtypeA: a.dtype as FloatDType, dtypeB: b.dtype as FloatDType };
 }
 
-/** Launches C = op(A)·op(B) (+ bias) into a new tensor. */
-function product(a: Tensor, b: Tensor, bias: Tensor | null, call: KernelCall, outShape: readonly number[]): Tensor {
+/** Launches C = op(A)·op(B) (+ bias) (+ residual) into a new tensor. */
+function product(a: Tensor, b: Tensor, bias: Tensor | null, call: KernelCall, outShape: readonly number[], residual: Tensor | null = null): Tensor {
   const out = Tensor.empty(outShape, 'f32', call.op ?? call.kernel.name);
-  // Without a bias the kernel variant has no bias binding (kernels/no_bias.wgsl).
-  launch(call, [a, b, bias], [out]);
+  // Without a bias or a residual the kernel variant has no binding for it (kernels/no_bias.wgsl, no_residual.wgsl).
+  launch(call, [a, b, bias, residual], [out]);
   return out;
 }
 

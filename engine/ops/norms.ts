@@ -5,6 +5,7 @@ import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
+import { add } from './elementwise.ts';
 import { layerNormForwardCall } from '../../kernels/layernorm_forward.ts';
 import { layerNormBackwardCall, normRowBlocks } from '../../kernels/layernorm_backward.ts';
 import { rmsNormForwardCall } from '../../kernels/rmsnorm_forward.ts';
@@ -38,7 +39,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   const y = Tensor.empty(x.shape, 'f32', 'layerNorm');
   const mean = Tensor.empty([rows], 'f32', 'layerNorm mean');
   const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
-  launch(layerNormForwardCall(deviceLimits(), rows, cols, eps), [x, weight, bias], [y, mean, rstd]);
+  launch(layerNormForwardCall(deviceLimits(), rows, cols, eps), [x, weight, bias, null, null], [y, null, mean, rstd]);
   record('layerNorm', [x, weight, bias], [y], [x, weight, mean, rstd], ([dy]) => {
     const { dx, dweight, dbias } = layerNormBackward(x, weight, dy!, mean, rstd);
     return [dx, weight.requiresGrad ? dweight : null, bias.requiresGrad ? dbias : null];
@@ -46,6 +47,31 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   mean.dispose(); // the tape retained the statistics when it recorded
   rstd.dispose();
   return y;
+}
+
+/**
+ * [layerNorm(x, weight, bias), layerNorm(x, weight2, bias2)] from one pass over x's row statistics (GPT-NeoX's
+ * parallel residual: the attention's and the MLP's norms of the same x). Forward was y_i = xhat · w_i + b_i, so dx
+ * is the sum of the two norms' dx, each from its own weight and dy.
+ */
+export function layerNormPair(x: Tensor, [weight, bias]: readonly [Tensor, Tensor], [weight2, bias2]: readonly [Tensor, Tensor], eps: number): [Tensor, Tensor] {
+  const { rows, cols } = normShape('layerNormPair', x, { weight, bias });
+  normShape('layerNormPair', x, { weight: weight2, bias: bias2 });
+  const y = Tensor.empty(x.shape, 'f32', 'layerNorm');
+  const y2 = Tensor.empty(x.shape, 'f32', 'layerNorm');
+  const mean = Tensor.empty([rows], 'f32', 'layerNorm mean');
+  const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
+  launch(layerNormForwardCall(deviceLimits(), rows, cols, eps, true), [x, weight, bias, weight2, bias2], [y, y2, mean, rstd]);
+  record('layerNormPair', [x, weight, bias, weight2, bias2], [y, y2], [x, weight, weight2, mean, rstd], ([dy, dy2]) => {
+    const one = dy ? layerNormBackward(x, weight, dy, mean, rstd) : null;
+    const two = dy2 ? layerNormBackward(x, weight2, dy2, mean, rstd) : null;
+    const dx = one && two ? add(one.dx, two.dx) : (one ?? two)!.dx;
+    const grad = (t: Tensor | undefined, w: Tensor) => (t && w.requiresGrad ? t : null);
+    return [dx, grad(one?.dweight, weight), grad(one?.dbias, bias), grad(two?.dweight, weight2), grad(two?.dbias, bias2)];
+  });
+  mean.dispose(); // the tape retained the statistics when it recorded
+  rstd.dispose();
+  return [y, y2];
 }
 
 /** The gradients of layerNorm, from the mean and rstd its forward saved; not recorded on the tape. */

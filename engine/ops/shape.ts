@@ -26,10 +26,15 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   return out;
 }
 
-/** out = x with dims reordered: out.shape[k] = x.shape[perm[k]]. */
+/**
+ * out = x with dims reordered: out.shape[k] = x.shape[perm[k]]. Where the dims longer than 1 keep their order
+ * (e.g. [B, H, 1, D] to [B, 1, H, D] in decoding) the elements do too, and out is a reshape of x: no copy.
+ */
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
   if (perm.length !== x.rank || [...perm].sort().some((p, i) => p !== i)) throw new GpuError(`permute: ${JSON.stringify(perm)} is not a permutation of ${x.rank} dims`);
   const outShape = perm.map((p) => x.shape[p]);
+  const moved = perm.filter((p) => x.shape[p] !== 1);
+  if (moved.every((p, i) => i === 0 || p > moved[i - 1]!)) return reshape(x, outShape);
   const xs = contiguousStrides(x.shape);
   const out = Tensor.empty(outShape, x.dtype, 'permute');
   const [dims, strides] = rank4(outShape, perm.map((p) => xs[p]), 'permute');
@@ -39,10 +44,11 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   return out;
 }
 
-/** The slice [start, start + length) of x along dim. */
+/** The slice [start, start + length) of x along dim (all of x, e.g. the last of one position: a reshape, no copy). */
 export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
   if (dim < 0 || dim >= x.rank || start < 0 || length < 0 || start + length > x.shape[dim])
     throw new GpuError(`narrow: [${start}, ${start + length}) along dim ${dim} of ${shapeString(x.shape)}`);
+  if (length === x.shape[dim]) return reshape(x, x.shape);
   const outShape = x.shape.map((d, k) => (k === dim ? length : d));
   const xs = contiguousStrides(x.shape);
   const out = Tensor.empty(outShape, x.dtype, 'narrow');

@@ -234,6 +234,9 @@ test('decode of the last T rows against a KV cache equals the full computation',
     { B: 2, H: 2, KVH: 2, D: 16, filled: 70, capacity: 80, T: 3, chunk: 32, window: 20, keyRanges: [[10, 70], [0, 70]] },
     { B: 2, H: 4, KVH: 2, D: 256, filled: 50, capacity: 64, T: 2, chunk: 16, window: 30, keyRanges: [[5, 50], [0, 50]] },
     { B: 1, H: 2, KVH: 1, D: 160, filled: 33, capacity: 40, T: 3, chunk: 32 },
+    // One chunk: the decode kernel normalises the rows itself, no merge.
+    { B: 1, H: 4, KVH: 1, D: 64, filled: 40, capacity: 48, T: 1, chunk: 256 },
+    { B: 2, H: 2, KVH: 1, D: 16, filled: 20, capacity: 24, T: 2, chunk: 64, window: 5, keyRanges: [[3, 20], [0, 20]] },
   ];
   for (const c of decodeCases) {
     const full: Case = { B: c.B, H: c.H, KVH: c.KVH, T: c.filled, D: c.D, causal: true, window: c.window, keyRanges: c.keyRanges };

@@ -6,8 +6,11 @@ import { ledger } from '../../engine/ledger.ts';
 import { linear, matmul } from '../../engine/ops/matmul.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../../engine/tensor.ts';
-import { MATMUL_DEVICE_CLASSES, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TILES, MAX_THREAD_TILE, checkTile, chosenMatmulCall, matmulBiasKernel, matmulCall, matmulKernel, matmulRowsCall, matmulRowsKernels, matmulRowsUnfit } from '../../kernels/matmul.ts';
+import { MATMUL_DEVICE_CLASSES, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TILES, MAX_THREAD_TILE, checkTile, chosenMatmulCall, matmulBiasKernel, matmulBiasResidualKernel, matmulCall, matmulKernel, matmulRowsCall, matmulRowsKernels, matmulRowsUnfit } from '../../kernels/matmul.ts';
 import { subgroupDevice } from '../../engine/ops/matmul.ts';
+import { MATMUL_INPUTS, type MatmulShape, type MatmulTable } from '../../kernels/matmul.ts';
+import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4PlainKernel, matmulVec4Unfit, type MatmulVec4Variant } from '../../kernels/matmul_vec4.ts';
+import type { KernelCall } from '../../kernels/spec.ts';
 import type { FloatDType } from '../../kernels/dtype.ts';
 import { SMALL_M_MAX_COLUMNS, SMALL_M_MAX_ROWS, SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMKernel, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from '../support/util.ts';
@@ -113,18 +116,19 @@ async function check(p: Problem, grads: boolean, seed = 1): Promise<void> {
   assert.is(pool.liveBytes, base, `pool leak after ${describe(p)}`);
 }
 
-test('spec and shader agree: bindings, params, constants, register block; the variant without a bias binds none', () => {
+test('spec and shader agree: bindings, params, constants, register block; the variant without a bias and residual binds neither', () => {
   const bindingsOf = (source: string) => [...source.replace(/\/\/.*$/gm, '').matchAll(/@binding\((\d+)\) var<([^>]+)> (\w+)/g)]
     .map((m) => [Number(m[1]), m[2], m[3]] as const).sort((x, y) => x[0] - y[0]);
-  const src = matmulBiasKernel.source.replace(/\/\/.*$/gm, ''); // comments may look like declarations
+  const src = matmulBiasResidualKernel.source.replace(/\/\/.*$/gm, ''); // comments may look like declarations
   const expected = [
-    ...matmulBiasKernel.inputs.map((n) => ['storage, read', n]),
-    ...matmulBiasKernel.outputs.map((n) => ['storage, read_write', n]),
+    ...matmulBiasResidualKernel.inputs.map((n) => ['storage, read', n]),
+    ...matmulBiasResidualKernel.outputs.map((n) => ['storage, read_write', n]),
     ['uniform', 'params'],
   ].map(([space, n], i) => [i, space, n]);
   assert.equal(bindingsOf(src), expected);
-  assert.equal(matmulKernel.absent, ['bias']);
-  assert.equal(bindingsOf(matmulKernel.source), expected.filter(([, , n]) => n !== 'bias'));
+  assert.equal(matmulKernel.absent, ['bias', 'residual']);
+  assert.equal(bindingsOf(matmulKernel.source), expected.filter(([, , n]) => n !== 'bias' && n !== 'residual'));
+  assert.equal(bindingsOf(matmulBiasKernel.source), expected.filter(([, , n]) => n !== 'residual'));
   const fields = [...src.match(/struct Params \{([^}]*)\}/)![1].matchAll(/(\w+): (\w+)/g)].map((m) => [m[1], m[2]]);
   assert.equal(fields, matmulKernel.params.map(([n, t]) => [n, t]));
   for (const c of matmulKernel.constants!) assert.match(src, new RegExp(`override ${c}: `), `override ${c}`);
@@ -209,7 +213,7 @@ test('every tile variant is exact at a shape spanning several tiles with ragged 
     const [a, b, biasT] = [upload(A, shapeA(p)), upload(B, shapeB(p)), upload(bias!, [p.N])];
     const out = Tensor.empty([2, p.M, p.N]);
     const s = { batch: 2, M: p.M, N: p.N, K: p.K, strideA: p.M * p.K, strideB: p.K * p.N, transA, transB, hasBias: true, dtypeA: 'f32', dtypeB: 'f32' } as const;
-    launch(matmulCall(deviceLimits(), s, tile), [a, b, biasT], [out]);
+    launch(matmulCall(deviceLimits(), s, tile), [a, b, biasT, null], [out]);
     assertClose(await download(out), refMatmul(p, A, B, bias), 1e-5, `tile ${name} ${describe(p)}`);
     for (const t of [a, b, biasT, out]) t.dispose();
   }
@@ -247,7 +251,7 @@ test('rows kernel (subgroups, quads): every form, bias, batched and shared, 16-b
     const out = Tensor.empty([batchOf(p), p.M, p.N]);
     const s = { batch: batchOf(p), M: p.M, N: p.N, K: p.K, strideA: p.sharedA ? 0 : p.M * p.K, strideB: p.sharedB ? 0 : p.K * p.N,
       transA: p.transA, transB: p.transB, hasBias: p.bias, dtypeA: p.dtypeA, dtypeB: p.dtypeB };
-    launch(matmulRowsCall(deviceLimits(), sub, s, variant), [a, b, biasT], [out]);
+    launch(matmulRowsCall(deviceLimits(), sub, s, variant), [a, b, biasT, null], [out]);
     assertClose(await download(out), refMatmul(p, await download(a), await download(b), bias), 1e-5, `rows ${name} ${describe(p)}`);
     for (const t of [a, b, biasT, out]) t?.dispose();
   }
@@ -268,6 +272,89 @@ test('rows kernel sources declare the bindings the spec states', () => {
     assert.equal(bound, [...k.inputs, ...k.outputs, 'params'].filter((n) => !(k.absent ?? []).includes(n)));
     for (const c of k.constants!) assert.match(src, new RegExp(`override ${c}: `));
   }
+});
+
+/** Launches call on p's operands (and bias), compares with float64; the residual, when given, is added to C. */
+async function checkCall(p: Problem, call: KernelCall, what: string, seed: number, residual = false): Promise<void> {
+  const { A, B, bias } = inputsOf(p, seed);
+  const a = upload(A, shapeA(p)), b = upload(B, shapeB(p));
+  const biasT = bias ? upload(bias, [p.N]) : null;
+  const R = residual ? randn(batchOf(p) * p.M * p.N, seed + 5) : null;
+  const residualT = R ? upload(R, [batchOf(p), p.M, p.N]) : null;
+  const out = Tensor.empty([batchOf(p), p.M, p.N]);
+  launch(call, [a, b, biasT, residualT], [out]);
+  const ref = refMatmul(p, A, B, bias);
+  if (R) for (let i = 0; i < ref.length; i++) ref[i] += R[i];
+  assertClose(await download(out), ref, 1e-5, `${what} ${describe(p)}${residual ? ' +residual' : ''}`);
+  for (const t of [a, b, biasT, residualT, out]) t?.dispose();
+}
+
+/** The kernel's shape of a problem: batch strides from its shared operands. */
+const shapeOf = (p: Problem): MatmulShape => ({ batch: batchOf(p), M: p.M, N: p.N, K: p.K, strideA: p.sharedA ? 0 : p.M * p.K,
+  strideB: p.sharedB ? 0 : p.K * p.N, transA: p.transA, transB: p.transB, hasBias: p.bias, dtypeA: p.dtypeA, dtypeB: p.dtypeB });
+
+test('vec4 kernel: every variant in two of the four forms (each operand staged both ways), ragged edges, batched, broadcast, bias', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  // Each operand's stored rows are whole vec4s (K for A, M for Aᵀ, N for B, K for Bᵀ: multiples of 4); the other
+  // sizes are ragged: M 70 and N 135 end inside a tile, K 37 (Aᵀ·B, the one form with K along no stored row) and
+  // K 68 (5 k tiles of 16: both staging buffers, the last one partly zero) end inside a k tile, K 4 is under one.
+  // A·B with Aᵀ·Bᵀ, or A·Bᵀ with Aᵀ·B: each variant transposes each operand as it stages it in one of its two forms.
+  for (const [i, [name, v]] of Object.entries(MATMUL_VEC4_VARIANTS).entries())
+    for (const f of [i % 4, 3 - (i % 4)]) {
+      const [transA, transB] = FORMS[f];
+      const M = transA ? 68 : 70, N = transB ? 135 : 132, K = transA && !transB ? 37 : [68, 36, 4][(i + f) % 3];
+      const shared = [{}, { sharedA: true }, { sharedB: true }][(i + f) % 3];
+      const p = problem(M, N, K, transA, transB, { batchDims: [2], bias: (i + f) % 2 === 0, ...shared });
+      await checkCall(p, matmulVec4Call(deviceLimits(), shapeOf(p), v), name, 71 + 4 * i + f);
+    }
+  // Bias and residual together (the residual is C's shape), one tile a workgroup.
+  const p = problem(16, 12, 8, false, true, { batchDims: [3], sharedB: true, bias: true });
+  await checkCall(p, matmulVec4Call(deviceLimits(), { ...shapeOf(p), hasResidual: true }, MATMUL_VEC4_VARIANTS['vec4 32x32x16/4x4']), 'vec4 32x32x16/4x4', 99, true);
+  // The whole epilogue, GELU included, against the tiled kernel's, which stores through the same includes.
+  const q = problem(36, 40, 20, true, false, { batchDims: [2], bias: true });
+  const { A, B, bias } = inputsOf(q, 101);
+  const s: MatmulShape = { ...shapeOf(q), hasResidual: true, activation: 'gelu' };
+  const ins = [upload(A, shapeA(q)), upload(B, shapeB(q)), upload(bias!, [q.N]), upload(randn(2 * q.M * q.N, 102), [2, q.M, q.N])];
+  const [ours, theirs] = [Tensor.empty([2, q.M, q.N]), Tensor.empty([2, q.M, q.N])];
+  launch(matmulVec4Call(deviceLimits(), s, MATMUL_VEC4_VARIANTS['vec4 256x128x8/16x8']), ins, [ours]);
+  launch(matmulCall(deviceLimits(), s), ins, [theirs]);
+  assertClose(await download(ours), await download(theirs), 1e-6, 'vec4 bias, GELU and residual vs the tiled kernel');
+  for (const t of [...ins, ours, theirs]) t.dispose();
+  assert.is(pool.liveBytes, base);
+});
+
+test('vec4 kernel refuses, with the reason, what it cannot read; the table picks it first where it fits', async () => {
+  await initGpu();
+  const limits = deviceLimits();
+  const v = MATMUL_VEC4_VARIANTS['vec4 128x128x8/8x8'];
+  const s: MatmulShape = { batch: 1, M: 64, N: 64, K: 64, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' };
+  assert.is(matmulVec4Unfit(limits, s, v), null);
+  assert.match(matmulVec4Unfit(limits, { ...s, K: 66 }, v)!, /A stored M×K needs K a multiple of 4/);
+  assert.match(matmulVec4Unfit(limits, { ...s, transA: true, M: 66 }, v)!, /transposed A \(stored K×M\) needs M a multiple of 4/);
+  assert.is(matmulVec4Unfit(limits, { ...s, transA: true, K: 66 }, v), null, 'Aᵀ·B reads no row along K');
+  assert.match(matmulVec4Unfit(limits, { ...s, N: 66 }, v)!, /B stored K×N needs N a multiple of 4/);
+  assert.match(matmulVec4Unfit(limits, { ...s, transA: true, transB: true, K: 66 }, v)!, /B stored N×K needs K a multiple of 4/);
+  assert.match(matmulVec4Unfit(limits, { ...s, batch: 2, strideA: 6 }, v)!, /batch strides must be multiples of 4/);
+  assert.match(matmulVec4Unfit(limits, { ...s, dtypeB: 'bf16' }, v)!, /f32 only \(the tiled kernel takes 16-bit ones\)/);
+  assert.match(matmulVec4Unfit(limits, s, { ...v, tileK: 32 })!, /65536 bytes of workgroup memory \(two staging buffers\) exceed maxComputeWorkgroupStorageSize/);
+  assert.match(matmulVec4Unfit({ ...limits, maxComputeWorkgroupStorageSize: 16384 }, s, MATMUL_VEC4_VARIANTS['vec4 128x128x16/8x8'])!, /32768 bytes of workgroup memory \(two staging buffers\) exceed maxComputeWorkgroupStorageSize 16384/);
+  assert.match(matmulVec4Unfit(limits, s, { ...v, threadM: 2 } as unknown as MatmulVec4Variant)!, /4, 8 or 16 rows and columns/);
+  assert.match(matmulVec4Unfit(limits, s, { ...v, threadM: 16, threadN: 16 })!, /128 outputs at most/);
+  assert.match(matmulVec4Unfit(limits, s, { ...v, tileM: 80 })!, /TILE_M and TILE_N multiples of 32/);
+  assert.match(matmulVec4Unfit(limits, s, { ...v, warpX: 12 })!, /warps of 12 × .* do not tile the workgroup 16×16/);
+  assert.match(matmulVec4Unfit(limits, s, { ...v, tileK: 64 })!, /8 global vec4 loads per thread and k tile exceed 4/);
+  assert.throws(() => matmulVec4Call(limits, { ...s, K: 66 }, v), /matmul vec4 .*K a multiple of 4/);
+  assert.equal([...matmulVec4PlainKernel.inputs], [...MATMUL_INPUTS], 'the bindings of every matmul kernel');
+  // A table whose bucket names a vec4 variant runs it where it fits, else the bucket's rows or tile.
+  const sub = subgroupDevice();
+  const table = { ...MATMUL_TABLE, other: [{ maxMNK: null, tile: '32x32x16/4x4', vec4: 'vec4 64x64x16/8x8' }] } as MatmulTable;
+  assert.is(chosenMatmulCall(table, 'other', limits, sub, s).kernel, matmulVec4PlainKernel);
+  assert.equal(chosenMatmulCall(table, 'other', limits, sub, s).constants!.TILE_M, 64);
+  assert.is(chosenMatmulCall(table, 'other', limits, sub, { ...s, K: 66 }).kernel, matmulKernel);
+  assert.is(chosenMatmulCall(table, 'other', limits, sub, { ...s, dtypeB: 'bf16' }).kernel, matmulKernel);
+  const p = problem(40, 36, 20, true, true, { bias: true });
+  await checkCall(p, chosenMatmulCall(table, 'other', limits, sub, shapeOf(p)), 'table vec4 64x64x16/8x8', 81);
 });
 
 /** The ledger's op names since the last reset. */
@@ -315,7 +402,7 @@ test('every small-M variant is exact where columns and threads have ragged ends'
     const [x, w, biasT] = [upload(X, [p.M, p.K]), uploadAs(B, [p.N, p.K], dtypeB, false), upload(bias!, [p.N])];
     const out = Tensor.empty([p.M, p.N]);
     const s = { batch: 1, M: p.M, N: p.N, K: p.K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: true, dtypeA: 'f32', dtypeB } as const;
-    launch(matmulSmallMCall(deviceLimits(), s, variant), [x, w, biasT], [out]);
+    launch(matmulSmallMCall(deviceLimits(), s, variant), [x, w, biasT, null], [out]);
     assertClose(await download(out), refMatmul(p, X, await download(w), bias), 1e-5, `small-M ${name} ${describe(p)}`);
     for (const t of [x, w, biasT, out]) t.dispose();
   }

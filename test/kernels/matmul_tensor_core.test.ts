@@ -68,7 +68,7 @@ async function check(c: Case, tol: number, what: string, call: (s: MatmulShape) 
   await tidyAsync(async () => {
     const x = await operands(c);
     const out = Tensor.empty([c.batch, c.M, c.N]);
-    launch(call(shapeOf(c)), [x.a, x.b, x.bias], [out]);
+    launch(call(shapeOf(c)), [x.a, x.b, x.bias, null], [out]);
     assertClose(await download(out), reference(c, x.A, x.B, x.biasValues), tol, `${what} ${label(c)}`);
   });
 }

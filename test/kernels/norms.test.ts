@@ -5,10 +5,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backward, noGrad, tapeLength, zeroGrad } from '../../engine/autodiff.ts';
 import { ledger } from '../../engine/ledger.ts';
-import { layerNorm, rmsNorm } from '../../engine/ops/norms.ts';
+import { add, mul } from '../../engine/ops/elementwise.ts';
+import { layerNorm, layerNormPair, rmsNorm } from '../../engine/ops/norms.ts';
 import { pool } from '../../engine/pool.ts';
 import { SafetensorsFile } from '../../engine/safetensors.ts';
-import type { Tensor } from '../../engine/tensor.ts';
+import { tidy, type Tensor } from '../../engine/tensor.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
 import { fixture } from '../support/paths.ts';
 
@@ -129,6 +130,35 @@ test('layerNorm and rmsNorm forward and gradients vs float64, ragged shapes', as
     assertNorm(await runNorm('rmsNorm', shape, data, EPS), rmsNormRef(data.x, data.w, data.dy, cols, EPS), `rmsNorm [${shape}]`);
   }
   assert.is(pool.liveBytes, base, 'the saved statistics and scratch partials are freed');
+});
+
+test('layerNormPair equals two layerNorms of x: outputs bit for bit, gradients to 1e-6, one forward dispatch', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  const [rows, cols] = [7, 48];
+  const data = { x: randn(rows * cols, 31, 3), w1: randn(cols, 32), b1: randn(cols, 33), w2: randn(cols, 34), b2: randn(cols, 35), s1: randn(rows * cols, 36), s2: randn(rows * cols, 37) };
+  const results: { y: Float64Array[]; grads: Float64Array[]; dispatches: number }[] = [];
+  for (const paired of [true, false]) {
+    const x = upload(data.x, [rows, cols], true);
+    const ps = [data.w1, data.b1, data.w2, data.b2].map((d) => upload(d, [cols], true));
+    const [w1, b1, w2, b2] = ps as [Tensor, Tensor, Tensor, Tensor];
+    ledger.reset();
+    const ys = paired ? layerNormPair(x, [w1, b1], [w2, b2], 1e-5) : [layerNorm(x, w1, b1, 1e-5), layerNorm(x, w2, b2, 1e-5)];
+    const dispatches = ledger.byOp().reduce((n, o) => n + o.dispatches, 0);
+    const y = await Promise.all(ys.map(download));
+    // d/d(.) of Σ y1·s1 + y2·s2: one backward through both outputs.
+    const seeds = [upload(data.s1, [rows, cols]), upload(data.s2, [rows, cols]), upload(new Float64Array(rows * cols).fill(1), [rows, cols])];
+    const loss = tidy(() => add(mul(ys[0]!, seeds[0]!), mul(ys[1]!, seeds[1]!)));
+    backward(loss, seeds[2]);
+    results.push({ y, grads: await Promise.all([x, ...ps].map((t) => download(t.grad!))), dispatches });
+    for (const t of [x, ...ps, ...ys, ...seeds, loss]) { t.grad?.dispose(); t.dispose(); }
+  }
+  const [pair, two] = results as [typeof results[0], typeof results[0]];
+  assert.equal(pair.y, two.y, 'outputs');
+  for (const [i, name] of ['dx', 'dw1', 'db1', 'dw2', 'db2'].entries()) assertClose(pair.grads[i]!, two.grads[i]!, 1e-6, name);
+  assert.is(pair.dispatches, 1);
+  assert.is(two.dispatches, 2);
+  assert.is(pool.liveBytes, base);
 });
 
 test('layerNorm keeps its precision on rows with a large common offset', async () => {

@@ -53,6 +53,26 @@ test('narrow forward and backward', async () => {
   assertClose(await download(x.grad!), g, 0, 'narrow backward');
 });
 
+test('a permute that moves only dims of 1, and a narrow of a whole dim, are views: no dispatch, the same values and gradients', async () => {
+  await initGpu();
+  const cases: [number[], (x: Tensor) => Tensor, number[]][] = [
+    [[2, 5, 1, 3], (x) => permute(x, [0, 2, 1, 3]), [0, 2, 1, 3]], // [B, H, 1, D] -> [B, 1, H, D] (decoding)
+    [[1, 4, 1, 6], (x) => permute(x, [2, 1, 0, 3]), [2, 1, 0, 3]],
+    [[3, 1, 4], (x) => narrow(x, 1, 0, 1), [0, 1, 2]], // the last position of one
+  ];
+  for (const [shape, op, perm] of cases) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const xs = randn(n, n + 7), seed = randn(n, n + 8);
+    const x = upload(xs, shape, true);
+    ledger.reset();
+    const y = op(x);
+    assert.equal(ledger.byOp().reduce((d, o) => d + o.dispatches, 0), 0, `${shapeString(shape)}: no dispatch`);
+    assertClose(await download(y), permuteRef(xs, shape, perm), 0, `${shapeString(shape)} forward`);
+    tidy(() => backward(y, upload(seed, [...y.shape])));
+    assertClose(await download(x.grad!), seed, 0, `${shapeString(shape)} backward`);
+  }
+});
+
 test('reshape is a view on the tape', async () => {
   const x = upload([1, 2, 3, 4, 5, 6], [2, 3], true);
   const y = reshape(x, [3, 2]);

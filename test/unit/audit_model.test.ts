@@ -14,7 +14,7 @@ import { activationBackwardCall, activationCall, gatedActivationBackwardCall, ga
 import { adamwCall } from '../../kernels/adamw.ts';
 import { attentionBackwardDkDvCall } from '../../kernels/attention_backward_dkdv.ts';
 import { attentionBackwardDqCall } from '../../kernels/attention_backward_dq.ts';
-import { attentionDecodeReduceCall } from '../../kernels/attention_decode.ts';
+import { attentionDecodeCall, attentionDecodeReduceCall } from '../../kernels/attention_decode.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { attentionForwardCall, tileWork } from '../../kernels/attention_forward.ts';
 import { binaryCall } from '../../kernels/binary.ts';
@@ -65,6 +65,7 @@ const parts = (p: Partial<FlopBreakdown>): FlopBreakdown => ({ ...zeroBreakdown(
 test('each per-element constant is what its kernel charges', () => {
   const n = 1000, per = (flops: number) => flops / n;
   assert.is(per(layerNormForwardCall(LIMITS, 10, 100, 1e-5).cost.flops), M.LAYER_NORM_FORWARD_FLOPS);
+  assert.is(per(layerNormForwardCall(LIMITS, 10, 100, 1e-5, true).cost.flops), M.LAYER_NORM_PAIR_FORWARD_FLOPS);
   assert.is(per(layerNormBackwardCall(LIMITS, 10, 100).cost.flops), M.LAYER_NORM_BACKWARD_FLOPS);
   assert.is(per(rmsNormForwardCall(LIMITS, 10, 100, 1e-5).cost.flops), M.RMS_NORM_FORWARD_FLOPS);
   assert.is(per(rmsNormBackwardCall(LIMITS, 10, 100).cost.flops), M.RMS_NORM_BACKWARD_FLOPS);
@@ -87,6 +88,10 @@ test('each per-element constant is what its kernel charges', () => {
   assert.is(per(dropoutCall(LIMITS, n, 0.1, { seed: 1, counter: 0, stream: 0 }).cost.flops), M.DROPOUT_FLOPS);
   assert.is(attentionDeltaCall(LIMITS, 10, 8).cost.flops, 10 * 8 * M.ATTENTION_DELTA_FLOPS);
   assert.is(attentionDecodeReduceCall(LIMITS, 10, 3, 8).cost.flops, 10 * 3 * 8 * M.DECODE_MERGE_FLOPS);
+  // One chunk: no merge, the decode kernel divides each of the 2·4·1 rows' 8 dims by the row's sum.
+  const decodeDims = { B: 2, H: 4, KVH: 2, T: 1, S: 16, D: 8 };
+  const oneChunk = attentionDecodeCall(LIMITS, decodeDims, 10, { causal: true, window: 0, positionOffset: 9, hasKeyRange: false }, 1, 256);
+  assert.is(oneChunk.cost.flops, 4 * 8 * 2 * 4 * 10 + 2 * 4 * 8 * M.DECODE_NORMALIZE_FLOPS);
   assert.is(per(squaredSumCall(LIMITS, n, 0).cost.flops), M.GRAD_NORM_FLOPS_PER_ELEMENT);
   const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decayFactor: 1, stepSize: 1e-3, bc2Sqrt: 1, gradScale: 1 };
   assert.is(per(adamwCall(LIMITS, n, 0, adam).cost.flops), M.ADAMW_FLOPS_PER_ELEMENT);
@@ -142,17 +147,17 @@ const PLAN: AttentionPlan = { forward: { BR: 2, BC: 2 }, dkdv: { BR: 2, BC: 2 },
 
 test('GPT-NeoX forward by hand: T 5, head on every position, token log-probs', () => {
   // Per token: products 2·(2 layers · 768) = 3072; bias adds 2·(24 + 8 + 32 + 8) = 144; head 2·8·16 = 256;
-  // per layer LN 2·11·8 = 176, GELU 36·32 = 1152, rotary 34·(4 + 4 pairs) = 272, residual adds 2·8 = 16; final LN 88.
+  // per layer the LN pair (parallel residual) 16·8 = 128, GELU 36·32 = 1152, rotary 34·(4 + 4 pairs) = 272, residual adds 2·8 = 16; final LN 88.
   // Log-probs: 4·16 per predicting position (4 of them) and 2 per position: 266. Attention 2·4·(2·4) = 64 per key, 15 keys.
   const f = forwardBreakdown(neox, { sequences: seq, head: 'all' });
-  assert.equal(f, parts({ matmul: 15360, bias: 720, head: 1280, norm: 2200, activation: 11520, rotary: 2720, residual: 160, logits: 266, attention: 960, attentionExecuted: 960 }));
-  assert.is(totalOf(f), 35186);
-  assert.is(phaseFlops(neox, 'reference', { sequences: [{ ...seq[0], count: 2 }], head: 'all' }), 2 * 35186);
+  assert.equal(f, parts({ matmul: 15360, bias: 720, head: 1280, norm: 1720, activation: 11520, rotary: 2720, residual: 160, logits: 266, attention: 960, attentionExecuted: 960 }));
+  assert.is(totalOf(f), 34706);
+  assert.is(phaseFlops(neox, 'reference', { sequences: [{ ...seq[0], count: 2 }], head: 'all' }), 2 * 34706);
   // Tiles of 2 x 2 execute 17 entries for 15 visible: 64·17 = 1088; the useful count keeps 960.
   const tiled = forwardBreakdown(neox, { sequences: seq, head: 'all', attentionPlan: PLAN });
   assert.is(tiled.attentionExecuted, 1088);
-  assert.is(totalOf(tiled), 35186 + 128);
-  assert.is(usefulOf(tiled), 35186);
+  assert.is(totalOf(tiled), 34706 + 128);
+  assert.is(usefulOf(tiled), 34706);
 });
 
 test('GPT-NeoX backward by hand, full fine-tuning', () => {
@@ -224,12 +229,13 @@ test('generation by hand: prompt pass, decode steps, the merge of decode chunks,
   // Prompt 3, 3 new tokens: the trunk over 3 + 2 fed-back tokens, the head on 3 positions, 6 + 4 + 5 keys;
   // greedy sampling 3 per logit of 3 samples of 16 logits.
   const g = { sequences: [{ count: 1, promptLength: 3, newTokens: 3 }] };
-  assert.equal(generationBreakdown(neox, g), parts({ matmul: 15360, bias: 720, head: 768, norm: 2200, activation: 11520, rotary: 2720, residual: 160, sampler: 144, attention: 960, attentionExecuted: 960 }));
-  assert.is(phaseFlops(neox, 'generation', { sequences: [{ count: 4, promptLength: 3, newTokens: 3 }] }), 4 * 34552);
+  assert.equal(generationBreakdown(neox, g), parts({ matmul: 15360, bias: 720, head: 768, norm: 1720, activation: 11520, rotary: 2720, residual: 160, sampler: 144, attention: 960, attentionExecuted: 960 }));
+  assert.is(phaseFlops(neox, 'generation', { sequences: [{ count: 4, promptLength: 3, newTokens: 3 }] }), 4 * 34072);
   assert.is(phaseFlops(neox, 'generation', { sequences: [{ count: 1, promptLength: 3, newTokens: 0 }] }), 0);
-  // Tiles 2 x 2 on the prompt: 7 entries for 6 visible (+64); decode chunks of 4 keys: position 3 has 4 keys (1 chunk),
-  // position 4 has 5 (2): 5·8 per chunk and layer, 3 chunks, 2 layers = 240.
-  assert.is(generationBreakdown(neox, { ...g, attentionPlan: PLAN }).attentionExecuted, 960 + 64 + 240);
+  // Tiles 2 x 2 on the prompt: 7 entries for 6 visible (+64); decode chunks of 4 keys: position 3 has 4 keys (1 chunk:
+  // normalised in the kernel, 1·8 per layer), position 4 has 5 (2 chunks merged: 5·8 per chunk and layer); 2 layers:
+  // 2·(8 + 80) = 176.
+  assert.is(generationBreakdown(neox, { ...g, attentionPlan: PLAN }).attentionExecuted, 960 + 64 + 176);
   // Sampling at temperature 1: one counting and one weighted pass, 9 per logit; top-k adds a bisection, top-p two passes more.
   assert.is(generationBreakdown(neox, { ...g, sampling: { temperature: 1, topK: 0, topP: 1 } }).sampler, 3 * 16 * 9);
   assert.is(samplerFlopsPerLogit({ temperature: 1, topK: 5, topP: 1 }, 16), 3 + 6 * 33);
@@ -245,7 +251,7 @@ test('a run: every phase, zero where absent; the optimizer at 15 + 2 (grad norm)
     'policy-backward': { sequences: seq, head: 'all' },
     optimizer: { trainableElements: 1000 },
   });
-  assert.equal(run, { generation: 34552, reference: 0, 'policy-forward': 35186, 'policy-backward': 55925, 'policy-backward-recompute': 0, 'reward-forward': 0, 'reward-backward': 0, 'reward-backward-recompute': 0, optimizer: 17000, merge: 0 });
+  assert.equal(run, { generation: 34072, reference: 0, 'policy-forward': 34706, 'policy-backward': 55925, 'policy-backward-recompute': 0, 'reward-forward': 0, 'reward-backward': 0, 'reward-backward-recompute': 0, optimizer: 17000, merge: 0 });
   assert.is(phaseFlops(neox, 'optimizer', { trainableElements: 1000, flopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT }), 14000);
   assert.is(phaseFlops(neox, 'optimizer', { trainableElements: 1000, gradNorm: false }), 15000);
   assert.throws(() => phaseFlops(neox, 'reference', { sequences: [{ count: 1, promptLength: -1, responseLength: 2 }], head: 'all' }), /non-negative/);
@@ -254,8 +260,8 @@ test('a run: every phase, zero where absent; the optimizer at 15 + 2 (grad norm)
 test('gradient checkpointing: every layer\'s training forward again in the backward, and Workloads counts it per model', () => {
   const forward = forwardBreakdown(neox, { sequences: seq, head: 'all' });
   const recompute = recomputeBreakdown(neox, { sequences: seq, head: 'all' });
-  // The layers' forward: no head, no log-probs, no final norm (2 of the 2L + 1 norms per token remain per layer).
-  assert.equal(recompute, { ...forward, head: 0, logits: 0, norm: forward.norm * (2 * neox.layers) / (2 * neox.layers + 1) });
+  // The layers' forward: no head, no log-probs, no final norm (a pair per layer, 16 per element, remains; the final 11 goes).
+  assert.equal(recompute, { ...forward, head: 0, logits: 0, norm: forward.norm * (16 * neox.layers) / (16 * neox.layers + 11) });
   const w = new Workloads(neox, { attentionPlan: () => PLAN, limits: LIMITS, gradientCheckpointing: { policy: true } });
   for (let k = 0; k < 3; k++) w.trained('policy', 1, 5, 'all', false);
   w.trained('reward', 1, 5, 'last', false);

@@ -28,7 +28,8 @@ function parse(source: string): ParsedShader {
   return { bindings, params, overrides };
 }
 
-const files = readdirSync(dir).filter((f) => f.endsWith('.ts') && f !== 'spec.ts' && f !== 'dtype.ts');
+// spec.ts, dtype.ts and matmul_shape.ts describe kernels and hold none.
+const files = readdirSync(dir).filter((f) => f.endsWith('.ts') && !['spec.ts', 'dtype.ts', 'matmul_shape.ts'].includes(f));
 
 test('every kernel module exports at least one kernel', async () => {
   for (const f of files) {
