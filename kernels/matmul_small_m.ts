@@ -6,7 +6,7 @@ import type { MatmulDeviceClass, MatmulTable } from './matmul.ts';
 import { epilogueKey, epilogueOf, epilogueParts, type MatmulShape } from './matmul_shape.ts';
 
 const kernels = new Map<string, Kernel>();
-/** The kernel with or without a bias, a residual and an activation (matmul.ts epilogueParts). */
+/** The kernel with or without a bias, a residual and an activation (matmul_shape.ts epilogueParts). */
 function smallMKernel(hasBias: boolean, hasResidual: boolean, activation?: Activation): Kernel {
   const key = epilogueKey(hasBias, hasResidual, activation);
   let k = kernels.get(key);

@@ -24,7 +24,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<u32>; // words of WEIGHT_FORMAT values
 // Bindings 2 and 3, the optional bias and residual, addBias, addResidual and activate come from the includes
-// that matmul.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
+// that matmul_shape.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 

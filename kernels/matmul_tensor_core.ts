@@ -123,7 +123,7 @@ function variantKey(v: MatmulTensorCoreVariant): string {
 
 const kernels = new Map<string, Kernel>();
 
-/** The variant's kernel, with or without the bias, the residual and the activation (matmul.ts epilogueParts). */
+/** The variant's kernel, with or without the bias, the residual and the activation (matmul_shape.ts epilogueParts). */
 export function matmulTensorCoreKernel(v: MatmulTensorCoreVariant, hasBias: boolean, hasResidual = false, activation?: Activation): Kernel {
   const key = `${variantKey(v)}${epilogueKey(hasBias, hasResidual, activation)}`;
   let kernel = kernels.get(key);

@@ -2,8 +2,6 @@
 // vec4 in two workgroup buffers (the next k tile prefetched into registers), 8×8 or 4×4 blocks per thread as quads.
 // Numbered variants beside the scalar tiled kernel (matmul.wgsl, its reference and fallback); kernels/matmul_tiles.json
 // picks one per device class and shape bucket (`vec4`), where matmulVec4Unfit allows it.
-// kernels/matmul.ts imports this module (its table choice), so only its function declarations, which exist before
-// either module's body runs, are read here while both initialise.
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
 import type { Activation } from './activation.ts';
 import { epilogueOf, epilogueParts, MATMUL_INPUTS, matmulCost, type MatmulShape } from './matmul_shape.ts';
@@ -45,7 +43,7 @@ export const MAX_VEC4_LOADS = 4;
 
 const kernels = new Map<string, Kernel>();
 /**
- * The kernel with its store's epilogue (matmul.ts epilogueParts: bias, residual, activation; the variant without an
+ * The kernel with its store's epilogue (matmul_shape.ts epilogueParts: bias, residual, activation; the variant without an
  * input neither declares nor binds it), its register arrays sized for a block of threadM × threadN (4, 8 or 16 each).
  */
 export function matmulVec4Kernel(hasBias: boolean, hasResidual: boolean, threadM: number, threadN: number, activation?: Activation): Kernel {

@@ -60,7 +60,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read> a: array<vec4f>;
 @group(0) @binding(1) var<storage, read> b: array<vec4f>;
 // Bindings 2 and 3, the optional bias and residual, and the store's addBias, activate and addResidual come from the
-// epilogue's includes (matmul.ts epilogueParts).
+// epilogue's includes (matmul_shape.ts epilogueParts).
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 

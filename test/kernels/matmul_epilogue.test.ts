@@ -1,4 +1,4 @@
-// The epilogue of the matmul kernels (kernels/matmul.ts epilogueParts): C = f(op(A)·op(B) + bias) + residual, the
+// The epilogue of the matmul kernels (kernels/matmul_shape.ts epilogueParts): C = f(op(A)·op(B) + bias) + residual, the
 // residual against a float64 reference on every f32 kernel (tiled, rows, small-M) and against linear + add through
 // the op, with gradients; the activation against the activation op after the product (its composed form).
 import { test } from 'uvu';
