@@ -14,7 +14,8 @@
 import b from 'benny';
 import { writeFileSync } from 'node:fs';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
-import { matmulDeviceClass, subgroupDevice } from '../engine/ops/matmul.ts';
+import { subgroupDevice } from '../engine/gpu.ts';
+import { matmulDeviceClass } from '../engine/ops/matmul.ts';
 import type { KernelCall } from '../kernels/spec.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';

@@ -3,7 +3,7 @@ import { create, globals } from 'webgpu';
 import { mkdirSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceClassOf } from '../kernels/matmul.ts';
+import { deviceClassOf, type SubgroupDevice } from '../kernels/matmul.ts';
 
 Object.assign(globalThis, globals);
 
@@ -160,6 +160,11 @@ const releaseHooks: (() => void)[] = [];
 export function onGpuRelease(fn: () => void): void { releaseHooks.push(fn); }
 
 /** The device, once initGpu() has run: ops record synchronously and need it without awaiting. */
+/** The subgroup facts the rows kernels (matmul's and attention's) need of a device. */
+export function subgroupDevice(g: Gpu = gpu()): SubgroupDevice {
+  return { subgroups: g.features.has('subgroups'), subgroupMinSize: g.adapterInfo.subgroupMinSize, subgroupMaxSize: g.adapterInfo.subgroupMaxSize };
+}
+
 export function gpu(): Gpu {
   if (!current) throw new GpuError('GPU not initialised: call `await initGpu()` before creating tensors');
   return current;

@@ -60,13 +60,22 @@ export const MAX_HEAD_DIM = 32 * GRID;
 /** Accumulators per thread (MAX_ACC in the kernels): the held rows (or keys) per thread × ceil(D / GRID) dims. */
 const MAX_ACCUMULATORS = 64;
 
-/** BR query rows × BC keys, on GRID × GRID threads (the GRID constant when absent). */
-export interface AttentionTiles { BR: number; BC: number; GRID?: number }
+/**
+ * BR query rows × BC keys, on GRID × GRID threads (the GRID constant when absent). The rows kernels skip blocks of a
+ * tile in their last products: BCV keys per block (the forward's P V, dQ's dS K) or BRV rows (dV and dK); BC or BR
+ * when absent.
+ */
+export interface AttentionTiles { BR: number; BC: number; GRID?: number; BCV?: number; BRV?: number }
 
 /** The attention kernels whose tiles kernels/attention_tiles.json may choose per device class. */
 export type AttentionTileKernel = 'forward' | 'dkdv' | 'dq';
-/** Per device class (matmul's), the tiles of some kernels; a kernel without an entry, or whose entry does not fit, takes pickTiles' choice. */
-export type AttentionTileTable = Record<MatmulDeviceClass, Partial<Record<AttentionTileKernel, AttentionTiles>>>;
+/**
+ * Per device class (matmul's), the tiles of some kernels; a kernel without an entry, or whose entry does not fit, takes
+ * pickTiles' choice. `rows`: the kernels that run their rows variant where it fits (attention_forward_rows.ts,
+ * attention_backward_dq_rows.ts, attention_backward_dkdv_rows.ts: forwardChoice, dqChoice, dkdvChoice), their tiles
+ * then serving the fallback.
+ */
+export type AttentionTileTable = Record<MatmulDeviceClass, Partial<Record<AttentionTileKernel, AttentionTiles>> & { rows?: readonly AttentionTileKernel[] }>;
 /** The measured choices (bench/RESULTS.md, "Attention tiles on lavapipe"). */
 export const ATTENTION_TILE_TABLE: AttentionTileTable = JSON.parse(readFileSync(new URL('attention_tiles.json', import.meta.url), 'utf8'));
 
@@ -170,7 +179,10 @@ export function seeingRowSpan(j0: number, j1: number, T: number, mask: Attention
   return [lo, Math.max(lo, hi)];
 }
 
-/** device: the class whose entry of kernels/attention_tiles.json applies (matmul's device classes). */
+/**
+ * The tiled forward's tiles; device: the class whose entry of kernels/attention_tiles.json applies (matmul's device
+ * classes; its `rows` may name the rows forward instead, attention_forward_rows.ts forwardChoice).
+ */
 export function forwardTiles(limits: DeviceLimits, D: number, device: MatmulDeviceClass = 'other'): AttentionTiles {
   // qTile + kvTile + pTile + three row statistics.
   return pickTiles(limits, 'attentionForward', 'rows', D, ({ BR, BC }) => BR * D + BC * D + BR * BC + 3 * BR, ATTENTION_TILE_TABLE[device].forward);

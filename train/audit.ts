@@ -93,7 +93,7 @@ export interface WorkloadsJson {
  */
 export function attentionPlanOf(D: number, mixedPrecision = false): AttentionPlan {
   const kernels = attentionKernels(D, { mixedPrecision });
-  const t = (x: Tiles) => ({ BR: x.BR, BC: x.BC });
+  const t = (x: Tiles) => ({ BR: x.BR, BC: x.BC, ...(x.BCV ? { BCV: x.BCV } : {}), ...(x.BRV ? { BRV: x.BRV } : {}) });
   return { forward: t(kernels.forward), dkdv: t(kernels.dkdv), dq: t(kernels.dq), decodeChunk: DECODE_CHUNK };
 }
 

@@ -23,7 +23,9 @@
 //                      recorded with the workload: AttentionPlan); backward the dK/dV kernel (S, dP, dV, dK: 8 D
 //                      per entry of its tiles) and the dQ kernel (S, dP, dQ: 6 D per entry of its tiles) and the
 //                      row dot products dO·O (2 D per row); decode steps the visible keys (one query row, no
-//                      tiles) and the merge of the key chunks (5 D per chunk).
+//                      tiles) and the merge of the key chunks (5 D per chunk). The rows kernels (lavapipe) run
+//                      their last products (P V, dS K; dV, dK) only on the blocks of 4 keys or rows that see
+//                      something (Tiles' BCV, BRV: tiledFlopsPerDim).
 //                      The analytic total, compared with the ledger within 2%, counts this one.
 // The decision: the 2% check is about bookkeeping (does every dispatch land where the model says), so it
 // compares like with like, the executed tiles; the waste of tiling is a property of the kernels, shown as
@@ -133,12 +135,16 @@ export type HeadPositions = 'all' | 'response' | 'last';
 /** Adapters: rank, targets, and the dropout on their input while training (0 for none). */
 export interface LoraWorkload { r: number; targets: LoraTargets; dropout?: number }
 
-/** Tile sizes: BR query rows by BC keys. */
-export interface Tiles { BR: number; BC: number }
+/**
+ * Tile sizes: BR query rows by BC keys; BCV keys (the forward's P V, dQ's dS K) or BRV rows (dV and dK) per block of
+ * the last products, where the kernel skips the blocks of a tile that see nothing (the rows kernels on lavapipe).
+ */
+export interface Tiles { BR: number; BC: number; BCV?: number; BRV?: number }
 
 /**
  * The tiles of the attention kernels that ran a workload, on the device that ran them (engine/ops/attention.ts
- * attentionKernels: the f32 kernels' forwardTiles, dkdvTiles, dqTiles, or under mixed precision the tensor cores'
+ * attentionKernels: the f32 kernels' forwardTiles, dkdvTiles, dqTiles or their rows kernels' (forwardChoice, dqChoice,
+ * dkdvChoice), or under mixed precision the tensor cores'
  * layouts; attention_decode.ts DECODE_CHUNK keys per chunk). Absent: untiled kernels, the executed attention
  * equals the visible keys.
  */
@@ -265,6 +271,15 @@ export function tiledEntries(T: number, tiles: Tiles, window: number | null): nu
   return n;
 }
 
+/**
+ * FLOPs per head dim of a kernel tiled BR × BC doing perEntry per entry, whose last products (`last` per entry: 2 for
+ * the forward's P V and dQ's dS K, 4 for dV and dK) run over (BRV ?? BR) × (BCV ?? BC) tiles where the kernel skips
+ * the blocks that see nothing.
+ */
+export function tiledFlopsPerDim(T: number, tiles: Tiles, window: number | null, perEntry: number, last = 2): number {
+  return (perEntry - last) * tiledEntries(T, tiles, window) + last * tiledEntries(T, { BR: tiles.BRV ?? tiles.BR, BC: tiles.BCV ?? tiles.BC }, window);
+}
+
 /** The parts of a phase's count, so that tests and reports can show where the FLOPs go (see the file comment). */
 export interface FlopBreakdown {
   /** The trunk's products (dX and dW in backward). */
@@ -359,7 +374,8 @@ function headForward(c: ModelConfig, tokens: number, lora: LoraWorkload | undefi
 /** Attention over a causal sequence of T tokens: useful (visible keys) and executed (the forward kernel's tiles). */
 function attentionForward(c: ModelConfig, T: number, plan: AttentionPlan | undefined): Partial<FlopBreakdown> {
   const perEntry = c.layers * ATTENTION_FORWARD_FLOPS_PER_ENTRY_DIM * c.heads * c.headDim, W = windowOf(c), visible = visibleKeys(0, T, W);
-  return { attention: perEntry * visible, attentionExecuted: perEntry * (plan ? tiledEntries(T, plan.forward, W) : visible) };
+  const executed = plan ? tiledFlopsPerDim(T, plan.forward, W, ATTENTION_FORWARD_FLOPS_PER_ENTRY_DIM) : ATTENTION_FORWARD_FLOPS_PER_ENTRY_DIM * visible;
+  return { attention: perEntry * visible, attentionExecuted: (perEntry / ATTENTION_FORWARD_FLOPS_PER_ENTRY_DIM) * executed };
 }
 
 /** Positions of a sequence of T tokens whose logits predict a token, and positions summed under the mask. */
@@ -497,8 +513,8 @@ export function backwardBreakdown(config: ModelConfig, w: ForwardWorkload): Flop
       const visible = visibleKeys(0, T, W);
       b.attention += n * usefulFactor * ATTENTION_FORWARD_FLOPS_PER_ENTRY_DIM * perDim * visible;
       b.attentionExecuted += n * perDim * (ATTENTION_DELTA_FLOPS * T
-        + (l.kv ? ATTENTION_DKDV_FLOPS_PER_ENTRY_DIM * (plan ? tiledEntries(T, plan.dkdv, W) : visible) : 0)
-        + (l.q ? ATTENTION_DQ_FLOPS_PER_ENTRY_DIM * (plan ? tiledEntries(T, plan.dq, W) : visible) : 0));
+        + (l.kv ? (plan ? tiledFlopsPerDim(T, plan.dkdv, W, ATTENTION_DKDV_FLOPS_PER_ENTRY_DIM, 4) : ATTENTION_DKDV_FLOPS_PER_ENTRY_DIM * visible) : 0)
+        + (l.q ? (plan ? tiledFlopsPerDim(T, plan.dq, W, ATTENTION_DQ_FLOPS_PER_ENTRY_DIM) : ATTENTION_DQ_FLOPS_PER_ENTRY_DIM * visible) : 0));
     }
     if (needTrunk) b.norm += n * T * c.hidden * normFlops(c).backward; // the final norm
     // The head: dX where the trunk needs it, dW when it trains, its adapter. The fused head (no adapter, an LM's

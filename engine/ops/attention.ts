@@ -22,17 +22,18 @@
 // useful / charged is the efficiency of tile skipping. Padding is applied on the GPU, so both counts
 // assume every key valid.
 import { autocastF16, record, type Grad } from '../autodiff.ts';
-import { gpu, GpuError } from '../gpu.ts';
+import { gpu, GpuError, subgroupDevice } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { castF16 } from './cast.ts';
 import { KernelError, type DeviceLimits, type Kernel, type KernelCall } from '../../kernels/spec.ts';
 import {
-  attentionForwardCall, checkStorageBindings, forwardTiles, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionTiles,
+  checkStorageBindings, MAX_HEAD_DIM, visibleKeySpan, type AttentionDims, type AttentionMask, type AttentionTiles,
 } from '../../kernels/attention_forward.ts';
+import { chosenForwardCall, forwardChoice } from '../../kernels/attention_forward_rows.ts';
+import { chosenDqCall, dqChoice } from '../../kernels/attention_backward_dq_rows.ts';
+import { chosenDkDvCall, dkdvChoice } from '../../kernels/attention_backward_dkdv_rows.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
-import { attentionBackwardDkDvCall, dkdvTiles } from '../../kernels/attention_backward_dkdv.ts';
-import { attentionBackwardDqCall, dqTiles } from '../../kernels/attention_backward_dq.ts';
 import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
 import {
   attentionTensorCoreCall, tensorCoreLayout, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice, type TensorCoreVariant,
@@ -91,9 +92,13 @@ function forwardInto(call: KernelCall, q: Tensor, k: Tensor, v: Tensor, { dims, 
   return { out, lse };
 }
 
-/** The f32-arithmetic forward on f32 or f16 storage (the setup's). */
+/**
+ * The f32-arithmetic forward on f32 or f16 storage (the setup's): the device class's choice (forwardChoice in
+ * kernels/attention_forward_rows.ts: on lavapipe the rows kernel where it fits, else the tiled one; the backward's
+ * dQ and dK/dV likewise, dqChoice and dkdvChoice).
+ */
 function attentionForward(q: Tensor, k: Tensor, v: Tensor, setup: AttentionSetup, storage: 'f32' | 'f16'): { out: Tensor; lse: Tensor } {
-  return forwardInto(attentionForwardCall(deviceLimits(), setup.dims, setup.mask, setup.scale, storage, attentionDeviceClass()), q, k, v, setup);
+  return forwardInto(chosenForwardCall(deviceLimits(), subgroupDevice(), setup.dims, setup.mask, setup.scale, storage, attentionDeviceClass()), q, k, v, setup);
 }
 
 /**
@@ -122,11 +127,11 @@ function attentionBackward(dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
   if (k.requiresGrad || v.requiresGrad) {
     dk = Tensor.empty(k.shape, 'f32', 'attention dk');
     dv = Tensor.empty(v.shape, 'f32', 'attention dv');
-    launch(attentionBackwardDkDvCall(deviceLimits(), dims, mask, scale, attentionDeviceClass()), inputs, [dk, dv]);
+    launch(chosenDkDvCall(deviceLimits(), subgroupDevice(), dims, mask, scale, attentionDeviceClass()), inputs, [dk, dv]);
   }
   if (q.requiresGrad) {
     dq = Tensor.empty(q.shape, 'f32', 'attention dq');
-    launch(attentionBackwardDqCall(deviceLimits(), dims, mask, scale, attentionDeviceClass()), inputs, [dq]);
+    launch(chosenDqCall(deviceLimits(), subgroupDevice(), dims, mask, scale, attentionDeviceClass()), inputs, [dq]);
   }
   return [dq, dk, dv];
 }
@@ -260,7 +265,8 @@ function tensorCoreBackward(cores: TensorCores, variants: Pick<TrainingVariants,
 /**
  * Which kernels the taped attention() runs at head dim D (with padding, keyRange, or without): 'tensorCore' under
  * mixed precision where the tensor cores serve, else 'f32' (with the reason the tensor cores do not), and their
- * tiles, BR query rows by BC keys, which decide the score entries computed (the audit's AttentionPlan).
+ * tiles, BR query rows by BC keys, which decide the score entries computed (the audit's AttentionPlan; the rows kernels
+ * on lavapipe also give the blocks of their last products: BCV keys for P V and dS K, BRV rows for dV and dK).
  */
 export function attentionKernels(D: number, o: { mixedPrecision: boolean; hasKeyRange?: boolean }): { kernels: 'tensorCore' | 'f32'; reason?: string; forward: AttentionTiles; dkdv: AttentionTiles; dq: AttentionTiles } {
   const { variants, reason } = o.mixedPrecision ? trainingTensorCores(D, o.hasKeyRange ?? false) : { reason: 'not under mixed precision (autocast)' };
@@ -269,7 +275,7 @@ export function attentionKernels(D: number, o: { mixedPrecision: boolean; hasKey
     return { kernels: 'tensorCore', forward: tiles(tensorCoreLayout(variants.forward)), dkdv: tiles(backwardLayout(variants.dkdv)), dq: tiles(backwardLayout(variants.dq)) };
   }
   const limits = deviceLimits(), device = attentionDeviceClass();
-  return { kernels: 'f32', reason, forward: forwardTiles(limits, D, device), dkdv: dkdvTiles(limits, D, device), dq: dqTiles(limits, D, device) };
+  return { kernels: 'f32', reason, forward: forwardChoice(limits, subgroupDevice(), D, device).tiles, dkdv: dkdvChoice(limits, subgroupDevice(), D, device).tiles, dq: dqChoice(limits, subgroupDevice(), D, device).tiles };
 }
 
 /**

@@ -2,7 +2,7 @@
 // f16 x f16 products on the tensor cores where the device has subgroup matrices (MatmulVariant).
 import { gradEnabled, record, type Grad } from '../autodiff.ts';
 import { activation } from './activations.ts';
-import { gpu, GpuError, type Gpu } from '../gpu.ts';
+import { gpu, GpuError, subgroupDevice, type Gpu } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { castF16 } from './cast.ts';
@@ -154,11 +154,6 @@ function forwardCall(s: MatmulShape, variant: MatmulVariant, what: string, op?: 
     if (variant === 'tensorCore') throw new GpuError(`${what} on the tensor cores: ${plan.reason}; variant 'f32' serves these operands`);
   }
   return fitsSmallM(s) ? smallMCall(s, op) : tiledCall(s, op);
-}
-
-/** The subgroup facts the rows kernel needs of this device. */
-export function subgroupDevice(g: Gpu = gpu()): SubgroupDevice {
-  return { subgroups: g.features.has('subgroups'), subgroupMinSize: g.adapterInfo.subgroupMinSize, subgroupMaxSize: g.adapterInfo.subgroupMaxSize };
 }
 
 /**

@@ -2,18 +2,22 @@
 // f16 storage, the memory claim, determinism and the ledger's costs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { deviceLimits } from '../../engine/launch.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
 import { readFileSync } from 'node:fs';
 import { backward } from '../../engine/autodiff.ts';
 import { gpu } from '../../engine/gpu.ts';
 import { ledger } from '../../engine/ledger.ts';
-import { attention, attentionDecode, attentionDeviceClass, attentionUsefulFlops, attentionWithLse, type AttentionOptions } from '../../engine/ops/attention.ts';
+import { attention, attentionDecode, attentionDeviceClass, attentionKernels, attentionUsefulFlops, attentionWithLse, type AttentionOptions } from '../../engine/ops/attention.ts';
 import { attentionComposed } from '../../engine/ops/attention_composed.ts';
 import { pool } from '../../engine/pool.ts';
 import { SafetensorsFile } from '../../engine/safetensors.ts';
 import { f16ToF32, f32ToF16 } from '../../kernels/dtype.ts';
 import { Tensor, tidyAsync, tidy } from '../../engine/tensor.ts';
-import { forwardTiles, tileWork, type AttentionMask } from '../../kernels/attention_forward.ts';
+import { tileWork, type AttentionMask } from '../../kernels/attention_forward.ts';
+import { attentionForwardRowsCall, attentionRowsUnfit, forwardChoice, ROWS_TILES } from '../../kernels/attention_forward_rows.ts';
+import { attentionBackwardDqRowsCall, dqChoice } from '../../kernels/attention_backward_dq_rows.ts';
+import { attentionBackwardDkDvRowsCall, dkdvChoice, DKDV_ROWS_TILES } from '../../kernels/attention_backward_dkdv_rows.ts';
+import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, relErr, upload } from '../support/util.ts';
 import { fixture } from '../support/paths.ts';
 
@@ -167,6 +171,86 @@ test('fused backward matches the float64 reference (dq, dk, dv), and the tape fr
     assertClose(ours.dv, ref.dv, 1e-4, `${label(c)} dv`);
   }
   assert.is(pool.liveBytes, base);
+});
+
+/** The subgroup facts of this device (as engine/ops/attention.ts reads them). */
+function subgroupsOf() {
+  const { features, adapterInfo } = gpu();
+  return { subgroups: features.has('subgroups'), subgroupMinSize: adapterInfo.subgroupMinSize, subgroupMaxSize: adapterInfo.subgroupMaxSize };
+}
+
+function maskOf(c: Case): AttentionMask {
+  return { causal: c.causal ?? false, window: c.window ?? 0, positionOffset: c.positionOffset ?? 0, hasKeyRange: c.keyRanges !== undefined };
+}
+
+// The rows forward, dQ and dK/dV (kernels/attention_forward_rows.wgsl, attention_backward_dq_rows.wgsl,
+// attention_backward_dkdv_rows.wgsl), launched directly wherever the device has subgroups of 8:
+// ragged T (rows past the edge), S ≠ T and ragged (keys past the edge), GQA, windows inside a key tile, padding with
+// rows that see no key, a position offset, D 4 to 64 (one and two output quads per lane, D / 4 not a multiple of 8).
+const rowsCases: Case[] = [
+  { B: 1, H: 1, KVH: 1, T: 1, D: 4 },
+  { B: 2, H: 2, KVH: 1, T: 70, D: 64, causal: true },
+  { B: 1, H: 4, KVH: 2, T: 100, D: 12, window: 13 },
+  { B: 2, H: 4, KVH: 2, T: 45, D: 48, causal: true, keyRanges: [[5, 45], [0, 30]] },
+  { B: 1, H: 2, KVH: 2, T: 9, S: 75, D: 32, window: 40, positionOffset: 66 },
+  { B: 1, H: 4, KVH: 1, T: 19, S: 50, D: 16, scale: 0.3, keyRanges: [[7, 41]] },
+];
+
+test('rows forward, dQ and dK/dV (lavapipe\'s) match the float64 reference (out, lse, dq, dk, dv), f32 and f16 storage', async () => {
+  await initGpu();
+  const sub = subgroupsOf();
+  if (attentionDeviceClass() === 'lavapipe') {
+    assert.is(forwardChoice(deviceLimits(), sub, 64, 'lavapipe').kernel, 'rows', 'lavapipe runs the rows forward');
+    assert.is(dqChoice(deviceLimits(), sub, 64, 'lavapipe').kernel, 'rows', 'lavapipe runs the rows dQ');
+    assert.is(dkdvChoice(deviceLimits(), sub, 64, 'lavapipe').kernel, 'rows', 'lavapipe runs the rows dK/dV');
+    const plan = attentionKernels(64, { mixedPrecision: false });
+    assert.equal([plan.forward, plan.dq, plan.dkdv], [ROWS_TILES, ROWS_TILES, DKDV_ROWS_TILES]);
+  }
+  const unfit = attentionRowsUnfit(sub, 64);
+  if (unfit) { console.log(`rows forward not tested on this device: ${unfit}`); return; }
+  const f16 = gpu().features.has('shader-f16');
+  for (const c of rowsCases) {
+    const x = inputs(c);
+    const ref = attentionReference(c, x.q, x.k, x.v, x.dout);
+    const shapes = shapesOf(c);
+    const dims = { B: c.B, H: c.H, KVH: c.KVH, T: c.T, S: c.S ?? c.T, D: c.D };
+    const scale = c.scale ?? 1 / Math.sqrt(c.D);
+    await tidyAsync(async () => {
+      const keyRange = optionsOf(c).keyRange ?? null;
+      const run = (storage: 'f32' | 'f16', q: Tensor, k: Tensor, v: Tensor) => {
+        const out = Tensor.empty(shapes.q), lse = Tensor.empty([c.B, c.H, c.T]);
+        launch(attentionForwardRowsCall(deviceLimits(), sub, dims, maskOf(c), scale, storage), [q, k, v, keyRange], [out, lse]);
+        return { out, lse };
+      };
+      const [q32, k32, v32, dout] = [upload(x.q, shapes.q), upload(x.k, shapes.kv), upload(x.v, shapes.kv), upload(x.dout, shapes.q)];
+      const ours = run('f32', q32, k32, v32);
+      assertClose(await download(ours.out), ref.out, 1e-5, `rows ${label(c)} out`);
+      assertLse(await download(ours.lse), ref.lse, 1e-5, `rows ${label(c)} lse`);
+      const delta = Tensor.empty([c.B, c.H, c.T]), dq = Tensor.empty(shapes.q);
+      launch(attentionDeltaCall(deviceLimits(), c.B * c.H * c.T, c.D), [dout, ours.out], [delta]);
+      launch(attentionBackwardDqRowsCall(deviceLimits(), sub, dims, maskOf(c), scale), [q32, k32, v32, dout, ours.lse, delta, keyRange], [dq]);
+      assertClose(await download(dq), ref.dq, 1e-4, `rows ${label(c)} dq`);
+      const dk = Tensor.empty(shapes.kv), dv = Tensor.empty(shapes.kv);
+      launch(attentionBackwardDkDvRowsCall(deviceLimits(), sub, dims, maskOf(c), scale), [q32, k32, v32, dout, ours.lse, delta, keyRange], [dk, dv]);
+      assertClose(await download(dk), ref.dk, 1e-4, `rows ${label(c)} dk`);
+      assertClose(await download(dv), ref.dv, 1e-4, `rows ${label(c)} dv`);
+      if (!f16 || c.D % 2 !== 0) return;
+      const [q, k, v] = [toF16(x.q, shapes.q), toF16(x.k, shapes.kv), toF16(x.v, shapes.kv)];
+      const half = run('f16', q.packed, k.packed, v.packed);
+      const single = run('f32', upload(q.rounded, shapes.q), upload(k.rounded, shapes.kv), upload(v.rounded, shapes.kv));
+      assertClose(await download(half.out), await download(single.out), 1e-6, `rows ${label(c)} f16-storage out vs f32 storage`);
+      assertLse(await download(half.lse), await download(single.lse), 1e-6, `rows ${label(c)} f16-storage lse vs f32 storage`);
+    });
+  }
+  // The calls charge their products over the tiles they compute: Q Kᵀ (and dP) over 16 × 32, P V (dS K) over 16 × 4;
+  // dK/dV's Sᵀ and dPᵀ over 32 rows × 16 keys, dV and dK over 4 × 16.
+  const c = rowsCases[1], mask = maskOf(c), dims = { B: 2, H: 2, KVH: 1, T: 70, S: 70, D: 64 };
+  const entries = (BC: number) => tileWork(70, 70, ROWS_TILES.BR, BC, mask).entries;
+  assert.is(attentionForwardRowsCall(deviceLimits(), sub, dims, mask, 1).cost.flops, 2 * 64 * 4 * (entries(32) + entries(4)));
+  assert.ok(entries(4) < entries(32), 'P V skips blocks of the diagonal tiles');
+  assert.is(attentionBackwardDqRowsCall(deviceLimits(), sub, dims, mask, 1).cost.flops, 2 * 64 * 4 * (2 * entries(32) + entries(4)));
+  const keyEntries = (BR: number) => tileWork(70, 70, BR, DKDV_ROWS_TILES.BC, mask).entries;
+  assert.is(attentionBackwardDkDvRowsCall(deviceLimits(), sub, dims, mask, 1).cost.flops, 4 * 64 * 4 * (keyEntries(32) + keyEntries(4)));
 });
 
 function fixtureDir(name: string): string {
@@ -328,12 +412,14 @@ test('ledger: computed-tile FLOPs, useful FLOPs, and a window that keeps the cos
   await initGpu();
   const dims = { B: 1, H: 2, KVH: 1, T: 100, S: 100, D: 16 };
   const causal: AttentionMask = { causal: true, window: 0, positionOffset: 0, hasKeyRange: false };
-  const tiles = forwardTiles(deviceLimits(), dims.D, attentionDeviceClass());
+  // The forward this device runs (on lavapipe the rows kernel: Q Kᵀ over BR × BC tiles, P V over BR × BCV).
+  const tiles = attentionKernels(dims.D, { mixedPrecision: false }).forward;
   await tidyAsync(async () => {
     ledger.reset();
     attention(upload(randn(2 * 100 * 16, seed++), [1, 2, 100, 16]), upload(randn(100 * 16, seed++), [1, 1, 100, 16]), upload(randn(100 * 16, seed++), [1, 1, 100, 16]), { causal: true });
     const charged = ledger.byOp().find((r) => r.key === 'attentionForward')!.flops;
-    assert.is(charged, 4 * 16 * 2 * tileWork(100, 100, tiles.BR, tiles.BC, causal).entries);
+    const entries = (BC: number) => tileWork(100, 100, tiles.BR, BC, causal).entries;
+    assert.is(charged, 2 * 16 * 2 * (entries(tiles.BC) + entries(tiles.BCV ?? tiles.BC)));
     const useful = attentionUsefulFlops(dims, { causal: true }).forward;
     assert.is(useful, 4 * 16 * 2 * (100 * 101) / 2);
     assert.ok(useful < charged && charged < 1.5 * useful, `useful ${useful}, charged ${charged}`);

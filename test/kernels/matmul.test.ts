@@ -7,7 +7,7 @@ import { linear, matmul } from '../../engine/ops/matmul.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../../engine/tensor.ts';
 import { MATMUL_DEVICE_CLASSES, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TILES, MAX_THREAD_TILE, checkTile, chosenMatmulCall, matmulBiasKernel, matmulBiasResidualKernel, matmulCall, matmulKernel, matmulRowsCall, matmulRowsKernels, matmulRowsUnfit } from '../../kernels/matmul.ts';
-import { subgroupDevice } from '../../engine/ops/matmul.ts';
+import { subgroupDevice } from '../../engine/gpu.ts';
 import { MATMUL_INPUTS, type MatmulShape, type MatmulTable } from '../../kernels/matmul.ts';
 import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4PlainKernel, matmulVec4Unfit, type MatmulVec4Variant } from '../../kernels/matmul_vec4.ts';
 import type { KernelCall } from '../../kernels/spec.ts';

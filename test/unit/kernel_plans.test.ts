@@ -4,11 +4,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { deviceLimitsOf, grid1d, reductionWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
-import { checkTile, DEFAULT_TILE, matmulCall, type MatmulShape } from '../../kernels/matmul.ts';
+import { checkTile, chosenMatmulCall, DEFAULT_TILE, MATMUL_TABLE, matmulCall, type MatmulShape, type MatmulTable } from '../../kernels/matmul.ts';
+import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit, matmulVec4WorkgroupBytes } from '../../kernels/matmul_vec4.ts';
 import { checkStorageBindings, forwardTiles } from '../../kernels/attention_forward.ts';
 import { attentionBackwardDkDvKernel, attentionBackwardDkDvKeyRangeKernel, dkdvTiles } from '../../kernels/attention_backward_dkdv.ts';
 import { dqTiles } from '../../kernels/attention_backward_dq.ts';
 import { decodeChunks } from '../../kernels/attention_decode.ts';
+import { attentionForwardRowsCall, forwardChoice, ROWS_TILES } from '../../kernels/attention_forward_rows.ts';
+import { attentionBackwardDqRowsCall, dqChoice } from '../../kernels/attention_backward_dq_rows.ts';
+import { attentionBackwardDkDvRowsCall, dkdvChoice, DKDV_ROWS_TILES } from '../../kernels/attention_backward_dkdv_rows.ts';
+import { tiledEntries, tiledFlopsPerDim } from '../../train/audit_model.ts';
 import { softmaxWorkgroupSize } from '../../kernels/softmax.ts';
 import { normWorkgroupSize } from '../../kernels/layernorm_forward.ts';
 import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
@@ -74,6 +79,24 @@ test('matmul tiles: a 48 KiB tile fits the H100, not the 16 KiB every device has
   assert.equal(matmulCall(H100, s, DEFAULT_TILE).workgroups, [32, 32, 1]);
 });
 
+test('vec4 matmul variants: all fit an H100 at 4096^3 in every form; workgroup memory and 16-bit operands are refused with the reason', () => {
+  const s: MatmulShape = { batch: 1, M: 4096, N: 4096, K: 4096, strideA: 0, strideB: 0, transA: false, transB: false, hasBias: false, dtypeA: 'f32', dtypeB: 'f32' };
+  for (const [name, v] of Object.entries(MATMUL_VEC4_VARIANTS))
+    for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]])
+      assert.is(matmulVec4Unfit(H100, { ...s, transA, transB }, v), null, `${name} ${transA} ${transB}`);
+  assert.equal(matmulVec4Call(H100, s, MATMUL_VEC4_VARIANTS['vec4 128x128x8/8x8']).workgroups, [32, 32, 1]);
+  assert.equal(matmulVec4Call(H100, { ...s, M: 512, N: 2304, K: 768 }, MATMUL_VEC4_VARIANTS['vec4 64x64x16/8x8']).workgroups, [36, 8, 1]);
+  assert.is(matmulVec4WorkgroupBytes(MATMUL_VEC4_VARIANTS['vec4 128x128x16/8x8']), 32768);
+  assert.match(matmulVec4Unfit(WEBGPU_DEFAULT, s, MATMUL_VEC4_VARIANTS['vec4 128x128x16/8x8'])!, /32768 bytes of workgroup memory \(two staging buffers\) exceed maxComputeWorkgroupStorageSize 16384/);
+  assert.match(matmulVec4Unfit(H100, s, { tileM: 128, tileN: 128, tileK: 32, threadM: 8, threadN: 8 })!, /65536 bytes .* exceed maxComputeWorkgroupStorageSize 49152/);
+  assert.match(matmulVec4Unfit(H100, { ...s, transB: true, dtypeB: 'bf16' }, MATMUL_VEC4_VARIANTS['vec4 128x128x8/8x8'])!, /f32 only/);
+  // The table picks a vec4 variant first where a bucket names one and it fits, else the bucket's tile.
+  const table = { ...MATMUL_TABLE, nvidia: [{ maxMNK: null, tile: '128x128x16/8x8', vec4: 'vec4 128x128x8/8x8' }] } as MatmulTable;
+  const sub = { subgroups: true, subgroupMinSize: 32, subgroupMaxSize: 32 };
+  assert.equal(chosenMatmulCall(table, 'nvidia', H100, sub, s).constants!.TILE_K, 8);
+  assert.ok('B_FORMAT' in chosenMatmulCall(table, 'nvidia', H100, sub, { ...s, dtypeB: 'bf16' }).constants!, 'a bf16 B takes the tiled kernel');
+});
+
 test('reduction workgroup sizes follow the invocation and workgroup-memory limits', () => {
   assert.is(reductionWorkgroupSize(H100, 8), 256);
   assert.is(reductionWorkgroupSize(H100, 8, 0, 1024), 1024);
@@ -113,6 +136,41 @@ test('attention tiles: larger on the H100 than in 16 KiB, and the storage-buffer
   checkStorageBindings(WEBGPU_DEFAULT, attentionBackwardDkDvKernel); // without padding keyRange is absent: 8
   assert.is(decodeChunks(H100, 4096, 8192, 64), 1);
   assert.throws(() => decodeChunks(WEBGPU_DEFAULT, 4096, 8192, 64), /workgroup memory/);
+});
+
+test('attention forward, dQ and dK/dV choice: the rows kernels where lavapipe\'s table lists them and they fit, else the tiled ones', () => {
+  const eight = { subgroups: true, subgroupMinSize: 8, subgroupMaxSize: 8 };
+  assert.equal(forwardChoice(WEBGPU_DEFAULT, eight, 64, 'lavapipe'), { kernel: 'rows', tiles: ROWS_TILES });
+  assert.equal(forwardChoice(WEBGPU_DEFAULT, eight, 12, 'lavapipe').kernel, 'rows');
+  assert.equal(forwardChoice(H100, eight, 64, 'nvidia'), { kernel: 'tiled', tiles: forwardTiles(H100, 64, 'nvidia') });
+  assert.match(forwardChoice(WEBGPU_DEFAULT, eight, 80, 'lavapipe').reason ?? '', /head dim 80 is not a multiple of 4 up to 64/);
+  assert.match(forwardChoice(WEBGPU_DEFAULT, eight, 30, 'lavapipe').reason ?? '', /head dim 30/);
+  assert.match(forwardChoice(H100, { subgroups: true, subgroupMinSize: 32, subgroupMaxSize: 32 }, 64, 'lavapipe').reason ?? '', /exactly 8/);
+  assert.equal(forwardChoice(H100, { subgroups: false, subgroupMinSize: 8, subgroupMaxSize: 8 }, 64, 'lavapipe').tiles, { BR: 32, BC: 32 });
+  // Its cost: Q Kᵀ over 16 × 32 tiles and P V over 16 × 4, as the analytic audit counts them (train/audit_model.ts tiledEntries).
+  const dims = { B: 2, H: 4, KVH: 2, T: 77, S: 77, D: 64 };
+  for (const window of [0, 20]) {
+    const call = attentionForwardRowsCall(WEBGPU_DEFAULT, eight, dims, { causal: true, window, positionOffset: 0, hasKeyRange: false }, 0.125);
+    const W = window || null;
+    assert.is(call.cost.flops, 2 * 64 * 8 * (tiledEntries(77, { BR: 16, BC: 32 }, W) + tiledEntries(77, { BR: 16, BC: 4 }, W)));
+    assert.equal(call.workgroups, [5, 4, 2]);
+    assert.equal(call.constants, { D: 64, SLOTS: 2 });
+  }
+  assert.throws(() => attentionForwardRowsCall(WEBGPU_DEFAULT, eight, { ...dims, D: 128 }, { causal: false, window: 0, positionOffset: 0, hasKeyRange: false }, 1), /head dim 128/);
+  // dQ likewise (S and dP over 16 × 32, dS K over 16 × 4), the tiled dQ's tiles where it does not fit.
+  assert.equal(dqChoice(WEBGPU_DEFAULT, eight, 64, 'lavapipe'), { kernel: 'rows', tiles: ROWS_TILES });
+  assert.equal(dqChoice(H100, eight, 80, 'lavapipe').tiles, dqTiles(H100, 80, 'lavapipe'));
+  assert.equal(dqChoice(H100, eight, 64, 'other').kernel, 'tiled');
+  const mask = { causal: true, window: 0, positionOffset: 0, hasKeyRange: false };
+  assert.is(attentionBackwardDqRowsCall(WEBGPU_DEFAULT, eight, dims, mask, 1).cost.flops, 64 * 8 * tiledFlopsPerDim(77, ROWS_TILES, null, 6));
+  assert.is(attentionForwardRowsCall(WEBGPU_DEFAULT, eight, dims, mask, 1).cost.flops, 64 * 8 * tiledFlopsPerDim(77, ROWS_TILES, null, 4));
+  // dK/dV: Sᵀ and dPᵀ over 32 rows × 16 keys, dV and dK over 4 × 16; 16 keys per workgroup; with padding 9 storage buffers.
+  assert.equal(dkdvChoice(WEBGPU_DEFAULT, eight, 64, 'lavapipe'), { kernel: 'rows', tiles: DKDV_ROWS_TILES });
+  assert.equal(dkdvChoice(H100, eight, 80, 'lavapipe').tiles, dkdvTiles(H100, 80, 'lavapipe'));
+  const dkdv = attentionBackwardDkDvRowsCall(H100, eight, dims, mask, 1);
+  assert.is(dkdv.cost.flops, 64 * 8 * tiledFlopsPerDim(77, DKDV_ROWS_TILES, null, 8, 4));
+  assert.equal(dkdv.workgroups, [5, 2, 2]);
+  assert.throws(() => attentionBackwardDkDvRowsCall(WEBGPU_DEFAULT, eight, dims, { ...mask, hasKeyRange: true }, 1), /9 storage buffers exceed/);
 });
 
 test('tensor-core plan for an H100: its shapes, the largest first, and the variant at head dim 64', () => {
