@@ -4,7 +4,7 @@
 // Why lavapipe runs it: 2.6-3.8x the tiled dK/dV (4 × 4 threads, 16 × 16 tiles) at B8 H4 T64, B1 H4 T256 and T512
 // D64, causal and window 64 (bench/attention_tiles.ts, alternated in one run, 2026-12-02); 16 keys beat 8 by 1.1-1.5x.
 import type { MatmulDeviceClass, SubgroupDevice } from './matmul.ts';
-import { checkStorageBindings, keyRangeParts, MASK_PARAMS, maskParams, tileWork, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { ATTENTION_INCLUDES, ATTENTION_PARAMS, checkStorageBindings, keyRangeParts, maskParams, tileWork, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 import { attentionRowsUnfit, rowsChoice, type RowsChoice } from './attention_forward_rows.ts';
 import { attentionBackwardDkDvCall, dkdvTiles } from './attention_backward_dkdv.ts';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
@@ -22,13 +22,13 @@ function dkdvRowsKernel(hasKeyRange: boolean): Kernel {
     name: 'attentionBackwardDkDvRows',
     source: wgsl(import.meta.url, 'attention_backward_dkdv_rows.wgsl', {
       directives: ['enable subgroups;'],
-      includes: ['attention_visibility.wgsl', 'attention_rows.wgsl', ...keyRange.includes],
+      includes: [...ATTENTION_INCLUDES, 'attention_rows.wgsl', ...keyRange.includes],
       placeholders: keyRange.placeholders,
     }),
     absent: keyRange.absent,
     inputs,
     outputs: ['dk', 'dv'],
-    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    params: ATTENTION_PARAMS,
     constants: ['D', 'SLOTS'],
   };
 }

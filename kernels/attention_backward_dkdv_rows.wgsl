@@ -16,19 +16,6 @@
 // give the same bits. Rows past T and keys past S load a clamped, valid quad; rows past T are masked (they would
 // add to dK and dV) and keys past S are not stored; f32 q, k, v, dout (D a multiple of 4, up to 64). Needs subgroups
 // of exactly 8 invocations (attentionRowsUnfit). 16 keys beat 8 by 1.1-1.5x on lavapipe (D64, T64 to T512).
-override D: u32; // head dim, a multiple of 4
-override SLOTS: u32; // output quads per lane: ceil(D / 32), 1 or 2
-
-// Below any real score and finite: WGSL arithmetic may assume that no infinity occurs.
-const NO_SCORE = -1.0e30;
-const NEG_INF_BITS = 0xff800000u;
-
-struct Params {
-  T: u32, S: u32, H: u32, KVH: u32,
-  scale: f32,
-  causal: u32, window: u32, positionOffset: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<vec4f>; // [B, H, T, D]
 @group(0) @binding(1) var<storage, read> k: array<vec4f>; // [B, KVH, S, D]
 @group(0) @binding(2) var<storage, read> v: array<vec4f>;

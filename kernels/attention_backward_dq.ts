@@ -1,7 +1,7 @@
 // Attention backward: dQ per query tile, over the key tiles its rows see.
 import { ceilDiv, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 import type { MatmulDeviceClass } from './matmul.ts';
-import { ATTENTION_TILE_TABLE, attentionSource, checkStorageBindings, MASK_PARAMS, maskParams, pickTiles, reloadedDims, streamedChunkDims, tileConstants, tileWork, TILE_CONSTANTS, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
+import { ATTENTION_PARAMS, ATTENTION_TILE_TABLE, attentionSource, checkStorageBindings, maskParams, pickTiles, reloadedDims, streamedChunkDims, TILE_CONSTANTS, tileConstants, tileWork, type AttentionDims, type AttentionMask, type AttentionTiles } from './attention_forward.ts';
 
 function dqKernel(hasKeyRange: boolean): Kernel {
   const inputs = ['q', 'k', 'v', 'dout', 'lse', 'delta', 'keyRange'];
@@ -10,7 +10,7 @@ function dqKernel(hasKeyRange: boolean): Kernel {
     ...attentionSource('attention_backward_dq.wgsl', inputs, hasKeyRange),
     inputs,
     outputs: ['dq'],
-    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    params: ATTENTION_PARAMS,
     constants: [...TILE_CONSTANTS, 'DC'],
   };
 }

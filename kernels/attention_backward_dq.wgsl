@@ -22,12 +22,6 @@ override LAST_CHUNK: u32 = (D - 1u) / DC * DC; // first dim of the last chunk
 const MAX_BLOCK = 4u;
 const MAX_ACC = 64u; // dQ accumulators per thread
 
-struct Params {
-  T: u32, S: u32, H: u32, KVH: u32,
-  scale: f32,
-  causal: u32, window: u32, positionOffset: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<f32>; // [B, H, T, D]
 @group(0) @binding(1) var<storage, read> k: array<f32>; // [B, KVH, S, D]
 @group(0) @binding(2) var<storage, read> v: array<f32>;

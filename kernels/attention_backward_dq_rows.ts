@@ -5,7 +5,7 @@
 // causal and window 64 (bench/attention_tiles.ts, alternated in one run, 2026-12-02); 16 rows beat 8 by up to 1.4x
 // at T512, 0.95x at T64.
 import type { MatmulDeviceClass, SubgroupDevice } from './matmul.ts';
-import { checkStorageBindings, keyRangeParts, MASK_PARAMS, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+import { ATTENTION_INCLUDES, ATTENTION_PARAMS, checkStorageBindings, keyRangeParts, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 import { attentionRowsUnfit, ROWS_TILES, rowsChoice, type RowsChoice } from './attention_forward_rows.ts';
 import { attentionBackwardDqCall, dqTiles } from './attention_backward_dq.ts';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
@@ -17,13 +17,13 @@ function dqRowsKernel(hasKeyRange: boolean): Kernel {
     name: 'attentionBackwardDqRows',
     source: wgsl(import.meta.url, 'attention_backward_dq_rows.wgsl', {
       directives: ['enable subgroups;'],
-      includes: ['attention_visibility.wgsl', 'attention_rows.wgsl', ...keyRange.includes],
+      includes: [...ATTENTION_INCLUDES, 'attention_rows.wgsl', ...keyRange.includes],
       placeholders: keyRange.placeholders,
     }),
     absent: keyRange.absent,
     inputs,
     outputs: ['dq'],
-    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    params: ATTENTION_PARAMS,
     constants: ['D', 'SLOTS'],
   };
 }

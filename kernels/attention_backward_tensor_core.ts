@@ -8,7 +8,7 @@
 // As the tensor-core forward, the matrix shape, subgroup size, head dim and tiles are placeholders (each
 // combination its own shader) and the plan is a pure function of the device it is given.
 import { ceilDiv, KernelError, wgsl, type Kernel, type KernelCall } from './spec.ts';
-import { keyRangeParts, MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+import { ATTENTION_INCLUDES, ATTENTION_PARAMS, keyRangeParts, maskParams, MAX_HEAD_DIM, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 import {
   F16_PAD, F32_PAD, shapeUnusable, SLACK, TENSOR_CORE_DIRECTIVES, tensorCoreDevice, tensorCoreDeviceUnsupported, tensorCoreShapes,
   type MatrixShape, type SubgroupMatrixDevice, type TensorCoreDevice,
@@ -129,12 +129,12 @@ export function attentionBackwardTensorCoreKernel(v: TensorCoreBackwardVariant, 
       name,
       source: wgsl(import.meta.url, file, {
         directives: TENSOR_CORE_DIRECTIVES,
-        includes: ['attention_visibility.wgsl', ...keyRange.includes, 'attention_backward_tensor_core_tiles.wgsl'],
+        includes: [...ATTENTION_INCLUDES, ...keyRange.includes, 'attention_backward_tensor_core_tiles.wgsl'],
         placeholders: { ...constants, ...keyRange.placeholders },
       }),
       inputs,
       outputs,
-      params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+      params: ATTENTION_PARAMS,
       absent: keyRange.absent,
     };
     kernels.set(key, kernel);

@@ -31,12 +31,6 @@ const DS_SIZE = {{DS_SIZE}}u;
 const BLOCKS_PER_SG = {{BLOCKS_PER_SG}}u;
 const SHARE = {{SHARE}}u;
 
-struct Params {
-  T: u32, S: u32, H: u32, KVH: u32,
-  scale: f32,
-  causal: u32, window: u32, positionOffset: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<u32>; // [B, H, T, D] f16 pairs (the even element in the low half)
 @group(0) @binding(1) var<storage, read> k: array<u32>; // [B, KVH, S, D] f16 pairs
 @group(0) @binding(2) var<storage, read> v: array<u32>;

@@ -8,7 +8,7 @@ function decodeKernel(storage: 'f32' | 'f16', hasKeyRange: boolean): Kernel {
   const inputs = ['q', 'k', 'v', 'keyRange'];
   return {
     name: storage === 'f32' ? 'attentionDecode' : 'attentionDecodeF16',
-    ...attentionSource('attention_decode.wgsl', inputs, hasKeyRange, storage),
+    ...attentionSource('attention_decode.wgsl', inputs, hasKeyRange, storage, false),
     inputs,
     outputs: ['partialOut', 'partialStats'],
     params: [['T', 'u32'], ['S', 'u32'], ['filled', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['chunks', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],

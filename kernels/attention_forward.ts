@@ -29,16 +29,17 @@ export function keyRangeParts(inputs: readonly string[], hasKeyRange: boolean): 
 }
 
 /**
- * An attention kernel's WGSL and absent inputs, including the mask rule (attention_visibility.wgsl) and the
- * keyRange variant (keyRangeParts). A kernel that reads q, k and v as `Storage` (its `alias Storage =
- * {{STORAGE}};`) is given their dtype, f32 or f16 (its loads convert to f32, so all arithmetic stays f32); f16
- * adds `enable f16;`.
+ * An attention kernel's WGSL and absent inputs, including the mask rule (attention_visibility.wgsl), the
+ * forward's and backward's uniform (attention_params.wgsl; the decode and mask kernels, sharedParams false,
+ * declare their own) and the keyRange variant (keyRangeParts). A kernel that reads q, k and v as `Storage` (its
+ * `alias Storage = {{STORAGE}};`) is given their dtype, f32 or f16 (its loads convert to f32, so all arithmetic
+ * stays f32); f16 adds `enable f16;`.
  */
-export function attentionSource(file: string, inputs: readonly string[], hasKeyRange: boolean, storage?: 'f32' | 'f16'): Pick<Kernel, 'source' | 'absent'> {
+export function attentionSource(file: string, inputs: readonly string[], hasKeyRange: boolean, storage?: 'f32' | 'f16', sharedParams = true): Pick<Kernel, 'source' | 'absent'> {
   const keyRange = keyRangeParts(inputs, hasKeyRange);
   const source = wgsl(import.meta.url, file, {
     directives: storage === 'f16' ? ['enable f16;'] : [],
-    includes: ['attention_visibility.wgsl', ...keyRange.includes],
+    includes: [...(sharedParams ? ATTENTION_INCLUDES : ['attention_visibility.wgsl']), ...keyRange.includes],
     placeholders: { ...(storage ? { STORAGE: storage } : {}), ...keyRange.placeholders },
   });
   return { source, absent: keyRange.absent };
@@ -46,6 +47,12 @@ export function attentionSource(file: string, inputs: readonly string[], hasKeyR
 
 /** The mask fields every attention kernel's Params ends with, in this order. */
 export const MASK_PARAMS: readonly (readonly [string, ParamType])[] = [['causal', 'u32'], ['window', 'u32'], ['positionOffset', 'u32']];
+
+/** The uniform of the forward and backward kernels, in attention_params.wgsl's order. */
+export const ATTENTION_PARAMS: readonly (readonly [string, ParamType])[] = [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS];
+
+/** What every forward and backward kernel includes first: its uniform and constants, and the mask rule. */
+export const ATTENTION_INCLUDES: readonly string[] = ['attention_params.wgsl', 'attention_visibility.wgsl'];
 
 export function maskParams(mask: AttentionMask): Record<string, number> {
   return { causal: mask.causal || mask.window > 0 ? 1 : 0, window: mask.window, positionOffset: mask.positionOffset };
@@ -195,7 +202,7 @@ function forwardKernel(storage: 'f32' | 'f16', hasKeyRange: boolean): Kernel {
     ...attentionSource('attention_forward.wgsl', inputs, hasKeyRange, storage),
     inputs,
     outputs: ['out', 'lse'],
-    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    params: ATTENTION_PARAMS,
     constants: TILE_CONSTANTS,
   };
 }

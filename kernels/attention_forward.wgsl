@@ -23,16 +23,6 @@ override DIMS: u32; // ceil(D / GRID), at most MAX_DIMS; ROWS * DIMS at most MAX
 const MAX_BLOCK = 4u;
 const MAX_DIMS = 32u;
 const MAX_ACC = 64u; // output accumulators per thread
-// Below any real score and finite: WGSL arithmetic may assume that no infinity occurs.
-const NO_SCORE = -1.0e30;
-const NEG_INF_BITS = 0xff800000u;
-
-struct Params {
-  T: u32, S: u32, H: u32, KVH: u32,
-  scale: f32,
-  causal: u32, window: u32, positionOffset: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<Storage>;
 @group(0) @binding(1) var<storage, read> k: array<Storage>;
 @group(0) @binding(2) var<storage, read> v: array<Storage>;

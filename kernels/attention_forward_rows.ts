@@ -7,7 +7,7 @@
 import { bytesPerElement } from './dtype.ts';
 import type { MatmulDeviceClass, SubgroupDevice } from './matmul.ts';
 import {
-  ATTENTION_TILE_TABLE, attentionForwardCall, forwardTiles, keyRangeParts, MASK_PARAMS, maskParams, tileWork,
+  ATTENTION_INCLUDES, ATTENTION_PARAMS, ATTENTION_TILE_TABLE, attentionForwardCall, forwardTiles, keyRangeParts, maskParams, tileWork,
   type AttentionDims, type AttentionMask, type AttentionTileKernel, type AttentionTiles,
 } from './attention_forward.ts';
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
@@ -28,13 +28,13 @@ function rowsKernel(storage: 'f32' | 'f16', hasKeyRange: boolean): Kernel {
     name: storage === 'f32' ? 'attentionForwardRows' : 'attentionForwardRowsF16',
     source: wgsl(import.meta.url, 'attention_forward_rows.wgsl', {
       directives: ['enable subgroups;', ...(storage === 'f16' ? ['enable f16;'] : [])],
-      includes: ['attention_visibility.wgsl', 'attention_rows.wgsl', ...keyRange.includes],
+      includes: [...ATTENTION_INCLUDES, 'attention_rows.wgsl', ...keyRange.includes],
       placeholders: { STORAGE: storage, ...keyRange.placeholders },
     }),
     absent: keyRange.absent,
     inputs,
     outputs: ['out', 'lse'],
-    params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+    params: ATTENTION_PARAMS,
     constants: ['D', 'SLOTS'],
   };
 }

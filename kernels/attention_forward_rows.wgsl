@@ -23,19 +23,6 @@
 // on lavapipe (B1 H4 D64, causal and window 64, T256 and T512), as in matmul_rows.wgsl.
 alias Storage = {{STORAGE}};
 
-override D: u32; // head dim, a multiple of 4
-override SLOTS: u32; // output quads per lane: ceil(D / 32), 1 or 2
-
-// Below any real score and finite: WGSL arithmetic may assume that no infinity occurs.
-const NO_SCORE = -1.0e30;
-const NEG_INF_BITS = 0xff800000u;
-
-struct Params {
-  T: u32, S: u32, H: u32, KVH: u32,
-  scale: f32,
-  causal: u32, window: u32, positionOffset: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<vec4<Storage>>;
 @group(0) @binding(1) var<storage, read> k: array<vec4<Storage>>;
 @group(0) @binding(2) var<storage, read> v: array<vec4<Storage>>;

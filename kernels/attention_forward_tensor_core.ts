@@ -6,7 +6,7 @@
 // placeholders of the WGSL (its matrix types and `const` declarations): each combination is its own shader, built
 // once and cached. Nothing here reads a device: what the plan needs of one is an argument (SubgroupMatrixDevice).
 import { ceilDiv, KernelError, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
-import { keyRangeParts, MASK_PARAMS, MAX_HEAD_DIM, maskParams, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
+import { ATTENTION_INCLUDES, ATTENTION_PARAMS, keyRangeParts, maskParams, MAX_HEAD_DIM, tileWork, type AttentionDims, type AttentionMask } from './attention_forward.ts';
 
 /** One f16 × f16 → f32 shape of the device's tensor cores: left M×K, right K×N, result M×N. */
 export interface MatrixShape { M: number; N: number; K: number }
@@ -180,12 +180,12 @@ export function attentionTensorCoreKernel(v: TensorCoreVariant, hasKeyRange: boo
       name: 'attentionForwardTensorCore',
       source: wgsl(import.meta.url, 'attention_forward_tensor_core.wgsl', {
         directives: TENSOR_CORE_DIRECTIVES,
-        includes: ['attention_visibility.wgsl', ...keyRange.includes],
+        includes: [...ATTENTION_INCLUDES, ...keyRange.includes],
         placeholders: { ...placeholders(v), ...keyRange.placeholders },
       }),
       inputs,
       outputs: ['out', 'lse'],
-      params: [['T', 'u32'], ['S', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['scale', 'f32'], ...MASK_PARAMS],
+      params: ATTENTION_PARAMS,
       absent: keyRange.absent,
     };
     kernels.set(key, kernel);

@@ -48,15 +48,6 @@ const KV_SIZE = {{KV_SIZE}}u;
 const P_SIZE = {{P_SIZE}}u;
 const F_SIZE = {{F_SIZE}}u;
 
-const NO_SCORE = -1.0e30; // below any real score and finite, as in the f32 kernel
-const NEG_INF_BITS = 0xff800000u;
-
-struct Params {
-  T: u32, S: u32, H: u32, KVH: u32,
-  scale: f32,
-  causal: u32, window: u32, positionOffset: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<u32>;
 @group(0) @binding(1) var<storage, read> k: array<u32>;
 @group(0) @binding(2) var<storage, read> v: array<u32>;

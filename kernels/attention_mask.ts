@@ -6,7 +6,7 @@ function maskKernel(hasKeyRange: boolean): Kernel {
   const inputs = ['x', 'keyRange'];
   return {
     name: 'attentionMask',
-    ...attentionSource('attention_mask.wgsl', inputs, hasKeyRange),
+    ...attentionSource('attention_mask.wgsl', inputs, hasKeyRange, undefined, false),
     inputs,
     outputs: ['out'],
     params: [['n', 'u32'], ['T', 'u32'], ['S', 'u32'], ['rowsPerBatch', 'u32'], ...MASK_PARAMS],

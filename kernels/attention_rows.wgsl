@@ -1,6 +1,9 @@
 // What the rows kernels of attention share (attention_forward_rows.wgsl, attention_backward_dq_rows.wgsl and _dkdv_rows): 4×4 blocks
 // as mat4x4f (one quad per column), the broadcast of the 8 lanes' quads, and the mask of a block of scores, read
-// from the including kernel's `params` (causal, window) with its NO_SCORE.
+// from the including kernel's `params` (causal, window) with attention_params.wgsl's NO_SCORE.
+
+override D: u32; // head dim, a multiple of 4
+override SLOTS: u32; // output quads per lane: ceil(D / 32), 1 or 2
 
 // acc + m · x, as multiply-adds.
 fn mulAdd(m: mat4x4f, x: vec4f, acc: vec4f) -> vec4f {
