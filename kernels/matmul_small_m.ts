@@ -1,7 +1,8 @@
-// out = x · weightᵀ (+ bias) (+ residual) for x with a few rows (decoding), reading each weight row once and contiguously.
-import { bytesPerElement, FORMAT_CONSTANT } from './dtype.ts';
+// out = x · weightᵀ (+ bias) (+ residual) for x with a few rows (decoding), reading each weight row once and contiguously;
+// and the grouped products of one x with several weights in one dispatch (SmallMGroup), bit for bit the separate ones.
+import { bytesPerElement, FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
 import { ceilDiv, grid1d, KernelError, nextPowerOfTwo, reductionWorkgroupSize, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
-import type { Activation } from './activation.ts';
+import { ACTIVATIONS, activationFlops, type Activation } from './activation.ts';
 import type { MatmulDeviceClass, MatmulTable } from './matmul.ts';
 import { epilogueKey, epilogueOf, epilogueParts, type MatmulShape } from './matmul_shape.ts';
 
@@ -14,7 +15,7 @@ function smallMKernel(hasBias: boolean, hasResidual: boolean, activation?: Activ
     const { includes, absent, constants } = epilogueParts(hasBias, hasResidual, activation);
     kernels.set(key, (k = {
       name: 'matmulSmallM',
-      source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', ...includes] }),
+      source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', ...includes, 'small_m_weight.wgsl'] }),
       inputs: ['x', 'weight', 'bias', 'residual'],
       outputs: ['out'],
       params: [['N', 'u32'], ['K', 'u32']],
@@ -28,6 +29,27 @@ function smallMKernel(hasBias: boolean, hasResidual: boolean, activation?: Activ
 export const matmulSmallMKernel = smallMKernel(false, false);
 export const matmulSmallMBiasResidualKernel = smallMKernel(true, true);
 export const matmulSmallMBiasActivationKernel = smallMKernel(true, false, 'gelu');
+
+/** Three weights side by side: out = [x·W0ᵀ | x·W1ᵀ | x·W2ᵀ] (small_m_concatenated.wgsl). */
+export const matmulSmallMConcatenatedKernel: Kernel = {
+  name: 'matmulSmallM',
+  source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', 'small_m_concatenated.wgsl'] }),
+  inputs: ['x', 'weight0', 'weight1', 'weight2'],
+  outputs: ['out'],
+  params: [['N', 'u32'], ['K', 'u32']],
+  constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', 'FIRST1', 'FIRST2'],
+};
+
+/** Two weights gated: out = f(x·gateᵀ) · (x·upᵀ) (small_m_gated.wgsl; f by FN). */
+export const matmulSmallMGatedKernel: Kernel = {
+  name: 'matmulSmallM',
+  source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', 'activation_math.wgsl', 'small_m_gated.wgsl'] }),
+  inputs: ['x', 'gate', 'up', 'residual'],
+  outputs: ['out'],
+  params: [['N', 'u32'], ['K', 'u32']],
+  constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', 'FN'],
+  absent: ['residual'],
+};
 
 /** The most rows of x the kernel takes (MAX_ROWS in matmul_small_m.wgsl): its partial sums live in registers. */
 export const SMALL_M_MAX_ROWS = 8;
@@ -64,14 +86,18 @@ export function fitsSmallM(s: MatmulShape): boolean {
   return s.batch === 1 && !s.transA && s.transB && s.dtypeA === 'f32' && s.M >= 1 && s.M <= SMALL_M_MAX_ROWS;
 }
 
+/** Threads per workgroup for M rows of K with the variant: each holds M·columns partial sums in workgroup memory for the reduction; no more threads than pairs of K. */
+function smallMThreads(limits: DeviceLimits, M: number, K: number, variant: SmallMVariant): number {
+  if (!Number.isInteger(variant.columns) || variant.columns < 1 || variant.columns > SMALL_M_MAX_COLUMNS)
+    throw new KernelError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);
+  return reductionWorkgroupSize(limits, 4 * M * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
+}
+
 /** The product s with the given variant (the table's choice: smallMVariantFor). */
 export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: SmallMVariant, op = 'matmulSmallM'): KernelCall {
   if (!fitsSmallM(s)) throw new KernelError(`matmulSmallM: ${JSON.stringify(s)} is not one f32 x of 1..${SMALL_M_MAX_ROWS} rows times a transposed weight`);
-  if (!Number.isInteger(variant.columns) || variant.columns < 1 || variant.columns > SMALL_M_MAX_COLUMNS)
-    throw new KernelError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);
   const { M, N, K } = s;
-  // Each thread holds M·columns partial sums in workgroup memory for the reduction; no more threads than pairs of K.
-  const threads = reductionWorkgroupSize(limits, 4 * M * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
+  const threads = smallMThreads(limits, M, K, variant);
   return {
     kernel: smallMKernel(s.hasBias, s.hasResidual ?? false, s.activation),
     op,
@@ -85,6 +111,48 @@ export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: 
       fused: epilogueOf(s, M * N).fused,
       bytesRead: bytesPerElement(s.dtypeB) * N * K + 4 * M * K + (s.hasBias ? 4 * N : 0) + (s.hasResidual ? 4 * M * N : 0),
       bytesWritten: 4 * M * N,
+    },
+  };
+}
+
+/**
+ * Several bias-free products of one x [M, K] (f32, 1..SMALL_M_MAX_ROWS rows) with weights [n, K] of one storage format,
+ * in one dispatch: 'concatenated' out [M, Σ widths] = [x·W0ᵀ | x·W1ᵀ | x·W2ᵀ] (q, k and v); 'gated' out [M, width] =
+ * f(x·gateᵀ) · (x·upᵀ), `op` naming the gate in the ledger (SwiGLU: f silu, op 'swiglu', as gatedActivationCall).
+ */
+export type SmallMGroup =
+  | { form: 'concatenated'; widths: readonly [number, number, number] }
+  | { form: 'gated'; width: number; fn: Activation; op: string };
+
+/**
+ * The grouped product with the given variant (the table's choice for M rows, as the separate products take): every
+ * column summed with the separate products' WG and order, so the same bits. Cost: the parts' (their multiply-adds,
+ * and the gate's f(g)·u as `fused`, charged to its op as the ledger charges a separate gatedActivation), the weights
+ * and x read once.
+ */
+export function matmulSmallMGroupCall(limits: DeviceLimits, M: number, K: number, dtypeB: FloatDType, group: SmallMGroup, variant: SmallMVariant, op = 'matmulSmallM'): KernelCall {
+  const widths = group.form === 'concatenated' ? group.widths : [group.width, group.width];
+  if (!Number.isInteger(M) || M < 1 || M > SMALL_M_MAX_ROWS || !Number.isInteger(K) || K < 1 || widths.some((n) => !Number.isInteger(n) || n < 1))
+    throw new KernelError(`matmulSmallM ${group.form}: M ${M} (1..${SMALL_M_MAX_ROWS}), K ${K} and widths [${widths}] must be positive integers`);
+  if (group.form === 'gated' && variant.columns % 2 !== 0)
+    throw new KernelError(`matmulSmallM gated: variant ${JSON.stringify(variant)} must have an even number of columns (a gate and an up column each)`);
+  const N = widths.reduce((a, b) => a + b, 0); // the product's columns
+  const outputs = M * (group.form === 'gated' ? group.width : N);
+  const gate = group.form === 'gated' ? [{ op: group.op, flops: (activationFlops(group.fn) + 1) * outputs }] : [];
+  return {
+    kernel: group.form === 'gated' ? matmulSmallMGatedKernel : matmulSmallMConcatenatedKernel,
+    op,
+    constants: {
+      ROWS: M, COLUMNS: variant.columns, WG: smallMThreads(limits, M, K, variant), WEIGHT_FORMAT: FORMAT_CONSTANT[dtypeB],
+      ...(group.form === 'gated' ? { FN: ACTIVATIONS[group.fn] } : { FIRST1: widths[0], FIRST2: widths[0] + widths[1] }),
+    },
+    params: { N, K },
+    workgroups: grid1d(ceilDiv(N, variant.columns), 1, limits),
+    cost: {
+      flops: 2 * M * N * K + gate.reduce((n, f) => n + f.flops, 0),
+      fused: gate,
+      bytesRead: bytesPerElement(dtypeB) * N * K + 4 * M * K,
+      bytesWritten: 4 * outputs,
     },
   };
 }

@@ -5,6 +5,12 @@
 // all its threads stride over K together, consecutive threads reading consecutive words of each weight row, and each
 // thread keeps ROWS×COLUMNS partial sums in registers, reusing every x pair for all its columns. The threads' partials
 // are then summed in workgroup memory by a fixed pairwise tree, so the result does not depend on scheduling.
+// The grouped variants run several weights of one format over the same x in one dispatch: the product's N columns
+// are rows of those weights (columnRow), each column summed exactly as the one-weight kernel sums it (the same k
+// stride and tree for the same WG), so a grouped product equals the separate ones bit for bit. What the variant
+// reads and stores comes from one include: small_m_weight.wgsl (one weight and the matmul epilogue),
+// small_m_concatenated.wgsl (three weights side by side, [x·W0ᵀ | x·W1ᵀ | x·W2ᵀ]: q, k, v), small_m_gated.wgsl (two
+// weights interleaved, out = f(x·Gᵀ) · (x·Uᵀ): SwiGLU's gate and up).
 override ROWS: u32 = 1u; // M, at most MAX_ROWS
 override COLUMNS: u32 = 4u; // at most MAX_COLUMNS
 override WG: u32 = 256u; // a power of two: the tree reduction halves it
@@ -17,32 +23,31 @@ const MAX_ROWS = 8u;
 const MAX_COLUMNS = 8u;
 
 struct Params {
-  N: u32,
+  N: u32, // the product's columns: of all its weights together
   K: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<u32>; // words of WEIGHT_FORMAT values
-// Bindings 2 and 3, the optional bias and residual, addBias, addResidual and activate come from the includes
-// that matmul_shape.ts epilogueParts names (bias.wgsl or no_bias.wgsl, ...).
+// Bindings 1 to 3, the weight(s) as words of WEIGHT_FORMAT values (and the one weight's optional bias and
+// residual), weightWord, columnRow and storeColumn come from the variant's include (see above).
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
 var<workgroup> partials: array<f32, PARTIALS>; // [ROWS·COLUMNS][WG]: consecutive threads, consecutive words
 
-// Weight elements e and e + 1 (the second only when `both`, else 0: it would be the next row's or padding).
+// Elements e and e + 1 of weight j (the second only when `both`, else 0: it would be the next row's or padding).
 // A 16-bit pair starting at an odd element (K odd) straddles two words.
-fn weightPair(e: u32, both: bool) -> vec2f {
+fn weightPair(j: u32, e: u32, both: bool) -> vec2f {
   var pair = vec2f(0.0);
   if (WEIGHT_FORMAT == F32) {
-    pair.x = bitcast<f32>(weight[e]);
-    if (both) { pair.y = bitcast<f32>(weight[e + 1u]); }
+    pair.x = bitcast<f32>(weightWord(j, e));
+    if (both) { pair.y = bitcast<f32>(weightWord(j, e + 1u)); }
   } else if ((e & 1u) == 0u) {
-    let word = widenWord(weight[e / 2u], WEIGHT_FORMAT);
+    let word = widenWord(weightWord(j, e / 2u), WEIGHT_FORMAT);
     pair = vec2f(word.x, select(0.0, word.y, both));
   } else {
-    pair.x = widenWord(weight[e / 2u], WEIGHT_FORMAT).y;
-    if (both) { pair.y = widenWord(weight[e / 2u + 1u], WEIGHT_FORMAT).x; }
+    pair.x = widenWord(weightWord(j, e / 2u), WEIGHT_FORMAT).y;
+    if (both) { pair.y = widenWord(weightWord(j, e / 2u + 1u), WEIGHT_FORMAT).x; }
   }
   return pair;
 }
@@ -53,13 +58,19 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let K = params.K;
   let col0 = (wid.x + wid.y * nwg.x) * COLUMNS;
 
+  // Each column's weight and the first element of its row in it (columnRow), fixed over the k loop.
+  var rows = array<vec2u, MAX_COLUMNS>();
+  for (var c = 0u; c < COLUMNS; c++) {
+    let row = columnRow(min(col0 + c, N - 1u));
+    rows[c] = vec2u(row.x, row.y * K);
+  }
   var sums = array<f32, MAX_ROWS * MAX_COLUMNS>();
   for (var k = 2u * lid; k < K; k += 2u * WG) {
     let both = k + 1u < K; // false only for the last element of an odd K
     var w = array<vec2f, MAX_COLUMNS>();
     for (var c = 0u; c < COLUMNS; c++) {
       let n = col0 + c;
-      if (n < N) { w[c] = weightPair(n * K + k, both); }
+      if (n < N) { w[c] = weightPair(rows[c].x, rows[c].y + k, both); }
     }
     for (var m = 0u; m < ROWS; m++) {
       var xm = vec2f(x[m * K + k], 0.0);
@@ -83,8 +94,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   for (var s = lid; s < ROWS * COLUMNS; s += WG) {
     let m = s / COLUMNS;
     let n = col0 + s % COLUMNS;
-    if (n < N) {
-      out[m * N + n] = addResidual(activate(addBias(partials[s * WG], n)), m * N + n);
-    }
+    if (n < N) { storeColumn(m, n, s); } // column n of row m, whose sum is partials[s · WG]
   }
 }

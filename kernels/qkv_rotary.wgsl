@@ -1,5 +1,5 @@
-// Generation's attention inputs in one pass, from the q, k, v projections of T new tokens (one packed tensor bound
-// three times, or three tensors): q [B, H, T, D] rotated, k rotated and v as it is, both written into
+// Generation's attention inputs in one pass, from the q, k, v projections of T new tokens (one packed or concatenated
+// tensor bound three times, or three tensors): q [B, H, T, D] rotated, k rotated and v as it is, both written into
 // k, v [B, KVH, kvLength, D] at positions positionOffset .. positionOffset + T - 1 (a KV cache; or the prompt's own
 // keys, kvLength = T at offset 0). The rotation is rotary.wgsl's (rotary_rotation.wgsl): the first 2·half dims of
 // each q and k head rotate in pairs (i, i + half) by f32(pos) · invFreq[i], pos = t + positionOffset less the row's

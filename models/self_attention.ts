@@ -2,7 +2,7 @@
 import { GpuError } from '../engine/gpu.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
-import { qkvRotary, rotary, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
+import { projectionTensors, qkvRotary, rotary, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
 import { narrow, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
 
 /**
@@ -13,7 +13,9 @@ import { narrow, permute, reshape, split, writeSlice } from '../engine/ops/shape
  * padding, which no query sees (keyRange) and from which no position counts (leftPadding, for rotary).
  *
  * `fusedRotary` (the default): each step forms q and writes k and v into the cache in one kernel from the
- * projections (qkvRotary); false: the training path's ops and two copies, the reference it equals bit for bit.
+ * projections (qkvRotary), and a model may group a step's products where they allow it (Mistral's q, k, v in one
+ * product and gate, up and SwiGLU in another: engine/ops/matmul.ts linearGroup); false: the training path's ops,
+ * separate products and two copies, the reference it equals bit for bit.
  */
 export class KVCache {
   length = 0;
@@ -98,7 +100,7 @@ export function rotarySelfAttention(cfg: AttentionHeads, proj: QkvProjections, w
     const [q, k, v] = heads(cfg, proj);
     return causalSelfAttention(rotary(q, rope), rotary(k, rope), v, window, cache);
   }
-  const [B, T] = ('qkv' in proj ? proj.qkv : proj.q).shape;
+  const [B, T] = projectionTensors(proj)[0].shape;
   if (cache.length === 0) {
     // The prompt sees only itself: its keys beside q for the tiled kernel, then copied into the cache.
     const k = Tensor.empty([B, cfg.kvHeads, T, cfg.headDim], 'f32', 'prompt k'), v = Tensor.empty(k.shape, 'f32', 'prompt v');
@@ -115,9 +117,10 @@ function heads({ heads: H, kvHeads: KVH, headDim: D }: QkvHeads, proj: QkvProjec
     // query_key_value's rows are grouped per head: [head][q, k, v][D].
     return split(reshape(proj.qkv, [B, T, H, 3 * D]), 3, [D, D, D], [0, 2, 1, 3]);
   }
-  const [B, T] = proj.q.shape;
+  const [q, k, v] = 'concatenated' in proj ? split(proj.concatenated, 2, [H * D, KVH * D, KVH * D]) : [proj.q, proj.k, proj.v];
+  const [B, T] = q.shape;
   const toHeads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, D]), [0, 2, 1, 3]);
-  return [toHeads(proj.q, H), toHeads(proj.k, KVH), toHeads(proj.v, KVH)];
+  return [toHeads(q, H), toHeads(k, KVH), toHeads(v, KVH)];
 }
 
 /** q [B, H, T, D] and k, v [B, KVH, T, D] rotated: among themselves, or appended to the cache and with it. */

@@ -10,7 +10,7 @@ import { add, broadcastShape } from './elementwise.ts';
 import type { Activation } from '../../kernels/activation.ts';
 import { isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
 import { chosenMatmulCall, deviceClassOf, MATMUL_DEVICE_CLASSES, MATMUL_TABLE, type MatmulDeviceClass, type MatmulShape, type SubgroupDevice } from '../../kernels/matmul.ts';
-import { fitsSmallM, matmulSmallMCall, smallMVariantFor } from '../../kernels/matmul_small_m.ts';
+import { fitsSmallM, matmulSmallMCall, matmulSmallMGroupCall, smallMVariantFor, type SmallMGroup } from '../../kernels/matmul_small_m.ts';
 import { matmulTensorCoreCall, matmulTensorCoreVariant } from '../../kernels/matmul_tensor_core.ts';
 import type { SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
 import { subgroupMatrixDevice } from './attention.ts';
@@ -115,6 +115,42 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, opts: LinearOpt
     hasBias: bias !== undefined, hasResidual: residual !== undefined, activation: fn,
   };
   return recordedProduct(x, weight, bias ?? null, s, outShape, what, opts.op, 'auto', residual ?? null);
+}
+
+/**
+ * How linearGroup combines its products: 'concatenated' [..., Σ out_i] = [x·W0ᵀ | x·W1ᵀ | x·W2ᵀ] (three weights
+ * [out_i, in]: attention's q, k and v), 'swiglu' [..., out] = silu(x·gateᵀ) · (x·upᵀ) (two weights [out, in]).
+ */
+export type LinearGroupForm = 'concatenated' | 'swiglu';
+
+/**
+ * Decoding's grouped products, off the tape, in one small-M dispatch: x [..., in] times the weights [out_i, in], all
+ * of one storage format, combined as `form` says; the same bits as the separate products the linear op runs on
+ * them (the small-M kernel in the same variant: the same order of accumulation), and for 'swiglu' as the swiglu op on
+ * those (engine/ops/activations.ts). Returns null where that would not be the separate products' kernel, so the
+ * caller runs them: a gradient being recorded, more rows than the small-M kernel takes, or weights of different
+ * formats. The ledger charges the products' FLOPs to matmulSmallM and the gate's to 'swiglu', as for the parts.
+ */
+export function linearGroup(x: Tensor, weights: readonly Tensor[], form: LinearGroupForm): Tensor | null {
+  const what = `linearGroup ${form} ${shapeString(x.shape)} · ${weights.map((w) => `${w.dtype} ${shapeString(w.shape)}ᵀ`).join(', ')}`;
+  const K = x.shape[x.rank - 1];
+  if (weights.length !== (form === 'concatenated' ? 3 : 2) || weights.some((w) => w.rank !== 2 || w.shape[1] !== K))
+    throw new GpuError(`${what}: expected x [..., in] and ${form === 'concatenated' ? 'three' : 'two'} weights [out, in]`);
+  if (form === 'swiglu' && weights[0].shape[0] !== weights[1].shape[0]) throw new GpuError(`${what}: gate and up must have one shape`);
+  const dtypeB = weights[0].dtype;
+  const rows = x.shape.slice(0, -1);
+  const M = numelOf(rows);
+  const s: MatmulShape = { batch: 1, M, N: weights[0].shape[0], K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: false, dtypeA: x.dtype as FloatDType, dtypeB: dtypeB as FloatDType };
+  if (gradEnabled() || !isFloatDType(dtypeB) || weights.some((w) => w.dtype !== dtypeB) || !fitsSmallM(s)) return null;
+  const widths = weights.map((w) => w.shape[0]);
+  const group: SmallMGroup = form === 'concatenated'
+    ? { form, widths: [widths[0], widths[1], widths[2]] }
+    : { form: 'gated', width: widths[0], fn: 'silu', op: 'swiglu' };
+  const call = matmulSmallMGroupCall(deviceLimits(), M, K, dtypeB, group, smallMVariantFor(MATMUL_TABLE, matmulDevice(gpu()).deviceClass, M));
+  const out = Tensor.empty([...rows, form === 'concatenated' ? widths[0] + widths[1] + widths[2] : widths[0]], 'f32', form === 'concatenated' ? 'linearGroup' : 'swiglu');
+  // The gated kernel leaves binding 3 (the one-weight kernel's residual) out: null in its place.
+  launch(call, [x, ...weights, ...(form === 'swiglu' ? [null] : [])], [out]);
+  return out;
 }
 
 /** Runs the product s into a new tensor of outShape and records its backward. */

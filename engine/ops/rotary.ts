@@ -77,9 +77,16 @@ export function rotary(x: Tensor, opts: RotaryOptions): Tensor {
 
 /**
  * The attention's projections of T new tokens as the Linear(s) write them: GPT-NeoX's query_key_value
- * [B, T, H·3·D] (each head's q, k and v rows together), or q [B, T, H·D], k and v [B, T, KVH·D] (Llama, Mistral).
+ * [B, T, H·3·D] (each head's q, k and v rows together), or q [B, T, H·D], k and v [B, T, KVH·D] (Llama, Mistral),
+ * or those three side by side, [B, T, H·D + 2·KVH·D] along the last dim ([q | k | v]: decoding's grouped product,
+ * engine/ops/matmul.ts linearGroup).
  */
-export type QkvProjections = { qkv: Tensor } | { q: Tensor; k: Tensor; v: Tensor };
+export type QkvProjections = { qkv: Tensor } | { q: Tensor; k: Tensor; v: Tensor } | { concatenated: Tensor };
+
+/** The one tensor or the three of the projections, in binding order. */
+export function projectionTensors(proj: QkvProjections): Tensor[] {
+  return 'qkv' in proj ? [proj.qkv] : 'concatenated' in proj ? [proj.concatenated] : [proj.q, proj.k, proj.v];
+}
 
 /** Heads of q, heads of k and v (fewer under grouped-query attention), and the head dim. */
 export interface QkvHeads { heads: number; kvHeads: number; headDim: number }
@@ -93,13 +100,13 @@ export interface QkvHeads { heads: number; kvHeads: number; headDim: number }
 export function qkvRotary(proj: QkvProjections, { heads, kvHeads, headDim }: QkvHeads, kOut: Tensor, vOut: Tensor, opts: RotaryOptions): Tensor {
   const { rotaryDims, base, positionOffset = 0, leftPadding } = opts;
   const packed = 'qkv' in proj;
-  const projections = packed ? [proj.qkv] : [proj.q, proj.k, proj.v];
+  const projections = projectionTensors(proj);
   const given = projections.map((t) => `${t.dtype} ${shapeString(t.shape)}`).join(', ');
   const what = `qkvRotary(${given} -> k ${shapeString(kOut.shape)}, v ${shapeString(vOut.shape)}; heads ${heads}, kvHeads ${kvHeads}, rotaryDims ${rotaryDims}, positionOffset ${positionOffset})`;
   if (gradEnabled()) throw new GpuError(`${what}: generation only, it has no backward: run under noGrad`);
   if (packed && kvHeads !== heads) throw new GpuError(`${what}: a packed query_key_value has as many kv heads as heads`);
   const [batch, seqLen] = projections[0].shape;
-  const widths = packed ? [3 * heads * headDim] : [heads, kvHeads, kvHeads].map((h) => h * headDim);
+  const widths = packed ? [3 * heads * headDim] : 'concatenated' in proj ? [(heads + 2 * kvHeads) * headDim] : [heads, kvHeads, kvHeads].map((h) => h * headDim);
   projections.forEach((t, i) => {
     if (t.dtype !== 'f32' || t.shape.join() !== [batch, seqLen, widths[i]].join()) throw new GpuError(`${what}: the projections must be f32 [B, T, ${widths.join('], [B, T, ')}]`);
   });
@@ -110,13 +117,16 @@ export function qkvRotary(proj: QkvProjections, { heads, kvHeads, headDim }: Qkv
   if (positionOffset + seqLen > kvLength) throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} do not fit k and v's ${kvLength}`);
   checkRotary(what, batch, seqLen, headDim, opts);
   const [H, KVH, D] = [heads, kvHeads, headDim];
+  const row = (H + 2 * KVH) * D; // a token's q | k | v
   const source: QkvSource = packed
     ? { qRowStride: 3 * H * D, kvRowStride: 3 * H * D, headStride: 3 * D, kOffset: D, vOffset: 2 * D }
-    : { qRowStride: H * D, kvRowStride: KVH * D, headStride: D, kOffset: 0, vOffset: 0 };
+    : 'concatenated' in proj
+      ? { qRowStride: row, kvRowStride: row, headStride: D, kOffset: H * D, vOffset: (H + KVH) * D }
+      : { qRowStride: H * D, kvRowStride: KVH * D, headStride: D, kOffset: 0, vOffset: 0 };
   const layout = { batch, seqLen, heads, kvHeads, headDim, kvLength, leftPadding: leftPadding !== undefined, source };
   const q = Tensor.empty([batch, heads, seqLen, headDim], 'f32', 'qkvRotary q');
-  // A packed query_key_value is bound as q, k and v alike; without padding the leftPadding binding is null.
-  const sources = packed ? [proj.qkv, proj.qkv, proj.qkv] : projections;
+  // A packed or concatenated projection is bound as q, k and v alike; without padding the leftPadding binding is null.
+  const sources = projections.length === 1 ? [projections[0], projections[0], projections[0]] : projections;
   launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, positionOffset), [...sources, invFreqTable(rotaryDims, base), leftPadding ?? null], [q, kOut, vOut]);
   return q;
 }

@@ -136,15 +136,18 @@ test('rotary rejects bad options with the shapes in the message', async () => {
 
 /**
  * The fused generation kernel against its composition: the heads of the projections (split of a packed
- * query_key_value, or a permute each), rotary on q and k, and k, v copied into a cache [B, KVH, S, D] at
- * positionOffset; bit for bit, the cache's other positions untouched.
+ * query_key_value, a permute each of q, k, v, or of the slices of q | k | v), rotary on q and k, and k, v copied
+ * into a cache [B, KVH, S, D] at positionOffset; bit for bit, the cache's other positions untouched.
  */
-async function checkQkvRotary(packed: boolean, [B, T, H, KVH, D, S]: number[], opts: RotaryOptions, seed: number): Promise<void> {
-  const what = `qkvRotary ${packed ? 'packed' : 'q, k, v'} B${B} T${T} H${H} KVH${KVH} D${D} S${S} ${JSON.stringify({ ...opts, leftPadding: undefined })}`;
+async function checkQkvRotary(form: 'packed' | 'q, k, v' | 'q | k | v', [B, T, H, KVH, D, S]: number[], opts: RotaryOptions, seed: number): Promise<void> {
+  const packed = form === 'packed';
+  const what = `qkvRotary ${form} B${B} T${T} H${H} KVH${KVH} D${D} S${S} ${JSON.stringify({ ...opts, leftPadding: undefined })}`;
   const cacheData = [randn(B * KVH * S * D, seed), randn(B * KVH * S * D, seed + 1)];
   const widths = packed ? [3 * H * D] : [H * D, KVH * D, KVH * D];
-  const projections = widths.map((w, i) => upload(randn(B * T * w, seed + 2 + i), [B, T, w]));
-  const proj: QkvProjections = packed ? { qkv: projections[0] } : { q: projections[0], k: projections[1], v: projections[2] };
+  // q | k | v: the three side by side along the last dim, as decoding's grouped product writes them; its slices.
+  const whole = form === 'q | k | v' ? upload(randn(B * T * (H + 2 * KVH) * D, seed + 2), [B, T, (H + 2 * KVH) * D]) : null;
+  const projections = whole ? split(whole, 2, widths) : widths.map((w, i) => upload(randn(B * T * w, seed + 2 + i), [B, T, w]));
+  const proj: QkvProjections = packed ? { qkv: projections[0] } : whole ? { concatenated: whole } : { q: projections[0], k: projections[1], v: projections[2] };
   const toHeads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, D]), [0, 2, 1, 3]);
   const [fusedK, fusedV, composedK, composedV] = [...cacheData, ...cacheData].map((c) => upload(c, [B, KVH, S, D]));
   const [fused, composed] = noGrad(() => {
@@ -161,19 +164,23 @@ async function checkQkvRotary(packed: boolean, [B, T, H, KVH, D, S]: number[], o
   assert.equal(await download(fusedK), await download(composedK), `${what}: the cache's k`);
   assert.equal(await download(fusedV), await download(composedV), `${what}: the cache's v`);
   for (const t of [...projections, fusedK, fusedV, composedK, composedV, fused, composed]) t.dispose();
+  whole?.dispose();
 }
 
-test('qkvRotary equals split or the head permutes, rotary and the cache copies, bit for bit', async () => {
+test('qkvRotary (packed, q, k, v or q | k | v) equals split or the head permutes, rotary and the cache copies, bit for bit', async () => {
   await initGpu();
   const padding = (p: number[]) => Tensor.fromArray(p, [p.length], 'i32');
   const [two, three] = [padding([0, 2]), padding([0, 1, 4])];
   // GPT-NeoX: packed heads, a quarter of each rotated (and an odd pass-through), left padding, a decode chunk.
-  await checkQkvRotary(true, [2, 3, 3, 3, 10, 11], { rotaryDims: 4, base: 10000, positionOffset: 5, leftPadding: two }, 80);
+  await checkQkvRotary('packed', [2, 3, 3, 3, 10, 11], { rotaryDims: 4, base: 10000, positionOffset: 5, leftPadding: two }, 80);
   // Mistral: GQA, whole heads, one token a row into a cache with room left.
-  await checkQkvRotary(false, [3, 1, 4, 2, 8, 9], { rotaryDims: 8, base: 1e6, positionOffset: 6, leftPadding: three }, 90);
+  await checkQkvRotary('q, k, v', [3, 1, 4, 2, 8, 9], { rotaryDims: 8, base: 1e6, positionOffset: 6, leftPadding: three }, 90);
   // A prompt's own keys (S = T, offset 0), no padding; D = 2 rotates its one pair only.
-  await checkQkvRotary(false, [1, 5, 2, 1, 6, 5], { rotaryDims: 6, base: 10000 }, 100);
-  await checkQkvRotary(true, [1, 4, 2, 2, 2, 4], { rotaryDims: 2, base: 10000 }, 110);
+  await checkQkvRotary('q, k, v', [1, 5, 2, 1, 6, 5], { rotaryDims: 6, base: 10000 }, 100);
+  await checkQkvRotary('packed', [1, 4, 2, 2, 2, 4], { rotaryDims: 2, base: 10000 }, 110);
+  // Mistral decoding's grouped q | k | v: GQA with padding into a cache, and a prompt's own keys.
+  await checkQkvRotary('q | k | v', [3, 1, 4, 2, 8, 9], { rotaryDims: 8, base: 1e6, positionOffset: 6, leftPadding: three }, 115);
+  await checkQkvRotary('q | k | v', [2, 3, 6, 2, 4, 3], { rotaryDims: 4, base: 10000 }, 118);
   two.dispose(); three.dispose();
 });
 

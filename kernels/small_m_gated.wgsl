@@ -1,0 +1,18 @@
+// matmul_small_m.wgsl's gated product of two weights of one format, gate and up [N / 2, K]: column 2i is gate's row
+// i, column 2i + 1 up's (COLUMNS even keeps each pair in one workgroup), stored as out[m, i] = f(x·gateᵀ) · (x·upᵀ),
+// out [ROWS, N / 2], f = activation() of activation_math.wgsl (FN): SwiGLU for SiLU, computed as gated_activation.wgsl
+// computes it from the two products' outputs. Binding 3 (the one weight's residual) is left out.
+@group(0) @binding(1) var<storage, read> gate: array<u32>; // words of WEIGHT_FORMAT values, as up
+@group(0) @binding(2) var<storage, read> up: array<u32>;
+
+fn weightWord(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return gate[i]; }
+  return up[i];
+}
+
+fn columnRow(n: u32) -> vec2u { return vec2u(n % 2u, n / 2u); }
+
+// Only the even column of a pair stores; its odd partner's sum is the next one, partials[(s + 1) · WG].
+fn storeColumn(m: u32, n: u32, s: u32) {
+  if (n % 2u == 0u) { out[m * (params.N / 2u) + n / 2u] = activation(partials[s * WG]) * partials[(s + 1u) * WG]; }
+}
