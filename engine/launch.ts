@@ -1,24 +1,26 @@
 // Runs a kernel call on tensors: the bridge between op code (tensors) and the runtime (buffer ranges).
 import { gpu, GpuError, type Gpu } from './gpu.ts';
-import { dispatch } from './runtime.ts';
+import { dispatch, type Binding } from './runtime.ts';
 import { shapeString, tidy, type Tensor } from './tensor.ts';
 import { deviceLimitsOf, gcd, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
 
 /** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
 export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: (Tensor | null)[]): void {
   const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = gpu().limits;
-  const bind = (names: readonly string[]) => (t: Tensor | null, i: number) => {
-    if (!t) return null;
-    const b = t.binding();
-    if (b.size > maxBinding || b.offset % align !== 0) {
-      const tensor = `${t.name ? `'${t.name}' ` : ''}${t.dtype} ${shapeString(t.shape)}`;
-      throw new GpuError(b.size > maxBinding
-        ? `op '${call.op ?? call.kernel.name}': binding '${names[i]}' is tensor ${tensor} of ${b.size} bytes, more than one binding holds (maxStorageBufferBindingSize ${maxBinding}); this op does not take it in windows`
-        : `op '${call.op ?? call.kernel.name}': binding '${names[i]}' (tensor ${tensor}) starts at byte ${b.offset}, not a multiple of minStorageBufferOffsetAlignment ${align}`);
-    }
-    return b;
-  };
-  dispatch(call, inputs.map(bind(call.kernel.inputs)), outputs.map(bind(call.kernel.outputs)));
+  const ins = inputs.map((t, i) => bindingOf(call, t, call.kernel.inputs[i], maxBinding, align));
+  const outs = outputs.map((t, i) => bindingOf(call, t, call.kernel.outputs[i], maxBinding, align));
+  dispatch(call, ins, outs);
+}
+
+/** The buffer range binding `name` of the call reads or writes: within one binding and on the offset alignment. */
+function bindingOf(call: KernelCall, t: Tensor | null, name: string | undefined, maxBinding: number, align: number): Binding | null {
+  if (!t) return null;
+  const b = t.binding();
+  if (b.size <= maxBinding && b.offset % align === 0) return b;
+  const tensor = `${t.name ? `'${t.name}' ` : ''}${t.dtype} ${shapeString(t.shape)}`;
+  throw new GpuError(b.size > maxBinding
+    ? `op '${call.op ?? call.kernel.name}': binding '${name}' is tensor ${tensor} of ${b.size} bytes, more than one binding holds (maxStorageBufferBindingSize ${maxBinding}); this op does not take it in windows`
+    : `op '${call.op ?? call.kernel.name}': binding '${name}' (tensor ${tensor}) starts at byte ${b.offset}, not a multiple of minStorageBufferOffsetAlignment ${align}`);
 }
 
 /**

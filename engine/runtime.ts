@@ -22,13 +22,12 @@ interface Batch {
 let batchIndex = 0;
 let submits = 0;
 let batch: Batch | null = null;
-const pipelines = new Map<string, GPUComputePipeline>();
-const layouts = new Map<Kernel, { layout: GPUBindGroupLayout; id: number }>();
+const plans = new Map<Kernel, KernelPlan>();
 const bindGroups = new Map<string, GPUBindGroup>();
-const sourceIds = new Map<string, number>();
 
 // Uniform ring: parameters of every dispatch of a batch, written with one writeBuffer at flush.
 let uniformBuffer: GPUBuffer | null = null;
+let uniformBufferBytes = 0; // its size, kept here: reading GPUBuffer.size is a call into Dawn
 let uniformStaging = new ArrayBuffer(1 << 20);
 let uniformUsed = 0;
 
@@ -39,8 +38,7 @@ const stagingToDestroy: GPUBuffer[] = [];
 
 onGpuRelease(() => {
   batch = null;
-  pipelines.clear();
-  layouts.clear();
+  plans.clear();
   bindGroups.clear();
   uniformBuffer = null;
   uniformUsed = 0;
@@ -68,57 +66,60 @@ export function commandEncoder(): GPUCommandEncoder {
 function paramsBytes(kernel: Kernel): number { return Math.ceil((kernel.params.length * 4) / 16) * 16; }
 
 /**
- * The group-0 layout a kernel's spec states: binding i for the i-th of inputs (read-only storage) then outputs
- * (storage), then the params uniform with a dynamic offset. Absent inputs and outputs keep their number and have
- * no entry.
+ * What the runtime works out once per kernel: the group-0 layout its spec states (binding i for the i-th of inputs
+ * (read-only storage) then outputs (storage), then the params uniform with a dynamic offset; absent inputs and
+ * outputs keep their number and have no entry), which bindings its variant leaves out, and its pipelines by constants.
  */
-function layoutFor(kernel: Kernel): { layout: GPUBindGroupLayout; id: number } {
-  const cached = layouts.get(kernel);
-  if (cached) return cached;
-  const absent = new Set(kernel.absent ?? []);
-  const entries: GPUBindGroupLayoutEntry[] = [];
-  kernel.inputs.forEach((name, i) => {
-    if (!absent.has(name)) entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' } });
-  });
-  kernel.outputs.forEach((name, i) => {
-    if (!absent.has(name)) entries.push({ binding: kernel.inputs.length + i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } });
-  });
-  if (kernel.params.length) {
-    entries.push({
-      binding: kernel.inputs.length + kernel.outputs.length, visibility: GPUShaderStage.COMPUTE,
-      buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: paramsBytes(kernel) },
-    });
-  }
-  const made = { layout: gpu().device.createBindGroupLayout({ entries, label: kernel.name }), id: layouts.size };
-  layouts.set(kernel, made);
-  return made;
+interface KernelPlan {
+  layout: GPUBindGroupLayout;
+  id: number;
+  absent: boolean[]; // per binding, inputs then outputs
+  paramsBytes: number;
+  pipelines: Map<string, GPUComputePipeline>;
 }
 
-function pipelineFor(kernel: Kernel, constants: Record<string, number> | undefined): GPUComputePipeline {
-  let sid = sourceIds.get(kernel.source);
-  if (sid === undefined) sourceIds.set(kernel.source, (sid = sourceIds.size));
-  const ckeys = Object.keys(constants ?? {}).sort();
-  const key = `${kernel.name}#${sid}|${ckeys.map((k) => `${k}=${constants![k]}`).join(',')}`;
-  let p = pipelines.get(key);
+function planFor(kernel: Kernel): KernelPlan {
+  const cached = plans.get(kernel);
+  if (cached) return cached;
+  const absentNames = new Set(kernel.absent ?? []);
+  const absent = [...kernel.inputs, ...kernel.outputs].map((name) => absentNames.has(name));
+  const entries: GPUBindGroupLayoutEntry[] = [];
+  absent.forEach((isAbsent, i) => {
+    if (!isAbsent) entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: i < kernel.inputs.length ? 'read-only-storage' : 'storage' } });
+  });
+  const bytes = paramsBytes(kernel);
+  if (kernel.params.length) {
+    entries.push({ binding: absent.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: bytes } });
+  }
+  const plan = { layout: gpu().device.createBindGroupLayout({ entries, label: kernel.name }), id: plans.size, absent, paramsBytes: bytes, pipelines: new Map() };
+  plans.set(kernel, plan);
+  return plan;
+}
+
+function pipelineFor(kernel: Kernel, plan: KernelPlan, constants: Record<string, number> | undefined): GPUComputePipeline {
+  // The constants in the order the call wrote them (a spec writes them in one order; another order costs one more pipeline).
+  let key = '';
+  for (const name in constants) key += `${name}=${constants[name]},`;
+  let p = plan.pipelines.get(key);
   if (p) return p;
   const { device } = gpu();
+  const label = `${kernel.name}|${key}`;
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ code: kernel.source, label: kernel.name });
   p = device.createComputePipeline({
-    layout: device.createPipelineLayout({ bindGroupLayouts: [layoutFor(kernel).layout], label: kernel.name }), label: key,
+    layout: device.createPipelineLayout({ bindGroupLayouts: [plan.layout], label: kernel.name }), label,
     compute: { module, entryPoint: 'main', constants: constants ?? {} },
   });
   device.popErrorScope().then((e) => {
-    if (e) deferGpuError(new GpuError(`op '${kernel.name}': shader or pipeline rejected (variant ${key}): ${e.message}`));
+    if (e) deferGpuError(new GpuError(`op '${kernel.name}': shader or pipeline rejected (variant ${label}): ${e.message}`));
   });
-  pipelines.set(key, p);
+  plan.pipelines.set(key, p);
   return p;
 }
 
 function uniformAlign(): number { return Math.max(16, gpu().limits.minUniformBufferOffsetAlignment ?? 256); }
 
-function writeParams(kernel: Kernel, params: Record<string, number> | undefined): number {
-  const bytes = paramsBytes(kernel);
+function writeParams(kernel: Kernel, bytes: number, params: Record<string, number> | undefined): number {
   let offset = Math.ceil(uniformUsed / uniformAlign()) * uniformAlign();
   if (offset + bytes > uniformStaging.byteLength) {
     // Bind groups recorded so far point at the current ring: submit them, then grow it.
@@ -140,28 +141,28 @@ function writeParams(kernel: Kernel, params: Record<string, number> | undefined)
 
 /** The GPU side of the ring, as large as the staging side; a new one invalidates cached bind groups. */
 function ensureUniformBuffer(): GPUBuffer {
-  if (!uniformBuffer || uniformBuffer.size < uniformStaging.byteLength) {
+  if (!uniformBuffer || uniformBufferBytes < uniformStaging.byteLength) {
     uniformBuffer?.destroy(); // after the submit that used it: destruction waits for the GPU
-    uniformBuffer = gpu().device.createBuffer({ size: uniformStaging.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform ring' });
+    uniformBufferBytes = uniformStaging.byteLength;
+    uniformBuffer = gpu().device.createBuffer({ size: uniformBufferBytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform ring' });
     bindGroups.clear();
   }
   return uniformBuffer;
 }
 
 /** The bind group of these buffer ranges (null: an absent input or output), with the params ring at dynamic offset 0. */
-function bindGroupFor(kernel: Kernel, bindings: (Binding | null)[]): GPUBindGroup {
+function bindGroupFor(kernel: Kernel, plan: KernelPlan, bindings: (Binding | null)[]): GPUBindGroup {
   const ring = ensureUniformBuffer();
-  const hasParams = kernel.params.length > 0;
-  const { layout, id } = layoutFor(kernel);
-  const key = `${id}|${bindings.map((b) => (b ? `${b.buf.id}:${b.offset}:${b.size}` : '-')).join(',')}`;
+  let key = `${plan.id}|`;
+  for (const b of bindings) key += b ? `${b.buf.id}:${b.offset}:${b.size},` : '-,';
   let g = bindGroups.get(key);
   if (g) return g;
   const { device } = gpu();
   const entries: GPUBindGroupEntry[] = [];
   bindings.forEach((b, i) => { if (b) entries.push({ binding: i, resource: { buffer: b.buf.buffer, offset: b.offset, size: b.size } }); });
-  if (hasParams) entries.push({ binding: bindings.length, resource: { buffer: ring, offset: 0, size: paramsBytes(kernel) } });
+  if (kernel.params.length) entries.push({ binding: bindings.length, resource: { buffer: ring, offset: 0, size: plan.paramsBytes } });
   device.pushErrorScope('validation');
-  g = device.createBindGroup({ layout, entries, label: kernel.name });
+  g = device.createBindGroup({ layout: plan.layout, entries, label: kernel.name });
   const shapes = bindings.map((b) => b?.size ?? 'absent').join(', ');
   device.popErrorScope().then((e) => {
     if (e) deferGpuError(new GpuError(`op '${kernel.name}': bindings rejected (binding sizes in bytes: ${shapes}): ${e.message}`));
@@ -180,13 +181,9 @@ export function dispatch(call: KernelCall, inputs: (Binding | null)[], outputs: 
   const op = call.op ?? kernel.name;
   if (inputs.length !== kernel.inputs.length || outputs.length !== kernel.outputs.length)
     throw new GpuError(`op '${op}': expected ${kernel.inputs.length} inputs and ${kernel.outputs.length} outputs, got ${inputs.length} and ${outputs.length}`);
-  const absent = kernel.absent ?? [];
-  const check = (role: string, names: readonly string[], given: (Binding | null)[], verb: string) => names.forEach((name, i) => {
-    if ((given[i] === null) !== absent.includes(name))
-      throw new GpuError(`op '${op}': ${role} '${name}' is ${given[i] === null ? 'missing' : 'given'}, but this kernel variant ${absent.includes(name) ? 'leaves it out' : verb}`);
-  });
-  check('input', kernel.inputs, inputs, 'reads it');
-  check('output', kernel.outputs, outputs, 'writes it');
+  const plan = planFor(kernel);
+  const bindings = inputs.concat(outputs);
+  for (let i = 0; i < bindings.length; i++) if ((bindings[i] === null) !== plan.absent[i]) throw bindingMismatch(op, kernel, i, bindings[i] === null);
   const [x, y = 1, z = 1] = call.workgroups;
   const maxW = gpu().limits.maxComputeWorkgroupsPerDimension;
   if (x > maxW || y > maxW || z > maxW) throw new GpuError(`op '${op}': dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension ${maxW}`);
@@ -195,10 +192,9 @@ export function dispatch(call: KernelCall, inputs: (Binding | null)[], outputs: 
   const entry = ledger.record(op, call.cost);
   if (x === 0 || y === 0 || z === 0) return;
   setCurrentOp(op);
-  const pipeline = pipelineFor(kernel, call.constants);
-  const uniformOffset = kernel.params.length ? writeParams(kernel, call.params) : 0;
-  const bindings = [...inputs, ...outputs];
-  const group = bindGroupFor(kernel, bindings);
+  const pipeline = pipelineFor(kernel, plan, call.constants);
+  const uniformOffset = kernel.params.length ? writeParams(kernel, plan.paramsBytes, call.params) : 0;
+  const group = bindGroupFor(kernel, plan, bindings);
   const dynamicOffsets = kernel.params.length ? [uniformOffset] : [];
   for (const b of bindings) if (b) b.buf.lastBatch = batchIndex;
   const b = openBatch();
@@ -219,6 +215,13 @@ export function dispatch(call: KernelCall, inputs: (Binding | null)[], outputs: 
     b.pass.dispatchWorkgroups(x, y, z);
   }
   b.dispatches++;
+}
+
+/** The error for binding i given (or missing) where the kernel variant leaves it out (or reads or writes it). */
+function bindingMismatch(op: string, kernel: Kernel, i: number, missing: boolean): GpuError {
+  const isInput = i < kernel.inputs.length;
+  const name = isInput ? kernel.inputs[i] : kernel.outputs[i - kernel.inputs.length];
+  return new GpuError(`op '${op}': ${isInput ? 'input' : 'output'} '${name}' is ${missing ? 'missing' : 'given'}, but this kernel variant ${missing ? (isInput ? 'reads it' : 'writes it') : 'leaves it out'}`);
 }
 
 function querySetFor(): GPUQuerySet {
@@ -339,7 +342,7 @@ export function trimPool(): void {
   pool.trim();
 }
 
-export function pipelineCount(): number { return pipelines.size; }
+export function pipelineCount(): number { let n = 0; for (const plan of plans.values()) n += plan.pipelines.size; return n; }
 
 /** Queue submissions so far: a training step should add exactly one. */
 export function submitCount(): number { return submits; }

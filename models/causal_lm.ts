@@ -72,6 +72,11 @@ export interface GenerationTiming {
   /** Tokens of the steps after the prompt pass (which yields each row's first token), and their seconds. */
   decodeTokens: number;
   decodeSeconds: number;
+  /**
+   * Of the prompt and decode seconds, the host's recording of the steps' commands (the device may run meanwhile,
+   * pipelined): where it nears the seconds a step, generation is bound by the host, not the device.
+   */
+  recordSeconds: number;
 }
 
 export interface Generation {
@@ -228,7 +233,7 @@ export class CausalLM {
     if (rowIds.length !== B || rowIds.some((r) => !Number.isInteger(r) || r < 0 || r > 0x7fffffff)) throw new SamplingError(`generate: rowIds must be ${B} non-negative 31-bit integers`);
 
     const rows: GeneratedRow[] = prompts.map(() => ({ tokens: [], finish: 'length' }));
-    const timing: GenerationTiming = { promptTokens: prompts.reduce((n, p) => n + p.length, 0), promptSeconds: 0, decodeTokens: 0, decodeSeconds: 0 };
+    const timing: GenerationTiming = { promptTokens: prompts.reduce((n, p) => n + p.length, 0), promptSeconds: 0, decodeTokens: 0, decodeSeconds: 0, recordSeconds: 0 };
     const decode = (tokens: number[]) => decoder!.decode(tokens, { skipSpecialTokens: true });
     const { ids, longest, padLengths } = leftPadded(prompts);
     const sampling = { temperature: opts.temperature ?? 0, topK: opts.topK ?? 0, topP: opts.topP ?? 1, seed: opts.seed ?? 0 };
@@ -242,10 +247,15 @@ export class CausalLM {
     let counterRows = sampler === 'gpu' ? Tensor.fromArray(rowIds, [B], 'i32') : undefined;
     // Records model step `step` on the batch from `input`. gpu: ids [b] (fed back as the next input); host: the last
     // position's logits [b, 1, V].
-    const record = (step: number) => tidy(() => {
-      const logits = this.stepLast(input, cache);
-      return counterRows ? sampleTokens(logits.reshape([-1, V]), counterRows, { ...sampling, step }) : logits;
-    });
+    const record = (step: number) => {
+      const t0 = performance.now();
+      const recorded = tidy(() => {
+        const logits = this.stepLast(input, cache);
+        return counterRows ? sampleTokens(logits.reshape([-1, V]), counterRows, { ...sampling, step }) : logits;
+      });
+      timing.recordSeconds += (performance.now() - t0) / 1000;
+      return recorded;
+    };
     const runningRows = () => [...batch.keys()].filter((j) => rows[batch[j]].finish === 'length');
     const compactionDue = (running: number[]) => compact && running.length <= batch.length / 2;
     // out: the recorded step read next (step `steps`); lookahead: the step recorded after it, read in the next turn.

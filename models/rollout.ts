@@ -18,6 +18,8 @@ export interface RolloutTiming {
   tokensPerSecond: number;
   /** Model steps of all batches (each batch's prompt pass included). */
   steps: number;
+  /** Of `seconds`, the host's recording of the steps (GenerationTiming.recordSeconds, summed). */
+  recordSeconds: number;
 }
 
 export interface Rollout {
@@ -38,7 +40,7 @@ export async function rollout(model: CausalLM, prompts: readonly ArrayLike<numbe
   const order = prompts.map((_, i) => i).sort((a, b) => prompts[b].length - prompts[a].length || a - b);
   const rows = new Array<GeneratedRow>(prompts.length);
   const seed = opts.seed ?? 0;
-  let steps = 0;
+  let steps = 0, recordSeconds = 0;
   const start = performance.now();
   for (let first = 0; first < order.length; first += batchSize) {
     const members = order.slice(first, first + batchSize);
@@ -46,6 +48,7 @@ export async function rollout(model: CausalLM, prompts: readonly ArrayLike<numbe
     const g = await model.generate(members.map((i) => prompts[i]), { ...generation, seed: batchSeed, rowIds: members });
     g.rows.forEach((row, j) => { rows[members[j]] = row; });
     steps += g.steps;
+    recordSeconds += g.timing.recordSeconds;
   }
   const seconds = (performance.now() - start) / 1000;
   const generatedTokens = rows.reduce((n, r) => n + r.tokens.length, 0);
@@ -53,7 +56,7 @@ export async function rollout(model: CausalLM, prompts: readonly ArrayLike<numbe
     rows,
     timing: {
       promptTokens: prompts.reduce((n, p) => n + p.length, 0), generatedTokens, seconds,
-      tokensPerSecond: seconds > 0 ? generatedTokens / seconds : 0, steps,
+      tokensPerSecond: seconds > 0 ? generatedTokens / seconds : 0, steps, recordSeconds,
     },
   };
 }

@@ -43,12 +43,12 @@ export const generate = defineCommand({
     await initGpu();
     const model = loadCausalLM(o.model, { weightsDtype: o['weights-dtype'] });
     try {
-      const { rows: [row], timing } = await model.generate([prompt], {
+      const { rows: [row], timing, steps } = await model.generate([prompt], {
         ...sampling, maxNewTokens: o['max-new-tokens'], seed: o.seed, sampler: o.sampler, eosTokenIds: eosTokenIdsOf(model.config.eosTokenId), stopStrings: o.stop, decoder: tokenizer,
       });
       console.log(row.text);
       console.log(`\nprompt: ${rate(timing.promptTokens, timing.promptSeconds)}`);
-      console.log(`generation: ${rate(timing.decodeTokens, timing.decodeSeconds)} after the first token (the prompt pass yields it); stopped by ${row.finish}`);
+      console.log(`generation: ${rate(timing.decodeTokens, timing.decodeSeconds)} after the first token (the prompt pass yields it); stopped by ${row.finish}; the host recorded a step in ${(timing.recordSeconds / Math.max(1, steps) * 1e3).toFixed(2)} ms`);
     } finally {
       model.dispose();
     }

@@ -62,4 +62,16 @@ test('a dispatch past the per-dimension limit is refused naming the op', () => {
   assert.throws(() => launch({ kernel: k, workgroups: [gpu().limits.maxComputeWorkgroupsPerDimension + 1], cost: { flops: 0, bytesRead: 0, bytesWritten: 0 } }, [], []), /hugeGridOp/);
 });
 
+test('a binding given where the variant leaves it out, or missing where it reads it, is refused naming both', () => {
+  // 'bias' is absent from this variant: its WGSL declares no binding 1.
+  const k: Kernel = { name: 'absentBindingOp', source: '@compute @workgroup_size(1) fn main() {}', inputs: ['x', 'bias'], outputs: ['out'], params: [], absent: ['bias'] };
+  const call = { kernel: k, workgroups: [1] as [number], cost: { flops: 0, bytesRead: 0, bytesWritten: 0 } };
+  tidy(() => {
+    const t = Tensor.zeros([4]);
+    assert.throws(() => launch(call, [t, t], [t]), /op 'absentBindingOp': input 'bias' is given, but this kernel variant leaves it out/);
+    assert.throws(() => launch(call, [null, null], [t]), /op 'absentBindingOp': input 'x' is missing, but this kernel variant reads it/);
+    assert.throws(() => launch(call, [t, null], [null]), /op 'absentBindingOp': output 'out' is missing, but this kernel variant writes it/);
+  });
+});
+
 test.run();

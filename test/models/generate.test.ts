@@ -319,12 +319,12 @@ test('juice generate: greedy text equals the argmax of full recomputation; stop 
   assert.is(greedy.code, 0);
   assert.is(greedy.out[0], expected);
   assert.match(greedy.out[1], /^\nprompt: 3 tokens in [\d.]+ s, [\d.]+ tokens\/s$/);
-  assert.match(greedy.out[2], /^generation: 11 tokens in [\d.]+ s, [\d.]+ tokens\/s .*stopped by length$/);
+  assert.match(greedy.out[2], /^generation: 11 tokens in [\d.]+ s, [\d.]+ tokens\/s .*stopped by length; the host recorded a step in [\d.]+ ms$/);
 
   const stop = expected.slice(3, 6);
   const stopped = await run(['--model', dir, '--prompt', 'hello world', '--max-new-tokens', '12', '--stop', 'nowhere', '--stop', stop]);
   assert.is(stopped.out[0], expected.slice(0, expected.indexOf(stop)));
-  assert.match(stopped.out[2], /stopped by stop$/);
+  assert.match(stopped.out[2], /stopped by stop; the host recorded a step in [\d.]+ ms$/);
 
   const sampled = ['--model', dir, '--prompt', 'hello world', '--max-new-tokens', '12', '--temperature', '1', '--top-p', '0.9', '--seed', '4'];
   assert.equal((await run(sampled)).out[0], (await run(sampled)).out[0]);

@@ -75,6 +75,7 @@ test('rollout: batches longest first, rows back in the prompts\' order; timing',
   assert.is(t.generatedTokens, r.rows.reduce((n, row) => n + row.tokens.length, 0));
   assert.ok(t.seconds > 0 && Math.abs(t.tokensPerSecond - t.generatedTokens / t.seconds) < 1e-9);
   assert.ok(t.steps >= 3 && t.steps <= 3 * 6, `${t.steps} steps in 3 batches of up to 6`);
+  assert.ok(t.recordSeconds > 0 && t.recordSeconds < t.seconds, `recording ${t.recordSeconds} s of ${t.seconds} s`);
   await rollout(fx.model, many, { ...opts, batchSize: 0 }).then(() => assert.unreachable('batchSize 0'), (e: Error) => assert.ok(e instanceof SamplingError));
 });
 
