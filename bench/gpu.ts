@@ -307,7 +307,7 @@ function patternParams(specs: ParamSpec[]): ParameterSet {
 
 async function pythiaSection(): Promise<void> {
   const cfg = parseConfig(PYTHIA_1B, 'Pythia-1b config');
-  if (SMALL) Object.assign(cfg, { hidden: 256, layers: 2, heads: 4, headDim: 64, intermediate: 1024, rotaryDims: 16, vocabSize: 4096 });
+  if (SMALL) Object.assign(cfg, { hidden: 256, layers: 2, heads: 4, kvHeads: 4, headDim: 64, intermediate: 1024, rotaryDims: 16, vocabSize: 4096 });
   const model = new CausalLM(cfg, patternParams(gptNeoxParams(cfg)));
   const opt = new AdamW(model.params.entries(), { lr: 1e-5, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
   const [B, T] = SMALL ? [1, 64] : [4, 512];
@@ -341,7 +341,7 @@ async function pythiaSection(): Promise<void> {
  */
 async function mixedSection(): Promise<void> {
   const cfg = parseConfig({ ...PYTHIA_1B, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072 }, 'Pythia-160m config');
-  if (SMALL) Object.assign(cfg, { hidden: 256, layers: 2, heads: 4, headDim: 64, intermediate: 1024, rotaryDims: 16, vocabSize: 4096 });
+  if (SMALL) Object.assign(cfg, { hidden: 256, layers: 2, heads: 4, kvHeads: 4, headDim: 64, intermediate: 1024, rotaryDims: 16, vocabSize: 4096 });
   const model = new CausalLM(cfg, patternParams(gptNeoxParams(cfg)));
   const [B, T] = SMALL ? [1, 64] : [8, 512];
   const ids = Tensor.fromArray(Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize), [B, T], 'i32').keep();

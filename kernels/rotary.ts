@@ -5,13 +5,13 @@ import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from '.
 export const ROTARY_FLOPS_PER_PAIR = 34;
 
 /**
- * The source of a kernel that rotates with rotary_rotation.wgsl: leftPadding is an optional input, declared at its
- * index among `inputs` by the variant with it; the variant without it neither declares nor binds it.
+ * The source of a kernel that rotates with rotary_rotation.wgsl (and `includes`): leftPadding is an optional input,
+ * declared at its index among `inputs` by the variant with it; the variant without it neither declares nor binds it.
  */
-export function rotarySource(file: string, inputs: readonly string[], hasLeftPadding: boolean): Pick<Kernel, 'source' | 'absent'> {
-  if (!hasLeftPadding) return { source: wgsl(import.meta.url, file, { includes: ['rotary_rotation.wgsl', 'rotary_no_left_padding.wgsl'] }), absent: ['leftPadding'] };
+export function rotarySource(file: string, inputs: readonly string[], hasLeftPadding: boolean, includes: readonly string[] = []): Pick<Kernel, 'source' | 'absent'> {
+  if (!hasLeftPadding) return { source: wgsl(import.meta.url, file, { includes: ['rotary_rotation.wgsl', 'rotary_no_left_padding.wgsl', ...includes] }), absent: ['leftPadding'] };
   const placeholders = { LEFT_PADDING_BINDING: inputs.indexOf('leftPadding') };
-  return { source: wgsl(import.meta.url, file, { includes: ['rotary_rotation.wgsl', 'rotary_left_padding.wgsl'], placeholders }), absent: [] };
+  return { source: wgsl(import.meta.url, file, { includes: ['rotary_rotation.wgsl', 'rotary_left_padding.wgsl', ...includes], placeholders }), absent: [] };
 }
 
 const ROTARY_INPUTS = ['x', 'invFreq', 'leftPadding'];

@@ -2,7 +2,7 @@
 import { GpuError } from '../engine/gpu.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
-import { projectionTensors, qkvRotary, rotary, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
+import { projectionTensors, qkvRotary, rotary, rotaryHeads, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
 import { narrow, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
 
 /**
@@ -14,8 +14,8 @@ import { narrow, permute, reshape, split, writeSlice } from '../engine/ops/shape
  *
  * `fusedRotary` (the default): each step forms q and writes k and v into the cache in one kernel from the
  * projections (qkvRotary), and a model may group a step's products where they allow it (Mistral's q, k, v in one
- * product and gate, up and SwiGLU in another: engine/ops/matmul.ts linearGroup); false: the training path's ops,
- * separate products and two copies, the reference it equals bit for bit.
+ * product and gate, up and SwiGLU in another: engine/ops/matmul.ts linearGroup); false: the composed ops (split or
+ * the head permutes, rotary on q and on k, two copies) and separate products, the reference it equals bit for bit.
  */
 export class KVCache {
   length = 0;
@@ -89,14 +89,19 @@ export interface AttentionHeads extends QkvHeads { rotaryDims: number; ropeTheta
 
 /**
  * Causal self-attention of T new tokens from their projections (QkvProjections), window 0 for none: q and k
- * rotated by position (the first rotaryDims of each head), then among themselves (training, scoring), or with a
+ * rotated by position (the first rotaryDims of each head), then among themselves (training, scoring: rotaryHeads,
+ * one kernel each way), or with a
  * cache over every token so far, the new ones at positions cache.length .. cache.length + T - 1, padding hidden
  * and each row's positions counted from its first real token (left padding shifts a row's tokens and its keys
  * alike, so a window's distances need no correction). Returns [B, H, T, D].
  */
 export function rotarySelfAttention(cfg: AttentionHeads, proj: QkvProjections, window: number, cache?: KVCache): Tensor {
   const rope: RotaryOptions = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, positionOffset: cache?.length ?? 0, leftPadding: cache?.leftPadding };
-  if (!cache?.fusedRotary) {
+  if (!cache) {
+    const [q, k, v] = rotaryHeads(proj, cfg, rope);
+    return attention(q, k, v, { causal: true, window });
+  }
+  if (!cache.fusedRotary) {
     const [q, k, v] = heads(cfg, proj);
     return causalSelfAttention(rotary(q, rope), rotary(k, rope), v, window, cache);
   }
@@ -123,9 +128,8 @@ function heads({ heads: H, kvHeads: KVH, headDim: D }: QkvHeads, proj: QkvProjec
   return [toHeads(q, H), toHeads(k, KVH), toHeads(v, KVH)];
 }
 
-/** q [B, H, T, D] and k, v [B, KVH, T, D] rotated: among themselves, or appended to the cache and with it. */
-function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, window: number, cache?: KVCache): Tensor {
-  if (!cache) return attention(q, k, v, { causal: true, window });
+/** q [B, H, T, D] and k, v [B, KVH, T, D] rotated, appended to the cache and attending with it. */
+function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, window: number, cache: KVCache): Tensor {
   const prompt = cache.length === 0;
   cache.append(k, v);
   // A prompt sees only itself (the tiled kernel); later tokens read the cache with the decode kernel.

@@ -4,7 +4,7 @@ import { GpuError, onGpuRelease } from '../gpu.ts';
 import { deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { ROTARY_MAX_ANGLE, rotaryCall } from '../../kernels/rotary.ts';
-import { qkvRotaryCall, type QkvSource } from '../../kernels/qkv_rotary.ts';
+import { qkvRotaryCall, type QkvRotaryLayout, type QkvSource } from '../../kernels/qkv_rotary.ts';
 
 export interface RotaryOptions {
   /** Leading dims of each head that rotate (even, <= D): D for Llama and Mistral, rotary_pct · D for GPT-NeoX. */
@@ -91,42 +91,82 @@ export function projectionTensors(proj: QkvProjections): Tensor[] {
 /** Heads of q, heads of k and v (fewer under grouped-query attention), and the head dim. */
 export interface QkvHeads { heads: number; kvHeads: number; headDim: number }
 
-/**
- * Generation, off the tape, in one kernel: returns q [B, H, T, D] rotated, and writes k rotated and v as they are
- * into kOut, vOut [B, KVH, S, D] at positions positionOffset .. positionOffset + T - 1 (a KV cache's, or S = T for
- * the prompt's own keys). The same values, bit for bit, as the training path: split (or the head permutes), rotary
- * on q and on k, then k and v copied there.
- */
-export function qkvRotary(proj: QkvProjections, { heads, kvHeads, headDim }: QkvHeads, kOut: Tensor, vOut: Tensor, opts: RotaryOptions): Tensor {
-  const { rotaryDims, base, positionOffset = 0, leftPadding } = opts;
+/** The projections of T tokens as qkvRotary's kernel reads them, checked (kvLength: k's and v's positions). */
+function qkvLayout(what: string, proj: QkvProjections, { heads, kvHeads, headDim }: QkvHeads, kvLength: number, opts: RotaryOptions): { layout: QkvRotaryLayout; projections: Tensor[] } {
   const packed = 'qkv' in proj;
   const projections = projectionTensors(proj);
-  const given = projections.map((t) => `${t.dtype} ${shapeString(t.shape)}`).join(', ');
-  const what = `qkvRotary(${given} -> k ${shapeString(kOut.shape)}, v ${shapeString(vOut.shape)}; heads ${heads}, kvHeads ${kvHeads}, rotaryDims ${rotaryDims}, positionOffset ${positionOffset})`;
-  if (gradEnabled()) throw new GpuError(`${what}: generation only, it has no backward: run under noGrad`);
   if (packed && kvHeads !== heads) throw new GpuError(`${what}: a packed query_key_value has as many kv heads as heads`);
   const [batch, seqLen] = projections[0].shape;
-  const widths = packed ? [3 * heads * headDim] : 'concatenated' in proj ? [(heads + 2 * kvHeads) * headDim] : [heads, kvHeads, kvHeads].map((h) => h * headDim);
+  const [H, KVH, D] = [heads, kvHeads, headDim];
+  const row = (H + 2 * KVH) * D; // a token's q | k | v
+  const widths = packed ? [3 * H * D] : 'concatenated' in proj ? [row] : [H * D, KVH * D, KVH * D];
   projections.forEach((t, i) => {
     if (t.dtype !== 'f32' || t.shape.join() !== [batch, seqLen, widths[i]].join()) throw new GpuError(`${what}: the projections must be f32 [B, T, ${widths.join('], [B, T, ')}]`);
   });
-  const kvLength = kOut.shape[2];
-  for (const t of [kOut, vOut]) {
-    if (t.dtype !== 'f32' || t.shape.join() !== [batch, kvHeads, kvLength, headDim].join()) throw new GpuError(`${what}: k and v must be f32 [${batch}, ${kvHeads}, S, ${headDim}], alike`);
-  }
-  if (positionOffset + seqLen > kvLength) throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} do not fit k and v's ${kvLength}`);
   checkRotary(what, batch, seqLen, headDim, opts);
-  const [H, KVH, D] = [heads, kvHeads, headDim];
-  const row = (H + 2 * KVH) * D; // a token's q | k | v
   const source: QkvSource = packed
     ? { qRowStride: 3 * H * D, kvRowStride: 3 * H * D, headStride: 3 * D, kOffset: D, vOffset: 2 * D }
     : 'concatenated' in proj
       ? { qRowStride: row, kvRowStride: row, headStride: D, kOffset: H * D, vOffset: (H + KVH) * D }
       : { qRowStride: H * D, kvRowStride: KVH * D, headStride: D, kOffset: 0, vOffset: 0 };
-  const layout = { batch, seqLen, heads, kvHeads, headDim, kvLength, leftPadding: leftPadding !== undefined, source };
+  const layout = { batch, seqLen, heads, kvHeads, headDim, kvLength, leftPadding: opts.leftPadding !== undefined, oneProjection: projections.length === 1, source };
+  return { layout, projections };
+}
+
+/** q [B, H, T, D] rotated out, k rotated and v into kOut, vOut at positions positionOffset .. positionOffset + T - 1. */
+function launchQkvRotary(layout: QkvRotaryLayout, projections: Tensor[], kOut: Tensor, vOut: Tensor, opts: RotaryOptions): Tensor {
+  const { batch, heads, seqLen, headDim } = layout;
   const q = Tensor.empty([batch, heads, seqLen, headDim], 'f32', 'qkvRotary q');
   // A packed or concatenated projection is bound as q, k and v alike; without padding the leftPadding binding is null.
   const sources = projections.length === 1 ? [projections[0], projections[0], projections[0]] : projections;
-  launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, positionOffset), [...sources, invFreqTable(rotaryDims, base), leftPadding ?? null], [q, kOut, vOut]);
+  launch(qkvRotaryCall(deviceLimits(), layout, opts.rotaryDims, opts.positionOffset ?? 0), [...sources, invFreqTable(opts.rotaryDims, opts.base), opts.leftPadding ?? null], [q, kOut, vOut]);
   return q;
+}
+
+/**
+ * Generation, off the tape, in one kernel: returns q [B, H, T, D] rotated, and writes k rotated and v as they are
+ * into kOut, vOut [B, KVH, S, D] at positions positionOffset .. positionOffset + T - 1 (a KV cache's, or S = T for
+ * the prompt's own keys). The same values, bit for bit, as split (or the head permutes), rotary on q and on k,
+ * then k and v copied there.
+ */
+export function qkvRotary(proj: QkvProjections, heads: QkvHeads, kOut: Tensor, vOut: Tensor, opts: RotaryOptions): Tensor {
+  const { positionOffset = 0 } = opts;
+  const given = projectionTensors(proj).map((t) => `${t.dtype} ${shapeString(t.shape)}`).join(', ');
+  const what = `qkvRotary(${given} -> k ${shapeString(kOut.shape)}, v ${shapeString(vOut.shape)}; heads ${heads.heads}, kvHeads ${heads.kvHeads}, rotaryDims ${opts.rotaryDims}, positionOffset ${positionOffset})`;
+  if (gradEnabled()) throw new GpuError(`${what}: generation only, it has no backward: run under noGrad (rotaryHeads records one)`);
+  const kvLength = kOut.shape[2];
+  const { layout, projections } = qkvLayout(what, proj, heads, kvLength, opts);
+  const { batch, seqLen, kvHeads, headDim } = layout;
+  for (const t of [kOut, vOut]) {
+    if (t.dtype !== 'f32' || t.shape.join() !== [batch, kvHeads, kvLength, headDim].join()) throw new GpuError(`${what}: k and v must be f32 [${batch}, ${kvHeads}, S, ${headDim}], alike`);
+  }
+  if (positionOffset + seqLen > kvLength) throw new GpuError(`${what}: positions up to ${positionOffset + seqLen - 1} do not fit k and v's ${kvLength}`);
+  return launchQkvRotary(layout, projections, kOut, vOut, opts);
+}
+
+/**
+ * The attention's inputs from the projections of T tokens without a cache (training, scoring), on the tape: q
+ * [B, H, T, D] and k [B, KVH, T, D] rotated, v [B, KVH, T, D], in qkvRotary's one kernel; its backward writes the
+ * projections' gradient whole in one more (qkv_rotary_backward.wgsl: no fill, no scatter, no separate rotations).
+ * The same bits both ways as split (or the head permutes) and rotary on q and on k. Positions count from 0.
+ */
+export function rotaryHeads(proj: QkvProjections, heads: QkvHeads, opts: RotaryOptions): [Tensor, Tensor, Tensor] {
+  const given = projectionTensors(proj).map((t) => `${t.dtype} ${shapeString(t.shape)}`).join(', ');
+  const what = `rotaryHeads(${given}; heads ${heads.heads}, kvHeads ${heads.kvHeads}, rotaryDims ${opts.rotaryDims})`;
+  if ((opts.positionOffset ?? 0) !== 0) throw new GpuError(`${what}: positionOffset ${opts.positionOffset}: without a cache positions count from 0`);
+  const seqLen = projectionTensors(proj)[0].shape[1];
+  const { layout, projections } = qkvLayout(what, proj, heads, seqLen, opts);
+  const { batch, kvHeads, headDim } = layout;
+  const k = Tensor.empty([batch, kvHeads, seqLen, headDim], 'f32', 'rotaryHeads k'), v = Tensor.empty(k.shape, 'f32', 'rotaryHeads v');
+  const q = launchQkvRotary(layout, projections, k, v, opts);
+  const { leftPadding } = opts;
+  record('qkvRotary', projections, [q, k, v], leftPadding ? [leftPadding] : [], (gs) => {
+    // An output no gradient reached contributes zeros.
+    const [dq, dk, dv] = gs.map((g, i) => g ?? Tensor.zeros([q, k, v][i].shape));
+    const grads = projections.map((t) => Tensor.empty(t.shape, 'f32', 'qkvRotaryBackward'));
+    launch(qkvRotaryCall(deviceLimits(), layout, opts.rotaryDims, 0, true), [dq!, dk!, dv!, invFreqTable(opts.rotaryDims, opts.base), leftPadding ?? null],
+      [grads[0], grads[1] ?? null, grads[2] ?? null]);
+    return grads;
+  });
+  return [q, k, v];
 }

@@ -1,7 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backward, noGrad } from '../../engine/autodiff.ts';
-import { inverseFrequencies, qkvRotary, rotary, type QkvProjections, type RotaryOptions } from '../../engine/ops/rotary.ts';
+import { inverseFrequencies, qkvRotary, rotary, rotaryHeads, type QkvProjections, type RotaryOptions } from '../../engine/ops/rotary.ts';
+import { add, mul, sumLastDim } from '../../engine/ops/elementwise.ts';
+import { ledger } from '../../engine/ledger.ts';
 import { permute, reshape, split, writeSlice } from '../../engine/ops/shape.ts';
 import { pool } from '../../engine/pool.ts';
 import { numelOf, Tensor, tidy } from '../../engine/tensor.ts';
@@ -198,6 +200,62 @@ test('qkvRotary refuses gradients, shapes that disagree and a cache without room
     assert.throws(() => qkvRotary({ qkv }, heads, k, flat, opts), /k and v must be f32/);
   });
   for (const t of [qkv, k, v, flat]) t.dispose();
+});
+
+/**
+ * rotaryHeads on the tape against split (or the head permutes) and rotary on q and on k, composed: q, k, v and the
+ * projections' gradients of Σ <out, seed> over the outputs `used` (one left out gets no gradient), bit for bit; and
+ * one dispatch each way.
+ */
+async function checkRotaryHeads(form: 'packed' | 'q, k, v', [B, T, H, KVH, D]: number[], opts: RotaryOptions, used: boolean[], seed: number): Promise<void> {
+  const packed = form === 'packed';
+  const what = `rotaryHeads ${form} B${B} T${T} H${H} KVH${KVH} D${D} rotaryDims ${opts.rotaryDims}${opts.leftPadding ? ' padded' : ''} (used ${used})`;
+  const widths = packed ? [3 * H * D] : [H * D, KVH * D, KVH * D];
+  const data = widths.map((w, i) => randn(B * T * w, seed + i));
+  const seeds = [H, KVH, KVH].map((n, i) => randn(B * n * T * D, seed + 10 + i));
+  const run = async (heads: (projections: Tensor[]) => Tensor[]) => {
+    const projections = data.map((d, i) => upload(d, [B, T, widths[i]], true));
+    ledger.reset();
+    const values = await tidy(() => {
+      const outs = heads(projections);
+      const terms = outs.flatMap((o, i) => (used[i] ? [sumLastDim(reshape(mul(o, upload(seeds[i], [...o.shape])), [o.numel]))] : []));
+      backward(terms.reduce((a, b) => add(a, b)));
+      return Promise.all(outs.map((o) => download(o)));
+    });
+    // A projection no gradient reached (the composed path's, of an unused output) has none: zeros.
+    const grads = await Promise.all(projections.map(async (p) => (p.grad ? download(p.grad) : new Float64Array(p.numel))));
+    const byOp = Object.fromEntries(ledger.byOp().map((r) => [r.key, r.dispatches]));
+    for (const p of projections) p.dispose();
+    return { values, grads, byOp };
+  };
+  const toHeads = (t: Tensor, n: number) => permute(reshape(t, [B, T, n, D]), [0, 2, 1, 3]);
+  const composed = await run((p) => {
+    const [q, k, v] = packed ? split(reshape(p[0], [B, T, H, 3 * D]), 3, [D, D, D], [0, 2, 1, 3]) : [toHeads(p[0], H), toHeads(p[1], KVH), toHeads(p[2], KVH)];
+    return [rotary(q, opts), rotary(k, opts), v];
+  });
+  const fused = await run((p) => rotaryHeads(packed ? { qkv: p[0] } : { q: p[0], k: p[1], v: p[2] }, { heads: H, kvHeads: KVH, headDim: D }, opts));
+  ['q', 'k', 'v'].forEach((name, i) => assert.equal(fused.values[i], composed.values[i], `${what}: ${name}`));
+  fused.grads.forEach((g, i) => assert.equal(g, composed.grads[i], `${what}: gradient of projection ${i}`));
+  assert.is(fused.byOp.qkvRotary, 1, `${what}: one forward dispatch`);
+  assert.is(fused.byOp.qkvRotaryBackward, 1, `${what}: one backward dispatch`);
+  for (const op of ['split', 'splitBackward', 'permute', 'rotary', 'rotaryBackward']) assert.is(fused.byOp[op], undefined, `${what}: no ${op}`);
+}
+
+test('rotaryHeads (packed or q, k, v) on the tape equals split or the head permutes and rotary, both ways, bit for bit', async () => {
+  await initGpu();
+  const all = [true, true, true];
+  // GPT-NeoX: packed heads, a quarter of each rotated and an odd pass-through; then Mistral: GQA, whole heads.
+  await checkRotaryHeads('packed', [2, 3, 3, 3, 10], { rotaryDims: 4, base: 10000 }, all, 130);
+  await checkRotaryHeads('q, k, v', [2, 5, 4, 2, 8], { rotaryDims: 8, base: 1e6 }, all, 140);
+  // An output no gradient reaches (v unused; then q), and left padding.
+  const padding = Tensor.fromArray([0, 2], [2], 'i32');
+  await checkRotaryHeads('packed', [2, 4, 2, 2, 6], { rotaryDims: 6, base: 10000, leftPadding: padding }, [true, true, false], 150);
+  await checkRotaryHeads('q, k, v', [2, 3, 2, 1, 4], { rotaryDims: 2, base: 10000, leftPadding: padding }, [false, true, true], 160);
+  padding.dispose();
+  const qkv = upload(randn(2 * 3 * 2 * 8, 170), [1, 2, 3 * 2 * 8], true);
+  assert.throws(() => rotaryHeads({ qkv }, { heads: 2, kvHeads: 2, headDim: 8 }, { rotaryDims: 8, base: 10000, positionOffset: 1 }), /positionOffset 1: without a cache/);
+  assert.throws(() => rotaryHeads({ qkv }, { heads: 2, kvHeads: 1, headDim: 8 }, { rotaryDims: 8, base: 10000 }), /as many kv heads/);
+  qkv.dispose();
 });
 
 test.run();

@@ -76,10 +76,11 @@ test('each per-element constant is what its kernel charges', () => {
   // 10 rows of head dim 8, 4 dims rotated: 20 pairs, forward and inverse alike.
   const layout = { batch: 1, heads: 2, seqLen: 5, headDim: 8, leftPadding: false };
   for (const inverse of [false, true]) assert.is(rotaryCall(LIMITS, layout, 4, 0, inverse).cost.flops, 20 * M.ROTARY_FLOPS_PER_PAIR);
-  // The fused generation kernel: 5 tokens of 4 q heads and 2 kv heads, 2 pairs each of q and k (v is copied): 60 pairs.
+  // The fused kernel: 5 tokens of 4 q heads and 2 kv heads, 2 pairs each of q and k (v is copied): 60 pairs, forward
+  // and backward alike.
   const source = { qRowStride: 32, kvRowStride: 16, headStride: 8, kOffset: 0, vOffset: 0 };
-  const fused = { batch: 1, seqLen: 5, heads: 4, kvHeads: 2, headDim: 8, kvLength: 9, leftPadding: true, source };
-  assert.is(qkvRotaryCall(LIMITS, fused, 4, 3).cost.flops, 60 * M.ROTARY_FLOPS_PER_PAIR);
+  const fused = { batch: 1, seqLen: 5, heads: 4, kvHeads: 2, headDim: 8, kvLength: 9, leftPadding: true, oneProjection: false, source };
+  for (const backward of [false, true]) assert.is(qkvRotaryCall(LIMITS, fused, 4, 3, backward).cost.flops, 60 * M.ROTARY_FLOPS_PER_PAIR);
   assert.is(per(binaryCall(LIMITS, 'add', [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n).cost.flops), M.ADD_FLOPS);
   assert.is(per(embeddingBackwardCall(LIMITS, 10, 50, 100).cost.flops), M.EMBEDDING_BACKWARD_FLOPS);
   // Token log-probs over [2, 5, 100]: 2·4 predicting positions forward, all 10 backward.
