@@ -1,6 +1,5 @@
 // LayerNorm backward: dx per row and per-block partial sums of dweight and dbias, in one pass.
-import { ceilDiv, grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { normWorkgroupSize } from './layernorm_forward.ts';
+import { ceilDiv, grid1d, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const layerNormBackwardKernel: Kernel = {
   name: 'layerNormBackward',
@@ -35,7 +34,7 @@ export function layerNormBackwardCall(limits: DeviceLimits, rows: number, cols: 
   // from memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: layerNormBackwardKernel,
-    constants: { WG: normWorkgroupSize(limits, cols, 8, 8 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    constants: { WG: rowWorkgroupSize(limits, cols, 8, 8 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
     params: { rows, cols, rowsPerBlock },
     workgroups: grid1d(blocks, 1, limits),
     cost: { flops: 15 * n, bytesRead: 8 * n + 4 * cols + 8 * rows, bytesWritten: 4 * n + 8 * blocks * cols },

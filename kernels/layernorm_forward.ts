@@ -1,6 +1,6 @@
 // LayerNorm forward over the last dim: one workgroup per row; writes y and the row statistics the backward reads,
 // and in the pair variant a second norm y2 of the same x (its own weight and bias) from the same statistics.
-import { grid1d, wgsl, type Kernel, type KernelCall, nextPowerOfTwo, reductionWorkgroupSize, type DeviceLimits } from './spec.ts';
+import { grid1d, wgsl, type Kernel, type KernelCall, rowWorkgroupSize, type DeviceLimits } from './spec.ts';
 
 function layerNormVariant(pair: boolean): Kernel {
   return {
@@ -17,15 +17,6 @@ function layerNormVariant(pair: boolean): Kernel {
 export const layerNormForwardKernel = layerNormVariant(false);
 export const layerNormPairForwardKernel = layerNormVariant(true);
 
-// About 32 elements per thread: a warp per row of 768 as in llm.c's layernorm kernels. Each barrier of the
-// reduction costs every 8 invocations a fiber switch on lavapipe, where 256 threads per row of 768 ran 3-8x slower.
-const ELEMENTS_PER_THREAD = 32;
-
-/** Threads per row: about ELEMENTS_PER_THREAD elements each (barriers are dear on CPU drivers), within the limits. */
-export function normWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0): number {
-  return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / ELEMENTS_PER_THREAD)));
-}
-
 /** x is rows x cols; weight and bias (and for the pair weight2 and bias2) have cols elements. */
 export function layerNormForwardCall(limits: DeviceLimits, rows: number, cols: number, eps: number, pair = false): KernelCall {
   const n = rows * cols;
@@ -34,7 +25,7 @@ export function layerNormForwardCall(limits: DeviceLimits, rows: number, cols: n
   // memory (the later passes over a row hit the cache), weights and biases once for all rows.
   return {
     kernel: pair ? layerNormPairForwardKernel : layerNormForwardKernel,
-    constants: { WG: normWorkgroupSize(limits, cols, 4) },
+    constants: { WG: rowWorkgroupSize(limits, cols, 4) },
     params: { rows, cols, eps },
     workgroups: grid1d(rows, 1, limits),
     cost: { flops: (6 + 5 * outputs) * n, bytesRead: 4 * n + 8 * outputs * cols, bytesWritten: 4 * outputs * n + 8 * rows },

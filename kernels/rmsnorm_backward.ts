@@ -1,6 +1,5 @@
 // RMSNorm backward: dx per row and per-block partial sums of dweight, in one pass.
-import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { normWorkgroupSize } from './layernorm_forward.ts';
+import { grid1d, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 import { MAX_ROWS_PER_BLOCK, normRowBlocks } from './layernorm_backward.ts';
 
 export const rmsNormBackwardKernel: Kernel = {
@@ -20,7 +19,7 @@ export function rmsNormBackwardCall(limits: DeviceLimits, rows: number, cols: nu
   // memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: rmsNormBackwardKernel,
-    constants: { WG: normWorkgroupSize(limits, cols, 4, 4 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    constants: { WG: rowWorkgroupSize(limits, cols, 4, 4 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
     params: { rows, cols, rowsPerBlock },
     workgroups: grid1d(blocks, 1, limits),
     cost: { flops: 10 * n, bytesRead: 8 * n + 4 * cols + 4 * rows, bytesWritten: 4 * n + 4 * blocks * cols },

@@ -1,6 +1,5 @@
 // RMSNorm forward over the last dim: one workgroup per row; writes y and the row's rstd for the backward.
-import { grid1d, wgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
-import { normWorkgroupSize } from './layernorm_forward.ts';
+import { grid1d, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const rmsNormForwardKernel: Kernel = {
   name: 'rmsNormForward',
@@ -18,7 +17,7 @@ export function rmsNormForwardCall(limits: DeviceLimits, rows: number, cols: num
   // pass over a row hits the cache), weight once for all rows.
   return {
     kernel: rmsNormForwardKernel,
-    constants: { WG: normWorkgroupSize(limits, cols, 4) },
+    constants: { WG: rowWorkgroupSize(limits, cols, 4) },
     params: { rows, cols, eps },
     workgroups: grid1d(rows, 1, limits),
     cost: { flops: 4 * n, bytesRead: 4 * n + 4 * cols, bytesWritten: 4 * n + 4 * rows },

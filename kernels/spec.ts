@@ -141,5 +141,18 @@ export function reductionWorkgroupSize(limits: DeviceLimits, bytesPerThread: num
   return wg;
 }
 
+// About 32 elements per thread: a warp per row of 768 as in llm.c's layernorm kernels. Each barrier of a reduction
+// costs every 8 invocations a fiber switch on lavapipe, where 256 threads per row of 768 ran 3-8x slower, and 256
+// per row of a 19-token vocabulary 25x (bench/RESULTS.md).
+const ELEMENTS_PER_THREAD = 32;
+
+/**
+ * Threads of a kernel that reduces a row of `cols` elements in one workgroup (norms, the logsumexp of a row of
+ * logits): about ELEMENTS_PER_THREAD elements each, 256 at most, within the limits.
+ */
+export function rowWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0): number {
+  return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / ELEMENTS_PER_THREAD)));
+}
+
 /** The smallest power of two >= n. */
 export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }

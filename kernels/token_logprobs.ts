@@ -1,6 +1,6 @@
 // Per-token log-probabilities from next-token logits (log-softmax and the target's entry, fused) and their backward,
 // over the whole vocabulary or chunk by chunk (the LM head without the [B·T, V] logits), and the chunk plan.
-import { gcd, grid1d, loadWgsl, wgsl, reductionWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { gcd, grid1d, loadWgsl, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 // The state between chunks is an optional output: the one-chunk variant neither declares nor binds it.
 function tokenLogprobsVariant(chunked: boolean): Kernel {
@@ -33,7 +33,7 @@ export function tokenLogprobsCall(limits: DeviceLimits, B: number, T: number, vo
   const firstChunk = chunk.first === 0, lastChunk = chunk.first + chunk.rows === vocab;
   return {
     kernel: firstChunk && lastChunk ? tokenLogprobsKernel : tokenLogprobsChunkKernel,
-    constants: { WG: reductionWorkgroupSize(limits, 8) }, // a running max and a running sum per thread
+    constants: { WG: rowWorkgroupSize(limits, chunk.rows, 8) }, // a running max and a running sum per thread
     params: { tokens, T, V: chunk.rows, first: chunk.first, vocab, firstChunk: firstChunk ? 1 : 0, lastChunk: lastChunk ? 1 : 0 },
     workgroups: grid1d(tokens, 1, limits),
     // Per logit of a predicting row: compare, subtract, exponentiate and add; each token reads its id and the target's

@@ -3,7 +3,8 @@
 // (what a small device such as lavapipe's is closer to) show where the plan follows the device.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { deviceLimitsOf, grid1d, reductionWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
+import { tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
+import { deviceLimitsOf, grid1d, reductionWorkgroupSize, rowWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
 import { checkTile, chosenMatmulCall, DEFAULT_TILE, MATMUL_TABLE, matmulCall, type MatmulShape, type MatmulTable } from '../../kernels/matmul.ts';
 import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit, matmulVec4WorkgroupBytes } from '../../kernels/matmul_vec4.ts';
 import { checkStorageBindings, forwardTiles } from '../../kernels/attention_forward.ts';
@@ -15,7 +16,6 @@ import { attentionBackwardDqRowsCall, dqChoice } from '../../kernels/attention_b
 import { attentionBackwardDkDvRowsCall, dkdvChoice, DKDV_ROWS_TILES } from '../../kernels/attention_backward_dkdv_rows.ts';
 import { tiledEntries, tiledFlopsPerDim } from '../../train/audit_model.ts';
 import { softmaxWorkgroupSize } from '../../kernels/softmax.ts';
-import { normWorkgroupSize } from '../../kernels/layernorm_forward.ts';
 import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
 import { planTensorCore, tensorCoreDevice, tensorCoreDeviceUnsupported, tensorCoreShapes, tensorCoreVariant, type SubgroupMatrixDevice } from '../../kernels/attention_forward_tensor_core.ts';
 import { matmulTensorCoreCall, matmulTensorCoreLayout, matmulTensorCoreVariant, planMatmulTensorCore } from '../../kernels/matmul_tensor_core.ts';
@@ -104,7 +104,12 @@ test('reduction workgroup sizes follow the invocation and workgroup-memory limit
   assert.is(reductionWorkgroupSize(H100, 64, 0, 1024), 512); // 64 bytes a thread: 1024 threads need 64 KiB
   assert.is(softmaxWorkgroupSize(H100, 50304), 256);
   assert.is(softmaxWorkgroupSize(H100, 40), 64);
-  assert.is(normWorkgroupSize(H100, 4096, 4), 128);
+  assert.is(rowWorkgroupSize(H100, 4096, 4), 128);
+  // A row's logsumexp takes as few threads as its vocabulary needs: one for the demo's 19 tokens, 256 for Pythia's.
+  assert.is(crossEntropyCall(H100, 320, 19, -100, true).constants!.WG, 1);
+  assert.is(crossEntropyCall(H100, 320, 50304, -100, true).constants!.WG, 256);
+  assert.is(tokenLogprobsCall(H100, 16, 20, 19).constants!.WG, 1);
+  assert.is(tokenLogprobsCall(H100, 16, 20, 50304, { first: 0, rows: 512 }).constants!.WG, 16);
   assert.equal(crossEntropyCall(H100, 100000, 50304, -100, true).workgroups, [50000, 2]);
 });
 
