@@ -1,7 +1,9 @@
 // Matmul throughput of each kernel variant: square sizes and Pythia-160m's projections at 512 tokens on every tile,
 // where a bf16-stored B (a frozen weight) is also timed on the default tile; and Mistral-7B-shaped decoding
 // (M = 1 or 8 rows times a 4096-wide weightᵀ, as linear() runs it) on the small-M kernel's variants and on the
-// default tile, with f32 and bf16 weights. A variant with a baseline also shows its time as a multiple of it.
+// default tile, with f32 and bf16 weights; and Mistral-7B's grouped decode products (q | k | v, gate | up and SwiGLU in
+// one small-M dispatch: linearGroup) against the separate ones. A variant with a baseline also shows its time as a
+// multiple of it.
 // Prints ms per call, GFLOP/s and GB/s (the kernel's analytic cost over the host-clocked time of a batch of calls).
 // The rows kernel (matmul_rows.wgsl, for SIMD CPUs) and the vectorised variants (matmul_vec4.wgsl, for GPUs) are timed
 // beside the tiles wherever the device and shape allow them.
@@ -13,21 +15,24 @@
 //   square and Pythia cases in about 2 minutes.
 import b from 'benny';
 import { writeFileSync } from 'node:fs';
+import { noGrad } from '../engine/autodiff.ts';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { subgroupDevice } from '../engine/gpu.ts';
-import { matmulDeviceClass } from '../engine/ops/matmul.ts';
+import { swiglu } from '../engine/ops/activations.ts';
+import { linear, linearGroup, matmulDeviceClass, type LinearGroupForm } from '../engine/ops/matmul.ts';
 import type { KernelCall } from '../kernels/spec.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
-import { Tensor } from '../engine/tensor.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
 import { bytesPerElement, type FloatDType } from '../kernels/dtype.ts';
 import { DEFAULT_TILE, MATMUL_ROWS_VARIANTS, MATMUL_TABLE, MATMUL_TABLE_URL, MATMUL_TILES, matmulCall, matmulRowsCall, matmulRowsUnfit, type MatmulChoice, type MatmulDeviceClass, type MatmulShape } from '../kernels/matmul.ts';
-import { SMALL_M_VARIANTS, matmulSmallMCall, smallMVariantFor } from '../kernels/matmul_small_m.ts';
+import { SMALL_M_VARIANTS, matmulSmallMCall, matmulSmallMGroupCall, smallMVariantFor, type SmallMGroup } from '../kernels/matmul_small_m.ts';
 import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit } from '../kernels/matmul_vec4.ts';
 
-interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null }
-/** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it). */
-interface Case { name: string; M: number; N: number; K: number; transB: boolean; variants: Variant[] }
+/** run: the variant's products through the ops (a grouped case), where call then gives only their cost. */
+interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null; run?: (a: Tensor, weights: Tensor[]) => unknown }
+/** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it); widths: a grouped case's weights [width, K], N their product's columns. */
+interface Case { name: string; M: number; N: number; K: number; transB: boolean; widths?: number[]; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
 const smallMName = (device: MatmulDeviceClass, M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(MATMUL_TABLE, device, M))![0];
@@ -51,6 +56,17 @@ function decodeVariants(dtypeB: FloatDType): Variant[] {
   ];
 }
 
+/** Three widths: q | k | v; two: gate | up and SwiGLU. Both variants are charged the grouped call's cost, the parts'. */
+function groupedVariants(widths: number[]): Variant[] {
+  const form: LinearGroupForm = widths.length === 3 ? 'concatenated' : 'swiglu';
+  const group: SmallMGroup = form === 'concatenated' ? { form, widths: [widths[0], widths[1], widths[2]] } : { form: 'gated', width: widths[0], fn: 'silu', op: 'swiglu' };
+  const call = (s: MatmulShape) => matmulSmallMGroupCall(deviceLimits(), s.M, s.K, s.dtypeB, group, smallMVariantFor(MATMUL_TABLE, matmulDeviceClass(gpu().adapterInfo), s.M));
+  return [
+    { name: 'separate bf16', dtypeB: 'bf16', call, run: (a, ws) => (form === 'concatenated' ? ws.map((w) => linear(a, w)) : swiglu(linear(a, ws[0]), linear(a, ws[1]))) },
+    { name: 'grouped bf16', dtypeB: 'bf16', call, run: (a, ws) => linearGroup(a, ws, form), baseline: 'separate bf16' },
+  ];
+}
+
 const TOKENS = 512;
 const CASES: Case[] = [
   ...[256, 512, 1024, 2048].map((n) => ({ name: `square ${n}`, M: n, N: n, K: n, transB: false, variants: [...TILES, ...ROWS, ...VEC4] })),
@@ -64,6 +80,10 @@ const CASES: Case[] = [
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
+  }))),
+  // Mistral-7B's q | k | v and gate | up, grouped or separate.
+  ...[1, 8].flatMap((M) => [[4096, 1024, 1024], [14336, 14336]].map((widths) => ({
+    name: `decode ${widths.length === 3 ? 'qkv' : 'gate up'} M=${M}`, M, N: widths.reduce((n, w) => n + w), K: 4096, transB: true, widths, variants: groupedVariants(widths),
   }))),
 ];
 
@@ -88,11 +108,12 @@ async function main(): Promise<void> {
   for (const c of CASES.filter((c) => only.length === 0 || only.some((o) => c.name.includes(o)))) {
     const a = Tensor.zeros([c.M, c.K]);
     const out = Tensor.empty([c.M, c.N]);
-    const weights = new Map<FloatDType, Tensor>();
+    const widths = c.widths ?? [c.N];
+    const weights = new Map<FloatDType, Tensor[]>();
     const cases = [];
     const costs = new Map<string, { flops: number; bytes: number; calls: number; baseline?: string }>();
     for (const v of c.variants) {
-      const largest = Math.max(4 * c.M * c.K, bytesPerElement(v.dtypeB) * c.K * c.N, 4 * c.M * c.N);
+      const largest = Math.max(4 * c.M * c.K, bytesPerElement(v.dtypeB) * c.K * Math.max(...widths), 4 * c.M * c.N);
       if (largest > limits.maxStorageBufferBindingSize) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
@@ -102,12 +123,13 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${unfit}`);
         continue;
       }
-      if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, Tensor.zeros(c.transB ? [c.N, c.K] : [c.K, c.N], v.dtypeB));
-      const w = weights.get(v.dtypeB)!;
+      if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, widths.map((n) => Tensor.zeros(c.transB ? [n, c.K] : [c.K, n], v.dtypeB)));
+      const ws = weights.get(v.dtypeB)!;
       const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
       const call = v.call(shape);
-      const run = () => launch(call, [a, w, null, null], [out]);
-      await seconds(() => launch(v.call({ ...shape, N: 4 }), [a, w, null, null], [out])); // compiles the variant (its constants do not depend on N)
+      const run = v.run ? () => tidy(() => { noGrad(() => v.run!(a, ws)); }) : () => launch(call, [a, ws[0], null, null], [out]);
+      // Compiles the variant: a grouped case's by running it, else at N 4 (its constants do not depend on N).
+      await seconds(v.run ? run : () => launch(v.call({ ...shape, N: 4 }), [a, ws[0], null, null], [out]));
       const once = await seconds(run);
       if (once > MAX_SECONDS_PER_CALL) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${once.toFixed(1)} s per call`);
@@ -130,7 +152,7 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${r.name.padEnd(24)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
       }
     }
-    for (const t of [a, out, ...weights.values()]) t.dispose();
+    for (const t of [a, out, ...[...weights.values()].flat()]) t.dispose();
   }
   console.log(`\n${rows.join('\n')}`);
   if (writeTable) writeChoices(device, measured);
@@ -181,7 +203,7 @@ function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: s
     const keptVec4 = ratios.length > 0 && ratios.reduce((x, y) => x + y, 0) < 0 ? vec4 : undefined;
     return { maxMNK: bucket.maxMNK, ...(keptRows ? { rows: keptRows } : {}), ...(keptVec4 ? { vec4: keptVec4 } : {}), tile };
   });
-  const decodeCases = (rows: (M: number) => boolean) => [...new Set(measured.map((m) => m.c))].filter((c) => c.name.startsWith('decode') && rows(c.M));
+  const decodeCases = (rows: (M: number) => boolean) => [...new Set(measured.map((m) => m.c))].filter((c) => c.name.startsWith('decode') && !c.widths && rows(c.M));
   const smallM = (cases: Case[], kept: string) => (cases.length === 0 ? kept
     : fastest(Object.keys(SMALL_M_VARIANTS), cases, (name) => DTYPES_B.map((dtype) => `small-M ${name} ${dtype}`)) ?? kept);
   table.smallM[device] = { oneRow: smallM(decodeCases((M) => M === 1), table.smallM[device].oneRow), fewRows: smallM(decodeCases((M) => M > 1), table.smallM[device].fewRows) };

@@ -147,7 +147,8 @@ export function matmulSmallMGroupCall(limits: DeviceLimits, M: number, K: number
       ...(group.form === 'gated' ? { FN: ACTIVATIONS[group.fn] } : { FIRST1: widths[0], FIRST2: widths[0] + widths[1] }),
     },
     params: { N, K },
-    workgroups: grid1d(ceilDiv(N, variant.columns), 1, limits),
+    // Concatenated, each weight's rows fill whole workgroups (small_m_concatenated.wgsl GROUPS1, GROUPS2); their padding reads nothing.
+    workgroups: grid1d(group.form === 'gated' ? ceilDiv(N, variant.columns) : widths.reduce((n, w) => n + ceilDiv(w, variant.columns), 0), 1, limits),
     cost: {
       flops: 2 * M * N * K + gate.reduce((n, f) => n + f.flops, 0),
       fused: gate,

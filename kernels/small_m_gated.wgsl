@@ -10,9 +10,14 @@ fn weightWord(j: u32, i: u32) -> u32 {
   return up[i];
 }
 
-fn columnRow(n: u32) -> vec2u { return vec2u(n % 2u, n / 2u); }
+fn workgroupWeight(g: u32) -> u32 { return 0u; } // a workgroup's columns alternate between the two
 
-// Only the even column of a pair stores; its odd partner's sum is the next one, partials[(s + 1) · WG].
-fn storeColumn(m: u32, n: u32, s: u32) {
-  if (n % 2u == 0u) { out[m * (params.N / 2u) + n / 2u] = activation(partials[s * WG]) * partials[(s + 1u) * WG]; }
+// Column c of workgroup g, n = g · COLUMNS + c: the weight is c % 2 (g · COLUMNS is even), a constant once c is unrolled.
+fn columnRow(jg: u32, g: u32, c: u32) -> vec2u { return vec2u(c % 2u, (g * COLUMNS + c) / 2u); }
+
+fn rowCount(j: u32) -> u32 { return params.N / 2u; }
+
+// Only the gate's column of a pair stores; its up partner's sum is the next one, partials[(s + 1) · WG].
+fn storeColumn(m: u32, row: vec2u, s: u32) {
+  if (row.x == 0u) { out[m * (params.N / 2u) + row.y] = activation(partials[s * WG]) * partials[(s + 1u) * WG]; }
 }

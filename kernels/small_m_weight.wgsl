@@ -4,9 +4,14 @@
 
 fn weightWord(j: u32, i: u32) -> u32 { return weight[i]; }
 
-fn columnRow(n: u32) -> vec2u { return vec2u(0u, n); }
+fn workgroupWeight(g: u32) -> u32 { return 0u; }
 
-fn storeColumn(m: u32, n: u32, s: u32) {
-  let i = m * params.N + n;
-  out[i] = addResidual(activate(addBias(partials[s * WG], n)), i);
+// Column c of workgroup g: (weight, row), here column n = g · COLUMNS + c of the product is weight row n.
+fn columnRow(jg: u32, g: u32, c: u32) -> vec2u { return vec2u(0u, g * COLUMNS + c); }
+
+fn rowCount(j: u32) -> u32 { return params.N; }
+
+fn storeColumn(m: u32, row: vec2u, s: u32) {
+  let i = m * params.N + row.y;
+  out[i] = addResidual(activate(addBias(partials[s * WG], row.y)), i);
 }
