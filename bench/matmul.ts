@@ -2,15 +2,16 @@
 // where a bf16-stored B (a frozen weight) is also timed on the default tile; and Mistral-7B-shaped decoding
 // (M = 1 or 8 rows times a 4096-wide weightᵀ, as linear() runs it) on the small-M kernel's variants and on the
 // default tile, with f32 and bf16 weights; and Mistral-7B's grouped decode products (q | k | v, gate | up and SwiGLU in
-// one small-M dispatch: linearGroup) against the separate ones. A variant with a baseline also shows its time as a
-// multiple of it.
+// one small-M dispatch: linearGroup) against the separate ones; and the demo's small products (`small`: the lavapipe
+// table's small-shape bucket, weight gradients and a 19-token head among them). A variant with a baseline also shows
+// its time as a multiple of it.
 // Prints ms per call, GFLOP/s and GB/s (the kernel's analytic cost over the host-clocked time of a batch of calls).
 // The rows kernel (matmul_rows.wgsl, for SIMD CPUs) and the vectorised variants (matmul_vec4.wgsl, for GPUs) are timed
 // beside the tiles wherever the device and shape allow them.
 // Usage: npx tsx bench/matmul.ts [--json] [--write-table] [substrings of case names, e.g. pythia or decode: any of them]
 //   --json: also one JSON line per case and variant: {"case", "variant", "ms", "gflops"}.
 //   --write-table: rewrites this device class's row of kernels/matmul_tiles.json with the fastest tile, rows and vec4
-//   variant per shape bucket (geometric mean of the times of the square and Pythia cases in the bucket).
+//   variant per shape bucket (geometric mean of the times of the square, Pythia and small cases in the bucket).
 //   --max-time=S: benny's time per case and variant (default 1.5 s); on a GPU, 0.3 s measures every variant of the
 //   square and Pythia cases in about 2 minutes.
 import b from 'benny';
@@ -31,8 +32,11 @@ import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit } from '../kernel
 
 /** run: the variant's products through the ops (a grouped case), where call then gives only their cost. */
 interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null; run?: (a: Tensor, weights: Tensor[]) => unknown }
-/** transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it); widths: a grouped case's weights [width, K], N their product's columns. */
-interface Case { name: string; M: number; N: number; K: number; transB: boolean; widths?: number[]; variants: Variant[] }
+/**
+ * transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it); transA: A is stored K×M (a
+ * weight gradient's dYᵀ·X); widths: a grouped case's weights [width, K], N their product's columns.
+ */
+interface Case { name: string; M: number; N: number; K: number; transA?: boolean; transB: boolean; widths?: number[]; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
 const smallMName = (device: MatmulDeviceClass, M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(MATMUL_TABLE, device, M))![0];
@@ -77,6 +81,16 @@ const CASES: Case[] = [
     { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
     { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
   ].map((c) => ({ ...c, transB: false, variants: [...TILES, ...ROWS, ...VEC4, BF16_B] })),
+  // The demo's products (16 sequences of 20 tokens, hidden 64, MLP 256, a vocabulary of 19): the small shapes'
+  // bucket, weight gradients (Aᵀ·B) and the head's odd sizes included, where the rows kernel does not fit.
+  ...[
+    { name: 'small qkv 320 x 64 x 192', M: 320, N: 192, K: 64, transB: true },
+    { name: 'small mlp down 320 x 256 x 64', M: 320, N: 64, K: 256, transB: true },
+    { name: 'small qkv dW 192 x 320 x 64', M: 192, N: 64, K: 320, transA: true, transB: false },
+    { name: 'small head 320 x 64 x 19', M: 320, N: 19, K: 64, transB: true },
+    { name: 'small head dW 19 x 320 x 64', M: 19, N: 64, K: 320, transA: true, transB: false },
+    { name: 'small head dX 320 x 19 x 64', M: 320, N: 64, K: 19, transB: false },
+  ].map((c) => ({ ...c, variants: [...TILES, ...ROWS] })),
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
@@ -118,14 +132,14 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
       }
-      const unfit = v.unfit?.({ batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB });
+      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: c.transA ?? false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
+      const unfit = v.unfit?.(shape);
       if (unfit) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${unfit}`);
         continue;
       }
       if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, widths.map((n) => Tensor.zeros(c.transB ? [n, c.K] : [c.K, n], v.dtypeB)));
       const ws = weights.get(v.dtypeB)!;
-      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
       const call = v.call(shape);
       const run = v.run ? () => tidy(() => { noGrad(() => v.run!(a, ws)); }) : () => launch(call, [a, ws[0], null, null], [out]);
       // Compiles the variant: a grouped case's by running it, else at N 4 (its constants do not depend on N).
