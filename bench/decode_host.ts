@@ -4,16 +4,13 @@
 // idle while the host records: the figure is the host's alone. Decoding is host-bound where this nears the time of
 // a step on the device (GenerationTiming.recordSeconds tells it for a real generation).
 // Prints one line a run, then one JSON line. Usage: node --import tsx bench/decode_host.ts [--layers N] [--steps N]
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gpu, initGpu, releaseGpu } from '../engine/gpu.ts';
 import { ledger } from '../engine/ledger.ts';
 import { flush, sync } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { CausalLM } from '../models/causal_lm.ts';
-import { loadConfig } from '../models/config.ts';
+import { parseConfig } from '../models/config.ts';
 import { initParameters } from '../models/init.ts';
 
 const { values } = parseArgs({ options: { layers: { type: 'string', default: '32' }, steps: { type: 'string', default: '200' } } });
@@ -22,19 +19,12 @@ if (!Number.isSafeInteger(layers) || layers < 1 || !Number.isSafeInteger(steps) 
 const WARMUP = 20; // steps before timing: pipelines compiled, the pool and bind groups warm
 
 await initGpu();
-const dir = mkdtempSync(join(tmpdir(), 'juice-bench-decode-host-'));
-let model: CausalLM;
-try {
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['MistralForCausalLM'], model_type: 'mistral', vocab_size: 256, hidden_size: 64, num_hidden_layers: layers,
-    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, intermediate_size: 128, hidden_act: 'silu', max_position_embeddings: steps + 16,
-    rms_norm_eps: 1e-5, rope_theta: 10000, sliding_window: null, tie_word_embeddings: false, torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2,
-  }));
-  const config = loadConfig(dir);
-  model = new CausalLM(config, initParameters(config, 0));
-} finally {
-  rmSync(dir, { recursive: true, force: true });
-}
+const config = parseConfig({
+  architectures: ['MistralForCausalLM'], model_type: 'mistral', vocab_size: 256, hidden_size: 64, num_hidden_layers: layers,
+  num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, intermediate_size: 128, hidden_act: 'silu', max_position_embeddings: steps + 16,
+  rms_norm_eps: 1e-5, rope_theta: 10000, sliding_window: null, tie_word_embeddings: false, torch_dtype: 'float32', bos_token_id: 1, eos_token_id: 2,
+}, 'decode_host config');
+const model = new CausalLM(config, initParameters(config, 0));
 const cache = model.createCache(1, steps + 8);
 let input = Tensor.fromArray([1, 5, 6, 7, 8], [1, 5], 'i32');
 const record: number[] = [], submit: number[] = [];

@@ -90,10 +90,9 @@ export interface AttentionHeads extends QkvHeads { rotaryDims: number; ropeTheta
 /**
  * Causal self-attention of T new tokens from their projections (QkvProjections), window 0 for none: q and k
  * rotated by position (the first rotaryDims of each head), then among themselves (training, scoring: rotaryHeads,
- * one kernel each way), or with a
- * cache over every token so far, the new ones at positions cache.length .. cache.length + T - 1, padding hidden
- * and each row's positions counted from its first real token (left padding shifts a row's tokens and its keys
- * alike, so a window's distances need no correction). Returns [B, H, T, D].
+ * one kernel each way), or with a cache over every token so far, the new ones at positions cache.length ..
+ * cache.length + T - 1, padding hidden and each row's positions counted from its first real token (left padding
+ * shifts a row's tokens and its keys alike, so a window's distances need no correction). Returns [B, H, T, D].
  */
 export function rotarySelfAttention(cfg: AttentionHeads, proj: QkvProjections, window: number, cache?: KVCache): Tensor {
   const rope: RotaryOptions = { rotaryDims: cfg.rotaryDims, base: cfg.ropeTheta, positionOffset: cache?.length ?? 0, leftPadding: cache?.leftPadding };
