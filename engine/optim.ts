@@ -1,14 +1,17 @@
-// The optimizers, AdamW and RMSprop with torch.optim's semantics, behind one interface: one fused kernel per
-// parameter (or per shard of one), states in f32 allocated on a parameter's first step, step counts and bias
-// corrections on the host. step(gradScale) multiplies every gradient element by gradScale inside the kernel, so
-// that global-norm clipping costs no pass of its own over the gradients.
+// The optimizers, AdamW and RMSprop with torch.optim's semantics, behind one interface: a fused kernel updating as many
+// parameters (or shards of them) a dispatch as the device's bindings allow (kernels/tensor_slots.ts), states in f32
+// allocated on a parameter's first step, step counts and bias corrections on the host. step(gradScale) multiplies
+// every gradient element by gradScale inside the kernel, so that global-norm clipping costs no pass of its own over
+// the gradients.
 import { zeroGrad } from './autodiff.ts';
 import { gpu, GpuError } from './gpu.ts';
 import { deviceLimits, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
-import { adamwCall } from '../kernels/adamw.ts';
-import { rmspropCall } from '../kernels/rmsprop.ts';
+import { adamwCall, adamwSlots } from '../kernels/adamw.ts';
+import { rmspropCall, rmspropSlots } from '../kernels/rmsprop.ts';
+import type { DeviceLimits } from '../kernels/spec.ts';
+import { ELEMENTWISE_SHAPES, type SlotShape } from '../kernels/tensor_slots.ts';
 
 /** Shards are made of whole blocks of this many elements (16 bytes), so every shard starts 16-byte aligned. */
 export const SHARD_BLOCK = 4;
@@ -65,7 +68,10 @@ export interface Optimizer {
 
 interface ParamState { tensors: Tensor[]; step: number }
 
-/** An optimizer whose update is one elementwise kernel per parameter shard over the gradient and its own states. */
+/** A range of one parameter an update covers: param and grad (or windows of them), offset into them, its states' n elements, its step. */
+interface Piece { entry: OptimizerEntry; n: number; offset: number; param: Tensor; grad: Tensor; states: Tensor[]; step: number }
+
+/** An optimizer whose update is one elementwise kernel over parameter shards, their gradients and their own states. */
 abstract class ElementwiseOptimizer implements Optimizer {
   abstract readonly kind: OptimizerKind;
   lr: number;
@@ -93,44 +99,64 @@ abstract class ElementwiseOptimizer implements Optimizer {
     this.ranges = entries.map((e) => shardOf(e.param.numel, shard.shardIndex, shard.shardCount));
   }
 
-  /**
-   * Launches the update of param[offset, offset + n) with grad[offset, offset + n) (param and grad may be windows
-   * of the parameter's); `states` each hold n elements; `step` counts from 1.
-   */
-  protected abstract update(entry: OptimizerEntry, n: number, offset: number, param: Tensor, grad: Tensor, states: Tensor[], step: number, gradScale: number): void;
+  /** Whether a dispatch's pieces must be at one step (its bias corrections are the dispatch's). */
+  protected abstract readonly stepPerDispatch: boolean;
 
-  /** Updates param[begin, end): at once, or in windows of one binding each when the parameter is larger than one. */
-  private updateRange(entry: OptimizerEntry, begin: number, end: number, grad: Tensor, states: Tensor[], step: number, gradScale: number): void {
+  /** Parameter ranges one dispatch of this optimizer's kernel updates on this device. */
+  protected abstract slots(limits: DeviceLimits): number;
+
+  /** The kernels' workgroup shape on this device. */
+  protected shape(): SlotShape { return gpu().onHostCpu ? ELEMENTWISE_SHAPES.cpu : ELEMENTWISE_SHAPES.gpu; }
+
+  /** Launches one dispatch updating the pieces (1 to slots() of them, at one step). */
+  protected abstract update(pieces: readonly Piece[], gradScale: number): void;
+
+  /** param[begin, end) as pieces: one, or windows of one binding each when the parameter is larger than one. */
+  private piecesOf(entry: OptimizerEntry, begin: number, end: number, grad: Tensor, states: Tensor[], step: number): Piece[] {
     const { param } = entry;
     const { maxStorageBufferBindingSize: maxBinding, minStorageBufferOffsetAlignment: align } = gpu().limits;
-    if (param.bytes <= maxBinding) return this.update(entry, end - begin, begin, param, grad, states, step, gradScale);
+    if (param.bytes <= maxBinding) return [{ entry, n: end - begin, offset: begin, param, grad, states, step }];
     // Window starts in the states are aligned multiples; param and grad are bound from the aligned element
     // before the window's first and the kernel skips to it (a shard may begin anywhere on a 16-byte block).
     const alignElems = align / 4;
     const count = Math.floor((maxBinding / 4 - alignElems) / alignElems) * alignElems;
+    const pieces: Piece[] = [];
     for (let first = 0; first < end - begin; first += count) {
       const n = Math.min(count, end - begin - first);
       const start = begin + first, base = start - (start % alignElems);
-      tidy(() => this.update(entry, n, start - base, param.reshape([-1]).rows(base, start - base + n), grad.reshape([-1]).rows(base, start - base + n),
-        states.map((t) => t.rows(first, n)), step, gradScale));
+      const window = (t: Tensor) => t.reshape([-1]).rows(base, start - base + n);
+      pieces.push({ entry, n, offset: start - base, param: window(param), grad: window(grad), states: states.map((t) => t.rows(first, n)), step });
     }
+    return pieces;
   }
 
-  /** Updates this shard of every parameter that has a gradient; parameters without one are skipped, as torch does. */
+  /**
+   * Updates this shard of every parameter that has a gradient; parameters without one are skipped, as torch does.
+   * Consecutive pieces share a dispatch, up to slots() of them (at one step where stepPerDispatch), two windows of
+   * one parameter never together (an unaligned shard's windows overlap where they are bound).
+   */
   step(gradScale = 1): void {
     if (!(Number.isFinite(gradScale) && gradScale > 0)) throw new GpuError(`${this.label}.step: gradScale ${gradScale} must be finite and > 0`);
-    ledger.inPhase('optimizer', () => {
-      this.entries.forEach((entry, i) => {
+    ledger.inPhase('optimizer', () => tidy(() => {
+      const pieces = this.entries.flatMap((entry, i) => {
         const { name, param } = entry;
         const grad = param.grad;
         const { begin, end } = this.ranges[i];
-        if (!grad || begin === end) return;
+        if (!grad || begin === end) return [];
         if (grad.numel !== param.numel) throw new GpuError(`${this.label}: gradient ${shapeString(grad.shape)} for parameter '${name}' ${shapeString(param.shape)}`);
         const state = this.states.get(name) ?? this.setState(name, this.stateNames.map(() => Tensor.zeros([end - begin])), 0);
         state.step++;
-        this.updateRange(entry, begin, end, grad, state.tensors, state.step, gradScale);
+        return this.piecesOf(entry, begin, end, grad, state.tensors, state.step);
       });
-    });
+      const slots = this.slots(deviceLimits());
+      for (let i = 0; i < pieces.length;) {
+        let j = i + 1;
+        const joins = (p: Piece) => (!this.stepPerDispatch || p.step === pieces[i].step) && p.entry !== pieces[j - 1].entry;
+        while (j < pieces.length && j - i < slots && joins(pieces[j])) j++;
+        this.update(pieces.slice(i, j), gradScale);
+        i = j;
+      }
+    }));
   }
 
   zeroGrad(): void { zeroGrad(this.entries.map((e) => e.param)); }
@@ -209,15 +235,16 @@ export class AdamW extends ElementwiseOptimizer {
     this.weightDecay = weightDecay;
   }
 
-  protected update({ decay }: OptimizerEntry, n: number, offset: number, param: Tensor, grad: Tensor, [m, v]: Tensor[], step: number, gradScale: number): void {
+  protected readonly stepPerDispatch = true;
+  protected slots(limits: DeviceLimits): number { return adamwSlots(limits); }
+
+  protected update(pieces: readonly Piece[], gradScale: number): void {
     const [beta1, beta2] = this.betas;
-    launch(adamwCall(deviceLimits(), n, offset, {
-      beta1, beta2, eps: this.eps,
-      decayFactor: decay ? 1 - this.lr * this.weightDecay : 1,
-      stepSize: this.lr / (1 - beta1 ** step),
-      bc2Sqrt: Math.sqrt(1 - beta2 ** step),
-      gradScale,
-    }), [grad], [param, m, v]);
+    const { step } = pieces[0];
+    const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, decayFactor: entry.decay ? 1 - this.lr * this.weightDecay : 1 }));
+    launch(adamwCall(deviceLimits(), ranges, {
+      beta1, beta2, eps: this.eps, stepSize: this.lr / (1 - beta1 ** step), bc2Sqrt: Math.sqrt(1 - beta2 ** step), gradScale,
+    }, this.shape()), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
 }
 
@@ -245,11 +272,15 @@ export class RMSprop extends ElementwiseOptimizer {
     this.weightDecay = weightDecay;
   }
 
-  protected update({ decay }: OptimizerEntry, n: number, offset: number, param: Tensor, grad: Tensor, [v]: Tensor[], _step: number, gradScale: number): void {
-    launch(rmspropCall(deviceLimits(), n, offset, {
-      alpha: this.alpha, eps: this.eps, lr: this.lr, weightDecay: decay ? this.weightDecay : 0, gradScale,
-    }), [grad], [param, v]);
+  protected readonly stepPerDispatch = false;
+  protected slots(limits: DeviceLimits): number { return rmspropSlots(limits); }
+
+  protected update(pieces: readonly Piece[], gradScale: number): void {
+    const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, weightDecay: entry.decay ? this.weightDecay : 0 }));
+    launch(rmspropCall(deviceLimits(), ranges, { alpha: this.alpha, eps: this.eps, lr: this.lr, gradScale }, this.shape()),
+      pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
+
 }
 
 /** Options of either optimizer; what is left out takes torch's defaults (AdamW betas 0.9/0.999, wd 0.01; RMSprop alpha 0.99, wd 0; eps 1e-8). */

@@ -1,30 +1,34 @@
-// Fused AdamW update of one parameter range: decay, both moments and the step in one pass.
-import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+// Fused AdamW update of parameter ranges, up to a dispatch's slots of them at once (kernels/tensor_slots.ts): decay,
+// both moments and the step in one pass.
+import type { DeviceLimits, KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, slotCall, slotsPerDispatch, type SlotKernelSpec, type SlotShape } from './tensor_slots.ts';
 
-export const adamwKernel: Kernel = {
+export const ADAMW: SlotKernelSpec = {
   name: 'adamw',
-  source: loadWgsl(import.meta.url, 'adamw.wgsl'),
-  inputs: ['grad'],
-  outputs: ['param', 'm', 'v'],
-  params: [['n', 'u32'], ['offset', 'u32'], ['beta1', 'f32'], ['beta2', 'f32'], ['eps', 'f32'],
-    ['decayFactor', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32'], ['gradScale', 'f32']],
-  constants: ['WG'],
+  moduleUrl: import.meta.url,
+  file: 'adamw.wgsl',
+  slotInputs: ['grad'],
+  slotOutputs: ['param', 'm', 'v'],
+  slotFields: [['n', 'u32'], ['offset', 'u32'], ['end', 'u32'], ['decayFactor', 'f32']],
+  params: [['beta1', 'f32'], ['beta2', 'f32'], ['eps', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32'], ['gradScale', 'f32']],
+  constants: ['WG', 'PER_THREAD'],
+  call: (s) => `update(&grad${s}, &param${s}, &m${s}, &v${s}, first, slot)`,
 };
 
-/** Step constants, computed on the host in float64 (see adamw.wgsl); gradScale multiplies every gradient element. */
-export interface AdamWStepParams { beta1: number; beta2: number; eps: number; decayFactor: number; stepSize: number; bc2Sqrt: number; gradScale: number }
+/** Parameter ranges one dispatch updates on this device: four storage bindings each. */
+export function adamwSlots(limits: DeviceLimits): number { return slotsPerDispatch(limits, 4); }
 
-const WG = 256; // WebGPU guarantees 256 invocations per workgroup; the kernel uses no workgroup memory
+/** Step constants shared by a dispatch's ranges, computed on the host in float64 (see adamw.wgsl); gradScale multiplies every gradient element. */
+export interface AdamWStepParams { beta1: number; beta2: number; eps: number; stepSize: number; bc2Sqrt: number; gradScale: number }
 
-/** Updates param[offset, offset + n) with grad[offset, offset + n); m and v have n elements. */
-export function adamwCall(limits: DeviceLimits, n: number, offset: number, step: AdamWStepParams): KernelCall {
-  return {
-    kernel: adamwKernel,
-    constants: { WG },
-    params: { n, offset, ...step },
-    workgroups: grid1d(n, WG, limits),
-    // Per element: gradient scale 1, m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract);
-    // reads g, p, m, v; writes p, m, v.
-    cost: { flops: 15 * n, bytesRead: 16 * n, bytesWritten: 12 * n },
-  };
+/** One range: param[offset, offset + n) with grad[offset, offset + n); its m and v hold n elements. */
+export type AdamWRange = { n: number; offset: number; decayFactor: number };
+
+/** Updates each range (1 to adamwSlots of them); bind grad of each range, then param, m and v of each in order. */
+export function adamwCall(limits: DeviceLimits, ranges: readonly AdamWRange[], step: AdamWStepParams, shape: SlotShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+  const n = ranges.reduce((a, r) => a + r.n, 0);
+  // Per element: gradient scale 1, m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract);
+  // reads g, p, m, v; writes p, m, v.
+  return slotCall(limits, ADAMW, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * shape.perThread)), { ...step },
+    { constants: { WG: shape.threads, PER_THREAD: shape.perThread }, cost: { flops: 15 * n, bytesRead: 16 * n, bytesWritten: 12 * n } });
 }

@@ -1,29 +1,48 @@
-// One AdamW step (torch.optim.AdamW) on the elements [offset, offset + n) of a parameter:
+// One AdamW step (torch.optim.AdamW) on the elements [offset, offset + n) of each slot's parameter (up to SLOTS
+// parameters in one dispatch: kernels/tensor_slots.ts):
 //   g = gradScale * grad                     (gradScale: global-norm clipping folded in, 1 without)
-//   p *= decayFactor                         (decayFactor = 1 - lr * weightDecay: decoupled decay)
+//   p *= decayFactor                         (decayFactor = 1 - lr * weightDecay: decoupled decay; 1 for a tensor without)
 //   m = beta1 * m + (1 - beta1) * g
 //   v = beta2 * v + (1 - beta2) * g^2
 //   p -= stepSize * m / (sqrt(v) / bc2Sqrt + eps)   (stepSize = lr / (1 - beta1^t), bc2Sqrt = sqrt(1 - beta2^t))
-// The bias corrections come from the host in float64. m and v hold only this range: index i, not offset + i.
+// The bias corrections come from the host in float64; a dispatch's slots are at one step t. m and v hold only the
+// slot's range: index i, not offset + i.
 override WG: u32 = 256u;
+override PER_THREAD: u32 = 1u; // elements a thread updates, WG apart
 
-struct Params { n: u32, offset: u32, beta1: f32, beta2: f32, eps: f32, decayFactor: f32, stepSize: f32, bc2Sqrt: f32, gradScale: f32 }
+struct Slot { n: u32, offset: u32, end: u32, decayFactor: f32 }
+struct Params { slots: array<Slot, SLOTS>, beta1: f32, beta2: f32, eps: f32, stepSize: f32, bc2Sqrt: f32, gradScale: f32 }
 
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+{{STORAGE}}
+@group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
+
+alias Read = ptr<storage, array<f32>, read>;
+alias Write = ptr<storage, array<f32>, read_write>;
+
+// The thread's elements of the slot from index `first`, WG apart.
+fn update(grad: Read, param: Write, m: Write, v: Write, first: u32, slot: Slot) {
+  for (var k = 0u; k < PER_THREAD; k++) {
+    let i = first + k * WG;
+    if (i >= slot.n) { return; }
+    let j = slot.offset + i;
+    let g = grad[j] * params.gradScale;
+    let mi = params.beta1 * m[i] + (1.0 - params.beta1) * g;
+    let vi = params.beta2 * v[i] + (1.0 - params.beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[j] = param[j] * slot.decayFactor - params.stepSize * mi / (sqrt(vi) / params.bc2Sqrt + params.eps);
+  }
+}
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
-  let j = params.offset + i;
-  let g = grad[j] * params.gradScale;
-  let mi = params.beta1 * m[i] + (1.0 - params.beta1) * g;
-  let vi = params.beta2 * v[i] + (1.0 - params.beta2) * g * g;
-  m[i] = mi;
-  v[i] = vi;
-  param[j] = param[j] * params.decayFactor - params.stepSize * mi / (sqrt(vi) / params.bc2Sqrt + params.eps);
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let w = wid.x + wid.y * nwg.x;
+  let owner = slotOf(w);
+  let slot = params.slots[owner.x];
+  let first = (w - owner.y) * WG * PER_THREAD + lid;
+  if (w >= slot.end) { return; }
+  switch (owner.x) {
+{{CASES}}
+    default: {}
+  }
 }

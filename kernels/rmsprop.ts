@@ -1,29 +1,34 @@
-// Fused RMSprop update of one parameter range: coupled decay, the square average and the step in one pass.
-import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+// Fused RMSprop update of parameter ranges, up to a dispatch's slots of them at once (kernels/tensor_slots.ts):
+// coupled decay, the square average and the step in one pass.
+import type { DeviceLimits, KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, slotCall, slotsPerDispatch, type SlotKernelSpec, type SlotShape } from './tensor_slots.ts';
 
-export const rmspropKernel: Kernel = {
+export const RMSPROP: SlotKernelSpec = {
   name: 'rmsprop',
-  source: loadWgsl(import.meta.url, 'rmsprop.wgsl'),
-  inputs: ['grad'],
-  outputs: ['param', 'v'],
-  params: [['n', 'u32'], ['offset', 'u32'], ['alpha', 'f32'], ['eps', 'f32'], ['lr', 'f32'], ['weightDecay', 'f32'], ['gradScale', 'f32']],
-  constants: ['WG'],
+  moduleUrl: import.meta.url,
+  file: 'rmsprop.wgsl',
+  slotInputs: ['grad'],
+  slotOutputs: ['param', 'v'],
+  slotFields: [['n', 'u32'], ['offset', 'u32'], ['end', 'u32'], ['weightDecay', 'f32']],
+  params: [['alpha', 'f32'], ['eps', 'f32'], ['lr', 'f32'], ['gradScale', 'f32']],
+  constants: ['WG', 'PER_THREAD'],
+  call: (s) => `update(&grad${s}, &param${s}, &v${s}, first, slot)`,
 };
 
-/** Step constants (see rmsprop.wgsl); weightDecay is 0 for a parameter the table exempts from decay. */
-export interface RMSpropStepParams { alpha: number; eps: number; lr: number; weightDecay: number; gradScale: number }
+/** Parameter ranges one dispatch updates on this device: three storage bindings each. */
+export function rmspropSlots(limits: DeviceLimits): number { return slotsPerDispatch(limits, 3); }
 
-const WG = 256; // WebGPU guarantees 256 invocations per workgroup; the kernel uses no workgroup memory
+/** Step constants shared by a dispatch's ranges (see rmsprop.wgsl). */
+export interface RMSpropStepParams { alpha: number; eps: number; lr: number; gradScale: number }
 
-/** Updates param[offset, offset + n) with grad[offset, offset + n); v has n elements. */
-export function rmspropCall(limits: DeviceLimits, n: number, offset: number, step: RMSpropStepParams): KernelCall {
-  return {
-    kernel: rmspropKernel,
-    constants: { WG },
-    params: { n, offset, ...step },
-    workgroups: grid1d(n, WG, limits),
-    // Per element: gradient 3 (scale, decay multiply, add), v 4, parameter 5 (sqrt, add eps, lr·g, divide, subtract);
-    // reads g, p, v; writes p, v.
-    cost: { flops: 12 * n, bytesRead: 12 * n, bytesWritten: 8 * n },
-  };
+/** One range: param[offset, offset + n) with grad[offset, offset + n); its v holds n elements; weightDecay 0 where the table exempts it. */
+export type RMSpropRange = { n: number; offset: number; weightDecay: number };
+
+/** Updates each range (1 to rmspropSlots of them); bind grad of each range, then param and v of each in order. */
+export function rmspropCall(limits: DeviceLimits, ranges: readonly RMSpropRange[], step: RMSpropStepParams, shape: SlotShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+  const n = ranges.reduce((a, r) => a + r.n, 0);
+  // Per element: gradient 3 (scale, decay multiply, add), v 4, parameter 5 (sqrt, add eps, lr·g, divide, subtract);
+  // reads g, p, v; writes p, v.
+  return slotCall(limits, RMSPROP, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * shape.perThread)), { ...step },
+    { constants: { WG: shape.threads, PER_THREAD: shape.perThread }, cost: { flops: 12 * n, bytesRead: 12 * n, bytesWritten: 8 * n } });
 }

@@ -1,25 +1,44 @@
-// One RMSprop step (torch.optim.RMSprop: no momentum, not centered) on the elements [offset, offset + n) of a parameter:
+// One RMSprop step (torch.optim.RMSprop: no momentum, not centered) on the elements [offset, offset + n) of each
+// slot's parameter (up to SLOTS parameters in one dispatch: kernels/tensor_slots.ts):
 //   g = gradScale * grad + weightDecay * p   (coupled decay, as torch adds it to the gradient; gradScale: clipping)
 //   v = alpha * v + (1 - alpha) * g^2        (square_avg)
 //   p -= lr * g / (sqrt(v) + eps)
-// v holds only this range: index i, not offset + i.
+// v holds only the slot's range: index i, not offset + i.
 override WG: u32 = 256u;
+override PER_THREAD: u32 = 1u; // elements a thread updates, WG apart
 
-struct Params { n: u32, offset: u32, alpha: f32, eps: f32, lr: f32, weightDecay: f32, gradScale: f32 }
+struct Slot { n: u32, offset: u32, end: u32, weightDecay: f32 }
+struct Params { slots: array<Slot, SLOTS>, alpha: f32, eps: f32, lr: f32, gradScale: f32 }
 
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
+{{STORAGE}}
+@group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
+
+alias Read = ptr<storage, array<f32>, read>;
+alias Write = ptr<storage, array<f32>, read_write>;
+
+// The thread's elements of the slot from index `first`, WG apart.
+fn update(grad: Read, param: Write, v: Write, first: u32, slot: Slot) {
+  for (var k = 0u; k < PER_THREAD; k++) {
+    let i = first + k * WG;
+    if (i >= slot.n) { return; }
+    let j = slot.offset + i;
+    let p = param[j];
+    let g = grad[j] * params.gradScale + slot.weightDecay * p;
+    let vi = params.alpha * v[i] + (1.0 - params.alpha) * g * g;
+    v[i] = vi;
+    param[j] = p - params.lr * g / (sqrt(vi) + params.eps);
+  }
+}
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
-  let j = params.offset + i;
-  let p = param[j];
-  let g = grad[j] * params.gradScale + params.weightDecay * p;
-  let vi = params.alpha * v[i] + (1.0 - params.alpha) * g * g;
-  v[i] = vi;
-  param[j] = p - params.lr * g / (sqrt(vi) + params.eps);
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let w = wid.x + wid.y * nwg.x;
+  let owner = slotOf(w);
+  let slot = params.slots[owner.x];
+  let first = (w - owner.y) * WG * PER_THREAD + lid;
+  if (w >= slot.end) { return; }
+  switch (owner.x) {
+{{CASES}}
+    default: {}
+  }
 }

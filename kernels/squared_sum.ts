@@ -1,15 +1,24 @@
-// Deterministic sum of squares of many tensors (the global gradient norm): one pass per tensor into fixed
-// partial sums, then one workgroup adds the partials in order. No atomics, so the result is bit-reproducible.
-import { ceilDiv, reductionWorkgroupSize, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
+// Deterministic sum of squares of many tensors (the global gradient norm): fixed partial sums per tensor, up to a
+// dispatch's slots of tensors at once (kernels/tensor_slots.ts), then one workgroup adds the partials in order. No
+// atomics, so the result is bit-reproducible.
+import { ceilDiv, reductionWorkgroupSize, type DeviceLimits, type KernelCall } from './spec.ts';
+import { slotCall, slotsPerDispatch, type SlotKernelSpec } from './tensor_slots.ts';
 
-export const squaredSumKernel: Kernel = {
+export const SQUARED_SUM: SlotKernelSpec = {
   name: 'squaredSum',
-  source: wgsl(import.meta.url, 'squared_sum.wgsl', { includes: ['workgroup_sum.wgsl'] }),
-  inputs: ['x'],
+  moduleUrl: import.meta.url,
+  file: 'squared_sum.wgsl',
+  includes: ['workgroup_sum.wgsl'],
+  slotInputs: ['x'],
+  slotOutputs: [],
   outputs: ['out'],
-  params: [['n', 'u32'], ['chunk', 'u32'], ['outOffset', 'u32']],
+  slotFields: [['n', 'u32'], ['chunk', 'u32'], ['end', 'u32'], ['outOffset', 'u32']],
   constants: ['WG', 'SQUARE'],
+  call: (s) => `s = threadSum(&x${s}, slot, w - owner.y, lid)`,
 };
+
+/** Tensors one dispatch sums on this device: a storage binding each, beside the partials. */
+export function squaredSumSlots(limits: DeviceLimits): number { return slotsPerDispatch(limits, 1, 1); }
 
 /**
  * How a workgroup sums: its threads, and about how many elements each adds before the tree. A GPU wants many threads
@@ -28,27 +37,21 @@ export function squaredSumPlan(limits: DeviceLimits, n: number, shape: SquaredSu
   return { wg, groups, chunk: ceilDiv(n, groups) };
 }
 
-/** out[outOffset + w] = sum of x[i]^2 over chunk w of squaredSumPlan(limits, n, shape), for every w. */
-export function squaredSumCall(limits: DeviceLimits, n: number, outOffset: number, shape: SquaredSumShape = SQUARED_SUM_SHAPES.gpu): KernelCall {
-  const { wg, groups, chunk } = squaredSumPlan(limits, n, shape);
-  return {
-    kernel: squaredSumKernel,
-    constants: { WG: wg, SQUARE: 1 },
-    params: { n, chunk, outOffset },
-    workgroups: [groups],
-    cost: { flops: 2 * n, bytesRead: 4 * n, bytesWritten: 4 * groups },
-  };
+/**
+ * For each tensor (1 to squaredSumSlots of them, n elements each, none empty), out[outOffset + w] = the sum of x[i]^2
+ * over chunk w of squaredSumPlan(limits, n, shape), for every w: the partials of a tensor are its plan's, whatever
+ * tensors share its dispatch. Bind the tensors in order, then out.
+ */
+export function squaredSumCall(limits: DeviceLimits, tensors: readonly { n: number; outOffset: number }[], shape: SquaredSumShape = SQUARED_SUM_SHAPES.gpu): KernelCall {
+  const plans = tensors.map((t) => squaredSumPlan(limits, t.n, shape));
+  const n = tensors.reduce((a, t) => a + t.n, 0), groups = plans.reduce((a, p) => a + p.groups, 0);
+  return slotCall(limits, SQUARED_SUM, tensors.map((t, s) => ({ ...t, chunk: plans[s].chunk })), (s) => plans[s].groups, {},
+    { constants: { WG: plans[0].wg, SQUARE: 1 }, cost: { flops: 2 * n, bytesRead: 4 * n, bytesWritten: 4 * groups } });
 }
 
 /** out[outOffset] = sum of x[0, n) in one workgroup: the final pass over the partial sums. */
 export function partialSumCall(limits: DeviceLimits, n: number, outOffset: number, shape: SquaredSumShape = SQUARED_SUM_SHAPES.gpu): KernelCall {
   const wg = reductionWorkgroupSize(limits, 4, 0, shape.threads);
-  return {
-    kernel: squaredSumKernel,
-    constants: { WG: wg, SQUARE: 0 },
-    params: { n, chunk: n, outOffset },
-    workgroups: [1],
-    cost: { flops: n, bytesRead: 4 * n, bytesWritten: 4 },
-    op: 'squaredSumFinal',
-  };
+  return slotCall(limits, SQUARED_SUM, [{ n, chunk: n, outOffset }], () => 1, {},
+    { constants: { WG: wg, SQUARE: 0 }, cost: { flops: n, bytesRead: 4 * n, bytesWritten: 4 }, op: 'squaredSumFinal' });
 }

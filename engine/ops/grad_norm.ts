@@ -1,9 +1,10 @@
 // The squared global L2 norm of many tensors (torch.nn.utils.clip_grad_norm_'s norm, squared), on the GPU and off
-// the tape: a fixed set of partial sums per tensor, in table order, then one fixed-order sum. Deterministic.
+// the tape: a fixed set of partial sums per tensor, in table order, several tensors a dispatch, then one fixed-order
+// sum. Deterministic.
 import { gpu, GpuError } from '../gpu.ts';
 import { bindingWindows, deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
-import { partialSumCall, SQUARED_SUM_SHAPES, squaredSumCall, squaredSumPlan } from '../../kernels/squared_sum.ts';
+import { partialSumCall, SQUARED_SUM_SHAPES, squaredSumCall, squaredSumPlan, squaredSumSlots } from '../../kernels/squared_sum.ts';
 
 /**
  * Σ over every tensor t and element i of t[i]², as f32: into out[index] when `out` is given (e.g. a small
@@ -15,14 +16,19 @@ export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index 
     throw new GpuError(`gradNormSquared: index ${index} into ${out.dtype} ${shapeString(out.shape)}`);
   const limits = deviceLimits();
   const reduction = gpu().onHostCpu ? SQUARED_SUM_SHAPES.cpu : SQUARED_SUM_SHAPES.gpu;
-  // A tensor larger than one binding is summed window by window, each into its own partials.
-  const pieces = tensors.flatMap((t) => bindingWindows(t.numel, 4).map((w) => ({ t, ...w, groups: squaredSumPlan(limits, w.count, reduction).groups })));
-  const total = pieces.reduce((a, p) => a + p.groups, 0);
+  // A tensor larger than one binding is summed window by window, each into its own partials, in table order.
+  let total = 0;
+  const pieces = tensors.flatMap((t) => bindingWindows(t.numel, 4).flatMap(({ first, count }) => {
+    const outOffset = total;
+    total += squaredSumPlan(limits, count, reduction).groups;
+    return count > 0 ? [{ t, first, count, outOffset }] : [];
+  }));
   const partials = Tensor.empty([Math.max(1, total)], 'f32', 'gradNormSquared partials');
-  let offset = 0;
-  for (const { t, first, count, groups } of pieces) {
-    if (groups > 0) tidy(() => launch(squaredSumCall(limits, count, offset, reduction), [count === t.numel ? t : t.reshape([-1]).rows(first, count)], [partials]));
-    offset += groups;
+  const slots = squaredSumSlots(limits);
+  for (let i = 0; i < pieces.length; i += slots) {
+    const group = pieces.slice(i, i + slots);
+    tidy(() => launch(squaredSumCall(limits, group.map((p) => ({ n: p.count, outOffset: p.outOffset })), reduction),
+      group.map(({ t, first, count }) => (count === t.numel ? t : t.reshape([-1]).rows(first, count))), [partials]));
   }
   const result = out ?? Tensor.empty([1], 'f32', 'gradNormSquared');
   launch(partialSumCall(limits, total, index, reduction), [partials], [result]);

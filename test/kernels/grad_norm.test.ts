@@ -2,11 +2,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gradNormSquared } from '../../engine/ops/grad_norm.ts';
+import { deviceLimits } from '../../engine/launch.ts';
+import { ledger } from '../../engine/ledger.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor } from '../../engine/tensor.ts';
+import { squaredSumSlots } from '../../kernels/squared_sum.ts';
 import { initGpu, randn } from '../support/util.ts';
 
-test('ragged tensors (1, 7, 4096, 4097, 70001 and an empty one): float64 sum, bit-identical reruns, out[index]', async () => {
+test('ragged tensors (1, 7, 4096, 4097, 70001 and an empty one) in few dispatches: float64 sum, bit-identical reruns, out[index]', async () => {
   await initGpu();
   const base = pool.liveBytes;
   const sizes = [1, 7, 0, 4096, 4097, 70001];
@@ -14,7 +17,11 @@ test('ragged tensors (1, 7, 4096, 4097, 70001 and an empty one): float64 sum, bi
   const tensors = data.map((d) => Tensor.fromArray(d, [d.length]));
   let ref = 0;
   for (const d of data) for (const x of d) ref += x * x;
+  ledger.reset();
   const a = gradNormSquared(tensors), b = gradNormSquared(tensors);
+  // Each call: the five non-empty tensors in dispatches of squaredSumSlots, then the final pass.
+  const count = (op: string) => ledger.all().filter((e) => e.op === op).reduce((n, e) => n + e.dispatches, 0);
+  assert.equal([count('squaredSum'), count('squaredSumFinal')], [2 * Math.ceil(5 / squaredSumSlots(deviceLimits())), 2]);
   const [va, vb] = [await a.item(), await b.item()];
   assert.ok(Math.abs(va - ref) / ref < 1e-6, `${va} vs float64 ${ref}`);
   assert.is(new Uint32Array(Float32Array.of(va).buffer)[0], new Uint32Array(Float32Array.of(vb).buffer)[0], 'bit-identical');

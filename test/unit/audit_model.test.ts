@@ -93,10 +93,12 @@ test('each per-element constant is what its kernel charges', () => {
   const decodeDims = { B: 2, H: 4, KVH: 2, T: 1, S: 16, D: 8 };
   const oneChunk = attentionDecodeCall(LIMITS, decodeDims, 10, { causal: true, window: 0, positionOffset: 9, hasKeyRange: false }, 1, 256);
   assert.is(oneChunk.cost.flops, 4 * 8 * 2 * 4 * 10 + 2 * 4 * 8 * M.DECODE_NORMALIZE_FLOPS);
-  assert.is(per(squaredSumCall(LIMITS, n, 0).cost.flops), M.GRAD_NORM_FLOPS_PER_ELEMENT);
-  const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8, decayFactor: 1, stepSize: 1e-3, bc2Sqrt: 1, gradScale: 1 };
-  assert.is(per(adamwCall(LIMITS, n, 0, adam).cost.flops), M.ADAMW_FLOPS_PER_ELEMENT);
-  assert.is(per(rmspropCall(LIMITS, n, 0, { alpha: 0.99, eps: 1e-8, lr: 1e-3, weightDecay: 0, gradScale: 1 }).cost.flops), M.RMSPROP_FLOPS_PER_ELEMENT);
+  // Several tensors a dispatch: the cost per element of them all.
+  const halves = [n / 2, n / 2];
+  assert.is(per(squaredSumCall(LIMITS, halves.map((k, i) => ({ n: k, outOffset: i }))).cost.flops), M.GRAD_NORM_FLOPS_PER_ELEMENT);
+  const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8, stepSize: 1e-3, bc2Sqrt: 1, gradScale: 1 };
+  assert.is(per(adamwCall(LIMITS, halves.map((k) => ({ n: k, offset: 0, decayFactor: 1 })), adam).cost.flops), M.ADAMW_FLOPS_PER_ELEMENT);
+  assert.is(per(rmspropCall(LIMITS, halves.map((k) => ({ n: k, offset: 0, weightDecay: 0 })), { alpha: 0.99, eps: 1e-8, lr: 1e-3, gradScale: 1 }).cost.flops), M.RMSPROP_FLOPS_PER_ELEMENT);
   assert.is(per(accumulateCall(LIMITS, n).cost.flops), M.ACCUMULATE_FLOPS);
   for (const s of [{ temperature: 0, topK: 0, topP: 1 }, { temperature: 1, topK: 0, topP: 1 }, { temperature: 1, topK: 5, topP: 1 }, { temperature: 1, topK: 0, topP: 0.9 }, { temperature: 0.7, topK: 5, topP: 0.9 }, { temperature: 1, topK: 40, topP: 1 }]) {
     const p = sampleTokensPasses(16, s);

@@ -5,11 +5,22 @@ import * as assert from 'uvu/assert';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { wgsl, type Kernel } from '../../kernels/spec.ts';
+import { slotKernel, type SlotKernelSpec } from '../../kernels/tensor_slots.ts';
 
 const dir = fileURLToPath(new URL('../../kernels/', import.meta.url));
 
 function isKernel(v: unknown): v is Kernel {
   return !!v && typeof v === 'object' && typeof (v as Kernel).source === 'string' && Array.isArray((v as Kernel).inputs);
+}
+
+function isSlotKernelSpec(v: unknown): v is SlotKernelSpec {
+  return !!v && typeof v === 'object' && Array.isArray((v as SlotKernelSpec).slotFields) && typeof (v as SlotKernelSpec).call === 'function';
+}
+
+/** A module's kernels: those it exports, and the variants of 1 to 3 slots of the slot kernels it exports (kernels/tensor_slots.ts). */
+function kernelsOf(mod: Record<string, unknown>): Kernel[] {
+  const values = Object.values(mod);
+  return [...values.filter(isKernel), ...values.filter(isSlotKernelSpec).flatMap((spec) => [1, 2, 3].map((n) => slotKernel(spec, n)))];
 }
 
 interface ParsedShader { bindings: { index: number; name: string; kind: string }[]; params: [string, string][]; overrides: string[] }
@@ -19,8 +30,15 @@ function parse(source: string): ParsedShader {
   const bindings = [...code.matchAll(/@group\(0\)\s*@binding\((\d+)\)\s*var<([^>]+)>\s*(\w+)\s*:/g)]
     .map((m) => ({ index: Number(m[1]), kind: m[2].replace(/\s/g, ''), name: m[3] }))
     .sort((a, b) => a.index - b.index);
-  const struct = /struct\s+Params\s*\{([^}]*)\}/.exec(code);
-  const params = struct ? [...struct[1].matchAll(/(\w+)\s*:\s*(\w+)/g)].map((m) => [m[1], m[2]] as [string, string]) : [];
+  const fieldsOf = (name: string) => {
+    const struct = new RegExp(`struct\\s+${name}\\s*\\{([^}]*)\\}`).exec(code);
+    return struct ? [...struct[1].matchAll(/(\w+)\s*:\s*(\w+)/g)].map((m) => [m[1], m[2]] as [string, string]) : [];
+  };
+  // A slot kernel's `slots: array<Slot, SLOTS>` is each slot's fields in turn, suffixed by the slot's index.
+  const slots = Number(/const\s+SLOTS\s*=\s*(\d+)u;/.exec(code)?.[1] ?? 0);
+  const params = fieldsOf('Params').flatMap(([n, t]) => (n === 'slots' && t === 'array'
+    ? Array.from({ length: slots }, (_, k) => fieldsOf('Slot').map(([f, ft]) => [`${f}${k}`, ft] as [string, string])).flat()
+    : [[n, t] as [string, string]]));
   const declared = [...code.matchAll(/override\s+(\w+)[^=;]*(?:=([^;]*))?;/g)].map((m) => ({ name: m[1], init: m[2] ?? '' }));
   // An override computed from other overrides (e.g. WG_X = TILE_N / THREAD_N) is not set by the host.
   const names = declared.map((d) => d.name);
@@ -28,20 +46,20 @@ function parse(source: string): ParsedShader {
   return { bindings, params, overrides };
 }
 
-// spec.ts, dtype.ts and matmul_shape.ts describe kernels and hold none.
-const files = readdirSync(dir).filter((f) => f.endsWith('.ts') && !['spec.ts', 'dtype.ts', 'matmul_shape.ts'].includes(f));
+// spec.ts, dtype.ts, matmul_shape.ts and tensor_slots.ts describe kernels and hold none.
+const files = readdirSync(dir).filter((f) => f.endsWith('.ts') && !['spec.ts', 'dtype.ts', 'matmul_shape.ts', 'tensor_slots.ts'].includes(f));
 
 test('every kernel module exports at least one kernel', async () => {
   for (const f of files) {
     const mod = await import(`../../kernels/${f}`);
-    assert.ok(Object.values(mod).some(isKernel), `${f} exports no Kernel`);
+    assert.ok(kernelsOf(mod).length > 0, `${f} exports no Kernel`);
   }
 });
 
 for (const f of files) {
   test(`spec agrees with shader: ${f}`, async () => {
     const mod = await import(`../../kernels/${f}`);
-    for (const k of Object.values(mod).filter(isKernel)) {
+    for (const k of kernelsOf(mod)) {
       const s = parse(k.source);
       // Binding i is the i-th of inputs, outputs, params; an absent input or output keeps its number and is not declared.
       const absent = k.absent ?? [];

@@ -1,0 +1,91 @@
+// Kernels that take several tensors in one dispatch (torch's multi-tensor apply, the `_foreach` ops): the optimizer
+// updates and the gradient norm, which would otherwise cost a dispatch per parameter. WGSL cannot index bindings, so
+// each tensor is a slot with bindings of its own, and a switch on the workgroup's slot passes them to one function
+// (unrestricted_pointer_parameters). Slots take consecutive runs of workgroups: slot s owns [end of s - 1, end of s).
+// A variant is compiled per slot count, so that a dispatch binds exactly the slots it declares.
+import { grid1d, wgsl, type DeviceLimits, type Kernel, type KernelCall, type ParamType } from './spec.ts';
+
+/** The most slots of a dispatch (its uniform holds 16 bytes a slot). */
+export const MAX_SLOTS = 16;
+
+/** Slots a dispatch can hold with `perSlot` storage buffers each beside `shared` others, within the device's storage buffers. */
+export function slotsPerDispatch(limits: Pick<DeviceLimits, 'maxStorageBuffersPerShaderStage'>, perSlot: number, shared = 0): number {
+  return Math.max(1, Math.min(MAX_SLOTS, Math.floor((limits.maxStorageBuffersPerShaderStage - shared) / perSlot)));
+}
+
+/** How a slot kernel's workgroup covers its elements: its threads, and how many elements each takes. */
+export interface SlotShape { threads: number; perThread: number }
+
+/**
+ * The elementwise slot kernels' shapes (the optimizers'), by device: a thread an element on a GPU; on a CPU driver
+ * (lavapipe), where each workgroup costs a fixed few microseconds and runs its invocations as loops on one core, 64
+ * threads of 64 elements (engine/optim.ts picks by Gpu.onHostCpu).
+ */
+export const ELEMENTWISE_SHAPES = { gpu: { threads: 256, perThread: 1 }, cpu: { threads: 64, perThread: 64 } } as const satisfies Record<string, SlotShape>;
+
+type Field = readonly [string, ParamType];
+
+/** A slot kernel: its file, its bindings per slot and beside them, and the 16 bytes of uniform a slot has (`struct Slot`). */
+export interface SlotKernelSpec {
+  name: string;
+  moduleUrl: string;
+  file: string;
+  includes?: readonly string[];
+  /** Each slot's bindings, suffixed by its index (grad0, param0, m0, grad1, ...): read-only, then read-write. */
+  slotInputs: readonly string[];
+  slotOutputs: readonly string[];
+  /** Read-write bindings after the slots' (e.g. the partial sums all slots write). */
+  outputs?: readonly string[];
+  /** `struct Slot`'s four 4-byte fields (a uniform array's 16-byte stride), then the dispatch's own parameters. */
+  slotFields: readonly [Field, Field, Field, Field];
+  params?: readonly Field[];
+  constants?: readonly string[];
+  /** Slot s's switch arm: the kernel's function called with the slot's bindings (e.g. `update(&grad0, &param0, i, slot)`). */
+  call: (s: number) => string;
+}
+
+const kernels = new Map<SlotKernelSpec, Map<number, Kernel>>();
+
+/**
+ * The kernel of `slots` slots. Its file's markers: {{SLOTS}} (in tensor_slots.wgsl, always included), {{STORAGE}} the
+ * storage declarations (f32 arrays, numbered as the spec binds them), {{PARAMS_BINDING}} the uniform's, {{CASES}} the arms.
+ */
+export function slotKernel(spec: SlotKernelSpec, slots: number): Kernel {
+  const variants = kernels.get(spec) ?? new Map<number, Kernel>();
+  kernels.set(spec, variants);
+  let k = variants.get(slots);
+  if (k) return k;
+  const suffixed = (names: readonly string[]) => Array.from({ length: slots }, (_, s) => names.map((n) => `${n}${s}`)).flat();
+  const inputs = suffixed(spec.slotInputs), outputs = [...suffixed(spec.slotOutputs), ...(spec.outputs ?? [])];
+  const declare = (name: string, i: number, access: string) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
+  const placeholders = {
+    SLOTS: slots,
+    STORAGE: [...inputs.map((n, i) => declare(n, i, 'read')), ...outputs.map((n, i) => declare(n, inputs.length + i, 'read_write'))].join('\n'),
+    PARAMS_BINDING: inputs.length + outputs.length,
+    CASES: Array.from({ length: slots }, (_, s) => `    case ${s}u: { ${spec.call(s)}; }`).join('\n'),
+  };
+  variants.set(slots, (k = {
+    name: spec.name,
+    source: wgsl(spec.moduleUrl, spec.file, { directives: ['requires unrestricted_pointer_parameters;'], includes: [...(spec.includes ?? []), 'tensor_slots.wgsl'], placeholders }),
+    inputs,
+    outputs,
+    params: [...suffixed(spec.slotFields.map(([n]) => n)).map((n, i): [string, ParamType] => [n, spec.slotFields[i % 4][1]]), ...(spec.params ?? [])],
+    constants: spec.constants,
+  }));
+  return k;
+}
+
+/**
+ * The call of a slot kernel over `slots` (one object of `struct Slot`'s values each, but `end`), slot s taking
+ * groups(s) workgroups: the uniform's values (each slot's, with its `end`, then `params`) and a grid of them all.
+ */
+export function slotCall(limits: DeviceLimits, spec: SlotKernelSpec, slots: readonly Readonly<Record<string, number>>[], groups: (s: number) => number,
+  params: Record<string, number>, rest: Pick<KernelCall, 'constants' | 'cost' | 'op'>): KernelCall {
+  const values: Record<string, number> = { ...params };
+  let end = 0;
+  slots.forEach((slot, s) => {
+    end += groups(s);
+    for (const [name] of spec.slotFields) values[`${name}${s}`] = name === 'end' ? end : slot[name];
+  });
+  return { kernel: slotKernel(spec, slots.length), params: values, workgroups: grid1d(end, 1, limits), ...rest };
+}
