@@ -1,0 +1,58 @@
+// The optimizer's part of a training step over a model's whole parameter table: the gradient norm's partial sums and
+// AdamW's update (train/step.ts runs both every step), ms a step and dispatches a step. The demo's tiny GPT-NeoX
+// (28 tensors, 0.1M parameters: where the count of dispatches is the cost) and Pythia-160m (148 tensors, 162M: where
+// the bytes are). Each step waits for the device, as a training step does before its update.
+// Prints one line a case, then one JSON line. Usage: node --import tsx bench/optimizer.ts [--steps N] [--small]
+import { parseArgs } from 'node:util';
+import { initGpu, releaseGpu } from '../engine/gpu.ts';
+import { ledger } from '../engine/ledger.ts';
+import { gradNormSquared } from '../engine/ops/grad_norm.ts';
+import { AdamW } from '../engine/optim.ts';
+import { flush, sync } from '../engine/runtime.ts';
+import { Tensor } from '../engine/tensor.ts';
+import { parseConfig, type ModelConfig } from '../models/config.ts';
+import { initParameters } from '../models/init.ts';
+import { DEMO_CONFIG } from '../train/demo.ts';
+
+const { values } = parseArgs({ options: { steps: { type: 'string', default: '30' }, small: { type: 'boolean', default: false } } });
+const steps = Number(values.steps);
+if (!Number.isSafeInteger(steps) || steps < 3) throw new Error(`--steps ${values.steps}: expected an integer >= 3`);
+
+const PYTHIA_160M = parseConfig({
+  model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], vocab_size: 50304, hidden_size: 768, num_hidden_layers: 12,
+  num_attention_heads: 12, intermediate_size: 3072, rotary_pct: 0.25, rotary_emb_base: 10000, layer_norm_eps: 1e-5,
+  max_position_embeddings: 2048, use_parallel_residual: true, tie_word_embeddings: false, hidden_act: 'gelu',
+}, 'Pythia-160m config');
+
+await initGpu();
+const results: Record<string, unknown>[] = [];
+for (const [name, cfg] of [['demo GPT-NeoX', DEMO_CONFIG], ['Pythia-160m', PYTHIA_160M]] as [string, ModelConfig][]) {
+  if (values.small && name === 'Pythia-160m') continue;
+  const params = initParameters(cfg, 0);
+  const entries = params.entries();
+  for (const { param } of entries) param.grad = Tensor.fromArray(Float32Array.from({ length: param.numel }, (_, i) => Math.sin(i) * 1e-3), param.shape).keep();
+  const opt = new AdamW(entries, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01 });
+  const stats = Tensor.zeros([1]).keep();
+  const times: number[] = [];
+  let dispatches = 0;
+  for (let s = 0; s < steps; s++) {
+    ledger.reset();
+    await sync();
+    const t0 = performance.now();
+    gradNormSquared(entries.map((e) => e.param.grad!), stats, 0);
+    opt.step(0.5);
+    flush();
+    await sync();
+    times.push(performance.now() - t0);
+    dispatches = ledger.all().reduce((n, e) => n + e.dispatches, 0); // the last step's: the first also fills the states
+  }
+  const timed = times.slice(2).sort((a, b) => a - b); // the first steps compile pipelines and allocate the states
+  const median = timed[timed.length >> 1];
+  const parameters = entries.reduce((n, e) => n + e.param.numel, 0);
+  console.log(`${name}: ${entries.length} tensors, ${parameters} parameters: ${median.toFixed(3)} ms a step (median of ${timed.length}, min ${timed[0].toFixed(3)}), ${dispatches} dispatches a step`);
+  results.push({ case: name, tensors: entries.length, parameters, ms: median, dispatches });
+  opt.dispose(); stats.dispose(); params.dispose();
+}
+console.log(JSON.stringify({ optimizer: results }));
+releaseGpu();
+process.exit(0);
