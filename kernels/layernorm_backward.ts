@@ -1,5 +1,5 @@
 // LayerNorm backward: dx per row and per-block partial sums of dweight and dbias, in one pass.
-import { ceilDiv, grid1d, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { ceilDiv, grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 export const layerNormBackwardKernel: Kernel = {
   name: 'layerNormBackward',
@@ -7,7 +7,7 @@ export const layerNormBackwardKernel: Kernel = {
   inputs: ['x', 'weight', 'dy', 'mean', 'rstd'],
   outputs: ['dx', 'partialWeight', 'partialBias'],
   params: [['rows', 'u32'], ['cols', 'u32'], ['rowsPerBlock', 'u32']],
-  constants: ['WG', 'MAX_ROWS_PER_BLOCK'],
+  constants: ['WG', 'ROWS', 'MAX_ROWS_PER_BLOCK'],
 };
 
 // At least 16 rows per block keeps the partial sums ([blocks, cols], written here and read by column_sum)
@@ -30,11 +30,12 @@ export function normRowBlocks(rows: number): { rowsPerBlock: number; blocks: num
 export function layerNormBackwardCall(limits: DeviceLimits, rows: number, cols: number): KernelCall {
   const n = rows * cols;
   const { rowsPerBlock, blocks } = normRowBlocks(rows);
+  const group = rowGroup(limits, cols, 8, 8 * MAX_ROWS_PER_BLOCK, rowsPerBlock);
   // Per element: the row sums (5), then xhat, dx and the two partial sums (10). x and dy are read once
   // from memory (the second pass over a block hits the cache), weight once for all rows.
   return {
     kernel: layerNormBackwardKernel,
-    constants: { WG: rowWorkgroupSize(limits, cols, 8, 8 * MAX_ROWS_PER_BLOCK), MAX_ROWS_PER_BLOCK },
+    constants: { WG: group.threads, ROWS: group.rows, MAX_ROWS_PER_BLOCK },
     params: { rows, cols, rowsPerBlock },
     workgroups: grid1d(blocks, 1, limits),
     cost: { flops: 15 * n, bytesRead: 8 * n + 4 * cols + 8 * rows, bytesWritten: 4 * n + 8 * blocks * cols },

@@ -1,10 +1,13 @@
-// Backward of layernorm_forward.wgsl for a block of params.rowsPerBlock consecutive rows per workgroup.
+// Backward of layernorm_forward.wgsl for a block of params.rowsPerBlock consecutive rows per workgroup, whose row
+// sums ROWS rows at a time take side by side, ROW_THREADS threads each.
 // Forward was y = xhat * weight + bias with xhat = (x - mean) * rstd; with g = dy * weight,
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))       (means over the row)
 //   partialWeight[block, j] = sum over the block's rows of dy * xhat,  partialBias[block, j] = sum of dy.
 // xhat is recomputed from the saved mean and rstd. column_sum.wgsl adds the blocks' partial sums in a
 // fixed order: the weight gradients are deterministic without atomics.
-override WG: u32 = 256u; // a power of two: the tree reduction halves it
+override WG: u32 = 256u; // ROWS * ROW_THREADS
+override ROWS: u32 = 1u;
+override ROW_THREADS: u32 = WG / ROWS; // a power of two: the tree reduction halves it
 // Sizes the per-row statistics. Rows per block is a parameter, not a constant: with a constant bound on
 // the row loop around the barriers, lavapipe took 3-8 s to compile each variant (1.5 s now).
 override MAX_ROWS_PER_BLOCK: u32 = 64u;
@@ -31,18 +34,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (firstRow >= params.rows) { return; }
   let blockRows = min(params.rowsPerBlock, params.rows - firstRow);
   let cols = params.cols;
-  for (var r = 0u; r < blockRows; r++) {
+  let lane = lid % ROW_THREADS;
+  for (var r0 = 0u; r0 < blockRows; r0 += ROWS) {
+    // A row past the block still takes part in the barriers, over no columns.
+    let r = r0 + lid / ROW_THREADS;
+    let live = r < blockRows;
     let row = firstRow + r;
     let base = row * cols;
-    let mu = mean[row];
-    let rs = rstd[row];
+    var mu = 0.0;
+    var rs = 0.0;
+    if (live) { mu = mean[row]; rs = rstd[row]; }
     var sums = vec2f(0.0);
-    for (var j = lid; j < cols; j += WG) {
+    for (var j = lane; j < select(0u, cols, live); j += ROW_THREADS) {
       let g = dy[base + j] * weight[j];
       sums += vec2f(g, g * (x[base + j] - mu));
     }
     let total = workgroupSum(sums, lid); // (sum of g, sum of g * xhat / rstd)
-    if (lid == 0u) { rowMeans[r] = total * vec2f(1.0, rs) / f32(cols); }
+    if (live && lane == 0u) { rowMeans[r] = total * vec2f(1.0, rs) / f32(cols); }
   }
   workgroupBarrier();
   // Columns outer, the block's rows inner: each column's partial sums stay in registers.

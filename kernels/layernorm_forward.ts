@@ -1,6 +1,6 @@
-// LayerNorm forward over the last dim: one workgroup per row; writes y and the row statistics the backward reads,
+// LayerNorm forward over the last dim: a row per rowGroup's threads, rows side by side in a workgroup; writes y and the row statistics the backward reads,
 // and in the pair variant a second norm y2 of the same x (its own weight and bias) from the same statistics.
-import { grid1d, wgsl, type Kernel, type KernelCall, rowWorkgroupSize, type DeviceLimits } from './spec.ts';
+import { ceilDiv, grid1d, wgsl, type Kernel, type KernelCall, rowGroup, type DeviceLimits } from './spec.ts';
 
 function layerNormVariant(pair: boolean): Kernel {
   return {
@@ -9,7 +9,7 @@ function layerNormVariant(pair: boolean): Kernel {
     inputs: ['x', 'weight', 'bias', 'weight2', 'bias2'],
     outputs: ['y', 'y2', 'mean', 'rstd'],
     params: [['rows', 'u32'], ['cols', 'u32'], ['eps', 'f32']],
-    constants: ['WG'],
+    constants: ['WG', 'ROWS'],
     absent: pair ? [] : ['weight2', 'bias2', 'y2'],
   };
 }
@@ -23,11 +23,12 @@ export function layerNormForwardCall(limits: DeviceLimits, rows: number, cols: n
   const outputs = pair ? 2 : 1;
   // Per element: the shifted sum (2), the squared deviation (4), each output (5). x is read once from
   // memory (the later passes over a row hit the cache), weights and biases once for all rows.
+  const group = rowGroup(limits, cols, 4, 0, rows);
   return {
     kernel: pair ? layerNormPairForwardKernel : layerNormForwardKernel,
-    constants: { WG: rowWorkgroupSize(limits, cols, 4) },
+    constants: { WG: group.threads, ROWS: group.rows },
     params: { rows, cols, eps },
-    workgroups: grid1d(rows, 1, limits),
+    workgroups: grid1d(ceilDiv(rows, group.rows), 1, limits),
     cost: { flops: (6 + 5 * outputs) * n, bytesRead: 4 * n + 8 * outputs * cols, bytesWritten: 4 * outputs * n + 8 * rows },
   };
 }

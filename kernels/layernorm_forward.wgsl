@@ -1,10 +1,12 @@
-// LayerNorm over the last dim, one workgroup per row:
+// LayerNorm over the last dim, ROWS rows a workgroup side by side, ROW_THREADS threads each:
 //   y = (x - mean) * rstd * weight + bias,  rstd = 1 / sqrt(var + eps),  var the biased variance;
 // mean and rstd are also written for the backward. The pair variant also writes y2 = xhat · weight2 + bias2
 // (writeSecond, from layernorm_second_output.wgsl or layernorm_no_second_output.wgsl).
 // Two passes over the row (the mean, then the squared deviations from it), both taken relative to the
 // row's first element: a large common offset then costs no precision in either sum.
-override WG: u32 = 256u; // a power of two: the tree reduction halves it
+override WG: u32 = 256u; // ROWS * ROW_THREADS
+override ROWS: u32 = 1u;
+override ROW_THREADS: u32 = WG / ROWS; // a power of two: the tree reduction halves it
 
 struct Params { rows: u32, cols: u32, eps: f32 }
 
@@ -21,26 +23,31 @@ alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.rows) { return; }
-  let cols = params.cols;
+  let first = (wid.x + wid.y * nwg.x) * ROWS;
+  if (first >= params.rows) { return; }
+  // A row past the end still takes part in the barriers, over no columns.
+  let row = first + lid / ROW_THREADS;
+  let lane = lid % ROW_THREADS;
+  let live = row < params.rows;
+  let cols = select(0u, params.cols, live);
   let base = row * cols;
-  let shift = x[base];
+  var shift = 0.0;
+  if (live) { shift = x[base]; }
   var sum = 0.0;
-  for (var j = lid; j < cols; j += WG) { sum += x[base + j] - shift; }
-  let shiftedMean = workgroupSum(sum, lid) / f32(cols);
+  for (var j = lane; j < cols; j += ROW_THREADS) { sum += x[base + j] - shift; }
+  let shiftedMean = workgroupSum(sum, lid) / f32(params.cols);
   var squares = 0.0;
-  for (var j = lid; j < cols; j += WG) {
+  for (var j = lane; j < cols; j += ROW_THREADS) {
     let d = x[base + j] - shift - shiftedMean;
     squares += d * d;
   }
-  let r = inverseSqrt(workgroupSum(squares, lid) / f32(cols) + params.eps);
-  for (var j = lid; j < cols; j += WG) {
+  let r = inverseSqrt(workgroupSum(squares, lid) / f32(params.cols) + params.eps);
+  for (var j = lane; j < cols; j += ROW_THREADS) {
     let xhat = (x[base + j] - shift - shiftedMean) * r;
     y[base + j] = xhat * weight[j] + bias[j];
     writeSecond(base + j, j, xhat);
   }
-  if (lid == 0u) {
+  if (live && lane == 0u) {
     mean[row] = shift + shiftedMean;
     rstd[row] = r;
   }

@@ -1,9 +1,12 @@
-// Backward of rmsnorm_forward.wgsl for a block of params.rowsPerBlock consecutive rows per workgroup.
+// Backward of rmsnorm_forward.wgsl for a block of params.rowsPerBlock consecutive rows per workgroup, whose row sums
+// ROWS rows at a time take side by side, ROW_THREADS threads each.
 // Forward was y = xhat * weight with xhat = x * rstd; with g = dy * weight,
 //   dx = rstd * (g - xhat * mean(g * xhat))       (mean over the row)
 //   partialWeight[block, j] = sum over the block's rows of dy * xhat.
 // column_sum.wgsl adds the blocks' partial sums in a fixed order: deterministic without atomics.
-override WG: u32 = 256u; // a power of two: the tree reduction halves it
+override WG: u32 = 256u; // ROWS * ROW_THREADS
+override ROWS: u32 = 1u;
+override ROW_THREADS: u32 = WG / ROWS; // a power of two: the tree reduction halves it
 // Sizes the per-row statistics. Rows per block is a parameter, not a constant: with a constant bound on
 // the row loop around the barriers, lavapipe took 3-8 s to compile each variant (1.5 s now).
 override MAX_ROWS_PER_BLOCK: u32 = 64u;
@@ -28,14 +31,19 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (firstRow >= params.rows) { return; }
   let blockRows = min(params.rowsPerBlock, params.rows - firstRow);
   let cols = params.cols;
-  for (var r = 0u; r < blockRows; r++) {
+  let lane = lid % ROW_THREADS;
+  for (var r0 = 0u; r0 < blockRows; r0 += ROWS) {
+    // A row past the block still takes part in the barriers, over no columns.
+    let r = r0 + lid / ROW_THREADS;
+    let live = r < blockRows;
     let row = firstRow + r;
     let base = row * cols;
-    let rs = rstd[row];
+    var rs = 0.0;
+    if (live) { rs = rstd[row]; }
     var sum = 0.0;
-    for (var j = lid; j < cols; j += WG) { sum += dy[base + j] * weight[j] * x[base + j]; }
+    for (var j = lane; j < select(0u, cols, live); j += ROW_THREADS) { sum += dy[base + j] * weight[j] * x[base + j]; }
     let total = workgroupSum(sum, lid); // sum of g * xhat / rstd
-    if (lid == 0u) { rowMeans[r] = total * rs / f32(cols); }
+    if (live && lane == 0u) { rowMeans[r] = total * rs / f32(cols); }
   }
   workgroupBarrier();
   // Columns outer, the block's rows inner: each column's partial sum stays in a register.

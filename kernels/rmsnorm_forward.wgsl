@@ -1,6 +1,9 @@
-// RMSNorm over the last dim (transformers' LlamaRMSNorm in f32), one workgroup per row:
+// RMSNorm over the last dim (transformers' LlamaRMSNorm in f32), ROWS rows a workgroup side by side, ROW_THREADS
+// threads each:
 //   y = x * rstd * weight,  rstd = 1 / sqrt(mean(x^2) + eps);  rstd is also written for the backward.
-override WG: u32 = 256u; // a power of two: the tree reduction halves it
+override WG: u32 = 256u; // ROWS * ROW_THREADS
+override ROWS: u32 = 1u;
+override ROW_THREADS: u32 = WG / ROWS; // a power of two: the tree reduction halves it
 
 struct Params { rows: u32, cols: u32, eps: f32 }
 
@@ -14,16 +17,20 @@ alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.rows) { return; }
-  let cols = params.cols;
+  let first = (wid.x + wid.y * nwg.x) * ROWS;
+  if (first >= params.rows) { return; }
+  // A row past the end still takes part in the barriers, over no columns.
+  let row = first + lid / ROW_THREADS;
+  let lane = lid % ROW_THREADS;
+  let live = row < params.rows;
+  let cols = select(0u, params.cols, live);
   let base = row * cols;
   var squares = 0.0;
-  for (var j = lid; j < cols; j += WG) {
+  for (var j = lane; j < cols; j += ROW_THREADS) {
     let v = x[base + j];
     squares += v * v;
   }
-  let r = inverseSqrt(workgroupSum(squares, lid) / f32(cols) + params.eps);
-  for (var j = lid; j < cols; j += WG) { y[base + j] = x[base + j] * r * weight[j]; }
-  if (lid == 0u) { rstd[row] = r; }
+  let r = inverseSqrt(workgroupSum(squares, lid) / f32(params.cols) + params.eps);
+  for (var j = lane; j < cols; j += ROW_THREADS) { y[base + j] = x[base + j] * r * weight[j]; }
+  if (live && lane == 0u) { rstd[row] = r; }
 }

@@ -154,5 +154,21 @@ export function rowWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThr
   return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / ELEMENTS_PER_THREAD)));
 }
 
+// Rows a workgroup reduces side by side fill it to at least this many threads where a row needs fewer: on lavapipe a
+// workgroup, and each barrier's fiber switch, costs as much for 2 threads as for 8 (bench/RESULTS.md).
+const ROW_GROUP_THREADS = 32;
+
+/**
+ * How a row-reduction kernel's workgroup splits: `rowThreads` threads a row (rowWorkgroupSize: the same threads, so
+ * the same sums, however many rows share the workgroup), `rows` rows side by side (at most maxRows), `threads` in all.
+ */
+export function rowGroup(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0, maxRows = Infinity): { threads: number; rowThreads: number; rows: number } {
+  const rowThreads = rowWorkgroupSize(limits, cols, bytesPerThread, fixedBytes);
+  let rows = Math.max(1, Math.min(ROW_GROUP_THREADS / rowThreads, nextPowerOfTwo(maxRows)));
+  while (rows > 1 && (rows * rowThreads > limits.maxComputeInvocationsPerWorkgroup || rows * rowThreads > limits.maxComputeWorkgroupSizeX
+    || rows * rowThreads * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) rows /= 2;
+  return { threads: rows * rowThreads, rowThreads, rows };
+}
+
 /** The smallest power of two >= n. */
 export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }

@@ -6,6 +6,7 @@
 // it. The final pass runs one workgroup with SQUARE false over all the partials.
 override WG: u32 = 256u;
 override SQUARE: bool = true;
+override ROW_THREADS: u32 = WG; // workgroupSum over the whole workgroup
 
 alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 

@@ -161,6 +161,26 @@ test('layerNormPair equals two layerNorms of x: outputs bit for bit, gradients t
   assert.is(pool.liveBytes, base);
 });
 
+test('rows side by side in a workgroup (kernels/spec.ts rowGroup) get the bits each gets alone: y and dx', async () => {
+  await initGpu();
+  const bits = (v: Float64Array) => [...new Uint32Array(Float32Array.from(v).buffer)];
+  // 64 columns: 2 threads a row, 16 rows a workgroup; 7: 1 thread, 32 rows; 130: 8 threads, 4 rows. 37 rows leave the
+  // last workgroup, and the backward's last block, partly empty.
+  for (const cols of [64, 7, 130]) {
+    const rows = 37;
+    const data = inputs(rows, cols, 500 + cols);
+    for (const kind of ['layerNorm', 'rmsNorm'] as const) {
+      const together = await runNorm(kind, [rows, cols], data, EPS);
+      for (let r = 0; r < rows; r++) {
+        const row = (v: Float64Array) => v.slice(r * cols, (r + 1) * cols);
+        const alone = await runNorm(kind, [1, cols], { x: row(data.x), w: data.w, b: data.b, dy: row(data.dy) }, EPS);
+        assert.equal(bits(row(together.y)), bits(alone.y), `${kind} [${rows}, ${cols}] row ${r}: y`);
+        assert.equal(bits(row(together.dx)), bits(alone.dx), `${kind} [${rows}, ${cols}] row ${r}: dx`);
+      }
+    }
+  }
+});
+
 test('layerNorm keeps its precision on rows with a large common offset', async () => {
   await initGpu();
   // x = 1000 + N(0, 1): E[x^2] - E[x]^2 in f32 loses the variance here. Gradients recompute xhat from
