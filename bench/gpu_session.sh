@@ -22,8 +22,8 @@ echo "flags: $JUICE_DAWN_FLAGS"
 step tensor_core_tests 100 node --import tsx "$uvu" test/kernels 'tensor_core'
 step audit_tests 90 node --import tsx "$uvu" test/models 'audit'
 step decode_host 25 node --import tsx bench/decode_host.ts
-step optimizer 15 node --import tsx bench/optimizer.ts --steps 5
-step gpu_bench 350 node --import tsx bench/gpu.ts
+step optimizer 30 node --import tsx bench/optimizer.ts --steps 5
+step gpu_bench 335 node --import tsx bench/gpu.ts
 tail -1 "$out/decode_host.log"
 tail -1 "$out/optimizer.log"
 grep -A200 '^summary' "$out/gpu_bench.log"
