@@ -7,6 +7,7 @@ export const ADAMW: SlotKernelSpec = {
   name: 'adamw',
   moduleUrl: import.meta.url,
   file: 'adamw.wgsl',
+  includes: ['elementwise_slots.wgsl'],
   slotInputs: ['grad'],
   slotOutputs: ['param', 'm', 'v'],
   slotFields: [['n', 'u32'], ['offset', 'u32'], ['end', 'u32'], ['decayFactor', 'f32']],

@@ -7,17 +7,12 @@
 //   p -= stepSize * m / (sqrt(v) / bc2Sqrt + eps)   (stepSize = lr / (1 - beta1^t), bc2Sqrt = sqrt(1 - beta2^t))
 // The bias corrections come from the host in float64; a dispatch's slots are at one step t. m and v hold only the
 // slot's range: index i, not offset + i.
-override WG: u32 = 256u;
-override PER_THREAD: u32 = 1u; // elements a thread updates, WG apart
 
 struct Slot { n: u32, offset: u32, end: u32, decayFactor: f32 }
 struct Params { slots: array<Slot, SLOTS>, beta1: f32, beta2: f32, eps: f32, stepSize: f32, bc2Sqrt: f32, gradScale: f32 }
 
 {{STORAGE}}
 @group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
-
-alias Read = ptr<storage, array<f32>, read>;
-alias Write = ptr<storage, array<f32>, read_write>;
 
 // The thread's elements of the slot from index `first`, WG apart.
 fn update(grad: Read, param: Write, m: Write, v: Write, first: u32, slot: Slot) {
@@ -31,18 +26,5 @@ fn update(grad: Read, param: Write, m: Write, v: Write, first: u32, slot: Slot) 
     m[i] = mi;
     v[i] = vi;
     param[j] = param[j] * slot.decayFactor - params.stepSize * mi / (sqrt(vi) / params.bc2Sqrt + params.eps);
-  }
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let w = wid.x + wid.y * nwg.x;
-  let owner = slotOf(w);
-  let slot = params.slots[owner.x];
-  let first = (w - owner.y) * WG * PER_THREAD + lid;
-  if (w >= slot.end) { return; }
-  switch (owner.x) {
-{{CASES}}
-    default: {}
   }
 }

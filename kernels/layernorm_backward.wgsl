@@ -34,23 +34,22 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (firstRow >= params.rows) { return; }
   let blockRows = min(params.rowsPerBlock, params.rows - firstRow);
   let cols = params.cols;
-  let lane = lid % ROW_THREADS;
   for (var r0 = 0u; r0 < blockRows; r0 += ROWS) {
-    // A row past the block still takes part in the barriers, over no columns.
-    let r = r0 + lid / ROW_THREADS;
-    let live = r < blockRows;
+    let t = rowLane(lid, r0, blockRows); // rows of the block, numbered from 0
+    let r = t.row;
+    let live = t.live;
     let row = firstRow + r;
     let base = row * cols;
     var mu = 0.0;
     var rs = 0.0;
     if (live) { mu = mean[row]; rs = rstd[row]; }
     var sums = vec2f(0.0);
-    for (var j = lane; j < select(0u, cols, live); j += ROW_THREADS) {
+    for (var j = t.lane; j < select(0u, cols, live); j += ROW_THREADS) {
       let g = dy[base + j] * weight[j];
       sums += vec2f(g, g * (x[base + j] - mu));
     }
     let total = workgroupSum(sums, lid); // (sum of g, sum of g * xhat / rstd)
-    if (live && lane == 0u) { rowMeans[r] = total * vec2f(1.0, rs) / f32(cols); }
+    if (live && t.lane == 0u) { rowMeans[r] = total * vec2f(1.0, rs) / f32(cols); }
   }
   workgroupBarrier();
   // Columns outer, the block's rows inner: each column's partial sums stay in registers.

@@ -23,16 +23,13 @@ alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let first = (wid.x + wid.y * nwg.x) * ROWS;
-  if (first >= params.rows) { return; }
-  // A row past the end still takes part in the barriers, over no columns.
-  let row = first + lid / ROW_THREADS;
-  let lane = lid % ROW_THREADS;
-  let live = row < params.rows;
-  let cols = select(0u, params.cols, live);
+  let t = rowLane(lid, (wid.x + wid.y * nwg.x) * ROWS, params.rows);
+  let row = t.row;
+  let lane = t.lane;
+  let cols = select(0u, params.cols, t.live);
   let base = row * cols;
   var shift = 0.0;
-  if (live) { shift = x[base]; }
+  if (t.live) { shift = x[base]; }
   var sum = 0.0;
   for (var j = lane; j < cols; j += ROW_THREADS) { sum += x[base + j] - shift; }
   let shiftedMean = workgroupSum(sum, lid) / f32(params.cols);
@@ -47,7 +44,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     y[base + j] = xhat * weight[j] + bias[j];
     writeSecond(base + j, j, xhat);
   }
-  if (live && lane == 0u) {
+  if (t.live && lane == 0u) {
     mean[row] = shift + shiftedMean;
     rstd[row] = r;
   }

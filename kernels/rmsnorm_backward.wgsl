@@ -31,19 +31,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (firstRow >= params.rows) { return; }
   let blockRows = min(params.rowsPerBlock, params.rows - firstRow);
   let cols = params.cols;
-  let lane = lid % ROW_THREADS;
   for (var r0 = 0u; r0 < blockRows; r0 += ROWS) {
-    // A row past the block still takes part in the barriers, over no columns.
-    let r = r0 + lid / ROW_THREADS;
-    let live = r < blockRows;
+    let t = rowLane(lid, r0, blockRows); // rows of the block, numbered from 0
+    let r = t.row;
+    let live = t.live;
     let row = firstRow + r;
     let base = row * cols;
     var rs = 0.0;
     if (live) { rs = rstd[row]; }
     var sum = 0.0;
-    for (var j = lane; j < select(0u, cols, live); j += ROW_THREADS) { sum += dy[base + j] * weight[j] * x[base + j]; }
+    for (var j = t.lane; j < select(0u, cols, live); j += ROW_THREADS) { sum += dy[base + j] * weight[j] * x[base + j]; }
     let total = workgroupSum(sum, lid); // sum of g * xhat / rstd
-    if (live && lane == 0u) { rowMeans[r] = total * rs / f32(cols); }
+    if (live && t.lane == 0u) { rowMeans[r] = total * rs / f32(cols); }
   }
   workgroupBarrier();
   // Columns outer, the block's rows inner: each column's partial sum stays in a register.

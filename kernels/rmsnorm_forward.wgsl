@@ -17,13 +17,10 @@ alias Partial = f32; // workgroupSum (workgroup_sum.wgsl) sums these
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let first = (wid.x + wid.y * nwg.x) * ROWS;
-  if (first >= params.rows) { return; }
-  // A row past the end still takes part in the barriers, over no columns.
-  let row = first + lid / ROW_THREADS;
-  let lane = lid % ROW_THREADS;
-  let live = row < params.rows;
-  let cols = select(0u, params.cols, live);
+  let t = rowLane(lid, (wid.x + wid.y * nwg.x) * ROWS, params.rows);
+  let row = t.row;
+  let lane = t.lane;
+  let cols = select(0u, params.cols, t.live);
   let base = row * cols;
   var squares = 0.0;
   for (var j = lane; j < cols; j += ROW_THREADS) {
@@ -32,5 +29,5 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   let r = inverseSqrt(workgroupSum(squares, lid) / f32(params.cols) + params.eps);
   for (var j = lane; j < cols; j += ROW_THREADS) { y[base + j] = x[base + j] * r * weight[j]; }
-  if (live && lane == 0u) { rstd[row] = r; }
+  if (t.live && lane == 0u) { rstd[row] = r; }
 }

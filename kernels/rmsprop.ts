@@ -7,6 +7,7 @@ export const RMSPROP: SlotKernelSpec = {
   name: 'rmsprop',
   moduleUrl: import.meta.url,
   file: 'rmsprop.wgsl',
+  includes: ['elementwise_slots.wgsl'],
   slotInputs: ['grad'],
   slotOutputs: ['param', 'v'],
   slotFields: [['n', 'u32'], ['offset', 'u32'], ['end', 'u32'], ['weightDecay', 'f32']],

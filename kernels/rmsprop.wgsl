@@ -4,17 +4,12 @@
 //   v = alpha * v + (1 - alpha) * g^2        (square_avg)
 //   p -= lr * g / (sqrt(v) + eps)
 // v holds only the slot's range: index i, not offset + i.
-override WG: u32 = 256u;
-override PER_THREAD: u32 = 1u; // elements a thread updates, WG apart
 
 struct Slot { n: u32, offset: u32, end: u32, weightDecay: f32 }
 struct Params { slots: array<Slot, SLOTS>, alpha: f32, eps: f32, lr: f32, gradScale: f32 }
 
 {{STORAGE}}
 @group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
-
-alias Read = ptr<storage, array<f32>, read>;
-alias Write = ptr<storage, array<f32>, read_write>;
 
 // The thread's elements of the slot from index `first`, WG apart.
 fn update(grad: Read, param: Write, v: Write, first: u32, slot: Slot) {
@@ -27,18 +22,5 @@ fn update(grad: Read, param: Write, v: Write, first: u32, slot: Slot) {
     let vi = params.alpha * v[i] + (1.0 - params.alpha) * g * g;
     v[i] = vi;
     param[j] = p - params.lr * g / (sqrt(vi) + params.eps);
-  }
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let w = wid.x + wid.y * nwg.x;
-  let owner = slotOf(w);
-  let slot = params.slots[owner.x];
-  let first = (w - owner.y) * WG * PER_THREAD + lid;
-  if (w >= slot.end) { return; }
-  switch (owner.x) {
-{{CASES}}
-    default: {}
   }
 }

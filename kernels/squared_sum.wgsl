@@ -17,7 +17,7 @@ struct Params { slots: array<Slot, SLOTS> }
 @group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
 
 // This thread's share of chunk k of x.
-fn threadSum(x: ptr<storage, array<f32>, read>, slot: Slot, k: u32, lid: u32) -> f32 {
+fn threadSum(x: Read, slot: Slot, k: u32, lid: u32) -> f32 {
   let begin = k * slot.chunk;
   let end = min(slot.n, begin + slot.chunk);
   var s = 0.0;

@@ -2,6 +2,10 @@
 // workgroup + 1, counted over the dispatch) and `params.slots: array<Slot, SLOTS>`.
 const SLOTS = {{SLOTS}}u;
 
+// A slot's f32 bindings as the kernel's function takes them.
+alias Read = ptr<storage, array<f32>, read>;
+alias Write = ptr<storage, array<f32>, read_write>;
+
 // The slot that owns workgroup w, and its first workgroup; a workgroup past every slot's end gets the last slot.
 fn slotOf(w: u32) -> vec2u {
   var s = 0u;

@@ -16,3 +16,12 @@ fn workgroupSum(v: Partial, lid: u32) -> Partial {
   workgroupBarrier(); // all have read the total before partials is written again
   return total;
 }
+
+// The row invocation lid reduces, of the ROWS rows from `first`, its lane among the row's threads, and whether the row
+// is one of the `rows` there are (a row past the end still takes part in the barriers, over no columns).
+struct RowLane { row: u32, lane: u32, live: bool }
+
+fn rowLane(lid: u32, first: u32, rows: u32) -> RowLane {
+  let row = first + lid / ROW_THREADS;
+  return RowLane(row, lid % ROW_THREADS, row < rows);
+}
