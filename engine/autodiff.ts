@@ -7,7 +7,7 @@
 // Recording modes: noGrad (nothing recorded), checkpoint's forward (run as recorded, nothing kept) and autocast
 // (mixed precision: the models' products read f16 copies), which a replay restores as its forward ran.
 import { GpuError } from './gpu.ts';
-import { deviceLimits, launch, launchInWindows } from './launch.ts';
+import { deviceLimits, elementwiseShape, launch, launchInWindows } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
 import { accumulateCall } from '../kernels/accumulate.ts';
@@ -189,7 +189,7 @@ function copyOf(g: Tensor, shape: readonly number[]): Tensor {
 function sumOf(a: Tensor, b: Tensor): Tensor {
   const out = Tensor.empty(a.shape, 'f32', 'add');
   const n = a.numel;
-  launch(binaryCall(deviceLimits(), 'add', [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n), [a, b], [out]);
+  launch(binaryCall(deviceLimits(), 'add', [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n, elementwiseShape()), [a, b], [out]);
   return out;
 }
 

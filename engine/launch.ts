@@ -2,7 +2,7 @@
 import { gpu, GpuError, type Gpu } from './gpu.ts';
 import { dispatch, type Binding } from './runtime.ts';
 import { shapeString, tidy, type Tensor } from './tensor.ts';
-import { deviceLimitsOf, gcd, type DeviceLimits, type KernelCall } from '../kernels/spec.ts';
+import { deviceLimitsOf, ELEMENTWISE_SHAPES, gcd, type DeviceLimits, type ElementwiseShape, type KernelCall } from '../kernels/spec.ts';
 
 /** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
 export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: (Tensor | null)[]): void {
@@ -54,6 +54,9 @@ export function launchInWindows(numel: number, inputs: Tensor[], outputs: Tensor
     tidy(() => launch(callFor(count), inputs.map((t) => view(t, first, count)), outputs.map((t) => view(t, first, count))));
   }
 }
+
+/** The elementwise kernels' workgroup shape on this device: more elements a thread on a CPU driver (ELEMENTWISE_SHAPES). */
+export function elementwiseShape(): ElementwiseShape { return gpu().onHostCpu ? ELEMENTWISE_SHAPES.cpu : ELEMENTWISE_SHAPES.gpu; }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();
 

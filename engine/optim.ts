@@ -5,13 +5,12 @@
 // the gradients.
 import { zeroGrad } from './autodiff.ts';
 import { gpu, GpuError } from './gpu.ts';
-import { deviceLimits, launch } from './launch.ts';
+import { deviceLimits, elementwiseShape, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
 import { adamwCall, adamwSlots } from '../kernels/adamw.ts';
 import { rmspropCall, rmspropSlots } from '../kernels/rmsprop.ts';
 import type { DeviceLimits } from '../kernels/spec.ts';
-import { ELEMENTWISE_SHAPES, type SlotShape } from '../kernels/tensor_slots.ts';
 
 /** Shards are made of whole blocks of this many elements (16 bytes), so every shard starts 16-byte aligned. */
 export const SHARD_BLOCK = 4;
@@ -104,9 +103,6 @@ abstract class ElementwiseOptimizer implements Optimizer {
 
   /** Parameter ranges one dispatch of this optimizer's kernel updates on this device. */
   protected abstract slots(limits: DeviceLimits): number;
-
-  /** The kernels' workgroup shape on this device. */
-  protected shape(): SlotShape { return gpu().onHostCpu ? ELEMENTWISE_SHAPES.cpu : ELEMENTWISE_SHAPES.gpu; }
 
   /** Launches one dispatch updating the pieces (1 to slots() of them, at one step). */
   protected abstract update(pieces: readonly Piece[], gradScale: number): void;
@@ -244,7 +240,7 @@ export class AdamW extends ElementwiseOptimizer {
     const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, decayFactor: entry.decay ? 1 - this.lr * this.weightDecay : 1 }));
     launch(adamwCall(deviceLimits(), ranges, {
       beta1, beta2, eps: this.eps, stepSize: this.lr / (1 - beta1 ** step), bc2Sqrt: Math.sqrt(1 - beta2 ** step), gradScale,
-    }, this.shape()), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
+    }, elementwiseShape()), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
 }
 
@@ -277,7 +273,7 @@ export class RMSprop extends ElementwiseOptimizer {
 
   protected update(pieces: readonly Piece[], gradScale: number): void {
     const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, weightDecay: entry.decay ? this.weightDecay : 0 }));
-    launch(rmspropCall(deviceLimits(), ranges, { alpha: this.alpha, eps: this.eps, lr: this.lr, gradScale }, this.shape()),
+    launch(rmspropCall(deviceLimits(), ranges, { alpha: this.alpha, eps: this.eps, lr: this.lr, gradScale }, elementwiseShape()),
       pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
 

@@ -1,15 +1,9 @@
 // Backward of activation.wgsl: forward was out = f(x), so dx = dy · f'(x).
-override WG: u32 = 256u;
-
-struct Params { n: u32 }
+struct Params { n: u32, perThread: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i < params.n) { dx[i] = dy[i] * activationDerivative(x[i]); }
-}
+fn element(i: u32) { dx[i] = dy[i] * activationDerivative(x[i]); }

@@ -1,7 +1,7 @@
 // Fused AdamW update of parameter ranges, up to a dispatch's slots of them at once (kernels/tensor_slots.ts): decay,
 // both moments and the step in one pass.
-import type { DeviceLimits, KernelCall } from './spec.ts';
-import { ELEMENTWISE_SHAPES, slotCall, slotsPerDispatch, type SlotKernelSpec, type SlotShape } from './tensor_slots.ts';
+import { ELEMENTWISE_SHAPES, elementsPerThread, type DeviceLimits, type ElementwiseShape, type KernelCall } from './spec.ts';
+import { slotCall, slotsPerDispatch, type SlotKernelSpec } from './tensor_slots.ts';
 
 export const ADAMW: SlotKernelSpec = {
   name: 'adamw',
@@ -11,8 +11,8 @@ export const ADAMW: SlotKernelSpec = {
   slotInputs: ['grad'],
   slotOutputs: ['param', 'm', 'v'],
   slotFields: [['n', 'u32'], ['offset', 'u32'], ['end', 'u32'], ['decayFactor', 'f32']],
-  params: [['beta1', 'f32'], ['beta2', 'f32'], ['eps', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32'], ['gradScale', 'f32']],
-  constants: ['WG', 'PER_THREAD'],
+  params: [['beta1', 'f32'], ['beta2', 'f32'], ['eps', 'f32'], ['stepSize', 'f32'], ['bc2Sqrt', 'f32'], ['gradScale', 'f32'], ['perThread', 'u32']],
+  constants: ['WG'],
   call: (s) => `update(&grad${s}, &param${s}, &m${s}, &v${s}, first, slot)`,
 };
 
@@ -26,10 +26,11 @@ export interface AdamWStepParams { beta1: number; beta2: number; eps: number; st
 export type AdamWRange = { n: number; offset: number; decayFactor: number };
 
 /** Updates each range (1 to adamwSlots of them); bind grad of each range, then param, m and v of each in order. */
-export function adamwCall(limits: DeviceLimits, ranges: readonly AdamWRange[], step: AdamWStepParams, shape: SlotShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+export function adamwCall(limits: DeviceLimits, ranges: readonly AdamWRange[], step: AdamWStepParams, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   const n = ranges.reduce((a, r) => a + r.n, 0);
+  const perThread = elementsPerThread(n, shape);
   // Per element: gradient scale 1, m 3, v 4, parameter 7 (decay, sqrt, two divides, add, multiply, subtract);
   // reads g, p, m, v; writes p, m, v.
-  return slotCall(limits, ADAMW, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * shape.perThread)), { ...step },
-    { constants: { WG: shape.threads, PER_THREAD: shape.perThread }, cost: { flops: 15 * n, bytesRead: 16 * n, bytesWritten: 12 * n } });
+  return slotCall(limits, ADAMW, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * perThread)), { ...step, perThread },
+    { constants: { WG: shape.threads }, cost: { flops: 15 * n, bytesRead: 16 * n, bytesWritten: 12 * n } });
 }

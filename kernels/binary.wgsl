@@ -1,9 +1,8 @@
 // out = a (op) b with broadcasting over up to 4 dims: strides of 0 repeat an operand along a dim.
 // binaryOp (OP) comes from binary_op.wgsl; operands of one shape take binary_same_shape.wgsl instead.
-override WG: u32 = 256u;
-
 struct Params {
   n: u32,
+  perThread: u32,
   d1: u32, d2: u32, d3: u32, // out dims 1..3 (dim 0 is implied by n)
   sa0: u32, sa1: u32, sa2: u32, sa3: u32,
   sb0: u32, sb1: u32, sb2: u32, sb3: u32,
@@ -14,10 +13,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
+fn element(i: u32) {
   let i3 = i % params.d3;
   let r3 = i / params.d3;
   let i2 = r3 % params.d2;

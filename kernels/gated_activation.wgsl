@@ -1,15 +1,9 @@
 // out = f(gate) · up elementwise (SwiGLU when f is SiLU); f = activation() from activation_math.wgsl.
-override WG: u32 = 256u;
-
-struct Params { n: u32 }
+struct Params { n: u32, perThread: u32 }
 
 @group(0) @binding(0) var<storage, read> gate: array<f32>;
 @group(0) @binding(1) var<storage, read> up: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i < params.n) { out[i] = activation(gate[i]) * up[i]; }
-}
+fn element(i: u32) { out[i] = activation(gate[i]) * up[i]; }

@@ -1,7 +1,7 @@
 // Fused RMSprop update of parameter ranges, up to a dispatch's slots of them at once (kernels/tensor_slots.ts):
 // coupled decay, the square average and the step in one pass.
-import type { DeviceLimits, KernelCall } from './spec.ts';
-import { ELEMENTWISE_SHAPES, slotCall, slotsPerDispatch, type SlotKernelSpec, type SlotShape } from './tensor_slots.ts';
+import { ELEMENTWISE_SHAPES, elementsPerThread, type DeviceLimits, type ElementwiseShape, type KernelCall } from './spec.ts';
+import { slotCall, slotsPerDispatch, type SlotKernelSpec } from './tensor_slots.ts';
 
 export const RMSPROP: SlotKernelSpec = {
   name: 'rmsprop',
@@ -11,8 +11,8 @@ export const RMSPROP: SlotKernelSpec = {
   slotInputs: ['grad'],
   slotOutputs: ['param', 'v'],
   slotFields: [['n', 'u32'], ['offset', 'u32'], ['end', 'u32'], ['weightDecay', 'f32']],
-  params: [['alpha', 'f32'], ['eps', 'f32'], ['lr', 'f32'], ['gradScale', 'f32']],
-  constants: ['WG', 'PER_THREAD'],
+  params: [['alpha', 'f32'], ['eps', 'f32'], ['lr', 'f32'], ['gradScale', 'f32'], ['perThread', 'u32']],
+  constants: ['WG'],
   call: (s) => `update(&grad${s}, &param${s}, &v${s}, first, slot)`,
 };
 
@@ -26,10 +26,11 @@ export interface RMSpropStepParams { alpha: number; eps: number; lr: number; gra
 export type RMSpropRange = { n: number; offset: number; weightDecay: number };
 
 /** Updates each range (1 to rmspropSlots of them); bind grad of each range, then param and v of each in order. */
-export function rmspropCall(limits: DeviceLimits, ranges: readonly RMSpropRange[], step: RMSpropStepParams, shape: SlotShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+export function rmspropCall(limits: DeviceLimits, ranges: readonly RMSpropRange[], step: RMSpropStepParams, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   const n = ranges.reduce((a, r) => a + r.n, 0);
+  const perThread = elementsPerThread(n, shape);
   // Per element: gradient 3 (scale, decay multiply, add), v 4, parameter 5 (sqrt, add eps, lr·g, divide, subtract);
   // reads g, p, v; writes p, v.
-  return slotCall(limits, RMSPROP, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * shape.perThread)), { ...step },
-    { constants: { WG: shape.threads, PER_THREAD: shape.perThread }, cost: { flops: 12 * n, bytesRead: 12 * n, bytesWritten: 8 * n } });
+  return slotCall(limits, RMSPROP, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * perThread)), { ...step, perThread },
+    { constants: { WG: shape.threads }, cost: { flops: 12 * n, bytesRead: 12 * n, bytesWritten: 8 * n } });
 }

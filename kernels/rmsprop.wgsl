@@ -6,14 +6,14 @@
 // v holds only the slot's range: index i, not offset + i.
 
 struct Slot { n: u32, offset: u32, end: u32, weightDecay: f32 }
-struct Params { slots: array<Slot, SLOTS>, alpha: f32, eps: f32, lr: f32, gradScale: f32 }
+struct Params { slots: array<Slot, SLOTS>, alpha: f32, eps: f32, lr: f32, gradScale: f32, perThread: u32 }
 
 {{STORAGE}}
 @group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
 
 // The thread's elements of the slot from index `first`, WG apart.
 fn update(grad: Read, param: Write, v: Write, first: u32, slot: Slot) {
-  for (var k = 0u; k < PER_THREAD; k++) {
+  for (var k = 0u; k < params.perThread; k++) {
     let i = first + k * WG;
     if (i >= slot.n) { return; }
     let j = slot.offset + i;

@@ -170,5 +170,33 @@ export function rowGroup(limits: DeviceLimits, cols: number, bytesPerThread: num
   return { threads: rows * rowThreads, rowThreads, rows };
 }
 
+/**
+ * How an elementwise kernel's workgroups cover n elements: `threads` a workgroup, each taking up to `perThread`
+ * elements (WG apart), but no fewer than `workgroups` workgroups where n allows.
+ */
+export interface ElementwiseShape { threads: number; perThread: number; workgroups: number }
+
+/**
+ * Elementwise kernels' shapes by device: a thread an element on a GPU; on a CPU driver (lavapipe), where every
+ * invocation costs a fixed overhead, 64 threads of up to 64 elements, in 16 workgroups at least so that the device's
+ * threads share them (the ops pick by Gpu.onHostCpu). On lavapipe, 1.3-2.5x faster for 4K to 1M elements
+ * (bench/RESULTS.md).
+ */
+export const ELEMENTWISE_SHAPES = {
+  gpu: { threads: 256, perThread: 1, workgroups: 1 },
+  cpu: { threads: 64, perThread: 64, workgroups: 16 },
+} as const satisfies Record<string, ElementwiseShape>;
+
+/** Elements a thread takes in `shape` for a kernel over n. */
+export function elementsPerThread(n: number, shape: ElementwiseShape): number {
+  return Math.max(1, Math.min(shape.perThread, Math.floor(n / (shape.threads * shape.workgroups))));
+}
+
+/** The constants, perThread parameter and grid of an elementwise kernel (elementwise_main.wgsl) over n elements. */
+export function elementwiseLaunch(limits: DeviceLimits, n: number, shape: ElementwiseShape): { constants: Record<string, number>; perThread: number; workgroups: [number, number] } {
+  const perThread = elementsPerThread(n, shape);
+  return { constants: { WG: shape.threads }, perThread, workgroups: grid1d(n, shape.threads * perThread, limits) };
+}
+
 /** The smallest power of two >= n. */
 export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }

@@ -13,16 +13,6 @@ export function slotsPerDispatch(limits: Pick<DeviceLimits, 'maxStorageBuffersPe
   return Math.max(1, Math.min(MAX_SLOTS, Math.floor((limits.maxStorageBuffersPerShaderStage - shared) / perSlot)));
 }
 
-/** How a slot kernel's workgroup covers its elements: its threads, and how many elements each takes. */
-export interface SlotShape { threads: number; perThread: number }
-
-/**
- * The elementwise slot kernels' shapes (the optimizers'), by device: a thread an element on a GPU; on a CPU driver
- * (lavapipe), where each workgroup costs a fixed few microseconds and runs its invocations as loops on one core, 64
- * threads of 64 elements (engine/optim.ts picks by Gpu.onHostCpu).
- */
-export const ELEMENTWISE_SHAPES = { gpu: { threads: 256, perThread: 1 }, cpu: { threads: 64, perThread: 64 } } as const satisfies Record<string, SlotShape>;
-
 type Field = readonly [string, ParamType];
 
 /** A slot kernel: its file, its bindings per slot and beside them, and the 16 bytes of uniform a slot has (`struct Slot`). */

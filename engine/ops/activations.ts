@@ -1,7 +1,7 @@
 // GELU (exact, erf-based), SiLU and SwiGLU: elementwise ops whose backward is one fused kernel each.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import {
   activationBackwardCall, activationCall, gatedActivationBackwardCall, gatedActivationCall, type Activation,
@@ -15,11 +15,11 @@ function requireF32(t: Tensor, op: string, what: string): void {
 export function activation(fn: Activation, x: Tensor): Tensor {
   requireF32(x, fn, 'x');
   const out = Tensor.empty(x.shape, 'f32', fn);
-  launch(activationCall(deviceLimits(), fn, x.numel), [x], [out]);
+  launch(activationCall(deviceLimits(), fn, x.numel, elementwiseShape()), [x], [out]);
   // forward was out = f(x), so dx = dy · f'(x).
   record(fn, [x], [out], [x], ([dy]) => {
     const dx = Tensor.empty(x.shape, 'f32', `${fn}Backward`);
-    launch(activationBackwardCall(deviceLimits(), fn, x.numel), [x, dy!], [dx]);
+    launch(activationBackwardCall(deviceLimits(), fn, x.numel, elementwiseShape()), [x, dy!], [dx]);
     return [dx];
   });
   return out;
@@ -42,12 +42,12 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     throw new GpuError(`swiglu: gate ${shapeString(gate.shape)} and up ${shapeString(up.shape)} must have one shape`);
   const n = gate.numel;
   const out = Tensor.empty(gate.shape, 'f32', 'swiglu');
-  launch(gatedActivationCall(deviceLimits(), 'silu', n, 'swiglu'), [gate, up], [out]);
+  launch(gatedActivationCall(deviceLimits(), 'silu', n, 'swiglu', elementwiseShape()), [gate, up], [out]);
   // forward was out = silu(gate) · up, so dgate = dy · up · silu'(gate) and dup = dy · silu(gate), in one kernel.
   record('swiglu', [gate, up], [out], [gate, up], ([dy]) => {
     const dgate = Tensor.empty(gate.shape, 'f32', 'swigluBackward');
     const dup = Tensor.empty(up.shape, 'f32', 'swigluBackward');
-    launch(gatedActivationBackwardCall(deviceLimits(), 'silu', n, 'swiglu'), [gate, up, dy!], [dgate, dup]);
+    launch(gatedActivationBackwardCall(deviceLimits(), 'silu', n, 'swiglu', elementwiseShape()), [gate, up, dy!], [dgate, dup]);
     return [dgate, dup];
   });
   return out;

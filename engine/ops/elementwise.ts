@@ -1,7 +1,7 @@
 // Broadcasting arithmetic, fill, accumulation and reductions to a shape: ops with forward, backward and cost.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { binaryCall, type BinaryOp } from '../../kernels/binary.ts';
 import { fillCall } from '../../kernels/fill.ts';
@@ -54,7 +54,7 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[],
 function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShape(a.shape, b.shape, op);
   const out = Tensor.empty(shape, 'f32', op);
-  launch(binaryCall(deviceLimits(), op, toRank4(shape), broadcastStrides(a.shape, shape, op), broadcastStrides(b.shape, shape, op), a.numel, b.numel), [a, b], [out]);
+  launch(binaryCall(deviceLimits(), op, toRank4(shape), broadcastStrides(a.shape, shape, op), broadcastStrides(b.shape, shape, op), a.numel, b.numel, elementwiseShape()), [a, b], [out]);
   return out;
 }
 

@@ -6,6 +6,8 @@ import { pool } from '../../engine/pool.ts';
 import { Tensor } from '../../engine/tensor.ts';
 import { BINARY_OPS, binaryBroadcastCall, binaryCall, binarySameShapeCall, binarySameShapeKernel, binarySameShapeVec4Kernel, type BinaryOp } from '../../kernels/binary.ts';
 import { scaleCall, scaleKernel, scaleVec4Kernel } from '../../kernels/scale.ts';
+import { activationBackwardCall, activationCall, gatedActivationBackwardCall, gatedActivationCall } from '../../kernels/activation.ts';
+import { ELEMENTWISE_SHAPES, type ElementwiseShape, type KernelCall } from '../../kernels/spec.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
 // Counts that leave a ragged last workgroup, vec4 and scalar (not a multiple of 4) alike.
@@ -39,6 +41,37 @@ test('same-shape binary kernels (vec4 and scalar) match the broadcasting kernel 
     a.dispose(); b.dispose();
   }
   assert.throws(() => binarySameShapeCall(deviceLimits(), 'add', 6, true), /not whole vec4s/);
+  assert.is(pool.liveBytes, base);
+});
+
+test('elementwise shapes: 64 threads of 64 elements (a CPU driver) give the bits of a thread an element, over ragged counts', async () => {
+  await initGpu();
+  const base = pool.liveBytes;
+  const { cpu, gpu } = ELEMENTWISE_SHAPES;
+  for (const n of [1, 4095, 3 * 4096 + 5]) {
+    const a = upload(randn(n, 3 * n), [n]), b = upload(randn(n, 3 * n + 1), [n]);
+    const cases: [string, (shape: ElementwiseShape) => KernelCall, Tensor[], number][] = [
+      ['gelu', (shape) => activationCall(deviceLimits(), 'gelu', n, shape), [a], 1],
+      ['geluBackward', (shape) => activationBackwardCall(deviceLimits(), 'gelu', n, shape), [a, b], 1],
+      ['swiglu', (shape) => gatedActivationCall(deviceLimits(), 'silu', n, 'swiglu', shape), [a, b], 1],
+      ['swigluBackward', (shape) => gatedActivationBackwardCall(deviceLimits(), 'silu', n, 'swiglu', shape), [a, b, a], 2],
+      ['mul broadcast', (shape) => binaryBroadcastCall(deviceLimits(), 'mul', [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n, shape), [a, b], 1],
+      ['add same-shape', (shape) => binarySameShapeCall(deviceLimits(), 'add', n, false, shape), [a, b], 1],
+    ];
+    for (const [name, call, inputs, outputs] of cases) {
+      const run = async (shape: ElementwiseShape) => {
+        const outs = Array.from({ length: outputs }, () => Tensor.fromArray(new Float32Array(n).fill(NaN), [n]));
+        launch(call(shape), inputs, outs);
+        const values = await Promise.all(outs.map(download));
+        for (const t of outs) t.dispose();
+        return values;
+      };
+      const [many, one] = [await run(cpu), await run(gpu)];
+      assert.ok(many.every((v) => v.every(Number.isFinite)), `${name} n=${n}: every element written`);
+      assert.equal(many, one, `${name} n=${n}`);
+    }
+    a.dispose(); b.dispose();
+  }
   assert.is(pool.liveBytes, base);
 });
 
