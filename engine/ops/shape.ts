@@ -1,7 +1,7 @@
 // Shape ops on the tape: reshape (a view), permute, narrow and split (strided copies), and concatenation's inverse.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { stridedCopyCall } from '../../kernels/strided_copy.ts';
 import { fill } from './elementwise.ts';
@@ -38,7 +38,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   const xs = contiguousStrides(x.shape);
   const out = Tensor.empty(outShape, x.dtype, 'permute');
   const [dims, strides] = rank4(outShape, perm.map((p) => xs[p]), 'permute');
-  launch(stridedCopyCall(deviceLimits(), 'gather', dims, strides, 0, 'permute'), [x], [out]);
+  launch(stridedCopyCall(deviceLimits(), 'gather', dims, strides, 0, 'permute', elementwiseShape()), [x], [out]);
   const inverse = perm.map((_, k) => perm.indexOf(k));
   record('permute', [x], [out], [], ([g]) => [permute(g!, inverse)]);
   return out;
@@ -53,11 +53,11 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   const xs = contiguousStrides(x.shape);
   const out = Tensor.empty(outShape, x.dtype, 'narrow');
   const [dims, strides] = rank4(outShape, xs, 'narrow');
-  launch(stridedCopyCall(deviceLimits(), 'gather', dims, strides, start * xs[dim], 'narrow'), [x], [out]);
+  launch(stridedCopyCall(deviceLimits(), 'gather', dims, strides, start * xs[dim], 'narrow', elementwiseShape()), [x], [out]);
   // forward read a window of x, so dx is zero outside it and g inside it.
   record('narrow', [x], [out], [], ([g]) => {
     const dx = fill(x.shape, 0);
-    launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * xs[dim], 'narrowBackward'), [g!], [dx]);
+    launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * xs[dim], 'narrowBackward', elementwiseShape()), [g!], [dx]);
     return [dx];
   });
   return out;
@@ -83,13 +83,13 @@ export function split(x: Tensor, dim: number, sizes: readonly number[], perm: re
   });
   const outs = views.map((v) => {
     const out = Tensor.empty(v.shape, x.dtype, 'split');
-    launch(stridedCopyCall(deviceLimits(), 'gather', v.dims, v.strides, v.offset, 'split'), [x], [out]);
+    launch(stridedCopyCall(deviceLimits(), 'gather', v.dims, v.strides, v.offset, 'split', elementwiseShape()), [x], [out]);
     return out;
   });
   // forward read disjoint windows that cover x, so dx is each slice's gradient in its window (zero where none flowed).
   record('split', [x], outs, [], (gs) => {
     const dx = gs.every((g) => g) ? Tensor.empty(x.shape, 'f32', 'splitBackward') : fill(x.shape, 0);
-    views.forEach((v, i) => { if (gs[i]) launch(stridedCopyCall(deviceLimits(), 'scatter', v.dims, v.strides, v.offset, 'splitBackward'), [gs[i]], [dx]); });
+    views.forEach((v, i) => { if (gs[i]) launch(stridedCopyCall(deviceLimits(), 'scatter', v.dims, v.strides, v.offset, 'splitBackward', elementwiseShape()), [gs[i]], [dx]); });
     return [dx];
   });
   return outs;
@@ -101,5 +101,5 @@ export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number)
   if (src.rank !== dst.rank || src.shape.some((d, k) => k !== dim && d !== dst.shape[k]) || start < 0 || start + length > dst.shape[dim])
     throw new GpuError(`writeSlice: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at ${start} along dim ${dim}`);
   const [dims, strides] = rank4([...src.shape], contiguousStrides(dst.shape), 'writeSlice');
-  launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * contiguousStrides(dst.shape)[dim], 'writeSlice'), [src], [dst]);
+  launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * contiguousStrides(dst.shape)[dim], 'writeSlice', elementwiseShape()), [src], [dst]);
 }

@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { shapeString, tidy, type Tensor } from '../../engine/tensor.ts';
+import { shapeString, tidy, Tensor } from '../../engine/tensor.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
+import { stridedCopyCall } from '../../kernels/strided_copy.ts';
+import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { backward, tapeLength } from '../../engine/autodiff.ts';
 import { narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
@@ -35,6 +38,36 @@ test('permute forward and backward (ragged dims)', async () => {
     const inverse = perm.map((_, k) => perm.indexOf(k));
     assertClose(await download(x.grad!), permuteRef(seed, [...y.shape], inverse), 0, 'permute backward');
   }
+});
+
+test('strided copies: up to 64 consecutive elements an invocation (a CPU driver) give exactly a thread an element, every carry taken', async () => {
+  await initGpu();
+  // [3, 5, 7, 11] permuted so that every dim's counter wraps within one invocation's run; a slice offset; the scatter back.
+  const dims = [3, 5, 7, 11], n = 3 * 5 * 7 * 11;
+  const x = upload(randn(n, 77), [n]);
+  const X = await download(x);
+  for (const perm of [[3, 2, 1, 0], [1, 3, 0, 2], [0, 1, 2, 3]]) {
+    const out = perm.map((p) => dims[p]);
+    const contiguous = dims.map((_, k) => dims.slice(k + 1).reduce((a, b) => a * b, 1));
+    const strides = perm.map((p) => contiguous[p]);
+    const ref = permuteRef(X, dims, perm);
+    for (const shape of [ELEMENTWISE_SHAPES.cpu, ELEMENTWISE_SHAPES.gpu, { threads: 8, perThread: 13, workgroups: 1 }]) {
+      const what = `perm ${perm}, ${shape.threads} threads of up to ${shape.perThread}`;
+      const y = Tensor.empty([n]);
+      launch(stridedCopyCall(deviceLimits(), 'gather', out, strides, 0, 'permute', shape), [x], [y]);
+      assert.equal(await download(y), ref, `${what}: gather`);
+      const back = Tensor.zeros([n]);
+      launch(stridedCopyCall(deviceLimits(), 'scatter', out, strides, 0, 'permute', shape), [y], [back]);
+      assert.equal(await download(back), X, `${what}: scatter`);
+      y.dispose(); back.dispose();
+    }
+  }
+  // narrow(x, 3, 2, 5) of [3, 5, 7, 11] as [3, 5, 7, 5] at offset 2, gathered in runs of 13.
+  const y = Tensor.empty([3 * 5 * 7 * 5]);
+  launch(stridedCopyCall(deviceLimits(), 'gather', [3, 5, 7, 5], [385, 77, 11, 1], 2, 'narrow', { threads: 8, perThread: 13, workgroups: 1 }), [x], [y]);
+  const got = await download(y);
+  got.forEach((v, i) => { const r = Math.floor(i / 5), c = i % 5; assert.is(v, X[r * 11 + 2 + c], `narrow element ${i}`); });
+  x.dispose(); y.dispose();
 });
 
 test('narrow forward and backward', async () => {
