@@ -169,19 +169,19 @@ export function backward(loss: Tensor, seed?: Tensor, phase = 'backward'): void 
 /** A tensor of ones: the gradient of a scalar loss with respect to itself. */
 function ones(shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, 'f32', 'fill');
-  launch(fillCall(deviceLimits(), out.numel, 1), [], [out]);
+  launch(fillCall(deviceLimits(), out.numel, 1, elementwiseShape()), [], [out]);
   return out;
 }
 
 /** acc += x, elementwise over equal element counts (a leaf's gradient accumulation), window by window when large. */
 function accumulate(acc: Tensor, x: Tensor): void {
-  launchInWindows(acc.numel, [x], [acc], (n) => accumulateCall(deviceLimits(), n));
+  launchInWindows(acc.numel, [x], [acc], (n) => accumulateCall(deviceLimits(), n, elementwiseShape()));
 }
 
 /** A private copy of g with the given shape. */
 function copyOf(g: Tensor, shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, g.dtype, 'copy');
-  launchInWindows(g.numel, [g], [out], (n) => scaleCall(deviceLimits(), n, 1, 'copy'));
+  launchInWindows(g.numel, [g], [out], (n) => scaleCall(deviceLimits(), n, 1, 'copy', elementwiseShape()));
   return out;
 }
 

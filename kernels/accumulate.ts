@@ -1,17 +1,16 @@
 // acc += x, for gradient accumulation into parameters.
-import { grid1d, loadWgsl, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 export const accumulateKernel: Kernel = {
   name: 'accumulate',
-  source: loadWgsl(import.meta.url, 'accumulate.wgsl'),
+  source: wgsl(import.meta.url, 'accumulate.wgsl', { includes: ['elementwise_main.wgsl'] }),
   inputs: ['x'],
   outputs: ['acc'],
-  params: [['n', 'u32']],
+  params: [['n', 'u32'], ['perThread', 'u32']],
   constants: ['WG'],
 };
 
-const WG = 256;
-
-export function accumulateCall(limits: DeviceLimits, n: number): KernelCall {
-  return { kernel: accumulateKernel, constants: { WG }, params: { n }, workgroups: grid1d(n, WG, limits), cost: { flops: n, bytesRead: 8 * n, bytesWritten: 4 * n } };
+export function accumulateCall(limits: DeviceLimits, n: number, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+  const { constants, perThread, workgroups } = elementwiseLaunch(limits, n, shape);
+  return { kernel: accumulateKernel, constants, params: { n, perThread }, workgroups, cost: { flops: n, bytesRead: 8 * n, bytesWritten: 4 * n } };
 }

@@ -1,14 +1,9 @@
 // acc[i] += x[i]: gradient accumulation into a parameter's .grad.
-override WG: u32 = 256u;
 
-struct Params { n: u32 }
+struct Params { n: u32, perThread: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i < params.n) { acc[i] = acc[i] + x[i]; }
-}
+fn element(i: u32) { acc[i] = acc[i] + x[i]; }

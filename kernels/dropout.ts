@@ -1,17 +1,15 @@
 // Inverted dropout with a counter-based hash: the mask is recomputed from (seed, counter, stream, index), never
 // stored, so forward and backward are the same kernel (on x, then on the output gradient).
-import { grid1d, KernelError, loadWgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, KernelError, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 export const dropoutKernel: Kernel = {
   name: 'dropout',
-  source: loadWgsl(import.meta.url, 'dropout.wgsl'),
+  source: wgsl(import.meta.url, 'dropout.wgsl', { includes: ['elementwise_main.wgsl'] }),
   inputs: ['x'],
   outputs: ['y'],
-  params: [['n', 'u32'], ['seed', 'u32'], ['counter', 'u32'], ['stream', 'u32'], ['threshold', 'u32'], ['scale', 'f32']],
+  params: [['n', 'u32'], ['perThread', 'u32'], ['seed', 'u32'], ['counter', 'u32'], ['stream', 'u32'], ['threshold', 'u32'], ['scale', 'f32']],
   constants: ['WG'],
 };
-
-const WG = 256;
 
 /** Where the mask comes from: a run's seed, a counter that the trainer advances (per micro-batch), a stream per call site. */
 export interface DropoutKey { seed: number; counter: number; stream: number }
@@ -22,12 +20,13 @@ export function dropoutThreshold(p: number): number {
   return Math.round(p * 2 ** 24);
 }
 
-export function dropoutCall(limits: DeviceLimits, n: number, p: number, key: DropoutKey, op = 'dropout'): KernelCall {
+export function dropoutCall(limits: DeviceLimits, n: number, p: number, key: DropoutKey, op = 'dropout', shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   for (const [k, v] of Object.entries(key)) if (!(Number.isInteger(v) && v >= 0 && v < 2 ** 32)) throw new KernelError(`dropout ${k} must be a u32, got ${v}`);
+  const { constants, perThread, workgroups } = elementwiseLaunch(limits, n, shape);
   return {
-    kernel: dropoutKernel, op, constants: { WG },
-    params: { n, seed: key.seed, counter: key.counter, stream: key.stream, threshold: dropoutThreshold(p), scale: 1 / (1 - p) },
-    workgroups: grid1d(n, WG, limits),
+    kernel: dropoutKernel, op, constants,
+    params: { n, perThread, seed: key.seed, counter: key.counter, stream: key.stream, threshold: dropoutThreshold(p), scale: 1 / (1 - p) },
+    workgroups,
     // The hash is ~20 integer operations per element; the ledger counts the one multiply.
     cost: { flops: n, bytesRead: 4 * n, bytesWritten: 4 * n },
   };

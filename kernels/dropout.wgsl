@@ -3,9 +3,8 @@
 // is the same kernel on the gradient) and a run resumes from a (seed, counter) pair with no RNG state.
 // The hash is PCG4D (Jarzynski & Olano 2020, "Hash Functions for GPU Rendering"): the four words are mixed
 // jointly, and the top 24 bits of the first one are the uniform draw: P(keep) = 1 - threshold / 2^24.
-override WG: u32 = 256u;
 
-struct Params { n: u32, seed: u32, counter: u32, stream: u32, threshold: u32, scale: f32 }
+struct Params { n: u32, perThread: u32, seed: u32, counter: u32, stream: u32, threshold: u32, scale: f32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -19,10 +18,7 @@ fn pcg4d(input: vec4u) -> vec4u {
   return v;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
+fn element(i: u32) {
   let draw = pcg4d(vec4u(i, params.stream, params.counter, params.seed)).x >> 8u;
   y[i] = select(0.0, x[i] * params.scale, draw >= params.threshold);
 }

@@ -1,10 +1,10 @@
 // Embedding gather and its deterministic, atomic-free backward (counting sort of the tokens, then one sum per id).
 import { bytesPerElement, FORMAT_CONSTANT, type FloatDType } from './dtype.ts';
-import { ceilDiv, grid1d, loadWgsl, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
+import { ceilDiv, ELEMENTWISE_SHAPES, elementwiseLaunch, grid1d, loadWgsl, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 export const embeddingKernel: Kernel = {
-  name: 'embedding', source: wgsl(import.meta.url, 'embedding.wgsl', { includes: ['float_storage.wgsl'] }),
-  inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['cols', 'u32'], ['vocab', 'u32'], ['first', 'u32'], ['zeroOthers', 'u32']], constants: ['WG', 'WEIGHT_FORMAT'],
+  name: 'embedding', source: wgsl(import.meta.url, 'embedding.wgsl', { includes: ['float_storage.wgsl', 'elementwise_main.wgsl'] }),
+  inputs: ['ids', 'weight'], outputs: ['out'], params: [['n', 'u32'], ['perThread', 'u32'], ['cols', 'u32'], ['vocab', 'u32'], ['first', 'u32'], ['zeroOthers', 'u32']], constants: ['WG', 'WEIGHT_FORMAT'],
 };
 
 export const embeddingOrderKernel: Kernel = {
@@ -28,12 +28,14 @@ export interface TableWindow { first: number; rows: number }
  * for the ids in `window` of the table (bound as the weight; the whole table by default). The first window's launch
  * zeroes the other ids' rows. The rows moved are counted once, with the first window; the others add their id reads.
  */
-export function embeddingCall(limits: DeviceLimits, tokens: number, vocab: number, cols: number, weightDtype: FloatDType, window: TableWindow = { first: 0, rows: vocab }): KernelCall {
+export function embeddingCall(limits: DeviceLimits, tokens: number, vocab: number, cols: number, weightDtype: FloatDType, window: TableWindow = { first: 0, rows: vocab },
+  shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   const n = tokens * cols;
+  const { constants, perThread, workgroups } = elementwiseLaunch(limits, n, shape);
   return {
-    kernel: embeddingKernel, constants: { WG, WEIGHT_FORMAT: FORMAT_CONSTANT[weightDtype] },
-    params: { n, cols, vocab: window.rows, first: window.first, zeroOthers: window.first === 0 ? 1 : 0 },
-    workgroups: grid1d(n, WG, limits),
+    kernel: embeddingKernel, constants: { ...constants, WEIGHT_FORMAT: FORMAT_CONSTANT[weightDtype] },
+    params: { n, perThread, cols, vocab: window.rows, first: window.first, zeroOthers: window.first === 0 ? 1 : 0 },
+    workgroups,
     cost: window.first === 0 ? { flops: 0, bytesRead: 4 * tokens + bytesPerElement(weightDtype) * n, bytesWritten: 4 * n } : { flops: 0, bytesRead: 4 * tokens, bytesWritten: 0 },
   };
 }

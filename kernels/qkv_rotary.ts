@@ -1,11 +1,11 @@
 // The attention's q, k, v from its projections in one kernel, and the projections' gradient in one more: rotary on q
 // and k (rotary.wgsl's rotation), k and v written where the caller says (a KV cache, or their own tensors); in place
 // of split (or the head permutes), two rotary calls and two copies, and of their backwards.
-import { grid1d, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 import { ROTARY_FLOPS_PER_PAIR, rotarySource } from './rotary.ts';
 
 const QKV_ROTARY_INPUTS = ['q', 'k', 'v', 'invFreq', 'leftPadding'];
-const QKV_ROTARY_PARAMS: Kernel['params'] = [['n', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32'],
+const QKV_ROTARY_PARAMS: Kernel['params'] = [['n', 'u32'], ['perThread', 'u32'], ['lanes', 'u32'], ['headDim', 'u32'], ['half', 'u32'], ['seqLen', 'u32'], ['positionOffset', 'u32'],
   ['heads', 'u32'], ['kvHeads', 'u32'], ['kvLength', 'u32'], ['qRowStride', 'u32'], ['kvRowStride', 'u32'], ['headStride', 'u32'], ['kOffset', 'u32'], ['vOffset', 'u32']];
 
 function qkvRotaryVariant(hasLeftPadding: boolean): Kernel {
@@ -33,9 +33,6 @@ function qkvRotaryBackwardVariant(hasLeftPadding: boolean, oneProjection: boolea
 
 const qkvRotaryBackwardKernels = [false, true].map((padding) => [false, true].map((one) => qkvRotaryBackwardVariant(padding, one)));
 
-// WebGPU guarantees 256 invocations per workgroup on every device.
-const WG = 256;
-
 /** Where each token row's heads lie in the projection output(s), in elements (see qkv_rotary_layout.wgsl). */
 export interface QkvSource { qRowStride: number; kvRowStride: number; headStride: number; kOffset: number; vOffset: number }
 
@@ -51,7 +48,8 @@ export interface QkvRotaryLayout { batch: number; seqLen: number; heads: number;
  * padding), as rotaryCall's, forward or (`backward`) the projections' gradient; the same FLOPs per pair as rotary and
  * its backward. Ledger name 'qkvRotary' or 'qkvRotaryBackward'.
  */
-export function qkvRotaryCall(limits: DeviceLimits, layout: QkvRotaryLayout, rotaryDims: number, positionOffset: number, backward = false): KernelCall {
+export function qkvRotaryCall(limits: DeviceLimits, layout: QkvRotaryLayout, rotaryDims: number, positionOffset: number, backward = false,
+  shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   const { batch, seqLen, heads, kvHeads, headDim, kvLength, source } = layout;
   const tokens = batch * seqLen;
   const half = rotaryDims / 2;
@@ -60,11 +58,12 @@ export function qkvRotaryCall(limits: DeviceLimits, layout: QkvRotaryLayout, rot
   const pairs = tokens * (heads + kvHeads) * half;
   const n = headRows * lanes;
   const kernel = backward ? qkvRotaryBackwardKernels[+layout.leftPadding][+layout.oneProjection] : layout.leftPadding ? qkvRotaryLeftPaddingKernel : qkvRotaryKernel;
+  const { constants, perThread, workgroups } = elementwiseLaunch(limits, n, shape);
   return {
     kernel, op: kernel.name,
-    constants: { WG },
-    params: { n, lanes, headDim, half, seqLen, positionOffset, heads, kvHeads, kvLength, ...source },
-    workgroups: grid1d(n, WG, limits),
+    constants,
+    params: { n, perThread, lanes, headDim, half, seqLen, positionOffset, heads, kvHeads, kvLength, ...source },
+    workgroups,
     cost: { flops: ROTARY_FLOPS_PER_PAIR * pairs, bytesRead: 4 * headRows * headDim + 4 * pairs + (layout.leftPadding ? 4 * batch : 0), bytesWritten: 4 * headRows * headDim },
   };
 }

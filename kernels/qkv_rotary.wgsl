@@ -5,7 +5,6 @@
 // each q and k head rotate in pairs (i, i + half) by f32(pos) · invFreq[i], pos = t + positionOffset less the row's
 // left padding; the other dims, and v, pass through. The values are split, the head permutes, rotary and the cache's
 // copies composed, bit for bit. Which thread reads and writes where: qkv_rotary_layout.wgsl.
-override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
@@ -28,10 +27,7 @@ fn storeHead(part: u32, e: u32, value: f32) {
   if (part == 0u) { qOut[e] = value; } else if (part == 1u) { kOut[e] = value; } else { vOut[e] = value; }
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
+fn element(i: u32) {
   let s = qkvSlot(i);
   let y = rotated(projectionPair(s.part, s.projection + s.d1, s.projection + s.d2), s, false);
   storeHead(s.part, s.heads + s.d1, y.x);

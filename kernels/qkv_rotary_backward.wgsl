@@ -4,7 +4,6 @@
 // does, the rest passed through. Every element of the projections is written once, so nothing needs zeroing first.
 // Where the gradient goes, one tensor (packed or concatenated projections) or three: storeProjection, from
 // qkv_rotary_backward_one.wgsl or qkv_rotary_backward_three.wgsl.
-override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> dqOut: array<f32>;
 @group(0) @binding(1) var<storage, read> dkOut: array<f32>;
@@ -21,10 +20,7 @@ fn headPair(part: u32, e1: u32, e2: u32) -> vec2f {
   return vec2f(dvOut[e1], dvOut[e2]);
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
+fn element(i: u32) {
   let s = qkvSlot(i);
   let dx = rotated(headPair(s.part, s.heads + s.d1, s.heads + s.d2), s, true);
   storeProjection(s.part, s.projection + s.d1, dx.x);

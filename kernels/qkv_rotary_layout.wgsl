@@ -5,7 +5,7 @@
 // the heads lie in q [B, H, T, D] and k, v [B, KVH, kvLength, D] at position positionOffset + t. The including kernel
 // declares `params` of these Params at its uniform binding.
 struct Params {
-  n: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, heads: u32, kvHeads: u32, kvLength: u32,
+  n: u32, perThread: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, heads: u32, kvHeads: u32, kvLength: u32,
   qRowStride: u32, kvRowStride: u32, headStride: u32, kOffset: u32, vOffset: u32,
 }
 

@@ -4,11 +4,10 @@
 //   x1' = x1 cos - x2 sin,  x2' = x2 cos + x1 sin;  dims from 2·half on pass through.
 // INVERSE rotates by -angle: the backward, since the rotation is orthogonal.
 // One thread per pair and one per passed-through dim: `lanes` = D - half threads per row.
-override WG: u32 = 256u;
 override INVERSE: bool = false;
 
 // rowsPerBatch = H·T rows per batch row: row / rowsPerBatch is its batch row.
-struct Params { n: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, rowsPerBatch: u32 }
+struct Params { n: u32, perThread: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, rowsPerBatch: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> invFreq: array<f32>;
@@ -16,10 +15,7 @@ struct Params { n: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positi
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
+fn element(i: u32) {
   let row = i / params.lanes;
   let lane = i % params.lanes;
   let base = row * params.headDim;

@@ -1,26 +1,25 @@
 // out = alpha · x over a contiguous tensor, and with alpha = 1 a copy: a vec4 per invocation where it divides.
-import { grid1d, wgsl, type DeviceLimits, type Kernel, type KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 function scaleVariant(value: 'f32' | 'vec4f'): Kernel {
   return {
     name: 'scale',
-    source: wgsl(import.meta.url, 'scale.wgsl', { placeholders: { VALUE: value } }),
-    inputs: ['x'], outputs: ['out'], params: [['n', 'u32'], ['alpha', 'f32']], constants: ['WG'],
+    source: wgsl(import.meta.url, 'scale.wgsl', { includes: ['elementwise_main.wgsl'], placeholders: { VALUE: value } }),
+    inputs: ['x'], outputs: ['out'], params: [['n', 'u32'], ['perThread', 'u32'], ['alpha', 'f32']], constants: ['WG'],
   };
 }
 
 export const scaleKernel = scaleVariant('f32');
 export const scaleVec4Kernel = scaleVariant('vec4f');
 
-const WG = 256;
-
 /** alpha · x over n f32 elements; `op` names it in the ledger ('copy', with alpha = 1, costs no flops; a scale by 1 still multiplies). */
-export function scaleCall(limits: DeviceLimits, n: number, alpha: number, op = 'scale'): KernelCall {
+export function scaleCall(limits: DeviceLimits, n: number, alpha: number, op = 'scale', shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   const vec4 = n % 4 === 0;
   const values = vec4 ? n / 4 : n;
+  const { constants, perThread, workgroups } = elementwiseLaunch(limits, values, shape);
   return {
-    kernel: vec4 ? scaleVec4Kernel : scaleKernel, op, constants: { WG }, params: { n: values, alpha },
-    workgroups: grid1d(values, WG, limits),
+    kernel: vec4 ? scaleVec4Kernel : scaleKernel, op, constants, params: { n: values, perThread, alpha },
+    workgroups,
     cost: { flops: op === 'copy' ? 0 : n, bytesRead: 4 * n, bytesWritten: 4 * n },
   };
 }

@@ -3,7 +3,7 @@
 // hash per element instead of a mask's memory for as long as the tape holds it.
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { dropoutCall, type DropoutKey } from '../../kernels/dropout.ts';
 
@@ -17,7 +17,7 @@ export function dropout(x: Tensor, opts: DropoutOptions): Tensor {
   if (p === 0) return x;
   const masked = (t: Tensor, op: string) => {
     const out = Tensor.empty(t.shape, 'f32', op);
-    launch(dropoutCall(deviceLimits(), t.numel, p, key, op), [t], [out]);
+    launch(dropoutCall(deviceLimits(), t.numel, p, key, op, elementwiseShape()), [t], [out]);
     return out;
   };
   const out = masked(x, 'dropout');

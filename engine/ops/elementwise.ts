@@ -104,7 +104,7 @@ export function div(a: Tensor, b: Tensor): Tensor {
 /** alpha * x, element for element. */
 export function scale(x: Tensor, alpha: number): Tensor {
   const out = Tensor.empty(x.shape, 'f32', 'scale');
-  launch(scaleCall(deviceLimits(), x.numel, alpha), [x], [out]);
+  launch(scaleCall(deviceLimits(), x.numel, alpha, 'scale', elementwiseShape()), [x], [out]);
   record('scale', [x], [out], [], ([g]) => [scale(g!, alpha)]);
   return out;
 }
@@ -125,12 +125,12 @@ export function meanLastDim(x: Tensor, keepDim = false): Tensor {
 
 export function fill(shape: readonly number[], value: number): Tensor {
   const out = Tensor.empty(shape, 'f32', 'fill');
-  launch(fillCall(deviceLimits(), out.numel, value), [], [out]);
+  launch(fillCall(deviceLimits(), out.numel, value, elementwiseShape()), [], [out]);
   return out;
 }
 
 /** acc += x in place (no tape): gradient accumulation. */
 export function addInto(acc: Tensor, x: Tensor): void {
   if (acc.numel !== x.numel) throw new GpuError(`addInto: ${shapeString(x.shape)} into ${shapeString(acc.shape)}`);
-  launch(accumulateCall(deviceLimits(), acc.numel), [x], [acc]);
+  launch(accumulateCall(deviceLimits(), acc.numel, elementwiseShape()), [x], [acc]);
 }

@@ -1,7 +1,7 @@
 // Token embedding: a gather of rows, and its backward as a deterministic scatter-add (no float atomics).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { bindingWindows, deviceLimits, launch } from '../launch.ts';
+import { bindingWindows, deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
 import { embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
 import { bytesPerElement, isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
@@ -26,7 +26,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   const dtype = weight.dtype as FloatDType;
   const windows = bindingWindows(vocab, bytesPerElement(dtype) * cols);
   const part = (t: Tensor, w: { first: number; count: number }) => (windows.length === 1 ? t : t.rows(w.first, w.count));
-  for (const w of windows) tidy(() => launch(embeddingCall(deviceLimits(), tokens, vocab, cols, dtype, { first: w.first, rows: w.count }), [ids, part(weight, w)], [out]));
+  for (const w of windows) tidy(() => launch(embeddingCall(deviceLimits(), tokens, vocab, cols, dtype, { first: w.first, rows: w.count }, elementwiseShape()), [ids, part(weight, w)], [out]));
   // forward was out[t] = weight[ids[t]], so dweight[v] = Σ_{t : ids[t] = v} dout[t], summed in token order.
   record('embedding', [ids, weight], [out], [ids], ([dout]) => {
     const dweight = Tensor.empty([vocab, cols], 'f32', 'embeddingBackward');
@@ -35,7 +35,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
     for (const w of bindingWindows(vocab, 4 * cols)) {
       tidy(() => {
         const rows = w.count === vocab ? dweight : dweight.rows(w.first, w.count);
-        launch({ ...fillCall(deviceLimits(), w.count * cols, 0), op: 'embeddingBackward' }, [], [rows]); // rows of absent ids stay 0
+        launch({ ...fillCall(deviceLimits(), w.count * cols, 0, elementwiseShape()), op: 'embeddingBackward' }, [], [rows]); // rows of absent ids stay 0
         launch(embeddingBackwardCall(deviceLimits(), tokens, vocab, cols, { first: w.first, rows: w.count }), [ids, order, dout!], [rows]);
       });
     }

@@ -8,7 +8,7 @@
 // larger than one binding is bound chunk by chunk.
 import { gradEnabled, noGrad, record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { bindingWindows, deviceLimits, launch } from '../launch.ts';
+import { bindingWindows, deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
 import { linear, matmul, matmulInto } from './matmul.ts';
 import { writeSlice } from './shape.ts';
@@ -79,7 +79,7 @@ export function headTokenLogprobs(hidden: Tensor, weight: Tensor, ids: Tensor, o
         if (!hidden.requiresGrad) return null;
         const part = matmul(dx, w); // [N, C]
         if (!dhidden) return part;
-        launch({ ...accumulateCall(deviceLimits(), N * C), op: 'headTokenLogprobsBackward' }, [part], [dhidden]);
+        launch({ ...accumulateCall(deviceLimits(), N * C, elementwiseShape()), op: 'headTokenLogprobsBackward' }, [part], [dhidden]);
         return dhidden;
       });
     }

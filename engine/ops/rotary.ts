@@ -1,7 +1,7 @@
 // Rotary position embedding, rotate-half convention (transformers' GPT-NeoX, Llama, Mistral), with its backward.
 import { gradEnabled, record } from '../autodiff.ts';
 import { GpuError, onGpuRelease } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { ROTARY_MAX_ANGLE, rotaryCall } from '../../kernels/rotary.ts';
 import { qkvRotaryCall, type QkvRotaryLayout, type QkvSource } from '../../kernels/qkv_rotary.ts';
@@ -65,11 +65,11 @@ export function rotary(x: Tensor, opts: RotaryOptions): Tensor {
   // Without padding the kernel's variant leaves the leftPadding binding out: null in its place.
   const padding = leftPadding ?? null;
   const out = Tensor.empty(x.shape, 'f32', 'rotary');
-  launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, false), [x, table, padding], [out]);
+  launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, false, elementwiseShape()), [x, table, padding], [out]);
   // forward was out = R(angle) x, a rotation per pair, so dx = R(angle)ᵀ dy = R(-angle) dy.
   record('rotary', [x], [out], leftPadding ? [leftPadding] : [], ([dy]) => {
     const dx = Tensor.empty(x.shape, 'f32', 'rotaryBackward');
-    launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, true), [dy!, table, padding], [dx]);
+    launch(rotaryCall(deviceLimits(), layout, rotaryDims, positionOffset, true, elementwiseShape()), [dy!, table, padding], [dx]);
     return [dx];
   });
   return out;
@@ -119,7 +119,7 @@ function launchQkvRotary(layout: QkvRotaryLayout, projections: Tensor[], kOut: T
   const q = Tensor.empty([batch, heads, seqLen, headDim], 'f32', 'qkvRotary q');
   // A packed or concatenated projection is bound as q, k and v alike; without padding the leftPadding binding is null.
   const sources = projections.length === 1 ? [projections[0], projections[0], projections[0]] : projections;
-  launch(qkvRotaryCall(deviceLimits(), layout, opts.rotaryDims, opts.positionOffset ?? 0), [...sources, invFreqTable(opts.rotaryDims, opts.base), opts.leftPadding ?? null], [q, kOut, vOut]);
+  launch(qkvRotaryCall(deviceLimits(), layout, opts.rotaryDims, opts.positionOffset ?? 0, false, elementwiseShape()), [...sources, invFreqTable(opts.rotaryDims, opts.base), opts.leftPadding ?? null], [q, kOut, vOut]);
   return q;
 }
 
@@ -164,7 +164,7 @@ export function rotaryHeads(proj: QkvProjections, heads: QkvHeads, opts: RotaryO
     // An output no gradient reached contributes zeros.
     const [dq, dk, dv] = gs.map((g, i) => g ?? Tensor.zeros([q, k, v][i].shape));
     const grads = projections.map((t) => Tensor.empty(t.shape, 'f32', 'qkvRotaryBackward'));
-    launch(qkvRotaryCall(deviceLimits(), layout, opts.rotaryDims, 0, true), [dq!, dk!, dv!, invFreqTable(opts.rotaryDims, opts.base), leftPadding ?? null],
+    launch(qkvRotaryCall(deviceLimits(), layout, opts.rotaryDims, 0, true, elementwiseShape()), [dq!, dk!, dv!, invFreqTable(opts.rotaryDims, opts.base), leftPadding ?? null],
       [grads[0], grads[1] ?? null, grads[2] ?? null]);
     return grads;
   });

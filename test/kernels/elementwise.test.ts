@@ -8,6 +8,9 @@ import { BINARY_OPS, binaryBroadcastCall, binaryCall, binarySameShapeCall, binar
 import { scaleCall, scaleKernel, scaleVec4Kernel } from '../../kernels/scale.ts';
 import { activationBackwardCall, activationCall, gatedActivationBackwardCall, gatedActivationCall } from '../../kernels/activation.ts';
 import { ELEMENTWISE_SHAPES, type ElementwiseShape, type KernelCall } from '../../kernels/spec.ts';
+import { dropoutCall } from '../../kernels/dropout.ts';
+import { embeddingCall } from '../../kernels/embedding.ts';
+import { fillCall } from '../../kernels/fill.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
 // Counts that leave a ragged last workgroup, vec4 and scalar (not a multiple of 4) alike.
@@ -44,12 +47,13 @@ test('same-shape binary kernels (vec4 and scalar) match the broadcasting kernel 
   assert.is(pool.liveBytes, base);
 });
 
-test('elementwise shapes: 64 threads of 64 elements (a CPU driver) give the bits of a thread an element, over ragged counts', async () => {
+test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give the bits of a thread an element, over ragged counts', async () => {
   await initGpu();
   const base = pool.liveBytes;
   const { cpu, gpu } = ELEMENTWISE_SHAPES;
   for (const n of [1, 4095, 3 * 4096 + 5]) {
     const a = upload(randn(n, 3 * n), [n]), b = upload(randn(n, 3 * n + 1), [n]);
+    const ids = Tensor.fromArray(Int32Array.from({ length: n }, (_, i) => (i * 7919) % n), [n], 'i32');
     const cases: [string, (shape: ElementwiseShape) => KernelCall, Tensor[], number][] = [
       ['gelu', (shape) => activationCall(deviceLimits(), 'gelu', n, shape), [a], 1],
       ['geluBackward', (shape) => activationBackwardCall(deviceLimits(), 'gelu', n, shape), [a, b], 1],
@@ -57,6 +61,10 @@ test('elementwise shapes: 64 threads of 64 elements (a CPU driver) give the bits
       ['swigluBackward', (shape) => gatedActivationBackwardCall(deviceLimits(), 'silu', n, 'swiglu', shape), [a, b, a], 2],
       ['mul broadcast', (shape) => binaryBroadcastCall(deviceLimits(), 'mul', [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], n, n, shape), [a, b], 1],
       ['add same-shape', (shape) => binarySameShapeCall(deviceLimits(), 'add', n, false, shape), [a, b], 1],
+      ['scale', (shape) => scaleCall(deviceLimits(), n, 0.75, 'scale', shape), [a], 1],
+      ['fill', (shape) => fillCall(deviceLimits(), n, 2.5, shape), [], 1],
+      ['dropout', (shape) => dropoutCall(deviceLimits(), n, 0.25, { seed: 3, counter: 1, stream: 2 }, 'dropout', shape), [a], 1],
+      ['embedding', (shape) => embeddingCall(deviceLimits(), n, n, 1, 'f32', { first: 0, rows: n }, shape), [ids, a], 1],
     ];
     for (const [name, call, inputs, outputs] of cases) {
       const run = async (shape: ElementwiseShape) => {
@@ -70,7 +78,7 @@ test('elementwise shapes: 64 threads of 64 elements (a CPU driver) give the bits
       assert.ok(many.every((v) => v.every(Number.isFinite)), `${name} n=${n}: every element written`);
       assert.equal(many, one, `${name} n=${n}`);
     }
-    a.dispose(); b.dispose();
+    a.dispose(); b.dispose(); ids.dispose();
   }
   assert.is(pool.liveBytes, base);
 });
