@@ -22,6 +22,8 @@ test('ops on tensors larger than one binding match their one-binding results', a
   assert.equal(windowed.embedding, whole.embedding, 'embedding');
   for (const name of ['logp', 'tableGrad', 'headGrad', 'gradNormSquared', 'table', 'head', 'logits']) assertClose(windowed[name] as number[], whole[name] as number[], 1e-6, name);
   assert.is((whole.embedding as number[]).slice(2 * 64, 3 * 64).every((v) => v === 0), true, 'an id outside the table gives a zero row');
+  assert.is(whole.shardedBitsEqual, 'true', 'two AdamW shards update as one optimizer, one binding a tensor');
+  assert.is(windowed.shardedBitsEqual, 'true', 'two AdamW shards update as one optimizer, in windows');
   assert.is(whole.tooLarge, '', 'one binding holds the table here');
   assert.match(windowed.tooLarge, /op 'add': binding .* of 153600 bytes, more than one binding holds \(maxStorageBufferBindingSize 65536\)/);
 });
