@@ -1,18 +1,20 @@
-// out[j] = sum over p of partials[p, j], adding p = 0, 1, 2, ... in order: the deterministic second
-// stage of the norms' weight gradients (partials [blocks, cols] from their backward kernels).
-override WG: u32 = 256u;
+// For each slot (kernels/tensor_slots.ts; its entry point elementwise_slots.wgsl), out[j] = sum over p of
+// partials[p, j], adding p = 0, 1, 2, ... in order: the deterministic second stage of the norms' weight gradients
+// (partials [blocks, cols] from their backward kernels), every gradient of one backward in one dispatch.
 
-struct Params { blocks: u32, cols: u32 }
+struct Slot { n: u32, blocks: u32, end: u32, unused: u32 } // n: the columns
+struct Params { slots: array<Slot, SLOTS>, perThread: u32 }
 
-@group(0) @binding(0) var<storage, read> partials: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> params: Params;
+{{STORAGE}}
+@group(0) @binding({{PARAMS_BINDING}}) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let j = gid.x + gid.y * nwg.x * WG;
-  if (j >= params.cols) { return; }
-  var acc = 0.0;
-  for (var p = 0u; p < params.blocks; p++) { acc += partials[p * params.cols + j]; }
-  out[j] = acc;
+// The thread's columns of the slot from `first`, WG apart.
+fn update(partials: Read, out: Write, first: u32, slot: Slot) {
+  for (var k = 0u; k < params.perThread; k++) {
+    let j = first + k * WG;
+    if (j >= slot.n) { return; }
+    var acc = 0.0;
+    for (var p = 0u; p < slot.blocks; p++) { acc += partials[p * slot.n + j]; }
+    out[j] = acc;
+  }
 }

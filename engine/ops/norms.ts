@@ -3,14 +3,14 @@
 // second stage (no atomics: two backward runs give bit-identical gradients).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import { layerNormForwardCall } from '../../kernels/layernorm_forward.ts';
 import { layerNormBackwardCall, normRowBlocks } from '../../kernels/layernorm_backward.ts';
 import { rmsNormForwardCall } from '../../kernels/rmsnorm_forward.ts';
 import { rmsNormBackwardCall } from '../../kernels/rmsnorm_backward.ts';
-import { columnSumCall } from '../../kernels/column_sum.ts';
+import { columnSumCall, columnSumSlots } from '../../kernels/column_sum.ts';
 
 /** rows x cols of x [..., cols], after checking that each parameter has cols elements. */
 function normShape(op: string, x: Tensor, params: Record<string, Tensor>): { rows: number; cols: number } {
@@ -25,12 +25,16 @@ function checkGradShape(op: string, x: Tensor, dy: Tensor): void {
   if (dy.numel !== x.numel || dy.dtype !== 'f32') throw new GpuError(`${op}: dy ${dy.dtype} ${shapeString(dy.shape)} does not match x ${shapeString(x.shape)}`);
 }
 
-/** out = partials [blocks, cols] summed over blocks, with the given shape; disposes the partials. */
-function sumBlocks(partials: Tensor, shape: readonly number[]): Tensor {
-  const out = Tensor.empty(shape, 'f32', 'norm weight gradient');
-  launch(columnSumCall(deviceLimits(), partials.shape[0], partials.shape[1]), [partials], [out]);
-  partials.dispose();
-  return out;
+/** Each of the partials [blocks, cols] summed over blocks, with the given shape, several a dispatch; disposes the partials. */
+function sumBlocks(partials: readonly Tensor[], shape: readonly number[]): Tensor[] {
+  const outs = partials.map(() => Tensor.empty(shape, 'f32', 'norm weight gradient'));
+  const slots = columnSumSlots(deviceLimits());
+  for (let i = 0; i < partials.length; i += slots) {
+    const group = partials.slice(i, i + slots);
+    launch(columnSumCall(deviceLimits(), group.map((p) => ({ blocks: p.shape[0], cols: p.shape[1] })), elementwiseShape()), group, outs.slice(i, i + slots));
+  }
+  for (const p of partials) p.dispose();
+  return outs;
 }
 
 /** y = (x - mean) * rstd * weight + bias over the last dim, rstd = 1 / sqrt(biased var + eps). */
@@ -63,11 +67,15 @@ export function layerNormPair(x: Tensor, [weight, bias]: readonly [Tensor, Tenso
   const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
   launch(layerNormForwardCall(deviceLimits(), rows, cols, eps, true), [x, weight, bias, weight2, bias2], [y, y2, mean, rstd]);
   record('layerNormPair', [x, weight, bias, weight2, bias2], [y, y2], [x, weight, weight2, mean, rstd], ([dy, dy2]) => {
-    const one = dy ? layerNormBackward(x, weight, dy, mean, rstd) : null;
-    const two = dy2 ? layerNormBackward(x, weight2, dy2, mean, rstd) : null;
+    // The four weight gradients take one dispatch.
+    const one = dy ? layerNormBackwardPartials(x, weight, dy, mean, rstd) : null;
+    const two = dy2 ? layerNormBackwardPartials(x, weight2, dy2, mean, rstd) : null;
     const dx = one && two ? add(one.dx, two.dx) : (one ?? two)!.dx;
-    const grad = (t: Tensor | undefined, w: Tensor) => (t && w.requiresGrad ? t : null);
-    return [dx, grad(one?.dweight, weight), grad(one?.dbias, bias), grad(two?.dweight, weight2), grad(two?.dbias, bias2)];
+    const sums = sumBlocks([one, two].flatMap((n) => (n ? [n.partialWeight, n.partialBias] : [])), weight.shape);
+    const [dw, db] = one ? sums.slice(0, 2) : [null, null];
+    const [dw2, db2] = two ? sums.slice(one ? 2 : 0) : [null, null];
+    const grad = (t: Tensor | null, w: Tensor) => (t && w.requiresGrad ? t : null);
+    return [dx, grad(dw, weight), grad(db, bias), grad(dw2, weight2), grad(db2, bias2)];
   });
   mean.dispose(); // the tape retained the statistics when it recorded
   rstd.dispose();
@@ -76,6 +84,13 @@ export function layerNormPair(x: Tensor, [weight, bias]: readonly [Tensor, Tenso
 
 /** The gradients of layerNorm, from the mean and rstd its forward saved; not recorded on the tape. */
 export function layerNormBackward(x: Tensor, weight: Tensor, dy: Tensor, mean: Tensor, rstd: Tensor): { dx: Tensor; dweight: Tensor; dbias: Tensor } {
+  const { dx, partialWeight, partialBias } = layerNormBackwardPartials(x, weight, dy, mean, rstd);
+  const [dweight, dbias] = sumBlocks([partialWeight, partialBias], weight.shape);
+  return { dx, dweight, dbias };
+}
+
+/** dx and the blocks' partial weight and bias gradients. */
+function layerNormBackwardPartials(x: Tensor, weight: Tensor, dy: Tensor, mean: Tensor, rstd: Tensor): { dx: Tensor; partialWeight: Tensor; partialBias: Tensor } {
   const { rows, cols } = normShape('layerNormBackward', x, { weight });
   checkGradShape('layerNormBackward', x, dy);
   const { blocks } = normRowBlocks(rows);
@@ -83,7 +98,7 @@ export function layerNormBackward(x: Tensor, weight: Tensor, dy: Tensor, mean: T
   const partialWeight = Tensor.empty([blocks, cols], 'f32', 'layerNorm dweight partials');
   const partialBias = Tensor.empty([blocks, cols], 'f32', 'layerNorm dbias partials');
   launch(layerNormBackwardCall(deviceLimits(), rows, cols), [x, weight, dy, mean, rstd], [dx, partialWeight, partialBias]);
-  return { dx, dweight: sumBlocks(partialWeight, weight.shape), dbias: sumBlocks(partialBias, weight.shape) };
+  return { dx, partialWeight, partialBias };
 }
 
 /** y = x * rstd * weight over the last dim, rstd = 1 / sqrt(mean(x^2) + eps): LlamaRMSNorm in f32. */
@@ -108,5 +123,5 @@ export function rmsNormBackward(x: Tensor, weight: Tensor, dy: Tensor, rstd: Ten
   const dx = Tensor.empty(x.shape, 'f32', 'rmsNorm dx');
   const partialWeight = Tensor.empty([blocks, cols], 'f32', 'rmsNorm dweight partials');
   launch(rmsNormBackwardCall(deviceLimits(), rows, cols), [x, weight, dy, rstd], [dx, partialWeight]);
-  return { dx, dweight: sumBlocks(partialWeight, weight.shape) };
+  return { dx, dweight: sumBlocks([partialWeight], weight.shape)[0] };
 }

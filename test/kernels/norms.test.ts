@@ -132,12 +132,12 @@ test('layerNorm and rmsNorm forward and gradients vs float64, ragged shapes', as
   assert.is(pool.liveBytes, base, 'the saved statistics and scratch partials are freed');
 });
 
-test('layerNormPair equals two layerNorms of x: outputs bit for bit, gradients to 1e-6, one forward dispatch', async () => {
+test('layerNormPair equals two layerNorms of x: outputs bit for bit, gradients to 1e-6, one forward dispatch, one for the four weight gradients', async () => {
   await initGpu();
   const base = pool.liveBytes;
   const [rows, cols] = [7, 48];
   const data = { x: randn(rows * cols, 31, 3), w1: randn(cols, 32), b1: randn(cols, 33), w2: randn(cols, 34), b2: randn(cols, 35), s1: randn(rows * cols, 36), s2: randn(rows * cols, 37) };
-  const results: { y: Float64Array[]; grads: Float64Array[]; dispatches: number }[] = [];
+  const results: { y: Float64Array[]; grads: Float64Array[]; dispatches: number; backward: Record<string, number> }[] = [];
   for (const paired of [true, false]) {
     const x = upload(data.x, [rows, cols], true);
     const ps = [data.w1, data.b1, data.w2, data.b2].map((d) => upload(d, [cols], true));
@@ -149,8 +149,10 @@ test('layerNormPair equals two layerNorms of x: outputs bit for bit, gradients t
     // d/d(.) of Σ y1·s1 + y2·s2: one backward through both outputs.
     const seeds = [upload(data.s1, [rows, cols]), upload(data.s2, [rows, cols]), upload(new Float64Array(rows * cols).fill(1), [rows, cols])];
     const loss = tidy(() => add(mul(ys[0]!, seeds[0]!), mul(ys[1]!, seeds[1]!)));
+    ledger.reset();
     backward(loss, seeds[2]);
-    results.push({ y, grads: await Promise.all([x, ...ps].map((t) => download(t.grad!))), dispatches });
+    const backwardOps = Object.fromEntries(ledger.byOp().filter((o) => o.dispatches > 0 && /^(layerNormBackward|columnSum|add|accumulate)$/.test(o.key)).map((o) => [o.key, o.dispatches]));
+    results.push({ y, grads: await Promise.all([x, ...ps].map((t) => download(t.grad!))), dispatches, backward: backwardOps });
     for (const t of [x, ...ps, ...ys, ...seeds, loss]) { t.grad?.dispose(); t.dispose(); }
   }
   const [pair, two] = results as [typeof results[0], typeof results[0]];
@@ -158,6 +160,10 @@ test('layerNormPair equals two layerNorms of x: outputs bit for bit, gradients t
   for (const [i, name] of ['dx', 'dw1', 'db1', 'dw2', 'db2'].entries()) assertClose(pair.grads[i]!, two.grads[i]!, 1e-6, name);
   assert.is(pair.dispatches, 1);
   assert.is(two.dispatches, 2);
+  // The pair: two norm backwards, their dx added, and one dispatch for the four weight gradients; two layerNorms: a
+  // column-sum dispatch each, and x's second gradient accumulated onto its first.
+  assert.equal(pair.backward, { layerNormBackward: 2, columnSum: 1, add: 1 });
+  assert.equal(two.backward, { layerNormBackward: 2, columnSum: 2, accumulate: 1 });
   assert.is(pool.liveBytes, base);
 });
 
