@@ -51,8 +51,8 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[],
   return strides;
 }
 
-function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  const shape = broadcastShape(a.shape, b.shape, op);
+/** a (op) b broadcast to `shape` (their broadcast shape unless given: then each must broadcast to it). */
+function binary(op: BinaryOp, a: Tensor, b: Tensor, shape: readonly number[] = broadcastShape(a.shape, b.shape, op)): Tensor {
   const out = Tensor.empty(shape, 'f32', op);
   launch(binaryCall(deviceLimits(), op, toRank4(shape), broadcastStrides(a.shape, shape, op), broadcastStrides(b.shape, shape, op), a.numel, b.numel, elementwiseShape()), [a, b], [out]);
   return out;
@@ -114,8 +114,8 @@ export function sumLastDim(x: Tensor, keepDim = false, alpha = 1, op = 'sum'): T
   const outShape = [...x.shape.slice(0, -1), 1];
   const out = Tensor.empty(keepDim ? outShape : x.shape.slice(0, -1), 'f32', op);
   launch(reduceSumCall(deviceLimits(), toRank4(x.shape), toRank4(outShape), alpha, op), [x], [out]);
-  // forward was out = alpha * sum_j x[..., j], so dx[..., j] = alpha * g[...].
-  record(op, [x], [out], [], ([g]) => [binary('mul', fill(x.shape, alpha), g!.reshape(outShape))]);
+  // forward was out = alpha * sum_j x[..., j], so dx[..., j] = alpha * g[...]: one broadcast of both to x's shape.
+  record(op, [x], [out], [], ([g]) => [binary('mul', Tensor.scalar(alpha), g!.reshape(outShape), x.shape)]);
   return out;
 }
 
