@@ -3,11 +3,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ledger } from '../../engine/ledger.ts';
 import { AdamW, RMSprop, makeOptimizer, shardOf, type AdamWOptions, type Optimizer } from '../../engine/optim.ts';
-import { deviceLimits } from '../../engine/launch.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
 import { pool } from '../../engine/pool.ts';
 import { SafetensorsFile } from '../../engine/safetensors.ts';
 import { Tensor } from '../../engine/tensor.ts';
-import { adamwSlots } from '../../kernels/adamw.ts';
+import { adamwCall, adamwSlots } from '../../kernels/adamw.ts';
+import { rmspropCall } from '../../kernels/rmsprop.ts';
+import { ELEMENTWISE_SHAPES, type ElementwiseShape } from '../../kernels/spec.ts';
 import { assertClose, download, initGpu, randn } from '../support/util.ts';
 import { fixture } from '../support/paths.ts';
 
@@ -260,6 +262,23 @@ test('several parameters a dispatch: the same bits as an optimizer per parameter
   for (const d of separate) for (const [k, t] of Object.entries(d.tensors)) assert.equal(wordsOf(states.tensors[k]), wordsOf(t), k);
   for (const o of [one, ...each]) o.dispose();
   for (const p of [...together, ...alone]) p.dispose();
+});
+
+test('the slot kernels in both device shapes (a thread an element; 64 threads of up to 64): the same bits', async () => {
+  await initGpu();
+  const sizes = [1, 300, 4097, 64 * 64 * 17 + 3];
+  const step = { beta1: 0.9, beta2: 0.95, eps: 1e-8, stepSize: 1e-2, bc2Sqrt: 0.3, gradScale: 0.5 };
+  const run = async (shape: ElementwiseShape) => {
+    const ts = sizes.map((n, i) => [randn(n, 900 + i), randn(n, 950 + i, 0.1), randn(n, 980 + i, 0.01), randn(n, 990 + i, 0.001).map(Math.abs)].map((d) => Tensor.fromArray(d, [n])));
+    const ranges = sizes.map((n, i) => ({ n, offset: 0, decayFactor: i % 2 ? 1 : 0.999 }));
+    launch(adamwCall(deviceLimits(), ranges, step, shape), ts.map(([, g]) => g), ts.flatMap(([p, , m, v]) => [p, m, v]));
+    const rms = sizes.map((n, i) => ({ n, offset: 0, weightDecay: i % 2 ? 0 : 0.01 }));
+    launch(rmspropCall(deviceLimits(), rms, { alpha: 0.99, eps: 1e-8, lr: 1e-3, gradScale: 2 }, shape), ts.map(([, g]) => g), ts.flatMap(([p, , m]) => [p, m]));
+    const out = await Promise.all(ts.flat().map(async (t) => [...new Uint32Array((await t.toArray()).buffer, 0, t.numel)]));
+    for (const t of ts.flat()) t.dispose();
+    return out;
+  };
+  assert.equal(await run(ELEMENTWISE_SHAPES.cpu), await run(ELEMENTWISE_SHAPES.gpu));
 });
 
 test('options are validated', async () => {

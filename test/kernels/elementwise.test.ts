@@ -11,6 +11,7 @@ import { ELEMENTWISE_SHAPES, type ElementwiseShape, type KernelCall } from '../.
 import { dropoutCall } from '../../kernels/dropout.ts';
 import { embeddingCall } from '../../kernels/embedding.ts';
 import { fillCall } from '../../kernels/fill.ts';
+import { columnSumCall } from '../../kernels/column_sum.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
 // Counts that leave a ragged last workgroup, vec4 and scalar (not a multiple of 4) alike.
@@ -54,6 +55,7 @@ test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give th
   for (const n of [1, 4095, 3 * 4096 + 5]) {
     const a = upload(randn(n, 3 * n), [n]), b = upload(randn(n, 3 * n + 1), [n]);
     const ids = Tensor.fromArray(Int32Array.from({ length: n }, (_, i) => (i * 7919) % n), [n], 'i32');
+    const partials = upload(randn(3 * n, 5 * n), [3, n]);
     const cases: [string, (shape: ElementwiseShape) => KernelCall, Tensor[], number][] = [
       ['gelu', (shape) => activationCall(deviceLimits(), 'gelu', n, shape), [a], 1],
       ['geluBackward', (shape) => activationBackwardCall(deviceLimits(), 'gelu', n, shape), [a, b], 1],
@@ -65,6 +67,7 @@ test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give th
       ['fill', (shape) => fillCall(deviceLimits(), n, 2.5, shape), [], 1],
       ['dropout', (shape) => dropoutCall(deviceLimits(), n, 0.25, { seed: 3, counter: 1, stream: 2 }, 'dropout', shape), [a], 1],
       ['embedding', (shape) => embeddingCall(deviceLimits(), n, n, 1, 'f32', { first: 0, rows: n }, shape), [ids, a], 1],
+      ['columnSum', (shape) => columnSumCall(deviceLimits(), [{ blocks: 3, cols: n }], shape), [partials], 1],
     ];
     for (const [name, call, inputs, outputs] of cases) {
       const run = async (shape: ElementwiseShape) => {
@@ -78,7 +81,7 @@ test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give th
       assert.ok(many.every((v) => v.every(Number.isFinite)), `${name} n=${n}: every element written`);
       assert.equal(many, one, `${name} n=${n}`);
     }
-    a.dispose(); b.dispose(); ids.dispose();
+    a.dispose(); b.dispose(); ids.dispose(); partials.dispose();
   }
   assert.is(pool.liveBytes, base);
 });
