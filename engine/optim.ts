@@ -104,7 +104,7 @@ abstract class ElementwiseOptimizer implements Optimizer {
   /** Parameter ranges one dispatch of this optimizer's kernel updates on this device. */
   protected abstract slots(limits: DeviceLimits): number;
 
-  /** Launches one dispatch updating the pieces (1 to slots() of them, at one step). */
+  /** Launches one dispatch updating the pieces (1 to slots() of them; at one step where stepPerDispatch). */
   protected abstract update(pieces: readonly Piece[], gradScale: number): void;
 
   /** param[begin, end) as pieces: one, or windows of one binding each when the parameter is larger than one. */

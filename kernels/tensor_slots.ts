@@ -1,5 +1,5 @@
 // Kernels that take several tensors in one dispatch (torch's multi-tensor apply, the `_foreach` ops): the optimizer
-// updates and the gradient norm, which would otherwise cost a dispatch per parameter. WGSL cannot index bindings, so
+// updates, the gradient norm and the norms' weight-gradient column sums, which would otherwise cost a dispatch each. WGSL cannot index bindings, so
 // each tensor is a slot with bindings of its own, and a switch on the workgroup's slot passes them to one function
 // (unrestricted_pointer_parameters). Slots take consecutive runs of workgroups: slot s owns [end of s - 1, end of s).
 // A variant is compiled per slot count, so that a dispatch binds exactly the slots it declares.
@@ -30,7 +30,7 @@ export interface SlotKernelSpec {
   slotFields: readonly [Field, Field, Field, Field];
   params?: readonly Field[];
   constants?: readonly string[];
-  /** Slot s's switch arm: the kernel's function called with the slot's bindings (e.g. `update(&grad0, &param0, i, slot)`). */
+  /** Slot s's switch arm: the kernel's function called with the slot's bindings (e.g. `update(&grad0, &param0, first, slot)`). */
   call: (s: number) => string;
 }
 
@@ -41,8 +41,8 @@ const kernels = new Map<SlotKernelSpec, Map<number, Kernel>>();
  * storage declarations (f32 arrays, numbered as the spec binds them), {{PARAMS_BINDING}} the uniform's, {{CASES}} the arms.
  */
 export function slotKernel(spec: SlotKernelSpec, slots: number): Kernel {
-  const variants = kernels.get(spec) ?? new Map<number, Kernel>();
-  kernels.set(spec, variants);
+  let variants = kernels.get(spec);
+  if (!variants) kernels.set(spec, (variants = new Map()));
   let k = variants.get(slots);
   if (k) return k;
   const suffixed = (names: readonly string[]) => Array.from({ length: slots }, (_, s) => names.map((n) => `${n}${s}`)).flat();
