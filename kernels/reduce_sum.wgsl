@@ -1,9 +1,9 @@
 // out = alpha * x summed over the dims where out has size 1 and x does not (x up to 4 dims, contiguous).
 // One thread per output element: the backward of broadcasting, and sum/mean over a dim.
-override WG: u32 = 256u;
 
 struct Params {
   n: u32, // output elements
+  perThread: u32,
   d0: u32, d1: u32, d2: u32, d3: u32, // input dims
   o1: u32, o2: u32, o3: u32, // output dims 1..3 (each 1 or equal to the input's)
   r0: u32, r1: u32, r2: u32, r3: u32, // extent summed along each dim (1 where kept)
@@ -14,10 +14,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let j = gid.x + gid.y * nwg.x * WG;
-  if (j >= params.n) { return; }
+fn element(j: u32) {
   let c3 = j % params.o3;
   let c2 = (j / params.o3) % params.o2;
   let c1 = (j / (params.o3 * params.o2)) % params.o1;

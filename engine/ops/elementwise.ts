@@ -63,7 +63,7 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
   if (g.numel === shapeNumel(shape)) return g.reshape(shape);
   const padded = [...Array(g.shape.length - shape.length).fill(1), ...shape];
   const out = Tensor.empty(shape, 'f32', 'sumTo');
-  launch(reduceSumCall(deviceLimits(), toRank4(g.shape), toRank4(padded), 1, 'sumTo'), [g], [out]);
+  launch(reduceSumCall(deviceLimits(), toRank4(g.shape), toRank4(padded), 1, 'sumTo', elementwiseShape()), [g], [out]);
   return out;
 }
 
@@ -113,7 +113,7 @@ export function scale(x: Tensor, alpha: number): Tensor {
 export function sumLastDim(x: Tensor, keepDim = false, alpha = 1, op = 'sum'): Tensor {
   const outShape = [...x.shape.slice(0, -1), 1];
   const out = Tensor.empty(keepDim ? outShape : x.shape.slice(0, -1), 'f32', op);
-  launch(reduceSumCall(deviceLimits(), toRank4(x.shape), toRank4(outShape), alpha, op), [x], [out]);
+  launch(reduceSumCall(deviceLimits(), toRank4(x.shape), toRank4(outShape), alpha, op, elementwiseShape()), [x], [out]);
   // forward was out = alpha * sum_j x[..., j], so dx[..., j] = alpha * g[...]: one broadcast of both to x's shape.
   record(op, [x], [out], [], ([g]) => [binary('mul', Tensor.scalar(alpha), g!.reshape(outShape), x.shape)]);
   return out;

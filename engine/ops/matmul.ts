@@ -3,7 +3,7 @@
 import { gradEnabled, record, type Grad } from '../autodiff.ts';
 import { activation } from './activations.ts';
 import { gpu, GpuError, subgroupDevice, type Gpu } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, numelOf, shapeString } from '../tensor.ts';
 import { castF16 } from './cast.ts';
 import { add, broadcastShape } from './elementwise.ts';
@@ -273,6 +273,6 @@ function operandGrad(x: Tensor, y: Tensor, transX: boolean, transY: boolean, row
 /** Σ over the rows of a rows×cols matrix: out [cols], given the shape `shape`. */
 function sumOverRows(x: Tensor, rows: number, cols: number, shape: readonly number[]): Tensor {
   const out = Tensor.empty(shape, 'f32', 'matmulBackward');
-  launch(reduceSumCall(deviceLimits(), [1, 1, rows, cols], [1, 1, 1, cols], 1, 'matmulBackward'), [x], [out]);
+  launch(reduceSumCall(deviceLimits(), [1, 1, rows, cols], [1, 1, 1, cols], 1, 'matmulBackward', elementwiseShape()), [x], [out]);
   return out;
 }
