@@ -1,6 +1,6 @@
 // Per-token log-probabilities from next-token logits (log-softmax and the target's entry, fused) and their backward,
 // over the whole vocabulary or chunk by chunk (the LM head without the [B·T, V] logits), and the chunk plan.
-import { gcd, grid1d, loadWgsl, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, gcd, grid1d, wgsl, rowWorkgroupSize, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 // The state between chunks is an optional output: the one-chunk variant neither declares nor binds it.
 function tokenLogprobsVariant(chunked: boolean): Kernel {
@@ -17,8 +17,8 @@ export const tokenLogprobsKernel = tokenLogprobsVariant(false);
 export const tokenLogprobsChunkKernel = tokenLogprobsVariant(true);
 
 export const tokenLogprobsBackwardKernel: Kernel = {
-  name: 'tokenLogprobsBackward', source: loadWgsl(import.meta.url, 'token_logprobs_backward.wgsl'),
-  inputs: ['logits', 'ids', 'lse', 'dlogp'], outputs: ['dlogits'], params: [['n', 'u32'], ['T', 'u32'], ['V', 'u32'], ['first', 'u32']], constants: ['WG'],
+  name: 'tokenLogprobsBackward', source: wgsl(import.meta.url, 'token_logprobs_backward.wgsl', { includes: ['elementwise_main.wgsl'] }),
+  inputs: ['logits', 'ids', 'lse', 'dlogp'], outputs: ['dlogits'], params: [['n', 'u32'], ['perThread', 'u32'], ['T', 'u32'], ['V', 'u32'], ['first', 'u32']], constants: ['WG'],
 };
 
 /** Columns [first, first + rows) of the vocabulary (rows of the head's weight). */
@@ -46,16 +46,16 @@ export function tokenLogprobsCall(limits: DeviceLimits, B: number, T: number, vo
   };
 }
 
-const WG = 256;
-
-/** dlogits [B, T, chunk.rows] for a chunk of the vocabulary (the whole by default): one thread per logit. */
-export function tokenLogprobsBackwardCall(limits: DeviceLimits, B: number, T: number, vocab: number, chunk: VocabChunk = { first: 0, rows: vocab }): KernelCall {
+/** dlogits [B, T, chunk.rows] for a chunk of the vocabulary (the whole by default): a logit an element (elementwise_main.wgsl). */
+export function tokenLogprobsBackwardCall(limits: DeviceLimits, B: number, T: number, vocab: number, chunk: VocabChunk = { first: 0, rows: vocab },
+  shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
   const n = B * T * chunk.rows;
+  const { constants, perThread, workgroups } = elementwiseLaunch(limits, n, shape);
   return {
     kernel: tokenLogprobsBackwardKernel,
-    constants: { WG },
-    params: { n, T, V: chunk.rows, first: chunk.first },
-    workgroups: grid1d(n, WG, limits),
+    constants,
+    params: { n, perThread, T, V: chunk.rows, first: chunk.first },
+    workgroups,
     // Per logit: subtract, exponentiate, subtract from the one-hot, multiply; logits once, per-row values once per row.
     cost: { flops: 4 * n, bytesRead: 4 * n + 12 * B * T, bytesWritten: 4 * n },
   };

@@ -2,9 +2,8 @@
 // so dx[b, s, v] = dlogp[b, s + 1] · ([v == ids[b, s + 1]] - softmax(x[b, s, :])[v]) for s < T - 1, and 0 at
 // s = T - 1 (the last position predicts no token). One thread per logit; softmax from the saved lse. The logits
 // may be a vocabulary chunk: columns [first, first + V).
-override WG: u32 = 256u;
 
-struct Params { n: u32, T: u32, V: u32, first: u32 }
+struct Params { n: u32, perThread: u32, T: u32, V: u32, first: u32 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
@@ -13,10 +12,7 @@ struct Params { n: u32, T: u32, V: u32, first: u32 }
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= params.n) { return; }
+fn element(i: u32) {
   let row = i / params.V;
   if (row % params.T == params.T - 1u) { dlogits[i] = 0.0; return; }
   let next = row + 1u;

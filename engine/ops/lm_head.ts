@@ -74,7 +74,7 @@ export function headTokenLogprobs(hidden: Tensor, weight: Tensor, ids: Tensor, o
       dhidden = tidy(() => {
         const w = rowsOf(c);
         const dx = Tensor.empty([N, c.rows], 'f32', 'headTokenLogprobsBackward');
-        launch(tokenLogprobsBackwardCall(deviceLimits(), B, T, V, c), [kept ?? linear(h, w), ids, lse, g!], [dx]);
+        launch(tokenLogprobsBackwardCall(deviceLimits(), B, T, V, c, elementwiseShape()), [kept ?? linear(h, w), ids, lse, g!], [dx]);
         if (dweight) matmulInto(chunks.length === 1 ? dweight : dweight.rows(c.first, c.rows), dx, h, { transA: true });
         if (!hidden.requiresGrad) return null;
         const part = matmul(dx, w); // [N, C]

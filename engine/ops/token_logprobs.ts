@@ -5,7 +5,7 @@
 // model through CausalLM.tokenLogprobs (lm_head.ts: the same kernels over vocabulary chunks, without the logits).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { tokenLogprobsBackwardCall, tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
 
@@ -21,7 +21,7 @@ export function tokenLogprobs(logits: Tensor, ids: Tensor): Tensor {
   // forward was logp[b, t] = x[b, t - 1, ids[b, t]] - lse[b, t], so dx[b, t - 1] = g[b, t] · (onehot(ids[b, t]) - softmax).
   record('tokenLogprobs', [logits, ids], [logp], [logits, ids, lse], ([g]) => {
     const dlogits = Tensor.empty(logits.shape, 'f32', 'tokenLogprobsBackward');
-    launch(tokenLogprobsBackwardCall(deviceLimits(), B, T, V), [logits, ids, lse, g!], [dlogits]);
+    launch(tokenLogprobsBackwardCall(deviceLimits(), B, T, V, { first: 0, rows: V }, elementwiseShape()), [logits, ids, lse, g!], [dlogits]);
     return [dlogits, null];
   });
   lse.dispose(); // the tape retained it when it recorded

@@ -13,6 +13,7 @@ import { embeddingCall } from '../../kernels/embedding.ts';
 import { fillCall } from '../../kernels/fill.ts';
 import { columnSumCall } from '../../kernels/column_sum.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
+import { tokenLogprobsBackwardCall } from '../../kernels/token_logprobs.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
 // Counts that leave a ragged last workgroup, vec4 and scalar (not a multiple of 4) alike.
@@ -70,6 +71,7 @@ test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give th
       ['embedding', (shape) => embeddingCall(deviceLimits(), n, n, 1, 'f32', { first: 0, rows: n }, shape), [ids, a], 1],
       ['columnSum', (shape) => columnSumCall(deviceLimits(), [{ blocks: 3, cols: n }], shape), [partials], 1],
       ['reduceSum', (shape) => reduceSumCall(deviceLimits(), [1, 1, 3, n], [1, 1, 1, n], 0.5, 'reduceSum', shape), [partials], 1],
+      ['tokenLogprobsBackward', (shape) => tokenLogprobsBackwardCall(deviceLimits(), 1, n, 1, { first: 0, rows: 1 }, shape), [a, ids, b, a], 1],
     ];
     for (const [name, call, inputs, outputs] of cases) {
       const run = async (shape: ElementwiseShape) => {
