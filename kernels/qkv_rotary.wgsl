@@ -27,8 +27,7 @@ fn storeHead(part: u32, e: u32, value: f32) {
   if (part == 0u) { qOut[e] = value; } else if (part == 1u) { kOut[e] = value; } else { vOut[e] = value; }
 }
 
-fn element(i: u32) {
-  let s = qkvSlot(i);
+fn headElement(s: QkvSlot) {
   let y = rotated(projectionPair(s.part, s.projection + s.d1, s.projection + s.d2), s, false);
   storeHead(s.part, s.heads + s.d1, y.x);
   if (s.paired) { storeHead(s.part, s.heads + s.d2, y.y); }

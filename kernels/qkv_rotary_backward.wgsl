@@ -20,8 +20,7 @@ fn headPair(part: u32, e1: u32, e2: u32) -> vec2f {
   return vec2f(dvOut[e1], dvOut[e2]);
 }
 
-fn element(i: u32) {
-  let s = qkvSlot(i);
+fn headElement(s: QkvSlot) {
   let dx = rotated(headPair(s.part, s.heads + s.d1, s.heads + s.d2), s, true);
   storeProjection(s.part, s.projection + s.d1, dx.x);
   if (s.paired) { storeProjection(s.part, s.projection + s.d2, dx.y); }

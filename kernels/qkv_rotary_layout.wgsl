@@ -1,9 +1,13 @@
-// Where thread i of qkv_rotary.wgsl and of its backward (qkv_rotary_backward.wgsl) works, so that the two are each
-// other's transpose: one thread per (token row, head of q, k, then v, lane), `lanes` = D - half as in rotary.wgsl (a
+// Where element i of qkv_rotary.wgsl and of its backward (qkv_rotary_backward.wgsl) lies, so that the two are each
+// other's transpose: one element per (token row, head of q, k, then v, lane), `lanes` = D - half as in rotary.wgsl (a
 // pair, or one passed-through dim). Token row r = b·T + t of the projections holds q head h at r·qRowStride +
 // h·headStride, k head h at kOffset + r·kvRowStride + h·headStride, v head h at vOffset + r·kvRowStride + h·headStride;
 // the heads lie in q [B, H, T, D] and k, v [B, KVH, kvLength, D] at position positionOffset + t. The including kernel
-// declares `params` of these Params at its uniform binding.
+// declares `params` of these Params at its uniform binding and headElement(s), which computes the element at slot s.
+// Each invocation takes params.perThread elements WG apart, as elementwise_main.wgsl's threads do: it divides its first
+// index into (b, t, head, lane) once and adds WG's to reach the next (lavapipe has no vector integer divide).
+override WG: u32 = 256u;
+
 struct Params {
   n: u32, perThread: u32, lanes: u32, headDim: u32, half: u32, seqLen: u32, positionOffset: u32, heads: u32, kvHeads: u32, kvLength: u32,
   qRowStride: u32, kvRowStride: u32, headStride: u32, kOffset: u32, vOffset: u32,
@@ -20,28 +24,42 @@ struct QkvSlot {
   d2: u32,
 }
 
-fn qkvSlot(i: u32) -> QkvSlot {
-  let headsPerToken = params.heads + 2u * params.kvHeads;
+// The index of an element: its token row's batch row b and position t, its head (q's, then k's, then v's) and lane.
+struct QkvIndex { b: u32, t: u32, head: u32, lane: u32 }
+
+fn qkvIndex(i: u32) -> QkvIndex {
   let slot = i / params.lanes;
-  let token = slot / headsPerToken;
-  let head = slot % headsPerToken;
-  let b = token / params.seqLen;
-  let t = token % params.seqLen;
+  let token = slot / (params.heads + 2u * params.kvHeads);
+  return QkvIndex(token / params.seqLen, token % params.seqLen, slot % (params.heads + 2u * params.kvHeads), i % params.lanes);
+}
+
+// The index of element i + j from those of elements i and j: a sum in mixed radix, each digit carrying at most one.
+fn addedQkvIndex(ix: QkvIndex, by: QkvIndex) -> QkvIndex {
+  var sum = QkvIndex(ix.b + by.b, ix.t + by.t, ix.head + by.head, ix.lane + by.lane);
+  if (sum.lane >= params.lanes) { sum.lane -= params.lanes; sum.head++; }
+  if (sum.head >= params.heads + 2u * params.kvHeads) { sum.head -= params.heads + 2u * params.kvHeads; sum.t++; }
+  if (sum.t >= params.seqLen) { sum.t -= params.seqLen; sum.b++; }
+  return sum;
+}
+
+fn qkvSlot(ix: QkvIndex) -> QkvSlot {
+  let token = ix.b * params.seqLen + ix.t;
   var s: QkvSlot;
-  s.lane = i % params.lanes;
+  s.lane = ix.lane;
   s.paired = s.lane < params.half;
   s.d1 = select(s.lane + params.half, s.lane, s.paired);
   s.d2 = s.lane + params.half;
-  s.pos = paddedPosition(i32(t + params.positionOffset), b); // rotary_left_padding.wgsl or rotary_no_left_padding.wgsl
-  if (head < params.heads) {
-    s.projection = token * params.qRowStride + head * params.headStride;
-    s.heads = ((b * params.heads + head) * params.seqLen + t) * params.headDim;
+  s.pos = paddedPosition(i32(ix.t + params.positionOffset), ix.b); // rotary_left_padding.wgsl or rotary_no_left_padding.wgsl
+  if (ix.head < params.heads) {
+    s.projection = token * params.qRowStride + ix.head * params.headStride;
+    s.heads = ((ix.b * params.heads + ix.head) * params.seqLen + ix.t) * params.headDim;
     return s;
   }
-  let h = (head - params.heads) % params.kvHeads;
-  s.part = select(2u, 1u, head < params.heads + params.kvHeads);
-  s.projection = select(params.vOffset, params.kOffset, s.part == 1u) + token * params.kvRowStride + h * params.headStride;
-  s.heads = ((b * params.kvHeads + h) * params.kvLength + params.positionOffset + t) * params.headDim;
+  let isK = ix.head < params.heads + params.kvHeads;
+  let h = ix.head - params.heads - select(params.kvHeads, 0u, isK);
+  s.part = select(2u, 1u, isK);
+  s.projection = select(params.vOffset, params.kOffset, isK) + token * params.kvRowStride + h * params.headStride;
+  s.heads = ((ix.b * params.kvHeads + h) * params.kvLength + params.positionOffset + ix.t) * params.headDim;
   return s;
 }
 
@@ -51,4 +69,17 @@ fn rotated(x: vec2f, s: QkvSlot, inverse: bool) -> vec2f {
   if (!s.paired || s.part == 2u) { return x; }
   let sc = sinCos(rotaryAngle(s.pos, s.lane)); // rotary_rotation.wgsl
   return rotatePair(x.x, x.y, vec2f(select(sc.x, -sc.x, inverse), sc.y));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let first = (wid.x + wid.y * nwg.x) * WG * params.perThread + lid;
+  if (first >= params.n) { return; }
+  var ix = qkvIndex(first);
+  let stride = qkvIndex(WG);
+  for (var k = 0u; k < params.perThread; k++) {
+    if (first + k * WG >= params.n) { return; }
+    headElement(qkvSlot(ix));
+    ix = addedQkvIndex(ix, stride);
+  }
 }

@@ -5,12 +5,12 @@ import { ELEMENTWISE_SHAPES, elementwiseLaunch, wgsl, type DeviceLimits, type El
 export const ROTARY_FLOPS_PER_PAIR = 34;
 
 /**
- * The source of an elementwise kernel (elementwise_main.wgsl) that rotates with rotary_rotation.wgsl (and `includes`):
- * leftPadding is an optional input, declared at its index among `inputs` by the variant with it; the variant without
+ * The source of a kernel that rotates with rotary_rotation.wgsl, its entry point and other pieces in `includes`
+ * (elementwise_main.wgsl by default): leftPadding is an optional input, declared at its index among `inputs` by the variant with it; the variant without
  * it neither declares nor binds it.
  */
-export function rotarySource(file: string, inputs: readonly string[], hasLeftPadding: boolean, includes: readonly string[] = []): Pick<Kernel, 'source' | 'absent'> {
-  const shared = ['rotary_rotation.wgsl', 'elementwise_main.wgsl', ...includes];
+export function rotarySource(file: string, inputs: readonly string[], hasLeftPadding: boolean, includes: readonly string[] = ['elementwise_main.wgsl']): Pick<Kernel, 'source' | 'absent'> {
+  const shared = ['rotary_rotation.wgsl', ...includes];
   if (!hasLeftPadding) return { source: wgsl(import.meta.url, file, { includes: ['rotary_no_left_padding.wgsl', ...shared] }), absent: ['leftPadding'] };
   const placeholders = { LEFT_PADDING_BINDING: inputs.indexOf('leftPadding') };
   return { source: wgsl(import.meta.url, file, { includes: ['rotary_left_padding.wgsl', ...shared], placeholders }), absent: [] };

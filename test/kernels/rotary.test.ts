@@ -7,6 +7,9 @@ import { ledger } from '../../engine/ledger.ts';
 import { permute, reshape, split, writeSlice } from '../../engine/ops/shape.ts';
 import { pool } from '../../engine/pool.ts';
 import { numelOf, Tensor, tidy } from '../../engine/tensor.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
+import { qkvRotaryCall, type QkvRotaryLayout } from '../../kernels/qkv_rotary.ts';
+import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
 
 type Shape = [number, number, number, number];
@@ -256,6 +259,35 @@ test('rotaryHeads (packed or q, k, v) on the tape equals split or the head permu
   assert.throws(() => rotaryHeads({ qkv }, { heads: 2, kvHeads: 2, headDim: 8 }, { rotaryDims: 8, base: 10000, positionOffset: 1 }), /positionOffset 1: without a cache/);
   assert.throws(() => rotaryHeads({ qkv }, { heads: 2, kvHeads: 1, headDim: 8 }, { rotaryDims: 8, base: 10000 }), /as many kv heads/);
   qkv.dispose();
+});
+
+test('qkvRotary\'s kernels give the same bits whatever elements an invocation takes, every index digit carrying', async () => {
+  await initGpu();
+  // GQA with left padding into a cache with room: 7 lanes (D 10, 6 rotated), 3 + 2·2 = 7 heads a token, T 5; 8 threads
+  // of 13 elements step by 8 = a head and a lane, so that lanes, heads, positions and batch rows wrap within a run.
+  const [B, T, H, KVH, D, S, rotaryDims] = [3, 5, 3, 2, 10, 9, 6];
+  const source = { qRowStride: H * D, kvRowStride: KVH * D, headStride: D, kOffset: 0, vOffset: 0 };
+  const layout: QkvRotaryLayout = { batch: B, seqLen: T, heads: H, kvHeads: KVH, headDim: D, kvLength: S, leftPadding: true, oneProjection: false, source };
+  const padding = Tensor.fromArray([0, 2, 4], [B], 'i32');
+  const invFreq = Tensor.fromArray(inverseFrequencies(rotaryDims, 10000), [rotaryDims / 2]);
+  const projections = [H, KVH, KVH].map((n, i) => upload(randn(B * T * n * D, 180 + i), [B, T, n * D]));
+  const dHeads = [H, KVH, KVH].map((n, i) => upload(randn(B * n * T * D, 190 + i), [B, n, T, D]));
+  const run = async (shape: typeof ELEMENTWISE_SHAPES.cpu | { threads: number; perThread: number; workgroups: number }) => {
+    const [q, k, v] = [Tensor.empty([B, H, T, D]), Tensor.zeros([B, KVH, S, D]), Tensor.zeros([B, KVH, S, D])];
+    launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, 2, false, shape), [...projections, invFreq, padding], [q, k, v]);
+    // The backward from the heads of the prompt's own keys (kvLength T, offset 0).
+    const grads = projections.map((t) => Tensor.empty(t.shape));
+    launch(qkvRotaryCall(deviceLimits(), { ...layout, kvLength: T }, rotaryDims, 0, true, shape), [...dHeads, invFreq, padding], grads);
+    const out = await Promise.all([q, k, v, ...grads].map((t) => download(t)));
+    for (const t of [q, k, v, ...grads]) t.dispose();
+    return out;
+  };
+  const expected = await run(ELEMENTWISE_SHAPES.gpu);
+  for (const shape of [ELEMENTWISE_SHAPES.cpu, { threads: 8, perThread: 13, workgroups: 1 }, { threads: 4, perThread: 64, workgroups: 1 }]) {
+    const got = await run(shape);
+    ['q', 'k', 'v', 'dq', 'dk', 'dv'].forEach((name, i) => assert.equal(got[i], expected[i], `${shape.threads} threads of up to ${shape.perThread}: ${name}`));
+  }
+  for (const t of [padding, invFreq, ...projections, ...dHeads]) t.dispose();
 });
 
 test.run();
