@@ -436,9 +436,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const { rows } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + 600 + k, batchSize: prompts.length }));
         workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
         const batch = padded(prompts.map((p, i) => ({ prompt: p, response: rows[i].tokens })));
-        const logp = await sampleLogprobs(policy, batch, 'policy-forward');
-        const refLogp = await sampleLogprobs(reference, batch, 'reference');
-        const rewards = await sampleRewards(rm, batch);
+        const [logp, refLogp, rewards] = await Promise.all([sampleLogprobs(policy, batch, 'policy-forward'), sampleLogprobs(reference, batch, 'reference'), sampleRewards(rm, batch)]);
         workloads.forward('policy-forward', batch.B, batch.T, 'all');
         workloads.forward('reference', batch.B, batch.T, 'all');
         workloads.forward('reward-forward', batch.B, batch.T, 'last', { model: 'reward' });

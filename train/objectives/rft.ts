@@ -105,9 +105,9 @@ export interface RlooScores { logp: Float32Array; refLogp: Float32Array; rewards
  * this batch), the rewards, then KL, R and the RLOO advantages with k samples per prompt.
  */
 export async function rolloutScores(policy: CausalLM, reference: CausalLM | Float32Array, rewardModel: RewardModel, batch: SampleBatch, k: number, betaKl: number): Promise<RlooScores> {
-  const logp = await sampleLogprobs(policy, batch, 'policy-forward');
-  const refLogp = reference instanceof Float32Array ? reference : await sampleLogprobs(reference, batch, 'reference');
-  const rewards = await sampleRewards(rewardModel, batch);
+  // All three recorded before the first read-back: the device runs them back to back.
+  const [logp, refLogp, rewards] = await Promise.all([sampleLogprobs(policy, batch, 'policy-forward'),
+    reference instanceof Float32Array ? reference : sampleLogprobs(reference, batch, 'reference'), sampleRewards(rewardModel, batch)]);
   const { kl, R } = rlooReturns(rewards, logp, refLogp, betaKl);
   return { logp, refLogp, rewards, kl, R, A: rlooAdvantages(R, k) };
 }
