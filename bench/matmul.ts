@@ -34,9 +34,10 @@ import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit } from '../kernel
 interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null; run?: (a: Tensor, weights: Tensor[]) => unknown }
 /**
  * transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it); transA: A is stored K×M (a
- * weight gradient's dYᵀ·X); widths: a grouped case's weights [width, K], N their product's columns.
+ * weight gradient's dYᵀ·X); widths: a grouped case's weights [width, K], N their product's columns; bias: a linear's
+ * bias added in the store (the epilogue cases, which choose a bucket's rowsEpilogue).
  */
-interface Case { name: string; M: number; N: number; K: number; transA?: boolean; transB: boolean; widths?: number[]; variants: Variant[] }
+interface Case { name: string; M: number; N: number; K: number; transA?: boolean; transB: boolean; widths?: number[]; bias?: boolean; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
 const smallMName = (device: MatmulDeviceClass, M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(MATMUL_TABLE, device, M))![0];
@@ -81,6 +82,11 @@ const CASES: Case[] = [
     { name: 'pythia mlp down', M: TOKENS, N: 768, K: 3072 },
     { name: 'pythia lm head', M: TOKENS, N: 50304, K: 768 },
   ].map((c) => ({ ...c, transB: false, variants: [...TILES, ...ROWS, ...VEC4, BF16_B] })),
+  // Linears with a bias, as a training forward runs them (Pythia's, and the demo's below).
+  ...[
+    { name: 'pythia qkv + bias', M: TOKENS, N: 2304, K: 768 },
+    { name: 'pythia attn out + bias', M: TOKENS, N: 768, K: 768 },
+  ].map((c) => ({ ...c, transB: true, bias: true, variants: ROWS })),
   // The demo's products (16 sequences of 20 tokens, hidden 64, MLP 256, a vocabulary of 19): the small shapes'
   // bucket, weight gradients (Aᵀ·B) and the head's odd sizes included, where the rows kernel does not fit.
   ...[
@@ -91,6 +97,11 @@ const CASES: Case[] = [
     { name: 'small head dW 19 x 320 x 64', M: 19, N: 64, K: 320, transA: true, transB: false },
     { name: 'small head dX 320 x 19 x 64', M: 320, N: 64, K: 19, transB: false },
   ].map((c) => ({ ...c, variants: [...TILES, ...ROWS] })),
+  ...[
+    { name: 'small qkv + bias 320 x 64 x 192', M: 320, N: 192, K: 64 },
+    { name: 'small mlp up + bias 320 x 64 x 256', M: 320, N: 256, K: 64 },
+    { name: 'small mlp down + bias 320 x 256 x 64', M: 320, N: 64, K: 256 },
+  ].map((c) => ({ ...c, transB: true, bias: true, variants: ROWS })),
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
@@ -122,6 +133,7 @@ async function main(): Promise<void> {
   for (const c of CASES.filter((c) => only.length === 0 || only.some((o) => c.name.includes(o)))) {
     const a = Tensor.zeros([c.M, c.K]);
     const out = Tensor.empty([c.M, c.N]);
+    const bias = c.bias ? Tensor.zeros([c.N]) : null;
     const widths = c.widths ?? [c.N];
     const weights = new Map<FloatDType, Tensor[]>();
     const cases = [];
@@ -132,7 +144,7 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
       }
-      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: c.transA ?? false, transB: c.transB, hasBias: false, dtypeA: 'f32', dtypeB: v.dtypeB };
+      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: c.transA ?? false, transB: c.transB, hasBias: bias !== null, dtypeA: 'f32', dtypeB: v.dtypeB };
       const unfit = v.unfit?.(shape);
       if (unfit) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${unfit}`);
@@ -141,9 +153,9 @@ async function main(): Promise<void> {
       if (!weights.has(v.dtypeB)) weights.set(v.dtypeB, widths.map((n) => Tensor.zeros(c.transB ? [n, c.K] : [c.K, n], v.dtypeB)));
       const ws = weights.get(v.dtypeB)!;
       const call = v.call(shape);
-      const run = v.run ? () => tidy(() => { noGrad(() => v.run!(a, ws)); }) : () => launch(call, [a, ws[0], null, null], [out]);
+      const run = v.run ? () => tidy(() => { noGrad(() => v.run!(a, ws)); }) : () => launch(call, [a, ws[0], bias, null], [out]);
       // Compiles the variant: a grouped case's by running it, else at N 4 (its constants do not depend on N).
-      await seconds(v.run ? run : () => launch(v.call({ ...shape, N: 4 }), [a, ws[0], null, null], [out]));
+      await seconds(v.run ? run : () => launch(v.call({ ...shape, N: 4 }), [a, ws[0], bias, null], [out]));
       const once = await seconds(run);
       if (once > MAX_SECONDS_PER_CALL) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${once.toFixed(1)} s per call`);
@@ -166,7 +178,7 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${r.name.padEnd(24)} ${(t * 1e3).toFixed(2).padStart(10)} ms ${(k.flops / t / 1e9).toFixed(2).padStart(9)} GFLOP/s ${(k.bytes / t / 1e9).toFixed(2).padStart(8)} GB/s  (${r.samples} samples of ${k.calls} calls)${ratio}`);
       }
     }
-    for (const t of [a, out, ...[...weights.values()].flat()]) t.dispose();
+    for (const t of [a, out, bias, ...[...weights.values()].flat()]) t?.dispose();
   }
   console.log(`\n${rows.join('\n')}`);
   if (writeTable) writeChoices(device, measured);
@@ -198,8 +210,13 @@ function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: s
   };
   const table = structuredClone(MATMUL_TABLE);
   table[device] = table[device].map((bucket, i, buckets) => {
-    const cases = [...new Set(measured.map((m) => m.c))].filter((c) => !c.name.startsWith('decode') && inBucket(bucket, i, buckets)(c));
-    if (cases.length === 0) return bucket;
+    const inThis = [...new Set(measured.map((m) => m.c))].filter((c) => !c.name.startsWith('decode') && inBucket(bucket, i, buckets)(c));
+    // The epilogue cases choose rowsEpilogue, the others the rest; a kind the run did not measure keeps its choice.
+    const epilogueCases = inThis.filter((c) => c.bias), cases = inThis.filter((c) => !c.bias);
+    const rowsEpilogue = (fastest(Object.keys(MATMUL_ROWS_VARIANTS), epilogueCases) ?? bucket.rowsEpilogue) as MatmulChoice['rowsEpilogue'];
+    // Only beside a kept rows variant: the epilogue cases run no tile to say the rows kernel beats it.
+    const withEpilogue = ({ rowsEpilogue: _, ...b }: MatmulChoice): MatmulChoice => (b.rows && rowsEpilogue && rowsEpilogue !== b.rows ? { ...b, rowsEpilogue } : b);
+    if (cases.length === 0) return withEpilogue(bucket);
     const tile = (fastest(Object.keys(MATMUL_TILES), cases) ?? bucket.tile) as MatmulChoice['tile'];
     const rows = fastest(Object.keys(MATMUL_ROWS_VARIANTS), cases) as MatmulChoice['rows'];
     const timeOf = (c: Case, variant: string) => measured.find((m) => m.c === c && m.variant === variant)?.seconds;
@@ -215,7 +232,7 @@ function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: s
       return t && without ? [Math.log(t / without)] : [];
     });
     const keptVec4 = ratios.length > 0 && ratios.reduce((x, y) => x + y, 0) < 0 ? vec4 : undefined;
-    return { maxMNK: bucket.maxMNK, ...(keptRows ? { rows: keptRows } : {}), ...(keptVec4 ? { vec4: keptVec4 } : {}), tile };
+    return withEpilogue({ maxMNK: bucket.maxMNK, ...(keptRows ? { rows: keptRows } : {}), ...(keptVec4 ? { vec4: keptVec4 } : {}), tile });
   });
   const decodeCases = (rows: (M: number) => boolean) => [...new Set(measured.map((m) => m.c))].filter((c) => c.name.startsWith('decode') && !c.widths && rows(c.M));
   const smallM = (cases: Case[], kept: string) => (cases.length === 0 ? kept
