@@ -1,9 +1,9 @@
 // Token embedding: a gather of rows, and its backward as a deterministic scatter-add (no float atomics).
 import { record } from '../autodiff.ts';
-import { GpuError } from '../gpu.ts';
+import { gpu, GpuError } from '../gpu.ts';
 import { bindingWindows, deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
-import { embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
+import { EMBEDDING_BACKWARD_THREADS, embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
 import { bytesPerElement, isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
 import { fillCall } from '../../kernels/fill.ts';
 
@@ -31,12 +31,13 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   record('embedding', [ids, weight], [out], [ids], ([dout]) => {
     const dweight = Tensor.empty([vocab, cols], 'f32', 'embeddingBackward');
     const order = Tensor.empty([tokens], 'u32', 'embedding order');
+    const threads = gpu().onHostCpu ? EMBEDDING_BACKWARD_THREADS.cpu : EMBEDDING_BACKWARD_THREADS.gpu;
     launch(embeddingOrderCall(deviceLimits(), tokens), [ids], [order]);
     for (const w of bindingWindows(vocab, 4 * cols)) {
       tidy(() => {
         const rows = w.count === vocab ? dweight : dweight.rows(w.first, w.count);
         launch({ ...fillCall(deviceLimits(), w.count * cols, 0, elementwiseShape()), op: 'embeddingBackward' }, [], [rows]); // rows of absent ids stay 0
-        launch(embeddingBackwardCall(deviceLimits(), tokens, vocab, cols, { first: w.first, rows: w.count }), [ids, order, dout!], [rows]);
+        launch(embeddingBackwardCall(deviceLimits(), tokens, vocab, cols, { first: w.first, rows: w.count }, threads), [ids, order, dout!], [rows]);
       });
     }
     return [null, dweight];

@@ -4,6 +4,8 @@ import { backward } from '../../engine/autodiff.ts';
 import { embedding } from '../../engine/ops/embedding.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../../engine/tensor.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
+import { EMBEDDING_BACKWARD_THREADS, embeddingBackwardCall, embeddingOrderCall } from '../../kernels/embedding.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randInt, randn, upload } from '../support/util.ts';
 
 /** Float64 gather: rows of weight [vocab, cols] by id; zero rows for ids outside [0, vocab). */
@@ -89,6 +91,22 @@ test('embedding backward is bit-identical over two runs with heavily repeated id
   }
   assert.equal(grads[0], grads[1]);
   for (const t of [wT, idsT]) t.dispose();
+});
+
+test('embedding backward: every device kind\'s threads a run give the token-order sums, columns past the threads included', async () => {
+  await initGpu();
+  const vocab = 9, cols = 130, tokens = 70; // 130 columns: 5 blocks for 32 threads, 1 for 256
+  const ids = randInt(tokens, vocab, 30), dout = randn(tokens * cols, 31);
+  const idsT = Tensor.fromArray(ids, [tokens], 'i32'), doutT = upload(dout, [tokens, cols]);
+  const order = Tensor.empty([tokens], 'u32');
+  launch(embeddingOrderCall(deviceLimits(), tokens), [idsT], [order]);
+  for (const threads of Object.values(EMBEDDING_BACKWARD_THREADS)) {
+    const dweight = Tensor.zeros([vocab, cols]);
+    launch(embeddingBackwardCall(deviceLimits(), tokens, vocab, cols, { first: 0, rows: vocab }, threads), [idsT, order, doutT], [dweight]);
+    assert.equal(await download(dweight), embeddingBackward64(ids, dout, vocab, cols, f32Add), `${threads} threads a run`);
+    dweight.dispose();
+  }
+  for (const t of [idsT, doutT, order]) t.dispose();
 });
 
 test('ids outside [0, vocab) give zero rows and no gradient, without touching memory out of bounds', async () => {
