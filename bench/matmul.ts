@@ -22,6 +22,7 @@ import { subgroupDevice } from '../engine/gpu.ts';
 import { swiglu } from '../engine/ops/activations.ts';
 import { linear, linearGroup, matmulDeviceClass, type LinearGroupForm } from '../engine/ops/matmul.ts';
 import type { KernelCall } from '../kernels/spec.ts';
+import type { Activation } from '../kernels/activation.ts';
 import { deviceLimits, launch } from '../engine/launch.ts';
 import { seconds } from './timing.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
@@ -34,10 +35,10 @@ import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit } from '../kernel
 interface Variant { name: string; dtypeB: FloatDType; call: (s: MatmulShape) => KernelCall; baseline?: string; unfit?: (s: MatmulShape) => string | null; run?: (a: Tensor, weights: Tensor[]) => unknown }
 /**
  * transB: B is stored N×K (a weight in transformers' layout, as linear() multiplies it); transA: A is stored K×M (a
- * weight gradient's dYᵀ·X); widths: a grouped case's weights [width, K], N their product's columns; bias: a linear's
- * bias added in the store (the epilogue cases, which choose a bucket's rowsEpilogue).
+ * weight gradient's dYᵀ·X); widths: a grouped case's weights [width, K], N their product's columns; bias, activation:
+ * a linear's bias and activation applied in the store (the epilogue cases, which choose a bucket's rowsEpilogue).
  */
-interface Case { name: string; M: number; N: number; K: number; transA?: boolean; transB: boolean; widths?: number[]; bias?: boolean; variants: Variant[] }
+interface Case { name: string; M: number; N: number; K: number; transA?: boolean; transB: boolean; widths?: number[]; bias?: boolean; activation?: Activation; variants: Variant[] }
 
 const DEFAULT_TILE_NAME = Object.entries(MATMUL_TILES).find(([, t]) => t === DEFAULT_TILE)![0];
 const smallMName = (device: MatmulDeviceClass, M: number) => Object.entries(SMALL_M_VARIANTS).find(([, v]) => v === smallMVariantFor(MATMUL_TABLE, device, M))![0];
@@ -102,6 +103,8 @@ const CASES: Case[] = [
     { name: 'small mlp up + bias 320 x 64 x 256', M: 320, N: 256, K: 64 },
     { name: 'small mlp down + bias 320 x 256 x 64', M: 320, N: 64, K: 256 },
   ].map((c) => ({ ...c, transB: true, bias: true, variants: ROWS })),
+  // An evaluation's MLP up, its GELU in the store (off the tape).
+  { name: 'small mlp up + bias, gelu 320 x 64 x 256', M: 320, N: 256, K: 64, transB: true, bias: true, activation: 'gelu', variants: ROWS },
   // Mistral-7B's q and o projections (N 4096) and MLP gate and up (N 14336), for batch 1 and batch 8 decoding.
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
@@ -144,7 +147,7 @@ async function main(): Promise<void> {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: an operand of ${largest} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
         continue;
       }
-      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: c.transA ?? false, transB: c.transB, hasBias: bias !== null, dtypeA: 'f32', dtypeB: v.dtypeB };
+      const shape: MatmulShape = { batch: 1, M: c.M, N: c.N, K: c.K, strideA: 0, strideB: 0, transA: c.transA ?? false, transB: c.transB, hasBias: bias !== null, activation: c.activation, dtypeA: 'f32', dtypeB: v.dtypeB };
       const unfit = v.unfit?.(shape);
       if (unfit) {
         report(`${c.name.padEnd(18)} ${v.name.padEnd(24)} skipped: ${unfit}`);
@@ -212,7 +215,7 @@ function writeChoices(device: MatmulDeviceClass, measured: { c: Case; variant: s
   table[device] = table[device].map((bucket, i, buckets) => {
     const inThis = [...new Set(measured.map((m) => m.c))].filter((c) => !c.name.startsWith('decode') && inBucket(bucket, i, buckets)(c));
     // The epilogue cases choose rowsEpilogue, the others the rest; a kind the run did not measure keeps its choice.
-    const epilogueCases = inThis.filter((c) => c.bias), cases = inThis.filter((c) => !c.bias);
+    const epilogueCases = inThis.filter((c) => c.bias || c.activation), cases = inThis.filter((c) => !c.bias && !c.activation);
     const rowsEpilogue = (fastest(Object.keys(MATMUL_ROWS_VARIANTS), epilogueCases) ?? bucket.rowsEpilogue) as MatmulChoice['rowsEpilogue'];
     // Only beside a kept rows variant: the epilogue cases run no tile to say the rows kernel beats it.
     const withEpilogue = ({ rowsEpilogue: _, ...b }: MatmulChoice): MatmulChoice => (b.rows && rowsEpilogue && rowsEpilogue !== b.rows ? { ...b, rowsEpilogue } : b);

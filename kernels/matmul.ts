@@ -177,8 +177,8 @@ export function deviceClassOf(info: { vendor: string; architecture: string; desc
 }
 /**
  * One shape bucket of a device class: products up to maxMNK (batch·M·N·K; null: any) run `vec4` (matmul_vec4.ts) where
- * it fits, else `rows` where it fits (`rowsEpilogue`, where given, for a product whose store reads a bias or a
- * residual), else `tile`.
+ * it fits, else `rows` where it fits (`rowsEpilogue`, where given, for a product with an epilogue: a bias, a residual
+ * or an activation in its store), else `tile`.
  */
 export interface MatmulChoice {
   maxMNK: number | null; tile: keyof typeof MATMUL_TILES; rows?: keyof typeof MATMUL_ROWS_VARIANTS; rowsEpilogue?: keyof typeof MATMUL_ROWS_VARIANTS; vec4?: MatmulVec4Name;
@@ -199,7 +199,7 @@ export function chosenMatmulCall(table: MatmulTable, device: MatmulDeviceClass, 
   if (!choice) throw new KernelError(`matmul table has no choice for ${device}`);
   const vec4 = choice.vec4 && MATMUL_VEC4_VARIANTS[choice.vec4];
   if (vec4 && !matmulVec4Unfit(limits, s, vec4)) return matmulVec4Call(limits, s, vec4, op);
-  const rowsName = (s.hasBias || s.hasResidual) && choice.rowsEpilogue ? choice.rowsEpilogue : choice.rows;
+  const rowsName = (s.hasBias || s.hasResidual || s.activation) && choice.rowsEpilogue ? choice.rowsEpilogue : choice.rows;
   const rows = rowsName && MATMUL_ROWS_VARIANTS[rowsName];
   if (rows && !matmulRowsUnfit(limits, sub, s, rows)) return matmulRowsCall(limits, sub, s, rows, op);
   return matmulCall(limits, s, MATMUL_TILES[choice.tile], op);

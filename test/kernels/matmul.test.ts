@@ -263,10 +263,10 @@ test('rows kernel (subgroups, quads): every form, bias, batched and shared, 16-b
   assert.is(chosenMatmulCall(MATMUL_TABLE, 'lavapipe', deviceLimits(), sub, { ...probe, K: 6 }).kernel, matmulKernel);
   assert.equal(chosenMatmulCall(MATMUL_TABLE, 'nvidia', deviceLimits(), sub, probe).constants!.TILE_M, 32);
   assert.equal(chosenMatmulCall(MATMUL_TABLE, 'nvidia', deviceLimits(), sub, { ...probe, M: 4096, N: 4096, K: 4096 }).constants!.TILE_M, 128);
-  // A product whose store reads a bias or a residual takes the bucket's rowsEpilogue where it has one.
+  // A product with an epilogue (a bias, a residual or an activation in its store) takes the bucket's rowsEpilogue where it has one.
   const epilogueTable = { ...MATMUL_TABLE, lavapipe: [{ maxMNK: null, tile: '64x64x32/8x8', rows: 'rows 16x64/16', rowsEpilogue: 'rows 8x64/16' }] } as MatmulTable;
   const groupsOf = (s: MatmulShape, table = epilogueTable) => chosenMatmulCall(table, 'lavapipe', deviceLimits(), sub, s).constants!.ROW_GROUPS;
-  assert.equal([groupsOf(probe), groupsOf({ ...probe, hasBias: true }), groupsOf({ ...probe, hasResidual: true })], [2, 1, 1]);
+  assert.equal([groupsOf(probe), groupsOf({ ...probe, hasBias: true }), groupsOf({ ...probe, hasResidual: true }), groupsOf({ ...probe, activation: 'gelu' })], [2, 1, 1, 1]);
   assert.is(groupsOf({ ...probe, hasBias: true }, { ...epilogueTable, lavapipe: [{ maxMNK: null, tile: '64x64x32/8x8', rows: 'rows 16x64/16' }] }), 2);
 });
 
