@@ -8,7 +8,7 @@ import { gpu, GpuError } from './gpu.ts';
 import { deviceLimits, elementwiseShape, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
-import { adamwCall, adamwSlots } from '../kernels/adamw.ts';
+import { adamwCall, adamwQuadsFit, adamwSlots } from '../kernels/adamw.ts';
 import { rmspropCall, rmspropSlots } from '../kernels/rmsprop.ts';
 import type { DeviceLimits } from '../kernels/spec.ts';
 
@@ -238,9 +238,11 @@ export class AdamW extends ElementwiseOptimizer {
     const [beta1, beta2] = this.betas;
     const { step } = pieces[0];
     const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, decayFactor: entry.decay ? 1 - this.lr * this.weightDecay : 1 }));
+    const bound = pieces.flatMap((p) => [p.grad, p.param, ...p.states]);
+    const quads = adamwQuadsFit(ranges) && bound.every((t) => t.numel % 4 === 0);
     launch(adamwCall(deviceLimits(), ranges, {
       beta1, beta2, eps: this.eps, stepSize: this.lr / (1 - beta1 ** step), bc2Sqrt: Math.sqrt(1 - beta2 ** step), gradScale,
-    }, elementwiseShape()), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
+    }, elementwiseShape(), quads), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
 }
 

@@ -6,7 +6,8 @@
 //   v = beta2 * v + (1 - beta2) * g^2
 //   p -= stepSize * m / (sqrt(v) / bc2Sqrt + eps)   (stepSize = lr / (1 - beta1^t), bc2Sqrt = sqrt(1 - beta2^t))
 // The bias corrections come from the host in float64; a dispatch's slots are at one step t. m and v hold only the
-// slot's range: index i, not offset + i.
+// slot's range: index i, not offset + i. The bindings hold f32 elements or vec4f quads of them (tensor_slots.ts
+// SlotValue; n and offset then count quads): the arithmetic is the same lane by lane.
 
 struct Slot { n: u32, offset: u32, end: u32, decayFactor: f32 }
 struct Params { slots: array<Slot, SLOTS>, beta1: f32, beta2: f32, eps: f32, stepSize: f32, bc2Sqrt: f32, gradScale: f32, perThread: u32 }

@@ -34,27 +34,35 @@ export interface SlotKernelSpec {
   call: (s: number) => string;
 }
 
-const kernels = new Map<SlotKernelSpec, Map<number, Kernel>>();
+/**
+ * What a slot binding's array holds: f32 words, or vec4f quads for a kernel whose arithmetic is elementwise (AdamW):
+ * on a CPU driver a load or store costs the same for a word or a quad.
+ */
+export type SlotValue = 'f32' | 'vec4f';
+
+const kernels = new Map<SlotKernelSpec, Map<string, Kernel>>();
 
 /**
- * The kernel of `slots` slots. Its file's markers: {{SLOTS}} (in tensor_slots.wgsl, always included), {{STORAGE}} the
- * storage declarations (f32 arrays, numbered as the spec binds them), {{PARAMS_BINDING}} the uniform's, {{CASES}} the arms.
+ * The kernel of `slots` slots. Its file's markers: {{SLOTS}} and {{VALUE}} (in tensor_slots.wgsl, always included),
+ * {{STORAGE}} the storage declarations (arrays of `value`, numbered as the spec binds them), {{PARAMS_BINDING}} the
+ * uniform's, {{CASES}} the arms.
  */
-export function slotKernel(spec: SlotKernelSpec, slots: number): Kernel {
+export function slotKernel(spec: SlotKernelSpec, slots: number, value: SlotValue = 'f32'): Kernel {
   let variants = kernels.get(spec);
   if (!variants) kernels.set(spec, (variants = new Map()));
-  let k = variants.get(slots);
+  let k = variants.get(`${slots} ${value}`);
   if (k) return k;
   const suffixed = (names: readonly string[]) => Array.from({ length: slots }, (_, s) => names.map((n) => `${n}${s}`)).flat();
   const inputs = suffixed(spec.slotInputs), outputs = [...suffixed(spec.slotOutputs), ...(spec.outputs ?? [])];
-  const declare = (name: string, i: number, access: string) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
+  const declare = (name: string, i: number, access: string) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${value}>;`;
   const placeholders = {
     SLOTS: slots,
+    VALUE: value,
     STORAGE: [...inputs.map((n, i) => declare(n, i, 'read')), ...outputs.map((n, i) => declare(n, inputs.length + i, 'read_write'))].join('\n'),
     PARAMS_BINDING: inputs.length + outputs.length,
     CASES: Array.from({ length: slots }, (_, s) => `    case ${s}u: { ${spec.call(s)}; }`).join('\n'),
   };
-  variants.set(slots, (k = {
+  variants.set(`${slots} ${value}`, (k = {
     name: spec.name,
     source: wgsl(spec.moduleUrl, spec.file, { directives: ['requires unrestricted_pointer_parameters;'], includes: [...(spec.includes ?? []), 'tensor_slots.wgsl'], placeholders }),
     inputs,
@@ -70,12 +78,12 @@ export function slotKernel(spec: SlotKernelSpec, slots: number): Kernel {
  * groups(s) workgroups: the uniform's values (each slot's, with its `end`, then `params`) and a grid of them all.
  */
 export function slotCall(limits: DeviceLimits, spec: SlotKernelSpec, slots: readonly Readonly<Record<string, number>>[], groups: (s: number) => number,
-  params: Record<string, number>, rest: Pick<KernelCall, 'constants' | 'cost' | 'op'>): KernelCall {
+  params: Record<string, number>, rest: Pick<KernelCall, 'constants' | 'cost' | 'op'>, value: SlotValue = 'f32'): KernelCall {
   const values: Record<string, number> = { ...params };
   let end = 0;
   slots.forEach((slot, s) => {
     end += groups(s);
     for (const [name] of spec.slotFields) values[`${name}${s}`] = name === 'end' ? end : slot[name];
   });
-  return { kernel: slotKernel(spec, slots.length), params: values, workgroups: grid1d(end, 1, limits), ...rest };
+  return { kernel: slotKernel(spec, slots.length, value), params: values, workgroups: grid1d(end, 1, limits), ...rest };
 }

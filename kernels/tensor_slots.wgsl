@@ -2,9 +2,9 @@
 // workgroup + 1, counted over the dispatch) and `params.slots: array<Slot, SLOTS>`.
 const SLOTS = {{SLOTS}}u;
 
-// A slot's f32 bindings as the kernel's function takes them.
-alias Read = ptr<storage, array<f32>, read>;
-alias Write = ptr<storage, array<f32>, read_write>;
+// A slot's bindings as the kernel's function takes them: arrays of f32, or of vec4f quads (SlotValue).
+alias Read = ptr<storage, array<{{VALUE}}>, read>;
+alias Write = ptr<storage, array<{{VALUE}}>, read_write>;
 
 // The slot that owns workgroup w, and its first workgroup; a workgroup past every slot's end gets the last slot.
 fn slotOf(w: u32) -> vec2u {

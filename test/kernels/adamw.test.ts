@@ -281,6 +281,27 @@ test('the slot kernels in both device shapes (a thread an element; 64 threads of
   assert.equal(await run(ELEMENTWISE_SHAPES.cpu), await run(ELEMENTWISE_SHAPES.gpu));
 });
 
+test('AdamW in quads (vec4f bindings): the same bits as in words, in both device shapes, at offsets; ranges not in quads refused', async () => {
+  await initGpu();
+  const sizes = [4, 300, 4096 + 8, 64 * 64 * 17 + 4], offsets = [0, 8, 4, 0];
+  const step = { beta1: 0.9, beta2: 0.95, eps: 1e-8, stepSize: 1e-2, bc2Sqrt: 0.3, gradScale: 0.5 };
+  const run = async (shape: ElementwiseShape, quads: boolean) => {
+    // param and grad hold offset + n elements, the range the last n; m and v the range's n.
+    const ts = sizes.map((n, i) => [randn(offsets[i] + n, 700 + i), randn(offsets[i] + n, 750 + i, 0.1), randn(n, 780 + i, 0.01), randn(n, 790 + i, 0.001).map(Math.abs)]
+      .map((d) => Tensor.fromArray(d, [d.length])));
+    const ranges = sizes.map((n, i) => ({ n, offset: offsets[i], decayFactor: i % 2 ? 1 : 0.999 }));
+    launch(adamwCall(deviceLimits(), ranges, step, shape, quads), ts.map(([, g]) => g), ts.flatMap(([p, , m, v]) => [p, m, v]));
+    const out = await Promise.all(ts.flat().map(async (t) => [...new Uint32Array((await t.toArray()).buffer, 0, t.numel)]));
+    for (const t of ts.flat()) t.dispose();
+    return out;
+  };
+  const words = await run(ELEMENTWISE_SHAPES.gpu, false);
+  assert.equal(await run(ELEMENTWISE_SHAPES.gpu, true), words, 'quads, a thread a quad');
+  assert.equal(await run(ELEMENTWISE_SHAPES.cpu, true), words, 'quads, 64 threads of up to 64');
+  assert.throws(() => adamwCall(deviceLimits(), [{ n: 6, offset: 0, decayFactor: 1 }], step, ELEMENTWISE_SHAPES.gpu, true), /not all multiples of 4/);
+  assert.throws(() => adamwCall(deviceLimits(), [{ n: 8, offset: 2, decayFactor: 1 }], step, ELEMENTWISE_SHAPES.gpu, true), /not all multiples of 4/);
+});
+
 test('options are validated', async () => {
   await initGpu();
   const p = parameter([1, 2]);
