@@ -3,7 +3,9 @@ import * as assert from 'uvu/assert';
 import { backward } from '../../engine/autodiff.ts';
 import { gelu, silu, swiglu } from '../../engine/ops/activations.ts';
 import { pool } from '../../engine/pool.ts';
-import { numelOf, type Tensor } from '../../engine/tensor.ts';
+import { numelOf, Tensor } from '../../engine/tensor.ts';
+import { deviceLimits, elementwiseShape, launch } from '../../engine/launch.ts';
+import { ACTIVATIONS, activationBackwardCall, activationCall, gatedActivationBackwardCall, gatedActivationCall, type Activation } from '../../kernels/activation.ts';
 import { assertClose, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
 
 // Float64 references. erfc by its power series below t = 2.5 (terms reach exp(t²) ≈ 500: 1e-13 absolute) and by
@@ -133,6 +135,28 @@ test('swiglu forward and fused backward against float64', async () => {
     assertClose(await download(g.grad!), map(gate, (v, i) => dy[i] * up[i] * SILU.derivative(v)), 1e-4, `swiglu ${shape} dgate`);
     assertClose(await download(u.grad!), map(gate, (v, i) => dy[i] * SILU.value(v)), 1e-4, `swiglu ${shape} dup`);
     for (const t of [g.grad!, u.grad!, g, u, y, seedT]) t.dispose();
+  }
+});
+
+test('the activation kernels in quads (a count divisible by 4) give the bits of the same elements in words', async () => {
+  await initGpu();
+  const n = 4096 + 4;
+  const words = n + 1; // not divisible by 4: the kernels take f32 elements
+  const data = [randn(words, 200, 4), randn(words, 201), randn(words, 202)];
+  const run = async (count: number, fn: Activation) => {
+    const [x, up, dy] = data.map((d) => Tensor.fromArray(d.subarray(0, count), [count]));
+    const outs = Array.from({ length: 5 }, () => Tensor.empty([count]));
+    launch(activationCall(deviceLimits(), fn, count, elementwiseShape()), [x], [outs[0]]);
+    launch(activationBackwardCall(deviceLimits(), fn, count, elementwiseShape()), [x, dy], [outs[1]]);
+    launch(gatedActivationCall(deviceLimits(), fn, count, 'gated', elementwiseShape()), [x, up], [outs[2]]);
+    launch(gatedActivationBackwardCall(deviceLimits(), fn, count, 'gated', elementwiseShape()), [x, up, dy], [outs[3], outs[4]]);
+    const bits = await Promise.all(outs.map(async (t) => [...new Uint32Array((await t.toArray()).buffer, 0, n)]));
+    for (const t of [x, up, dy, ...outs]) t.dispose();
+    return bits;
+  };
+  for (const fn of Object.keys(ACTIVATIONS) as Activation[]) {
+    const [quads, inWords] = [await run(n, fn), await run(words, fn)];
+    ['f', "f'", 'f(gate)·up', 'dgate', 'dup'].forEach((what, i) => assert.equal(quads[i], inWords[i], `${fn} ${what}`));
   }
 });
 

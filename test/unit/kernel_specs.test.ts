@@ -17,10 +17,14 @@ function isSlotKernelSpec(v: unknown): v is SlotKernelSpec {
   return !!v && typeof v === 'object' && Array.isArray((v as SlotKernelSpec).slotFields) && typeof (v as SlotKernelSpec).call === 'function';
 }
 
-/** A module's kernels: those it exports, and the variants of 1 to 3 slots of the slot kernels it exports (kernels/tensor_slots.ts). */
+/**
+ * A module's kernels: those it exports, alone or as a family of variants (an object of them, e.g. words and quads), and
+ * the variants of 1 to 3 slots of the slot kernels it exports (kernels/tensor_slots.ts).
+ */
 function kernelsOf(mod: Record<string, unknown>): Kernel[] {
   const values = Object.values(mod);
-  return [...values.filter(isKernel), ...values.filter(isSlotKernelSpec).flatMap((spec) => [1, 2, 3].map((n) => slotKernel(spec, n)))];
+  const families = values.filter((v) => !!v && typeof v === 'object' && !isKernel(v) && !isSlotKernelSpec(v) && !Array.isArray(v)).flatMap((v) => Object.values(v as object).filter(isKernel));
+  return [...values.filter(isKernel), ...families, ...values.filter(isSlotKernelSpec).flatMap((spec) => [1, 2, 3].map((n) => slotKernel(spec, n)))];
 }
 
 interface ParsedShader { bindings: { index: number; name: string; kind: string }[]; params: [string, string][]; overrides: string[] }
