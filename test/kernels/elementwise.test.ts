@@ -14,6 +14,7 @@ import { fillCall } from '../../kernels/fill.ts';
 import { columnSumCall } from '../../kernels/column_sum.ts';
 import { reduceSumCall } from '../../kernels/reduce_sum.ts';
 import { tokenLogprobsBackwardCall } from '../../kernels/token_logprobs.ts';
+import { accumulateCall } from '../../kernels/accumulate.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
 // Counts that leave a ragged last workgroup, vec4 and scalar (not a multiple of 4) alike.
@@ -54,7 +55,7 @@ test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give th
   await initGpu();
   const base = pool.liveBytes;
   const { cpu, gpu } = ELEMENTWISE_SHAPES;
-  for (const n of [1, 4095, 3 * 4096 + 5]) {
+  for (const n of [1, 4095, 4096, 3 * 4096 + 5]) { // 4096: the kernels that take quads where the count divides by 4
     const a = upload(randn(n, 3 * n), [n]), b = upload(randn(n, 3 * n + 1), [n]);
     const ids = Tensor.fromArray(Int32Array.from({ length: n }, (_, i) => (i * 7919) % n), [n], 'i32');
     const partials = upload(randn(3 * n, 5 * n), [3, n]);
@@ -88,6 +89,20 @@ test('elementwise shapes: 64 threads of up to 64 elements (a CPU driver) give th
     a.dispose(); b.dispose(); ids.dispose(); partials.dispose();
   }
   assert.is(pool.liveBytes, base);
+});
+
+test('accumulate in quads (a count divisible by 4) and in words: acc + x rounded to f32, in both device shapes', async () => {
+  await initGpu();
+  for (const n of [4096, 4097]) {
+    const x = randn(n, 60), acc = randn(n, 61);
+    const expected = Float32Array.from(acc, (v, i) => Math.fround(v + x[i]));
+    for (const shape of Object.values(ELEMENTWISE_SHAPES)) {
+      const xt = upload(x, [n]), at = upload(acc, [n]);
+      launch(accumulateCall(deviceLimits(), n, shape), [xt], [at]);
+      assert.equal(await download(at), Float64Array.from(expected), `n=${n}, ${shape.threads} threads of up to ${shape.perThread}`);
+      xt.dispose(); at.dispose();
+    }
+  }
 });
 
 test('equal shapes and scale take the index-free kernels, broadcasting the strided one; scale against float32 rounding', async () => {
