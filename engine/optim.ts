@@ -8,7 +8,8 @@ import { gpu, GpuError } from './gpu.ts';
 import { deviceLimits, elementwiseShape, launch } from './launch.ts';
 import { ledger } from './ledger.ts';
 import { Tensor, shapeString, tidy } from './tensor.ts';
-import { adamwCall, adamwQuadsFit, adamwSlots } from '../kernels/adamw.ts';
+import { adamwCall, adamwSlots } from '../kernels/adamw.ts';
+import { rangesFitQuads } from '../kernels/tensor_slots.ts';
 import { rmspropCall, rmspropSlots } from '../kernels/rmsprop.ts';
 import type { DeviceLimits } from '../kernels/spec.ts';
 
@@ -69,6 +70,11 @@ interface ParamState { tensors: Tensor[]; step: number }
 
 /** A range of one parameter an update covers: param and grad (or windows of them), offset into them, its states' n elements, its step. */
 interface Piece { entry: OptimizerEntry; n: number; offset: number; param: Tensor; grad: Tensor; states: Tensor[]; step: number }
+
+/** Whether a dispatch's pieces can be updated in quads: every range and every bound tensor whole quads. */
+function inQuads(pieces: readonly Piece[]): boolean {
+  return rangesFitQuads(pieces) && pieces.every((p) => [p.grad, p.param, ...p.states].every((t) => t.numel % 4 === 0));
+}
 
 /** An optimizer whose update is one elementwise kernel over parameter shards, their gradients and their own states. */
 abstract class ElementwiseOptimizer implements Optimizer {
@@ -238,11 +244,9 @@ export class AdamW extends ElementwiseOptimizer {
     const [beta1, beta2] = this.betas;
     const { step } = pieces[0];
     const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, decayFactor: entry.decay ? 1 - this.lr * this.weightDecay : 1 }));
-    const bound = pieces.flatMap((p) => [p.grad, p.param, ...p.states]);
-    const quads = adamwQuadsFit(ranges) && bound.every((t) => t.numel % 4 === 0);
     launch(adamwCall(deviceLimits(), ranges, {
       beta1, beta2, eps: this.eps, stepSize: this.lr / (1 - beta1 ** step), bc2Sqrt: Math.sqrt(1 - beta2 ** step), gradScale,
-    }, elementwiseShape(), quads), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
+    }, elementwiseShape(), inQuads(pieces)), pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
 }
 
@@ -275,7 +279,7 @@ export class RMSprop extends ElementwiseOptimizer {
 
   protected update(pieces: readonly Piece[], gradScale: number): void {
     const ranges = pieces.map(({ n, offset, entry }) => ({ n, offset, weightDecay: entry.decay ? this.weightDecay : 0 }));
-    launch(rmspropCall(deviceLimits(), ranges, { alpha: this.alpha, eps: this.eps, lr: this.lr, gradScale }, elementwiseShape()),
+    launch(rmspropCall(deviceLimits(), ranges, { alpha: this.alpha, eps: this.eps, lr: this.lr, gradScale }, elementwiseShape(), inQuads(pieces)),
       pieces.map((p) => p.grad), pieces.flatMap((p) => [p.param, ...p.states]));
   }
 

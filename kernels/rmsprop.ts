@@ -1,7 +1,7 @@
 // Fused RMSprop update of parameter ranges, up to a dispatch's slots of them at once (kernels/tensor_slots.ts):
 // coupled decay, the square average and the step in one pass.
-import { ELEMENTWISE_SHAPES, elementsPerThread, type DeviceLimits, type ElementwiseShape, type KernelCall } from './spec.ts';
-import { slotCall, slotsPerDispatch, type SlotKernelSpec } from './tensor_slots.ts';
+import { ELEMENTWISE_SHAPES, type DeviceLimits, type ElementwiseShape, type KernelCall } from './spec.ts';
+import { elementwiseSlotCall, slotsPerDispatch, type SlotKernelSpec } from './tensor_slots.ts';
 
 export const RMSPROP: SlotKernelSpec = {
   name: 'rmsprop',
@@ -25,12 +25,13 @@ export interface RMSpropStepParams { alpha: number; eps: number; lr: number; gra
 /** One range: param[offset, offset + n) with grad[offset, offset + n); its v holds n elements; weightDecay 0 where the table exempts it. */
 export type RMSpropRange = { n: number; offset: number; weightDecay: number };
 
-/** Updates each range (1 to rmspropSlots of them); bind grad of each range, then param and v of each in order. */
-export function rmspropCall(limits: DeviceLimits, ranges: readonly RMSpropRange[], step: RMSpropStepParams, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+/**
+ * Updates each range (1 to rmspropSlots of them); bind grad of each range, then param and v of each in order.
+ * `quads`: in vec4f quads (tensor_slots.ts elementwiseSlotCall).
+ */
+export function rmspropCall(limits: DeviceLimits, ranges: readonly RMSpropRange[], step: RMSpropStepParams, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu, quads = false): KernelCall {
   const n = ranges.reduce((a, r) => a + r.n, 0);
-  const perThread = elementsPerThread(n, shape);
   // Per element: gradient 3 (scale, decay multiply, add), v 4, parameter 5 (sqrt, add eps, lr·g, divide, subtract);
   // reads g, p, v; writes p, v.
-  return slotCall(limits, RMSPROP, ranges, (s) => Math.ceil(ranges[s].n / (shape.threads * perThread)), { ...step, perThread },
-    { constants: { WG: shape.threads }, cost: { flops: 12 * n, bytesRead: 12 * n, bytesWritten: 8 * n } });
+  return elementwiseSlotCall(limits, RMSPROP, ranges, { ...step }, shape, quads, { flops: 12 * n, bytesRead: 12 * n, bytesWritten: 8 * n });
 }

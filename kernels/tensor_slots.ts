@@ -3,7 +3,7 @@
 // each tensor is a slot with bindings of its own, and a switch on the workgroup's slot passes them to one function
 // (unrestricted_pointer_parameters). Slots take consecutive runs of workgroups: slot s owns [end of s - 1, end of s).
 // A variant is compiled per slot count, so that a dispatch binds exactly the slots it declares.
-import { grid1d, wgsl, type DeviceLimits, type Kernel, type KernelCall, type ParamType } from './spec.ts';
+import { elementsPerThread, grid1d, KernelError, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall, type ParamType } from './spec.ts';
 
 /** The most slots of a dispatch (its uniform holds 16 bytes a slot). */
 export const MAX_SLOTS = 16;
@@ -86,4 +86,25 @@ export function slotCall(limits: DeviceLimits, spec: SlotKernelSpec, slots: read
     for (const [name] of spec.slotFields) values[`${name}${s}`] = name === 'end' ? end : slot[name];
   });
   return { kernel: slotKernel(spec, slots.length, value), params: values, workgroups: grid1d(end, 1, limits), ...rest };
+}
+
+/** A range of an elementwise slot kernel (elementwise_slots.wgsl): n elements from offset, and the slot's own field. */
+export type SlotRange = Readonly<Record<string, number>> & { readonly n: number; readonly offset: number };
+
+/** Whether ranges can be taken in quads (elementwiseSlotCall's `quads`): every count and offset a multiple of 4. */
+export function rangesFitQuads(ranges: readonly { n: number; offset: number }[]): boolean { return ranges.every((r) => r.n % 4 === 0 && r.offset % 4 === 0); }
+
+/**
+ * An elementwise slot kernel's call (the optimizers'): each thread takes up to the shape's perThread elements of its
+ * slot. `quads`: the bindings as vec4f quads and the ranges counted in them (rangesFitQuads; the bound tensors hold
+ * whole quads), the same arithmetic lane by lane, so the same bits; on a CPU driver four elements a load.
+ */
+export function elementwiseSlotCall(limits: DeviceLimits, spec: SlotKernelSpec, ranges: readonly SlotRange[], params: Record<string, number>,
+  shape: ElementwiseShape, quads: boolean, cost: KernelCall['cost']): KernelCall {
+  if (quads && !rangesFitQuads(ranges)) throw new KernelError(`${spec.name} in quads: ranges ${JSON.stringify(ranges.map(({ n, offset }) => ({ n, offset })))} are not all multiples of 4`);
+  const width = quads ? 4 : 1;
+  const slots = ranges.map((r) => ({ ...r, n: r.n / width, offset: r.offset / width }));
+  const perThread = elementsPerThread(slots.reduce((a, r) => a + r.n, 0), shape);
+  return slotCall(limits, spec, slots, (s) => Math.ceil(slots[s].n / (shape.threads * perThread)), { ...params, perThread },
+    { constants: { WG: shape.threads }, cost }, quads ? 'vec4f' : 'f32');
 }

@@ -281,7 +281,7 @@ test('the slot kernels in both device shapes (a thread an element; 64 threads of
   assert.equal(await run(ELEMENTWISE_SHAPES.cpu), await run(ELEMENTWISE_SHAPES.gpu));
 });
 
-test('AdamW in quads (vec4f bindings): the same bits as in words, in both device shapes, at offsets; ranges not in quads refused', async () => {
+test('AdamW and RMSprop in quads (vec4f bindings): the same bits as in words, in both device shapes, at offsets; ranges not in quads refused', async () => {
   await initGpu();
   const sizes = [4, 300, 4096 + 8, 64 * 64 * 17 + 4], offsets = [0, 8, 4, 0];
   const step = { beta1: 0.9, beta2: 0.95, eps: 1e-8, stepSize: 1e-2, bc2Sqrt: 0.3, gradScale: 0.5 };
@@ -291,6 +291,8 @@ test('AdamW in quads (vec4f bindings): the same bits as in words, in both device
       .map((d) => Tensor.fromArray(d, [d.length])));
     const ranges = sizes.map((n, i) => ({ n, offset: offsets[i], decayFactor: i % 2 ? 1 : 0.999 }));
     launch(adamwCall(deviceLimits(), ranges, step, shape, quads), ts.map(([, g]) => g), ts.flatMap(([p, , m, v]) => [p, m, v]));
+    const rms = sizes.map((n, i) => ({ n, offset: offsets[i], weightDecay: i % 2 ? 0 : 0.01 }));
+    launch(rmspropCall(deviceLimits(), rms, { alpha: 0.99, eps: 1e-8, lr: 1e-3, gradScale: 2 }, shape, quads), ts.map(([, g]) => g), ts.flatMap(([p, , m]) => [p, m]));
     const out = await Promise.all(ts.flat().map(async (t) => [...new Uint32Array((await t.toArray()).buffer, 0, t.numel)]));
     for (const t of ts.flat()) t.dispose();
     return out;
@@ -300,6 +302,7 @@ test('AdamW in quads (vec4f bindings): the same bits as in words, in both device
   assert.equal(await run(ELEMENTWISE_SHAPES.cpu, true), words, 'quads, 64 threads of up to 64');
   assert.throws(() => adamwCall(deviceLimits(), [{ n: 6, offset: 0, decayFactor: 1 }], step, ELEMENTWISE_SHAPES.gpu, true), /not all multiples of 4/);
   assert.throws(() => adamwCall(deviceLimits(), [{ n: 8, offset: 2, decayFactor: 1 }], step, ELEMENTWISE_SHAPES.gpu, true), /not all multiples of 4/);
+  assert.throws(() => rmspropCall(deviceLimits(), [{ n: 6, offset: 0, weightDecay: 0 }], { alpha: 0.99, eps: 1e-8, lr: 1e-3, gradScale: 1 }, ELEMENTWISE_SHAPES.gpu, true), /rmsprop in quads/);
 });
 
 test('options are validated', async () => {
