@@ -2,6 +2,8 @@
 // GATHER = 1: dense[i] = src[offset + idx(i)·strides]; GATHER = 0: dst[offset + idx(i)·strides] = dense[i].
 // Each invocation copies params.perThread consecutive dense elements: it divides its first index into the four
 // indices once and steps the strided index from there (lavapipe has no vector integer divide; on a GPU, perThread 1).
+// VALUE: f32, or vec4f where the innermost dim runs contiguous on both sides in whole quads (dims, strides and offset
+// then count quads).
 override GATHER: u32 = 1u;
 override WG: u32 = 256u;
 
@@ -13,8 +15,8 @@ struct Params {
   offset: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{VALUE}}>;
+@group(0) @binding(1) var<storage, read_write> y: array<{{VALUE}}>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(WG)

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { shapeString, tidy, Tensor } from '../../engine/tensor.ts';
 import { deviceLimits, launch } from '../../engine/launch.ts';
-import { stridedCopyCall } from '../../kernels/strided_copy.ts';
+import { stridedCopyCall, stridedCopyKernel, stridedCopyQuadsKernel } from '../../kernels/strided_copy.ts';
 import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { backward, tapeLength } from '../../engine/autodiff.ts';
@@ -68,6 +68,39 @@ test('strided copies: up to 64 consecutive elements an invocation (a CPU driver)
   const got = await download(y);
   got.forEach((v, i) => { const r = Math.floor(i / 5), c = i % 5; assert.is(v, X[r * 11 + 2 + c], `narrow element ${i}`); });
   x.dispose(); y.dispose();
+});
+
+test('strided copies in quads (the innermost dim contiguous on both sides, runs on quad boundaries) move the same elements', async () => {
+  await initGpu();
+  // [3, 5, 2, 8]: permutes that keep the last dim (the attention's head permutes), every dim's counter wrapping within a run.
+  const dims = [3, 5, 2, 8], n = 3 * 5 * 2 * 8;
+  const x = upload(randn(n, 78), [n]);
+  const X = await download(x);
+  const contiguous = dims.map((_, k) => dims.slice(k + 1).reduce((a, b) => a * b, 1));
+  for (const perm of [[0, 2, 1, 3], [2, 1, 0, 3], [0, 1, 2, 3]]) {
+    const out = perm.map((p) => dims[p]), strides = perm.map((p) => contiguous[p]);
+    const call = stridedCopyCall(deviceLimits(), 'gather', out, strides, 0, 'permute');
+    assert.is(call.kernel, stridedCopyQuadsKernel, `perm ${perm} takes quads`);
+    for (const shape of [ELEMENTWISE_SHAPES.cpu, ELEMENTWISE_SHAPES.gpu, { threads: 8, perThread: 5, workgroups: 1 }]) {
+      const what = `perm ${perm}, ${shape.threads} threads of up to ${shape.perThread}`;
+      const y = Tensor.empty([n]), back = Tensor.zeros([n]);
+      launch(stridedCopyCall(deviceLimits(), 'gather', out, strides, 0, 'permute', shape), [x], [y]);
+      assert.equal(await download(y), permuteRef(X, dims, perm), `${what}: gather`);
+      launch(stridedCopyCall(deviceLimits(), 'scatter', out, strides, 0, 'permute', shape), [y], [back]);
+      assert.equal(await download(back), X, `${what}: scatter`);
+      y.dispose(); back.dispose();
+    }
+  }
+  // A slice of the last dim at a quad's offset takes quads; at another offset, words.
+  for (const start of [4, 2]) {
+    const call = stridedCopyCall(deviceLimits(), 'gather', [3, 5, 2, 4], [80, 16, 8, 1], start, 'narrow', { threads: 8, perThread: 5, workgroups: 1 });
+    assert.is(call.kernel, start % 4 === 0 ? stridedCopyQuadsKernel : stridedCopyKernel);
+    const y = Tensor.empty([3 * 5 * 2 * 4]);
+    launch(call, [x], [y]);
+    (await download(y)).forEach((v, i) => assert.is(v, X[Math.floor(i / 4) * 8 + start + (i % 4)], `narrow at ${start}, element ${i}`));
+    y.dispose();
+  }
+  x.dispose();
 });
 
 test('narrow forward and backward', async () => {
