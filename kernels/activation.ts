@@ -1,7 +1,7 @@
 // Elementwise activations (GELU, SiLU), their gated form f(gate) · up (SwiGLU) and both backwards.
 // The four kernels share activation_math.wgsl (the functions and their derivatives) and elementwise_main.wgsl, each in
 // words or in quads (activation_word.wgsl, activation_quad.wgsl).
-import { ELEMENTWISE_SHAPES, elementwiseLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseQuadsLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 export const ACTIVATIONS = { gelu: 0, silu: 1, relu: 2 } as const;
 export type Activation = keyof typeof ACTIVATIONS;
@@ -32,9 +32,7 @@ const FLOPS: Record<Activation, { value: number; derivative: number }> = {
 export function activationFlops(fn: Activation): number { return FLOPS[fn].value; }
 
 function elementwise(limits: DeviceLimits, kernels: { word: Kernel; quad: Kernel }, fn: Activation, n: number, op: string, flopsPerElement: number, tensorsRead: number, tensorsWritten: number, shape: ElementwiseShape): KernelCall {
-  const quads = n % 4 === 0;
-  const values = quads ? n / 4 : n;
-  const { constants, perThread, workgroups } = elementwiseLaunch(limits, values, shape);
+  const { quads, values, constants, perThread, workgroups } = elementwiseQuadsLaunch(limits, n, shape, op);
   return {
     kernel: quads ? kernels.quad : kernels.word, op, constants: { FN: ACTIVATIONS[fn], ...constants }, params: { n: values, perThread }, workgroups,
     cost: { flops: flopsPerElement * n, bytesRead: 4 * n * tensorsRead, bytesWritten: 4 * n * tensorsWritten },

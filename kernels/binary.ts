@@ -1,5 +1,5 @@
 // Binary elementwise: add, subtract, multiply, divide; broadcasting over up to 4 dims, or operands of one shape.
-import { ELEMENTWISE_SHAPES, elementwiseLaunch, KernelError, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, elementwiseQuadsLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 export const BINARY_OPS = { add: 0, sub: 1, mul: 2, div: 3 } as const;
 export type BinaryOp = keyof typeof BINARY_OPS;
@@ -60,11 +60,9 @@ export function binaryBroadcastCall(limits: DeviceLimits, op: BinaryOp, outDims:
 
 /** n elements of two operands of one shape: a vec4 per invocation when n is a multiple of 4 (`vec4: false` forces scalars). */
 export function binarySameShapeCall(limits: DeviceLimits, op: BinaryOp, n: number, vec4 = n % 4 === 0, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
-  if (vec4 && n % 4 !== 0) throw new KernelError(`binarySameShape: ${n} elements are not whole vec4s`);
-  const values = vec4 ? n / 4 : n;
-  const { constants, perThread, workgroups } = elementwiseLaunch(limits, values, shape);
+  const { quads, values, constants, perThread, workgroups } = elementwiseQuadsLaunch(limits, n, shape, 'binarySameShape', vec4);
   return {
-    kernel: vec4 ? binarySameShapeVec4Kernel : binarySameShapeKernel,
+    kernel: quads ? binarySameShapeVec4Kernel : binarySameShapeKernel,
     op,
     constants: { OP: BINARY_OPS[op], ...constants },
     params: { n: values, perThread },

@@ -27,17 +27,19 @@ struct QkvSlot {
 // The index of an element: its token row's batch row b and position t, its head (q's, then k's, then v's) and lane.
 struct QkvIndex { b: u32, t: u32, head: u32, lane: u32 }
 
+fn headsPerToken() -> u32 { return params.heads + 2u * params.kvHeads; }
+
 fn qkvIndex(i: u32) -> QkvIndex {
   let slot = i / params.lanes;
-  let token = slot / (params.heads + 2u * params.kvHeads);
-  return QkvIndex(token / params.seqLen, token % params.seqLen, slot % (params.heads + 2u * params.kvHeads), i % params.lanes);
+  let token = slot / headsPerToken();
+  return QkvIndex(token / params.seqLen, token % params.seqLen, slot % headsPerToken(), i % params.lanes);
 }
 
 // The index of element i + j from those of elements i and j: a sum in mixed radix, each digit carrying at most one.
 fn addedQkvIndex(ix: QkvIndex, by: QkvIndex) -> QkvIndex {
   var sum = QkvIndex(ix.b + by.b, ix.t + by.t, ix.head + by.head, ix.lane + by.lane);
   if (sum.lane >= params.lanes) { sum.lane -= params.lanes; sum.head++; }
-  if (sum.head >= params.heads + 2u * params.kvHeads) { sum.head -= params.heads + 2u * params.kvHeads; sum.t++; }
+  if (sum.head >= headsPerToken()) { sum.head -= headsPerToken(); sum.t++; }
   if (sum.t >= params.seqLen) { sum.t -= params.seqLen; sum.b++; }
   return sum;
 }

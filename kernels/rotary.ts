@@ -6,8 +6,8 @@ export const ROTARY_FLOPS_PER_PAIR = 34;
 
 /**
  * The source of a kernel that rotates with rotary_rotation.wgsl, its entry point and other pieces in `includes`
- * (elementwise_main.wgsl by default): leftPadding is an optional input, declared at its index among `inputs` by the variant with it; the variant without
- * it neither declares nor binds it.
+ * (elementwise_main.wgsl by default): leftPadding is an optional input, declared at its index among `inputs` by the
+ * variant with it; the variant without it neither declares nor binds it.
  */
 export function rotarySource(file: string, inputs: readonly string[], hasLeftPadding: boolean, includes: readonly string[] = ['elementwise_main.wgsl']): Pick<Kernel, 'source' | 'absent'> {
   const shared = ['rotary_rotation.wgsl', ...includes];

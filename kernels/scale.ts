@@ -1,5 +1,5 @@
 // out = alpha · x over a contiguous tensor, and with alpha = 1 a copy: a vec4 per invocation where it divides.
-import { ELEMENTWISE_SHAPES, elementwiseLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseQuadsLaunch, wgsl, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 function scaleVariant(value: 'f32' | 'vec4f'): Kernel {
   return {
@@ -14,11 +14,9 @@ export const scaleVec4Kernel = scaleVariant('vec4f');
 
 /** alpha · x over n f32 elements; `op` names it in the ledger ('copy', with alpha = 1, costs no flops; a scale by 1 still multiplies). */
 export function scaleCall(limits: DeviceLimits, n: number, alpha: number, op = 'scale', shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
-  const vec4 = n % 4 === 0;
-  const values = vec4 ? n / 4 : n;
-  const { constants, perThread, workgroups } = elementwiseLaunch(limits, values, shape);
+  const { quads, values, constants, perThread, workgroups } = elementwiseQuadsLaunch(limits, n, shape, 'scale');
   return {
-    kernel: vec4 ? scaleVec4Kernel : scaleKernel, op, constants, params: { n: values, perThread, alpha },
+    kernel: quads ? scaleVec4Kernel : scaleKernel, op, constants, params: { n: values, perThread, alpha },
     workgroups,
     cost: { flops: op === 'copy' ? 0 : n, bytesRead: 4 * n, bytesWritten: 4 * n },
   };

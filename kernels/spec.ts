@@ -198,5 +198,16 @@ export function elementwiseLaunch(limits: DeviceLimits, n: number, shape: Elemen
   return { constants: { WG: shape.threads }, perThread, workgroups: grid1d(n, shape.threads * perThread, limits) };
 }
 
+/**
+ * elementwiseLaunch over n f32 elements taken in vec4f quads where `quads` (by default where n divides by 4), else in
+ * words: the kernel's element count and its launch. On a CPU driver a load or store moves a quad for a word's cost.
+ */
+export function elementwiseQuadsLaunch(limits: DeviceLimits, n: number, shape: ElementwiseShape, what: string, quads = n % 4 === 0):
+  { quads: boolean; values: number; constants: Record<string, number>; perThread: number; workgroups: [number, number] } {
+  if (quads && n % 4 !== 0) throw new KernelError(`${what}: ${n} elements are not whole vec4s`);
+  const values = quads ? n / 4 : n;
+  return { quads, values, ...elementwiseLaunch(limits, values, shape) };
+}
+
 /** The smallest power of two >= n. */
 export function nextPowerOfTwo(n: number): number { return 2 ** Math.ceil(Math.log2(Math.max(1, n))); }

@@ -9,7 +9,7 @@ import { pool } from '../../engine/pool.ts';
 import { numelOf, Tensor, tidy } from '../../engine/tensor.ts';
 import { deviceLimits, launch } from '../../engine/launch.ts';
 import { qkvRotaryCall, type QkvRotaryLayout } from '../../kernels/qkv_rotary.ts';
-import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
+import { ELEMENTWISE_SHAPES, type ElementwiseShape } from '../../kernels/spec.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
 
 type Shape = [number, number, number, number];
@@ -272,7 +272,7 @@ test('qkvRotary\'s kernels give the same bits whatever elements an invocation ta
   const invFreq = Tensor.fromArray(inverseFrequencies(rotaryDims, 10000), [rotaryDims / 2]);
   const projections = [H, KVH, KVH].map((n, i) => upload(randn(B * T * n * D, 180 + i), [B, T, n * D]));
   const dHeads = [H, KVH, KVH].map((n, i) => upload(randn(B * n * T * D, 190 + i), [B, n, T, D]));
-  const run = async (shape: typeof ELEMENTWISE_SHAPES.cpu | { threads: number; perThread: number; workgroups: number }) => {
+  const run = async (shape: ElementwiseShape) => {
     const [q, k, v] = [Tensor.empty([B, H, T, D]), Tensor.zeros([B, KVH, S, D]), Tensor.zeros([B, KVH, S, D])];
     launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, 2, false, shape), [...projections, invFreq, padding], [q, k, v]);
     // The backward from the heads of the prompt's own keys (kvLength T, offset 0).
