@@ -2,7 +2,7 @@
 import { gpu, GpuError, type Gpu } from './gpu.ts';
 import { dispatch, type Binding } from './runtime.ts';
 import { shapeString, tidy, type Tensor } from './tensor.ts';
-import { deviceLimitsOf, ELEMENTWISE_SHAPES, gcd, type DeviceLimits, type ElementwiseShape, type KernelCall } from '../kernels/spec.ts';
+import { deviceLimitsOf, ELEMENTWISE_SHAPES, gcd, ROW_REDUCTION_SHAPES, type DeviceLimits, type ElementwiseShape, type KernelCall, type RowReductionShape } from '../kernels/spec.ts';
 
 /** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
 export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: (Tensor | null)[]): void {
@@ -57,6 +57,9 @@ export function launchInWindows(numel: number, inputs: Tensor[], outputs: Tensor
 
 /** The elementwise kernels' workgroup shape on this device: more elements a thread on a CPU driver (ELEMENTWISE_SHAPES). */
 export function elementwiseShape(): ElementwiseShape { return gpu().onHostCpu ? ELEMENTWISE_SHAPES.cpu : ELEMENTWISE_SHAPES.gpu; }
+
+/** This device's shape of the norms' row reductions (kernels/spec.ts ROW_REDUCTION_SHAPES). */
+export function rowReductionShape(): RowReductionShape { return gpu().onHostCpu ? ROW_REDUCTION_SHAPES.cpu : ROW_REDUCTION_SHAPES.gpu; }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();
 

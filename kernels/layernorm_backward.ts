@@ -1,5 +1,5 @@
 // LayerNorm backward: dx per row and per-block partial sums of dweight and dbias, in one pass.
-import { ceilDiv, grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { ceilDiv, grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits, type RowReductionShape } from './spec.ts';
 
 export const layerNormBackwardKernel: Kernel = {
   name: 'layerNormBackward',
@@ -27,10 +27,10 @@ export function normRowBlocks(rows: number): { rowsPerBlock: number; blocks: num
 }
 
 /** x and dy are rows x cols; writes dx and partialWeight, partialBias [normRowBlocks(rows).blocks, cols]. */
-export function layerNormBackwardCall(limits: DeviceLimits, rows: number, cols: number): KernelCall {
+export function layerNormBackwardCall(limits: DeviceLimits, shape: RowReductionShape, rows: number, cols: number): KernelCall {
   const n = rows * cols;
   const { rowsPerBlock, blocks } = normRowBlocks(rows);
-  const group = rowGroup(limits, cols, 8, 8 * MAX_ROWS_PER_BLOCK, rowsPerBlock);
+  const group = rowGroup(limits, shape, cols, 8, 8 * MAX_ROWS_PER_BLOCK, rowsPerBlock);
   // Per element: the row sums (5), then xhat, dx and the two partial sums (10). x and dy are read once
   // from memory (the second pass over a block hits the cache), weight once for all rows.
   return {

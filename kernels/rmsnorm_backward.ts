@@ -1,5 +1,5 @@
 // RMSNorm backward: dx per row and per-block partial sums of dweight, in one pass.
-import { grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits, type RowReductionShape } from './spec.ts';
 import { MAX_ROWS_PER_BLOCK, normRowBlocks } from './layernorm_backward.ts';
 
 export const rmsNormBackwardKernel: Kernel = {
@@ -12,10 +12,10 @@ export const rmsNormBackwardKernel: Kernel = {
 };
 
 /** x and dy are rows x cols; writes dx and partialWeight [normRowBlocks(rows).blocks, cols]. */
-export function rmsNormBackwardCall(limits: DeviceLimits, rows: number, cols: number): KernelCall {
+export function rmsNormBackwardCall(limits: DeviceLimits, shape: RowReductionShape, rows: number, cols: number): KernelCall {
   const n = rows * cols;
   const { rowsPerBlock, blocks } = normRowBlocks(rows);
-  const group = rowGroup(limits, cols, 4, 4 * MAX_ROWS_PER_BLOCK, rowsPerBlock);
+  const group = rowGroup(limits, shape, cols, 4, 4 * MAX_ROWS_PER_BLOCK, rowsPerBlock);
   // Per element: the row sum (3), then xhat, dx and the partial sum (7). x and dy are read once from
   // memory (the second pass over a block hits the cache), weight once for all rows.
   return {

@@ -1,5 +1,5 @@
 // RMSNorm forward over the last dim: a row per rowGroup's threads, rows side by side in a workgroup; writes y and the row's rstd for the backward.
-import { ceilDiv, grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { ceilDiv, grid1d, wgsl, rowGroup, type Kernel, type KernelCall, type DeviceLimits, type RowReductionShape } from './spec.ts';
 
 export const rmsNormForwardKernel: Kernel = {
   name: 'rmsNormForward',
@@ -11,11 +11,11 @@ export const rmsNormForwardKernel: Kernel = {
 };
 
 /** x is rows x cols; weight has cols elements. */
-export function rmsNormForwardCall(limits: DeviceLimits, rows: number, cols: number, eps: number): KernelCall {
+export function rmsNormForwardCall(limits: DeviceLimits, shape: RowReductionShape, rows: number, cols: number, eps: number): KernelCall {
   const n = rows * cols;
   // Per element: the square and its sum (2), the output (2). x is read once from memory (the second
   // pass over a row hits the cache), weight once for all rows.
-  const group = rowGroup(limits, cols, 4, 0, rows);
+  const group = rowGroup(limits, shape, cols, 4, 0, rows);
   return {
     kernel: rmsNormForwardKernel,
     constants: { WG: group.threads, ROWS: group.rows },

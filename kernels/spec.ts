@@ -148,23 +148,34 @@ const ELEMENTS_PER_THREAD = 32;
 
 /**
  * Threads of a kernel that reduces a row of `cols` elements in one workgroup (norms, the logsumexp of a row of
- * logits): about ELEMENTS_PER_THREAD elements each, 256 at most, within the limits.
+ * logits): about elementsPerThread elements each (Infinity: one thread), 256 at most, within the limits.
  */
-export function rowWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0): number {
-  return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / ELEMENTS_PER_THREAD)));
+export function rowWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0, elementsPerThread = ELEMENTS_PER_THREAD): number {
+  return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / elementsPerThread)));
 }
 
-// Rows a workgroup reduces side by side fill it to at least this many threads where a row needs fewer: on lavapipe a
-// workgroup, and each barrier's fiber switch, costs as much for 2 threads as for 8 (bench/RESULTS.md).
-const ROW_GROUP_THREADS = 32;
+/**
+ * How the norms split their rows, by device (the ops pick by Gpu.onHostCpu): `elementsPerThread` of a row a thread
+ * (rowWorkgroupSize), and rows side by side in a workgroup until it has `groupThreads` threads, where a row takes
+ * fewer. On a GPU about 32 elements a thread, rows side by side up to 32 threads: on lavapipe a workgroup, and each
+ * barrier's fiber switch, costs as much for 2 threads as for 8. On a CPU driver one thread a row, whose sums then
+ * take no barrier (workgroup_sum.wgsl), 16 rows a workgroup: on lavapipe the forwards 1.2-2.8x faster than in the GPU's
+ * shape, the backwards 1.2-1.6x, from rows of 64 to 4096 (bench/norms.ts, bench/RESULTS.md).
+ */
+export interface RowReductionShape { elementsPerThread: number; groupThreads: number }
+export const ROW_REDUCTION_SHAPES = {
+  gpu: { elementsPerThread: ELEMENTS_PER_THREAD, groupThreads: 32 },
+  cpu: { elementsPerThread: Infinity, groupThreads: 16 },
+} as const satisfies Record<string, RowReductionShape>;
 
 /**
- * How a row-reduction kernel's workgroup splits: `rowThreads` threads a row (rowWorkgroupSize: the same threads, so
- * the same sums, however many rows share the workgroup), `rows` rows side by side (at most maxRows), `threads` in all.
+ * How a row-reduction kernel's workgroup splits in `shape`: `rowThreads` threads a row (rowWorkgroupSize: the same
+ * threads, so the same sums, however many rows share the workgroup), `rows` rows side by side (at most maxRows),
+ * `threads` in all.
  */
-export function rowGroup(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0, maxRows = Infinity): { threads: number; rowThreads: number; rows: number } {
-  const rowThreads = rowWorkgroupSize(limits, cols, bytesPerThread, fixedBytes);
-  let rows = Math.max(1, Math.min(ROW_GROUP_THREADS / rowThreads, nextPowerOfTwo(maxRows)));
+export function rowGroup(limits: DeviceLimits, shape: RowReductionShape, cols: number, bytesPerThread: number, fixedBytes = 0, maxRows = Infinity): { threads: number; rowThreads: number; rows: number } {
+  const rowThreads = rowWorkgroupSize(limits, cols, bytesPerThread, fixedBytes, shape.elementsPerThread);
+  let rows = Math.max(1, Math.min(shape.groupThreads / rowThreads, nextPowerOfTwo(maxRows)));
   while (rows > 1 && (rows * rowThreads > limits.maxComputeInvocationsPerWorkgroup || rows * rowThreads > limits.maxComputeWorkgroupSizeX
     || rows * rowThreads * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) rows /= 2;
   return { threads: rows * rowThreads, rowThreads, rows };

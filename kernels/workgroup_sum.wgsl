@@ -2,9 +2,11 @@
 // each of them gets it. A workgroup reduces WG / ROW_THREADS rows side by side (ROW_THREADS a power of two), and a
 // row's tree is the same whatever rows share the workgroup. Prepended to the row-reduction kernels, which declare
 // `alias Partial = f32;` (or vec2f), `override WG` and `override ROW_THREADS` (WG itself for one row a workgroup).
+// A row of one thread takes no barrier: its sum is its own (a CPU driver's shape, kernels/spec.ts ROW_REDUCTION_SHAPES).
 var<workgroup> partials: array<Partial, WG>;
 
 fn workgroupSum(v: Partial, lid: u32) -> Partial {
+  if (ROW_THREADS == 1u) { return v; }
   partials[lid] = v;
   workgroupBarrier();
   let lane = lid % ROW_THREADS;

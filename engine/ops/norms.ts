@@ -3,7 +3,7 @@
 // second stage (no atomics: two backward runs give bit-identical gradients).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch, rowReductionShape } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import { layerNormForwardCall } from '../../kernels/layernorm_forward.ts';
@@ -43,7 +43,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   const y = Tensor.empty(x.shape, 'f32', 'layerNorm');
   const mean = Tensor.empty([rows], 'f32', 'layerNorm mean');
   const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
-  launch(layerNormForwardCall(deviceLimits(), rows, cols, eps), [x, weight, bias, null, null], [y, null, mean, rstd]);
+  launch(layerNormForwardCall(deviceLimits(), rowReductionShape(), rows, cols, eps), [x, weight, bias, null, null], [y, null, mean, rstd]);
   record('layerNorm', [x, weight, bias], [y], [x, weight, mean, rstd], ([dy]) => {
     const { dx, dweight, dbias } = layerNormBackward(x, weight, dy!, mean, rstd);
     return [dx, weight.requiresGrad ? dweight : null, bias.requiresGrad ? dbias : null];
@@ -65,7 +65,7 @@ export function layerNormPair(x: Tensor, [weight, bias]: readonly [Tensor, Tenso
   const y2 = Tensor.empty(x.shape, 'f32', 'layerNorm');
   const mean = Tensor.empty([rows], 'f32', 'layerNorm mean');
   const rstd = Tensor.empty([rows], 'f32', 'layerNorm rstd');
-  launch(layerNormForwardCall(deviceLimits(), rows, cols, eps, true), [x, weight, bias, weight2, bias2], [y, y2, mean, rstd]);
+  launch(layerNormForwardCall(deviceLimits(), rowReductionShape(), rows, cols, eps, true), [x, weight, bias, weight2, bias2], [y, y2, mean, rstd]);
   record('layerNormPair', [x, weight, bias, weight2, bias2], [y, y2], [x, weight, weight2, mean, rstd], ([dy, dy2]) => {
     // The four weight gradients take one dispatch.
     const one = dy ? layerNormBackwardPartials(x, weight, dy, mean, rstd) : null;
@@ -97,7 +97,7 @@ function layerNormBackwardPartials(x: Tensor, weight: Tensor, dy: Tensor, mean: 
   const dx = Tensor.empty(x.shape, 'f32', 'layerNorm dx');
   const partialWeight = Tensor.empty([blocks, cols], 'f32', 'layerNorm dweight partials');
   const partialBias = Tensor.empty([blocks, cols], 'f32', 'layerNorm dbias partials');
-  launch(layerNormBackwardCall(deviceLimits(), rows, cols), [x, weight, dy, mean, rstd], [dx, partialWeight, partialBias]);
+  launch(layerNormBackwardCall(deviceLimits(), rowReductionShape(), rows, cols), [x, weight, dy, mean, rstd], [dx, partialWeight, partialBias]);
   return { dx, partialWeight, partialBias };
 }
 
@@ -106,7 +106,7 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
   const { rows, cols } = normShape('rmsNorm', x, { weight });
   const y = Tensor.empty(x.shape, 'f32', 'rmsNorm');
   const rstd = Tensor.empty([rows], 'f32', 'rmsNorm rstd');
-  launch(rmsNormForwardCall(deviceLimits(), rows, cols, eps), [x, weight], [y, rstd]);
+  launch(rmsNormForwardCall(deviceLimits(), rowReductionShape(), rows, cols, eps), [x, weight], [y, rstd]);
   record('rmsNorm', [x, weight], [y], [x, weight, rstd], ([dy]) => {
     const { dx, dweight } = rmsNormBackward(x, weight, dy!, rstd);
     return [dx, weight.requiresGrad ? dweight : null];
@@ -122,6 +122,6 @@ export function rmsNormBackward(x: Tensor, weight: Tensor, dy: Tensor, rstd: Ten
   const { blocks } = normRowBlocks(rows);
   const dx = Tensor.empty(x.shape, 'f32', 'rmsNorm dx');
   const partialWeight = Tensor.empty([blocks, cols], 'f32', 'rmsNorm dweight partials');
-  launch(rmsNormBackwardCall(deviceLimits(), rows, cols), [x, weight, dy, rstd], [dx, partialWeight]);
+  launch(rmsNormBackwardCall(deviceLimits(), rowReductionShape(), rows, cols), [x, weight, dy, rstd], [dx, partialWeight]);
   return { dx, dweight: sumBlocks([partialWeight], weight.shape)[0] };
 }

@@ -4,12 +4,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backward, noGrad, tapeLength, zeroGrad } from '../../engine/autodiff.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { add, mul } from '../../engine/ops/elementwise.ts';
 import { layerNorm, layerNormPair, rmsNorm } from '../../engine/ops/norms.ts';
 import { pool } from '../../engine/pool.ts';
 import { SafetensorsFile } from '../../engine/safetensors.ts';
-import { tidy, type Tensor } from '../../engine/tensor.ts';
+import { Tensor, tidy } from '../../engine/tensor.ts';
+import { layerNormBackwardCall, normRowBlocks } from '../../kernels/layernorm_backward.ts';
+import { layerNormForwardCall } from '../../kernels/layernorm_forward.ts';
+import { rmsNormBackwardCall } from '../../kernels/rmsnorm_backward.ts';
+import { rmsNormForwardCall } from '../../kernels/rmsnorm_forward.ts';
+import { ROW_REDUCTION_SHAPES, type RowReductionShape } from '../../kernels/spec.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randn, upload } from '../support/util.ts';
 import { fixture } from '../support/paths.ts';
 
@@ -182,6 +188,57 @@ test('rows side by side in a workgroup (kernels/spec.ts rowGroup) get the bits e
         const alone = await runNorm(kind, [1, cols], { x: row(data.x), w: data.w, b: data.b, dy: row(data.dy) }, EPS);
         assert.equal(bits(row(together.y)), bits(alone.y), `${kind} [${rows}, ${cols}] row ${r}: y`);
         assert.equal(bits(row(together.dx)), bits(alone.dx), `${kind} [${rows}, ${cols}] row ${r}: dx`);
+      }
+    }
+  }
+});
+
+/** A norm's forward and backward kernels in a given row-reduction shape (the ops take the device's); dweight and dbias add the blocks' partials in float64. */
+async function runNormKernels(kind: 'layerNorm' | 'rmsNorm', shape: RowReductionShape, rows: number, cols: number, data: ReturnType<typeof inputs>): Promise<NormResult> {
+  const limits = deviceLimits();
+  const { blocks } = normRowBlocks(rows);
+  const x = upload(data.x, [rows, cols]), w = upload(data.w, [cols]), b = upload(data.b, [cols]), dy = upload(data.dy, [rows, cols]);
+  const [y, dx] = [Tensor.empty([rows, cols]), Tensor.empty([rows, cols])];
+  const [mean, rstd] = [Tensor.empty([rows]), Tensor.empty([rows])];
+  const partials = [Tensor.empty([blocks, cols]), Tensor.empty([blocks, cols])];
+  if (kind === 'layerNorm') {
+    launch(layerNormForwardCall(limits, shape, rows, cols, EPS), [x, w, b, null, null], [y, null, mean, rstd]);
+    launch(layerNormBackwardCall(limits, shape, rows, cols), [x, w, dy, mean, rstd], [dx, ...partials]);
+  } else {
+    launch(rmsNormForwardCall(limits, shape, rows, cols, EPS), [x, w], [y, rstd]);
+    launch(rmsNormBackwardCall(limits, shape, rows, cols), [x, w, dy, rstd], [dx, partials[0]]);
+  }
+  const columnSums = async (t: Tensor) => {
+    const p = await download(t), sums = new Float64Array(cols);
+    for (let i = 0; i < p.length; i++) sums[i % cols] += p[i];
+    return sums;
+  };
+  const result: NormResult = { y: await download(y), dx: await download(dx), dweight: await columnSums(partials[0]) };
+  if (kind === 'layerNorm') result.dbias = await columnSums(partials[1]);
+  for (const t of [x, w, b, dy, y, dx, mean, rstd, ...partials]) t.dispose();
+  return result;
+}
+
+test('both device shapes of the row reductions (a thread a row on a CPU driver; threads sharing a row, rows side by side, on a GPU): float64 references, and each row the bits it gets alone', async () => {
+  await initGpu();
+  const bits = (v: Float64Array) => [...new Uint32Array(Float32Array.from(v).buffer)];
+  for (const [name, shape] of Object.entries(ROW_REDUCTION_SHAPES)) {
+    // On a GPU 7 columns take a thread a row, 64 two, 130 eight and 768 thirty-two; 37 rows leave the last workgroup,
+    // and the backward's last block, partly empty.
+    for (const cols of [7, 64, 130, 768]) {
+      const rows = 37;
+      const data = inputs(rows, cols, 700 + cols);
+      for (const kind of ['layerNorm', 'rmsNorm'] as const) {
+        const what = `${kind} ${name} shape [${rows}, ${cols}]`;
+        const together = await runNormKernels(kind, shape, rows, cols, data);
+        const ref = kind === 'layerNorm' ? layerNormRef(data.x, data.w, data.b, data.dy, cols, EPS) : rmsNormRef(data.x, data.w, data.dy, cols, EPS);
+        assertNorm(together, ref, what);
+        for (const r of [0, 17, 36]) {
+          const row = (v: Float64Array) => v.slice(r * cols, (r + 1) * cols);
+          const alone = await runNormKernels(kind, shape, 1, cols, { x: row(data.x), w: data.w, b: data.b, dy: row(data.dy) });
+          assert.equal(bits(row(together.y)), bits(alone.y), `${what} row ${r}: y`);
+          assert.equal(bits(row(together.dx)), bits(alone.dx), `${what} row ${r}: dx`);
+        }
       }
     }
   }

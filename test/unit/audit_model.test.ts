@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { modelParams, type ModelConfig } from '../../models/config.ts';
 import { loraParamSpecs } from '../../models/lora.ts';
 import type { LedgerRow } from '../../engine/ledger.ts';
-import type { DeviceLimits } from '../../kernels/spec.ts';
+import { ROW_REDUCTION_SHAPES, type DeviceLimits } from '../../kernels/spec.ts';
 import { accumulateCall } from '../../kernels/accumulate.ts';
 import { activationBackwardCall, activationCall, gatedActivationBackwardCall, gatedActivationCall } from '../../kernels/activation.ts';
 import { adamwCall } from '../../kernels/adamw.ts';
@@ -64,11 +64,11 @@ const parts = (p: Partial<FlopBreakdown>): FlopBreakdown => ({ ...zeroBreakdown(
 
 test('each per-element constant is what its kernel charges', () => {
   const n = 1000, per = (flops: number) => flops / n;
-  assert.is(per(layerNormForwardCall(LIMITS, 10, 100, 1e-5).cost.flops), M.LAYER_NORM_FORWARD_FLOPS);
-  assert.is(per(layerNormForwardCall(LIMITS, 10, 100, 1e-5, true).cost.flops), M.LAYER_NORM_PAIR_FORWARD_FLOPS);
-  assert.is(per(layerNormBackwardCall(LIMITS, 10, 100).cost.flops), M.LAYER_NORM_BACKWARD_FLOPS);
-  assert.is(per(rmsNormForwardCall(LIMITS, 10, 100, 1e-5).cost.flops), M.RMS_NORM_FORWARD_FLOPS);
-  assert.is(per(rmsNormBackwardCall(LIMITS, 10, 100).cost.flops), M.RMS_NORM_BACKWARD_FLOPS);
+  assert.is(per(layerNormForwardCall(LIMITS, ROW_REDUCTION_SHAPES.gpu, 10, 100, 1e-5).cost.flops), M.LAYER_NORM_FORWARD_FLOPS);
+  assert.is(per(layerNormForwardCall(LIMITS, ROW_REDUCTION_SHAPES.gpu, 10, 100, 1e-5, true).cost.flops), M.LAYER_NORM_PAIR_FORWARD_FLOPS);
+  assert.is(per(layerNormBackwardCall(LIMITS, ROW_REDUCTION_SHAPES.gpu, 10, 100).cost.flops), M.LAYER_NORM_BACKWARD_FLOPS);
+  assert.is(per(rmsNormForwardCall(LIMITS, ROW_REDUCTION_SHAPES.gpu, 10, 100, 1e-5).cost.flops), M.RMS_NORM_FORWARD_FLOPS);
+  assert.is(per(rmsNormBackwardCall(LIMITS, ROW_REDUCTION_SHAPES.gpu, 10, 100).cost.flops), M.RMS_NORM_BACKWARD_FLOPS);
   assert.is(per(activationCall(LIMITS, 'gelu', n).cost.flops), M.GELU_FORWARD_FLOPS);
   assert.is(per(activationBackwardCall(LIMITS, 'gelu', n).cost.flops), M.GELU_BACKWARD_FLOPS);
   assert.is(per(gatedActivationCall(LIMITS, 'silu', n, 'swiglu').cost.flops), M.SWIGLU_FORWARD_FLOPS);

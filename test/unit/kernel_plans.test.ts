@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
 import { SQUARED_SUM_SHAPES, squaredSumPlan } from '../../kernels/squared_sum.ts';
-import { deviceLimitsOf, grid1d, reductionWorkgroupSize, rowGroup, rowWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
+import { deviceLimitsOf, grid1d, reductionWorkgroupSize, ROW_REDUCTION_SHAPES, rowGroup, rowWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
 import { checkTile, chosenMatmulCall, DEFAULT_TILE, MATMUL_TABLE, matmulCall, type MatmulShape, type MatmulTable } from '../../kernels/matmul.ts';
 import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit, matmulVec4WorkgroupBytes } from '../../kernels/matmul_vec4.ts';
 import { checkStorageBindings, forwardTiles } from '../../kernels/attention_forward.ts';
@@ -108,11 +108,15 @@ test('reduction workgroup sizes follow the invocation and workgroup-memory limit
   assert.is(rowWorkgroupSize(H100, 4096, 4), 128);
   // Rows side by side fill a workgroup to 32 threads where a row takes fewer: the demo's 64 columns 16 rows of 2
   // threads; a row of 768 or 4096 keeps a workgroup to itself; never more rows than asked for (a power of two).
-  assert.equal(rowGroup(H100, 64, 4), { threads: 32, rowThreads: 2, rows: 16 });
-  assert.equal(rowGroup(H100, 768, 4), { threads: 32, rowThreads: 32, rows: 1 });
-  assert.equal(rowGroup(H100, 4096, 8), { threads: 128, rowThreads: 128, rows: 1 });
-  assert.equal(rowGroup(H100, 64, 4, 0, 3), { threads: 8, rowThreads: 2, rows: 4 });
-  assert.equal(rowGroup(H100, 64, 4, 0, 1), { threads: 2, rowThreads: 2, rows: 1 });
+  const { gpu, cpu } = ROW_REDUCTION_SHAPES;
+  assert.equal(rowGroup(H100, gpu, 64, 4), { threads: 32, rowThreads: 2, rows: 16 });
+  assert.equal(rowGroup(H100, gpu, 768, 4), { threads: 32, rowThreads: 32, rows: 1 });
+  assert.equal(rowGroup(H100, gpu, 4096, 8), { threads: 128, rowThreads: 128, rows: 1 });
+  assert.equal(rowGroup(H100, gpu, 64, 4, 0, 3), { threads: 8, rowThreads: 2, rows: 4 });
+  assert.equal(rowGroup(H100, gpu, 64, 4, 0, 1), { threads: 2, rowThreads: 2, rows: 1 });
+  // A CPU driver's shape: a thread a row, whatever its length, 16 rows a workgroup (fewer where fewer are asked for).
+  for (const cols of [7, 64, 768, 4096]) assert.equal(rowGroup(H100, cpu, cols, 8), { threads: 16, rowThreads: 1, rows: 16 });
+  assert.equal(rowGroup(H100, cpu, 768, 4, 0, 3), { threads: 4, rowThreads: 1, rows: 4 });
   // A row's logsumexp takes as few threads as its vocabulary needs: one for the demo's 19 tokens, 256 for Pythia's.
   assert.is(crossEntropyCall(H100, 320, 19, -100, true).constants!.WG, 1);
   assert.is(crossEntropyCall(H100, 320, 50304, -100, true).constants!.WG, 256);
