@@ -34,7 +34,7 @@ import { chosenForwardCall, forwardChoice } from '../../kernels/attention_forwar
 import { chosenDqCall, dqChoice } from '../../kernels/attention_backward_dq_rows.ts';
 import { chosenDkDvCall, dkdvChoice } from '../../kernels/attention_backward_dkdv_rows.ts';
 import { attentionDeltaCall } from '../../kernels/attention_delta.ts';
-import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK } from '../../kernels/attention_decode.ts';
+import { attentionDecodeCall, attentionDecodeReduceCall, decodeChunks, DECODE_CHUNK, DECODE_VARIANTS, type DecodeVariant } from '../../kernels/attention_decode.ts';
 import {
   attentionTensorCoreCall, tensorCoreLayout, tensorCoreVariant, type MatrixShape, type SubgroupMatrixDevice, type TensorCoreVariant,
 } from '../../kernels/attention_forward_tensor_core.ts';
@@ -333,8 +333,10 @@ export interface DecodeOptions {
   cacheLength?: number;
   /** Position of query row 0; cacheLength - T by default (the new tokens are the cache's last keys). */
   positionOffset?: number;
-  /** Keys per workgroup of the split; DECODE_CHUNK by default. */
+  /** Keys per chunk of the split; DECODE_CHUNK by default. */
   keysPerChunk?: number;
+  /** The decode kernel (kernels/attention_decode.ts); the device's by default (DECODE_VARIANTS: 'thread' on a CPU driver). */
+  variant?: DecodeVariant;
 }
 
 /**
@@ -349,11 +351,12 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOpt
   const storage = storageOf(q);
   const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, { ...opts, causal: true, positionOffset }, storage);
   const chunk = opts.keysPerChunk ?? DECODE_CHUNK;
-  const chunks = decodeChunks(deviceLimits(), filled, chunk, dims.D);
+  const variant = opts.variant ?? (gpu().onHostCpu && dims.D % 4 === 0 ? DECODE_VARIANTS.cpu : DECODE_VARIANTS.gpu);
+  const chunks = decodeChunks(deviceLimits(), filled, chunk, dims.D, variant);
   const rows = dims.B * dims.H * dims.T;
   const partialOut = Tensor.empty([rows, chunks, dims.D], 'f32', 'attention decode partial out');
   const partialStats = Tensor.empty([rows, chunks, 2], 'f32', 'attention decode partial stats');
-  launch(attentionDecodeCall(deviceLimits(), dims, filled, mask, scale, chunk, storage), [q, k, v, keyRange], [partialOut, partialStats]);
+  launch(attentionDecodeCall(deviceLimits(), dims, filled, mask, scale, chunk, storage, variant), [q, k, v, keyRange], [partialOut, partialStats]);
   if (chunks === 1) { // the kernel wrote the normalised rows, [rows, 1, D] as [B, H, T, D]
     partialStats.dispose();
     const out = partialOut.reshape([dims.B, dims.H, dims.T, dims.D]);

@@ -321,6 +321,8 @@ test('decode of the last T rows against a KV cache equals the full computation',
     // One chunk: the decode kernel normalises the rows itself, no merge.
     { B: 1, H: 4, KVH: 1, D: 64, filled: 40, capacity: 48, T: 1, chunk: 256 },
     { B: 2, H: 2, KVH: 1, D: 16, filled: 20, capacity: 24, T: 2, chunk: 64, window: 5, keyRanges: [[3, 20], [0, 20]] },
+    // A head dim the thread variant's quads do not divide: only the workgroup variant, which the op then picks.
+    { B: 1, H: 2, KVH: 1, D: 6, filled: 21, capacity: 24, T: 1, chunk: 8 },
   ];
   for (const c of decodeCases) {
     const full: Case = { B: c.B, H: c.H, KVH: c.KVH, T: c.filled, D: c.D, causal: true, window: c.window, keyRanges: c.keyRanges };
@@ -336,11 +338,23 @@ test('decode of the last T rows against a KV cache equals the full computation',
         for (let bh = 0; bh < c.B * c.KVH; bh++) data.set(src.subarray(bh * c.filled * c.D, (bh + 1) * c.filled * c.D), bh * c.capacity * c.D);
         return upload(data, [c.B, c.KVH, c.capacity, c.D]);
       };
-      const out = attentionDecode(upload(last(x.q), [c.B, c.H, c.T, c.D]), cache(x.k), cache(x.v),
-        { cacheLength: c.filled, window: c.window, keyRange: optionsOf(full).keyRange, keysPerChunk: c.chunk });
-      const ours = await download(out);
-      assertClose(ours, ref, 1e-5, `decode ${JSON.stringify(c)} vs reference`);
-      assertClose(ours, fullOut, 1e-5, `decode ${JSON.stringify(c)} vs the fused forward's last rows`);
+      const [q, k, v] = [upload(last(x.q), [c.B, c.H, c.T, c.D]), cache(x.k), cache(x.v)];
+      const outs: Float64Array[] = [];
+      const options = { cacheLength: c.filled, window: c.window, keyRange: optionsOf(full).keyRange, keysPerChunk: c.chunk };
+      if (c.D % 4 !== 0) {
+        assert.throws(() => attentionDecode(q, k, v, { ...options, variant: 'thread' }), /head dim 6 is not a multiple of 4/);
+        assertClose(await download(attentionDecode(q, k, v, options)), ref, 1e-5, `decode ${JSON.stringify(c)} (the device's choice) vs reference`);
+        return;
+      }
+      for (const variant of ['workgroup', 'thread'] as const) {
+        const out = attentionDecode(q, k, v, { ...options, variant });
+        const ours = await download(out);
+        assertClose(ours, ref, 1e-5, `decode (${variant}) ${JSON.stringify(c)} vs reference`);
+        assertClose(ours, fullOut, 1e-5, `decode (${variant}) ${JSON.stringify(c)} vs the fused forward's last rows`);
+        outs.push(ours);
+      }
+      // The same scores, weights and output sums; only l's order of addition differs.
+      assertClose(outs[1], outs[0], 1e-6, `decode ${JSON.stringify(c)}: the thread variant vs the workgroup's`);
     });
   }
 });
@@ -374,8 +388,10 @@ test('f16 storage equals the f32 kernel on f16-rounded inputs (forward and decod
       // Against the unrounded inputs: each carries a relative rounding error up to 2^-11 ≈ 4.9e-4 (2.7e-4 measured).
       assertClose(await download(half.out), attentionReference(c, x.q, x.k, x.v, x.dout).out, 1e-3, `${label(c)} f16-storage out vs float64 reference`);
       const lastTwo = toF16(sliceRows(x.q, shapes.q, c.T - 2, c.T), [c.B, c.H, 2, c.D]).packed;
-      const decoded = attentionDecode(lastTwo, k.packed, v.packed, { window: c.window, keysPerChunk: 16 });
-      assertClose(await download(decoded), sliceRows(singleOut, shapes.q, c.T - 2, c.T), 1e-6, `${label(c)} f16-storage decode vs f32 forward rows`);
+      for (const variant of ['workgroup', 'thread'] as const) {
+        const decoded = attentionDecode(lastTwo, k.packed, v.packed, { window: c.window, keysPerChunk: 16, variant });
+        assertClose(await download(decoded), sliceRows(singleOut, shapes.q, c.T - 2, c.T), 1e-6, `${label(c)} f16-storage decode (${variant}) vs f32 forward rows`);
+      }
     });
   }
 });
