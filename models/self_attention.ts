@@ -1,9 +1,9 @@
 // Causal self-attention over new tokens from their projections (rotary applied), with or without a KV cache of the earlier ones.
 import { GpuError } from '../engine/gpu.ts';
-import { Tensor, tidy } from '../engine/tensor.ts';
+import { Tensor } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
 import { projectionTensors, qkvRotary, rotary, rotaryHeads, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
-import { narrow, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
+import { indexSelect, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
@@ -28,11 +28,14 @@ export class KVCache {
   /** Each row's padding columns, on the host. */
   readonly padLengths: readonly number[];
 
-  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number, padLengths?: readonly number[], readonly fusedRotary = true) {
+  /** k and v: the cache's tensors [batch, kvHeads, maxLength, headDim] where given (kept), zeros otherwise. */
+  constructor(batch: number, kvHeads: number, readonly maxLength: number, headDim: number, padLengths?: readonly number[], readonly fusedRotary = true, kv?: { k: Tensor; v: Tensor }) {
     if (padLengths && (padLengths.length !== batch || padLengths.some((p) => !Number.isInteger(p) || p < 0 || p >= maxLength)))
       throw new GpuError(`KVCache: padLengths [${padLengths}] must be ${batch} integers in [0, ${maxLength})`);
-    this.k = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
-    this.v = Tensor.zeros([batch, kvHeads, maxLength, headDim]).keep();
+    const shape = [batch, kvHeads, maxLength, headDim];
+    if (kv && (kv.k.shape.join() !== shape.join() || kv.v.shape.join() !== shape.join())) throw new GpuError(`KVCache: k [${kv.k.shape}] and v [${kv.v.shape}] must be [${shape}]`);
+    this.k = (kv?.k ?? Tensor.zeros(shape)).keep();
+    this.v = (kv?.v ?? Tensor.zeros(shape)).keep();
     this.padLengths = padLengths ? [...padLengths] : new Array<number>(batch).fill(0);
     if (padLengths?.some((p) => p > 0)) {
       this.leftPadding = Tensor.fromArray(padLengths, [batch], 'i32').keep();
@@ -60,22 +63,12 @@ export class KVCache {
     return written;
   }
 
-  /**
-   * A new cache of the given rows of this one, in that order, with the same positions filled (a batch without
-   * its finished rows). Copies each run of consecutive rows at once: two strided copies of [n, KVH, maxLength, D].
-   */
+  /** A new cache of the given rows of this one, in that order, with the same positions filled (a batch without its finished rows): one gather each of k and v. */
   selectRows(rows: readonly number[]): KVCache {
     const [B, KVH, maxLength, D] = this.k.shape;
     if (rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= B)) throw new GpuError(`KVCache.selectRows: rows [${rows}] must be some of [0, ${B})`);
-    const out = new KVCache(rows.length, KVH, maxLength, D, rows.map((r) => this.padLengths[r]), this.fusedRotary);
+    const out = new KVCache(rows.length, KVH, maxLength, D, rows.map((r) => this.padLengths[r]), this.fusedRotary, { k: indexSelect(this.k, rows), v: indexSelect(this.v, rows) });
     out.length = this.length;
-    for (let j = 0, n = 1; j < rows.length; j += n, n = 1) {
-      while (j + n < rows.length && rows[j + n] === rows[j] + n) n++;
-      tidy(() => {
-        writeSlice(out.k, narrow(this.k, 0, rows[j], n), 0, j);
-        writeSlice(out.v, narrow(this.v, 0, rows[j], n), 0, j);
-      });
-    }
     return out;
   }
 

@@ -1,8 +1,10 @@
-// Shape ops on the tape: reshape (a view), permute, narrow and split (strided copies), and concatenation's inverse.
+// Shape ops on the tape: reshape (a view), permute, narrow and split (strided copies), and concatenation's inverse;
+// off the tape, writeSlice and indexSelect (a KV cache's writes and row selections).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
 import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
+import { embeddingCall } from '../../kernels/embedding.ts';
 import { stridedCopyCall } from '../../kernels/strided_copy.ts';
 import { fill } from './elementwise.ts';
 
@@ -102,4 +104,21 @@ export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number)
     throw new GpuError(`writeSlice: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at ${start} along dim ${dim}`);
   const [dims, strides] = rank4([...src.shape], contiguousStrides(dst.shape), 'writeSlice');
   launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * contiguousStrides(dst.shape)[dim], 'writeSlice', elementwiseShape()), [src], [dst]);
+}
+
+/**
+ * x[rows] along dim 0 (torch.index_select(x, 0, rows)): a new f32 tensor [rows.length, ...x.shape[1:]], in one
+ * dispatch (the embedding's gather, with the rest of x's dims as its columns), off the tape: for tensors without
+ * gradients (a KV cache dropping its finished rows).
+ */
+export function indexSelect(x: Tensor, rows: readonly number[]): Tensor {
+  const [n, ...rest] = x.shape;
+  if (x.dtype !== 'f32' || x.rank < 1 || x.requiresGrad) throw new GpuError(`indexSelect: x must be an f32 tensor without gradients, got ${x.dtype} ${shapeString(x.shape)}${x.requiresGrad ? ' with requiresGrad' : ''}`);
+  if (rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= n)) throw new GpuError(`indexSelect: rows [${rows}] must be some of [0, ${n})`);
+  const cols = rest.reduce((a, d) => a * d, 1);
+  const ids = Tensor.fromArray(rows, [rows.length], 'i32');
+  const out = Tensor.empty([rows.length, ...rest], 'f32', 'indexSelect');
+  launch({ ...embeddingCall(deviceLimits(), rows.length, n, cols, 'f32', { first: 0, rows: n }, elementwiseShape()), op: 'indexSelect' }, [ids, x], [out]);
+  ids.dispose();
+  return out;
 }

@@ -6,7 +6,7 @@ import { stridedCopyCall, stridedCopyKernel, stridedCopyQuadsKernel } from '../.
 import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { backward, tapeLength } from '../../engine/autodiff.ts';
-import { narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
+import { indexSelect, narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
 import { add, mul, sub, div, sumLastDim, meanLastDim, scale } from '../../engine/ops/elementwise.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
@@ -117,6 +117,24 @@ test('narrow forward and backward', async () => {
   let i = 0;
   for (let a = 0; a < 5; a++) for (let b = 1; b < 3; b++) for (let c = 0; c < 7; c++) g[a * 21 + b * 7 + c] = seed[i++];
   assertClose(await download(x.grad!), g, 0, 'narrow backward');
+});
+
+test('indexSelect: rows of dim 0 in any order, repeated, in one dispatch; bad rows and tensors with gradients refused', async () => {
+  await initGpu();
+  const shape = [5, 3, 7, 2];
+  const xs = randn(210, 9);
+  const x = upload(xs, shape);
+  const rows = [4, 0, 2, 2, 3];
+  ledger.reset();
+  const y = indexSelect(x, rows);
+  assert.equal(y.shape, [5, 3, 7, 2]);
+  assert.equal(ledger.byOp().filter((o) => o.dispatches > 0).map((o) => [o.key, o.dispatches]), [['indexSelect', 1]]);
+  assertClose(await download(y), rows.flatMap((r) => [...xs.subarray(r * 42, (r + 1) * 42)]), 0, 'indexSelect');
+  assert.throws(() => indexSelect(x, [5]), /rows \[5\] must be some of \[0, 5\)/);
+  assert.throws(() => indexSelect(x, []), /must be some of/);
+  const leaf = upload(xs, shape, true);
+  assert.throws(() => indexSelect(leaf, [0]), /without gradients, got f32 \[5, 3, 7, 2\] with requiresGrad/);
+  for (const t of [x, y, leaf]) t.dispose();
 });
 
 test('a permute that moves only dims of 1, and a narrow of a whole dim, are views: no dispatch, the same values and gradients', async () => {
