@@ -109,6 +109,10 @@ const CASES: Case[] = [
   ...[1, 8].flatMap((M) => [4096, 14336].map((N) => ({
     name: `decode M=${M} N=${N}`, M, N, K: 4096, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
   }))),
+  // The demo's rollouts once compacted to 8 rows or fewer: its qkv (N 192) and MLP down (K 256).
+  ...[1, 3, 8].flatMap((M) => [[192, 64], [64, 256]].map(([N, K]) => ({
+    name: `decode M=${M} N=${N} K=${K}`, M, N, K, transB: true, variants: DTYPES_B.flatMap(decodeVariants),
+  }))),
   // Mistral-7B's q | k | v and gate | up, grouped or separate.
   ...[1, 8].flatMap((M) => [[4096, 1024, 1024], [14336, 14336]].map((widths) => ({
     name: `decode ${widths.length === 3 ? 'qkv' : 'gate up'} M=${M}`, M, N: widths.reduce((n, w) => n + w), K: 4096, transB: true, widths, variants: groupedVariants(widths),

@@ -62,13 +62,17 @@ export interface SmallMVariant { columns: number; threads: number }
 /**
  * Variants, named columns x threads; kernels/matmul_tiles.json (`smallM`) picks one per device class, the others
  * stay for bench/matmul.ts (figures: bench/RESULTS.md). On an H200 (K 4096, bf16) one row runs fastest with 4x256
- * (380 GB/s at N 4096), 2 to 8 rows with 2x256 (more partial sums per thread spill). On lavapipe 4x64 for both, 1.3
- * to 1.9x faster than 4x256, likely because each barrier of the reduction tree switches through one fiber per 8
- * threads there: 64 threads have a quarter of the fibers and two levels fewer.
+ * (380 GB/s at N 4096), 2 to 8 rows with 2x256 (more partial sums per thread spill). On lavapipe a workgroup of 8
+ * threads, one fiber there, so that the reduction tree's barriers switch no fiber: 4x8 for one row, 8x8 for more.
+ * Against the 4x64 kept before (bench/matmul.ts decode, one run, 2026-12-03): Mistral-7B's N 4096 at one row 1.3x
+ * (f32 18.5 -> 13.8 ms, bf16 13.3 -> 9.3), at 8 rows 1.3-2.4x (f32 89.7 -> 37.2, bf16 63.2 -> 47.8); the demo's
+ * rollout products 2.1-2.2x (0.20 -> 0.09 ms at one row of its qkv).
  */
 export const SMALL_M_VARIANTS = {
   '2x256': { columns: 2, threads: 256 },
   '4x64': { columns: 4, threads: 64 },
+  '4x8': { columns: 4, threads: 8 },
+  '8x8': { columns: 8, threads: 8 },
   '4x256': { columns: 4, threads: 256 },
   '8x256': { columns: 8, threads: 256 },
 } as const satisfies Record<string, SmallMVariant>;
