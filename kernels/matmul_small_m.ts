@@ -18,7 +18,7 @@ function smallMKernel(hasBias: boolean, hasResidual: boolean, activation?: Activ
       source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', ...includes, 'small_m_weight.wgsl'] }),
       inputs: ['x', 'weight', 'bias', 'residual'],
       outputs: ['out'],
-      params: [['N', 'u32'], ['K', 'u32']],
+      params: [['N', 'u32'], ['K', 'u32'], ['M', 'u32']],
       constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', ...constants],
       absent,
     }));
@@ -36,7 +36,7 @@ export const matmulSmallMConcatenatedKernel: Kernel = {
   source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', 'small_m_concatenated.wgsl'] }),
   inputs: ['x', 'weight0', 'weight1', 'weight2'],
   outputs: ['out'],
-  params: [['N', 'u32'], ['K', 'u32']],
+  params: [['N', 'u32'], ['K', 'u32'], ['M', 'u32']],
   constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', 'FIRST1', 'FIRST2'],
 };
 
@@ -46,7 +46,7 @@ export const matmulSmallMGatedKernel: Kernel = {
   source: wgsl(import.meta.url, 'matmul_small_m.wgsl', { includes: ['float_storage.wgsl', 'activation_math.wgsl', 'small_m_gated.wgsl'] }),
   inputs: ['x', 'gate', 'up', 'residual'],
   outputs: ['out'],
-  params: [['N', 'u32'], ['K', 'u32']],
+  params: [['N', 'u32'], ['K', 'u32'], ['M', 'u32']],
   constants: ['ROWS', 'COLUMNS', 'WG', 'WEIGHT_FORMAT', 'FN'],
   absent: ['residual'],
 };
@@ -90,11 +90,18 @@ export function fitsSmallM(s: MatmulShape): boolean {
   return s.batch === 1 && !s.transA && s.transB && s.dtypeA === 'f32' && s.M >= 1 && s.M <= SMALL_M_MAX_ROWS;
 }
 
-/** Threads per workgroup for M rows of K with the variant: each holds M·columns partial sums in workgroup memory for the reduction; no more threads than pairs of K. */
+/**
+ * The rows the kernel computes for M (its ROWS): M's power-of-two bucket, so that a batch shrinking row by row (a
+ * rollout compacting) compiles a pipeline for 1, 2, 4 and 8 rows only. A bucket's extra rows repeat a real row and
+ * are not stored: each row's sums are the same, bit for bit, in any bucket; like a tile's padding, they are not charged.
+ */
+export function smallMRows(M: number): number { return nextPowerOfTwo(M); }
+
+/** Threads per workgroup for M rows of K with the variant: each holds the bucket's rows·columns partial sums in workgroup memory for the reduction; no more threads than pairs of K. */
 function smallMThreads(limits: DeviceLimits, M: number, K: number, variant: SmallMVariant): number {
   if (!Number.isInteger(variant.columns) || variant.columns < 1 || variant.columns > SMALL_M_MAX_COLUMNS)
     throw new KernelError(`matmulSmallM variant ${JSON.stringify(variant)}: columns must be 1..${SMALL_M_MAX_COLUMNS}`);
-  return reductionWorkgroupSize(limits, 4 * M * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
+  return reductionWorkgroupSize(limits, 4 * smallMRows(M) * variant.columns, 0, Math.min(variant.threads, nextPowerOfTwo(ceilDiv(K, 2))));
 }
 
 /** The product s with the given variant (the table's choice: smallMVariantFor). */
@@ -105,8 +112,8 @@ export function matmulSmallMCall(limits: DeviceLimits, s: MatmulShape, variant: 
   return {
     kernel: smallMKernel(s.hasBias, s.hasResidual ?? false, s.activation),
     op,
-    constants: { ROWS: M, COLUMNS: variant.columns, WG: threads, WEIGHT_FORMAT: FORMAT_CONSTANT[s.dtypeB], ...epilogueOf(s).constants },
-    params: { N, K },
+    constants: { ROWS: smallMRows(M), COLUMNS: variant.columns, WG: threads, WEIGHT_FORMAT: FORMAT_CONSTANT[s.dtypeB], ...epilogueOf(s).constants },
+    params: { N, K, M },
     workgroups: grid1d(ceilDiv(N, variant.columns), 1, limits),
     // A multiply-add per (output, k), the epilogue's per output (epilogueOf). The weight is read from memory once,
     // x, bias and residual once (every workgroup re-reads x from cache), out written once.
@@ -147,10 +154,10 @@ export function matmulSmallMGroupCall(limits: DeviceLimits, M: number, K: number
     kernel: group.form === 'gated' ? matmulSmallMGatedKernel : matmulSmallMConcatenatedKernel,
     op,
     constants: {
-      ROWS: M, COLUMNS: variant.columns, WG: smallMThreads(limits, M, K, variant), WEIGHT_FORMAT: FORMAT_CONSTANT[dtypeB],
+      ROWS: smallMRows(M), COLUMNS: variant.columns, WG: smallMThreads(limits, M, K, variant), WEIGHT_FORMAT: FORMAT_CONSTANT[dtypeB],
       ...(group.form === 'gated' ? { FN: ACTIVATIONS[group.fn] } : { FIRST1: widths[0], FIRST2: widths[0] + widths[1] }),
     },
-    params: { N, K },
+    params: { N, K, M },
     // Concatenated, each weight's rows fill whole workgroups (small_m_concatenated.wgsl GROUPS1, GROUPS2); their padding reads nothing.
     workgroups: grid1d(group.form === 'gated' ? ceilDiv(N, variant.columns) : widths.reduce((n, w) => n + ceilDiv(w, variant.columns), 0), 1, limits),
     cost: {

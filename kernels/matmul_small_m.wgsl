@@ -1,4 +1,4 @@
-// out[m, n] = Σ_k x[m, k] · weight[n, k] (+ bias[n]) (+ residual[m, n]) for m < ROWS, a handful of rows (decoding: a token per sequence):
+// out[m, n] = Σ_k x[m, k] · weight[n, k] (+ bias[n]) (+ residual[m, n]) for m < M, a handful of rows (decoding: a token per sequence):
 // x is ROWS×K f32, weight N×K (transformers' [out, in]) stored as f32 or as 16-bit floats (f16, bf16: two per 32-bit
 // word, the even element in the low half), out ROWS×N, all row-major.
 // With so few rows, reading the weight once is the whole cost. A workgroup owns COLUMNS output columns (weight rows);
@@ -11,7 +11,7 @@
 // reads and stores comes from one include: small_m_weight.wgsl (one weight and the matmul epilogue),
 // small_m_concatenated.wgsl (three weights side by side, [x·W0ᵀ | x·W1ᵀ | x·W2ᵀ]: q, k, v), small_m_gated.wgsl (two
 // weights interleaved, out = f(x·Gᵀ) · (x·Uᵀ): SwiGLU's gate and up).
-override ROWS: u32 = 1u; // M, at most MAX_ROWS
+override ROWS: u32 = 1u; // M's bucket (a power of two, at most MAX_ROWS): rows [M, ROWS) repeat row M - 1, unstored
 override COLUMNS: u32 = 4u; // at most MAX_COLUMNS
 override WG: u32 = 256u; // a power of two: the tree reduction halves it
 override WEIGHT_FORMAT: u32 = 0u; // F32, F16 or BF16
@@ -25,6 +25,7 @@ const MAX_COLUMNS = 8u;
 struct Params {
   N: u32, // the product's columns: of all its weights together
   K: u32,
+  M: u32, // x's rows, at most ROWS
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -71,8 +72,9 @@ fn accumulate(jg: u32, g: u32, lid: u32, K: u32) {
       if (row.y < rowCount(row.x)) { w[c] = weightPair(row.x, first[c] + k, both); }
     }
     for (var m = 0u; m < ROWS; m++) {
-      var xm = vec2f(x[m * K + k], 0.0);
-      if (both) { xm.y = x[m * K + k + 1u]; }
+      let r = min(m, params.M - 1u); // a bucket's rows past M read a real row; their sums are not stored
+      var xm = vec2f(x[r * K + k], 0.0);
+      if (both) { xm.y = x[r * K + k + 1u]; }
       for (var c = 0u; c < COLUMNS; c++) { sums[m * MAX_COLUMNS + c] += dot(xm, w[c]); }
     }
   }
@@ -103,6 +105,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   for (var s = lid; s < ROWS * COLUMNS; s += WG) {
     let row = columnRow(jg, g, s % COLUMNS);
-    if (row.y < rowCount(row.x)) { storeColumn(s / COLUMNS, row, s); } // row m = s / COLUMNS, its sum partials[s · WG]
+    if (row.y < rowCount(row.x) && s / COLUMNS < params.M) { storeColumn(s / COLUMNS, row, s); } // row m = s / COLUMNS, its sum partials[s · WG]
   }
 }

@@ -416,6 +416,43 @@ test('every small-M variant is exact where columns and threads have ragged ends'
   assert.throws(() => matmulSmallMCall(deviceLimits(), { ...s, M: 8 }, { columns: SMALL_M_MAX_COLUMNS + 1, threads: 64 }), /columns must be/);
 });
 
+test('small-M rows in power-of-two buckets (1, 2, 4, 8 compiled): each row the bits it gets alone, the rows past M unstored', async () => {
+  await initGpu();
+  const [N, K] = [13, 70];
+  for (const name of ['4x8', '8x8'] as const) { // 8 threads whatever the rows: the same tree in every bucket
+    const variant = SMALL_M_VARIANTS[name];
+    const p = problem(8, N, K, false, true, { bias: true });
+    const { A: X, B, bias } = inputsOf(p, 77);
+    const residual = randn(8 * N, 78);
+    const [w, biasT] = [upload(B, [N, K]), upload(bias!, [N])];
+    const bits = (v: Float64Array) => [...new Uint32Array(Float32Array.from(v).buffer)];
+    // Rows [first, first + M) of x and of the residual; out has a row more, filled with 7s.
+    const run = async (first: number, M: number) => {
+      const [x, res, out] = [upload(X.subarray(first * K, (first + M) * K), [M, K]), upload(residual.subarray(first * N, (first + M) * N), [M, N]), upload(new Float64Array((M + 1) * N).fill(7), [M + 1, N])];
+      const s = { batch: 1, M, N, K, strideA: 0, strideB: 0, transA: false, transB: true, hasBias: true, hasResidual: true, dtypeA: 'f32', dtypeB: 'f32' } as const;
+      const call = matmulSmallMCall(deviceLimits(), s, variant);
+      launch(call, [x, w, biasT, res], [out]);
+      const values = await download(out);
+      for (const t of [x, res, out]) t.dispose();
+      return { values, rows: call.constants!.ROWS };
+    };
+    const buckets: number[] = [];
+    for (let M = 1; M <= 8; M++) {
+      const together = await run(0, M);
+      buckets.push(together.rows);
+      assert.equal([...together.values.subarray(M * N)], new Array(N).fill(7), `${name} M ${M}: nothing stored past row M`);
+      const ref = refMatmul({ ...p, M }, X.subarray(0, M * K), B, bias).map((v, i) => v + residual[i]);
+      assertClose(together.values.subarray(0, M * N), ref, 1e-5, `${name} M ${M}`);
+      for (let m = 0; m < M; m++) {
+        const alone = await run(m, 1);
+        assert.equal(bits(together.values.subarray(m * N, (m + 1) * N)), bits(alone.values.subarray(0, N)), `${name} M ${M} row ${m}: the bits it gets alone`);
+      }
+    }
+    assert.equal(buckets, [1, 2, 4, 4, 8, 8, 8, 8], `${name}: the buckets compiled`);
+    for (const t of [w, biasT]) t.dispose();
+  }
+});
+
 test('kernel choice: matmulSmallM for up to 8 rows of f32 times a transposed weight, the tiled matmul otherwise', async () => {
   await initGpu();
   const base = pool.liveBytes;
