@@ -23,11 +23,12 @@ export function squaredSumSlots(limits: DeviceLimits): number { return slotsPerD
 /**
  * How a workgroup sums: its threads, and about how many elements each adds before the tree. A GPU wants many threads
  * in flight; a CPU driver (lavapipe) runs a workgroup's invocations as loops on one core, where each level of the
- * tree is a fiber switch: there 64 threads of 64 elements summed 1M elements in 2.7 ms against 7.7 ms for 256 of 16
+ * tree is a fiber switch: there 64 threads of 64 elements summed 1M elements in 2.7 ms against 7.7 ms for 256 of 16,
+ * and 8 threads (one fiber) of 256 in 1.7-2.0 ms against 2.6-3.1 for 64 of 64, the demo's table 0.7-0.9 against 1.0-1.2
  * (bench/RESULTS.md). The op picks by device (engine/ops/grad_norm.ts).
  */
 export interface SquaredSumShape { threads: number; perThread: number }
-export const SQUARED_SUM_SHAPES = { gpu: { threads: 256, perThread: 16 }, cpu: { threads: 64, perThread: 64 } } as const satisfies Record<string, SquaredSumShape>;
+export const SQUARED_SUM_SHAPES = { gpu: { threads: 256, perThread: 16 }, cpu: { threads: 8, perThread: 256 } } as const satisfies Record<string, SquaredSumShape>;
 
 /** Workgroups (partial sums) for a tensor of n elements and the chunk each covers; 0 groups for an empty tensor. */
 export function squaredSumPlan(limits: DeviceLimits, n: number, shape: SquaredSumShape = SQUARED_SUM_SHAPES.gpu): { wg: number; groups: number; chunk: number } {

@@ -4,18 +4,18 @@
 import { gpu, GpuError } from '../gpu.ts';
 import { bindingWindows, deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
-import { partialSumCall, SQUARED_SUM_SHAPES, squaredSumCall, squaredSumPlan, squaredSumSlots } from '../../kernels/squared_sum.ts';
+import { partialSumCall, SQUARED_SUM_SHAPES, squaredSumCall, squaredSumPlan, squaredSumSlots, type SquaredSumShape } from '../../kernels/squared_sum.ts';
 
 /**
  * Σ over every tensor t and element i of t[i]², as f32: into out[index] when `out` is given (e.g. a small
- * buffer read back once with other numbers), else into a new scalar [1]. Returns the tensor written.
+ * buffer read back once with other numbers), else into a new scalar [1]. Returns the tensor written. `reduction`:
+ * the partial sums' workgroup shape, the device's by default (SQUARED_SUM_SHAPES).
  */
-export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index = 0): Tensor {
+export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index = 0, reduction: SquaredSumShape = gpu().onHostCpu ? SQUARED_SUM_SHAPES.cpu : SQUARED_SUM_SHAPES.gpu): Tensor {
   for (const t of tensors) if (t.dtype !== 'f32') throw new GpuError(`gradNormSquared: tensor ${t.name ? `'${t.name}' ` : ''}${t.dtype} ${shapeString(t.shape)} is not f32`);
   if (out && (out.dtype !== 'f32' || !(Number.isInteger(index) && index >= 0 && index < out.numel)))
     throw new GpuError(`gradNormSquared: index ${index} into ${out.dtype} ${shapeString(out.shape)}`);
   const limits = deviceLimits();
-  const reduction = gpu().onHostCpu ? SQUARED_SUM_SHAPES.cpu : SQUARED_SUM_SHAPES.gpu;
   // A tensor larger than one binding is summed window by window, each into its own partials, in table order.
   let total = 0;
   const pieces = tensors.flatMap((t) => bindingWindows(t.numel, 4).flatMap(({ first, count }) => {

@@ -6,7 +6,7 @@ import { deviceLimits } from '../../engine/launch.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor } from '../../engine/tensor.ts';
-import { squaredSumSlots } from '../../kernels/squared_sum.ts';
+import { SQUARED_SUM_SHAPES, squaredSumSlots } from '../../kernels/squared_sum.ts';
 import { initGpu, randn } from '../support/util.ts';
 
 test('ragged tensors (1, 7, 4096, 4097, 70001 and an empty one) in few dispatches: float64 sum, bit-identical reruns, out[index]', async () => {
@@ -25,6 +25,13 @@ test('ragged tensors (1, 7, 4096, 4097, 70001 and an empty one) in few dispatche
   const [va, vb] = [await a.item(), await b.item()];
   assert.ok(Math.abs(va - ref) / ref < 1e-6, `${va} vs float64 ${ref}`);
   assert.is(new Uint32Array(Float32Array.of(va).buffer)[0], new Uint32Array(Float32Array.of(vb).buffer)[0], 'bit-identical');
+  // Both device shapes of the partial sums (the op takes this device's), against float64.
+  for (const [name, shape] of Object.entries(SQUARED_SUM_SHAPES)) {
+    const sum = gradNormSquared(tensors, undefined, 0, shape);
+    const v = await sum.item();
+    assert.ok(Math.abs(v - ref) / ref < 1e-6, `${name} shape: ${v} vs float64 ${ref}`);
+    sum.dispose();
+  }
   const out = Tensor.fromArray([7, 7, 7], [3]);
   gradNormSquared(tensors.slice(0, 2), out, 1);
   const small = data[0][0] ** 2 + data[1].reduce((s, x) => s + x * x, 0);
