@@ -5,7 +5,8 @@ import { embedding } from '../../engine/ops/embedding.ts';
 import { pool } from '../../engine/pool.ts';
 import { Tensor, numelOf, tidy } from '../../engine/tensor.ts';
 import { deviceLimits, launch } from '../../engine/launch.ts';
-import { EMBEDDING_BACKWARD_THREADS, embeddingBackwardCall, embeddingOrderCall } from '../../kernels/embedding.ts';
+import { EMBEDDING_BACKWARD_THREADS, embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
+import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randInt, randn, upload } from '../support/util.ts';
 
 /** Float64 gather: rows of weight [vocab, cols] by id; zero rows for ids outside [0, vocab). */
@@ -91,6 +92,26 @@ test('embedding backward is bit-identical over two runs with heavily repeated id
   }
   assert.equal(grads[0], grads[1]);
   for (const t of [wT, idsT]) t.dispose();
+});
+
+test('the gather in both device shapes and a ragged one: a thread\'s (token, column) carried by its stride gives every element, columns fewer and more than the threads', async () => {
+  await initGpu();
+  const vocab = 11, tokens = 37;
+  const ids = randInt(tokens, vocab, 50);
+  const idsT = Tensor.fromArray(ids, [tokens], 'i32');
+  for (const cols of [1, 7, 64, 130, 300]) {
+    const table = randn(vocab * cols, 51 + cols);
+    const weight = upload(table, [vocab, cols]);
+    const expected = Array.from(ids).flatMap((id) => [...table.subarray(id * cols, (id + 1) * cols)].map((v) => Math.fround(v)));
+    for (const shape of [ELEMENTWISE_SHAPES.cpu, ELEMENTWISE_SHAPES.gpu, { threads: 8, perThread: 13, workgroups: 1 }]) {
+      const out = Tensor.empty([tokens, cols]);
+      launch(embeddingCall(deviceLimits(), tokens, vocab, cols, 'f32', { first: 0, rows: vocab }, shape), [idsT, weight], [out]);
+      assert.equal([...await download(out)], expected, `cols ${cols}, ${shape.threads} threads of up to ${shape.perThread}`);
+      out.dispose();
+    }
+    weight.dispose();
+  }
+  idsT.dispose();
 });
 
 test('embedding backward: every device kind\'s threads a run give the token-order sums, columns past the threads included', async () => {
