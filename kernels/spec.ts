@@ -170,12 +170,15 @@ export const ROW_REDUCTION_SHAPES = {
 
 /**
  * How a row-reduction kernel's workgroup splits in `shape`: `rowThreads` threads a row (rowWorkgroupSize: the same
- * threads, so the same sums, however many rows share the workgroup), `rows` rows side by side (at most maxRows),
- * `threads` in all.
+ * threads, so the same sums, however many rows share the workgroup), `rows` rows side by side (at most maxRows, but
+ * for a thread a row), `threads` in all.
  */
 export function rowGroup(limits: DeviceLimits, shape: RowReductionShape, cols: number, bytesPerThread: number, fixedBytes = 0, maxRows = Infinity): { threads: number; rowThreads: number; rows: number } {
   const rowThreads = rowWorkgroupSize(limits, cols, bytesPerThread, fixedBytes, shape.elementsPerThread);
-  let rows = Math.max(1, Math.min(shape.groupThreads / rowThreads, nextPowerOfTwo(maxRows)));
+  // A thread a row whatever its length (a CPU driver's shape) fills the workgroup whatever maxRows: idle threads cost
+  // a CPU driver little, and every row count (a rollout's shrinking batch) then runs one pipeline.
+  const oneThreadRows = shape.elementsPerThread === Infinity;
+  let rows = Math.max(1, Math.min(shape.groupThreads / rowThreads, oneThreadRows ? Infinity : nextPowerOfTwo(maxRows)));
   while (rows > 1 && (rows * rowThreads > limits.maxComputeInvocationsPerWorkgroup || rows * rowThreads > limits.maxComputeWorkgroupSizeX
     || rows * rowThreads * bytesPerThread + fixedBytes > limits.maxComputeWorkgroupStorageSize)) rows /= 2;
   return { threads: rows * rowThreads, rowThreads, rows };

@@ -114,9 +114,10 @@ test('reduction workgroup sizes follow the invocation and workgroup-memory limit
   assert.equal(rowGroup(H100, gpu, 4096, 8), { threads: 128, rowThreads: 128, rows: 1 });
   assert.equal(rowGroup(H100, gpu, 64, 4, 0, 3), { threads: 8, rowThreads: 2, rows: 4 });
   assert.equal(rowGroup(H100, gpu, 64, 4, 0, 1), { threads: 2, rowThreads: 2, rows: 1 });
-  // A CPU driver's shape: a thread a row, whatever its length, 16 rows a workgroup (fewer where fewer are asked for).
+  // A CPU driver's shape: a thread a row, whatever its length, 16 rows a workgroup however few are asked for (one pipeline).
   for (const cols of [7, 64, 768, 4096]) assert.equal(rowGroup(H100, cpu, cols, 8), { threads: 16, rowThreads: 1, rows: 16 });
-  assert.equal(rowGroup(H100, cpu, 768, 4, 0, 3), { threads: 4, rowThreads: 1, rows: 4 });
+  assert.equal(rowGroup(H100, cpu, 768, 4, 0, 3), { threads: 16, rowThreads: 1, rows: 16 });
+  assert.equal(rowGroup(H100, gpu, 7, 4, 0, 3), { threads: 4, rowThreads: 1, rows: 4 }, 'on a GPU the rows asked for');
   // A row's logsumexp takes as few threads as its vocabulary needs: one for the demo's 19 tokens, 256 for Pythia's.
   assert.is(crossEntropyCall(H100, 320, 19, -100, true).constants!.WG, 1);
   assert.is(crossEntropyCall(H100, 320, 50304, -100, true).constants!.WG, 256);
