@@ -2,7 +2,7 @@
 import { gpu, GpuError, type Gpu } from './gpu.ts';
 import { dispatch, type Binding } from './runtime.ts';
 import { shapeString, tidy, type Tensor } from './tensor.ts';
-import { deviceLimitsOf, ELEMENTWISE_SHAPES, gcd, ROW_REDUCTION_SHAPES, type DeviceLimits, type ElementwiseShape, type KernelCall, type RowReductionShape } from '../kernels/spec.ts';
+import { deviceLimitsOf, ELEMENTWISE_SHAPES, gcd, LOGIT_ROW_THREADS, ROW_REDUCTION_SHAPES, type DeviceLimits, type ElementwiseShape, type KernelCall, type RowReductionShape } from '../kernels/spec.ts';
 
 /** Inputs then outputs, in the kernel's binding order; null for one the kernel variant leaves out (absent). */
 export function launch(call: KernelCall, inputs: (Tensor | null)[], outputs: (Tensor | null)[]): void {
@@ -60,6 +60,9 @@ export function elementwiseShape(): ElementwiseShape { return gpu().onHostCpu ? 
 
 /** This device's shape of the norms' row reductions (kernels/spec.ts ROW_REDUCTION_SHAPES). */
 export function rowReductionShape(): RowReductionShape { return gpu().onHostCpu ? ROW_REDUCTION_SHAPES.cpu : ROW_REDUCTION_SHAPES.gpu; }
+
+/** This device's most threads a row of logits (kernels/spec.ts LOGIT_ROW_THREADS). */
+export function logitRowThreads(): number { return gpu().onHostCpu ? LOGIT_ROW_THREADS.cpu : LOGIT_ROW_THREADS.gpu; }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();
 

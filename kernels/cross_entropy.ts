@@ -1,5 +1,5 @@
 // Fused softmax cross-entropy: per-row loss and, in the same pass, the logits gradient scaled by 1/count.
-import { grid1d, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
+import { grid1d, LOGIT_ROW_THREADS, wgsl, rowWorkgroupSize, type Kernel, type KernelCall, type DeviceLimits } from './spec.ts';
 
 // The gradient is optional: the variant without it (evaluation) neither declares nor binds count and dlogits
 // (cross_entropy_no_grad.wgsl).
@@ -18,9 +18,12 @@ function crossEntropyVariant(writeGrad: boolean): Kernel {
 export const crossEntropyKernel = crossEntropyVariant(true);
 export const crossEntropyLossKernel = crossEntropyVariant(false);
 
-/** rows x V logits; `writeGrad` false skips the gradient pass (evaluation): count and dlogits are then absent (null). */
-export function crossEntropyCall(limits: DeviceLimits, rows: number, V: number, ignoreIndex: number, writeGrad: boolean): KernelCall {
-  const WG = rowWorkgroupSize(limits, V, 8); // a running max and a running sum per thread
+/**
+ * rows x V logits; `writeGrad` false skips the gradient pass (evaluation): count and dlogits are then absent (null);
+ * maxThreads: a row's most threads (LOGIT_ROW_THREADS, the op's choice by device).
+ */
+export function crossEntropyCall(limits: DeviceLimits, rows: number, V: number, ignoreIndex: number, writeGrad: boolean, maxThreads: number = LOGIT_ROW_THREADS.gpu): KernelCall {
+  const WG = rowWorkgroupSize(limits, V, 8, 0, undefined, maxThreads); // a running max and a running sum per thread
   const n = rows * V;
   // Per logit: pass 1 compares, subtracts, exponentiates and adds (4); pass 2 subtracts, exponentiates,
   // scales and subtracts the one-hot (5). Logits are read once per pass; each row reads its target,

@@ -148,11 +148,19 @@ const ELEMENTS_PER_THREAD = 32;
 
 /**
  * Threads of a kernel that reduces a row of `cols` elements in one workgroup (norms, the logsumexp of a row of
- * logits): about elementsPerThread elements each (Infinity: one thread), 256 at most, within the limits.
+ * logits): about elementsPerThread elements each (Infinity: one thread), maxThreads at most, within the limits.
  */
-export function rowWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0, elementsPerThread = ELEMENTS_PER_THREAD): number {
-  return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(256, nextPowerOfTwo(cols / elementsPerThread)));
+export function rowWorkgroupSize(limits: DeviceLimits, cols: number, bytesPerThread: number, fixedBytes = 0, elementsPerThread = ELEMENTS_PER_THREAD, maxThreads = 256): number {
+  return reductionWorkgroupSize(limits, bytesPerThread, fixedBytes, Math.min(maxThreads, nextPowerOfTwo(cols / elementsPerThread)));
 }
+
+/**
+ * The most threads a row of logits takes (tokenLogprobs, crossEntropy: a workgroup a row), by device (the ops pick
+ * by Gpu.onHostCpu): 256 on a GPU; 8 on a CPU driver, a workgroup lavapipe runs as one fiber, so that the tree's
+ * barriers switch none. There tokenLogprobs at [4, 192] x 260 took 0.8-1.1 ms against 1.0-1.3 with 16 threads, at
+ * [4, 128] x 50304 28 ms against 37-53 with 256 (bench/RESULTS.md).
+ */
+export const LOGIT_ROW_THREADS = { gpu: 256, cpu: 8 } as const;
 
 /**
  * How the norms split their rows, by device (the ops pick by Gpu.onHostCpu): `elementsPerThread` of a row a thread

@@ -1,6 +1,6 @@
 // Per-token log-probabilities from next-token logits (log-softmax and the target's entry, fused) and their backward,
 // over the whole vocabulary or chunk by chunk (the LM head without the [B·T, V] logits), and the chunk plan.
-import { ELEMENTWISE_SHAPES, elementwiseLaunch, gcd, grid1d, wgsl, rowWorkgroupSize, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
+import { ELEMENTWISE_SHAPES, elementwiseLaunch, gcd, grid1d, LOGIT_ROW_THREADS, wgsl, rowWorkgroupSize, type DeviceLimits, type ElementwiseShape, type Kernel, type KernelCall } from './spec.ts';
 
 // The state between chunks is an optional output: the one-chunk variant neither declares nor binds it.
 function tokenLogprobsVariant(chunked: boolean): Kernel {
@@ -26,14 +26,15 @@ export interface VocabChunk { first: number; rows: number }
 
 /**
  * logp and lse [B, T] from a chunk of logits [B, T, chunk.rows] and ids [B, T], one workgroup per token; the state
- * [3·B·T] kept between chunks is bound unless the chunk is the whole vocabulary (absent: the op passes null).
+ * [3·B·T] kept between chunks is bound unless the chunk is the whole vocabulary (absent: the op passes null);
+ * maxThreads: a row's most threads (LOGIT_ROW_THREADS, the op's choice by device).
  */
-export function tokenLogprobsCall(limits: DeviceLimits, B: number, T: number, vocab: number, chunk: VocabChunk = { first: 0, rows: vocab }): KernelCall {
+export function tokenLogprobsCall(limits: DeviceLimits, B: number, T: number, vocab: number, chunk: VocabChunk = { first: 0, rows: vocab }, maxThreads: number = LOGIT_ROW_THREADS.gpu): KernelCall {
   const tokens = B * T, predicted = B * (T - 1), n = predicted * chunk.rows;
   const firstChunk = chunk.first === 0, lastChunk = chunk.first + chunk.rows === vocab;
   return {
     kernel: firstChunk && lastChunk ? tokenLogprobsKernel : tokenLogprobsChunkKernel,
-    constants: { WG: rowWorkgroupSize(limits, chunk.rows, 8) }, // a running max and a running sum per thread
+    constants: { WG: rowWorkgroupSize(limits, chunk.rows, 8, 0, undefined, maxThreads) }, // a running max and a running sum per thread
     params: { tokens, T, V: chunk.rows, first: chunk.first, vocab, firstChunk: firstChunk ? 1 : 0, lastChunk: lastChunk ? 1 : 0 },
     workgroups: grid1d(tokens, 1, limits),
     // Per logit of a predicting row: compare, subtract, exponentiate and add; each token reads its id and the target's

@@ -11,7 +11,7 @@
 // needed (noGrad, or logits that do not require one): the kernel's evaluation variant binds no dlogits.
 import { gradEnabled, record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { deviceLimits, launch, logitRowThreads } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { mul } from './elementwise.ts';
 import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
@@ -40,7 +40,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const dlogits = writeGrad ? Tensor.empty(logits.shape, 'f32', 'crossEntropy dlogits') : null;
   const loss = Tensor.empty([], 'f32', 'crossEntropy');
   launch(crossEntropyCountCall(deviceLimits(), rows, ignoreIndex), [targets], [count]);
-  launch(crossEntropyCall(deviceLimits(), rows, V, ignoreIndex, writeGrad), [logits, targets, dlogits ? count : null], [dlogits, rowLoss]);
+  launch(crossEntropyCall(deviceLimits(), rows, V, ignoreIndex, writeGrad, logitRowThreads()), [logits, targets, dlogits ? count : null], [dlogits, rowLoss]);
   launch(crossEntropyMeanCall(deviceLimits(), rows), [rowLoss, count], [loss]);
   count.dispose();
   rowLoss.dispose();

@@ -8,7 +8,7 @@
 // larger than one binding is bound chunk by chunk.
 import { gradEnabled, noGrad, record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { bindingWindows, deviceLimits, elementwiseShape, launch } from '../launch.ts';
+import { bindingWindows, deviceLimits, elementwiseShape, launch, logitRowThreads } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
 import { linear, matmul, matmulInto } from './matmul.ts';
 import { writeSlice } from './shape.ts';
@@ -56,7 +56,7 @@ export function headTokenLogprobs(hidden: Tensor, weight: Tensor, ids: Tensor, o
     for (const c of chunks) {
       logits = tidy(() => {
         const x = linear(flat, rowsOf(c));
-        launch(tokenLogprobsCall(deviceLimits(), B, T, V, c), [x, ids], [state, logp, lse]);
+        launch(tokenLogprobsCall(deviceLimits(), B, T, V, c, logitRowThreads()), [x, ids], [state, logp, lse]);
         return chunks.length === 1 ? x : null;
       });
     }

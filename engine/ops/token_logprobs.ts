@@ -5,7 +5,7 @@
 // model through CausalLM.tokenLogprobs (lm_head.ts: the same kernels over vocabulary chunks, without the logits).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
-import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
+import { deviceLimits, elementwiseShape, launch, logitRowThreads } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { tokenLogprobsBackwardCall, tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
 
@@ -17,7 +17,7 @@ export function tokenLogprobs(logits: Tensor, ids: Tensor): Tensor {
   if (ids.dtype !== 'i32' || ids.rank !== 2 || ids.shape[0] !== B || ids.shape[1] !== T) throw new GpuError(`${what}: ids must be i32 [B, T] with the logits' B and T`);
   const logp = Tensor.empty([B, T], 'f32', 'tokenLogprobs');
   const lse = Tensor.empty([B, T], 'f32', 'tokenLogprobs lse');
-  launch(tokenLogprobsCall(deviceLimits(), B, T, V), [logits, ids], [null, logp, lse]); // one chunk: no state
+  launch(tokenLogprobsCall(deviceLimits(), B, T, V, { first: 0, rows: V }, logitRowThreads()), [logits, ids], [null, logp, lse]); // one chunk: no state
   // forward was logp[b, t] = x[b, t - 1, ids[b, t]] - lse[b, t], so dx[b, t - 1] = g[b, t] · (onehot(ids[b, t]) - softmax).
   record('tokenLogprobs', [logits, ids], [logp], [logits, ids, lse], ([g]) => {
     const dlogits = Tensor.empty(logits.shape, 'f32', 'tokenLogprobsBackward');

@@ -5,7 +5,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
 import { backward } from '../../engine/autodiff.ts';
+import { deviceLimits, launch } from '../../engine/launch.ts';
 import { Tensor, tidyAsync, tidy } from '../../engine/tensor.ts';
+import { crossEntropyCall } from '../../kernels/cross_entropy.ts';
+import { LOGIT_ROW_THREADS } from '../../kernels/spec.ts';
+import { tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
 import { sequenceLogprobs, tokenLogprobs } from '../../train/objectives/logprobs.ts';
 import { verifyFolder } from '../../train/verify.ts';
 import { assertClose, dot, download, finiteDiff, initGpu, randInt, randn, rng, upload } from '../support/util.ts';
@@ -65,6 +69,31 @@ test('tokenLogprobs: values and gradients; rows longer than a workgroup; one-tok
     assert.equal(Array.from(await logp.toArray()), [0, 0]);
     assert.ok((await logits.grad!.toArray()).every((v) => v === 0));
     logits.grad!.dispose();
+  });
+});
+
+test('a row of logits on every device kind\'s threads (LOGIT_ROW_THREADS) and on one: tokenLogprobs and crossEntropy kernels against float64', async () => {
+  await initGpu();
+  const [B, T, V] = [2, 6, 3000]; // 3000 logits: 94 threads' worth, capped at 8 on a CPU driver, 128 on a GPU
+  const x = randn(B * T * V, 60, 3), ids = randInt(B * T, V, 61);
+  const ref = reference(x, ids, [B, T, V], new Float64Array(B * T).fill(1));
+  const rows = B * T, targets = Int32Array.from({ length: rows }, (_, r) => ids[r]);
+  const ceRef = Array.from({ length: rows }, (_, r) => {
+    const row = x.subarray(r * V, (r + 1) * V), max = Math.max(...row);
+    return max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0)) - row[targets[r]];
+  });
+  await tidyAsync(async () => {
+    const logits = upload(x, [B, T, V]), idsT = Tensor.fromArray(ids, [B, T], 'i32'), targetsT = Tensor.fromArray(targets, [rows], 'i32');
+    for (const threads of [...Object.values(LOGIT_ROW_THREADS), 1]) {
+      const call = tokenLogprobsCall(deviceLimits(), B, T, V, { first: 0, rows: V }, threads);
+      assert.is(call.constants!.WG, Math.min(threads, 128), `${threads}: its workgroup`);
+      const [logp, lse] = [Tensor.empty([B, T]), Tensor.empty([B, T])];
+      launch(call, [logits, idsT], [null, logp, lse]);
+      assertClose(await download(logp), ref.logp, FORWARD_TOL, `tokenLogprobs, at most ${threads} threads a row`);
+      const rowLoss = Tensor.empty([rows]);
+      launch(crossEntropyCall(deviceLimits(), rows, V, -100, false, threads), [logits.reshape([rows, V]), targetsT, null], [null, rowLoss]);
+      assertClose(await download(rowLoss), ceRef, FORWARD_TOL, `crossEntropy, at most ${threads} threads a row`);
+    }
   });
 });
 

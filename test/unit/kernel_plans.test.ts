@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tokenLogprobsCall } from '../../kernels/token_logprobs.ts';
 import { SQUARED_SUM_SHAPES, squaredSumPlan } from '../../kernels/squared_sum.ts';
-import { deviceLimitsOf, grid1d, reductionWorkgroupSize, ROW_REDUCTION_SHAPES, rowGroup, rowWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
+import { deviceLimitsOf, grid1d, LOGIT_ROW_THREADS, reductionWorkgroupSize, ROW_REDUCTION_SHAPES, rowGroup, rowWorkgroupSize, type DeviceLimits } from '../../kernels/spec.ts';
 import { checkTile, chosenMatmulCall, DEFAULT_TILE, MATMUL_TABLE, matmulCall, type MatmulShape, type MatmulTable } from '../../kernels/matmul.ts';
 import { MATMUL_VEC4_VARIANTS, matmulVec4Call, matmulVec4Unfit, matmulVec4WorkgroupBytes } from '../../kernels/matmul_vec4.ts';
 import { checkStorageBindings, forwardTiles } from '../../kernels/attention_forward.ts';
@@ -123,6 +123,9 @@ test('reduction workgroup sizes follow the invocation and workgroup-memory limit
   assert.is(crossEntropyCall(H100, 320, 50304, -100, true).constants!.WG, 256);
   assert.is(tokenLogprobsCall(H100, 16, 20, 19).constants!.WG, 1);
   assert.is(tokenLogprobsCall(H100, 16, 20, 50304, { first: 0, rows: 512 }).constants!.WG, 16);
+  // A CPU driver's cap: 8 threads a row (one fiber on lavapipe), as few as the vocabulary needs below it.
+  assert.is(crossEntropyCall(H100, 320, 50304, -100, true, LOGIT_ROW_THREADS.cpu).constants!.WG, 8);
+  assert.is(tokenLogprobsCall(H100, 16, 20, 19, undefined, LOGIT_ROW_THREADS.cpu).constants!.WG, 1);
   // The gradient norm's partial sums: 256 threads of 16 elements on a GPU (4096 a group), 8 of 256 on a CPU driver (2048).
   assert.equal(squaredSumPlan(H100, 1 << 20, SQUARED_SUM_SHAPES.gpu), { wg: 256, groups: 256, chunk: 4096 });
   assert.equal(squaredSumPlan(H100, 1 << 20, SQUARED_SUM_SHAPES.cpu), { wg: 8, groups: 512, chunk: 2048 });
