@@ -5,9 +5,9 @@
 // each variant as a multiple of the device's own. `npx tsx bench/attention_decode.ts`.
 import { gpu, initGpu } from '../engine/gpu.ts';
 import { attentionDecode } from '../engine/ops/attention.ts';
-import { sync } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
 import { DECODE_VARIANTS } from '../kernels/attention_decode.ts';
+import { medianMicroseconds } from './timing.ts';
 
 const CASES: [string, number, number, number, number, number][] = [ // name, B, H, KVH, D, keys
   ['demo rollout step', 16, 4, 4, 16, 30],
@@ -15,19 +15,6 @@ const CASES: [string, number, number, number, number, number][] = [ // name, B, 
   ['Mistral-7B, 1024 keys', 1, 32, 8, 128, 1024],
   ['Mistral-7B, 4096 keys', 1, 32, 8, 128, 4096],
 ];
-
-async function median(run: () => void): Promise<number> {
-  run();
-  await sync();
-  const times: number[] = [];
-  for (let r = 0; r < 7; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < 50; i++) run();
-    await sync();
-    times.push((performance.now() - t0) / 50 * 1000);
-  }
-  return times.sort((a, b) => a - b)[3];
-}
 
 await initGpu();
 const own = gpu().onHostCpu ? DECODE_VARIANTS.cpu : DECODE_VARIANTS.gpu;
@@ -38,7 +25,7 @@ for (const [name, B, H, KVH, D, keys] of CASES) {
   const q = Tensor.fromArray(Float32Array.from({ length: B * H * D }, (_, i) => Math.sin(i)), [B, H, 1, D]);
   const [k, v] = [1, 2].map((s) => Tensor.fromArray(Float32Array.from({ length: B * KVH * capacity * D }, (_, i) => Math.cos(s * i)), [B, KVH, capacity, D]));
   const us: Record<string, number> = {};
-  for (const variant of ['workgroup', 'thread'] as const) us[variant] = await median(() => tidy(() => { attentionDecode(q, k, v, { cacheLength: keys, variant }); }));
+  for (const variant of ['workgroup', 'thread'] as const) us[variant] = await medianMicroseconds(() => tidy(() => { attentionDecode(q, k, v, { cacheLength: keys, variant }); }));
   const line = (['workgroup', 'thread'] as const).map((variant) => `${variant} ${us[variant].toFixed(1)} µs (${(us[variant] / us[own]).toFixed(2)}x)`).join(', ');
   console.log(`${name} [B ${B}, H ${H}/${KVH}, D ${D}, ${keys} keys]: ${line}`);
   results.push({ case: name, ...us });

@@ -3,30 +3,17 @@
 // median µs a call of 7 batches of 50. `npx tsx bench/qkv_rotary.ts`.
 import { gpu, initGpu } from '../engine/gpu.ts';
 import { deviceLimits, elementwiseShape, launch } from '../engine/launch.ts';
-import { sync } from '../engine/runtime.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { inverseFrequencies } from '../engine/ops/rotary.ts';
 import { qkvRotaryCall, type QkvRotaryLayout } from '../kernels/qkv_rotary.ts';
 import { ELEMENTWISE_SHAPES } from '../kernels/spec.ts';
+import { medianMicroseconds } from './timing.ts';
 
 const CASES: [string, number, number, number, number, number][] = [ // name, B, T, heads, D, rotary dims
   ['demo', 16, 20, 4, 16, 16],
   ['Pythia-160m-like, rotary_pct 0.25', 8, 128, 12, 64, 16],
   ['full rotary', 4, 256, 12, 64, 64],
 ];
-
-async function median(run: () => void): Promise<number> {
-  run();
-  await sync();
-  const times: number[] = [];
-  for (let r = 0; r < 7; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < 50; i++) run();
-    await sync();
-    times.push((performance.now() - t0) / 50 * 1000);
-  }
-  return times.sort((a, b) => a - b)[3];
-}
 
 await initGpu();
 const device = elementwiseShape();
@@ -41,7 +28,7 @@ for (const [name, B, T, H, D, rotaryDims] of CASES) {
   const grad = Tensor.empty([B, T, row]);
   const cells: string[] = [];
   for (const backward of [false, true]) {
-    const time = (shape: typeof device) => median(() => launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, 0, backward, shape),
+    const time = (shape: typeof device) => medianMicroseconds(() => launch(qkvRotaryCall(deviceLimits(), layout, rotaryDims, 0, backward, shape),
       backward ? [...heads, invFreq, null] : [proj, proj, proj, invFreq, null], backward ? [grad, null, null] : heads));
     const [ours, gpuShape] = [await time(device), await time(ELEMENTWISE_SHAPES.gpu)];
     cells.push(`${backward ? 'backward' : 'forward'} ${ours.toFixed(0)} µs (a thread an element ${gpuShape.toFixed(0)}, ${(gpuShape / ours).toFixed(2)}x)`);

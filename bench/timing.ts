@@ -8,3 +8,12 @@ export async function seconds(run: () => void, times = 1): Promise<number> {
   await sync();
   return (performance.now() - t0) / 1000;
 }
+
+/** The median µs a call of run(), over `batches` batches of `calls` calls each host-clocked to the GPU's end (after one warm-up call). */
+export async function medianMicroseconds(run: () => void, batches = 7, calls = 50): Promise<number> {
+  run();
+  await sync();
+  const times: number[] = [];
+  for (let r = 0; r < batches; r++) times.push((await seconds(run, calls)) / calls * 1e6);
+  return times.sort((a, b) => a - b)[batches >> 1];
+}

@@ -20,7 +20,7 @@ function decodeKernel(variant: DecodeVariant, storage: 'f32' | 'f16', hasKeyRang
   const name = `attentionDecode${variant === 'thread' ? 'Thread' : ''}${storage === 'f16' ? 'F16' : ''}`;
   return {
     name,
-    ...attentionSource(variant === 'thread' ? 'attention_decode_thread.wgsl' : 'attention_decode.wgsl', inputs, hasKeyRange, storage, false),
+    ...attentionSource(variant === 'thread' ? 'attention_decode_thread.wgsl' : 'attention_decode.wgsl', inputs, hasKeyRange, storage, false, ['attention_decode_keys.wgsl']),
     inputs,
     outputs: ['partialOut', 'partialStats'],
     params: [['T', 'u32'], ['S', 'u32'], ['filled', 'u32'], ['H', 'u32'], ['KVH', 'u32'], ['chunks', 'u32'], ...(variant === 'thread' ? [['B', 'u32'] as const] : []), ['scale', 'f32'], ...MASK_PARAMS],

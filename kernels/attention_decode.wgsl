@@ -55,13 +55,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let t = wid.y % params.T;
   let b = wid.z;
   let row = (b * params.H + h) * params.T + t;
-  let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * D;
-  let keys = keyRangeOf(b, params.filled); // attention_key_range.wgsl or attention_no_key_range.wgsl
-  let pos = t + params.positionOffset;
-  let span = visibleKeySpan(pos, pos, keys, params.causal, params.window);
+  let at = decodeKeys(b, h, t, chunk); // attention_decode_keys.wgsl
+  let kvBase = at.kvRow * D;
+  let keys = at.keys;
+  let pos = at.pos;
   let chunk0 = chunk * CHUNK;
-  let j0 = max(span.x, chunk0);
-  let j1 = min(span.y, chunk0 + CHUNK);
+  let j0 = at.j0;
+  let j1 = at.j1;
 
   for (var d = lid; d < D; d += WG) { qRow[d] = f32(q[row * D + d]); }
   workgroupBarrier();

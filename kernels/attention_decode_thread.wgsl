@@ -40,15 +40,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(local_invocation_ind
   let h = (row / params.T) % params.H;
   let b = row / (params.T * params.H);
   let quads = D / 4u;
-  let kvBase = (b * params.KVH + h / (params.H / params.KVH)) * params.S * quads;
-  let keys = keyRangeOf(b, params.filled); // attention_key_range.wgsl or attention_no_key_range.wgsl
-  let pos = t + params.positionOffset;
-  // One query position: every key of its span is visible.
-  let span = visibleKeySpan(pos, pos, keys, params.causal, params.window);
-  let chunk0 = chunk * CHUNK;
-  let j0 = max(span.x, chunk0);
-  let j1 = min(span.y, chunk0 + CHUNK);
-  let own = lid * CHUNK - chunk0; // scores[own + j]: key j's
+  let at = decodeKeys(b, h, t, chunk); // attention_decode_keys.wgsl: its keys [j0, j1) are all visible
+  let kvBase = at.kvRow * quads;
+  let j0 = at.j0;
+  let j1 = at.j1;
+  let own = lid * CHUNK - chunk * CHUNK; // scores[own + j]: key j's
 
   var m = NO_SCORE;
   for (var j = j0; j < j1; j++) {

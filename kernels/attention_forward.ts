@@ -33,13 +33,13 @@ export function keyRangeParts(inputs: readonly string[], hasKeyRange: boolean): 
  * forward's and backward's uniform (attention_params.wgsl; the decode and mask kernels, sharedParams false,
  * declare their own) and the keyRange variant (keyRangeParts). A kernel that reads q, k and v as `Storage` (its
  * `alias Storage = {{STORAGE}};`) is given their dtype, f32 or f16 (its loads convert to f32, so all arithmetic
- * stays f32); f16 adds `enable f16;`.
+ * stays f32); f16 adds `enable f16;`. `includes`: the kernel's own, after the shared ones.
  */
-export function attentionSource(file: string, inputs: readonly string[], hasKeyRange: boolean, storage?: 'f32' | 'f16', sharedParams = true): Pick<Kernel, 'source' | 'absent'> {
+export function attentionSource(file: string, inputs: readonly string[], hasKeyRange: boolean, storage?: 'f32' | 'f16', sharedParams = true, includes: readonly string[] = []): Pick<Kernel, 'source' | 'absent'> {
   const keyRange = keyRangeParts(inputs, hasKeyRange);
   const source = wgsl(import.meta.url, file, {
     directives: storage === 'f16' ? ['enable f16;'] : [],
-    includes: [...(sharedParams ? ATTENTION_INCLUDES : ['attention_visibility.wgsl']), ...keyRange.includes],
+    includes: [...(sharedParams ? ATTENTION_INCLUDES : ['attention_visibility.wgsl']), ...includes, ...keyRange.includes],
     placeholders: { ...(storage ? { STORAGE: storage } : {}), ...keyRange.placeholders },
   });
   return { source, absent: keyRange.absent };
