@@ -24,7 +24,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> k: array<vec4<Storage>>;
 @group(0) @binding(2) var<storage, read> v: array<vec4<Storage>>;
 // binding 3: keyRange [B, 2] i32, declared by attention_key_range.wgsl (the variant without padding leaves it out)
-@group(0) @binding(4) var<storage, read_write> partialOut: array<f32>; // [B·H·T, chunks, D]
+@group(0) @binding(4) var<storage, read_write> partialOut: array<vec4f>; // [B·H·T, chunks, D] in quads
 @group(0) @binding(5) var<storage, read_write> partialStats: array<f32>; // [B·H·T, chunks, 2]: m, l
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -68,7 +68,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(local_invocation_ind
     var o = vec4f(0.0);
     for (var j = j0; j < j1; j++) { o = fma(vec4f(scores[own + j]), vec4f(v[kvBase + j * quads + c]), o); }
     if (params.chunks == 1u) { o = select(vec4f(0.0), o / l, l > 0.0); }
-    for (var e = 0u; e < 4u; e++) { partialOut[slot * D + 4u * c + e] = o[e]; }
+    partialOut[slot * quads + c] = o;
   }
   partialStats[2u * slot] = m;
   partialStats[2u * slot + 1u] = l;

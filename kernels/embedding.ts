@@ -5,7 +5,7 @@ import { ceilDiv, ELEMENTWISE_SHAPES, elementwiseLaunch, grid1d, loadWgsl, wgsl,
 export const embeddingKernel: Kernel = {
   name: 'embedding', source: wgsl(import.meta.url, 'embedding.wgsl', { includes: ['float_storage.wgsl'] }),
   inputs: ['ids', 'weight'], outputs: ['out'],
-  params: [['n', 'u32'], ['perThread', 'u32'], ['cols', 'u32'], ['vocab', 'u32'], ['first', 'u32'], ['zeroOthers', 'u32'], ['stepRows', 'u32'], ['stepCols', 'u32']],
+  params: [['n', 'u32'], ['perThread', 'u32'], ['cols', 'u32'], ['vocab', 'u32'], ['first', 'u32'], ['zeroOthers', 'u32']],
   constants: ['WG', 'WEIGHT_FORMAT'],
 };
 
@@ -45,8 +45,7 @@ export function embeddingCall(limits: DeviceLimits, tokens: number, vocab: numbe
   const { constants, perThread, workgroups } = elementwiseLaunch(limits, n, shape);
   return {
     kernel: embeddingKernel, constants: { ...constants, WEIGHT_FORMAT: FORMAT_CONSTANT[weightDtype] },
-    // A thread's next element is WG = stepRows · cols + stepCols further on.
-    params: { n, perThread, cols, vocab: window.rows, first: window.first, zeroOthers: window.first === 0 ? 1 : 0, stepRows: Math.floor(shape.threads / cols), stepCols: shape.threads % cols },
+    params: { n, perThread, cols, vocab: window.rows, first: window.first, zeroOthers: window.first === 0 ? 1 : 0 },
     workgroups,
     cost: window.first === 0 ? { flops: 0, bytesRead: 4 * tokens + bytesPerElement(weightDtype) * n, bytesWritten: 4 * n } : { flops: 0, bytesRead: 4 * tokens, bytesWritten: 0 },
   };

@@ -1,6 +1,6 @@
 // out[m, n] = Σ_k x[m, k] · weight[n, k] (+ bias[n]) (+ residual[m, n]) for m < M, a handful of rows (decoding: a token per sequence):
-// x is ROWS×K f32, weight N×K (transformers' [out, in]) stored as f32 or as 16-bit floats (f16, bf16: two per 32-bit
-// word, the even element in the low half), out ROWS×N, all row-major.
+// x is M×K f32, weight N×K (transformers' [out, in]) stored as f32 or as 16-bit floats (f16, bf16: two per 32-bit
+// word, the even element in the low half), out M×N, all row-major.
 // With so few rows, reading the weight once is the whole cost. A workgroup owns COLUMNS output columns (weight rows);
 // all its threads stride over K together, consecutive threads reading consecutive words of each weight row, and each
 // thread keeps ROWS×COLUMNS partial sums in registers, reusing every x pair for all its columns. The threads' partials
