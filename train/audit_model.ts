@@ -675,6 +675,11 @@ function totalRow(rows: readonly AuditRow[]): AuditRow {
   };
 }
 
+/** A peak for a column's head, in three figures: TF from 1 TFLOP/s up, GF below (lavapipe's peak is a few dozen GFLOP/s). */
+export function peakLabel(peakTflops: number): string {
+  return peakTflops >= 1 ? `${Number(peakTflops.toPrecision(3))}TF` : `${Number((peakTflops * 1e3).toPrecision(3))}GF`;
+}
+
 /**
  * A plain-text table: per phase and in total, ledger GFLOP, MB, analytic GFLOP (attention as executed), ratio
  * (ledger / analytic), useful GFLOP (attention over visible keys), GPU ms (or —), MFU on the useful FLOPs (or —).
@@ -682,7 +687,7 @@ function totalRow(rows: readonly AuditRow[]): AuditRow {
 export function auditTable(rows: readonly AuditRow[], opts: { peakTflops: number }): string {
   const dash = '—';
   const width = Math.max(16, ...rows.map((r) => r.phase.length)); // e.g. policy-backward-recompute (--gradient-checkpointing)
-  const head = ['phase'.padEnd(width), 'ledger GFLOP'.padStart(13), 'MB'.padStart(11), 'analytic GFLOP'.padStart(15), 'ratio'.padStart(7), 'useful GFLOP'.padStart(13), 'GPU ms'.padStart(10), (opts.peakTflops > 0 ? `MFU@${opts.peakTflops}TF` : 'MFU').padStart(11)];
+  const head = ['phase'.padEnd(width), 'ledger GFLOP'.padStart(13), 'MB'.padStart(11), 'analytic GFLOP'.padStart(15), 'ratio'.padStart(7), 'useful GFLOP'.padStart(13), 'GPU ms'.padStart(10), (opts.peakTflops > 0 ? `MFU@${peakLabel(opts.peakTflops)}` : 'MFU').padStart(11)];
   const lines = [head.join(' ')];
   const total = totalRow(rows);
   // The total's MFU counts the timed phases only: an untimed phase's FLOPs took no measured time.

@@ -19,7 +19,7 @@ export const audit = defineCommand({
     const { rows, workloads } = readRunAudit(dir);
     if (o.json) { console.log(JSON.stringify(auditJson(rows), null, 2)); return 0; }
     const peak = o['peak-tflops'] ?? workloads.peakTflops ?? 0;
-    console.log(auditTable(rows, { peakTflops: Number(peak.toPrecision(3)) }));
+    console.log(auditTable(rows, { peakTflops: peak }));
     if (workloads.peakSource && o['peak-tflops'] === undefined) console.log(`\npeak ${peak.toPrecision(3)} TFLOP/s: ${workloads.peakSource}`);
     return 0;
   },

@@ -33,7 +33,7 @@ import { tokenLogprobsBackwardCall, tokenLogprobsCall } from '../../kernels/toke
 import { Workloads, WORKLOADS_FILE, type WorkloadsOptions } from '../../train/audit.ts';
 import * as M from '../../train/audit_model.ts';
 import {
-  auditJson, auditRows, auditTable, backwardBreakdown, forwardBreakdown, recomputeBreakdown, generationBreakdown, headLinear, layerLinears, loraElements,
+  auditJson, auditRows, auditTable, peakLabel, backwardBreakdown, forwardBreakdown, recomputeBreakdown, generationBreakdown, headLinear, layerLinears, loraElements,
   mergeFlops, phaseFlops, runAnalyticFlops, samplerFlopsPerLogit, tiledEntries, totalOf, usefulOf, visibleKeys, zeroBreakdown,
   type AttentionPlan, type FlopBreakdown,
 } from '../../train/audit_model.ts';
@@ -347,6 +347,9 @@ test('the report: table and JSON from ledger rows, analytic and useful counts', 
   console.log(table.split('\n').map((l) => `  ${l}`).join('\n'));
   const lines = table.split('\n');
   assert.is(lines.length, 5); // header, three phases, total
+  assert.ok(lines[0].endsWith('MFU@1TF'), lines[0]);
+  // The head names a peak in three figures, in GF below 1 TFLOP/s (the demo's lavapipe probe: 0.0165...).
+  assert.equal([0.016526826317871255, 0.5, 1, 51.49, 989.5].map(peakLabel), ['16.5GF', '500GF', '1TF', '51.5TF', '990TF']);
   // MFU on the useful FLOPs: 2 GFLOP in 2 ms = 1 TFLOP/s, 100% of a 1 TFLOP/s peak (the executed 2.2 would say 110%).
   assert.ok(/policy-forward .* 1\.000 +2\.000000 +2\.000 +100\.00%$/.test(lines[1]), lines[1]);
   assert.ok(/policy-backward .* 1\.000 +3\.500000 +— +—$/.test(lines[2]), lines[2]);
