@@ -4,9 +4,11 @@
 // the GPU unpipelined (each step's ids read back before the next step is recorded: GenerationOptions pipelined
 // false); the ratios GPU / host, fused / unfused and pipelined / unpipelined, the host's recording time a step (GPU
 // sampling: where it nears the time a step, decoding is host-bound), and the dispatches of one decode step,
-// by op, unfused and fused.
+// by op, unfused and fused. Then joins: 32 prompts, 8 rows in flight, stopping at EOS, by rollout (prompts join the
+// batch as it compacts) against the same prompts in fixed batches of 8 one after another (generate per batch, as
+// rollout ran before joins), alternated; the rows' tokens are the same in both (the GPU sampler's row ids).
 // The model: ../shared/data/hh-byte-base/ (0.86M parameters) if present, else random weights at its config.
-// Every row runs to maxNewTokens (no EOS), so both samplers generate the same number of tokens.
+// In the first table every row runs to maxNewTokens (no EOS), so both samplers generate the same number of tokens.
 // Prints a table, then one JSON line. Usage: node --import tsx bench/rollout.ts [--reps N] (alternations, default 2).
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +31,8 @@ const CONFIG = {
 const BATCHES = [1, 8, 64];
 const PROMPTS_PER_BATCH: Record<number, number> = { 1: 4, 8: 8, 64: 64 };
 const MAX_NEW_TOKENS = 32;
+/** The joins case: prompts, rows in flight, new tokens at most (rows stop at EOS, at different lengths). */
+const JOINS = { prompts: 32, batch: 8, maxNewTokens: 64 };
 const SAMPLING = { temperature: 0.7, topK: 50, topP: 0.95, seed: 1 };
 /** The arms: host sampling, GPU sampling, GPU sampling on the unfused (reference) cache path, GPU sampling unpipelined. */
 const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu', pipelined: true }, unfused: { sampler: 'gpu', fusedRotary: false, pipelined: true }, unpipelined: { sampler: 'gpu', pipelined: false } } as const;
@@ -55,6 +59,49 @@ function model(): { model: CausalLM; source: string } {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Rollout with joins against fixed batches run one after another: tokens/s (the faster of `reps`), model steps. */
+async function joinsCase(lm: CausalLM, reps: number) {
+  const eos = lm.config.eosTokenId;
+  const opts = { ...SAMPLING, maxNewTokens: JOINS.maxNewTokens, eosTokenIds: eos === null ? [] : [eos].flat() };
+  const ps = prompts(JOINS.prompts);
+  const order = ps.map((_, i) => i).sort((a, b) => ps[b].length - ps[a].length || a - b);
+  const arms = {
+    joins: async () => {
+      const { rows, timing } = await rollout(lm, ps, { ...opts, batchSize: JOINS.batch });
+      return { seconds: timing.seconds, steps: timing.steps, tokens: rows.map((r) => r.tokens) };
+    },
+    batches: async () => {
+      const tokens = new Array<number[]>(ps.length);
+      let steps = 0;
+      const start = performance.now();
+      for (let first = 0; first < order.length; first += JOINS.batch) {
+        const members = order.slice(first, first + JOINS.batch);
+        const g = await lm.generate(members.map((i) => ps[i]), { ...opts, rowIds: members });
+        g.rows.forEach((row, j) => { tokens[members[j]] = row.tokens; });
+        steps += g.steps;
+      }
+      return { seconds: (performance.now() - start) / 1000, steps, tokens };
+    },
+  };
+  const best = { joins: { tokensPerSecond: 0, steps: 0 }, batches: { tokensPerSecond: 0, steps: 0 } };
+  let same = true, generated = 0, lengths = new Set<number>();
+  await arms.joins(); // warm-up: the joins' shapes compiled
+  for (let rep = 0; rep < reps; rep++) {
+    const runs = { joins: await arms.joins(), batches: await arms.batches() };
+    same &&= JSON.stringify(runs.joins.tokens) === JSON.stringify(runs.batches.tokens);
+    generated = runs.joins.tokens.reduce((n, t) => n + t.length, 0);
+    lengths = new Set(runs.joins.tokens.map((t) => t.length));
+    for (const arm of ['joins', 'batches'] as const) {
+      const rate = generated / runs[arm].seconds;
+      if (rate > best[arm].tokensPerSecond) best[arm] = { tokensPerSecond: +rate.toFixed(1), steps: runs[arm].steps };
+    }
+  }
+  const ratio = +(best.joins.tokensPerSecond / best.batches.tokensPerSecond).toFixed(3);
+  console.log(`joins: ${JOINS.prompts} prompts, ${JOINS.batch} rows in flight, up to ${JOINS.maxNewTokens} tokens to EOS (${generated} generated, ${lengths.size} lengths): `
+    + `joining ${best.joins.tokensPerSecond} tokens/s in ${best.joins.steps} steps, fixed batches ${best.batches.tokensPerSecond} in ${best.batches.steps}: ${ratio}x; same tokens: ${same}`);
+  return { ...JOINS, generated, joins: best.joins, batches: best.batches, joinsOverBatches: ratio, sameTokens: same };
 }
 
 async function main(): Promise<void> {
@@ -106,8 +153,9 @@ async function main(): Promise<void> {
     });
     console.log(`${String(batch).padStart(5)}  ${String(PROMPTS_PER_BATCH[batch]).padStart(7)}  ${best.host.toFixed(1).padStart(13)}  ${best.unfused.toFixed(1).padStart(20)}  ${best.unpipelined.toFixed(1).padStart(24)}  ${best.gpu.toFixed(1).padStart(12)}  ${ratio.toFixed(2).padStart(8)}  ${fusion.toFixed(2).padStart(13)}  ${pipelining.toFixed(2).padStart(21)}  ${recordMsPerStep.toFixed(2).padStart(29)}`);
   }
+  const joins = await joinsCase(lm, reps);
   lm.dispose();
-  console.log(JSON.stringify({ bench: 'rollout', device, model: source, reps, maxNewTokens: MAX_NEW_TOKENS, sampling: SAMPLING, dispatchesPerDecodeStep: dispatches, results }));
+  console.log(JSON.stringify({ bench: 'rollout', device, model: source, reps, maxNewTokens: MAX_NEW_TOKENS, sampling: SAMPLING, dispatchesPerDecodeStep: dispatches, results, joins }));
   releaseGpu();
 }
 

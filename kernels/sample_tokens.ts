@@ -4,7 +4,7 @@ import { grid1d, KernelError, loadWgsl, nextPowerOfTwo, reductionWorkgroupSize, 
 
 export const sampleTokensKernel: Kernel = {
   name: 'sampleTokens', source: loadWgsl(import.meta.url, 'sample_tokens.wgsl'),
-  inputs: ['logits', 'rowIds'], outputs: ['ids'],
+  inputs: ['logits', 'rowCounters'], outputs: ['ids'],
   params: [['rows', 'u32'], ['V', 'u32'], ['temperature', 'f32'], ['topK', 'u32'], ['topP', 'f32'], ['seed', 'u32'], ['step', 'u32']],
   constants: ['WG'],
 };
@@ -38,7 +38,7 @@ export function sampleTokensWorkgroupSize(limits: DeviceLimits, V: number): numb
   return reductionWorkgroupSize(limits, 16, 20, Math.min(256, Math.max(Math.min(32, nextPowerOfTwo(V)), nextPowerOfTwo(V / 16))));
 }
 
-/** ids i32 [rows] from logits f32 [rows, V] and the rows' counter ids rowIds i32 [rows]: one workgroup per row. */
+/** ids i32 [rows] from logits f32 [rows, V] and the rows' counters i32 [rows, 2] (row id, first step): one workgroup per row. */
 export function sampleTokensCall(limits: DeviceLimits, rows: number, V: number, s: TokenSampling): KernelCall {
   if (!(V >= 1 && V < MAX_VOCAB)) throw new KernelError(`sampleTokens: V = ${V} must be in [1, 2^24) (counts are summed in f32)`);
   if (!(s.temperature >= 0) || !(s.topP > 0 && s.topP <= 1) || !Number.isInteger(s.topK) || s.topK < 0)
@@ -52,6 +52,6 @@ export function sampleTokensCall(limits: DeviceLimits, rows: number, V: number, 
     workgroups: grid1d(rows, 1, limits),
     // Per logit and pass: the order key, a compare and an add (counting), plus a subtract, a multiply and an
     // exp (weighted). Every pass re-reads the row (from cache on a GPU: a row of 32k logits is 128 KiB).
-    cost: { flops: n * (3 * counting + 6 * weighted), bytesRead: 4 * n * (counting + weighted) + 4 * rows, bytesWritten: 4 * rows },
+    cost: { flops: n * (3 * counting + 6 * weighted), bytesRead: 4 * n * (counting + weighted) + 8 * rows, bytesWritten: 4 * rows },
   };
 }

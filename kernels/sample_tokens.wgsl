@@ -11,7 +11,8 @@
 //          (most probable first, ties in index order) is below p".
 //   Each bisection step is one pass over V and a tree; a bisection stops once a single logit is left in its
 //   key interval, about log2(V) + a few steps for spread logits, and at most 32 (2^32 keys; exact ties).
-//   draw:  u = hash(seed, step, rowId) in [0, 1), a counter-based generator with no state; the inverse CDF of
+//   draw:  u = hash(seed, step - first, rowId) in [0, 1) (rowCounters[row] = (rowId, first): the step of the row's first
+//          token, so that a row joining a batch late draws what it would alone), a counter-based generator with no state; the inverse CDF of
 //          u·(kept mass) in index order, over contiguous chunks of V per thread: each thread sums its chunk,
 //          one thread scans the WG sums, and the chunk holding the target scans itself again.
 // Every sum runs in a fixed order, so the same seed gives the same token on the same device.
@@ -22,7 +23,7 @@ override WG: u32 = 256u; // a power of two
 struct Params { rows: u32, V: u32, temperature: f32, topK: u32, topP: f32, seed: u32, step: u32 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> rowIds: array<i32>;
+@group(0) @binding(1) var<storage, read> rowCounters: array<vec2i>;
 @group(0) @binding(2) var<storage, read_write> ids: array<i32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
@@ -188,7 +189,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   if (lid == 0u) {
     var total = 0.0;
     for (var t = 0u; t < WG; t++) { total += wgF[t]; }
-    let goal = uniform01(params.seed, params.step, u32(rowIds[row])) * total;
+    let counter = rowCounters[row];
+    let goal = uniform01(params.seed, params.step - u32(counter.y), u32(counter.x)) * total;
     var prefix = 0.0;
     var pick = NONE;
     var pickBase = 0.0;

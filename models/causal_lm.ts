@@ -45,6 +45,11 @@ export interface GenerationOptions extends SamplingOptions {
   sampler?: 'gpu' | 'host';
   /** The GPU generator's row id of each prompt (default its index): a prompt draws the same numbers in any batch. */
   rowIds?: readonly number[];
+  /**
+   * Rows in flight (default: every prompt): the first batchSize prompts start; the others, in order, join the batch
+   * as it compacts (a prompt pass of their own, then the batch and KV cache rebuilt with them).
+   */
+  batchSize?: number;
   /** Drops finished rows from the batch and its KV cache once at most half of the batch is running (default true). */
   compact?: boolean;
   /** The cache's fused rotary and write (default true); false runs the training path's ops, the reference (KVCache). */
@@ -79,6 +84,13 @@ export interface GenerationTiming {
   recordSeconds: number;
 }
 
+/**
+ * Model passes of one shape that generation ran: `count` batch rows of `tokens` positions each after `filled` cached
+ * columns (a prompt pass: filled 0, tokens the batch's longest prompt; a decode step: tokens 1); what the audit
+ * counts (train/audit_model.ts generationBreakdown).
+ */
+export interface GenerationPass { count: number; tokens: number; filled: number }
+
 export interface Generation {
   rows: GeneratedRow[];
   /**
@@ -86,6 +98,8 @@ export interface Generation {
    * lookahead step in flight when the last row stopped is computed, so it counts, though its tokens are dropped).
    */
   steps: number;
+  /** Every pass computed, the steps' rows by shape. */
+  passes: GenerationPass[];
   timing: GenerationTiming;
 }
 
@@ -208,7 +222,9 @@ export class CausalLM {
    * chooses the tokens on the GPU (one read-back of B ids) or, with sampler 'host', reads back the logits [B, V].
    * EOS and stop strings are checked on the host with the ids read back; the batch stops when every row has
    * stopped. A row that stopped keeps stepping with the batch (its outputs dropped) until at most half of the
-   * batch is running: then the finished rows leave the batch and the KV cache (compact, by default).
+   * batch is running: then the finished rows leave the batch and the KV cache (compact, by default), and prompts
+   * waiting (opts.batchSize) join it: their prompt pass runs and is read, and the cache is rebuilt with every row's
+   * columns right-aligned (KVCache.joined). A row's GPU draws are keyed by its row id and its own token index.
    *
    * The pipelined schedule (GPU sampler, opts.pipelined not false): step s+1 is recorded from step s's ids as they
    * lie on the GPU and submitted before step s is read back (the lookahead), so the device runs s+1 while the
@@ -216,14 +232,15 @@ export class CausalLM {
    * the rows running after s call for a compaction, the lookahead s+1 (on the old batch) is read and checked first,
    * without a lookahead of its own; the batch is then compacted on the rows running after s+1, and step s+2 is
    * recorded on it as the unpipelined loop records every step; pipelining resumes from s+2. The tokens are those of
-   * the unpipelined loop: a row's draws are keyed by its row id and the step, and its logits do not depend on the
-   * rows beside it. train/audit.ts generationGroups replays this schedule.
+   * the unpipelined loop: a row's draws are keyed by its row id and its token index, and its logits do not depend
+   * on the rows beside it. `passes` lists what ran, for the audit.
    */
   async generate(prompts: readonly ArrayLike<number>[], opts: GenerationOptions): Promise<Generation> {
     const { maxNewTokens, eosTokenIds = [], stopStrings = [], decoder, sampler = 'gpu', compact = true, fusedRotary = true, pipelined = pipelinedByDefault() } = opts;
-    const V = this.config.vocabSize, B = prompts.length;
+    const V = this.config.vocabSize, B = prompts.length, batchSize = opts.batchSize ?? B;
     checkSamplingOptions(opts);
     if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new SamplingError(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new SamplingError(`generate: batchSize must be a positive integer, got ${batchSize}`);
     if (stopStrings.length > 0 && !decoder) throw new SamplingError('generate: stop strings need a decoder (a tokenizer) to read the text');
     if (stopStrings.some((s) => s.length === 0)) throw new SamplingError('generate: a stop string must not be empty');
     if (B === 0 || prompts.some((p) => p.length === 0)) throw new SamplingError('generate: needs at least one prompt, and no empty prompt');
@@ -235,34 +252,73 @@ export class CausalLM {
     const rows: GeneratedRow[] = prompts.map(() => ({ tokens: [], finish: 'length' }));
     const timing: GenerationTiming = { promptTokens: prompts.reduce((n, p) => n + p.length, 0), promptSeconds: 0, decodeTokens: 0, decodeSeconds: 0, recordSeconds: 0 };
     const decode = (tokens: number[]) => decoder!.decode(tokens, { skipSpecialTokens: true });
-    const { ids, longest, padLengths } = leftPadded(prompts);
     const sampling = { temperature: opts.temperature ?? 0, topK: opts.topK ?? 0, topP: opts.topP ?? 1, seed: opts.seed ?? 0 };
     const random = rng(sampling.seed);
+    const passes = new Map<string, GenerationPass>();
     let steps = 0;
-    // batch[j]: the prompt in batch row j (all at first; the running ones after a compaction).
-    let batch = prompts.map((_, b) => b);
+    // batch[j]: the prompt in batch row j (the first batchSize at first; the running ones and the joiners later).
+    let batch = prompts.slice(0, batchSize).map((_, b) => b);
+    const queue = prompts.slice(batchSize).map((_, i) => batchSize + i);
+    const first = leftPadded(batch.map((b) => prompts[b]));
     // The last new token is never fed back: the cache holds the prompt and maxNewTokens - 1 tokens.
-    let cache = maxNewTokens > 0 ? this.createCache(B, longest + maxNewTokens - 1, padLengths, fusedRotary) : [];
-    let input = Tensor.fromArray(ids, [B, longest], 'i32');
-    let counterRows = sampler === 'gpu' ? Tensor.fromArray(rowIds, [B], 'i32') : undefined;
-    // Records model step `step` on the batch from `input`. gpu: ids [b] (fed back as the next input); host: the last
+    let cache = maxNewTokens > 0 ? this.createCache(batch.length, first.longest + maxNewTokens - 1, first.padLengths, fusedRotary) : [];
+    let input = Tensor.fromArray(first.ids, [batch.length, first.longest], 'i32');
+    // The GPU generator's (row id, step of the row's first token) of each of these prompts, for a pass at `step`.
+    const countersOf = (members: readonly number[], step: number) => Tensor.fromArray(members.flatMap((b) => [rowIds[b], step - rows[b].tokens.length]), [members.length, 2], 'i32');
+    let counterRows = sampler === 'gpu' ? countersOf(batch, 0) : undefined;
+    // Records model step `step` on a batch from its input. gpu: ids [b] (fed back as the next input); host: the last
     // position's logits [b, 1, V].
-    const record = (step: number) => {
+    const record = (step: number, x: Tensor, layers: KVCache[], counters: Tensor | undefined) => {
       const t0 = performance.now();
+      const key = `${x.shape[1]} ${layers[0].length}`;
+      const pass = passes.get(key) ?? { count: 0, tokens: x.shape[1], filled: layers[0].length };
+      pass.count += x.shape[0];
+      passes.set(key, pass);
       const recorded = tidy(() => {
-        const logits = this.stepLast(input, cache);
-        return counterRows ? sampleTokens(logits.reshape([-1, V]), counterRows, { ...sampling, step }) : logits;
+        const logits = this.stepLast(x, layers);
+        return counters ? sampleTokens(logits.reshape([-1, V]), counters, { ...sampling, step }) : logits;
       });
       timing.recordSeconds += (performance.now() - t0) / 1000;
       return recorded;
     };
-    const runningRows = () => [...batch.keys()].filter((j) => rows[batch[j]].finish === 'length');
+    // Takes a step's tokens (or logits) read back for the prompts in `members`, in order.
+    const take = (values: Awaited<ReturnType<Tensor['toArray']>>, members: readonly number[], promptPass: boolean) => {
+      for (const [j, b] of members.entries()) {
+        const row = rows[b];
+        if (!runs(b)) continue; // a row runs until it stops or reaches the length
+        row.tokens.push(counterRows ? values[j] : sampleToken(values.subarray(j * V, (j + 1) * V), opts, random));
+        if (!promptPass) timing.decodeTokens++;
+        if (eosTokenIds.includes(row.tokens[row.tokens.length - 1])) row.finish = 'eos';
+        // A stop string may span tokens, and a token's text may depend on its neighbours: decode the whole row.
+        else if (stopStrings.length > 0 && stopIndex(decode(row.tokens), stopStrings) >= 0) row.finish = 'stop';
+      }
+    };
+    const runs = (b: number) => rows[b].finish === 'length' && rows[b].tokens.length < maxNewTokens;
+    const runningRows = () => [...batch.keys()].filter((j) => runs(batch[j]));
     const compactionDue = (running: number[]) => compact && running.length <= batch.length / 2;
+    // The prompt pass of prompts joining the batch, read: their caches, holding their prompts.
+    const join = async (joiners: readonly number[]) => {
+      const { ids, longest, padLengths } = leftPadded(joiners.map((b) => prompts[b]));
+      const layers = this.createCache(joiners.length, longest, padLengths, fusedRotary);
+      const x = Tensor.fromArray(ids, [joiners.length, longest], 'i32');
+      const counters = counterRows ? countersOf(joiners, steps) : undefined;
+      try {
+        const logits = record(steps, x, layers, counters);
+        const values = await logits.toArray();
+        logits.dispose();
+        steps++;
+        take(values, joiners, true);
+      } finally {
+        x.dispose();
+        counters?.dispose();
+      }
+      return layers;
+    };
     // out: the recorded step read next (step `steps`); lookahead: the step recorded after it, read in the next turn.
     let out: Tensor | undefined, lookahead: Tensor | undefined;
     try {
       const start = performance.now();
-      out = maxNewTokens > 0 ? record(0) : undefined;
+      out = maxNewTokens > 0 ? record(0, input, cache, counterRows) : undefined;
       while (out) {
         // Starts the read: the copy is recorded behind this step and submitted with it at once, so the wait covers
         // this step only, not a lookahead recorded after it.
@@ -270,39 +326,46 @@ export class CausalLM {
         reading.catch(() => {}); // awaited below: a throw while recording the lookahead must not leave it unhandled
         input.dispose();
         if (counterRows) input = out.reshape([batch.length, 1]); // the sampled ids are the next input as they lie
-        lookahead = pipelined && counterRows && steps + 1 < maxNewTokens && !compactionDue(runningRows()) ? record(steps + 1) : undefined;
+        const before = runningRows();
+        const ahead = before.some((j) => rows[batch[j]].tokens.length + 2 <= maxNewTokens); // a row would take the lookahead's token
+        lookahead = pipelined && counterRows && ahead && !compactionDue(before) ? record(steps + 1, input, cache, counterRows) : undefined;
         if (lookahead) flush();
         const values = await reading;
         out.dispose();
         const promptPass = ++steps === 1;
-        for (const [j, b] of batch.entries()) {
-          const row = rows[b];
-          if (row.finish !== 'length') continue; // a row runs until it stops or reaches the length
-          row.tokens.push(counterRows ? values[j] : sampleToken(values.subarray(j * V, (j + 1) * V), opts, random));
-          if (!promptPass) timing.decodeTokens++;
-          if (eosTokenIds.includes(row.tokens[row.tokens.length - 1])) row.finish = 'eos';
-          // A stop string may span tokens, and a token's text may depend on its neighbours: decode the whole row.
-          else if (stopStrings.length > 0 && stopIndex(decode(row.tokens), stopStrings) >= 0) row.finish = 'stop';
-        }
+        take(values, batch, promptPass);
         if (promptPass) timing.promptSeconds = (performance.now() - start) / 1000;
         const running = runningRows();
-        if (running.length === 0 || steps === maxNewTokens) {
-          if (lookahead) steps++; // discarded, but computed on the device: it counts
-          break;
+        if (running.length === 0 && lookahead) { // discarded, but computed on the device: it counts
+          lookahead.dispose();
+          lookahead = undefined;
+          steps++;
         }
+        if (running.length === 0 && queue.length === 0) break;
         // The lookahead ran on this batch: it is read before any compaction (compactionDue stops the next lookahead).
         if (lookahead) { out = lookahead; continue; }
-        const compacting = compactionDue(running);
+        const compacting = running.length === 0 || compactionDue(running);
         if (compacting) {
-          cache = cache.map((layer) => { const kept = layer.selectRows(running); layer.dispose(); return kept; });
-          batch = running.map((j) => batch[j]);
-          if (counterRows) { counterRows.dispose(); counterRows = Tensor.fromArray(batch.map((b) => rowIds[b]), [batch.length], 'i32'); }
+          const parts = [{ cache, rows: running }];
+          let members = running.map((j) => batch[j]);
+          while (queue.length > 0 && (members.length === 0 || members.length <= batchSize / 2)) {
+            const joiners = queue.splice(0, batchSize - members.length);
+            const layers = await join(joiners);
+            parts.push({ cache: layers, rows: [...joiners.keys()].filter((i) => runs(joiners[i])) });
+            members = [...members, ...joiners.filter(runs)];
+          }
+          const joined = members.length === 0 ? [] : cache.map((_, l) => KVCache.joined(parts.map((p) => ({ cache: p.cache[l], rows: p.rows })), Math.max(...members.map((b) => maxNewTokens - rows[b].tokens.length))));
+          for (const p of parts) for (const layer of p.cache) layer.dispose();
+          cache = joined;
+          batch = members;
+          if (batch.length === 0) break;
+          if (counterRows) { counterRows.dispose(); counterRows = countersOf(batch, steps); }
         }
         if (compacting || !counterRows) {
           input.dispose();
           input = Tensor.fromArray(batch.map((b) => rows[b].tokens[rows[b].tokens.length - 1]), [batch.length, 1], 'i32');
         }
-        out = record(steps);
+        out = record(steps, input, cache, counterRows);
       }
       timing.decodeSeconds = (performance.now() - start) / 1000 - timing.promptSeconds;
     } finally {
@@ -318,7 +381,7 @@ export class CausalLM {
         row.text = row.finish === 'stop' ? text.slice(0, stopIndex(text, stopStrings)) : text;
       }
     }
-    return { rows, steps, timing };
+    return { rows, steps, passes: [...passes.values()], timing };
   }
 
   /** Greedy decoding without EOS: each prompt followed by maxNewTokens argmax tokens (the first on ties, as torch.argmax). */

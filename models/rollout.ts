@@ -1,10 +1,10 @@
-// Rollouts for reward learning: many prompts generated in batches of batchSize with CausalLM.generate (the head
-// on the last position only, tokens chosen on the GPU, finished rows dropped from the batch), and the rate.
+// Rollouts for reward learning: many prompts generated batchSize rows at a time with CausalLM.generate (the head on
+// the last position only, tokens chosen on the GPU, finished rows dropped and waiting prompts joining), and the rate.
 import { SamplingError } from './sampling.ts';
-import type { CausalLM, GeneratedRow, GenerationOptions } from './causal_lm.ts';
+import type { CausalLM, GeneratedRow, GenerationOptions, GenerationPass } from './causal_lm.ts';
 
 export interface RolloutOptions extends Omit<GenerationOptions, 'rowIds'> {
-  /** Prompts generated together; the last batch may be smaller. */
+  /** Rows generated together (the KV cache's rows); prompts join as rows finish. */
   batchSize: number;
 }
 
@@ -16,7 +16,7 @@ export interface RolloutTiming {
   seconds: number;
   /** generatedTokens / seconds. */
   tokensPerSecond: number;
-  /** Model steps of all batches (each batch's prompt pass included). */
+  /** Model passes (every prompt pass included). */
   steps: number;
   /** Of `seconds`, the host's recording of the steps (GenerationTiming.recordSeconds, summed). */
   recordSeconds: number;
@@ -25,38 +25,33 @@ export interface RolloutTiming {
 export interface Rollout {
   /** One row per prompt, in the prompts' order. */
   rows: GeneratedRow[];
+  /** What ran (Generation.passes), for the audit. */
+  passes: GenerationPass[];
   timing: RolloutTiming;
 }
 
 /**
- * Generates after every prompt. Prompts go into batches longest first, so that a batch pads little; prompt i
- * is row id i of the GPU sampler's generator, so that its tokens do not depend on the batch it lands in (for
- * the same logits). The host sampler (opts.sampler 'host') draws each batch from its own seed, derived from
- * opts.seed and the batch's index.
+ * Generates after every prompt, batchSize rows in flight: prompts go in longest first, so that a batch pads little,
+ * and wait for the batch to compact to join it (GenerationOptions.batchSize). Prompt i is row id i of the GPU
+ * sampler's generator, so that its tokens do not depend on the batch it lands in (for the same logits); the host
+ * sampler (opts.sampler 'host') draws every row from one stream of opts.seed.
  */
 export async function rollout(model: CausalLM, prompts: readonly ArrayLike<number>[], opts: RolloutOptions): Promise<Rollout> {
-  const { batchSize, ...generation } = opts;
+  const { batchSize } = opts;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new SamplingError(`rollout: batchSize must be a positive integer, got ${batchSize}`);
   const order = prompts.map((_, i) => i).sort((a, b) => prompts[b].length - prompts[a].length || a - b);
-  const rows = new Array<GeneratedRow>(prompts.length);
-  const seed = opts.seed ?? 0;
-  let steps = 0, recordSeconds = 0;
   const start = performance.now();
-  for (let first = 0; first < order.length; first += batchSize) {
-    const members = order.slice(first, first + batchSize);
-    const batchSeed = opts.sampler === 'host' ? (seed ^ Math.imul(first / batchSize + 1, 0x9e3779b9)) >>> 0 : seed;
-    const g = await model.generate(members.map((i) => prompts[i]), { ...generation, seed: batchSeed, rowIds: members });
-    g.rows.forEach((row, j) => { rows[members[j]] = row; });
-    steps += g.steps;
-    recordSeconds += g.timing.recordSeconds;
-  }
+  const g = await model.generate(order.map((i) => prompts[i]), { ...opts, rowIds: order });
   const seconds = (performance.now() - start) / 1000;
+  const rows = new Array<GeneratedRow>(prompts.length);
+  g.rows.forEach((row, j) => { rows[order[j]] = row; });
   const generatedTokens = rows.reduce((n, r) => n + r.tokens.length, 0);
   return {
     rows,
+    passes: g.passes,
     timing: {
-      promptTokens: prompts.reduce((n, p) => n + p.length, 0), generatedTokens, seconds,
-      tokensPerSecond: seconds > 0 ? generatedTokens / seconds : 0, steps, recordSeconds,
+      promptTokens: g.timing.promptTokens, generatedTokens, seconds,
+      tokensPerSecond: seconds > 0 ? generatedTokens / seconds : 0, steps: g.steps, recordSeconds: g.timing.recordSeconds,
     },
   };
 }

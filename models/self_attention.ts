@@ -1,9 +1,9 @@
 // Causal self-attention over new tokens from their projections (rotary applied), with or without a KV cache of the earlier ones.
 import { GpuError } from '../engine/gpu.ts';
-import { Tensor } from '../engine/tensor.ts';
+import { Tensor, tidy } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
 import { projectionTensors, qkvRotary, rotary, rotaryHeads, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
-import { indexSelect, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
+import { indexSelect, narrow, permute, reshape, split, writeBlock, writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
@@ -63,12 +63,32 @@ export class KVCache {
     return written;
   }
 
-  /** A new cache of the given rows of this one, in that order, with the same positions filled (a batch without its finished rows): one gather each of k and v. */
-  selectRows(rows: readonly number[]): KVCache {
-    const [B, KVH, maxLength, D] = this.k.shape;
-    if (rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= B)) throw new GpuError(`KVCache.selectRows: rows [${rows}] must be some of [0, ${B})`);
-    const out = new KVCache(rows.length, KVH, maxLength, D, rows.map((r) => this.padLengths[r]), this.fusedRotary, { k: indexSelect(this.k, rows), v: indexSelect(this.v, rows) });
-    out.length = this.length;
+  /**
+   * A new cache of the given rows of each part's cache, part after part, every row's filled columns right-aligned at
+   * the longest row's (the padding no row needs is dropped), and `room` columns after them: a batch without its
+   * finished rows, and with the prompts that join it (CausalLM.generate). A row's positions count from its first real
+   * column, so moving its columns changes no position. Per part and tensor: a gather, a copy of its columns, a write.
+   */
+  static joined(parts: readonly { cache: KVCache; rows: readonly number[] }[], room: number): KVCache {
+    const [first] = parts;
+    const [, KVH, , D] = first.cache.k.shape;
+    for (const { cache, rows } of parts) {
+      const B = cache.k.shape[0];
+      if (cache.k.shape[1] !== KVH || cache.k.shape[3] !== D || cache.fusedRotary !== first.cache.fusedRotary) throw new GpuError(`KVCache.joined: caches [${cache.k.shape}] and [${first.cache.k.shape}] differ in heads, head dim or rotary path`);
+      if (rows.some((r) => !Number.isInteger(r) || r < 0 || r >= B)) throw new GpuError(`KVCache.joined: rows [${rows}] must be some of [0, ${B})`);
+    }
+    const filled = parts.flatMap(({ cache, rows }) => rows.map((r) => cache.length - cache.padLengths[r]));
+    if (filled.length === 0 || !(Number.isInteger(room) && room >= 0)) throw new GpuError(`KVCache.joined: needs a row and room >= 0 (rows ${filled.length}, room ${room})`);
+    const length = Math.max(...filled);
+    const out = new KVCache(filled.length, KVH, length + room, D, filled.map((n) => length - n), first.cache.fusedRotary);
+    let at = 0;
+    for (const { cache, rows } of parts) {
+      if (rows.length === 0) continue;
+      const from = Math.min(...rows.map((r) => cache.padLengths[r])), width = cache.length - from;
+      for (const [src, dst] of [[cache.k, out.k], [cache.v, out.v]]) tidy(() => writeBlock(dst, narrow(indexSelect(src, rows), 2, from, width), [at, 0, length - width, 0]));
+      at += rows.length;
+    }
+    out.length = length;
     return out;
   }
 

@@ -3,13 +3,13 @@
 //
 //   Workloads      the run records, as it goes, the shapes its phases really ran: every forward as `rows` rows
 //                  of the padded length T the engine computes (the padding is computed like any token, and the
-//                  head of a causal LM runs on all T positions, in training as in the reference pass); every
-//                  generation batch as the rows that stepped with it (a finished row steps with the batch until
-//                  the batch is compacted, models/causal_lm.ts), at the batch's left-padded prompt length, with the
-//                  sampling; whether a forward trains (LoRA dropout) and in how many passes; the micro-batches of
+//                  head of a causal LM runs on all T positions, in training as in the reference pass); generation
+//                  as the model passes it ran (Generation.passes: rows of a prompt pass at its batch's left-padded
+//                  length, rows of a decode step at its cache's columns; a finished row steps with the batch until
+//                  the batch is compacted, models/causal_lm.ts), with the sampling; whether a forward trains (LoRA dropout) and in how many passes; the micro-batches of
 //                  each update (the later ones add their gradients into the parameters'); the optimizer's trainable
 //                  elements per update, per model; each LoRA merge; and with every forward record and generation
-//                  group, from the device, the tile sizes of the attention kernels that ran it (attentionPlanOf:
+//                  pass, from the device, the tile sizes of the attention kernels that ran it (attentionPlanOf:
 //                  the tensor cores' for a training pass under mixed precision, else the f32 kernels'), which the
 //                  analytic model's executed attention needs
 //   ledger.json    the run's ledger (entries by phase and op), saved beside metrics.jsonl at the end and with each
@@ -28,12 +28,12 @@ import { attentionKernels } from '../engine/ops/attention.ts';
 import { matmul } from '../engine/ops/matmul.ts';
 import { flush } from '../engine/runtime.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import type { GeneratedRow } from '../models/causal_lm.ts';
+import type { GenerationPass } from '../models/causal_lm.ts';
 import type { ModelConfig } from '../models/config.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import {
   ADAMW_FLOPS_PER_ELEMENT, addBreakdown, auditJson, auditRows, auditTable, phaseBreakdown, PHASES, RMSPROP_FLOPS_PER_ELEMENT, totalOf, usefulOf, zeroBreakdown,
-  type AttentionPlan, type AuditRow, type FlopBreakdown, type ForwardWorkload, type GenerationGroup, type HeadPositions, type LoraWorkload, type Phase, type Sampling, type Tiles,
+  type AttentionPlan, type AuditRow, type FlopBreakdown, type ForwardWorkload, type HeadPositions, type LoraWorkload, type Phase, type Sampling, type Tiles,
 } from './audit_model.ts';
 
 export const LEDGER_FILE = 'ledger.json';
@@ -60,16 +60,17 @@ export interface OptimizerRecord { elements: number; flopsPerElement: number }
 export interface WorkloadsJson {
   format: 'juice-workloads';
   /**
-   * 4: the attention plan per forward record and generation group (the kernels that ran it, mixed precision's
+   * 5: generation as the model passes that ran (rows by prompt length or cached columns), not rows by prompt and
+   * new tokens. 4: the attention plan per forward record and generation group (the kernels that ran it, mixed precision's
    * tensor cores or the f32 kernels), not per model. 3: the fused head's chunks per forward record. 2: the grad norm
    * counted apart from the update, LoRA dropout, attention plans, sampling, accumulation.
    */
-  version: 4;
+  version: 5;
   config: ModelConfig;
   rewardConfig: ModelConfig | null;
   lora: LoraWorkload | null;
   forward: ForwardRecord[];
-  generation: (GenerationGroup & { lora: boolean; attentionPlan: AttentionPlan })[];
+  generation: (GenerationPass & { lora: boolean; attentionPlan: AttentionPlan })[];
   sampling: Sampling;
   /** Whether each model's backward replays its layers (--gradient-checkpointing). */
   gradientCheckpointing: Record<ModelName, boolean>;
@@ -127,7 +128,7 @@ export class Workloads {
     this.planOf = opts.attentionPlan ?? attentionPlanOf;
     this.mixedPrecision = { policy: opts.mixedPrecision?.policy ?? false, reward: opts.mixedPrecision?.reward ?? false };
     this.data = {
-      format: 'juice-workloads', version: 4, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
+      format: 'juice-workloads', version: 5, config, rewardConfig: opts.rewardConfig ?? null, lora: opts.lora ?? null, forward: [], generation: [],
       sampling: opts.sampling ?? { temperature: 0, topK: 0, topP: 1 },
       gradientCheckpointing: { policy: opts.gradientCheckpointing?.policy ?? false, reward: opts.gradientCheckpointing?.reward ?? false },
       optimizer: { policy: { elements: 0, flopsPerElement: opts.optimizerFlopsPerElement ?? ADAMW_FLOPS_PER_ELEMENT }, reward: { elements: 0, flopsPerElement: ADAMW_FLOPS_PER_ELEMENT } },
@@ -144,7 +145,7 @@ export class Workloads {
     const file = join(dir, WORKLOADS_FILE);
     if (!existsSync(file)) return true;
     const saved = JSON.parse(readFileSync(file, 'utf8')) as WorkloadsJson;
-    if (saved.version !== 4) return false;
+    if (saved.version !== 5) return false;
     this.data = { ...saved, peakTflops: this.data.peakTflops, peakSource: this.data.peakSource };
     return true;
   }
@@ -175,11 +176,11 @@ export class Workloads {
     this.data.pending = p && p.model === model ? { model, microBatches: p.microBatches + 1 } : { model, microBatches: 1 };
   }
 
-  /** One rollout: the rows that stepped in each generation batch (generationGroups). */
-  generation(groups: readonly GenerationGroup[], lora: boolean, generatedTokens: number): void {
+  /** One rollout: the model passes it ran (Rollout.passes). */
+  generation(passes: readonly GenerationPass[], lora: boolean, generatedTokens: number): void {
     const attentionPlan = this.planOf(this.data.config.headDim, false);
-    for (const g of groups) {
-      const same = this.data.generation.find((x) => x.promptLength === g.promptLength && x.newTokens === g.newTokens && x.lora === lora && samePlan(x.attentionPlan, attentionPlan));
+    for (const g of passes) {
+      const same = this.data.generation.find((x) => x.tokens === g.tokens && x.filled === g.filled && x.lora === lora && samePlan(x.attentionPlan, attentionPlan));
       if (same) same.count += g.count; else this.data.generation.push({ ...g, lora, attentionPlan });
     }
     this.data.tokens.generated += generatedTokens;
@@ -211,7 +212,7 @@ export class Workloads {
       }
     }
     for (const g of d.generation) {
-      addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { sequences: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: g.attentionPlan }));
+      addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { passes: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: g.attentionPlan }));
     }
     out['policy-backward'].accumulate += d.accumulated.policy;
     out['reward-backward'].accumulate += d.accumulated.reward;
@@ -234,45 +235,6 @@ function samePlan(a: AttentionPlan, b: AttentionPlan): boolean { return JSON.str
 
 function mapPhases(b: Record<Phase, FlopBreakdown>, f: (x: FlopBreakdown) => number): Record<Phase, number> {
   return Object.fromEntries(PHASES.map((p) => [p, f(b[p])])) as Record<Phase, number>;
-}
-
-/**
- * The rows each generation batch of a rollout stepped (models/rollout.ts: prompts longest first, in batches of
- * batchSize, each left-padded to its longest), replaying models/causal_lm.ts's schedule (the GPU sampler, compaction
- * on: how training generates): a finished row keeps stepping until at most half of the batch runs, then the finished
- * rows leave; `pipelined` (as generate ran: pipelinedByDefault() unless told), each step's lookahead runs on the batch
- * unless a compaction is due, so the batch steps once more after its last row stops and a compaction comes a step
- * later: one group per (padded prompt length, steps in the batch).
- */
-export function generationGroups(promptLengths: readonly number[], rows: readonly GeneratedRow[], batchSize: number, maxNewTokens: number, pipelined: boolean): GenerationGroup[] {
-  const order = promptLengths.map((_, i) => i).sort((a, b) => promptLengths[b] - promptLengths[a] || a - b);
-  const groups = new Map<string, GenerationGroup>();
-  for (let first = 0; first < order.length; first += batchSize) {
-    const members = order.slice(first, first + batchSize);
-    const P = Math.max(...members.map((i) => promptLengths[i]));
-    const doneAt = members.map((i) => (rows[i].finish === 'length' ? Infinity : rows[i].tokens.length));
-    const stepped = members.map(() => 0);
-    let batch = members.map((_, j) => j);
-    const step = () => { for (const j of batch) stepped[j]++; };
-    const runningAfter = (read: number) => batch.filter((j) => doneAt[j] > read);
-    if (maxNewTokens > 0) step(); // the prompt pass
-    for (let s = 1; s <= maxNewTokens; s++) {
-      // Step s - 1 is read now; step s is recorded before it unless the rows known to run call for a compaction.
-      const lookahead = pipelined && s < maxNewTokens && runningAfter(s - 1).length > batch.length / 2;
-      if (lookahead) step();
-      const running = runningAfter(s);
-      if (running.length === 0 || s === maxNewTokens) break;
-      if (lookahead) continue;
-      if (running.length <= batch.length / 2) batch = running;
-      step();
-    }
-    for (const m of stepped) {
-      const key = `${P}:${m}`;
-      const g = groups.get(key);
-      if (g) g.count++; else groups.set(key, { count: 1, promptLength: P, newTokens: m });
-    }
-  }
-  return [...groups.values()];
 }
 
 /** Ledger entries of this process added to those a checkpoint saved (a resumed run). */
@@ -336,7 +298,7 @@ export function readRunAudit(runDir: string): { rows: AuditRow[]; workloads: Wor
   for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice irft / juice rft)`);
   const saved = JSON.parse(readFileSync(join(runDir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] };
   const json = JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')) as WorkloadsJson;
-  if (json.version !== 4) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 4): run it again to audit it`);
+  if (json.version !== 5) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 5): run it again to audit it`);
   const w = new Workloads(json.config);
   w.data = json;
   return { rows: auditRows(ledgerByPhase(saved.entries), w.analytic(), w.useful()), workloads: json };

@@ -60,6 +60,7 @@
 // (with --gradient-checkpointing: each layer's forward replayed in the backward), reward-forward (the reward
 // model's training forwards and its scoring of samples), reward-backward, reward-backward-recompute, optimizer
 // (grad norm and update), merge (LoRA merges). Evaluation (held-out metrics) is outside the training loop and not a phase of this audit.
+import type { GenerationPass } from '../models/causal_lm.ts';
 import type { ModelConfig } from '../models/config.ts';
 import type { LoraTargets } from '../models/lora.ts';
 import type { LedgerRow } from '../engine/ledger.ts';
@@ -173,12 +174,12 @@ export interface ForwardWorkload {
   headChunks?: number;
 }
 
-export interface GenerationGroup { count: number; promptLength: number; newTokens: number }
 
 /** How tokens were drawn: temperature 0 is greedy; topK 0 and topP 1 leave the distribution whole. */
 export interface Sampling { temperature: number; topK: number; topP: number }
 
-export interface GenerationWorkload { sequences: readonly GenerationGroup[]; lora?: LoraWorkload; model?: ModelConfig; sampling?: Sampling; attentionPlan?: AttentionPlan }
+/** Generation's model passes (models/causal_lm.ts GenerationPass: rows of a shape, prompt passes and decode steps). */
+export interface GenerationWorkload { passes: readonly GenerationPass[]; lora?: LoraWorkload; model?: ModelConfig; sampling?: Sampling; attentionPlan?: AttentionPlan }
 
 /** The update of `trainableElements` (summed over updates) at `flopsPerElement` (AdamW's by default), with the grad norm unless gradNorm is false. */
 export interface OptimizerWorkload { trainableElements: number; flopsPerElement?: number; gradNorm?: boolean }
@@ -546,31 +547,29 @@ const GREEDY: Sampling = { temperature: 0, topK: 0, topP: 1 };
 
 export function generationBreakdown(config: ModelConfig, w: GenerationWorkload): FlopBreakdown {
   const c = w.model ?? config, V = headLinear(c).out, W = windowOf(c), plan = w.attentionPlan;
-  checkGroups(w.sequences, ['promptLength', 'newTokens']);
+  checkGroups(w.passes, ['tokens', 'filled']);
   const perEntry = c.layers * ATTENTION_FORWARD_FLOPS_PER_ENTRY_DIM * c.heads * c.headDim;
   const perLogit = samplerFlopsPerLogit(w.sampling ?? GREEDY, V);
   const b = zeroBreakdown();
-  for (const g of w.sequences) {
-    if (g.newTokens === 0) continue;
-    const P = g.promptLength, steps = g.newTokens - 1, n = g.count;
-    // The prompt pass: every position through the trunk, the head on the last; then a decode step per token fed back.
-    addBreakdown(b, trunkForward(c, P + steps, w.lora, false), n);
-    addBreakdown(b, headForward(c, 1 + steps, w.lora, false), n);
-    addBreakdown(b, attentionForward(c, P, plan), n);
-    const decodeKeys = visibleKeys(P, P + steps, W);
-    b.attention += n * perEntry * decodeKeys;
-    b.attentionExecuted += n * perEntry * decodeKeys;
-    if (plan) {
-      // Each step's query row merges the chunks of decodeChunk keys its cache of position + 1 keys fills, or
-      // normalises its one chunk.
-      let perDim = 0;
-      for (let pos = P; pos < P + steps; pos++) {
-        const chunks = Math.ceil((pos + 1) / plan.decodeChunk);
-        perDim += chunks === 1 ? DECODE_NORMALIZE_FLOPS : DECODE_MERGE_FLOPS * chunks;
-      }
-      b.attentionExecuted += n * c.layers * c.heads * c.headDim * perDim;
+  for (const { count: n, tokens, filled } of w.passes) {
+    // Every position through the trunk, the head on the last, and a token drawn a row.
+    addBreakdown(b, trunkForward(c, tokens, w.lora, false), n);
+    addBreakdown(b, headForward(c, 1, w.lora, false), n);
+    b.sampler += n * V * perLogit;
+    if (filled === 0) { // a prompt pass: the tiled kernel over the prompt
+      addBreakdown(b, attentionForward(c, tokens, plan), n);
+      continue;
     }
-    b.sampler += n * g.newTokens * V * perLogit;
+    if (tokens !== 1) throw new Error(`audit_model: a decode pass takes one token a row, got ${tokens} after ${filled} cached`);
+    // A decode step's query at position `filled` sees the keys up to itself (padding columns included, as the kernel computes them).
+    const keys = visibleKeys(filled, filled + 1, W);
+    b.attention += n * perEntry * keys;
+    b.attentionExecuted += n * perEntry * keys;
+    if (plan) {
+      // The query row merges the chunks of decodeChunk keys its filled + 1 columns make, or normalises its one chunk.
+      const chunks = Math.ceil((filled + 1) / plan.decodeChunk);
+      b.attentionExecuted += n * c.layers * c.heads * c.headDim * (chunks === 1 ? DECODE_NORMALIZE_FLOPS : DECODE_MERGE_FLOPS * chunks);
+    }
   }
   return b;
 }

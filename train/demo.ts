@@ -33,12 +33,12 @@ import { makeOptimizer, type Optimizer } from '../engine/optim.ts';
 import { memoryPlan, ParameterSet } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { CausalLM, pipelinedByDefault } from '../models/causal_lm.ts';
+import { CausalLM, type GenerationPass } from '../models/causal_lm.ts';
 import { modelParams, parseConfig, rewardParams, type ModelConfig } from '../models/config.ts';
 import { initParameters, INITIALIZER_RANGE } from '../models/init.ts';
 import { RewardModel } from '../models/reward.ts';
 import { rollout } from '../models/rollout.ts';
-import { attentionPlanOf, generationGroups, ledgerByPhase, Workloads } from './audit.ts';
+import { attentionPlanOf, ledgerByPhase, Workloads } from './audit.ts';
 import { auditRows, phaseBreakdown, totalOf, usefulOf, type AuditRow, type FlopBreakdown } from './audit_model.ts';
 import { pairBatch, pairLogprobs, type IrftPair } from './objectives/irft.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rolloutScores, type SampleBatch } from './objectives/rft.ts';
@@ -236,8 +236,8 @@ class ExtraFlops {
   forward(phase: string, count: number, T: number, head: 'all' | 'last', model?: ModelConfig): void {
     this.add(phase, phaseBreakdown(DEMO_CONFIG, 'reference', { sequences: [{ count, promptLength: T, responseLength: 0 }], head, model, attentionPlan: attentionPlanOf(DEMO_CONFIG.headDim) }));
   }
-  generation(phase: string, groups: ReturnType<typeof generationGroups>): void {
-    this.add(phase, phaseBreakdown(DEMO_CONFIG, 'generation', { sequences: groups, attentionPlan: attentionPlanOf(DEMO_CONFIG.headDim) }));
+  generation(phase: string, passes: readonly GenerationPass[]): void {
+    this.add(phase, phaseBreakdown(DEMO_CONFIG, 'generation', { passes, attentionPlan: attentionPlanOf(DEMO_CONFIG.headDim) }));
   }
   private add(phase: string, b: FlopBreakdown): void {
     this.byPhase[phase] = (this.byPhase[phase] ?? 0) + totalOf(b);
@@ -296,8 +296,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       }
     }
     const prompts = evalRows.map((r) => r.prompt);
-    const { rows } = await ledger.inPhaseAsync('evaluation', () => rollout(model, prompts, { batchSize: prompts.length, maxNewTokens, eosTokenIds: [EOS_ID] }));
-    extra.generation('evaluation', generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()));
+    const { rows, passes } = await ledger.inPhaseAsync('evaluation', () => rollout(model, prompts, { batchSize: prompts.length, maxNewTokens, eosTokenIds: [EOS_ID] }));
+    extra.generation('evaluation', passes);
     const answers = rows.map((r) => decodeResponse(r.tokens));
     let s = 0, x = 0, len = 0;
     answers.forEach((a, i) => {
@@ -381,8 +381,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const chunk = cycle.take(stageSteps * o.batch).map((i) => trainRows[i]);
         // The policy's samples, one per prompt of the chunk, and the reference's log-probs of the pairs, once.
         const prompts = chunk.map((r) => r.prompt);
-        const { rows } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + stage, batchSize: prompts.length }));
-        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
+        const { rows, passes } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + stage, batchSize: prompts.length }));
+        workloads.generation(passes, false, rows.reduce((n, r) => n + r.tokens.length, 0));
         const pairs: IrftPair[] = [], kept: number[] = [];
         rows.forEach((row, i) => {
           const same = row.tokens.length === chunk[i].demo.length && row.tokens.every((t, j) => t === chunk[i].demo[j]);
@@ -413,8 +413,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         const rmTrainer = trainer(rm.params, o.lr, makeSchedule({ kind: 'constant', lr: o.lr, totalSteps: Math.max(1, o.rewardSteps) }), { forward: 'reward-forward', backward: 'reward-backward' });
         const chunk = cycle.take(o.rewardSteps * o.batch).map((i) => trainRows[i]);
         const prompts = chunk.map((r) => r.prompt);
-        const { rows } = await ledger.inPhaseAsync('generation', () => rollout(reference, prompts, { ...generation, seed: o.seed * 1000 + 500, batchSize: prompts.length }));
-        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
+        const { rows, passes } = await ledger.inPhaseAsync('generation', () => rollout(reference, prompts, { ...generation, seed: o.seed * 1000 + 500, batchSize: prompts.length }));
+        workloads.generation(passes, false, rows.reduce((n, r) => n + r.tokens.length, 0));
         let acc = 0;
         for (let s = 0; s < o.rewardSteps; s++) {
           const members = chunk.slice(s * o.batch, (s + 1) * o.batch).map((r, j) => ({ r, gen: rows[s * o.batch + j].tokens }));
@@ -433,8 +433,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       for (let k = 1; k <= o.steps; k++) {
         const chunk = cycle.take(promptsPerStep).map((i) => trainRows[i]);
         const prompts = chunk.flatMap((r) => Array.from({ length: k2 }, () => r.prompt)); // prompt-major: k samples of each
-        const { rows } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + 600 + k, batchSize: prompts.length }));
-        workloads.generation(generationGroups(prompts.map((p) => p.length), rows, prompts.length, maxNewTokens, pipelinedByDefault()), false, rows.reduce((n, r) => n + r.tokens.length, 0));
+        const { rows, passes } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, { ...generation, seed: o.seed * 1000 + 600 + k, batchSize: prompts.length }));
+        workloads.generation(passes, false, rows.reduce((n, r) => n + r.tokens.length, 0));
         const batch = padded(prompts.map((p, i) => ({ prompt: p, response: rows[i].tokens })));
         const { rewards, kl, A } = await rolloutScores(policy, reference, rm, batch, k2, o.betaKl);
         workloads.forward('policy-forward', batch.B, batch.T, 'all');

@@ -4,11 +4,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ledger } from '../engine/ledger.ts';
-import { pipelinedByDefault, type CausalLM, type GeneratedRow } from '../models/causal_lm.ts';
+import type { CausalLM, GeneratedRow, GenerationPass } from '../models/causal_lm.ts';
 import { rollout } from '../models/rollout.ts';
 import type { Tokenizer } from '../models/tokenizer.ts';
-import type { GenerationGroup } from './audit_model.ts';
-import { generationGroups, type Workloads } from './audit.ts';
+import type { Workloads } from './audit.ts';
 import { ChatTemplate, encodeExample, readExamples, type EncodedExample } from './data/index.ts';
 import { RunConfigError, type TrainingOptions } from './run_config.ts';
 
@@ -73,7 +72,7 @@ export function responseOf(row: GeneratedRow, tokenizer: Pick<Tokenizer, 'decode
   return [...row.tokens.slice(0, k), eos];
 }
 
-export interface GeneratedResponses { responses: number[][]; rows: GeneratedRow[]; generatedTokens: number; seconds: number; tokensPerSecond: number; groups: GenerationGroup[] }
+export interface GeneratedResponses { responses: number[][]; rows: GeneratedRow[]; generatedTokens: number; seconds: number; tokensPerSecond: number; passes: GenerationPass[] }
 
 /**
  * One response per prompt with the policy (batched, KV cache, the GPU sampler keyed by the prompt's index so
@@ -81,14 +80,13 @@ export interface GeneratedResponses { responses: number[][]; rows: GeneratedRow[
  * the workloads.
  */
 export async function generateResponses(policy: CausalLM, prompts: readonly number[][], g: GenerationSettings, seed: number, eos: number, tokenizer: Tokenizer, workloads: Workloads): Promise<GeneratedResponses> {
-  const { rows, timing } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, {
+  const { rows, passes, timing } = await ledger.inPhaseAsync('generation', () => rollout(policy, prompts, {
     maxNewTokens: g.maxNewTokens, eosTokenIds: [eos], stopStrings: g.stopStrings, decoder: g.stopStrings.length > 0 ? tokenizer : undefined,
     temperature: g.temperature, topP: g.topP, topK: g.topK, seed, batchSize: g.batchSize,
   }));
-  const groups = generationGroups(prompts.map((p) => p.length), rows, g.batchSize, g.maxNewTokens, pipelinedByDefault());
-  workloads.generation(groups, policy.lora !== undefined, timing.generatedTokens);
+  workloads.generation(passes, policy.lora !== undefined, timing.generatedTokens);
   const responses = rows.map((r) => responseOf(r, tokenizer, g.stopStrings, eos));
-  return { responses, rows, generatedTokens: timing.generatedTokens, seconds: timing.seconds, tokensPerSecond: timing.tokensPerSecond, groups };
+  return { responses, rows, generatedTokens: timing.generatedTokens, seconds: timing.seconds, tokensPerSecond: timing.tokensPerSecond, passes };
 }
 
 /** Σ of the numel of the trainable parameters: what one optimizer update touches (and the grad norm reads). */

@@ -99,11 +99,18 @@ export function split(x: Tensor, dim: number, sizes: readonly number[], perm: re
 
 /** Writes src into dst's slice [start, start + src.shape[dim]) along dim, in place and off the tape (e.g. a KV cache). */
 export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number): void {
-  const length = src.shape[dim];
-  if (src.rank !== dst.rank || src.shape.some((d, k) => k !== dim && d !== dst.shape[k]) || start < 0 || start + length > dst.shape[dim])
+  if (src.rank !== dst.rank || src.shape.some((d, k) => k !== dim && d !== dst.shape[k]))
     throw new GpuError(`writeSlice: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at ${start} along dim ${dim}`);
-  const [dims, strides] = rank4([...src.shape], contiguousStrides(dst.shape), 'writeSlice');
-  launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * contiguousStrides(dst.shape)[dim], 'writeSlice', elementwiseShape()), [src], [dst]);
+  writeBlock(dst, src, dst.shape.map((_, k) => (k === dim ? start : 0)));
+}
+
+/** Writes src into the block of dst from index `at` (one per dim), in place and off the tape (rows of a KV cache moved to other columns). */
+export function writeBlock(dst: Tensor, src: Tensor, at: readonly number[]): void {
+  if (src.rank !== dst.rank || at.length !== dst.rank || at.some((a, k) => !Number.isInteger(a) || a < 0 || a + src.shape[k] > dst.shape[k]))
+    throw new GpuError(`writeBlock: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at [${at}]`);
+  const ds = contiguousStrides(dst.shape);
+  const [dims, strides] = rank4([...src.shape], ds, 'writeSlice');
+  launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, at.reduce((o, a, k) => o + a * ds[k], 0), 'writeSlice', elementwiseShape()), [src], [dst]);
 }
 
 /**

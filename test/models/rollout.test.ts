@@ -3,9 +3,12 @@
 // do not depend on its batch (row ids); rollout() in batches returns every prompt's row in order, with rates.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Tensor } from '../../engine/tensor.ts';
+import { Tensor } from '../../engine/tensor.ts';
 import type { GenerationOptions } from '../../models/causal_lm.ts';
+import { ledger } from '../../engine/ledger.ts';
 import { rollout } from '../../models/rollout.ts';
+import { attentionPlanOf } from '../../train/audit.ts';
+import { phaseFlops } from '../../train/audit_model.ts';
 import { SamplingError } from '../../models/sampling.ts';
 import { KVCache } from '../../models/self_attention.ts';
 import { FIXTURE_PROMPTS, gptNeoxFixture } from '../support/generation_fixture.ts';
@@ -27,15 +30,53 @@ test('the head runs on the last position only: one row per batch row and step', 
   assert.equal(rowsSeen, [3, 3, 3, 3]);
 });
 
+test('KVCache.joined: each row\'s filled columns right-aligned at the longest row\'s, room after them, part after part', async () => {
+  const KVH = 2, D = 4;
+  const cache = (B: number, S: number, pads: number[], length: number, sign: number) => {
+    const values = (scale: number) => Float32Array.from({ length: B * KVH * S * D }, (_, i) => sign * scale * (i + 1));
+    const c = new KVCache(B, KVH, S, D, pads, true, { k: Tensor.fromArray(values(1), [B, KVH, S, D]), v: Tensor.fromArray(values(-0.5), [B, KVH, S, D]) });
+    c.length = length;
+    return c;
+  };
+  // a: 6 columns filled, rows padded 1, 3, 2; b: 3 filled, padded 0 and 2. Rows 2, 1 of a and 1, 0 of b hold 4, 3, 1 and 3 keys.
+  const a = cache(3, 8, [1, 3, 2], 6, 1), b = cache(2, 4, [0, 2], 3, 10);
+  const parts = [{ cache: a, rows: [2, 1] }, { cache: b, rows: [1, 0] }];
+  const out = KVCache.joined(parts, 5);
+  try {
+    assert.is(out.length, 4);
+    assert.equal(out.padLengths, [0, 1, 3, 1]);
+    assert.equal(out.k.shape, [4, KVH, 9, D]);
+    const sources = parts.flatMap((p) => p.rows.map((r) => ({ cache: p.cache, row: r })));
+    for (const name of ['k', 'v'] as const) {
+      const got = await out[name].toArray(), S = 9;
+      for (const [r, { cache: src, row }] of sources.entries()) {
+        const want = await src[name].toArray(), srcS = src.maxLength;
+        for (let h = 0; h < KVH; h++) for (let c = 0; c < S; c++) for (let d = 0; d < D; d++) {
+          const at = ((r * KVH + h) * S + c) * D + d;
+          if (c >= out.length) assert.is(got[at], 0, `${name} row ${r} column ${c}: room is zero`);
+          else if (c >= out.padLengths[r]) {
+            const from = src.padLengths[row] + (c - out.padLengths[r]);
+            assert.is(got[at], want[((row * KVH + h) * srcS + from) * D + d], `${name} row ${r} column ${c}`);
+          }
+        }
+      }
+    }
+    assert.throws(() => KVCache.joined([{ cache: a, rows: [3] }], 1), /rows \[3\] must be some of \[0, 3\)/);
+    assert.throws(() => KVCache.joined([{ cache: a, rows: [] }], 1), /needs a row/);
+  } finally {
+    for (const c of [a, b, out]) c.dispose();
+  }
+});
+
 test('GPU and host samplers pick the same greedy tokens', async () => {
   const gpu = await tokensOf(prompts, { maxNewTokens: 12 });
   assert.equal(await tokensOf(prompts, { maxNewTokens: 12, sampler: 'host' }), gpu);
 });
 
 test('dropping finished rows changes no token (greedy, host and GPU sampling); the batch does shrink', async () => {
-  const selectRows = KVCache.prototype.selectRows;
+  const joined = KVCache.joined;
   let compactions = 0;
-  KVCache.prototype.selectRows = function (rows: readonly number[]) { compactions++; return selectRows.call(this, rows); };
+  KVCache.joined = (parts, room) => { compactions++; return joined.call(KVCache, parts, room); };
   try {
     for (const opts of [{}, { temperature: 1, seed: 5 }, { temperature: 0.8, topK: 20, topP: 0.9, seed: 6, sampler: 'host' as const }]) {
       // Many EOS ids: rows finish at different steps.
@@ -49,7 +90,7 @@ test('dropping finished rows changes no token (greedy, host and GPU sampling); t
       assert.ok(compacted.rows.some((r) => r.finish === 'eos') && compacted.rows.some((r) => r.tokens.length > 2), 'rows finish at different steps');
     }
   } finally {
-    KVCache.prototype.selectRows = selectRows;
+    KVCache.joined = joined;
   }
 });
 
@@ -61,22 +102,48 @@ test('GPU sampler: a prompt draws the same tokens alone as in a batch, given its
   assert.not.equal(await tokensOf([prompts[2]], opts), [batch[2]], 'row id 0 draws other numbers');
 });
 
-test('rollout: batches longest first, rows back in the prompts\' order; timing', async () => {
-  const many = [...prompts, randInt(7, 128, 6), randInt(2, 128, 7)];
-  const opts = { maxNewTokens: 6, temperature: 1, topK: 30, seed: 8, eosTokenIds: [3, 50] };
-  const r = await rollout(fx.model, many, { ...opts, batchSize: 3 });
+test('rollout: prompts join the batch as rows finish, each row as it is alone, back in the prompts\' order; timing', async () => {
+  const many = [...prompts, randInt(7, 128, 6), randInt(2, 128, 7), randInt(5, 128, 8), randInt(9, 128, 9)];
+  // Many EOS ids: rows finish at different steps, so that the batch compacts and prompts join running rows.
+  const opts = { maxNewTokens: 10, temperature: 1, topK: 30, seed: 8, eosTokenIds: Array.from({ length: 25 }, (_, i) => 5 * i + 3) };
+  const joined = KVCache.joined;
+  let mixed = 0; // joins of running rows (padded) and joiners (shorter: prompts go in longest first)
+  KVCache.joined = (parts, room) => { if (parts.length === 2 && parts.every((p) => p.rows.length > 0)) mixed++; return joined.call(KVCache, parts, room); };
+  const r = await rollout(fx.model, many, { ...opts, batchSize: 4 }).finally(() => { KVCache.joined = joined; });
+  assert.ok(mixed >= 2, `${mixed} joins of running rows and joiners`);
   assert.is(r.rows.length, many.length);
   for (const [i, p] of many.entries()) {
     const alone = await fx.model.generate([p], { ...opts, rowIds: [i] });
     assert.equal(r.rows[i], alone.rows[0], `prompt ${i}`);
   }
+  assert.ok(r.rows.some((row) => row.finish === 'eos') && r.rows.some((row) => row.tokens.length > 3), 'rows finish at different steps');
+  // Prompt passes: the first batch's, then the joiners'; a decode step holds old rows and joiners, never more than 4.
+  const promptPasses = r.passes.filter((p) => p.filled === 0);
+  assert.ok(promptPasses.reduce((n, p) => n + p.count, 0) === many.length && promptPasses.length > 1, `prompt passes ${JSON.stringify(promptPasses)}`);
+  const decodeRows = r.passes.filter((p) => p.filled > 0).reduce((n, p) => n + p.count, 0);
+  assert.ok(r.timing.steps - promptPasses.length > 0 && decodeRows <= 4 * (r.timing.steps - promptPasses.length));
   const t = r.timing;
   assert.is(t.promptTokens, many.reduce((n, p) => n + p.length, 0));
   assert.is(t.generatedTokens, r.rows.reduce((n, row) => n + row.tokens.length, 0));
   assert.ok(t.seconds > 0 && Math.abs(t.tokensPerSecond - t.generatedTokens / t.seconds) < 1e-9);
-  assert.ok(t.steps >= 3 && t.steps <= 3 * 6, `${t.steps} steps in 3 batches of up to 6`);
+  assert.ok(t.steps >= 10 && t.steps < many.length * 10, `${t.steps} steps for ${many.length} prompts of up to 10 tokens, 4 at a time`);
   assert.ok(t.recordSeconds > 0 && t.recordSeconds < t.seconds, `recording ${t.recordSeconds} s of ${t.seconds} s`);
   await rollout(fx.model, many, { ...opts, batchSize: 0 }).then(() => assert.unreachable('batchSize 0'), (e: Error) => assert.ok(e instanceof SamplingError));
+});
+
+test('the audit counts a rollout with joins, pipelined or not: the ledger\'s FLOPs are the analytic model\'s over its passes', async () => {
+  const many = [...prompts, randInt(7, 128, 6), randInt(2, 128, 7), randInt(5, 128, 8), randInt(9, 128, 9)];
+  const sampling = { temperature: 1, topK: 30, topP: 1 };
+  const opts = { ...sampling, maxNewTokens: 10, seed: 8, eosTokenIds: Array.from({ length: 25 }, (_, i) => 5 * i + 3), batchSize: 4 };
+  const c = fx.model.config;
+  for (const pipelined of [false, true]) {
+    ledger.reset();
+    const r = await ledger.inPhaseAsync('generation', () => rollout(fx.model, many, { ...opts, pipelined }));
+    const counted = ledger.all().filter((e) => e.phase === 'generation').reduce((n, e) => n + e.flops, 0);
+    const analytic = phaseFlops(c, 'generation', { passes: r.passes, sampling, attentionPlan: attentionPlanOf(c.headDim) });
+    assert.ok(Math.abs(counted / analytic - 1) < 1e-12, `pipelined ${pipelined}: ledger ${counted} / analytic ${analytic}`);
+    assert.ok(r.passes.filter((p) => p.filled === 0).length > 1, 'prompts joined');
+  }
 });
 
 test.run();

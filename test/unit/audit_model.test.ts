@@ -228,13 +228,22 @@ test('LoRA by hand: adapters, dropout, and the backward pruned where nothing tra
   assert.is(h.lora, 6 * (4 * 2 * 32 + 2 + 2 * 2 * 16));
 });
 
+/** The passes of `count` rows of a prompt of P tokens and m new tokens, generated alone: the prompt pass, then m - 1 decode steps. */
+const rowPasses = (count: number, P: number, m: number) => (m === 0 ? [] : [{ count, tokens: P, filled: 0 }, ...Array.from({ length: m - 1 }, (_, i) => ({ count, tokens: 1, filled: P + i }))]);
+
 test('generation by hand: prompt pass, decode steps, the merge of decode chunks, the sampler', () => {
   // Prompt 3, 3 new tokens: the trunk over 3 + 2 fed-back tokens, the head on 3 positions, 6 + 4 + 5 keys;
   // greedy sampling 3 per logit of 3 samples of 16 logits.
-  const g = { sequences: [{ count: 1, promptLength: 3, newTokens: 3 }] };
+  const g = { passes: rowPasses(1, 3, 3) };
   assert.equal(generationBreakdown(neox, g), parts({ matmul: 15360, bias: 720, head: 768, norm: 1720, activation: 11520, rotary: 2720, residual: 160, sampler: 144, attention: 960, attentionExecuted: 960 }));
-  assert.is(phaseFlops(neox, 'generation', { sequences: [{ count: 4, promptLength: 3, newTokens: 3 }] }), 4 * 34072);
-  assert.is(phaseFlops(neox, 'generation', { sequences: [{ count: 1, promptLength: 3, newTokens: 0 }] }), 0);
+  assert.is(phaseFlops(neox, 'generation', { passes: rowPasses(4, 3, 3) }), 4 * 34072);
+  assert.is(phaseFlops(neox, 'generation', { passes: [] }), 0);
+  // A row whose columns moved (a batch rebuilt with joiners, KVCache.joined) counts its keys at the columns it ran
+  // at: 6 in the prompt pass, then 4 and 8 (its second step right-aligned 3 columns further), 64 a key.
+  const moved = generationBreakdown(neox, { passes: [{ count: 1, tokens: 3, filled: 0 }, { count: 1, tokens: 1, filled: 3 }, { count: 1, tokens: 1, filled: 7 }] });
+  assert.is(moved.attention, 64 * (6 + 4 + 8));
+  assert.is(moved.matmul, 15360);
+  assert.throws(() => generationBreakdown(neox, { passes: [{ count: 1, tokens: 2, filled: 3 }] }), /one token a row/);
   // Tiles 2 x 2 on the prompt: 7 entries for 6 visible (+64); decode chunks of 4 keys: position 3 has 4 keys (1 chunk:
   // normalised in the kernel, 1·8 per layer), position 4 has 5 (2 chunks merged: 5·8 per chunk and layer); 2 layers:
   // 2·(8 + 80) = 176.
@@ -244,12 +253,12 @@ test('generation by hand: prompt pass, decode steps, the merge of decode chunks,
   assert.is(samplerFlopsPerLogit({ temperature: 1, topK: 5, topP: 1 }, 16), 3 + 6 * 33);
   assert.is(samplerFlopsPerLogit({ temperature: 1, topK: 0, topP: 0.9 }, 16), 6 + 6 * 34);
   // Mistral, prompt 4, window 3: keys 1+2+3+3 in the prompt pass, 3+3 in two steps.
-  assert.is(generationBreakdown(mistral, { sequences: [{ count: 1, promptLength: 4, newTokens: 3 }] }).attention, 64 * 15);
+  assert.is(generationBreakdown(mistral, { passes: rowPasses(1, 4, 3) }).attention, 64 * 15);
 });
 
 test('a run: every phase, zero where absent; the optimizer at 15 + 2 (grad norm) per element or as given', () => {
   const run = runAnalyticFlops(neox, {
-    generation: { sequences: [{ count: 1, promptLength: 3, newTokens: 3 }] },
+    generation: { passes: rowPasses(1, 3, 3) },
     'policy-forward': { sequences: seq, head: 'all' },
     'policy-backward': { sequences: seq, head: 'all' },
     optimizer: { trainableElements: 1000 },
@@ -303,7 +312,7 @@ test('Workloads under mixed precision: the policy\'s training passes on the tens
   w.forward('policy-forward', 1, 5, 'all'); // the policy scoring its samples, outside the micro-batches
   w.forward('reference', 1, 5, 'all');
   w.trained('reward', 1, 5, 'last', false); // the reward model's TrainStep has no loss scaler
-  w.generation([{ count: 1, promptLength: 3, newTokens: 3 }], false, 3);
+  w.generation(rowPasses(1, 3, 3), false, 3);
   const plans = (x: Workloads) => x.data.forward.map((f) => `${f.phase} ${f.training ? 'training' : 'scoring'} ${JSON.stringify(f.attentionPlan) === JSON.stringify(TENSOR_CORES) ? 'tensor cores' : 'f32'}`);
   assert.equal(plans(w), ['policy-forward training tensor cores', 'policy-backward training tensor cores', 'policy-forward scoring f32', 'reference scoring f32', 'reward-forward training f32', 'reward-backward training f32']);
   assert.equal(w.data.generation[0].attentionPlan, PLAN);
