@@ -4,12 +4,15 @@
 // the GPU unpipelined (each step's ids read back before the next step is recorded: GenerationOptions pipelined
 // false); the ratios GPU / host, fused / unfused and pipelined / unpipelined, the host's recording time a step (GPU
 // sampling: where it nears the time a step, decoding is host-bound), and the dispatches of one decode step,
-// by op, unfused and fused. Then joins: 32 prompts, 8 rows in flight, stopping at EOS, by rollout (prompts join the
+// by op, unfused and fused. Then joins: 32 prompts, 8 rows in flight, each row stopping at the bytes 'y', 'b' or 'f'
+// (a stand-in EOS: 4% of hh-byte-base's tokens, so that lengths spread up to the 64 allowed, where the model's own
+// EOS and '\n\nHuman:' rarely come within 64 tokens), by rollout (prompts join the
 // batch as it compacts) against the same prompts in fixed batches of 8 one after another (generate per batch, as
 // rollout ran before joins), alternated; the rows' tokens are the same in both (the GPU sampler's row ids).
 // The model: ../shared/data/hh-byte-base/ (0.86M parameters) if present, else random weights at its config.
 // In the first table every row runs to maxNewTokens (no EOS), so both samplers generate the same number of tokens.
-// Prints a table, then one JSON line. Usage: node --import tsx bench/rollout.ts [--reps N] (alternations, default 2).
+// Prints a table, then one JSON line. Usage: node --import tsx bench/rollout.ts [--reps N] (alternations, default 2)
+// [--joins-only] (the joins case alone).
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,8 +34,8 @@ const CONFIG = {
 const BATCHES = [1, 8, 64];
 const PROMPTS_PER_BATCH: Record<number, number> = { 1: 4, 8: 8, 64: 64 };
 const MAX_NEW_TOKENS = 32;
-/** The joins case: prompts, rows in flight, new tokens at most (rows stop at EOS, at different lengths). */
-const JOINS = { prompts: 32, batch: 8, maxNewTokens: 64 };
+/** The joins case: prompts, rows in flight, new tokens at most, the stand-in EOS bytes (rows stop at different lengths). */
+const JOINS = { prompts: 32, batch: 8, maxNewTokens: 64, eos: [...'ybf'].map((c) => c.charCodeAt(0)) };
 const SAMPLING = { temperature: 0.7, topK: 50, topP: 0.95, seed: 1 };
 /** The arms: host sampling, GPU sampling, GPU sampling on the unfused (reference) cache path, GPU sampling unpipelined. */
 const ARMS = { host: { sampler: 'host' }, gpu: { sampler: 'gpu', pipelined: true }, unfused: { sampler: 'gpu', fusedRotary: false, pipelined: true }, unpipelined: { sampler: 'gpu', pipelined: false } } as const;
@@ -63,8 +66,7 @@ function model(): { model: CausalLM; source: string } {
 
 /** Rollout with joins against fixed batches run one after another: tokens/s (the faster of `reps`), model steps. */
 async function joinsCase(lm: CausalLM, reps: number) {
-  const eos = lm.config.eosTokenId;
-  const opts = { ...SAMPLING, maxNewTokens: JOINS.maxNewTokens, eosTokenIds: eos === null ? [] : [eos].flat() };
+  const opts = { ...SAMPLING, maxNewTokens: JOINS.maxNewTokens, eosTokenIds: JOINS.eos };
   const ps = prompts(JOINS.prompts);
   const order = ps.map((_, i) => i).sort((a, b) => ps[b].length - ps[a].length || a - b);
   const arms = {
@@ -87,21 +89,23 @@ async function joinsCase(lm: CausalLM, reps: number) {
   };
   const best = { joins: { tokensPerSecond: 0, steps: 0 }, batches: { tokensPerSecond: 0, steps: 0 } };
   let same = true, generated = 0, lengths = new Set<number>();
+  const ratios: number[] = []; // joins / batches, rep by rep
   await arms.joins(); // warm-up: the joins' shapes compiled
   for (let rep = 0; rep < reps; rep++) {
     const runs = { joins: await arms.joins(), batches: await arms.batches() };
     same &&= JSON.stringify(runs.joins.tokens) === JSON.stringify(runs.batches.tokens);
     generated = runs.joins.tokens.reduce((n, t) => n + t.length, 0);
     lengths = new Set(runs.joins.tokens.map((t) => t.length));
+    ratios.push(+(runs.batches.seconds / runs.joins.seconds).toFixed(3));
     for (const arm of ['joins', 'batches'] as const) {
       const rate = generated / runs[arm].seconds;
       if (rate > best[arm].tokensPerSecond) best[arm] = { tokensPerSecond: +rate.toFixed(1), steps: runs[arm].steps };
     }
   }
   const ratio = +(best.joins.tokensPerSecond / best.batches.tokensPerSecond).toFixed(3);
-  console.log(`joins: ${JOINS.prompts} prompts, ${JOINS.batch} rows in flight, up to ${JOINS.maxNewTokens} tokens to EOS (${generated} generated, ${lengths.size} lengths): `
-    + `joining ${best.joins.tokensPerSecond} tokens/s in ${best.joins.steps} steps, fixed batches ${best.batches.tokensPerSecond} in ${best.batches.steps}: ${ratio}x; same tokens: ${same}`);
-  return { ...JOINS, generated, joins: best.joins, batches: best.batches, joinsOverBatches: ratio, sameTokens: same };
+  console.log(`joins: ${JOINS.prompts} prompts, ${JOINS.batch} rows in flight, up to ${JOINS.maxNewTokens} tokens to a stand-in EOS (${generated} generated, ${lengths.size} lengths): `
+    + `joining ${best.joins.tokensPerSecond} tokens/s in ${best.joins.steps} steps, fixed batches ${best.batches.tokensPerSecond} in ${best.batches.steps}: ${ratio}x (rep by rep ${ratios.join(', ')}); same tokens: ${same}`);
+  return { ...JOINS, generated, joins: best.joins, batches: best.batches, joinsOverBatches: ratio, joinsOverBatchesByRep: ratios, sameTokens: same };
 }
 
 async function main(): Promise<void> {
@@ -134,7 +138,7 @@ async function main(): Promise<void> {
   }
   const results = [];
   console.log('batch  prompts  host tokens/s  gpu unfused tokens/s  gpu unpipelined tokens/s  gpu tokens/s  gpu/host  fused/unfused  pipelined/unpipelined  gpu: host records a step (ms)');
-  for (const batch of BATCHES) {
+  for (const batch of args.includes('--joins-only') ? [] : BATCHES) {
     // Alternated `reps` times, the faster of each kept: other processes share the CPU that lavapipe runs on.
     const best: Record<Arm, number> = { host: 0, gpu: 0, unfused: 0, unpipelined: 0 };
     let recordMsPerStep = 0; // the host's recording of a step, in the fastest GPU-sampled (pipelined, fused) run
