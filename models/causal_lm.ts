@@ -71,10 +71,13 @@ export interface GeneratedRow {
 }
 
 export interface GenerationTiming {
-  /** Real (unpadded) prompt tokens, and the seconds of the prompt pass up to its first tokens on the host. */
+  /** Real (unpadded) prompt tokens of every prompt, and the seconds of the first batch's prompt pass up to its first tokens on the host. */
   promptTokens: number;
   promptSeconds: number;
-  /** Tokens of the steps after the prompt pass (which yields each row's first token), and their seconds. */
+  /**
+   * Tokens of the decode steps (a prompt pass yields each of its rows' first token), and the seconds after the first
+   * prompt pass (the joiners' prompt passes included).
+   */
   decodeTokens: number;
   decodeSeconds: number;
   /**

@@ -1,6 +1,6 @@
 // Pipelined generation (the GPU sampler records step s+1 before reading step s back) against the unpipelined loop
 // on the gpt_neox fixture: the same rows (tokens, finish, text) for EOS, stop strings, rows finishing at different
-// steps with and without compaction, maxNewTokens 1 and 0, a single row; the steps it computes, the discarded
+// steps with and without compaction, maxNewTokens 1 and 0, a single row, prompts joining the batch; the steps it computes, the discarded
 // lookahead included; and the passes Generation reports (what the audit counts) against those the model really ran.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -58,6 +58,9 @@ const cases: [string, Int32Array[], GenerationOptions, steps?: number][] = [
   ['maxNewTokens 0', prompts, { maxNewTokens: 0 }, 0],
   ['a single row, EOS', [prompts[2]], { maxNewTokens: 16, eosTokenIds: manyEos, temperature: 1, seed: 7 }],
   ['a single row to the length', [prompts[2]], { maxNewTokens: 6 }, 6],
+  // Prompts wait and join the batch of 2 as it compacts: their prompt passes run between the batch's steps.
+  ['joins, EOS at different steps', prompts, { maxNewTokens: 16, eosTokenIds: manyEos, batchSize: 2 }],
+  ['sampled joins, EOS at different steps', prompts, { maxNewTokens: 16, eosTokenIds: manyEos, temperature: 1, topK: 30, seed: 5, batchSize: 2 }],
 ];
 
 for (const [name, ps, opts, steps] of cases) {
@@ -74,6 +77,7 @@ for (const [name, ps, opts, steps] of cases) {
     if (!compacted) assert.is(piped.g.steps, plain.g.steps + (stoppedEarly ? 1 : 0), 'the discarded lookahead');
     // What the audit counts: the passes each run reports are those the model ran.
     for (const run of [piped, plain]) assert.equal(byShape(run.g.passes), byShape(run.passes), 'Generation.passes');
+    if (opts.batchSize) assert.ok(piped.passes.filter((p) => p.filled === 0).length > 1 && Math.max(...piped.batchSizes) <= opts.batchSize, 'prompts joined a batch of batchSize rows at most');
   });
 }
 
