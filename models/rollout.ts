@@ -12,7 +12,7 @@ export interface RolloutTiming {
   /** Real (unpadded) prompt tokens, and the new tokens of every row (EOS included). */
   promptTokens: number;
   generatedTokens: number;
-  /** Wall-clock seconds of all batches, prompt passes included. */
+  /** Wall-clock seconds of the rollout, prompt passes included. */
   seconds: number;
   /** generatedTokens / seconds. */
   tokensPerSecond: number;
