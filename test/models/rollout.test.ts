@@ -131,6 +131,26 @@ test('rollout: prompts join the batch as rows finish, each row as it is alone, b
   await rollout(fx.model, many, { ...opts, batchSize: 0 }).then(() => assert.unreachable('batchSize 0'), (e: Error) => assert.ok(e instanceof SamplingError));
 });
 
+test('joins at the edges: one row in flight, one new token, the host sampler, stop strings', async () => {
+  const eos = Array.from({ length: 25 }, (_, i) => 5 * i + 3);
+  const greedy = await tokensOf(prompts, { maxNewTokens: 10, eosTokenIds: eos });
+  assert.equal((await rollout(fx.model, prompts, { maxNewTokens: 10, eosTokenIds: eos, batchSize: 1 })).rows.map((r) => r.tokens), greedy, 'one row at a time');
+  const one = await rollout(fx.model, prompts, { maxNewTokens: 1, batchSize: 2 });
+  assert.equal(one.rows.map((r) => r.tokens.length), prompts.map(() => 1));
+  assert.ok(one.passes.every((p) => p.filled === 0) && one.timing.steps === 3, `${one.timing.steps} prompt passes of 2, 2 and 1 rows`);
+  // The host sampler draws from one stream: its rows are well formed and greedy ones equal the GPU's.
+  const host = await rollout(fx.model, prompts, { maxNewTokens: 10, eosTokenIds: eos, batchSize: 2, sampler: 'host' });
+  assert.equal(host.rows.map((r) => r.tokens), greedy);
+  const sampled = await rollout(fx.model, prompts, { maxNewTokens: 10, eosTokenIds: eos, batchSize: 2, sampler: 'host', temperature: 1, seed: 3 });
+  assert.ok(sampled.rows.every((r) => r.tokens.length >= 1 && r.tokens.length <= 10 && (r.finish === 'eos') === eos.includes(r.tokens[r.tokens.length - 1])));
+  // Stop strings end joined rows as they end rows alone.
+  const decoder = { decode: (ids: readonly number[]) => ids.map((id) => 'abcd'[id % 4]).join('') };
+  const stops = { maxNewTokens: 12, stopStrings: ['aa', 'dcb'], decoder, temperature: 0.9, seed: 2 };
+  const joined = await rollout(fx.model, prompts, { ...stops, batchSize: 2 });
+  for (const [i, p] of prompts.entries()) assert.equal(joined.rows[i], (await fx.model.generate([p], { ...stops, rowIds: [i] })).rows[0], `prompt ${i}`);
+  assert.ok(joined.rows.some((r) => r.finish === 'stop'));
+});
+
 test('the audit counts a rollout with joins, pipelined or not: the ledger\'s FLOPs are the analytic model\'s over its passes', async () => {
   const many = [...prompts, randInt(7, 128, 6), randInt(2, 128, 7), randInt(5, 128, 8), randInt(9, 128, 9)];
   const sampling = { temperature: 1, topK: 30, topP: 1 };
