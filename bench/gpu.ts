@@ -130,7 +130,7 @@ async function matmulSection(): Promise<void> {
   await tensorCoreMatmul(N, fastestF32);
 }
 
-// The vec4 comparison stops here (bench/gpu_session.sh gives the whole of gpu.ts 335 s); JUICE_VEC4_SECONDS changes it.
+// The vec4 comparison stops here (bench/gpu_session.sh gives the whole of gpu.ts 330 s); JUICE_VEC4_SECONDS changes it.
 const VEC4_SECONDS = Number(process.env.JUICE_VEC4_SECONDS ?? 90);
 
 /**

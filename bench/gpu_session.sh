@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU (its 15 minutes of device time are for all tries together): the tensor-core paths'
 # tests, which only a device with subgroup matrices runs (lavapipe skips or emulates them), the FLOP audit with the
-# same flags, then every figure of bench/gpu.ts; each step is bounded so that the whole stays within one command's
-# 600 s. Logs under $OUT (the device tool brings them back), else bench/results/gpu/. On the device:
+# same flags, rollouts with joins against fixed batches (bench/rollout.ts --joins-only), then every figure of
+# bench/gpu.ts; each step is bounded so that the whole stays within one command's 600 s. Logs under $OUT (the
+# device tool brings them back), else bench/results/gpu/. On the device:
 #   source .gpu/enter.sh; bash bench/gpu_session.sh
 # JUICE_BENCH_SMALL=1 runs it at small shapes (a dry run on lavapipe, where the emulated tests outlast their bound).
 set -u
@@ -23,8 +24,10 @@ step tensor_core_tests 100 node --import tsx "$uvu" test/kernels 'tensor_core'
 step audit_tests 90 node --import tsx "$uvu" test/models 'audit'
 step decode_host 25 node --import tsx bench/decode_host.ts
 step optimizer 30 node --import tsx bench/optimizer.ts --steps 5
-step gpu_bench 335 node --import tsx bench/gpu.ts
+step rollout_joins 20 node --import tsx bench/rollout.ts --reps 2 --joins-only
+step gpu_bench 330 node --import tsx bench/gpu.ts
 tail -1 "$out/decode_host.log"
 tail -1 "$out/optimizer.log"
+grep '^joins' "$out/rollout_joins.log"
 grep -A200 '^summary' "$out/gpu_bench.log"
 grep -hE 'FAIL|✘' "$out"/*.log | head -20
