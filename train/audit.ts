@@ -144,8 +144,8 @@ export class Workloads {
   restore(dir: string): boolean {
     const file = join(dir, WORKLOADS_FILE);
     if (!existsSync(file)) return true;
-    const saved = JSON.parse(readFileSync(file, 'utf8')) as WorkloadsJson;
-    if (saved.version !== 5) return false;
+    const saved = workloadsOfJson(JSON.parse(readFileSync(file, 'utf8')));
+    if (!saved) return false;
     this.data = { ...saved, peakTflops: this.data.peakTflops, peakSource: this.data.peakSource };
     return true;
   }
@@ -293,12 +293,30 @@ export class RunAudit {
   }
 }
 
+/** Version 4's generation record: rows of a prompt length that took newTokens, each alone in its batch's columns. */
+type GenerationGroupV4 = { count: number; promptLength: number; newTokens: number; lora: boolean; attentionPlan: AttentionPlan };
+
+/**
+ * A workloads.json as this version reads it, or null for one older than 4. Version 4's generation groups become the
+ * passes they stood for (a prompt pass of promptLength, then newTokens - 1 decode steps from there: the same counts),
+ * so that a run resumed across the change keeps its audit.
+ */
+export function workloadsOfJson(json: WorkloadsJson | (Omit<WorkloadsJson, 'version' | 'generation'> & { version: 4; generation: GenerationGroupV4[] })): WorkloadsJson | null {
+  if (json.version === 5) return json;
+  if (json.version !== 4) return null;
+  const generation = json.generation.flatMap(({ count, promptLength: P, newTokens: m, lora, attentionPlan }) => (m === 0 ? [] : [
+    { count, tokens: P, filled: 0, lora, attentionPlan },
+    ...Array.from({ length: m - 1 }, (_, i) => ({ count, tokens: 1, filled: P + i, lora, attentionPlan })),
+  ]));
+  return { ...json, version: 5, generation };
+}
+
 /** A finished run's audit rows from its folder's ledger.json and workloads.json. */
 export function readRunAudit(runDir: string): { rows: AuditRow[]; workloads: WorkloadsJson } {
   for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice irft / juice rft)`);
   const saved = JSON.parse(readFileSync(join(runDir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] };
-  const json = JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')) as WorkloadsJson;
-  if (json.version !== 5) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 5): run it again to audit it`);
+  const json = workloadsOfJson(JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')));
+  if (!json) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 4): run it again to audit it`);
   const w = new Workloads(json.config);
   w.data = json;
   return { rows: auditRows(ledgerByPhase(saved.entries), w.analytic(), w.useful()), workloads: json };

@@ -336,6 +336,12 @@ test('Workloads under mixed precision: the policy\'s training passes on the tens
     assert.ok(other.restore(dir));
     other.trained('policy', 1, 5, 'all', false);
     assert.equal(plans(other).slice(6), ['policy-forward training f32', 'policy-backward training f32']);
+    // A file of version 4 (generation as rows by prompt and new tokens) is read as the passes those rows ran.
+    fs.writeFileSync(path.join(dir, WORKLOADS_FILE), JSON.stringify({ ...w.toJSON(), version: 4, generation: [{ count: 1, promptLength: 3, newTokens: 3, lora: false, attentionPlan: PLAN }] }));
+    const old = new Workloads(neox, opts);
+    assert.ok(old.restore(dir));
+    assert.is(old.analytic().generation, w.analytic().generation);
+    assert.equal(old.data.generation.map(({ count, tokens, filled }) => [count, tokens, filled]), [[1, 3, 0], [1, 1, 3], [1, 1, 4]]);
     // A file of version 3 (one plan per model) is not read: its counts would be taken for the wrong kernels.
     fs.writeFileSync(path.join(dir, WORKLOADS_FILE), JSON.stringify({ ...w.toJSON(), version: 3 }));
     assert.not.ok(new Workloads(neox, opts).restore(dir));
