@@ -1,7 +1,7 @@
-// Generation: the sampler against exact distributions (no GPU); left-padded batches of different lengths
-// against each row alone and against full recomputation, on the gpt_neox and mistral fixtures; the fused rotary and
-// cache write against the training path's ops; EOS, stop strings, seeds; `juice generate` on the gpt_neox fixture
-// with the tiny test tokenizer.
+// Generation: the sampler against exact distributions (no GPU); left-padded batches of different lengths against
+// each row alone (prompts joining a batch too) and against full recomputation, on the gpt_neox and mistral fixtures;
+// the fused rotary and cache write against the training path's ops; EOS, stop strings, seeds; `juice generate` on
+// the gpt_neox fixture with the tiny test tokenizer.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -145,6 +145,24 @@ for (const name of ['gpt_neox', 'mistral']) {
       assert.is(batch.rows[b].finish, 'length');
     }
     assert.equal(batch.rows[0].tokens, Array.from(fixture.tokens.subarray(fixture.prompt.length)));
+    model.dispose();
+  });
+
+  test(`${name}: prompts joining a batch of 2 as it compacts generate what they generate alone (greedy and sampled, past Mistral's window)`, async () => {
+    await initGpu();
+    const model = loadCausalLM(path.join(HF, name));
+    const prompts = [randInt(9, 128, 11), randInt(6, 128, 12), randInt(4, 128, 13), randInt(2, 128, 14), randInt(1, 128, 15)];
+    // Many EOS ids: rows finish at different steps, so that joiners meet running rows; 9 + 12 positions cross a window of 8.
+    const eosTokenIds = Array.from({ length: 16 }, (_, i) => 8 * i + 5);
+    for (const sampling of [{}, { temperature: 1, topK: 40, seed: 3 }]) {
+      const opts = { ...sampling, maxNewTokens: 12, eosTokenIds };
+      const joined = await model.generate(prompts, { ...opts, batchSize: 2 });
+      assert.ok(joined.passes.filter((p) => p.filled === 0).length > 2, 'prompts joined');
+      for (const [b, prompt] of prompts.entries()) {
+        const alone = await model.generate([prompt], { ...opts, rowIds: [b] });
+        assert.equal(joined.rows[b], alone.rows[0], `${name} ${JSON.stringify(sampling)} prompt ${b}`);
+      }
+    }
     model.dispose();
   });
 
