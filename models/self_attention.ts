@@ -71,6 +71,7 @@ export class KVCache {
    */
   static joined(parts: readonly { cache: KVCache; rows: readonly number[] }[], room: number): KVCache {
     const [first] = parts;
+    if (!first) throw new GpuError('KVCache.joined: needs a part');
     const [, KVH, , D] = first.cache.k.shape;
     for (const { cache, rows } of parts) {
       const B = cache.k.shape[0];

@@ -109,7 +109,7 @@ export function writeBlock(dst: Tensor, src: Tensor, at: readonly number[]): voi
   if (src.rank !== dst.rank || at.length !== dst.rank || at.some((a, k) => !Number.isInteger(a) || a < 0 || a + src.shape[k] > dst.shape[k]))
     throw new GpuError(`writeBlock: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at [${at}]`);
   const ds = contiguousStrides(dst.shape);
-  const [dims, strides] = rank4([...src.shape], ds, 'writeSlice');
+  const [dims, strides] = rank4([...src.shape], ds, 'writeBlock');
   launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, at.reduce((o, a, k) => o + a * ds[k], 0), 'writeSlice', elementwiseShape()), [src], [dst]);
 }
 

@@ -63,6 +63,7 @@ test('KVCache.joined: each row\'s filled columns right-aligned at the longest ro
     }
     assert.throws(() => KVCache.joined([{ cache: a, rows: [3] }], 1), /rows \[3\] must be some of \[0, 3\)/);
     assert.throws(() => KVCache.joined([{ cache: a, rows: [] }], 1), /needs a row/);
+    assert.throws(() => KVCache.joined([], 1), /needs a part/);
   } finally {
     for (const c of [a, b, out]) c.dispose();
   }
