@@ -262,10 +262,10 @@ export class CausalLM {
     // batch[j]: the prompt in batch row j (the first batchSize at first; the running ones and the joiners later).
     let batch = prompts.slice(0, batchSize).map((_, b) => b);
     const queue = prompts.slice(batchSize).map((_, i) => batchSize + i);
-    const first = leftPadded(batch.map((b) => prompts[b]));
+    const firstBatch = leftPadded(batch.map((b) => prompts[b]));
     // The last new token is never fed back: the cache holds the prompt and maxNewTokens - 1 tokens.
-    let cache = maxNewTokens > 0 ? this.createCache(batch.length, first.longest + maxNewTokens - 1, first.padLengths, fusedRotary) : [];
-    let input = Tensor.fromArray(first.ids, [batch.length, first.longest], 'i32');
+    let cache = maxNewTokens > 0 ? this.createCache(batch.length, firstBatch.longest + maxNewTokens - 1, firstBatch.padLengths, fusedRotary) : [];
+    let input = Tensor.fromArray(firstBatch.ids, [batch.length, firstBatch.longest], 'i32');
     // The GPU generator's (row id, step of the row's first token) of each of these prompts, for a pass at `step`.
     const countersOf = (members: readonly number[], step: number) => Tensor.fromArray(members.flatMap((b) => [rowIds[b], step - rows[b].tokens.length]), [members.length, 2], 'i32');
     let counterRows = sampler === 'gpu' ? countersOf(batch, 0) : undefined;
