@@ -52,6 +52,19 @@ export function embeddingCall(limits: DeviceLimits, tokens: number, vocab: numbe
 }
 
 /**
+ * Rows of cols f32 elements gathered into an existing tensor: out row i = x row ids[i] of x's `rows`, for the `moved`
+ * ids that are not negative; a negative id's row is written 0 (zeroOthers) or left as it was (KV cache rows moving to
+ * other columns: engine/ops/shape.ts gatherRows). Ledger name 'gatherRows'.
+ */
+export function gatherRowsCall(limits: DeviceLimits, ids: number, rows: number, cols: number, moved: number, zeroOthers: boolean, shape: ElementwiseShape = ELEMENTWISE_SHAPES.gpu): KernelCall {
+  const call = embeddingCall(limits, ids, rows, cols, 'f32', { first: 0, rows }, shape);
+  return {
+    ...call, op: 'gatherRows', params: { ...call.params, zeroOthers: zeroOthers ? 1 : 0 },
+    cost: { flops: 0, bytesRead: 4 * ids + 4 * moved * cols, bytesWritten: 4 * cols * (zeroOthers ? ids : moved) },
+  };
+}
+
+/**
  * order = the token positions sorted by (id, position). Each of the ceil(N/WG) workgroups streams all N ids
  * through workgroup memory: N² integer comparisons, which are not FLOPs; ledger name 'embeddingBackward'.
  */

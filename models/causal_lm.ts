@@ -349,16 +349,16 @@ export class CausalLM {
         if (lookahead) { out = lookahead; continue; }
         const compacting = running.length === 0 || compactionDue(running);
         if (compacting) {
-          const parts = [{ cache, rows: running }];
+          const parts = [{ layers: cache, rows: running }];
           let members = running.map((j) => batch[j]);
           while (queue.length > 0 && (members.length === 0 || members.length <= batchSize / 2)) {
             const joiners = queue.splice(0, batchSize - members.length);
             const layers = await join(joiners);
-            parts.push({ cache: layers, rows: [...joiners.keys()].filter((i) => runs(joiners[i])) });
+            parts.push({ layers, rows: [...joiners.keys()].filter((i) => runs(joiners[i])) });
             members = [...members, ...joiners.filter(runs)];
           }
-          const joined = members.length === 0 ? [] : cache.map((_, l) => KVCache.joined(parts.map((p) => ({ cache: p.cache[l], rows: p.rows })), Math.max(...members.map((b) => maxNewTokens - rows[b].tokens.length))));
-          for (const p of parts) for (const layer of p.cache) layer.dispose();
+          const joined = members.length === 0 ? [] : KVCache.joined(parts, Math.max(...members.map((b) => maxNewTokens - rows[b].tokens.length)));
+          for (const p of parts) for (const layer of p.layers) layer.dispose();
           cache = joined;
           batch = members;
           if (batch.length === 0) break;

@@ -1,9 +1,9 @@
 // Causal self-attention over new tokens from their projections (rotary applied), with or without a KV cache of the earlier ones.
 import { GpuError } from '../engine/gpu.ts';
-import { Tensor, tidy } from '../engine/tensor.ts';
+import { Tensor } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
 import { projectionTensors, qkvRotary, rotary, rotaryHeads, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
-import { indexSelect, narrow, permute, reshape, split, writeBlock, writeSlice } from '../engine/ops/shape.ts';
+import { gatherRows, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
@@ -64,32 +64,47 @@ export class KVCache {
   }
 
   /**
-   * A new cache of the given rows of each part's cache, part after part, every row's filled columns right-aligned at
-   * the longest row's (the padding no row needs is dropped), and `room` columns after them: a batch without its
-   * finished rows, and with the prompts that join it (CausalLM.generate). A row's positions count from its first real
-   * column, so moving its columns changes no position. Per part and tensor: a gather, a copy of its columns, a write.
+   * New caches, one a layer, of the given rows of each part's caches, part after part: every row's filled columns
+   * right-aligned at the longest row's (the padding no row needs is dropped), and `room` columns after them; a batch
+   * without its finished rows, and with the prompts that join it (CausalLM.generate). A row's positions count from its
+   * first real column, so moving its columns changes no position. One gather a part and tensor (gatherRows, the
+   * cache's rows of D values as a table's), the first writing zeros where no filled column goes (padding, room).
    */
-  static joined(parts: readonly { cache: KVCache; rows: readonly number[] }[], room: number): KVCache {
+  static joined(parts: readonly { layers: readonly KVCache[]; rows: readonly number[] }[], room: number): KVCache[] {
     const [first] = parts;
-    if (!first) throw new GpuError('KVCache.joined: needs a part');
-    const [, KVH, , D] = first.cache.k.shape;
-    for (const { cache, rows } of parts) {
-      const B = cache.k.shape[0];
-      if (cache.k.shape[1] !== KVH || cache.k.shape[3] !== D || cache.fusedRotary !== first.cache.fusedRotary) throw new GpuError(`KVCache.joined: caches [${cache.k.shape}] and [${first.cache.k.shape}] differ in heads, head dim or rotary path`);
+    if (!first || first.layers.length === 0) throw new GpuError('KVCache.joined: needs a part of one layer at least');
+    const [, KVH, , D] = first.layers[0].k.shape;
+    for (const { layers, rows } of parts) {
+      if (layers.length !== first.layers.length) throw new GpuError(`KVCache.joined: parts of ${layers.length} and ${first.layers.length} layers`);
+      for (const c of layers) {
+        if (c.k.shape[1] !== KVH || c.k.shape[3] !== D || c.fusedRotary !== first.layers[0].fusedRotary || c.length !== layers[0].length || c.maxLength !== layers[0].maxLength)
+          throw new GpuError(`KVCache.joined: caches [${c.k.shape}] (${c.length} filled) and [${first.layers[0].k.shape}] differ in heads, head dim, rotary path, or within a part in length`);
+      }
+      const B = layers[0].k.shape[0];
       if (rows.some((r) => !Number.isInteger(r) || r < 0 || r >= B)) throw new GpuError(`KVCache.joined: rows [${rows}] must be some of [0, ${B})`);
     }
-    const filled = parts.flatMap(({ cache, rows }) => rows.map((r) => cache.length - cache.padLengths[r]));
+    const filled = parts.flatMap(({ layers: [c], rows }) => rows.map((r) => c.length - c.padLengths[r]));
     if (filled.length === 0 || !(Number.isInteger(room) && room >= 0)) throw new GpuError(`KVCache.joined: needs a row and room >= 0 (rows ${filled.length}, room ${room})`);
-    const length = Math.max(...filled);
-    const out = new KVCache(filled.length, KVH, length + room, D, filled.map((n) => length - n), first.cache.fusedRotary);
-    let at = 0;
-    for (const { cache, rows } of parts) {
+    const length = Math.max(...filled), S = length + room, B = filled.length;
+    const out = first.layers.map(() => new KVCache(B, KVH, S, D, filled.map((n) => length - n), first.layers[0].fusedRotary,
+      { k: Tensor.empty([B, KVH, S, D], 'f32', 'kv cache k'), v: Tensor.empty([B, KVH, S, D], 'f32', 'kv cache v') }));
+    let at = 0, zeroed = false;
+    for (const { layers, rows } of parts) {
       if (rows.length === 0) continue;
-      const from = Math.min(...rows.map((r) => cache.padLengths[r])), width = cache.length - from;
-      for (const [src, dst] of [[cache.k, out.k], [cache.v, out.v]]) tidy(() => writeBlock(dst, narrow(indexSelect(src, rows), 2, from, width), [at, 0, length - width, 0]));
+      // The cache row (of D values) each new one takes, -1 for none: a row's filled columns [pad, filled) to the last of its new ones.
+      const c = layers[0], ids = new Int32Array(B * KVH * S).fill(-1);
+      for (const [r, row] of rows.entries()) {
+        const pad = c.padLengths[row], width = c.length - pad;
+        for (let h = 0; h < KVH; h++) {
+          const src = (row * KVH + h) * c.maxLength + pad, dst = ((at + r) * KVH + h) * S + length - width;
+          for (let j = 0; j < width; j++) ids[dst + j] = src + j;
+        }
+      }
+      layers.forEach((layer, l) => { for (const t of ['k', 'v'] as const) gatherRows(out[l][t], layer[t], ids, D, !zeroed); });
+      zeroed = true;
       at += rows.length;
     }
-    out.length = length;
+    for (const layer of out) layer.length = length;
     return out;
   }
 

@@ -1,10 +1,10 @@
 // Shape ops on the tape: reshape (a view), permute, narrow and split (strided copies), and concatenation's inverse;
-// off the tape, writeSlice and indexSelect (a KV cache's writes and row selections).
+// off the tape, writeSlice and gatherRows (a KV cache's writes and its rows moved).
 import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
 import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
-import { embeddingCall } from '../../kernels/embedding.ts';
+import { gatherRowsCall } from '../../kernels/embedding.ts';
 import { stridedCopyCall } from '../../kernels/strided_copy.ts';
 import { fill } from './elementwise.ts';
 
@@ -99,33 +99,29 @@ export function split(x: Tensor, dim: number, sizes: readonly number[], perm: re
 
 /** Writes src into dst's slice [start, start + src.shape[dim]) along dim, in place and off the tape (e.g. a KV cache). */
 export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number): void {
-  if (src.rank !== dst.rank || src.shape.some((d, k) => k !== dim && d !== dst.shape[k]))
+  const length = src.shape[dim];
+  if (src.rank !== dst.rank || src.shape.some((d, k) => k !== dim && d !== dst.shape[k]) || start < 0 || start + length > dst.shape[dim])
     throw new GpuError(`writeSlice: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at ${start} along dim ${dim}`);
-  writeBlock(dst, src, dst.shape.map((_, k) => (k === dim ? start : 0)));
-}
-
-/** Writes src into the block of dst from index `at` (one per dim), in place and off the tape (rows of a KV cache moved to other columns). */
-export function writeBlock(dst: Tensor, src: Tensor, at: readonly number[]): void {
-  if (src.rank !== dst.rank || at.length !== dst.rank || at.some((a, k) => !Number.isInteger(a) || a < 0 || a + src.shape[k] > dst.shape[k]))
-    throw new GpuError(`writeBlock: ${shapeString(src.shape)} into ${shapeString(dst.shape)} at [${at}]`);
-  const ds = contiguousStrides(dst.shape);
-  const [dims, strides] = rank4([...src.shape], ds, 'writeBlock');
-  launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, at.reduce((o, a, k) => o + a * ds[k], 0), 'writeSlice', elementwiseShape()), [src], [dst]);
+  const [dims, strides] = rank4([...src.shape], contiguousStrides(dst.shape), 'writeSlice');
+  launch(stridedCopyCall(deviceLimits(), 'scatter', dims, strides, start * contiguousStrides(dst.shape)[dim], 'writeSlice', elementwiseShape()), [src], [dst]);
 }
 
 /**
- * x[rows] along dim 0 (torch.index_select(x, 0, rows)): a new f32 tensor [rows.length, ...x.shape[1:]], in one
- * dispatch (the embedding's gather, with the rest of x's dims as its columns), off the tape: for tensors without
- * gradients (a KV cache dropping its finished rows).
+ * dst's rows of `cols` elements gathered from x's (both f32, as [-1, cols]): row i = x's row ids[i], or for a negative
+ * id 0 (zeroOthers) or as it was; in place, off the tape, in one dispatch (the embedding's gather, x's elements as a
+ * table of rows). KVCache.joined moves a cache's rows and columns with it.
  */
-export function indexSelect(x: Tensor, rows: readonly number[]): Tensor {
-  const [n, ...rest] = x.shape;
-  if (x.dtype !== 'f32' || x.rank < 1 || x.requiresGrad) throw new GpuError(`indexSelect: x must be an f32 tensor without gradients, got ${x.dtype} ${shapeString(x.shape)}${x.requiresGrad ? ' with requiresGrad' : ''}`);
-  if (rows.length === 0 || rows.some((r) => !Number.isInteger(r) || r < 0 || r >= n)) throw new GpuError(`indexSelect: rows [${rows}] must be some of [0, ${n})`);
-  const cols = rest.reduce((a, d) => a * d, 1);
-  const ids = Tensor.fromArray(rows, [rows.length], 'i32');
-  const out = Tensor.empty([rows.length, ...rest], 'f32', 'indexSelect');
-  launch({ ...embeddingCall(deviceLimits(), rows.length, n, cols, 'f32', { first: 0, rows: n }, elementwiseShape()), op: 'indexSelect' }, [ids, x], [out]);
-  ids.dispose();
-  return out;
+export function gatherRows(dst: Tensor, x: Tensor, ids: Int32Array, cols: number, zeroOthers: boolean): void {
+  const what = `gatherRows(dst ${dst.dtype} ${shapeString(dst.shape)}, x ${x.dtype} ${shapeString(x.shape)}, ${ids.length} ids, cols ${cols})`;
+  if (dst.dtype !== 'f32' || x.dtype !== 'f32' || dst.requiresGrad || x.requiresGrad) throw new GpuError(`${what}: dst and x must be f32 tensors without gradients`);
+  if (!(Number.isInteger(cols) && cols > 0) || x.numel % cols !== 0 || dst.numel !== ids.length * cols) throw new GpuError(`${what}: x must be whole rows of cols, and dst one row an id`);
+  const rows = x.numel / cols;
+  let moved = 0;
+  for (const id of ids) {
+    if (id >= rows) throw new GpuError(`${what}: id ${id} is past x's ${rows} rows`);
+    if (id >= 0) moved++;
+  }
+  const t = Tensor.fromArray(ids, [ids.length], 'i32');
+  launch(gatherRowsCall(deviceLimits(), ids.length, rows, cols, moved, zeroOthers, elementwiseShape()), [t, x], [dst]);
+  t.dispose();
 }

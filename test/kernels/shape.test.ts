@@ -6,7 +6,7 @@ import { stridedCopyCall, stridedCopyKernel, stridedCopyQuadsKernel } from '../.
 import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { backward, tapeLength } from '../../engine/autodiff.ts';
-import { indexSelect, narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
+import { gatherRows, narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
 import { add, mul, sub, div, sumLastDim, meanLastDim, scale } from '../../engine/ops/elementwise.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
@@ -119,22 +119,30 @@ test('narrow forward and backward', async () => {
   assertClose(await download(x.grad!), g, 0, 'narrow backward');
 });
 
-test('indexSelect: rows of dim 0 in any order, repeated, in one dispatch; bad rows and tensors with gradients refused', async () => {
+test('gatherRows: rows of cols in any order, repeated, in place; negative ids zeroed or left; bad ids and tensors refused', async () => {
   await initGpu();
-  const shape = [5, 3, 7, 2];
-  const xs = randn(210, 9);
-  const x = upload(xs, shape);
-  const rows = [4, 0, 2, 2, 3];
-  ledger.reset();
-  const y = indexSelect(x, rows);
-  assert.equal(y.shape, [5, 3, 7, 2]);
-  assert.equal(ledger.byOp().filter((o) => o.dispatches > 0).map((o) => [o.key, o.dispatches]), [['indexSelect', 1]]);
-  assertClose(await download(y), rows.flatMap((r) => [...xs.subarray(r * 42, (r + 1) * 42)]), 0, 'indexSelect');
-  assert.throws(() => indexSelect(x, [5]), /rows \[5\] must be some of \[0, 5\)/);
-  assert.throws(() => indexSelect(x, []), /must be some of/);
-  const leaf = upload(xs, shape, true);
-  assert.throws(() => indexSelect(leaf, [0]), /without gradients, got f32 \[5, 3, 7, 2\] with requiresGrad/);
-  for (const t of [x, y, leaf]) t.dispose();
+  const xs = randn(210, 9); // 30 rows of 7
+  const x = upload(xs, [5, 3, 7, 2]);
+  const before = Float32Array.from({ length: 6 * 7 }, (_, i) => 100 + i);
+  for (const zeroOthers of [true, false]) {
+    const dst = upload(before, [2, 3, 7]);
+    const ids = Int32Array.from([29, 0, -1, 4, 4, -1]);
+    ledger.reset();
+    gatherRows(dst, x, ids, 7, zeroOthers);
+    assert.equal(ledger.byOp().filter((o) => o.dispatches > 0).map((o) => [o.key, o.dispatches]), [['gatherRows', 1]]);
+    const want = [...ids].flatMap((id, i) => (id >= 0 ? [...xs.subarray(id * 7, id * 7 + 7)] : zeroOthers ? new Array(7).fill(0) : [...before.subarray(i * 7, i * 7 + 7)]));
+    assertClose(await download(dst), want, 0, `gatherRows zeroOthers ${zeroOthers}`);
+    // Moved rows are read and written; a zeroing gather writes every row.
+    assert.equal(ledger.byOp().find((o) => o.key === 'gatherRows')!.bytesWritten, 4 * 7 * (zeroOthers ? 6 : 4));
+    dst.dispose();
+  }
+  const dst = upload(before, [6, 7]);
+  assert.throws(() => gatherRows(dst, x, Int32Array.from([30, 0, 0, 0, 0, 0]), 7, true), /id 30 is past x's 30 rows/);
+  assert.throws(() => gatherRows(dst, x, Int32Array.from([0, 0, 0]), 7, true), /one row an id/);
+  assert.throws(() => gatherRows(dst, x, Int32Array.from([0, 0, 0, 0, 0, 0]), 4, true), /whole rows of cols/);
+  const leaf = upload(xs, [5, 3, 7, 2], true);
+  assert.throws(() => gatherRows(dst, leaf, Int32Array.from([0, 0, 0, 0, 0, 0]), 7, true), /without gradients/);
+  for (const t of [x, dst, leaf]) t.dispose();
 });
 
 test('a permute that moves only dims of 1, and a narrow of a whole dim, are views: no dispatch, the same values and gradients', async () => {

@@ -30,42 +30,47 @@ test('the head runs on the last position only: one row per batch row and step', 
   assert.equal(rowsSeen, [3, 3, 3, 3]);
 });
 
-test('KVCache.joined: each row\'s filled columns right-aligned at the longest row\'s, room after them, part after part', async () => {
+test('KVCache.joined: each row\'s filled columns right-aligned at the longest row\'s, room after them, part after part, layer by layer', async () => {
   const KVH = 2, D = 4;
-  const cache = (B: number, S: number, pads: number[], length: number, sign: number) => {
-    const values = (scale: number) => Float32Array.from({ length: B * KVH * S * D }, (_, i) => sign * scale * (i + 1));
+  const cache = (B: number, S: number, pads: number[], length: number, scale: number) => {
+    const values = (f: number) => Float32Array.from({ length: B * KVH * S * D }, (_, i) => scale * f * (i + 1));
     const c = new KVCache(B, KVH, S, D, pads, true, { k: Tensor.fromArray(values(1), [B, KVH, S, D]), v: Tensor.fromArray(values(-0.5), [B, KVH, S, D]) });
     c.length = length;
     return c;
   };
   // a: 6 columns filled, rows padded 1, 3, 2; b: 3 filled, padded 0 and 2. Rows 2, 1 of a and 1, 0 of b hold 4, 3, 1 and 3 keys.
-  const a = cache(3, 8, [1, 3, 2], 6, 1), b = cache(2, 4, [0, 2], 3, 10);
-  const parts = [{ cache: a, rows: [2, 1] }, { cache: b, rows: [1, 0] }];
+  // Two layers each, with other values.
+  const a = [cache(3, 8, [1, 3, 2], 6, 1), cache(3, 8, [1, 3, 2], 6, 2)], b = [cache(2, 4, [0, 2], 3, 10), cache(2, 4, [0, 2], 3, 20)];
+  const parts = [{ layers: a, rows: [2, 1] }, { layers: b, rows: [1, 0] }];
   const out = KVCache.joined(parts, 5);
   try {
-    assert.is(out.length, 4);
-    assert.equal(out.padLengths, [0, 1, 3, 1]);
-    assert.equal(out.k.shape, [4, KVH, 9, D]);
-    const sources = parts.flatMap((p) => p.rows.map((r) => ({ cache: p.cache, row: r })));
-    for (const name of ['k', 'v'] as const) {
-      const got = await out[name].toArray(), S = 9;
-      for (const [r, { cache: src, row }] of sources.entries()) {
-        const want = await src[name].toArray(), srcS = src.maxLength;
-        for (let h = 0; h < KVH; h++) for (let c = 0; c < S; c++) for (let d = 0; d < D; d++) {
-          const at = ((r * KVH + h) * S + c) * D + d;
-          if (c >= out.length) assert.is(got[at], 0, `${name} row ${r} column ${c}: room is zero`);
-          else if (c >= out.padLengths[r]) {
-            const from = src.padLengths[row] + (c - out.padLengths[r]);
-            assert.is(got[at], want[((row * KVH + h) * srcS + from) * D + d], `${name} row ${r} column ${c}`);
+    assert.is(out.length, 2);
+    for (const [l, layer] of out.entries()) {
+      assert.is(layer.length, 4);
+      assert.equal(layer.padLengths, [0, 1, 3, 1]);
+      assert.equal(layer.k.shape, [4, KVH, 9, D]);
+      const sources = parts.flatMap((p) => p.rows.map((r) => ({ cache: p.layers[l], row: r })));
+      for (const name of ['k', 'v'] as const) {
+        const got = await layer[name].toArray(), S = 9;
+        for (const [r, { cache: src, row }] of sources.entries()) {
+          const want = await src[name].toArray(), srcS = src.maxLength;
+          for (let h = 0; h < KVH; h++) for (let c = 0; c < S; c++) for (let d = 0; d < D; d++) {
+            const at = ((r * KVH + h) * S + c) * D + d;
+            if (c >= layer.length || c < layer.padLengths[r]) assert.is(got[at], 0, `layer ${l} ${name} row ${r} column ${c}: padding and room are zero`);
+            else {
+              const from = src.padLengths[row] + (c - layer.padLengths[r]);
+              assert.is(got[at], want[((row * KVH + h) * srcS + from) * D + d], `layer ${l} ${name} row ${r} column ${c}`);
+            }
           }
         }
       }
     }
-    assert.throws(() => KVCache.joined([{ cache: a, rows: [3] }], 1), /rows \[3\] must be some of \[0, 3\)/);
-    assert.throws(() => KVCache.joined([{ cache: a, rows: [] }], 1), /needs a row/);
+    assert.throws(() => KVCache.joined([{ layers: a, rows: [3] }], 1), /rows \[3\] must be some of \[0, 3\)/);
+    assert.throws(() => KVCache.joined([{ layers: a, rows: [] }], 1), /needs a row/);
     assert.throws(() => KVCache.joined([], 1), /needs a part/);
+    assert.throws(() => KVCache.joined([{ layers: a, rows: [0] }, { layers: [b[0]], rows: [0] }], 1), /parts of 1 and 2 layers/);
   } finally {
-    for (const c of [a, b, out]) c.dispose();
+    for (const c of [...a, ...b, ...out]) c.dispose();
   }
 });
 
