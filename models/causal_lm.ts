@@ -311,6 +311,9 @@ export class CausalLM {
         logits.dispose();
         steps++;
         take(values, joiners, true);
+      } catch (e) {
+        for (const layer of layers) layer.dispose();
+        throw e;
       } finally {
         x.dispose();
         counters?.dispose();

@@ -1,6 +1,5 @@
 // Rollouts for reward learning: many prompts generated batchSize rows at a time with CausalLM.generate (the head on
 // the last position only, tokens chosen on the GPU, finished rows dropped and waiting prompts joining), and the rate.
-import { SamplingError } from './sampling.ts';
 import type { CausalLM, GeneratedRow, GenerationOptions, GenerationPass } from './causal_lm.ts';
 
 export interface RolloutOptions extends Omit<GenerationOptions, 'rowIds'> {
@@ -37,8 +36,6 @@ export interface Rollout {
  * sampler (opts.sampler 'host') draws every row from one stream of opts.seed.
  */
 export async function rollout(model: CausalLM, prompts: readonly ArrayLike<number>[], opts: RolloutOptions): Promise<Rollout> {
-  const { batchSize } = opts;
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new SamplingError(`rollout: batchSize must be a positive integer, got ${batchSize}`);
   const order = prompts.map((_, i) => i).sort((a, b) => prompts[b].length - prompts[a].length || a - b);
   const start = performance.now();
   const g = await model.generate(order.map((i) => prompts[i]), { ...opts, rowIds: order });

@@ -68,7 +68,8 @@ export class KVCache {
    * right-aligned at the longest row's (the padding no row needs is dropped), and `room` columns after them; a batch
    * without its finished rows, and with the prompts that join it (CausalLM.generate). A row's positions count from its
    * first real column, so moving its columns changes no position. One gather a part and tensor (gatherRows, the
-   * cache's rows of D values as a table's), the first writing zeros where no filled column goes (padding, room).
+   * cache's rows of D values as a table's, one list of ids a part), the first writing zeros where no filled column
+   * goes (padding, room).
    */
   static joined(parts: readonly { layers: readonly KVCache[]; rows: readonly number[] }[], room: number): KVCache[] {
     const [first] = parts;
@@ -100,7 +101,7 @@ export class KVCache {
           for (let j = 0; j < width; j++) ids[dst + j] = src + j;
         }
       }
-      layers.forEach((layer, l) => { for (const t of ['k', 'v'] as const) gatherRows(out[l][t], layer[t], ids, D, !zeroed); });
+      gatherRows(layers.flatMap((layer, l) => [{ dst: out[l].k, x: layer.k }, { dst: out[l].v, x: layer.v }]), ids, D, !zeroed);
       zeroed = true;
       at += rows.length;
     }

@@ -107,21 +107,21 @@ export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number)
 }
 
 /**
- * dst's rows of `cols` elements gathered from x's (both f32, as [-1, cols]): row i = x's row ids[i], or for a negative
- * id 0 (zeroOthers) or as it was; in place, off the tape, in one dispatch (the embedding's gather, x's elements as a
- * table of rows). KVCache.joined moves a cache's rows and columns with it.
+ * For each pair, dst's rows of `cols` elements gathered from x's (both f32, as [-1, cols]): row i = x's row ids[i],
+ * or for a negative id 0 (zeroOthers) or as it was; in place, off the tape, one dispatch a pair (the embedding's
+ * gather, x's elements as a table of rows), the ids uploaded once for them all. KVCache.joined moves every layer's
+ * keys and values with one list of ids.
  */
-export function gatherRows(dst: Tensor, x: Tensor, ids: Int32Array, cols: number, zeroOthers: boolean): void {
-  const what = `gatherRows(dst ${dst.dtype} ${shapeString(dst.shape)}, x ${x.dtype} ${shapeString(x.shape)}, ${ids.length} ids, cols ${cols})`;
-  if (dst.dtype !== 'f32' || x.dtype !== 'f32' || dst.requiresGrad || x.requiresGrad) throw new GpuError(`${what}: dst and x must be f32 tensors without gradients`);
-  if (!(Number.isInteger(cols) && cols > 0) || x.numel % cols !== 0 || dst.numel !== ids.length * cols) throw new GpuError(`${what}: x must be whole rows of cols, and dst one row an id`);
-  const rows = x.numel / cols;
-  let moved = 0;
-  for (const id of ids) {
-    if (id >= rows) throw new GpuError(`${what}: id ${id} is past x's ${rows} rows`);
-    if (id >= 0) moved++;
+export function gatherRows(pairs: readonly { dst: Tensor; x: Tensor }[], ids: Int32Array, cols: number, zeroOthers: boolean): void {
+  const moved = ids.reduce((n, id) => n + (id >= 0 ? 1 : 0), 0);
+  for (const { dst, x } of pairs) {
+    const what = `gatherRows(dst ${dst.dtype} ${shapeString(dst.shape)}, x ${x.dtype} ${shapeString(x.shape)}, ${ids.length} ids, cols ${cols})`;
+    if (dst.dtype !== 'f32' || x.dtype !== 'f32' || dst.requiresGrad || x.requiresGrad) throw new GpuError(`${what}: dst and x must be f32 tensors without gradients`);
+    if (!(Number.isInteger(cols) && cols > 0) || x.numel % cols !== 0 || dst.numel !== ids.length * cols) throw new GpuError(`${what}: x must be whole rows of cols, and dst one row an id`);
+    const past = ids.find((id) => id >= x.numel / cols);
+    if (past !== undefined) throw new GpuError(`${what}: id ${past} is past x's ${x.numel / cols} rows`);
   }
   const t = Tensor.fromArray(ids, [ids.length], 'i32');
-  launch(gatherRowsCall(deviceLimits(), ids.length, rows, cols, moved, zeroOthers, elementwiseShape()), [t, x], [dst]);
+  for (const { dst, x } of pairs) launch(gatherRowsCall(deviceLimits(), ids.length, x.numel / cols, cols, moved, zeroOthers, elementwiseShape()), [t, x], [dst]);
   t.dispose();
 }

@@ -119,29 +119,29 @@ test('narrow forward and backward', async () => {
   assertClose(await download(x.grad!), g, 0, 'narrow backward');
 });
 
-test('gatherRows: rows of cols in any order, repeated, in place; negative ids zeroed or left; bad ids and tensors refused', async () => {
+test('gatherRows: rows of cols in any order, repeated, in place, a dispatch a pair; negative ids zeroed or left; bad ids and tensors refused', async () => {
   await initGpu();
   const xs = randn(210, 9); // 30 rows of 7
   const x = upload(xs, [5, 3, 7, 2]);
   const before = Float32Array.from({ length: 6 * 7 }, (_, i) => 100 + i);
   for (const zeroOthers of [true, false]) {
-    const dst = upload(before, [2, 3, 7]);
+    const dst = upload(before, [2, 3, 7]), dst2 = upload(before, [6, 7]);
     const ids = Int32Array.from([29, 0, -1, 4, 4, -1]);
     ledger.reset();
-    gatherRows(dst, x, ids, 7, zeroOthers);
-    assert.equal(ledger.byOp().filter((o) => o.dispatches > 0).map((o) => [o.key, o.dispatches]), [['gatherRows', 1]]);
+    gatherRows([{ dst, x }, { dst: dst2, x }], ids, 7, zeroOthers);
+    assert.equal(ledger.byOp().filter((o) => o.dispatches > 0).map((o) => [o.key, o.dispatches]), [['gatherRows', 2]]);
     const want = [...ids].flatMap((id, i) => (id >= 0 ? [...xs.subarray(id * 7, id * 7 + 7)] : zeroOthers ? new Array(7).fill(0) : [...before.subarray(i * 7, i * 7 + 7)]));
-    assertClose(await download(dst), want, 0, `gatherRows zeroOthers ${zeroOthers}`);
+    for (const d of [dst, dst2]) assertClose(await download(d), want, 0, `gatherRows zeroOthers ${zeroOthers}`);
     // Moved rows are read and written; a zeroing gather writes every row.
-    assert.equal(ledger.byOp().find((o) => o.key === 'gatherRows')!.bytesWritten, 4 * 7 * (zeroOthers ? 6 : 4));
-    dst.dispose();
+    assert.equal(ledger.byOp().find((o) => o.key === 'gatherRows')!.bytesWritten, 2 * 4 * 7 * (zeroOthers ? 6 : 4));
+    for (const d of [dst, dst2]) d.dispose();
   }
   const dst = upload(before, [6, 7]);
-  assert.throws(() => gatherRows(dst, x, Int32Array.from([30, 0, 0, 0, 0, 0]), 7, true), /id 30 is past x's 30 rows/);
-  assert.throws(() => gatherRows(dst, x, Int32Array.from([0, 0, 0]), 7, true), /one row an id/);
-  assert.throws(() => gatherRows(dst, x, Int32Array.from([0, 0, 0, 0, 0, 0]), 4, true), /whole rows of cols/);
+  assert.throws(() => gatherRows([{ dst, x }], Int32Array.from([30, 0, 0, 0, 0, 0]), 7, true), /id 30 is past x's 30 rows/);
+  assert.throws(() => gatherRows([{ dst, x }], Int32Array.from([0, 0, 0]), 7, true), /one row an id/);
+  assert.throws(() => gatherRows([{ dst, x }], Int32Array.from([0, 0, 0, 0, 0, 0]), 4, true), /whole rows of cols/);
   const leaf = upload(xs, [5, 3, 7, 2], true);
-  assert.throws(() => gatherRows(dst, leaf, Int32Array.from([0, 0, 0, 0, 0, 0]), 7, true), /without gradients/);
+  assert.throws(() => gatherRows([{ dst, x: leaf }], Int32Array.from([0, 0, 0, 0, 0, 0]), 7, true), /without gradients/);
   for (const t of [x, dst, leaf]) t.dispose();
 });
 
