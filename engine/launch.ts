@@ -55,14 +55,20 @@ export function launchInWindows(numel: number, inputs: Tensor[], outputs: Tensor
   }
 }
 
+/**
+ * This device's entry of a per-device table ({ gpu, cpu }: ELEMENTWISE_SHAPES, SQUARED_SUM_SHAPES, ...): the cpu one
+ * where the device is this machine's CPU (a CPU driver runs a workgroup's invocations as SIMD lanes of few fibers).
+ */
+export function byDevice<G, C>(table: { readonly gpu: G; readonly cpu: C }): G | C { return gpu().onHostCpu ? table.cpu : table.gpu; }
+
 /** The elementwise kernels' workgroup shape on this device: more elements a thread on a CPU driver (ELEMENTWISE_SHAPES). */
-export function elementwiseShape(): ElementwiseShape { return gpu().onHostCpu ? ELEMENTWISE_SHAPES.cpu : ELEMENTWISE_SHAPES.gpu; }
+export function elementwiseShape(): ElementwiseShape { return byDevice(ELEMENTWISE_SHAPES); }
 
 /** This device's shape of the norms' row reductions (kernels/spec.ts ROW_REDUCTION_SHAPES). */
-export function rowReductionShape(): RowReductionShape { return gpu().onHostCpu ? ROW_REDUCTION_SHAPES.cpu : ROW_REDUCTION_SHAPES.gpu; }
+export function rowReductionShape(): RowReductionShape { return byDevice(ROW_REDUCTION_SHAPES); }
 
 /** This device's most threads a row of logits (kernels/spec.ts LOGIT_ROW_THREADS). */
-export function logitRowThreads(): number { return gpu().onHostCpu ? LOGIT_ROW_THREADS.cpu : LOGIT_ROW_THREADS.gpu; }
+export function logitRowThreads(): number { return byDevice(LOGIT_ROW_THREADS); }
 
 const limitsOf = new WeakMap<Gpu, DeviceLimits>();
 

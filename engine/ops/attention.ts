@@ -23,7 +23,7 @@
 // assume every key valid.
 import { autocastF16, record, type Grad } from '../autodiff.ts';
 import { gpu, GpuError, subgroupDevice } from '../gpu.ts';
-import { deviceLimits, launch } from '../launch.ts';
+import { byDevice, deviceLimits, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
 import { castF16 } from './cast.ts';
 import { KernelError, type DeviceLimits, type Kernel, type KernelCall } from '../../kernels/spec.ts';
@@ -351,7 +351,7 @@ export function attentionDecode(q: Tensor, k: Tensor, v: Tensor, opts: DecodeOpt
   const storage = storageOf(q);
   const { dims, mask, scale, keyRange } = attentionSetup(q, k, v, { ...opts, causal: true, positionOffset }, storage);
   const chunk = opts.keysPerChunk ?? DECODE_CHUNK;
-  const variant = opts.variant ?? (gpu().onHostCpu && dims.D % 4 === 0 ? DECODE_VARIANTS.cpu : DECODE_VARIANTS.gpu);
+  const variant = opts.variant ?? (dims.D % 4 === 0 ? byDevice(DECODE_VARIANTS) : DECODE_VARIANTS.gpu); // the thread variant reads quads
   const chunks = decodeChunks(deviceLimits(), filled, chunk, dims.D, variant);
   const rows = dims.B * dims.H * dims.T;
   const partialOut = Tensor.empty([rows, chunks, dims.D], 'f32', 'attention decode partial out');

@@ -1,7 +1,7 @@
 // Token embedding: a gather of rows, and its backward as a deterministic scatter-add (no float atomics).
 import { record } from '../autodiff.ts';
-import { gpu, GpuError } from '../gpu.ts';
-import { bindingWindows, deviceLimits, elementwiseShape, launch } from '../launch.ts';
+import { GpuError } from '../gpu.ts';
+import { bindingWindows, byDevice, deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
 import { EMBEDDING_BACKWARD_THREADS, embeddingBackwardCall, embeddingCall, embeddingOrderCall } from '../../kernels/embedding.ts';
 import { bytesPerElement, isFloatDType, type FloatDType } from '../../kernels/dtype.ts';
@@ -31,7 +31,7 @@ export function embedding(ids: Tensor, weight: Tensor): Tensor {
   record('embedding', [ids, weight], [out], [ids], ([dout]) => {
     const dweight = Tensor.empty([vocab, cols], 'f32', 'embeddingBackward');
     const order = Tensor.empty([tokens], 'u32', 'embedding order');
-    const threads = gpu().onHostCpu ? EMBEDDING_BACKWARD_THREADS.cpu : EMBEDDING_BACKWARD_THREADS.gpu;
+    const threads = byDevice(EMBEDDING_BACKWARD_THREADS);
     launch(embeddingOrderCall(deviceLimits(), tokens), [ids], [order]);
     for (const w of bindingWindows(vocab, 4 * cols)) {
       tidy(() => {

@@ -1,8 +1,8 @@
 // The squared global L2 norm of many tensors (torch.nn.utils.clip_grad_norm_'s norm, squared), on the GPU and off
 // the tape: a fixed set of partial sums per tensor, in table order, several tensors a dispatch, then one fixed-order
 // sum. Deterministic.
-import { gpu, GpuError } from '../gpu.ts';
-import { bindingWindows, deviceLimits, launch } from '../launch.ts';
+import { GpuError } from '../gpu.ts';
+import { bindingWindows, deviceLimits, launch, byDevice } from '../launch.ts';
 import { Tensor, shapeString, tidy } from '../tensor.ts';
 import { partialSumCall, SQUARED_SUM_SHAPES, squaredSumCall, squaredSumPlan, squaredSumSlots, type SquaredSumShape } from '../../kernels/squared_sum.ts';
 
@@ -11,7 +11,7 @@ import { partialSumCall, SQUARED_SUM_SHAPES, squaredSumCall, squaredSumPlan, squ
  * buffer read back once with other numbers), else into a new scalar [1]. Returns the tensor written. `reduction`:
  * the partial sums' workgroup shape, the device's by default (SQUARED_SUM_SHAPES).
  */
-export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index = 0, reduction: SquaredSumShape = gpu().onHostCpu ? SQUARED_SUM_SHAPES.cpu : SQUARED_SUM_SHAPES.gpu): Tensor {
+export function gradNormSquared(tensors: readonly Tensor[], out?: Tensor, index = 0, reduction: SquaredSumShape = byDevice(SQUARED_SUM_SHAPES)): Tensor {
   for (const t of tensors) if (t.dtype !== 'f32') throw new GpuError(`gradNormSquared: tensor ${t.name ? `'${t.name}' ` : ''}${t.dtype} ${shapeString(t.shape)} is not f32`);
   if (out && (out.dtype !== 'f32' || !(Number.isInteger(index) && index >= 0 && index < out.numel)))
     throw new GpuError(`gradNormSquared: index ${index} into ${out.dtype} ${shapeString(out.shape)}`);
