@@ -3,7 +3,7 @@ import { GpuError } from '../engine/gpu.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { attention, attentionDecode } from '../engine/ops/attention.ts';
 import { projectionTensors, qkvRotary, rotary, rotaryHeads, type QkvHeads, type QkvProjections, type RotaryOptions } from '../engine/ops/rotary.ts';
-import { gatherRows, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
+import { cacheRowIds, gatherRows, permute, reshape, split, writeSlice } from '../engine/ops/shape.ts';
 
 /**
  * One layer's keys and values for generation: k, v [B, KVH, maxLength, D], of which the first `length`
@@ -68,8 +68,8 @@ export class KVCache {
    * right-aligned at the longest row's (the padding no row needs is dropped), and `room` columns after them; a batch
    * without its finished rows, and with the prompts that join it (CausalLM.generate). A row's positions count from its
    * first real column, so moving its columns changes no position. One gather a part and tensor (gatherRows, the
-   * cache's rows of D values as a table's, one list of ids a part), the first writing zeros where no filled column
-   * goes (padding, room).
+   * cache's rows of D values as a table's, one list of ids a part, built on the device: cacheRowIds), the first
+   * writing zeros where no filled column goes (padding, room).
    */
   static joined(parts: readonly { layers: readonly KVCache[]; rows: readonly number[] }[], room: number): KVCache[] {
     const [first] = parts;
@@ -92,16 +92,11 @@ export class KVCache {
     let at = 0, zeroed = false;
     for (const { layers, rows } of parts) {
       if (rows.length === 0) continue;
-      // The cache row (of D values) each new one takes, -1 for none: a row's filled columns [pad, filled) to the last of its new ones.
-      const c = layers[0], ids = new Int32Array(B * KVH * S).fill(-1);
-      for (const [r, row] of rows.entries()) {
-        const pad = c.padLengths[row], width = c.length - pad;
-        for (let h = 0; h < KVH; h++) {
-          const src = (row * KVH + h) * c.maxLength + pad, dst = ((at + r) * KVH + h) * S + length - width;
-          for (let j = 0; j < width; j++) ids[dst + j] = src + j;
-        }
-      }
-      gatherRows(layers.flatMap((layer, l) => [{ dst: out[l].k, x: layer.k }, { dst: out[l].v, x: layer.v }]), ids, D, !zeroed);
+      const c = layers[0];
+      const ids = cacheRowIds({ rows: B, heads: KVH, columns: S, length, srcColumns: c.maxLength, srcFilled: c.length, at }, rows, rows.map((r) => c.padLengths[r]));
+      const moved = KVH * rows.reduce((n, r) => n + c.length - c.padLengths[r], 0);
+      gatherRows(layers.flatMap((layer, l) => [{ dst: out[l].k, x: layer.k }, { dst: out[l].v, x: layer.v }]), ids, D, moved, !zeroed);
+      ids.dispose();
       zeroed = true;
       at += rows.length;
     }

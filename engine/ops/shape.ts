@@ -4,6 +4,7 @@ import { record } from '../autodiff.ts';
 import { GpuError } from '../gpu.ts';
 import { deviceLimits, elementwiseShape, launch } from '../launch.ts';
 import { Tensor, shapeString } from '../tensor.ts';
+import { cacheRowIdsCall, type CacheRowMoves } from '../../kernels/cache_row_ids.ts';
 import { gatherRowsCall } from '../../kernels/embedding.ts';
 import { stridedCopyCall } from '../../kernels/strided_copy.ts';
 import { fill } from './elementwise.ts';
@@ -107,21 +108,33 @@ export function writeSlice(dst: Tensor, src: Tensor, dim: number, start: number)
 }
 
 /**
- * For each pair, dst's rows of `cols` elements gathered from x's (both f32, as [-1, cols]): row i = x's row ids[i],
- * or for a negative id 0 (zeroOthers) or as it was; in place, off the tape, one dispatch a pair (the embedding's
- * gather, x's elements as a table of rows), the ids uploaded once for them all. KVCache.joined moves every layer's
- * keys and values with one list of ids.
+ * For each pair, dst's rows of `cols` elements gathered from x's (both f32, as [-1, cols]): row i = x's row ids[i]
+ * (ids i32, on the device), or for a negative id, or one past x's rows, 0 (zeroOthers) or as it was; in place, off the
+ * tape, one dispatch a pair (the embedding's gather, x's elements as a table of rows). `moved`: how many ids name a row
+ * (the ledger's bytes). KVCache.joined moves every layer's keys and values with one list of ids (cacheRowIds).
  */
-export function gatherRows(pairs: readonly { dst: Tensor; x: Tensor }[], ids: Int32Array, cols: number, zeroOthers: boolean): void {
-  const moved = ids.reduce((n, id) => n + (id >= 0 ? 1 : 0), 0);
+export function gatherRows(pairs: readonly { dst: Tensor; x: Tensor }[], ids: Tensor, cols: number, moved: number, zeroOthers: boolean): void {
   for (const { dst, x } of pairs) {
-    const what = `gatherRows(dst ${dst.dtype} ${shapeString(dst.shape)}, x ${x.dtype} ${shapeString(x.shape)}, ${ids.length} ids, cols ${cols})`;
-    if (dst.dtype !== 'f32' || x.dtype !== 'f32' || dst.requiresGrad || x.requiresGrad) throw new GpuError(`${what}: dst and x must be f32 tensors without gradients`);
-    if (!(Number.isInteger(cols) && cols > 0) || x.numel % cols !== 0 || dst.numel !== ids.length * cols) throw new GpuError(`${what}: x must be whole rows of cols, and dst one row an id`);
-    const past = ids.find((id) => id >= x.numel / cols);
-    if (past !== undefined) throw new GpuError(`${what}: id ${past} is past x's ${x.numel / cols} rows`);
+    const what = `gatherRows(dst ${dst.dtype} ${shapeString(dst.shape)}, x ${x.dtype} ${shapeString(x.shape)}, ids ${ids.dtype} ${shapeString(ids.shape)}, cols ${cols})`;
+    if (dst.dtype !== 'f32' || x.dtype !== 'f32' || dst.requiresGrad || x.requiresGrad || ids.dtype !== 'i32') throw new GpuError(`${what}: dst and x must be f32 tensors without gradients, ids i32`);
+    if (!(Number.isInteger(cols) && cols > 0) || x.numel % cols !== 0 || dst.numel !== ids.numel * cols) throw new GpuError(`${what}: x must be whole rows of cols, and dst one row an id`);
+    if (!(Number.isInteger(moved) && moved >= 0 && moved <= ids.numel)) throw new GpuError(`${what}: moved ${moved} is not a count of its ids`);
   }
-  const t = Tensor.fromArray(ids, [ids.length], 'i32');
-  for (const { dst, x } of pairs) launch(gatherRowsCall(deviceLimits(), ids.length, x.numel / cols, cols, moved, zeroOthers, elementwiseShape()), [t, x], [dst]);
-  t.dispose();
+  for (const { dst, x } of pairs) launch(gatherRowsCall(deviceLimits(), ids.numel, x.numel / cols, cols, moved, zeroOthers, elementwiseShape()), [ids, x], [dst]);
+}
+
+/**
+ * The ids (i32 [rows * heads * columns]) with which gatherRows moves one part's rows of a KV cache into a new one:
+ * moved row r (new row moves.at + r) takes source row sources[r]'s filled columns from its padding pads[r],
+ * right-aligned at moves.length (kernels/cache_row_ids.ts). Built on the device: the host uploads a pair a row.
+ */
+export function cacheRowIds(moves: Omit<CacheRowMoves, 'count'>, sources: readonly number[], pads: readonly number[]): Tensor {
+  const count = sources.length;
+  if (count === 0 || pads.length !== count || pads.some((p) => !(Number.isInteger(p) && p >= 0 && p <= moves.srcFilled)))
+    throw new GpuError(`cacheRowIds: pads [${pads}] for ${count} rows (one at least) must each be within the source's ${moves.srcFilled} filled columns`);
+  const pairs = Tensor.fromArray(Int32Array.from(sources.flatMap((row, r) => [row, pads[r]])), [count, 2], 'i32');
+  const ids = Tensor.empty([moves.rows * moves.heads * moves.columns], 'i32', 'cache row ids');
+  launch(cacheRowIdsCall(deviceLimits(), { ...moves, count }, elementwiseShape()), [pairs], [ids]);
+  pairs.dispose();
+  return ids;
 }

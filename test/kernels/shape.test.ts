@@ -6,7 +6,7 @@ import { stridedCopyCall, stridedCopyKernel, stridedCopyQuadsKernel } from '../.
 import { ELEMENTWISE_SHAPES } from '../../kernels/spec.ts';
 import { ledger } from '../../engine/ledger.ts';
 import { backward, tapeLength } from '../../engine/autodiff.ts';
-import { gatherRows, narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
+import { cacheRowIds, gatherRows, narrow, permute, reshape, split } from '../../engine/ops/shape.ts';
 import { add, mul, sub, div, sumLastDim, meanLastDim, scale } from '../../engine/ops/elementwise.ts';
 import { assertClose, download, initGpu, randn, upload } from '../support/util.ts';
 
@@ -119,30 +119,66 @@ test('narrow forward and backward', async () => {
   assertClose(await download(x.grad!), g, 0, 'narrow backward');
 });
 
-test('gatherRows: rows of cols in any order, repeated, in place, a dispatch a pair; negative ids zeroed or left; bad ids and tensors refused', async () => {
+test('gatherRows: rows of cols in any order, repeated, in place, a dispatch a pair; negative ids and ids past x zeroed or left; bad tensors refused', async () => {
   await initGpu();
   const xs = randn(210, 9); // 30 rows of 7
   const x = upload(xs, [5, 3, 7, 2]);
   const before = Float32Array.from({ length: 6 * 7 }, (_, i) => 100 + i);
+  const idList = [29, 0, -1, 4, 30, -1];
+  const ids = Tensor.fromArray(idList, [6], 'i32');
   for (const zeroOthers of [true, false]) {
     const dst = upload(before, [2, 3, 7]), dst2 = upload(before, [6, 7]);
-    const ids = Int32Array.from([29, 0, -1, 4, 4, -1]);
     ledger.reset();
-    gatherRows([{ dst, x }, { dst: dst2, x }], ids, 7, zeroOthers);
+    gatherRows([{ dst, x }, { dst: dst2, x }], ids, 7, 3, zeroOthers);
     assert.equal(ledger.byOp().filter((o) => o.dispatches > 0).map((o) => [o.key, o.dispatches]), [['gatherRows', 2]]);
-    const want = [...ids].flatMap((id, i) => (id >= 0 ? [...xs.subarray(id * 7, id * 7 + 7)] : zeroOthers ? new Array(7).fill(0) : [...before.subarray(i * 7, i * 7 + 7)]));
+    const want = idList.flatMap((id, i) => (id >= 0 && id < 30 ? [...xs.subarray(id * 7, id * 7 + 7)] : zeroOthers ? new Array(7).fill(0) : [...before.subarray(i * 7, i * 7 + 7)]));
     for (const d of [dst, dst2]) assertClose(await download(d), want, 0, `gatherRows zeroOthers ${zeroOthers}`);
     // Moved rows are read and written; a zeroing gather writes every row.
-    assert.equal(ledger.byOp().find((o) => o.key === 'gatherRows')!.bytesWritten, 2 * 4 * 7 * (zeroOthers ? 6 : 4));
+    assert.equal(ledger.byOp().find((o) => o.key === 'gatherRows')!.bytesWritten, 2 * 4 * 7 * (zeroOthers ? 6 : 3));
     for (const d of [dst, dst2]) d.dispose();
   }
   const dst = upload(before, [6, 7]);
-  assert.throws(() => gatherRows([{ dst, x }], Int32Array.from([30, 0, 0, 0, 0, 0]), 7, true), /id 30 is past x's 30 rows/);
-  assert.throws(() => gatherRows([{ dst, x }], Int32Array.from([0, 0, 0]), 7, true), /one row an id/);
-  assert.throws(() => gatherRows([{ dst, x }], Int32Array.from([0, 0, 0, 0, 0, 0]), 4, true), /whole rows of cols/);
+  const three = Tensor.fromArray([0, 0, 0], [3], 'i32'), floats = upload(new Float32Array(6), [6]);
+  assert.throws(() => gatherRows([{ dst, x }], three, 7, 0, true), /one row an id/);
+  assert.throws(() => gatherRows([{ dst, x }], ids, 4, 0, true), /whole rows of cols/);
+  assert.throws(() => gatherRows([{ dst, x }], ids, 7, 7, true), /moved 7 is not a count/);
+  assert.throws(() => gatherRows([{ dst, x }], floats, 7, 0, true), /ids i32/);
   const leaf = upload(xs, [5, 3, 7, 2], true);
-  assert.throws(() => gatherRows([{ dst, x: leaf }], Int32Array.from([0, 0, 0, 0, 0, 0]), 7, true), /without gradients/);
-  for (const t of [x, dst, leaf]) t.dispose();
+  assert.throws(() => gatherRows([{ dst, x: leaf }], ids, 7, 0, true), /without gradients/);
+  for (const t of [x, dst, leaf, ids, three, floats]) t.dispose();
+});
+
+test('cacheRowIds: the ids of one part\'s rows moving right-aligned into a new cache, equal to the host\'s, for parts at the start, in the middle and alone; bad moves refused', async () => {
+  await initGpu();
+  // The host's ids: moved row r (new row at + r) takes source row sources[r]'s columns [pad, srcFilled), right-aligned at length.
+  const hostIds = (m: { rows: number; heads: number; columns: number; length: number; srcColumns: number; srcFilled: number; at: number }, sources: number[], pads: number[]) => {
+    const ids = new Int32Array(m.rows * m.heads * m.columns).fill(-1);
+    sources.forEach((row, r) => {
+      const width = m.srcFilled - pads[r];
+      for (let h = 0; h < m.heads; h++)
+        for (let j = 0; j < width; j++) ids[((m.at + r) * m.heads + h) * m.columns + m.length - width + j] = (row * m.heads + h) * m.srcColumns + pads[r] + j;
+    });
+    return ids;
+  };
+  const cases: [Parameters<typeof hostIds>[0], number[], number[]][] = [
+    [{ rows: 3, heads: 2, columns: 9, length: 6, srcColumns: 8, srcFilled: 7, at: 0 }, [4, 1], [1, 3]], // the running rows, room 3
+    [{ rows: 5, heads: 3, columns: 7, length: 7, srcColumns: 5, srcFilled: 5, at: 2 }, [0, 2, 1], [0, 2, 4]], // joiners after two rows, one column filled
+    [{ rows: 1, heads: 1, columns: 4, length: 2, srcColumns: 6, srcFilled: 2, at: 0 }, [5], [0]],
+    [{ rows: 4, heads: 2, columns: 8, length: 5, srcColumns: 6, srcFilled: 4, at: 0 }, [2, 0], [1, 0]], // rows that others' part fills follow
+  ];
+  for (const [m, sources, pads] of cases) {
+    ledger.reset();
+    const ids = cacheRowIds(m, sources, pads);
+    assert.equal(Array.from(await ids.toArray()), Array.from(hostIds(m, sources, pads)), JSON.stringify(m));
+    assert.equal(ledger.byOp().find((o) => o.key === 'cacheRowIds')!.bytesWritten, 4 * m.rows * m.heads * m.columns);
+    ids.dispose();
+  }
+  const m = cases[0][0];
+  assert.throws(() => cacheRowIds(m, [0, 1], [1]), /pads \[1\] for 2 rows/);
+  assert.throws(() => cacheRowIds(m, [0], [8]), /within the source's 7 filled columns/);
+  assert.throws(() => cacheRowIds(m, [], []), /one at least/);
+  assert.throws(() => cacheRowIds({ ...m, at: 2 }, [0, 1], [0, 0]), /do not fit/);
+  assert.throws(() => cacheRowIds({ ...m, length: 10 }, [0], [0]), /do not fit/);
 });
 
 test('a permute that moves only dims of 1, and a narrow of a whole dim, are views: no dispatch, the same values and gradients', async () => {
