@@ -42,7 +42,7 @@ export const WORKLOADS_FILE = 'workloads.json';
 /** The optimizers' update FLOPs per element (train/audit_model.ts, from kernels/adamw.ts and kernels/rmsprop.ts); the grad norm comes on top. */
 export const OPTIMIZER_KERNEL_FLOPS: Record<string, number> = { adamw: ADAMW_FLOPS_PER_ELEMENT, rmsprop: RMSPROP_FLOPS_PER_ELEMENT };
 
-type ForwardPhase = 'reference' | 'policy-forward' | 'policy-backward' | 'reward-forward' | 'reward-backward';
+type ForwardPhase = 'reference' | 'policy-forward' | 'policy-backward' | 'reward-forward' | 'reward-backward' | 'evaluation';
 type ModelName = 'policy' | 'reward';
 
 /**
@@ -70,7 +70,8 @@ export interface WorkloadsJson {
   rewardConfig: ModelConfig | null;
   lora: LoraWorkload | null;
   forward: ForwardRecord[];
-  generation: (GenerationPass & { lora: boolean; attentionPlan: AttentionPlan })[];
+  /** Generation's passes; those of an evaluation (the demo's greedy answers) say so (`phase`; absent: generation). */
+  generation: (GenerationPass & { lora: boolean; attentionPlan: AttentionPlan; phase?: 'evaluation' })[];
   sampling: Sampling;
   /** Whether each model's backward replays its layers (--gradient-checkpointing). */
   gradientCheckpointing: Record<ModelName, boolean>;
@@ -176,14 +177,15 @@ export class Workloads {
     this.data.pending = p && p.model === model ? { model, microBatches: p.microBatches + 1 } : { model, microBatches: 1 };
   }
 
-  /** One rollout: the model passes it ran (Rollout.passes). */
-  generation(passes: readonly GenerationPass[], lora: boolean, generatedTokens: number): void {
+  /** One rollout: the model passes it ran (Rollout.passes); phase 'evaluation' for one that answers held-out prompts (not counted as generated tokens). */
+  generation(passes: readonly GenerationPass[], lora: boolean, generatedTokens: number, phase: 'generation' | 'evaluation' = 'generation'): void {
     const attentionPlan = this.planOf(this.data.config.headDim, false);
+    const tag = phase === 'evaluation' ? { phase } : {};
     for (const g of passes) {
-      const same = this.data.generation.find((x) => x.tokens === g.tokens && x.filled === g.filled && x.lora === lora && samePlan(x.attentionPlan, attentionPlan));
-      if (same) same.count += g.count; else this.data.generation.push({ ...g, lora, attentionPlan });
+      const same = this.data.generation.find((x) => x.tokens === g.tokens && x.filled === g.filled && x.lora === lora && x.phase === tag.phase && samePlan(x.attentionPlan, attentionPlan));
+      if (same) same.count += g.count; else this.data.generation.push({ ...g, lora, attentionPlan, ...tag });
     }
-    this.data.tokens.generated += generatedTokens;
+    if (phase === 'generation') this.data.tokens.generated += generatedTokens;
   }
 
   /** An optimizer update of `trainableElements`, of the model whose micro-batches were recorded last (trained). */
@@ -212,7 +214,9 @@ export class Workloads {
       }
     }
     for (const g of d.generation) {
-      addBreakdown(out.generation, phaseBreakdown(d.config, 'generation', { passes: [g], lora: loraOf(g.lora), sampling: d.sampling, attentionPlan: g.attentionPlan }));
+      // An evaluation's answers are greedy, whatever the run samples with.
+      const sampling = g.phase === 'evaluation' ? { temperature: 0, topK: 0, topP: 1 } : d.sampling;
+      addBreakdown(out[g.phase ?? 'generation'], phaseBreakdown(d.config, 'generation', { passes: [g], lora: loraOf(g.lora), sampling, attentionPlan: g.attentionPlan }));
     }
     out['policy-backward'].accumulate += d.accumulated.policy;
     out['reward-backward'].accumulate += d.accumulated.reward;

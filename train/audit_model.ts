@@ -59,13 +59,14 @@
 // training forwards and a no-grad scoring of its own samples alike), policy-backward, policy-backward-recompute
 // (with --gradient-checkpointing: each layer's forward replayed in the backward), reward-forward (the reward
 // model's training forwards and its scoring of samples), reward-backward, reward-backward-recompute, optimizer
-// (grad norm and update), merge (LoRA merges). Evaluation (held-out metrics) is outside the training loop and not a phase of this audit.
+// (grad norm and update), merge (LoRA merges), evaluation (the held-out metrics: their no-grad forwards, as a
+// reference's, and the demo's greedy answers, as a generation).
 import type { GenerationPass } from '../models/causal_lm.ts';
 import type { ModelConfig } from '../models/config.ts';
 import type { LoraTargets } from '../models/lora.ts';
 import type { LedgerRow } from '../engine/ledger.ts';
 
-export const PHASES = ['generation', 'reference', 'policy-forward', 'policy-backward', 'policy-backward-recompute', 'reward-forward', 'reward-backward', 'reward-backward-recompute', 'optimizer', 'merge'] as const;
+export const PHASES = ['generation', 'reference', 'policy-forward', 'policy-backward', 'policy-backward-recompute', 'reward-forward', 'reward-backward', 'reward-backward-recompute', 'optimizer', 'merge', 'evaluation'] as const;
 export type Phase = (typeof PHASES)[number];
 
 // ---- per-element counts, as the kernels' specs state them ----
@@ -197,6 +198,7 @@ export interface PhaseWorkloads {
   'reward-backward-recompute': ForwardWorkload;
   optimizer: OptimizerWorkload;
   merge: MergeWorkload;
+  evaluation: ForwardWorkload | GenerationWorkload;
 }
 
 /** One matrix product of a layer (or the head): PEFT's module name, in and out features, whether it has a bias. */
@@ -597,6 +599,7 @@ export function phaseBreakdown<P extends Phase>(config: ModelConfig, phase: P, w
     case 'policy-backward-recompute': case 'reward-backward-recompute': return recomputeBreakdown(config, workload as ForwardWorkload);
     case 'optimizer': return { ...zeroBreakdown(), optimizer: optimizerFlops(workload as OptimizerWorkload) };
     case 'merge': return { ...zeroBreakdown(), lora: mergeFlops(config, workload as MergeWorkload) };
+    case 'evaluation': return 'sequences' in workload ? forwardBreakdown(config, workload as ForwardWorkload) : generationBreakdown(config, workload as GenerationWorkload);
   }
   throw new Error(`audit_model: unknown phase '${phase}'; phases: ${PHASES.join(', ')}`);
 }

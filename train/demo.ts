@@ -33,13 +33,13 @@ import { makeOptimizer, type Optimizer } from '../engine/optim.ts';
 import { memoryPlan, ParameterSet } from '../engine/params.ts';
 import { rng } from '../engine/random.ts';
 import { Tensor, tidy } from '../engine/tensor.ts';
-import { CausalLM, type GenerationPass } from '../models/causal_lm.ts';
+import { CausalLM } from '../models/causal_lm.ts';
 import { modelParams, parseConfig, rewardParams, type ModelConfig } from '../models/config.ts';
 import { initParameters, INITIALIZER_RANGE } from '../models/init.ts';
 import { RewardModel } from '../models/reward.ts';
 import { rollout } from '../models/rollout.ts';
-import { attentionPlanOf, ledgerByPhase, Workloads } from './audit.ts';
-import { auditRows, phaseBreakdown, totalOf, usefulOf, type AuditRow, type FlopBreakdown } from './audit_model.ts';
+import { ledgerByPhase, Workloads } from './audit.ts';
+import { auditRows, PHASES, type AuditRow, type FlopBreakdown, type Phase } from './audit_model.ts';
 import { pairBatch, pairLogprobs, type IrftPair } from './objectives/irft.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rolloutScores, type SampleBatch } from './objectives/rft.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
@@ -227,42 +227,8 @@ const trainableElements = (p: ParameterSet) => p.entries().reduce((n, e) => n + 
 
 // ---- the run ----
 
-/** Where the run's FLOPs are recorded besides Workloads' phases: the evaluation (outside the training loop's phases). */
-class ExtraFlops {
-  readonly byPhase: Record<string, number> = {};
-  readonly useful: Record<string, number> = {};
-  readonly attention: Record<string, number> = {};
-  readonly products: Record<string, number> = {};
-  forward(phase: string, count: number, T: number, head: 'all' | 'last', model?: ModelConfig): void {
-    this.add(phase, phaseBreakdown(DEMO_CONFIG, 'reference', { sequences: [{ count, promptLength: T, responseLength: 0 }], head, model, attentionPlan: attentionPlanOf(DEMO_CONFIG.headDim) }));
-  }
-  generation(phase: string, passes: readonly GenerationPass[]): void {
-    this.add(phase, phaseBreakdown(DEMO_CONFIG, 'generation', { passes, attentionPlan: attentionPlanOf(DEMO_CONFIG.headDim) }));
-  }
-  private add(phase: string, b: FlopBreakdown): void {
-    this.byPhase[phase] = (this.byPhase[phase] ?? 0) + totalOf(b);
-    this.useful[phase] = (this.useful[phase] ?? 0) + usefulOf(b);
-    this.attention[phase] = (this.attention[phase] ?? 0) + b.attentionExecuted;
-    this.products[phase] = (this.products[phase] ?? 0) + productsOf(b);
-  }
-}
-
 /** The parts of an analytic count that isModelOp's kernels compute, attention aside: products (bias and head included) and the optimizer's update and grad norm. */
 const productsOf = (b: FlopBreakdown) => b.matmul + b.bias + b.head + b.lora + b.optimizer;
-
-/** The products part of each phase's analytic FLOPs (Workloads' records and the extra phases'). */
-function analyticProducts(w: Workloads, extra: ExtraFlops): Record<string, number> {
-  const out: Record<string, number> = { ...extra.products };
-  for (const [phase, b] of Object.entries(w.breakdown())) out[phase] = (out[phase] ?? 0) + productsOf(b);
-  return out;
-}
-
-/** The attention part (as the kernels execute it) of each phase's analytic FLOPs (Workloads' records and the extra phases'). */
-function analyticAttention(w: Workloads, extra: ExtraFlops): Record<string, number> {
-  const out: Record<string, number> = { ...extra.attention };
-  for (const [phase, b] of Object.entries(w.breakdown())) out[phase] = (out[phase] ?? 0) + b.attentionExecuted;
-  return out;
-}
 
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const o = { ...opts };
@@ -273,7 +239,6 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const maxNewTokens = o.maxDigits + 1;
   // kernels/adamw.ts charges 15 FLOPs per element (audit_model.ts's ADAMW_FLOPS_PER_ELEMENT), the grad norm 2 more.
   const workloads = new Workloads(DEMO_CONFIG, { rewardConfig: DEMO_REWARD_CONFIG, optimizerFlopsPerElement: ADAMW_KERNEL_FLOPS_PER_ELEMENT, sampling: { temperature: o.temperature, topK: 0, topP: 1 } });
-  const extra = new ExtraFlops();
   ledger.reset();
   ledger.timing = o.timeKernels;
 
@@ -287,7 +252,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       const logp = tidy(() => ledger.inPhase('evaluation', () => noGrad(() => pairLogprobs(model, batch))).keep());
       const v = await logp.toArray();
       logp.dispose();
-      extra.forward('evaluation', 2 * batch.pairs, batch.T, 'all');
+      workloads.forward('evaluation', 2 * batch.pairs, batch.T, 'all');
       for (let b = 0; b < batch.pairs; b++) {
         gap += v[b] - v[batch.pairs + b];
         wins += v[b] > v[batch.pairs + b] ? 1 : 0;
@@ -297,7 +262,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     }
     const prompts = evalRows.map((r) => r.prompt);
     const { rows, passes } = await ledger.inPhaseAsync('evaluation', () => rollout(model, prompts, { batchSize: prompts.length, maxNewTokens, eosTokenIds: [EOS_ID] }));
-    extra.generation('evaluation', passes);
+    workloads.generation(passes, false, 0, 'evaluation');
     const answers = rows.map((r) => decodeResponse(r.tokens));
     let s = 0, x = 0, len = 0;
     answers.forEach((a, i) => {
@@ -460,15 +425,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 
   // ---- the audit ----
   const entries = ledger.all();
-  const analytic: Record<string, number> = { ...workloads.analytic(), ...extra.byPhase };
-  const audit = auditRows(ledgerByPhase(entries), analytic, { ...workloads.useful(), ...extra.useful });
-  const attention = analyticAttention(workloads, extra), products = analyticProducts(workloads, extra);
+  const audit = auditRows(ledgerByPhase(entries), workloads.analytic(), workloads.useful());
+  const breakdown = workloads.breakdown();
   const kinds = audit.map((r) => {
     const mine = entries.filter((e) => e.phase === r.phase);
     const sum = (f: (e: LedgerEntry) => boolean) => mine.filter(f).reduce((s, e) => s + e.flops, 0);
     const att = sum(isAttentionOp), model = sum(isModelOp);
+    const b = (PHASES as readonly string[]).includes(r.phase) ? breakdown[r.phase as Phase] : undefined; // 'other' has no analytic count
     return { phase: r.phase, products: model - att, attention: att, other: sum(() => true) - model,
-      analyticProducts: products[r.phase] ?? 0, analyticAttention: attention[r.phase] ?? 0 };
+      analyticProducts: b ? productsOf(b) : 0, analyticAttention: b?.attentionExecuted ?? 0 };
   });
   const samples = evalSet.slice(0, 6).map((ex, i) => ({ prompt: ex.prompt, demonstration: ex.demonstration, answers: Object.fromEntries(Object.entries(answers).map(([m, a]) => [m, a[i]])) }));
   const { log: _, ...options } = o;

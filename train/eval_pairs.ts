@@ -25,14 +25,17 @@ export type EncodedPair = EncodedExample & { rejected: EncodedSequence };
 export function isPair(e: EncodedExample): e is EncodedPair { return e.rejected !== undefined; }
 
 /** Response tokens a row is scored on: its mask, position 0 excepted (it has no prediction). */
-function scoredTokens(s: EncodedSequence): number {
+export function scoredTokens(s: EncodedSequence): number {
   let n = 0;
   for (let t = 1; t < s.responseMask.length; t++) n += s.responseMask[t];
   return n;
 }
 
-/** s(y) per row, in the rows' order, on the host. */
-async function rowLogprobs(model: CausalLM, rows: readonly EncodedSequence[], batchSize: number, padId: number): Promise<number[]> {
+/**
+ * s(y) per row, in the rows' order, on the host, in batches of batchSize charged to the ledger phase 'evaluation';
+ * `recordBatch` is told each batch's rows and padded length (the audit's workload: Workloads.forward('evaluation')).
+ */
+export async function rowLogprobs(model: CausalLM, rows: readonly EncodedSequence[], batchSize: number, padId: number, recordBatch?: (count: number, T: number) => void): Promise<number[]> {
   const sums: number[] = [];
   for (let first = 0; first < rows.length; first += batchSize) {
     const b = collate(rows.slice(first, first + batchSize), padId);
@@ -41,17 +44,18 @@ async function rowLogprobs(model: CausalLM, rows: readonly EncodedSequence[], ba
       const mask = Tensor.fromArray(Float32Array.from(b.responseMask), [b.B, b.T]);
       return sequenceLogprobs(model.tokenLogprobs(ids), mask); // [B]
     })).keep());
+    recordBatch?.(b.B, b.T);
     try { sums.push(...(await logp.toArray())); } finally { logp.dispose(); }
   }
   return sums;
 }
 
-/** The four numbers of the file comment over `pairs`; padId pads the batches (masked out, so any id works). */
-export async function pairMetrics(model: CausalLM, pairs: readonly EncodedPair[], batchSize: number, padId = 0): Promise<PairMetrics> {
+/** The four numbers of the file comment over `pairs`; padId pads the batches (masked out, so any id works); recordBatch as rowLogprobs's. */
+export async function pairMetrics(model: CausalLM, pairs: readonly EncodedPair[], batchSize: number, padId = 0, recordBatch?: (count: number, T: number) => void): Promise<PairMetrics> {
   if (pairs.length === 0) throw new Error('pairMetrics: no pairs');
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new Error(`pairMetrics: batchSize ${batchSize} must be a positive integer`);
   const rows = pairs.flatMap((p) => [p as EncodedSequence, p.rejected]);
-  const s = await rowLogprobs(model, rows, batchSize, padId);
+  const s = await rowLogprobs(model, rows, batchSize, padId, recordBatch);
   let gapSum = 0, gapTok = 0, wins = 0, chosenSum = 0, chosenTokens = 0;
   pairs.forEach((p, i) => {
     const sc = s[2 * i], sr = s[2 * i + 1];

@@ -31,13 +31,12 @@ import { attachLora, loadLora, mergeLora, readLoraConfig } from '../models/peft.
 import { Tokenizer } from '../models/tokenizer.ts';
 import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
-import { DataLoader, type EncodedExample } from './data/index.ts';
 import { IrftStateError, parseIrftStageState, referenceLogprobs, irftStageMicros, type IrftStageState } from './irft_stage.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { pairBatch, type IrftLossType } from './objectives/irft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
+  derivedSeed, generateResponses, heldOutEvaluator, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
 import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
@@ -299,11 +298,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
     workloads.data.peakTflops = o['peak-tflops'] ?? await matmulProbe();
     workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
     if (o['time-kernels']) ledger.timing = true;
-    let evaluator: SftObjective | null = null;
-    if (o['eval-data'] !== undefined) {
-      const evalSet = (await readDemonstrations({ ...o, data: o['eval-data'], limit: o['eval-limit'] }, tokenizer, eos, log)).encoded as EncodedExample[];
-      evaluator = new SftObjective(policy, new DataLoader(evalSet, { batchSize: o.batch, seed: o.seed, padId }), 1, evalSet, o.batch, padId);
-    }
+    const evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, workloads, log);
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
     log(`juice irft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r} on ${policy.lora.config.targetModules.join(', ')}; merged and fresh at each stage)` : ''}; ` +
       `${o.stages} stages of ${o['epochs-per-stage']} epochs over ${examples.length} prompts: ${steps.join(' + ')} = ${totalSteps} steps of up to ${o['grad-accum']} x ${o.batch} pairs; ` +

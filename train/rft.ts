@@ -43,11 +43,10 @@ import { optimizerTensors, readOptimizerState, trainLoop, type EvalResult, type 
 import { rftPolicyMicroLoss, rewardMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from './objectives/rft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, readDemonstrations, type ReinforcementOptions, trainableElements,
+  derivedSeed, generateResponses, heldOutEvaluator, readDemonstrations, type ReinforcementOptions, trainableElements,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
 import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';
-import { DataLoader, type EncodedExample } from './data/index.ts';
 import { SftObjective } from './sft.ts';
 import { makeSchedule } from './schedule.ts';
 import { TrainStep } from './step.ts';
@@ -302,10 +301,7 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
     workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
     if (o['time-kernels']) ledger.timing = true;
     objective = new RftObjective(policy, reference, reward, examples, o, gen, eos, padId, tokenizer, audit, log);
-    if (o['eval-data'] !== undefined) {
-      const evalSet = (await readDemonstrations({ ...o, data: o['eval-data'], limit: o['eval-limit'] }, tokenizer, eos, log)).encoded as EncodedExample[];
-      objective.evaluator = new SftObjective(policy, new DataLoader(evalSet, { batchSize: o.batch, seed: o.seed, padId }), 1, evalSet, o.batch, padId);
-    }
+    objective.evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, workloads, log);
     const totalSteps = objective.totalSteps;
     const schedule = makeSchedule({ kind: o.schedule, lr: o.lr, totalSteps, ...(o.warmup >= 1 ? { warmupSteps: o.warmup } : { warmupRatio: o.warmup }) });
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });

@@ -10,16 +10,14 @@
 //            log p(rejected) summed and per token, the fraction of pairs where the chosen is the more likely)
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad } from '../engine/autodiff.ts';
 import { initGpu } from '../engine/gpu.ts';
 import { memoryPlan } from '../engine/params.ts';
-import { Tensor, tidy } from '../engine/tensor.ts';
+import { Tensor } from '../engine/tensor.ts';
 import { loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
-import { ChatTemplate, collate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type EncodedSequence, type PaddedBatch } from './data/index.ts';
-import { isPair, pairEvalKeys, pairMetrics } from './eval_pairs.ts';
+import { ChatTemplate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type PaddedBatch } from './data/index.ts';
+import { isPair, pairEvalKeys, pairMetrics, rowLogprobs, scoredTokens } from './eval_pairs.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
-import { sequenceLogprobs } from './objectives/logprobs.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
 import { loadPolicy } from './policy.ts';
 import { loopOptionsOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
@@ -45,6 +43,8 @@ export class SftObjective implements Objective {
     private readonly evalSet: readonly EncodedExample[],
     private readonly evalBatch: number,
     private readonly padId: number,
+    /** Told each evaluation batch's rows and padded length (a run's audit: Workloads.forward('evaluation')). */
+    private readonly recordEval?: (count: number, T: number) => void,
   ) {}
 
   async plan(step: number): Promise<StepPlan> {
@@ -64,32 +64,16 @@ export class SftObjective implements Objective {
     };
   }
 
-  /** Σ log p(response) per row and the counted tokens of each row, for sequences in batches. */
-  private async logprobs(rows: readonly EncodedSequence[]): Promise<{ sums: number[]; tokens: number }> {
-    const sums: number[] = [];
-    let tokens = 0;
-    for (let i = 0; i < rows.length; i += this.evalBatch) {
-      const b = collate(rows.slice(i, i + this.evalBatch), this.padId);
-      tokens += countedTokens(b);
-      const out = noGrad(() => tidy(() => {
-        const { ids, mask } = batchTensors(b);
-        return sequenceLogprobs(this.model.tokenLogprobs(ids), mask); // [B]
-      }));
-      sums.push(...(await out.toArray()));
-      out.dispose();
-    }
-    return { sums, tokens };
-  }
-
   get evaluate(): (() => Promise<EvalResult>) | undefined {
     if (this.evalSet.length === 0) return undefined;
     return async () => {
       const pairs = this.evalSet.filter(isPair);
-      const m = pairs.length > 0 ? await pairMetrics(this.model, pairs, this.evalBatch, this.padId) : null;
+      const m = pairs.length > 0 ? await pairMetrics(this.model, pairs, this.evalBatch, this.padId, this.recordEval) : null;
       // Every record a pair: eval_loss is the pairs' chosen_nll, no second pass.
       if (m !== null && pairs.length === this.evalSet.length) return { eval_loss: m.chosen_nll, ...pairEvalKeys(m) };
-      const chosen = await this.logprobs(this.evalSet);
-      return { eval_loss: -chosen.sums.reduce((a, b) => a + b, 0) / Math.max(1, chosen.tokens), ...(m ? pairEvalKeys(m) : {}) };
+      const sums = await rowLogprobs(this.model, this.evalSet, this.evalBatch, this.padId, this.recordEval);
+      const tokens = this.evalSet.reduce((n, e) => n + scoredTokens(e), 0);
+      return { eval_loss: -sums.reduce((a, b) => a + b, 0) / Math.max(1, tokens), ...(m ? pairEvalKeys(m) : {}) };
     };
   }
 

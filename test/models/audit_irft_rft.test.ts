@@ -1,5 +1,6 @@
 // The audit of tiny real runs (child processes on a byte-level GPT-NeoX): IRFT of 2 stages, full and LoRA
-// (generation, reference, policy forward/backward, optimizer, merge), and RFT, full and LoRA (reward forward and
+// (generation, reference, policy forward/backward, optimizer, merge; the LoRA run's held-out pairs, evaluation), and RFT
+// (with held-out records without pairs), full and LoRA (reward forward and
 // backward too, and the policy and reward model scoring the samples; the LoRA run with gradient checkpointing, whose
 // replayed layers are phases of their own), and IRFT with mixed precision (its f16 casts: bytes, no FLOPs). On
 // EVERY phase the ledger's FLOPs agree with the analytic model (train/audit_model.ts, attention as the tiled kernels execute it) on the recorded workloads
@@ -25,6 +26,10 @@ test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const model = writeByteModel(path.join(tmp, 'model'));
 const data = path.join(tmp, 'data.jsonl');
 fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.` })).join('\n') + '\n');
+// Held-out pairs (HH's format) and plain records: the evaluation's two paths (pair metrics; the eval loss alone).
+const evalPairs = path.join(tmp, 'eval_pairs.jsonl'), evalPlain = path.join(tmp, 'eval_plain.jsonl');
+fs.writeFileSync(evalPairs, Array.from({ length: 4 }, (_, i) => JSON.stringify({ chosen: `\n\nHuman: what is ${i} plus 2?\n\nAssistant: It is ${i + 2}.`, rejected: `\n\nHuman: what is ${i} plus 2?\n\nAssistant: No.` })).join('\n') + '\n');
+fs.writeFileSync(evalPlain, Array.from({ length: 3 }, (_, i) => JSON.stringify({ prompt: `\n\nHuman: what is ${i} plus 1?\n\nAssistant:`, response: ` It is ${i + 1}.` })).join('\n') + '\n');
 const common = ['--model', model, '--data', data, '--batch', '3', '--max-new-tokens', '8', '--max-length', '64', '--max-prompt-length', '40', '--peak-tflops', '1', '--save-steps', '100'];
 const LORA = ['--lora-r', '4'];
 
@@ -65,14 +70,14 @@ test('IRFT (full, 2 stages): every phase within 2%', () => {
 
 test('IRFT with LoRA: the merge too, and the backward pruned below the first adapter', () => {
   const out = path.join(tmp, 'irft-lora');
-  juice('irft', [...common, ...LORA, '--out', out, '--stages', '2']);
-  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer', 'merge']);
+  juice('irft', [...common, ...LORA, '--out', out, '--stages', '2', '--eval-data', evalPairs, '--eval-steps', '1']);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'optimizer', 'merge', 'evaluation']);
 });
 
 test('RFT: every phase within 2%, the reward model\'s and the scoring of samples too', () => {
   const out = path.join(tmp, 'rft');
-  juice('rft', [...common, '--out', out, '--prompts-per-iteration', '3', '--epochs', '1']);
-  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer']);
+  juice('rft', [...common, '--out', out, '--prompts-per-iteration', '3', '--epochs', '1', '--eval-data', evalPlain]);
+  check(out, ['generation', 'reference', 'policy-forward', 'policy-backward', 'reward-forward', 'reward-backward', 'optimizer', 'evaluation']);
   assert.ok(fs.existsSync(path.join(out, 'reward_model', 'model.safetensors')));
   const table = juice('audit', [out]);
   assert.ok(/useful GFLOP/.test(table) && /reward-backward/.test(table), table);

@@ -1,6 +1,6 @@
 // The audit of tiny demo runs (train/demo.ts): on EVERY phase the ledger's FLOPs agree with the analytic model
 // (train/audit_model.ts, attention as the tiled kernels execute it) fed with the workloads the run recorded, within
-// 2%; the evaluation, outside the training loop's phases, is checked alike from the demo's own records. The ledger
+// 2%, the evaluation's (held-out log-probs and greedy answers) among them. The ledger
 // may only be above the model (the engine's q/k/v slice-gradient sums, the norms' column sums and the loss scalars
 // are left out of it), and the useful count (attention over the visible keys, for MFU) below it.
 import { test } from 'uvu';
