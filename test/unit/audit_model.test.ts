@@ -263,7 +263,10 @@ test('a run: every phase, zero where absent; the optimizer at 15 + 2 (grad norm)
     'policy-backward': { sequences: seq, head: 'all' },
     optimizer: { trainableElements: 1000 },
   });
-  assert.equal(run, { generation: 34072, reference: 0, 'policy-forward': 34706, 'policy-backward': 55925, 'policy-backward-recompute': 0, 'reward-forward': 0, 'reward-backward': 0, 'reward-backward-recompute': 0, optimizer: 17000, merge: 0 });
+  assert.equal(run, { generation: 34072, reference: 0, 'policy-forward': 34706, 'policy-backward': 55925, 'policy-backward-recompute': 0, 'reward-forward': 0, 'reward-backward': 0, 'reward-backward-recompute': 0, optimizer: 17000, merge: 0, evaluation: 0 });
+  // The evaluation's forwards count as a reference's, its answers as a generation.
+  assert.is(phaseFlops(neox, 'evaluation', { sequences: seq, head: 'all' }), phaseFlops(neox, 'reference', { sequences: seq, head: 'all' }));
+  assert.is(phaseFlops(neox, 'evaluation', { passes: rowPasses(1, 3, 3) }), 34072);
   assert.is(phaseFlops(neox, 'optimizer', { trainableElements: 1000, flopsPerElement: M.RMSPROP_FLOPS_PER_ELEMENT }), 14000);
   assert.is(phaseFlops(neox, 'optimizer', { trainableElements: 1000, gradNorm: false }), 15000);
   assert.throws(() => phaseFlops(neox, 'reference', { sequences: [{ count: 1, promptLength: -1, responseLength: 2 }], head: 'all' }), /non-negative/);
