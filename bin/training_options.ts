@@ -103,7 +103,7 @@ export const TRAINING_OPTIONS = {
   seed: integer({ min: 0, max: 2 ** 32 - 1, default: 42, help: 'seed of the data order, LoRA\'s initialisation and dropout' }),
   'skip-bad-lines': boolean({ help: 'skip data lines that are not valid records (counted and reported) instead of stopping at the first' }),
   'log-steps': integer({ min: 1, max: 1e9, default: 10, help: 'print a progress line every N steps when the output is not a terminal' }),
-  'time-kernels': boolean({ help: 'time every kernel (timestamp queries) and print the ledger of the last step' }),
+  'time-kernels': boolean({ help: 'time every kernel (timestamp queries): GPU ms and MFU per phase in the audit, the peak from a matmul probe (juice irft, juice rft: unless --peak-tflops)' }),
 };
 
 /** The checks across options (the option layer checked each one alone). Throws UsageError. */

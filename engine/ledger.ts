@@ -55,7 +55,11 @@ export class Ledger {
     return e;
   }
 
-  reset(): void { this.entries.clear(); }
+  /** Forgets every entry, or those of one phase (e.g. a measurement that is not the run's work). */
+  reset(phase?: string): void {
+    if (phase === undefined) { this.entries.clear(); return; }
+    for (const [key, e] of this.entries) if (e.phase === phase) this.entries.delete(key);
+  }
 
   all(): LedgerEntry[] { return [...this.entries.values()]; }
 

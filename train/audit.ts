@@ -317,7 +317,7 @@ export function workloadsOfJson(json: WorkloadsJson | (Omit<WorkloadsJson, 'vers
 
 /** A finished run's audit rows from its folder's ledger.json and workloads.json. */
 export function readRunAudit(runDir: string): { rows: AuditRow[]; workloads: WorkloadsJson } {
-  for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice irft / juice rft)`);
+  for (const f of [LEDGER_FILE, WORKLOADS_FILE]) if (!existsSync(join(runDir, f))) throw new Error(`${runDir}: no ${f} (written at the end of juice sft, juice irft and juice rft)`);
   const saved = JSON.parse(readFileSync(join(runDir, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] };
   const json = workloadsOfJson(JSON.parse(readFileSync(join(runDir, WORKLOADS_FILE), 'utf8')));
   if (!json) throw new Error(`${runDir}: ${WORKLOADS_FILE} is of an older format (before version 4): run it again to audit it`);
@@ -330,7 +330,8 @@ export { auditJson, auditTable };
 
 /**
  * A short matmul probe: the TFLOP/s of n x n x n products (wall clock over a few submits, after a warm-up),
- * as the peak MFU is measured against when --peak-tflops is not given. Charged to the ledger phase `probe`.
+ * as the peak MFU is measured against when --peak-tflops is not given. Charged to the ledger phase `probe`, which it
+ * clears again: the probe is not the run's work.
  */
 export async function matmulProbe(n = 512, repeats = 8): Promise<number> {
   const a = Tensor.fromArray(new Float32Array(n * n).fill(0.001), [n, n]).keep(), b = Tensor.fromArray(new Float32Array(n * n).fill(0.001), [n, n]).keep();
@@ -350,5 +351,6 @@ export async function matmulProbe(n = 512, repeats = 8): Promise<number> {
   } finally {
     a.dispose();
     b.dispose();
+    ledger.reset('probe');
   }
 }

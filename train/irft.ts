@@ -298,7 +298,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
     workloads.data.peakTflops = o['peak-tflops'] ?? await matmulProbe();
     workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
     if (o['time-kernels']) ledger.timing = true;
-    const evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, workloads, log);
+    const evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, audit, log);
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
     log(`juice irft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r} on ${policy.lora.config.targetModules.join(', ')}; merged and fresh at each stage)` : ''}; ` +
       `${o.stages} stages of ${o['epochs-per-stage']} epochs over ${examples.length} prompts: ${steps.join(' + ')} = ${totalSteps} steps of up to ${o['grad-accum']} x ${o.batch} pairs; ` +

@@ -105,8 +105,6 @@ export interface LoopOptions {
   config: Record<string, unknown>;
   /** Progress lines every this many steps when stdout is not a terminal. */
   logSteps: number;
-  /** Time every kernel of the last step and print the ledger. */
-  timeKernels?: boolean;
   forwardPhase?: string;
   log?: (line: string) => void;
 }
@@ -225,7 +223,6 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     while (trainStep.stepCount < o.totalSteps && stopSignal === null) {
       const step = trainStep.stepCount + 1;
       const last = step === o.totalSteps;
-      if (last && o.timeKernels) { ledger.reset(); ledger.timing = true; }
       const t0 = performance.now();
       const plan = await objective.plan(step);
       if (plan.freshOptimizer) {
@@ -274,7 +271,6 @@ export async function trainLoop(o: LoopOptions): Promise<LoopResult> {
     trainStep.dispose();
     optimizer.dispose();
   }
-  if (o.timeKernels) log(`\nledger of the last step:\n\n${ledger.table()}`);
   const plots = await writePlots(o.outDir);
   log(`plots: ${plots.join(', ')}`);
   const signal = stopSignal as NodeJS.Signals | null;

@@ -7,7 +7,7 @@ import { ledger } from '../engine/ledger.ts';
 import type { CausalLM, GeneratedRow, GenerationPass } from '../models/causal_lm.ts';
 import { rollout } from '../models/rollout.ts';
 import type { Tokenizer } from '../models/tokenizer.ts';
-import type { Workloads } from './audit.ts';
+import type { RunAudit, Workloads } from './audit.ts';
 import { ChatTemplate, DataLoader, encodeExample, readExamples, type EncodedExample } from './data/index.ts';
 import { RunConfigError, type TrainingOptions } from './run_config.ts';
 import { SftObjective } from './sft.ts';
@@ -60,11 +60,10 @@ export async function readDemonstrations(o: TrainingOptions, tokenizer: Tokenize
  * The held-out evaluation of --eval-data (--eval-limit) on the policy: the SFT objective's eval loss and pair metrics
  * (train/eval_pairs.ts), each of its forwards recorded as the audit's phase 'evaluation'; null without --eval-data.
  */
-export async function heldOutEvaluator(o: TrainingOptions, policy: CausalLM, tokenizer: Tokenizer, eos: number, padId: number, workloads: Workloads, log: (l: string) => void): Promise<SftObjective | null> {
+export async function heldOutEvaluator(o: TrainingOptions, policy: CausalLM, tokenizer: Tokenizer, eos: number, padId: number, audit: RunAudit, log: (l: string) => void): Promise<SftObjective | null> {
   if (o['eval-data'] === undefined) return null;
   const evalSet = (await readDemonstrations({ ...o, data: o['eval-data'], limit: o['eval-limit'] }, tokenizer, eos, log)).encoded;
-  return new SftObjective(policy, new DataLoader(evalSet, { batchSize: o.batch, seed: o.seed, padId }), 1, evalSet, o.batch, padId,
-    (count, T) => workloads.forward('evaluation', count, T, 'all', { lora: policy.lora !== undefined }));
+  return new SftObjective(policy, new DataLoader(evalSet, { batchSize: o.batch, seed: o.seed, padId }), 1, evalSet, o.batch, padId, audit);
 }
 
 

@@ -301,7 +301,7 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
     workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
     if (o['time-kernels']) ledger.timing = true;
     objective = new RftObjective(policy, reference, reward, examples, o, gen, eos, padId, tokenizer, audit, log);
-    objective.evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, workloads, log);
+    objective.evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, audit, log);
     const totalSteps = objective.totalSteps;
     const schedule = makeSchedule({ kind: o.schedule, lr: o.lr, totalSteps, ...(o.warmup >= 1 ? { warmupSteps: o.warmup } : { warmupRatio: o.warmup }) });
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });

@@ -8,19 +8,25 @@
 //   evaluate eval_loss: the same mean over the eval set; for records with a rejected response (HH) also
 //            train/eval_pairs.ts's eval_gap_sum, eval_gap_tok, eval_acc and eval_chosen_nll (log p(chosen) -
 //            log p(rejected) summed and per token, the fraction of pairs where the chosen is the more likely)
+//   audit    every micro-batch, update and evaluation batch recorded as IRFT and RFT record theirs (train/audit.ts),
+//            ledger.json and workloads.json in each checkpoint and the run folder (juice audit)
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initGpu } from '../engine/gpu.ts';
 import { memoryPlan } from '../engine/params.ts';
+import { ledger } from '../engine/ledger.ts';
 import { Tensor } from '../engine/tensor.ts';
 import { loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { ChatTemplate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type PaddedBatch } from './data/index.ts';
+import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
+import type { CheckpointFile } from './checkpoint.ts';
 import { isPair, pairEvalKeys, pairMetrics, rowLogprobs, scoredTokens } from './eval_pairs.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
 import { loadPolicy } from './policy.ts';
-import { loopOptionsOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
+import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
+import { trainableElements } from './reward_learning.ts';
 import { makeSchedule } from './schedule.ts';
 
 
@@ -43,9 +49,11 @@ export class SftObjective implements Objective {
     private readonly evalSet: readonly EncodedExample[],
     private readonly evalBatch: number,
     private readonly padId: number,
-    /** Told each evaluation batch's rows and padded length (a run's audit: Workloads.forward('evaluation')). */
-    private readonly recordEval?: (count: number, T: number) => void,
+    /** The run's audit: each micro-batch, update and evaluation batch recorded into its workloads, its files in each checkpoint. */
+    private readonly audit?: RunAudit,
   ) {}
+
+  private recordEval = (count: number, T: number) => this.audit?.workloads.forward('evaluation', count, T, 'all', { lora: this.model.lora !== undefined });
 
   async plan(step: number): Promise<StepPlan> {
     const batches = Array.from({ length: this.gradAccum }, () => this.loader.next());
@@ -55,10 +63,17 @@ export class SftObjective implements Objective {
       const { ids, mask } = batchTensors(b);
       return sftMicroLoss(this.model.tokenLogprobs(ids), mask, total);
     });
+    const tokens = batches.reduce((n, b) => n + b.lengths.reduce((a, l) => a + l, 0), 0);
+    if (this.audit) {
+      const w = this.audit.workloads;
+      for (const b of batches) w.trained('policy', b.B, b.T, 'all', this.model.lora !== undefined);
+      w.optimizer(trainableElements(this.model.params));
+      w.data.tokens.trained += tokens;
+    }
     const lastBatch = batches[batches.length - 1];
     return {
       micros,
-      tokens: batches.reduce((n, b) => n + b.lengths.reduce((a, l) => a + l, 0), 0),
+      tokens,
       epoch: lastBatch.epoch + (lastBatch.position + 1) / this.loader.batchesPerEpoch,
       extra: { response_tokens: total },
     };
@@ -78,6 +93,8 @@ export class SftObjective implements Objective {
   }
 
   state(): { cursor: Cursor } { return { cursor: this.loader.cursor() }; }
+
+  files(): CheckpointFile[] { return this.audit?.files() ?? []; }
 
   restore(state: unknown): void {
     const cursor = (state as { cursor?: Cursor } | null)?.cursor;
@@ -102,8 +119,8 @@ async function encodeFile(file: string, tokenizer: Tokenizer, o: TrainingOptions
 
 
 
-/** `juice sft`: checks the inputs, loads, and trains; returns the loop's result (its exit code). */
-export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) => console.log(l)): Promise<LoopResult> {
+/** `juice sft`: checks the inputs, loads, and trains; returns the loop's result (its exit code) and the audit's table. */
+export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) => console.log(l)): Promise<LoopResult & { audit: string }> {
   // Everything that can be checked without the GPU, first.
   const config = loadConfigFor(o.model, 'lm');
   if (o['max-length'] > config.maxPositions) throw new RunConfigError(`--max-length ${o['max-length']} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)`);
@@ -120,21 +137,32 @@ export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) 
   });
 
   await initGpu();
-  const policy = loadPolicy({
-    modelDir: o.model, weightsDtype: o['weights-dtype'], seed: o.seed,
-    lora: o['lora-r'] !== undefined ? { r: o['lora-r'], alpha: o['lora-alpha'] ?? o['lora-r'], dropout: o['lora-dropout'], targets } : undefined,
-  }, resumeDir);
+  const lora = o['lora-r'] !== undefined ? { r: o['lora-r'], alpha: o['lora-alpha'] ?? o['lora-r'], dropout: o['lora-dropout'], targets } : undefined;
+  const audit = new RunAudit(new Workloads(config, {
+    lora: lora ? { r: lora.r, targets: targets!, dropout: lora.dropout } : undefined, optimizerFlopsPerElement: OPTIMIZER_KERNEL_FLOPS[o.optimizer],
+    gradientCheckpointing: { policy: o['gradient-checkpointing'] }, mixedPrecision: { policy: lossScalingOf(o) !== undefined },
+  }));
+  if (resumeDir !== undefined) audit.restore(resumeDir);
+  const policy = loadPolicy({ modelDir: o.model, weightsDtype: o['weights-dtype'], seed: o.seed, lora }, resumeDir);
   policy.gradientCheckpointing = o['gradient-checkpointing'];
   try {
+    // MFU needs GPU time: the peak is measured only when every kernel is timed.
+    if (o['time-kernels']) {
+      audit.workloads.data.peakTflops = await matmulProbe();
+      audit.workloads.data.peakSource = 'matmul probe (512^3, f32)';
+      ledger.timing = true;
+    }
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
     log(`juice sft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r}, alpha ${policy.lora.config.alpha}, on ${policy.lora.config.targetModules.join(', ')})` : ''}; ` +
       `${totalSteps} steps of ${o['grad-accum']} x ${o.batch} sequences (${loader.batchesPerEpoch} batches an epoch); ${o.schedule} schedule, lr ${o.lr}, ${schedule.warmupSteps} warmup steps`);
-    const objective = new SftObjective(policy, loader, o['grad-accum'], evalSet, o.batch, padId);
-    return await trainLoop({
+    const objective = new SftObjective(policy, loader, o['grad-accum'], evalSet, o.batch, padId, audit);
+    const result = await trainLoop({
       outDir: o.out, policy, sourceDir: o.model, objective,
-      ...loopOptionsOf(o, 'sft'), schedule, totalSteps, resumeFrom: resumeDir, timeKernels: o['time-kernels'], log,
+      ...loopOptionsOf(o, 'sft'), schedule, totalSteps, resumeFrom: resumeDir, log,
     });
+    return { ...result, audit: audit.write(o.out) };
   } finally {
+    ledger.timing = false;
     policy.dispose();
   }
 }

@@ -15,6 +15,18 @@ test('size classes waste at most a quarter', () => {
   }
 });
 
+test('ledger.reset(phase) forgets that phase only; reset() every entry', () => {
+  ledger.reset();
+  const cost = { flops: 3, bytesRead: 4, bytesWritten: 5 };
+  ledger.inPhase('probe', () => { ledger.record('matmul', cost); ledger.record('add', cost); });
+  ledger.inPhase('policy-forward', () => ledger.record('matmul', cost));
+  ledger.record('matmul', cost);
+  ledger.reset('probe');
+  assert.equal(ledger.all().map((e) => [e.phase, e.op, e.flops]).sort(), [['other', 'matmul', 3], ['policy-forward', 'matmul', 3]]);
+  ledger.reset();
+  assert.equal(ledger.all(), []);
+});
+
 test('device has the adapter limits, not the defaults', async () => {
   const g = await initGpu();
   // WebGPU's default is 128 MiB and 16 KiB; lavapipe and real GPUs offer at least as much, often more.

@@ -1,4 +1,4 @@
-// The audit of tiny real runs (child processes on a byte-level GPT-NeoX): IRFT of 2 stages, full and LoRA
+// The audit of tiny real runs (child processes on a byte-level GPT-NeoX): SFT with LoRA, accumulation and held-out pairs; IRFT of 2 stages, full and LoRA
 // (generation, reference, policy forward/backward, optimizer, merge; the LoRA run's held-out pairs, evaluation), and RFT
 // (with held-out records without pairs), full and LoRA (reward forward and
 // backward too, and the policy and reward model scoring the samples; the LoRA run with gradient checkpointing, whose
@@ -66,6 +66,17 @@ test('IRFT (full, 2 stages): every phase within 2%', () => {
   const json = JSON.parse(juice('audit', [out, '--json'])) as Record<string, { ledger_flops: number; analytic_flops: number; ratio: number | null; useful_flops: number; bytes: number; gpu_ms: number | null }>;
   assert.ok(json.optimizer.ratio !== null && json.generation.gpu_ms === null && json['policy-forward'].bytes > 0);
   assert.ok(json['policy-forward'].useful_flops < json['policy-forward'].analytic_flops);
+});
+
+test('SFT (LoRA, 2 micro-batches a step, held-out pairs, every kernel timed): the audit IRFT and RFT write, every phase within 2%, the peak probe not among them', () => {
+  const out = path.join(tmp, 'sft');
+  const sftArgs = ['--model', model, '--data', data, '--batch', '2', '--grad-accum', '2', '--max-length', '64', '--max-prompt-length', '40', '--max-steps', '3', '--save-steps', '100'];
+  const stdout = juice('sft', [...sftArgs, ...LORA, '--out', out, '--eval-data', evalPairs, '--eval-steps', '2', '--time-kernels']);
+  check(out, ['policy-forward', 'policy-backward', 'optimizer', 'evaluation']);
+  assert.ok(/audit \(/.test(stdout) && /MFU@/.test(stdout), stdout);
+  const { rows, workloads } = readRunAudit(out);
+  assert.ok(rows.every((r) => r.phase === 'other' || r.gpuMs !== null), 'every phase timed');
+  assert.ok(workloads.peakTflops !== null && workloads.peakTflops > 0 && workloads.accumulated.policy > 0);
 });
 
 test('IRFT with LoRA: the merge too, and the backward pruned below the first adapter', () => {

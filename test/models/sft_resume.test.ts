@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { readRunAudit } from '../../train/audit.ts';
 import { readMetrics } from '../../train/metrics.ts';
 import { latestCheckpoint } from '../../train/checkpoint.ts';
 import { readSafetensors } from '../../engine/safetensors.ts';
@@ -42,10 +43,17 @@ async function complete(args: string[]): Promise<string> {
 const bytes = (dir: string, file: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, file));
 const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
 
+/** The run folder's audit: each phase's FLOPs (ledger and analytic) and the recorded workloads. */
+function audit(dir: string): unknown {
+  const { rows, workloads: w } = readRunAudit(dir);
+  return { flops: rows.filter((r) => r.ledgerFlops > 0).map((r) => [r.phase, r.ledgerFlops, r.analyticFlops]), forward: w.forward, optimizer: w.optimizer, accumulated: w.accumulated, tokens: w.tokens };
+}
+
 function assertSameEnd(a: string, b: string, weights: string): void {
   assert.ok(bytes(a, weights).equals(bytes(b, weights)), `${weights} differs`);
   assert.ok(bytes(a, 'optimizer.safetensors').equals(bytes(b, 'optimizer.safetensors')), 'optimizer.safetensors differs');
   assert.equal(losses(b), losses(a));
+  assert.equal(audit(b), audit(a)); // the resumed run's audit adds to what the first process counted
 }
 
 const straight = path.join(tmp, 'straight');
