@@ -234,6 +234,11 @@ export class Workloads {
   toJSON(): WorkloadsJson { return this.data; }
 }
 
+/** Σ of the numel of the trainable parameters: what one optimizer update touches (and the grad norm reads). */
+export function trainableElements(params: { entries(): { param: { numel: number } }[] }): number {
+  return params.entries().reduce((n, e) => n + e.param.numel, 0);
+}
+
 /** Records of equal shapes merge only when the same kernels ran them (a resumed run may run on another device). */
 function samePlan(a: AttentionPlan, b: AttentionPlan): boolean { return JSON.stringify(a) === JSON.stringify(b); }
 

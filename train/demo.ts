@@ -38,7 +38,7 @@ import { modelParams, parseConfig, rewardParams, type ModelConfig } from '../mod
 import { initParameters, INITIALIZER_RANGE } from '../models/init.ts';
 import { RewardModel } from '../models/reward.ts';
 import { rollout } from '../models/rollout.ts';
-import { ledgerByPhase, Workloads } from './audit.ts';
+import { ledgerByPhase, trainableElements, Workloads } from './audit.ts';
 import { auditRows, PHASES, type AuditRow, type FlopBreakdown, type Phase } from './audit_model.ts';
 import { pairBatch, pairLogprobs, type IrftPair } from './objectives/irft.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rolloutScores, type SampleBatch } from './objectives/rft.ts';
@@ -222,8 +222,6 @@ function trainer(params: ParameterSet, lr: number, schedule: ReturnType<typeof m
   const optimizer = makeOptimizer('adamw', params.entries(), { lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.01 });
   return { step: new TrainStep({ params, optimizer, schedule: { ...schedule, lr }, clipNorm: 1, phases }), optimizer };
 }
-
-const trainableElements = (p: ParameterSet) => p.entries().reduce((n, e) => n + e.param.numel, 0);
 
 // ---- the run ----
 

@@ -29,14 +29,14 @@ import { initGpu } from '../engine/gpu.ts';
 import { loadCausalLM, loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
 import { attachLora, loadLora, mergeLora, readLoraConfig } from '../models/peft.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
-import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
+import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import { IrftStateError, parseIrftStageState, referenceLogprobs, irftStageMicros, type IrftStageState } from './irft_stage.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { pairBatch, type IrftLossType } from './objectives/irft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, heldOutEvaluator, readDemonstrations, type ReinforcementOptions, shuffled, trainableElements,
+  derivedSeed, generateResponses, heldOutEvaluator, readDemonstrations, type ReinforcementOptions, shuffled,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
 import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';

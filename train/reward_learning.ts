@@ -99,10 +99,6 @@ export async function generateResponses(policy: CausalLM, prompts: readonly numb
   return { responses, rows, generatedTokens: timing.generatedTokens, seconds: timing.seconds, tokensPerSecond: timing.tokensPerSecond, passes };
 }
 
-/** Σ of the numel of the trainable parameters: what one optimizer update touches (and the grad norm reads). */
-export function trainableElements(params: { entries(): { param: { numel: number } }[] }): number {
-  return params.entries().reduce((n, e) => n + e.param.numel, 0);
-}
 
 /** An integer seed derived from the run's seed and a purpose (a stage, an iteration). */
 export function derivedSeed(seed: number, ...parts: number[]): number {

@@ -37,13 +37,13 @@ import { INITIALIZER_RANGE } from '../models/init.ts';
 import { loadRewardModel, rewardConfigJson, RewardModel, saveRewardModel } from '../models/reward.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { ModelWeights } from '../models/weights.ts';
-import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
+import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import { optimizerTensors, readOptimizerState, trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from './objectives/rft.ts';
 import { loadPolicy } from './policy.ts';
 import {
-  derivedSeed, generateResponses, heldOutEvaluator, readDemonstrations, type ReinforcementOptions, trainableElements,
+  derivedSeed, generateResponses, heldOutEvaluator, readDemonstrations, type ReinforcementOptions,
   type Demonstration, type GenerationSettings,
 } from './reward_learning.ts';
 import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup } from './run_config.ts';

@@ -19,14 +19,13 @@ import { Tensor } from '../engine/tensor.ts';
 import { loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { ChatTemplate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type PaddedBatch } from './data/index.ts';
-import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, Workloads } from './audit.ts';
+import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import { isPair, pairEvalKeys, pairMetrics, rowLogprobs, scoredTokens } from './eval_pairs.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { sftMicroLoss } from './objectives/sft.ts';
 import { loadPolicy } from './policy.ts';
 import { lossScalingOf, loopOptionsOf, RunConfigError, runSetup, type TrainingOptions } from './run_config.ts';
-import { trainableElements } from './reward_learning.ts';
 import { makeSchedule } from './schedule.ts';
 
 

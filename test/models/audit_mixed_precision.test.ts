@@ -24,7 +24,7 @@ import type { LedgerEntry } from '../../engine/ledger.ts';
 import { irft } from '../../bin/commands/irft.ts';
 import { rftPolicyMicroLoss, type SampleBatch } from '../../train/objectives/rft.ts';
 import { GRAD_SCALER_DEFAULTS, LossScaler } from '../../train/loss_scaler.ts';
-import { trainableElements } from '../../train/reward_learning.ts';
+import { trainableElements } from '../../train/audit.ts';
 import { makeSchedule } from '../../train/schedule.ts';
 import { TrainStep } from '../../train/step.ts';
 import { tinyConfigJson, writeByteModel } from '../support/byte_model.ts';
