@@ -143,7 +143,6 @@ export interface DemoResult {
   /** Greedy answers of the base and of each method to the first eval prompts. */
   samples: { prompt: string; demonstration: string; answers: Record<string, string> }[];
   audit: AuditRow[];
-  /** Ledger FLOPs by phase and by kind: products and attention (what the analytic model describes) and the rest. */
   /**
    * Ledger FLOPs by phase and kind beside the analytic model's: the products (matmuls with their bias epilogues, the
    * head, the optimizer's update and grad norm), attention's QKᵀ and PV (forward, backward, decode), and the rest
@@ -447,9 +446,12 @@ export function isModelOp(e: Pick<LedgerEntry, 'op'>): boolean {
   return /^matmul/.test(e.op) || isAttentionOp(e) || e.op === 'adamw' || /^squaredSum/.test(e.op);
 }
 
-/** Attention's products: the forward's and the decode's QKᵀ and PV, the backward's two kernels. */
+/**
+ * Attention's kernels, as the analytic model's executed attention counts them: the forward's and the decode's QKᵀ and
+ * PV (and the merge of a decode's key chunks), the backward's delta and its two kernels.
+ */
 export function isAttentionOp(e: Pick<LedgerEntry, 'op'>): boolean {
-  return /^attention(Forward|Decode$|BackwardDkDv$|BackwardDq$)/.test(e.op);
+  return /^attention(Forward|Decode|Backward(Delta|DkDv|Dq))/.test(e.op); // every kernel variant (F16, Rows, TensorCore, Reduce)
 }
 
 // ---- outputs ----
