@@ -7,14 +7,12 @@
 // the grad norm's partials change the order of additions).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { tinyConfigJson, writeByteModel } from '../support/byte_model.ts';
+import { juiceRun } from '../support/juice_child.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const WINDOW = 65536;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-windows-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -28,10 +26,10 @@ fs.writeFileSync(pairs, words.slice(0, 4).map((w) => JSON.stringify({ chosen: `\
 const LENGTHS = ['--max-length', '32', '--max-prompt-length', '16'];
 
 /** Runs `juice command ...args` in a child process with extra environment variables; asserts that it succeeded. */
-function juice(env: Record<string, string>, command: string, ...args: string[]): void {
-  const r = spawnSync(process.execPath, ['--import', path.join(ROOT, 'bin/tsx.mjs'), path.join(ROOT, 'bin/juice.ts'), command, ...args],
-    { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 2 ** 26 });
-  assert.is(r.status, 0, `juice ${command} ${args.join(' ')} (${JSON.stringify(env)}):\n${r.stdout}\n${r.stderr}`);
+async function juice(env: Record<string, string>, command: string, ...args: string[]): Promise<void> {
+  const run = juiceRun(command, args, env);
+  const { code } = await run.exited;
+  assert.is(code, 0, `juice ${command} ${args.join(' ')} (${JSON.stringify(env)}):\n${run.output()}`);
 }
 
 const records = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -41,21 +39,21 @@ function numbers(dir: string): number[] {
   return records(dir).flatMap((r) => Object.entries(r).filter(([k, v]) => typeof v === 'number' && !/time|_s$|bytes/.test(k)).map(([, v]) => v as number));
 }
 
-function runAll(label: string, env: Record<string, string>) {
+async function runAll(label: string, env: Record<string, string>) {
   const sft = path.join(tmp, `sft-${label}`), irft = path.join(tmp, `irft-${label}`);
-  juice(env, 'sft', '--model', model, '--data', data, '--out', sft, '--max-steps', '3', '--lr', '1e-3', '--eval-data', pairs, '--batch', '2', ...LENGTHS);
+  await juice(env, 'sft', '--model', model, '--data', data, '--out', sft, '--max-steps', '3', '--lr', '1e-3', '--eval-data', pairs, '--batch', '2', ...LENGTHS);
   const checkpoint = path.join(sft, 'checkpoint-3');
   // --peak-tflops: the peak probe's 512 x 512 operands would not fit 64 KiB (the audit's MFU, not the run, needs it).
-  juice(env, 'irft', '--model', checkpoint, '--data', data, '--limit', '4', '--out', irft, '--stages', '2', '--max-new-tokens', '6',
+  await juice(env, 'irft', '--model', checkpoint, '--data', data, '--limit', '4', '--out', irft, '--stages', '2', '--max-new-tokens', '6',
     '--lr', '1e-3', '--eval-data', pairs, '--peak-tflops', '1', '--batch', '1', ...LENGTHS); // a pair a step: demonstration and generation
   const ledger = JSON.parse(fs.readFileSync(path.join(sft, 'ledger.json'), 'utf8')) as { entries: { op: string; dispatches: number }[] };
   const embeddings = ledger.entries.filter((e) => e.op === 'embedding').reduce((n, e) => n + e.dispatches, 0);
   return { sft: numbers(sft), irft: numbers(irft), embeddings };
 }
 
-test('sft and irft on a model whose tables exceed one binding agree with the one-binding run', () => {
-  const whole = runAll('whole', {});
-  const windowed = runAll('windowed', { JUICE_MAX_BINDING_BYTES: String(WINDOW) });
+test('sft and irft on a model whose tables exceed one binding agree with the one-binding run', async () => {
+  const whole = await runAll('whole', {});
+  const windowed = await runAll('windowed', { JUICE_MAX_BINDING_BYTES: String(WINDOW) });
   assert.is(windowed.embeddings, 8 * whole.embeddings, 'the table is read in eight windows');
   for (const part of ['sft', 'irft'] as const) {
     assert.is(windowed[part].length, whole[part].length, `${part}: the same records`);
