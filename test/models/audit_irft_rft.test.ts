@@ -18,14 +18,13 @@ import { fileURLToPath } from 'node:url';
 import { ledgerByPhase, readRunAudit, Workloads, LEDGER_FILE } from '../../train/audit.ts';
 import { PHASES } from '../../train/audit_model.ts';
 import type { LedgerEntry } from '../../engine/ledger.ts';
-import { writeByteModel } from '../support/byte_model.ts';
+import { writeAdditionData, writeByteModel } from '../support/byte_model.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-audit-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const model = writeByteModel(path.join(tmp, 'model'));
-const data = path.join(tmp, 'data.jsonl');
-fs.writeFileSync(data, Array.from({ length: 6 }, (_, i) => JSON.stringify({ prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.` })).join('\n') + '\n');
+const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 6);
 // Held-out pairs (HH's format) and plain records: the evaluation's two paths (pair metrics; the eval loss alone).
 const evalPairs = path.join(tmp, 'eval_pairs.jsonl'), evalPlain = path.join(tmp, 'eval_plain.jsonl');
 fs.writeFileSync(evalPairs, Array.from({ length: 4 }, (_, i) => JSON.stringify({ chosen: `\n\nHuman: what is ${i} plus 2?\n\nAssistant: It is ${i + 2}.`, rejected: `\n\nHuman: what is ${i} plus 2?\n\nAssistant: No.` })).join('\n') + '\n');

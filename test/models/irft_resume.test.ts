@@ -7,18 +7,14 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readMetrics } from '../../train/metrics.ts';
-import { writeByteModel } from '../support/byte_model.ts';
-import { juiceRun, waitFor } from '../support/juice_child.ts';
+import { writeAdditionData, writeByteModel } from '../support/byte_model.ts';
+import { juiceRun, killedInStep, trainLosses } from '../support/juice_child.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-irft-resume-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const model = writeByteModel(path.join(tmp, 'model'));
-const data = path.join(tmp, 'data.jsonl');
-fs.writeFileSync(data, Array.from({ length: 8 }, (_, i) => JSON.stringify({
-  prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
-})).join('\n') + '\n');
+const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 8);
 
 const STEPS = 8; // 2 stages of ceil(2 epochs · 4 prompts / 2 pairs) = 4 steps
 const common = ['--model', model, '--data', data, '--stages', '2', '--epochs-per-stage', '2', '--batch', '2', '--max-new-tokens', '10',
@@ -26,17 +22,13 @@ const common = ['--model', model, '--data', data, '--stages', '2', '--epochs-per
   '--lora-targets', 'query_key_value,dense', '--peak-tflops', '1', '--temperature', '0.8', '--seed', '3'];
 
 const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, name));
-const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
 
 test('IRFT with LoRA killed (SIGKILL) mid stage 2 and resumed ends byte-identical to an uninterrupted run', async () => {
   const whole = path.join(tmp, 'whole'), cut = path.join(tmp, 'cut');
   const a = juiceRun('irft', [...common, '--out', whole]);
   assert.is((await a.exited).code, 0, a.output());
 
-  const b = juiceRun('irft', [...common, '--out', cut], { JUICE_TEST_STALL_IN_STEP: '7' });
-  await waitFor(b, 'stalling in step 7');
-  b.child.kill('SIGKILL');
-  await b.exited;
+  await killedInStep('irft', [...common, '--out', cut], 7);
   assert.ok(fs.existsSync(path.join(cut, 'checkpoint-6')) && !fs.existsSync(path.join(cut, `checkpoint-${STEPS}`)));
 
   const c = juiceRun('irft', [...common, '--out', cut, '--resume']);
@@ -45,7 +37,7 @@ test('IRFT with LoRA killed (SIGKILL) mid stage 2 and resumed ends byte-identica
   for (const name of ['adapter_model.safetensors', 'optimizer.safetensors', 'irft_merged_adapters.safetensors', 'irft_generations.jsonl']) {
     assert.ok(file(whole, name).equals(file(cut, name)), `${name} differs after the resume`);
   }
-  assert.equal(losses(cut), losses(whole));
+  assert.equal(trainLosses(cut), trainLosses(whole));
 });
 
 test.run();

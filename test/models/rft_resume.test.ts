@@ -7,19 +7,15 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readMetrics } from '../../train/metrics.ts';
 import { REWARD_OPTIMIZER_FILE, REWARD_WEIGHTS_FILE } from '../../train/rft.ts';
-import { writeByteModel } from '../support/byte_model.ts';
-import { juiceRun, waitFor } from '../support/juice_child.ts';
+import { writeAdditionData, writeByteModel } from '../support/byte_model.ts';
+import { juiceRun, killedInStep, trainLosses } from '../support/juice_child.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-rft-resume-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const model = writeByteModel(path.join(tmp, 'model'));
-const data = path.join(tmp, 'data.jsonl');
-fs.writeFileSync(data, Array.from({ length: 8 }, (_, i) => JSON.stringify({
-  prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
-})).join('\n') + '\n');
+const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 8);
 
 const STEPS = 4; // 8 prompts, 2 an iteration, one epoch: 4 iterations of one policy step
 const common = ['--model', model, '--data', data, '--prompts-per-iteration', '2', '--epochs', '1', '--batch', '2', '--max-new-tokens', '8',
@@ -27,17 +23,13 @@ const common = ['--model', model, '--data', data, '--prompts-per-iteration', '2'
   '--temperature', '0.8', '--seed', '3'];
 
 const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, name));
-const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
 
 test('RFT killed (SIGKILL) in step 3 and resumed ends byte-identical to an uninterrupted run, the reward model included', async () => {
   const whole = path.join(tmp, 'whole'), cut = path.join(tmp, 'cut');
   const a = juiceRun('rft', [...common, '--out', whole]);
   assert.is((await a.exited).code, 0, a.output());
 
-  const b = juiceRun('rft', [...common, '--out', cut], { JUICE_TEST_STALL_IN_STEP: '3' });
-  await waitFor(b, 'stalling in step 3');
-  b.child.kill('SIGKILL');
-  await b.exited;
+  await killedInStep('rft', [...common, '--out', cut], 3);
   assert.ok(fs.existsSync(path.join(cut, 'checkpoint-2')) && !fs.existsSync(path.join(cut, 'checkpoint-3')));
 
   const c = juiceRun('rft', [...common, '--out', cut, '--resume']);
@@ -46,7 +38,7 @@ test('RFT killed (SIGKILL) in step 3 and resumed ends byte-identical to an unint
   for (const name of ['model.safetensors', 'optimizer.safetensors', REWARD_WEIGHTS_FILE, REWARD_OPTIMIZER_FILE])
     assert.ok(file(whole, name).equals(file(cut, name)), `${name} differs after the resume`);
   assert.ok(fs.readFileSync(path.join(whole, 'reward_model', 'model.safetensors')).equals(fs.readFileSync(path.join(cut, 'reward_model', 'model.safetensors'))), 'the final reward_model/ differs');
-  assert.equal(losses(cut), losses(whole));
+  assert.equal(trainLosses(cut), trainLosses(whole));
 });
 
 test.run();

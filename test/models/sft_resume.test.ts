@@ -16,17 +16,14 @@ import { readMetrics } from '../../train/metrics.ts';
 import { latestCheckpoint } from '../../train/checkpoint.ts';
 import { readSafetensors } from '../../engine/safetensors.ts';
 import { relErr as relativeError } from '../support/util.ts';
-import { tinyConfigJson, writeByteModel } from '../support/byte_model.ts';
-import { juiceRun, waitFor } from '../support/juice_child.ts';
+import { tinyConfigJson, writeAdditionData, writeByteModel } from '../support/byte_model.ts';
+import { juiceRun, killedInStep, trainLosses, waitFor } from '../support/juice_child.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'juice-sft-resume-'));
 test.after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const model = writeByteModel(path.join(tmp, 'model'));
-const data = path.join(tmp, 'data.jsonl');
-fs.writeFileSync(data, Array.from({ length: 20 }, (_, i) => JSON.stringify({
-  prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
-})).join('\n') + '\n');
+const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 20);
 
 const STEPS = 6;
 const common = ['--model', model, '--data', data, '--max-steps', String(STEPS), '--batch', '3', '--grad-accum', '2', '--lr', '2e-3',
@@ -41,7 +38,6 @@ async function complete(args: string[]): Promise<string> {
 }
 
 const bytes = (dir: string, file: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, file));
-const losses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
 
 /** The run folder's audit: each phase's FLOPs (ledger and analytic) and the recorded workloads. */
 function audit(dir: string): unknown {
@@ -52,7 +48,7 @@ function audit(dir: string): unknown {
 function assertSameEnd(a: string, b: string, weights: string): void {
   assert.ok(bytes(a, weights).equals(bytes(b, weights)), `${weights} differs`);
   assert.ok(bytes(a, 'optimizer.safetensors').equals(bytes(b, 'optimizer.safetensors')), 'optimizer.safetensors differs');
-  assert.equal(losses(b), losses(a));
+  assert.equal(trainLosses(b), trainLosses(a));
   assert.equal(audit(b), audit(a)); // the resumed run's audit adds to what the first process counted
 }
 
@@ -67,16 +63,13 @@ test('an uninterrupted run: checkpoints every 2 steps, a model folder at the end
   assert.is(state.global_step, STEPS);
   assert.is(state.log_history.filter((r: { type: string }) => r.type === 'train').length, STEPS);
   assert.is(state.config['adam-beta2'], 0.95);
-  assert.equal(losses(straight).map(([s]) => s), [1, 2, 3, 4, 5, 6]);
+  assert.equal(trainLosses(straight).map(([s]) => s), [1, 2, 3, 4, 5, 6]);
   assert.ok(fs.existsSync(path.join(straight, 'plots', 'loss.svg')));
 });
 
 test('SIGKILL inside step 3, then --resume from checkpoint-2: byte-identical weights and optimizer state', async () => {
   const out = path.join(tmp, 'killed-in-step');
-  const run = juiceRun('sft', [...common, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
-  await waitFor(run, 'stalling in step 3');
-  run.child.kill('SIGKILL');
-  await run.exited;
+  await killedInStep('sft', [...common, '--out', out], 3);
   assert.is(latestCheckpoint(out)?.step, 2);
   const resumed = await complete([...common, '--out', out, '--resume']);
   assert.match(resumed, 'resumed from');
@@ -132,7 +125,7 @@ test('tables larger than one binding: with the binding cut to 64 KiB (a 2048-tok
   await complete([...args, '--out', whole]);
   const run = juiceRun('sft', [...args, '--out', windowed], cut);
   assert.is((await run.exited).code, 0, run.output());
-  const lw = losses(whole) as number[][], lc = losses(windowed) as number[][];
+  const lw = trainLosses(whole) as number[][], lc = trainLosses(windowed) as number[][];
   assert.equal(lc.map(([s]) => s), [1, 2, 3, 4]);
   lc.forEach(([, l], i) => assert.ok(Math.abs(l - lw[i][1]) <= 1e-5 * Math.abs(lw[i][1]), `step ${i + 1}: loss ${l} windowed, ${lw[i][1]} whole`));
   const a = readSafetensors(path.join(whole, 'checkpoint-4', 'model.safetensors')), b = readSafetensors(path.join(windowed, 'checkpoint-4', 'model.safetensors'));
@@ -142,10 +135,7 @@ test('tables larger than one binding: with the binding cut to 64 KiB (a 2048-tok
   assert.is((await tooSmall.exited).code, 1, tooSmall.output());
   assert.match(tooSmall.output(), /binding '\w+' is tensor .* more than one binding holds \(maxStorageBufferBindingSize 4096\)/);
   // A run killed in step 3 under the cut resumes from checkpoint-2 to the uninterrupted run's bytes.
-  const killed = juiceRun('sft', [...args, '--out', resumed], { ...cut, JUICE_TEST_STALL_IN_STEP: '3' });
-  await waitFor(killed, 'stalling in step 3');
-  killed.child.kill('SIGKILL');
-  await killed.exited;
+  await killedInStep('sft', [...args, '--out', resumed], 3, cut);
   const again = juiceRun('sft', [...args, '--out', resumed, '--resume'], cut);
   assert.is((await again.exited).code, 0, again.output());
   for (const f of ['model.safetensors', 'optimizer.safetensors'])
@@ -172,7 +162,7 @@ const lossScales = (dir: string) => trainRecords(dir).map((r) => [r.step, r.loss
 
 test('--mixed-precision f16: the losses track the f32 run within 1e-4 relative but are not its bits; the scale grows after 3 clean steps', async () => {
   await complete([...mixed, '--out', mixedStraight]);
-  const l16 = losses(mixedStraight) as number[][], l32 = losses(straight) as number[][];
+  const l16 = trainLosses(mixedStraight) as number[][], l32 = trainLosses(straight) as number[][];
   assert.equal(l16.map(([s]) => s), [1, 2, 3, 4, 5, 6]);
   // f16's unit roundoff is 2^-11 (4.9e-4) per operand element; the loss averages many such errors (measured: 5e-6).
   l16.forEach(([, l], i) => assert.ok(Math.abs(l - l32[i][1]) <= 1e-4 * Math.abs(l32[i][1]), `step ${i + 1}: loss ${l} in f16, ${l32[i][1]} in f32`));
@@ -186,10 +176,7 @@ test('--mixed-precision f16: the losses track the f32 run within 1e-4 relative b
 
 test('--mixed-precision f16: SIGKILL inside step 3, resumed from checkpoint-2 (two clean steps counted): byte-identical, the same scales', async () => {
   const out = path.join(tmp, 'mixed-killed');
-  const run = juiceRun('sft', [...mixed, '--out', out], { JUICE_TEST_STALL_IN_STEP: '3' });
-  await waitFor(run, 'stalling in step 3');
-  run.child.kill('SIGKILL');
-  await run.exited;
+  await killedInStep('sft', [...mixed, '--out', out], 3);
   assert.is(latestCheckpoint(out)?.step, 2);
   await complete([...mixed, '--out', out, '--resume']);
   assertSameEnd(mixedStraight, out, 'model.safetensors');

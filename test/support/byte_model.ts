@@ -66,3 +66,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(im
   writeByteModel(dir, like ? JSON.parse(fs.readFileSync(like, 'utf8')) : tinyConfigJson());
   console.log(`wrote ${dir}`);
 }
+
+/** Writes n prompt/response records in HH's turn format ("what is i plus i % 5?"), JSONL, to file; returns its path. */
+export function writeAdditionData(file: string, n: number): string {
+  fs.writeFileSync(file, Array.from({ length: n }, (_, i) => JSON.stringify({
+    prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
+  })).join('\n') + '\n');
+  return file;
+}

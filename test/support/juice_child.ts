@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readMetrics } from '../../train/metrics.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -27,3 +28,14 @@ export async function waitFor(run: JuiceRun, text: string): Promise<void> {
   }
   assert.ok(run.output().includes(text), `waited for '${text}'; the child printed:\n${run.output()}`);
 }
+
+/** Starts the run with the test hook that stalls inside `step`, and SIGKILLs it there: a crash mid step. */
+export async function killedInStep(command: string, args: string[], step: number, env: Record<string, string> = {}): Promise<void> {
+  const run = juiceRun(command, args, { ...env, JUICE_TEST_STALL_IN_STEP: String(step) });
+  await waitFor(run, `stalling in step ${step}`);
+  run.child.kill('SIGKILL');
+  await run.exited;
+}
+
+/** The run folder's train records as [step, loss] (metrics.jsonl). */
+export const trainLosses = (dir: string) => readMetrics(path.join(dir, 'metrics.jsonl')).records.filter((r) => r.type === 'train').map((r) => [r.step, r.loss]);
