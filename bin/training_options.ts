@@ -103,7 +103,8 @@ export const TRAINING_OPTIONS = {
   seed: integer({ min: 0, max: 2 ** 32 - 1, default: 42, help: 'seed of the data order, LoRA\'s initialisation and dropout' }),
   'skip-bad-lines': boolean({ help: 'skip data lines that are not valid records (counted and reported) instead of stopping at the first' }),
   'log-steps': integer({ min: 1, max: 1e9, default: 10, help: 'print a progress line every N steps when the output is not a terminal' }),
-  'time-kernels': boolean({ help: 'time every kernel (timestamp queries): GPU ms and MFU per phase in the audit, the peak from a matmul probe (juice irft, juice rft: unless --peak-tflops)' }),
+  'time-kernels': boolean({ help: 'time every kernel (timestamp queries): GPU ms and MFU per phase in the audit, against --peak-tflops or else a short matmul probe at start' }),
+  'peak-tflops': number({ min: 0, max: 1e6, minExclusive: true, help: 'peak TFLOP/s for the audit\'s MFU (the device\'s datasheet figure, say); default with --time-kernels: a short matmul probe' }),
 };
 
 /** The checks across options (the option layer checked each one alone). Throws UsageError. */

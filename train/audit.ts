@@ -359,3 +359,13 @@ export async function matmulProbe(n = 512, repeats = 8): Promise<number> {
     ledger.reset('probe');
   }
 }
+
+/**
+ * The peak a trainer's audit measures MFU against: --peak-tflops, else, when every kernel is timed (--time-kernels),
+ * the matmul probe; else none, since without GPU times there is no MFU to give.
+ */
+export async function auditPeak(o: { 'peak-tflops'?: number; 'time-kernels': boolean }): Promise<Pick<WorkloadsJson, 'peakTflops' | 'peakSource'>> {
+  if (o['peak-tflops'] !== undefined) return { peakTflops: o['peak-tflops'], peakSource: '--peak-tflops' };
+  if (!o['time-kernels']) return { peakTflops: null, peakSource: null };
+  return { peakTflops: await matmulProbe(), peakSource: 'matmul probe (512^3, f32)' };
+}

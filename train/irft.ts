@@ -29,7 +29,7 @@ import { initGpu } from '../engine/gpu.ts';
 import { loadCausalLM, loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
 import { attachLora, loadLora, mergeLora, readLoraConfig } from '../models/peft.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
-import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
+import { auditPeak, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import { IrftStateError, parseIrftStageState, referenceLogprobs, irftStageMicros, type IrftStageState } from './irft_stage.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
@@ -295,8 +295,7 @@ export async function runIrft(o: IrftOptions, log: (l: string) => void = (l) => 
       loadLora(policy, resumeDir!);
       policy.lora!.seed = o.seed;
     }
-    workloads.data.peakTflops = o['peak-tflops'] ?? await matmulProbe();
-    workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
+    Object.assign(workloads.data, await auditPeak(o));
     if (o['time-kernels']) ledger.timing = true;
     const evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, audit, log);
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });

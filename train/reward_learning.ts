@@ -28,7 +28,6 @@ export interface ReinforcementOptions extends TrainingOptions {
   stop: string[];
   'no-stop': boolean;
   'generation-batch': number;
-  'peak-tflops'?: number;
 }
 
 export interface GenerationSettings {

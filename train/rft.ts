@@ -37,7 +37,7 @@ import { INITIALIZER_RANGE } from '../models/init.ts';
 import { loadRewardModel, rewardConfigJson, RewardModel, saveRewardModel } from '../models/reward.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { ModelWeights } from '../models/weights.ts';
-import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
+import { auditPeak, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import { optimizerTensors, readOptimizerState, trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
 import { rftPolicyMicroLoss, rewardMicroLoss, rlooAdvantages, rlooReturns, sampleLogprobs, type SampleBatch } from './objectives/rft.ts';
@@ -297,8 +297,7 @@ export async function runRft(o: RftOptions, log: (l: string) => void = (l) => co
   if (resumeDir !== undefined) audit.restore(resumeDir);
   let objective: RftObjective | null = null;
   try {
-    workloads.data.peakTflops = o['peak-tflops'] ?? await matmulProbe();
-    workloads.data.peakSource = o['peak-tflops'] !== undefined ? '--peak-tflops' : 'matmul probe (512^3, f32)';
+    Object.assign(workloads.data, await auditPeak(o));
     if (o['time-kernels']) ledger.timing = true;
     objective = new RftObjective(policy, reference, reward, examples, o, gen, eos, padId, tokenizer, audit, log);
     objective.evaluator = await heldOutEvaluator(o, policy, tokenizer, eos, padId, audit, log);

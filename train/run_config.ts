@@ -30,7 +30,7 @@ export interface TrainingOptions {
   'mixed-precision': 'off' | 'f16'; 'loss-scale-init': number; 'loss-scale-growth-interval': number;
   'save-steps': number; 'save-total-limit'?: number; 'max-shard-size': number; resume?: string;
   'eval-data'?: string; 'eval-steps'?: number; 'eval-limit'?: number; limit?: number; seed: number;
-  'skip-bad-lines': boolean; 'log-steps': number; 'time-kernels': boolean;
+  'skip-bad-lines': boolean; 'log-steps': number; 'time-kernels': boolean; 'peak-tflops'?: number;
 }
 
 

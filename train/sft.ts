@@ -19,7 +19,7 @@ import { Tensor } from '../engine/tensor.ts';
 import { loadConfigFor, type CausalLM } from '../models/causal_lm.ts';
 import { Tokenizer } from '../models/tokenizer.ts';
 import { ChatTemplate, DataLoader, encodeExample, readExamples, type Cursor, type EncodedExample, type PaddedBatch } from './data/index.ts';
-import { matmulProbe, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
+import { auditPeak, OPTIMIZER_KERNEL_FLOPS, RunAudit, trainableElements, Workloads } from './audit.ts';
 import type { CheckpointFile } from './checkpoint.ts';
 import { isPair, pairEvalKeys, pairMetrics, rowLogprobs, scoredTokens } from './eval_pairs.ts';
 import { trainLoop, type EvalResult, type LoopResult, type Objective, type StepPlan } from './loop.ts';
@@ -145,12 +145,8 @@ export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) 
   const policy = loadPolicy({ modelDir: o.model, weightsDtype: o['weights-dtype'], seed: o.seed, lora }, resumeDir);
   policy.gradientCheckpointing = o['gradient-checkpointing'];
   try {
-    // MFU needs GPU time: the peak is measured only when every kernel is timed.
-    if (o['time-kernels']) {
-      audit.workloads.data.peakTflops = await matmulProbe();
-      audit.workloads.data.peakSource = 'matmul probe (512^3, f32)';
-      ledger.timing = true;
-    }
+    Object.assign(audit.workloads.data, await auditPeak(o));
+    ledger.timing = o['time-kernels'];
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
     log(`juice sft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r}, alpha ${policy.lora.config.alpha}, on ${policy.lora.config.targetModules.join(', ')})` : ''}; ` +
       `${totalSteps} steps of ${o['grad-accum']} x ${o.batch} sequences (${loader.batchesPerEpoch} batches an epoch); ${o.schedule} schedule, lr ${o.lr}, ${schedule.warmupSteps} warmup steps`);

@@ -18,7 +18,6 @@ export function generationOptions(defaultTemperature: number) {
     stop: string({ multiple: true, metavar: 'TEXT', help: `a generated response ends after this text, which is cut off (EOS appended); default ${HH_STOP_STRINGS.map((s) => JSON.stringify(s)).join(' and ')} (HH turns)` }),
     'no-stop': boolean({ help: 'no stop strings: responses end at EOS or --max-new-tokens only' }),
     'generation-batch': integer({ min: 1, max: 4096, default: 64, help: 'rows generated together (the KV cache\'s rows; waiting prompts join as rows finish)' }),
-    'peak-tflops': number({ min: 0, max: 1e6, minExclusive: true, help: 'peak TFLOP/s for the audit\'s MFU; default: measured by a short matmul probe at start' }),
   };
 }
 

@@ -78,6 +78,19 @@ test('SFT (LoRA, 2 micro-batches a step, held-out pairs, every kernel timed): th
   assert.ok(workloads.peakTflops !== null && workloads.peakTflops > 0 && workloads.accumulated.policy > 0);
 });
 
+test('the peak MFU is measured against: --peak-tflops in every trainer (SFT too), else a probe only when kernels are timed', () => {
+  const sftArgs = ['--model', model, '--data', data, '--batch', '2', '--max-length', '64', '--max-prompt-length', '40', '--max-steps', '1', '--save-steps', '100'];
+  const sft = path.join(tmp, 'sft-peak');
+  juice('sft', [...sftArgs, '--out', sft, '--time-kernels', '--peak-tflops', '2.5']);
+  const timed = readRunAudit(sft).workloads;
+  assert.equal([timed.peakTflops, timed.peakSource], [2.5, '--peak-tflops']);
+  // Without GPU times there is no MFU: an untimed run without --peak-tflops probes nothing and records no peak.
+  const irft = path.join(tmp, 'irft-untimed');
+  juice('irft', [...common.filter((a, i, all) => a !== '--peak-tflops' && all[i - 1] !== '--peak-tflops'), '--out', irft, '--stages', '1', '--limit', '2']);
+  const untimed = readRunAudit(irft).workloads;
+  assert.equal([untimed.peakTflops, untimed.peakSource], [null, null]);
+});
+
 test('IRFT with LoRA: the merge too, and the backward pruned below the first adapter', () => {
   const out = path.join(tmp, 'irft-lora');
   juice('irft', [...common, ...LORA, '--out', out, '--stages', '2', '--eval-data', evalPairs, '--eval-steps', '1']);

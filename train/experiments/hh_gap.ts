@@ -172,8 +172,8 @@ export function runArgs(spec: HhGapRunSpec, paths: HhGapPaths, dir: string, seed
   ];
   switch (spec.method) {
     case 'sft': return ['sft', ...common, '--epochs', String(HH_GAP.epochs), ...(o.maxSteps !== undefined ? ['--max-steps', String(o.maxSteps)] : [])];
-    case 'irft': return ['irft', ...common, ...spec.args, '--max-new-tokens', String(HH_GAP.maxNewTokens), '--stop', HH_GAP.stop, '--peak-tflops', '1'];
-    case 'rft': return ['rft', ...common, ...spec.args, '--epochs', String(HH_GAP.epochs), '--max-new-tokens', String(HH_GAP.maxNewTokens), '--stop', HH_GAP.stop, '--peak-tflops', '1'];
+    case 'irft': return ['irft', ...common, ...spec.args, '--max-new-tokens', String(HH_GAP.maxNewTokens), '--stop', HH_GAP.stop];
+    case 'rft': return ['rft', ...common, ...spec.args, '--epochs', String(HH_GAP.epochs), '--max-new-tokens', String(HH_GAP.maxNewTokens), '--stop', HH_GAP.stop];
   }
 }
 
