@@ -146,7 +146,7 @@ export async function runSft(o: TrainingOptions, log: (l: string) => void = (l) 
   policy.gradientCheckpointing = o['gradient-checkpointing'];
   try {
     Object.assign(audit.workloads.data, await auditPeak(o));
-    ledger.timing = o['time-kernels'];
+    if (o['time-kernels']) ledger.timing = true;
     const plan = memoryPlan(policy.params.specs, { weightDtype: o['weights-dtype'] });
     log(`juice sft: ${config.modelType}, ${plan.parameters.toLocaleString('en-US')} parameters, ${plan.trainableParameters.toLocaleString('en-US')} trained${policy.lora ? ` (LoRA r ${policy.lora.config.r}, alpha ${policy.lora.config.alpha}, on ${policy.lora.config.targetModules.join(', ')})` : ''}; ` +
       `${totalSteps} steps of ${o['grad-accum']} x ${o.batch} sequences (${loader.batchesPerEpoch} batches an epoch); ${o.schedule} schedule, lr ${o.lr}, ${schedule.warmupSteps} warmup steps`);
