@@ -29,7 +29,7 @@ const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 6);
 const evalPairs = path.join(tmp, 'eval_pairs.jsonl'), evalPlain = path.join(tmp, 'eval_plain.jsonl');
 fs.writeFileSync(evalPairs, Array.from({ length: 4 }, (_, i) => JSON.stringify({ chosen: `\n\nHuman: what is ${i} plus 2?\n\nAssistant: It is ${i + 2}.`, rejected: `\n\nHuman: what is ${i} plus 2?\n\nAssistant: No.` })).join('\n') + '\n');
 fs.writeFileSync(evalPlain, Array.from({ length: 3 }, (_, i) => JSON.stringify({ prompt: `\n\nHuman: what is ${i} plus 1?\n\nAssistant:`, response: ` It is ${i + 1}.` })).join('\n') + '\n');
-const common = ['--model', model, '--data', data, '--batch', '3', '--max-new-tokens', '8', '--max-length', '64', '--max-prompt-length', '40', '--peak-tflops', '1', '--save-steps', '100'];
+const common = ['--model', model, '--data', data, '--batch', '3', '--max-new-tokens', '8', '--max-length', '64', '--max-prompt-length', '40', '--save-steps', '100'];
 const LORA = ['--lora-r', '4'];
 
 function juice(command: string, args: string[]): string {
@@ -86,7 +86,7 @@ test('the peak MFU is measured against: --peak-tflops in every trainer (SFT too)
   assert.equal([timed.peakTflops, timed.peakSource], [2.5, '--peak-tflops']);
   // Without GPU times there is no MFU: an untimed run without --peak-tflops probes nothing and records no peak.
   const irft = path.join(tmp, 'irft-untimed');
-  juice('irft', [...common.filter((a, i, all) => a !== '--peak-tflops' && all[i - 1] !== '--peak-tflops'), '--out', irft, '--stages', '1', '--limit', '2']);
+  juice('irft', [...common, '--out', irft, '--stages', '1', '--limit', '2']);
   const untimed = readRunAudit(irft).workloads;
   assert.equal([untimed.peakTflops, untimed.peakSource], [null, null]);
 });

@@ -97,7 +97,7 @@ test('juice irft --mixed-precision f16 on the (emulated) tensor cores, in the pr
   fs.writeFileSync(data, Array.from({ length: 4 }, (_, i) => JSON.stringify({ prompt: `what is ${i} plus 2?`, response: ` ${i + 2}.` })).join('\n') + '\n');
   const out = path.join(tmp, 'irft');
   const code = await withTensorCores(EMULATED, () => irft.main(['--model', model, '--data', data, '--out', out, '--batch', '2', '--max-new-tokens', '4', '--max-length', '32',
-    '--max-prompt-length', '16', '--peak-tflops', '1', '--stages', '1', '--epochs-per-stage', '1', '--mixed-precision', 'f16', '--gradient-checkpointing']));
+    '--max-prompt-length', '16', '--stages', '1', '--epochs-per-stage', '1', '--mixed-precision', 'f16', '--gradient-checkpointing']));
   assert.is(code, 0);
   const entries = (JSON.parse(fs.readFileSync(path.join(out, LEDGER_FILE), 'utf8')) as { entries: LedgerEntry[] }).entries;
   const onTensorCores = [...new Set(entries.filter((e) => /TensorCore/.test(e.op)).map((e) => e.phase))].sort();

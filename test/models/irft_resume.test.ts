@@ -19,7 +19,7 @@ const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 8);
 const STEPS = 8; // 2 stages of ceil(2 epochs · 4 prompts / 2 pairs) = 4 steps
 const common = ['--model', model, '--data', data, '--stages', '2', '--epochs-per-stage', '2', '--batch', '2', '--max-new-tokens', '10',
   '--max-length', '64', '--max-prompt-length', '40', '--save-steps', '1', '--log-steps', '1', '--lr', '2e-3', '--lora-r', '4',
-  '--lora-targets', 'query_key_value,dense', '--peak-tflops', '1', '--temperature', '0.8', '--seed', '3'];
+  '--lora-targets', 'query_key_value,dense', '--temperature', '0.8', '--seed', '3'];
 
 const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, name));
 

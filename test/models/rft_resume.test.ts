@@ -19,7 +19,7 @@ const data = writeAdditionData(path.join(tmp, 'data.jsonl'), 8);
 
 const STEPS = 4; // 8 prompts, 2 an iteration, one epoch: 4 iterations of one policy step
 const common = ['--model', model, '--data', data, '--prompts-per-iteration', '2', '--epochs', '1', '--batch', '2', '--max-new-tokens', '8',
-  '--max-length', '64', '--max-prompt-length', '40', '--save-steps', '1', '--log-steps', '1', '--lr', '2e-3', '--peak-tflops', '1',
+  '--max-length', '64', '--max-prompt-length', '40', '--save-steps', '1', '--log-steps', '1', '--lr', '2e-3',
   '--temperature', '0.8', '--seed', '3'];
 
 const file = (dir: string, name: string) => fs.readFileSync(path.join(dir, `checkpoint-${STEPS}`, name));

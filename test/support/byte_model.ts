@@ -60,17 +60,17 @@ export function writeByteModel(dir: string, configJson: Record<string, unknown> 
   return dir;
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
-  const [dir, like] = process.argv.slice(2);
-  if (!dir) { console.error('usage: tsx test/support/byte_model.ts DIR [config.json]'); process.exit(2); }
-  writeByteModel(dir, like ? JSON.parse(fs.readFileSync(like, 'utf8')) : tinyConfigJson());
-  console.log(`wrote ${dir}`);
-}
-
 /** Writes n prompt/response records in HH's turn format ("what is i plus i % 5?"), JSONL, to file; returns its path. */
 export function writeAdditionData(file: string, n: number): string {
   fs.writeFileSync(file, Array.from({ length: n }, (_, i) => JSON.stringify({
     prompt: `\n\nHuman: what is ${i} plus ${i % 5}?\n\nAssistant:`, response: ` It is ${i + (i % 5)}.`,
   })).join('\n') + '\n');
   return file;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  const [dir, like] = process.argv.slice(2);
+  if (!dir) { console.error('usage: tsx test/support/byte_model.ts DIR [config.json]'); process.exit(2); }
+  writeByteModel(dir, like ? JSON.parse(fs.readFileSync(like, 'utf8')) : tinyConfigJson());
+  console.log(`wrote ${dir}`);
 }
